@@ -1,0 +1,183 @@
+// Package identity names the client that Flow Lock keeps timing state and
+// quarantine entries for: an IP address (IPv6 grouped by prefix) or an opaque
+// value from a trusted identity header such as an API key or JWT subject.
+//
+// An ID is a small comparable value, so it can key a Go map without turning
+// an address into a string on the hot path (netip.Addr.String allocates).
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxNameLen is the longest identity-header value accepted as an identity.
+// Longer values are refused by FromName: a header is attacker-controlled, and
+// every tracked identity holds its name in memory.
+const MaxNameLen = 128
+
+// ID identifies one client. The zero ID means "no identity".
+//
+// Address identities compare equal when their (masked) addresses are equal;
+// name identities when their names are equal. An address identity never
+// equals a name identity, even if the name looks like an address.
+type ID struct {
+	addr netip.Addr // client address, IPv6 masked to bits; invalid for names
+	bits uint8      // prefix length of a grouped IPv6 address; 0 when not grouped
+	name string     // identity-header value; empty for address identities
+}
+
+// FromAddr returns the identity of a client address. IPv4-mapped IPv6
+// addresses are treated as IPv4; other IPv6 addresses are grouped by their
+// first ipv6Prefix bits (1–128; values out of range mean 128, no grouping),
+// because one IPv6 subscriber usually owns a whole /64. A zone is dropped.
+// An invalid address gives the zero ID.
+func FromAddr(a netip.Addr, ipv6Prefix int) ID {
+	if !a.IsValid() {
+		return ID{}
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return ID{addr: a}
+	}
+	if ipv6Prefix <= 0 || ipv6Prefix >= 128 {
+		return ID{addr: a}
+	}
+	p, err := a.Prefix(ipv6Prefix)
+	if err != nil {
+		return ID{addr: a}
+	}
+	return ID{addr: p.Addr(), bits: uint8(ipv6Prefix)}
+}
+
+// ErrBadName reports an identity-header value that cannot be an identity.
+var ErrBadName = errors.New("identity name must be 1-128 bytes of printable UTF-8")
+
+// FromName returns the identity for an identity-header value. It refuses
+// empty or over-long values, invalid UTF-8 and control characters, so that a
+// hostile header cannot grow state without bound or break log lines. The
+// returned ID shares memory with s; keep it with Clone.
+func FromName(s string) (ID, error) {
+	if !ValidName(s) {
+		return ID{}, ErrBadName
+	}
+	return ID{name: s}, nil
+}
+
+// ValidName reports whether s is acceptable to FromName.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
+// IsZero reports whether id is the zero ID (no identity).
+func (id ID) IsZero() bool { return !id.addr.IsValid() && id.name == "" }
+
+// Addr returns the client address of an address identity (masked for grouped
+// IPv6) and true, or false for a name identity.
+func (id ID) Addr() (netip.Addr, bool) { return id.addr, id.addr.IsValid() }
+
+// Name returns the identity-header value of a name identity, or "".
+func (id ID) Name() string { return id.name }
+
+// Clone returns an ID that does not share memory with the request it came
+// from. Stores call it before keeping an ID as a map key.
+func (id ID) Clone() ID {
+	id.name = strings.Clone(id.name)
+	return id
+}
+
+// String formats id for people and for the admin API: "203.0.113.7",
+// "2001:db8:1:2::/64" for a grouped IPv6 client, or the header value itself.
+// It allocates; keep it off the hot path.
+func (id ID) String() string {
+	switch {
+	case id.name != "":
+		return id.name
+	case !id.addr.IsValid():
+		return ""
+	case id.bits != 0:
+		return netip.PrefixFrom(id.addr, int(id.bits)).String()
+	default:
+		return id.addr.String()
+	}
+}
+
+// Parse reads an identity as written by String, for the admin API. An IP
+// address or an IPv6 prefix gives an address identity (grouped by ipv6Prefix
+// like FromAddr); any other valid name gives a name identity. Prefix "name:"
+// forces a name identity, for header values that look like addresses.
+func Parse(s string, ipv6Prefix int) (ID, error) {
+	if n, ok := strings.CutPrefix(s, "name:"); ok {
+		id, err := FromName(n)
+		if err != nil {
+			return ID{}, fmt.Errorf("identity %q: %w", truncate(s), err)
+		}
+		return id, nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return FromAddr(a, ipv6Prefix), nil
+	}
+	if p, err := netip.ParsePrefix(s); err == nil {
+		if p.Addr().Is4() || p.Addr().Is4In6() {
+			return ID{}, fmt.Errorf("identity %q: IPv4 prefixes are not identities (use --allow/--deny for ranges)", truncate(s))
+		}
+		return FromAddr(p.Addr(), p.Bits()), nil
+	}
+	id, err := FromName(s)
+	if err != nil {
+		return ID{}, fmt.Errorf("identity %q: not an IP address, and %w", truncate(s), err)
+	}
+	return id, nil
+}
+
+// truncate keeps error messages bounded when echoing untrusted input.
+func truncate(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}
+
+// MarshalText implements encoding.TextMarshaler, so IDs appear as strings in
+// JSON state files and API responses.
+func (id ID) MarshalText() ([]byte, error) {
+	if id.name != "" && needsNamePrefix(id.name) {
+		return []byte("name:" + id.name), nil
+	}
+	return []byte(id.String()), nil
+}
+
+// needsNamePrefix reports whether a name would read back as something else.
+func needsNamePrefix(n string) bool {
+	if strings.HasPrefix(n, "name:") {
+		return true
+	}
+	if _, err := netip.ParseAddr(n); err == nil {
+		return true
+	}
+	_, err := netip.ParsePrefix(n)
+	return err == nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler. Grouped IPv6 identities
+// keep the prefix length they were written with.
+func (id *ID) UnmarshalText(b []byte) error {
+	v, err := Parse(string(b), 128)
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}

@@ -1,0 +1,120 @@
+package identity
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestFromAddr(t *testing.T) {
+	tests := []struct {
+		name   string
+		addr   string
+		prefix int
+		want   string
+	}{
+		{"ipv4", "203.0.113.7", 64, "203.0.113.7"},
+		{"ipv4-mapped ipv6 is ipv4", "::ffff:203.0.113.7", 64, "203.0.113.7"},
+		{"ipv6 grouped by /64", "2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64, "2001:db8:1:2::/64"},
+		{"ipv6 grouped by /56", "2001:db8:1:2ff:aaaa::1", 56, "2001:db8:1:200::/56"},
+		{"ipv6 prefix 128 is exact", "2001:db8::1", 128, "2001:db8::1"},
+		{"zone dropped", "fe80::1%eth0", 128, "fe80::1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := FromAddr(netip.MustParseAddr(tc.addr), tc.prefix)
+			if got.String() != tc.want {
+				t.Errorf("FromAddr(%s, %d) = %q, want %q", tc.addr, tc.prefix, got, tc.want)
+			}
+		})
+	}
+	a := FromAddr(netip.MustParseAddr("2001:db8:1:2::1"), 64)
+	b := FromAddr(netip.MustParseAddr("2001:db8:1:2::ffff"), 64)
+	if a != b {
+		t.Errorf("two addresses in one /64 gave different IDs: %v != %v", a, b)
+	}
+	if !FromAddr(netip.Addr{}, 64).IsZero() {
+		t.Error("invalid address did not give the zero ID")
+	}
+}
+
+func TestFromName(t *testing.T) {
+	good := []string{"api-key-123", "user@example.com", "<img src=x onerror=alert(1)>", "ключ"}
+	for _, s := range good {
+		if _, err := FromName(s); err != nil {
+			t.Errorf("FromName(%q) = %v, want ok", s, err)
+		}
+	}
+	bad := []string{"", strings.Repeat("a", MaxNameLen+1), "a\nb", "a\x00", "\xff\xfe", "tab\there"}
+	for _, s := range bad {
+		if _, err := FromName(s); err == nil {
+			t.Errorf("FromName(%q) = ok, want error", s)
+		}
+	}
+	n, _ := FromName("10.0.0.1")
+	a := FromAddr(netip.MustParseAddr("10.0.0.1"), 64)
+	if n == a {
+		t.Error("a name that looks like an address equals the address identity")
+	}
+}
+
+func TestParseRoundTrip(t *testing.T) {
+	ids := []ID{
+		FromAddr(netip.MustParseAddr("203.0.113.7"), 64),
+		FromAddr(netip.MustParseAddr("2001:db8:1:2::9"), 64),
+		FromAddr(netip.MustParseAddr("2001:db8::9"), 128),
+	}
+	for _, s := range []string{"api-key", "10.0.0.1", "name:odd", "2001:db8::/64"} {
+		id, err := FromName(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		b, err := id.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got ID
+		if err := got.UnmarshalText(b); err != nil {
+			t.Fatalf("UnmarshalText(%q): %v", b, err)
+		}
+		if got != id {
+			t.Errorf("round trip of %q gave %#v, want %#v", b, got, id)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, s := range []string{"", "10.0.0.0/8", "bad\nvalue", "name:"} {
+		if _, err := Parse(s, 64); err == nil {
+			t.Errorf("Parse(%q) = ok, want error", s)
+		}
+	}
+	long := strings.Repeat("x", 5000)
+	_, err := Parse(long, 64)
+	if err == nil || len(err.Error()) > 300 {
+		t.Errorf("Parse(5000 bytes) error = %v; want a short error", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"203.0.113.7", "2001:db8::1", "2001:db8::/64", "name:x", "key", "::ffff:1.2.3.4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := Parse(s, 64)
+		if err != nil {
+			return
+		}
+		if id.IsZero() {
+			t.Fatalf("Parse(%q) gave the zero ID without error", s)
+		}
+		b, _ := id.MarshalText()
+		var back ID
+		if err := back.UnmarshalText(b); err != nil || back != id {
+			t.Fatalf("Parse(%q) = %#v did not round-trip through %q: %#v %v", s, id, b, back, err)
+		}
+	})
+}
