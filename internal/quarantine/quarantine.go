@@ -236,8 +236,14 @@ func New(opts Options) *List {
 func (l *List) Options() Options { return l.opts }
 
 func (l *List) shardFor(id identity.ID) *shard {
+	return &l.shards[l.shardIndex(id)]
+}
+
+// shardIndex hashes id's address or name. Grouped IPv6 identities that
+// differ only in prefix length share a shard, which is harmless.
+func (l *List) shardIndex(id identity.ID) uint64 {
 	if l.mask == 0 {
-		return &l.shards[0]
+		return 0
 	}
 	var h uint64
 	if a, ok := id.Addr(); ok {
@@ -246,7 +252,7 @@ func (l *List) shardFor(id identity.ID) *shard {
 	} else {
 		h = maphash.String(l.seed, id.Name())
 	}
-	return &l.shards[h&l.mask]
+	return h & l.mask
 }
 
 // notify signals Changed without blocking.
@@ -579,6 +585,14 @@ func (r *record) pruneStrikes(t int64, window time.Duration) {
 	if i > 0 {
 		r.strikeT = slices.Delete(r.strikeT, 0, i)
 	}
+}
+
+// liveStrikes returns the strike times within window before t, without
+// changing r (for readers holding a shared lock).
+func (r *record) liveStrikes(t int64, window time.Duration) []int64 {
+	cut := t - int64(window)
+	i, _ := slices.BinarySearch(r.strikeT, cut+1)
+	return r.strikeT[i:]
 }
 
 // addStrike records a strike at t, keeping the times sorted (callers' clocks

@@ -1,0 +1,413 @@
+package quarantine
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+// The state file is one JSON object:
+//
+//	{"format":"flowlock-quarantine","version":1,"written_at":"2026-11-26T10:00:00Z","entries":[
+//	{"id":"203.0.113.7","since":"…","until":"…","strikes":2,"strike_times":["…","…"],"reason":"fixed-interval","score":91},
+//	{"id":"2001:db8:1:2::/64","since":"…","until":"…","strikes":0,"reason":"abuse ticket 42","score":0,"manual":true}
+//	]}
+//
+// with one entry per line, sorted by identity. Identities are written as
+// identity.ID text (a grouped IPv6 client keeps its prefix length; a name
+// that looks like an address is written "name:…"). Times are RFC 3339 UTC.
+// "strikes" is Entry.Strikes; "strike_times" is the strike history within
+// StrikeWindow, which is what escalates a returning client. An entry whose
+// quarantine is over is kept while it has strike history. Readers refuse a
+// file whose "format" or "version" they do not know.
+const (
+	stateFormat  = "flowlock-quarantine"
+	stateVersion = 1
+)
+
+// fileEntry is one entry of the state file.
+type fileEntry struct {
+	ID          string      `json:"id"`
+	Since       time.Time   `json:"since"`
+	Until       time.Time   `json:"until"`
+	Strikes     int         `json:"strikes"`
+	StrikeTimes []time.Time `json:"strike_times,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
+	Score       uint8       `json:"score"`
+	Manual      bool        `json:"manual,omitempty"`
+}
+
+// WriteState writes the List as a state file (format above): the active
+// quarantines at now and the strike history still within StrikeWindow.
+// Each shard is copied under its lock, so a concurrent mutation may or may
+// not be included.
+func (l *List) WriteState(w io.Writer, now time.Time) error {
+	t := now.UnixNano()
+	type item struct {
+		key string
+		fe  fileEntry
+	}
+	var items []item
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.RLock()
+		for _, r := range s.m {
+			strikes := r.liveStrikes(t, l.opts.StrikeWindow)
+			if r.until <= t && len(strikes) == 0 {
+				continue
+			}
+			fe := fileEntry{
+				Since:   time.Unix(0, r.since).UTC(),
+				Until:   time.Unix(0, r.until).UTC(),
+				Strikes: r.strikes,
+				Reason:  r.reason,
+				Score:   r.score,
+				Manual:  r.manual,
+			}
+			for _, st := range strikes {
+				fe.StrikeTimes = append(fe.StrikeTimes, time.Unix(0, st).UTC())
+			}
+			items = append(items, item{fe: fe, key: idText(r.id)})
+		}
+		s.mu.RUnlock()
+	}
+	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.key, b.key) })
+
+	bw := bufio.NewWriter(w)
+	head := struct {
+		Format    string    `json:"format"`
+		Version   int       `json:"version"`
+		WrittenAt time.Time `json:"written_at"`
+	}{stateFormat, stateVersion, now.UTC()}
+	b, err := json.Marshal(head)
+	if err != nil {
+		return err
+	}
+	bw.Write(b[:len(b)-1]) // without the closing brace
+	bw.WriteString(`,"entries":[`)
+	for i, it := range items {
+		it.fe.ID = it.key
+		b, err := json.Marshal(it.fe)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteByte('\n')
+		bw.Write(b)
+	}
+	bw.WriteString("\n]}\n")
+	return bw.Flush()
+}
+
+// idText returns id as the state file writes it.
+func idText(id identity.ID) string {
+	b, _ := id.MarshalText() // never fails
+	return string(b)
+}
+
+// ReadState replaces the List's contents with a state file read from r.
+// Entries whose quarantine is over at now and whose strikes have all left
+// the StrikeWindow are dropped; quarantines that ran out while the file was
+// on disk are not counted as expirations by Sweep. MaxEntries applies as if
+// the entries were admitted one by one. On any error the List is unchanged;
+// errors give the line of the problem where there is one.
+func (l *List) ReadState(r io.Reader, now time.Time) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	_, err = l.readState(data, now)
+	return err
+}
+
+// readState is ReadState on bytes; it returns the number of entries kept.
+func (l *List) readState(data []byte, now time.Time) (int, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return 0, errors.New("empty file, want a JSON object with a format and a version")
+	}
+	var head struct {
+		Format  *string `json:"format"`
+		Version *int    `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return 0, jsonError(data, 0, err)
+	}
+	switch {
+	case head.Format == nil:
+		return 0, errors.New(`no "format" field: not a Flow Lock quarantine state file`)
+	case *head.Format != stateFormat:
+		return 0, fmt.Errorf("format %q: not a Flow Lock quarantine state file (want %q)", truncate(*head.Format), stateFormat)
+	case head.Version == nil:
+		return 0, errors.New(`no "version" field`)
+	case *head.Version != stateVersion:
+		return 0, fmt.Errorf("unsupported format version %d (this build reads version %d)", *head.Version, stateVersion)
+	}
+	var body struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if err := json.Unmarshal(data, &body); err != nil {
+		return 0, jsonError(data, 0, err)
+	}
+
+	t := now.UnixNano()
+	fresh := make([]shard, len(l.shards))
+	for i := range fresh {
+		fresh[i].m = make(map[identity.ID]*record)
+		fresh[i].limit = l.shards[i].limit
+	}
+	lines := make(map[identity.ID]int, len(body.Entries))
+	pos := 0
+	for i, raw := range body.Entries {
+		// RawMessage holds the exact input bytes, and entries are in
+		// order, so the next match is this entry: its offset gives a line.
+		off := pos
+		if j := bytes.Index(data[pos:], raw); j >= 0 {
+			off = pos + j
+			pos = off + len(raw)
+		}
+		line, _ := lineCol(data, off)
+		var fe fileEntry
+		if err := json.Unmarshal(raw, &fe); err != nil {
+			return 0, jsonError(data, off, err)
+		}
+		r, err := l.recordFromFile(fe, t)
+		if err != nil {
+			return 0, fmt.Errorf("line %d: entry %d: %w", line, i+1, err)
+		}
+		if prev, dup := lines[r.id]; dup {
+			return 0, fmt.Errorf("line %d: entry %d: identity %q appears twice (also line %d)", line, i+1, truncate(fe.ID), prev)
+		}
+		lines[r.id] = line
+		if r.until <= t && len(r.strikeT) == 0 {
+			continue // fully expired
+		}
+		s := &fresh[l.shardIndex(r.id)]
+		nr := s.insertLocked(r.id, t) // evicts at MaxEntries
+		nr.since, nr.until, nr.strikes = r.since, r.until, r.strikes
+		nr.strikeT, nr.reason, nr.score, nr.manual = r.strikeT, r.reason, r.score, r.manual
+		if nr.until > t {
+			s.startLocked(nr)
+		} else {
+			heap.Fix(&s.h, nr.index)
+		}
+	}
+
+	loaded := 0
+	for i := range l.shards {
+		l.shards[i].mu.Lock()
+	}
+	for i := range l.shards {
+		s, f := &l.shards[i], &fresh[i]
+		s.m, s.h, s.active = f.m, f.h, f.active
+		s.evictedHistory += f.evictedHistory
+		s.evictedActive += f.evictedActive
+		loaded += len(f.m)
+	}
+	for i := range l.shards {
+		l.shards[i].mu.Unlock()
+	}
+	l.notify()
+	return loaded, nil
+}
+
+// recordFromFile validates one file entry and returns it as a record, with
+// strikes outside the window at t dropped.
+func (l *List) recordFromFile(fe fileEntry, t int64) (*record, error) {
+	var id identity.ID
+	if err := id.UnmarshalText([]byte(fe.ID)); err != nil {
+		return nil, err
+	}
+	if err := checkTime("since", fe.Since); err != nil {
+		return nil, err
+	}
+	if err := checkTime("until", fe.Until); err != nil {
+		return nil, err
+	}
+	if fe.Until.Before(fe.Since) {
+		return nil, fmt.Errorf("until %s is before since %s", fe.Until.Format(time.RFC3339), fe.Since.Format(time.RFC3339))
+	}
+	if fe.Strikes < 0 || fe.Strikes > maxStrikes {
+		return nil, fmt.Errorf("strikes %d out of range 0-%d", fe.Strikes, maxStrikes)
+	}
+	r := &record{
+		id:      id,
+		since:   fe.Since.UnixNano(),
+		until:   fe.Until.UnixNano(),
+		strikes: fe.Strikes,
+		reason:  fe.Reason,
+		score:   fe.Score,
+		manual:  fe.Manual,
+	}
+	for _, st := range fe.StrikeTimes {
+		if err := checkTime("strike time", st); err != nil {
+			return nil, err
+		}
+		r.addStrike(st.UnixNano())
+	}
+	r.pruneStrikes(t, l.opts.StrikeWindow)
+	return r, nil
+}
+
+// Times outside these years cannot be real and do not fit Unix nanoseconds.
+const minYear, maxYear = 1970, 2200
+
+func checkTime(what string, v time.Time) error {
+	if v.IsZero() {
+		return fmt.Errorf("no %s time", what)
+	}
+	if y := v.Year(); y < minYear || y > maxYear {
+		return fmt.Errorf("%s %s out of range %d-%d", what, v.Format(time.RFC3339), minYear, maxYear)
+	}
+	return nil
+}
+
+// jsonError describes a decoding error of data, whose value started at
+// offset base, with a line and column.
+func jsonError(data []byte, base int, err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		line, col := lineCol(data, base+int(se.Offset))
+		msg := se.Error()
+		if base+int(se.Offset) >= len(data) {
+			msg += " (truncated file?)"
+		}
+		return fmt.Errorf("line %d, column %d: %s", line, col, msg)
+	case errors.As(err, &te):
+		line, col := lineCol(data, base+int(te.Offset))
+		if te.Field == "" {
+			return fmt.Errorf("line %d, column %d: want a JSON object, got %s", line, col, te.Value)
+		}
+		return fmt.Errorf("line %d, column %d: field %q: JSON %s cannot be %s", line, col, te.Field, te.Value, te.Type)
+	default:
+		line, _ := lineCol(data, base)
+		return fmt.Errorf("line %d: %w", line, err)
+	}
+}
+
+// lineCol returns the 1-based line and column of byte offset off in data.
+func lineCol(data []byte, off int) (line, col int) {
+	off = min(max(off, 0), len(data))
+	before := data[:off]
+	line = 1 + bytes.Count(before, []byte{'\n'})
+	col = off - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+// truncate keeps error messages bounded when echoing file contents.
+func truncate(s string) string {
+	const n = 64
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// SaveFile writes l's state to path atomically: it writes a temporary file
+// in the same directory, syncs it, renames it over path and syncs the
+// directory, so a crash leaves either the old file or the new one, never a
+// mix. The file has mode 0600. On error the temporary file is removed and
+// path is untouched.
+func SaveFile(path string, l *List, now time.Time) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("state file %q: %w", path, err)
+		}
+	}()
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	if err := l.WriteState(f, now); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}
+
+// LoadFile replaces l's contents with the state file at path (see
+// ReadState) and returns how many entries it kept: active quarantines and
+// strike-only history. A missing file gives (0, nil) and leaves l as it was:
+// a first start has no state. Any other problem (unreadable, a directory,
+// corrupt, truncated, an unknown format or version) is an error that names
+// the file and says what is wrong, and l is unchanged.
+func LoadFile(path string, l *List, now time.Time) (loaded int, err error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("state file %q: %w", path, withoutPath(err))
+	}
+	if fi.IsDir() {
+		return 0, fmt.Errorf("state file %q: is a directory, want a file", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("state file %q: %w", path, withoutPath(err))
+	}
+	n, err := l.readState(data, now)
+	if err != nil {
+		return 0, fmt.Errorf("state file %q: %w", path, err)
+	}
+	return n, nil
+}
+
+// withoutPath drops the path from an *fs.PathError, which the caller names.
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
