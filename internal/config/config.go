@@ -1,0 +1,294 @@
+// Package config holds the settings of flowlock-authz: one Config struct,
+// its defaults, Load (flags, FLOWLOCK_* environment variables and a YAML
+// file, in that order of precedence) and Validate.
+//
+// Only the command imports this package. It translates a Config into the
+// options of the domain packages (risk, quarantine, authz), which never
+// import config themselves.
+//
+// Every setting has three spellings, derived from its flag name:
+//
+//	flag       --quarantine-ttl 10m  (or --quarantine-ttl=10m; one dash works too)
+//	env        FLOWLOCK_QUARANTINE_TTL=10m
+//	YAML key   quarantine_ttl: 10m
+//
+// Reference lists them all; Usage prints them for -h.
+package config
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Modes for Config.Mode.
+const (
+	// ModeEnforce denies quarantined clients.
+	ModeEnforce = "enforce"
+	// ModeShadow computes, records and logs every decision but always allows.
+	ModeShadow = "shadow"
+)
+
+// MinAdminTokenLen is the shortest admin token Validate accepts, in bytes.
+const MinAdminTokenLen = 16
+
+// Config is the complete configuration of flowlock-authz. Default returns
+// the defaults; Load layers a YAML file, the environment and flags on top
+// of them and validates the result.
+//
+// Durations are time.Duration; on the command line, in the environment and
+// in the file they are written like "90s", "5m" or "1h30m". Lists accept
+// comma-separated values on the command line and in the environment, a
+// repeated flag, or a YAML sequence. Address lists hold netip.Prefix values:
+// a bare IP becomes a /32 or /128, host bits are masked off, and an
+// IPv4-mapped IPv6 prefix (::ffff:192.0.2.0/120) is stored as IPv4
+// (192.0.2.0/24).
+//
+// Printing a Config (fmt, slog, encoding/json) never shows the admin token.
+type Config struct {
+	// GRPCAddr is the listen address (host:port) of the Envoy ext_authz
+	// gRPC server, also serving gRPC health and reflection.
+	// Default ":9191". An empty host listens on all interfaces; port 0
+	// picks a free port. Must not be empty.
+	GRPCAddr string
+
+	// HTTPAddr is the listen address (host:port) of the HTTP server for the
+	// dashboard, the admin API, /metrics, /healthz and /readyz.
+	// Default ":8080". Must not be empty.
+	HTTPAddr string
+
+	// ForwardAuthAddr is the listen address (host:port) of the HTTP
+	// forward-auth endpoint (/check) for nginx, Caddy, Traefik and Envoy's
+	// HTTP ext_authz. Default "": the listener is off.
+	ForwardAuthAddr string
+
+	// ConfigFile is the YAML file the settings were read from (--config or
+	// FLOWLOCK_CONFIG). Default "": no file. It cannot be set inside the
+	// file itself.
+	ConfigFile string
+
+	// Mode is ModeEnforce (deny quarantined clients) or ModeShadow (compute
+	// and record everything, always allow). Default "enforce".
+	Mode string
+
+	// StateFile is the file the quarantine list is saved to (atomically)
+	// and restored from at start. Default "": quarantine lives in memory
+	// only and is lost on restart. A relative path in the YAML file is
+	// relative to that file's directory.
+	StateFile string
+
+	// AdminToken is the bearer token that admin API mutations (ban,
+	// release) require: "Authorization: Bearer <token>". It must be at
+	// least MinAdminTokenLen bytes of printable ASCII without spaces.
+	// Default unset: every mutation is refused. Prefer AdminTokenFile or
+	// FLOWLOCK_ADMIN_TOKEN, since flags show up in process listings.
+	AdminToken Secret
+
+	// AdminTokenFile is a file holding the admin token; surrounding
+	// whitespace is trimmed. Load reads it and stores the token in
+	// AdminToken, so after Load both are set. Setting both admin-token and
+	// admin-token-file is an error. Default "": no file. A relative path in
+	// the YAML file is relative to that file's directory.
+	AdminTokenFile string
+
+	// TrustedProxies are the proxies whose X-Forwarded-For entries are
+	// believed: the client is the rightmost entry not in this list (and
+	// X-Real-IP/X-Forwarded-For are honoured only from these peers on the
+	// forward-auth listener). Default empty: no proxy is trusted by address.
+	TrustedProxies []netip.Prefix
+
+	// XFFTrustedHops is how many rightmost X-Forwarded-For entries are added
+	// by the operator's own proxies and are skipped when looking for the
+	// client, in addition to TrustedProxies. Range 0-10. Default 0: none.
+	XFFTrustedHops int
+
+	// IdentityHeader is a lowercase request header (for example an API key
+	// or a JWT subject that Envoy forwards) whose value identifies the
+	// client; when present it takes precedence over the address. Pseudo
+	// headers and x-flowlock-* headers are refused. Default "": clients are
+	// identified by address only.
+	IdentityHeader string
+
+	// IPv6Prefix is the prefix length, in bits, that IPv6 clients are
+	// grouped by: one subscriber usually owns a whole /64. Range 1-128;
+	// 128 means no grouping. Default 64.
+	IPv6Prefix int
+
+	// QuarantineTTL is how long a first quarantine lasts. At least 1s.
+	// Default 5m.
+	QuarantineTTL time.Duration
+
+	// QuarantineMaxTTL caps the escalated quarantine of a repeat offender.
+	// Must be at least QuarantineTTL. Default 24h.
+	QuarantineMaxTTL time.Duration
+
+	// QuarantineFactor multiplies the quarantine time for each further
+	// strike within StrikeWindow: TTL, TTL·f, TTL·f², … up to
+	// QuarantineMaxTTL. Range 1-10; 1 means no escalation. Default 2.
+	QuarantineFactor float64
+
+	// StrikeWindow is how long a quarantine counts as a strike for
+	// escalation after it was imposed. Must be positive. Default 24h.
+	StrikeWindow time.Duration
+
+	// RiskThreshold is the risk score (0-100) at or above which a client is
+	// quarantined, once confirmed over Confirm consecutive evaluations.
+	// Range 1-100. Default 80.
+	RiskThreshold int
+
+	// ChallengeThreshold is the risk score at or above which a client is
+	// flagged as suspect (counted, logged, marked for the upstream) without
+	// being quarantined. Must be below RiskThreshold. Default 60; 0 turns
+	// this tier off.
+	ChallengeThreshold int
+
+	// Confirm is how many consecutive evaluations at or above
+	// RiskThreshold it takes to quarantine a client. Range 1-20; 1 acts on
+	// the first. Default 3.
+	Confirm int
+
+	// MaxClients is the hard cap on identities with timing state in
+	// memory; past it the least valuable entries are evicted (never a
+	// quarantined or high-risk one). Memory grows linearly with it (see
+	// internal/risk for the bytes per identity). Range 1000-100000000.
+	// Default 1000000.
+	MaxClients int
+
+	// Allow lists clients that are never timed or quarantined.
+	// Default empty.
+	Allow []netip.Prefix
+
+	// Deny lists clients that are always denied. A prefix may not appear in
+	// both Allow and Deny. Default empty.
+	Deny []netip.Prefix
+
+	// ExcludePaths are request path prefixes left out of timing (pollers,
+	// health checks, notification endpoints); each starts with "/".
+	// Default empty.
+	ExcludePaths []string
+
+	// ClockSkew is the largest accepted difference between Envoy's request
+	// time (attributes.request.time) and the local clock; beyond it the
+	// local clock is used. Range 0-1h; 0 means Envoy's time is never used.
+	// Default 5s.
+	ClockSkew time.Duration
+
+	// SweepInterval is how often expired quarantine entries and idle timing
+	// state are swept (expiry itself is checked on every read). At least
+	// 100ms. Default 10s.
+	SweepInterval time.Duration
+
+	// ShutdownTimeout bounds the graceful drain of the gRPC and HTTP
+	// servers after SIGTERM; then connections are closed. Must be positive.
+	// Default 15s.
+	ShutdownTimeout time.Duration
+
+	// StateWriteInterval is the coalescing window for StateFile writes:
+	// changes within it are saved together. Must not be negative; 0 writes
+	// after every change. Default 1s.
+	StateWriteInterval time.Duration
+
+	// LogLevel is the lowest level logged: "debug", "info", "warn" or
+	// "error". Default "info".
+	LogLevel string
+
+	// LogFormat is "text" (for people) or "json" (for log collectors).
+	// Default "text".
+	LogFormat string
+
+	// Demo runs built-in simulated traffic (humans and bots) through the
+	// engine so the dashboard moves without Envoy. Default false.
+	Demo bool
+
+	// RedisAddr is the host:port of the Redis server that replicas share
+	// quarantine and timing state through. Default "": state is local to
+	// this process.
+	RedisAddr string
+
+	// VolumeRate is the sustained request rate, in requests per second per
+	// identity, of the GCRA volume limit, separate from timing detection.
+	// Must not be negative. Default 0: no volume limit.
+	VolumeRate float64
+
+	// VolumeBurst is how many requests above VolumeRate an identity may
+	// send at once. Must not be negative, and needs VolumeRate. Default 0,
+	// which means 10 times VolumeRate (at least 1).
+	VolumeBurst int
+}
+
+// Default returns the built-in defaults. They pass Validate.
+func Default() Config {
+	return Config{
+		GRPCAddr:           ":9191",
+		HTTPAddr:           ":8080",
+		Mode:               ModeEnforce,
+		XFFTrustedHops:     0,
+		IPv6Prefix:         64,
+		QuarantineTTL:      5 * time.Minute,
+		QuarantineMaxTTL:   24 * time.Hour,
+		QuarantineFactor:   2,
+		StrikeWindow:       24 * time.Hour,
+		RiskThreshold:      80,
+		ChallengeThreshold: 60,
+		Confirm:            3,
+		MaxClients:         1_000_000,
+		ClockSkew:          5 * time.Second,
+		SweepInterval:      10 * time.Second,
+		ShutdownTimeout:    15 * time.Second,
+		StateWriteInterval: time.Second,
+		LogLevel:           "info",
+		LogFormat:          "text",
+	}
+}
+
+// LogValue logs c as the effective settings keyed by flag name, in
+// Reference order, with secrets redacted.
+func (c Config) LogValue() slog.Value {
+	attrs := make([]slog.Attr, 0, len(settings))
+	for i := range settings {
+		s := &settings[i]
+		attrs = append(attrs, slog.Any(s.name, s.redacted(&c)))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// Secret is a string that is never printed: every fmt verb, slog and
+// encoding/json show "(set)" or "(unset)" instead. The zero Secret is unset.
+// Call Reveal to use the value.
+type Secret struct {
+	v string
+}
+
+// NewSecret returns a Secret holding s; an empty s gives an unset Secret.
+func NewSecret(s string) Secret { return Secret{v: s} }
+
+// Reveal returns the secret value. Compare it with crypto/subtle, and never
+// log or return it in an error.
+func (s Secret) Reveal() string { return s.v }
+
+// IsSet reports whether s holds a non-empty value.
+func (s Secret) IsSet() bool { return s.v != "" }
+
+// String returns "(set)" or "(unset)".
+func (s Secret) String() string {
+	if s.IsSet() {
+		return "(set)"
+	}
+	return "(unset)"
+}
+
+// GoString returns the same as String, so %#v does not show the value.
+func (s Secret) GoString() string { return s.String() }
+
+// Format makes every fmt verb (%v, %+v, %#v, %s, %q, %x, %d, …) print the
+// same as String.
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
+
+// LogValue logs s as "(set)" or "(unset)".
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText encodes s as "(set)" or "(unset)", for encoding/json and
+// other text encoders. There is deliberately no UnmarshalText.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
