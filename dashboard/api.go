@@ -1,0 +1,212 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+const (
+	defaultLimit     = 50       // identities listed when ?limit is absent
+	maxLimit         = 1000     // most identities one request may list
+	maxBodyBytes     = 64 << 10 // largest admin request body
+	maxReasonBytes   = 200      // longest reason an admin may give a ban
+	defaultBanReason = "manual" // reason of a ban that gives none
+)
+
+// handleIdentities serves GET /api/v1/identities?limit=N as
+// {"identities":[...]}, riskiest first.
+func (s *server) handleIdentities(w http.ResponseWriter, r *http.Request) {
+	limit := defaultLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", maxLimit))
+			return
+		}
+		limit = n
+	}
+	ids := s.backend.Identities(limit, s.now())
+	if len(ids) > limit {
+		ids = ids[:limit]
+	}
+	if ids == nil {
+		ids = []Identity{}
+	}
+	s.writeJSON(w, http.StatusOK, struct {
+		Identities []Identity `json:"identities"`
+	}{ids})
+}
+
+// handleQuarantine serves GET /api/v1/quarantine as {"quarantine":[...]}.
+func (s *server) handleQuarantine(w http.ResponseWriter, r *http.Request) {
+	qs := s.backend.Quarantined(s.now())
+	if qs == nil {
+		qs = []Quarantine{}
+	}
+	s.writeJSON(w, http.StatusOK, struct {
+		Quarantine []Quarantine `json:"quarantine"`
+	}{qs})
+}
+
+// handleConfig serves GET /api/v1/config: the effective configuration,
+// redacted by whoever supplied Options.Config.
+func (s *server) handleConfig(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, http.StatusOK, s.config())
+}
+
+// banRequest is the body of POST /api/v1/quarantine.
+type banRequest struct {
+	Identity string `json:"identity"` // required; see identity.Parse
+	TTL      string `json:"ttl"`      // Go duration such as "10m"; empty means the backend's default
+	Reason   string `json:"reason"`   // empty means "manual"
+}
+
+// handleBan serves POST /api/v1/quarantine: it bans one identity and answers
+// with the resulting quarantine entry.
+func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	var req banRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: want a single object")
+		return
+	}
+
+	if req.Identity == "" {
+		writeError(w, http.StatusBadRequest, "identity is required")
+		return
+	}
+	id, err := identity.Parse(req.Identity, s.ipv6Prefix)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var ttl time.Duration // 0: the backend's default
+	if req.TTL != "" {
+		ttl, err = time.ParseDuration(req.TTL)
+		switch {
+		case err != nil:
+			writeError(w, http.StatusBadRequest, `ttl must be a duration such as "10m" or "2h"`)
+			return
+		case ttl <= 0:
+			writeError(w, http.StatusBadRequest, "ttl must be positive")
+			return
+		case ttl > MaxBanTTL:
+			writeError(w, http.StatusBadRequest, "ttl must be at most 720h (30 days)")
+			return
+		}
+	}
+	reason := req.Reason
+	if reason == "" {
+		reason = defaultBanReason
+	}
+	if len(reason) > maxReasonBytes || !printable(reason) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of printable UTF-8", maxReasonBytes))
+		return
+	}
+
+	q, err := s.backend.Ban(id, ttl, reason, s.now())
+	if err != nil {
+		s.backendError(w, r, "ban", id, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "admin ban",
+		"action", "ban", "identity", id.String(), "ttl", ttl, "reason", reason,
+		"until", q.Until, "remote_addr", r.RemoteAddr)
+	s.writeJSON(w, http.StatusOK, q)
+}
+
+// handleRelease serves DELETE /api/v1/quarantine/{identity}: 200 when the
+// identity was released, 404 when it was not in quarantine.
+func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
+	id, err := identity.Parse(r.PathValue("identity"), s.ipv6Prefix) // URL-decoded by the mux
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	released, err := s.backend.Release(id, s.now())
+	if err != nil {
+		s.backendError(w, r, "release", id, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "admin release",
+		"action", "release", "identity", id.String(), "released", released,
+		"remote_addr", r.RemoteAddr)
+	if !released {
+		writeError(w, http.StatusNotFound, "identity is not in quarantine")
+		return
+	}
+	s.writeJSON(w, http.StatusOK, struct {
+		Identity identity.ID `json:"identity"`
+		Released bool        `json:"released"`
+	}{id, true})
+}
+
+// backendError answers a failed Ban or Release: the caller's fault is a 400
+// with the backend's words; anything else is logged and kept private.
+func (s *server) backendError(w http.ResponseWriter, r *http.Request, action string, id identity.ID, err error) {
+	if errors.Is(err, ErrInvalid) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.log.ErrorContext(r.Context(), "admin "+action+" failed",
+		"action", action, "identity", id.String(), "remote_addr", r.RemoteAddr, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal error; see the flowlock-authz log")
+}
+
+// printable reports whether s is valid UTF-8 without control characters, so
+// that it can go into logs and the state file as it is.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
+// writeJSON answers with v as JSON. encoding/json escapes <, > and &, so a
+// hostile identity cannot become markup even if the response is misread as
+// HTML (and nosniff forbids that anyway).
+func (s *server) writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("encode JSON response", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error; see the flowlock-authz log")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeError answers with {"error": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg}) // a struct of one string always encodes
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

@@ -1,0 +1,169 @@
+// Package dashboard is the HTTP side of flowlock-authz: the status page, the
+// JSON admin API under /api/v1, Prometheus metrics, and the health and
+// readiness probes. Every route is listed in routes.go.
+//
+// The package knows nothing about how Flow Lock scores or quarantines
+// clients. It declares the Backend it needs and the view types it serves;
+// main adapts the risk engine and the quarantine store to them.
+//
+// Mutations (ban and release) require the admin token as a bearer token.
+// Without a configured token they are refused, never open. Values that come
+// from the wire or from clients' requests are only ever written as JSON or
+// through html/template, never spliced into markup or headers.
+package dashboard
+
+import (
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+// Identity is one tracked client, as /api/v1/identities lists it.
+type Identity struct {
+	Identity    string    `json:"identity"`    // as written by identity.ID.String
+	Score       int       `json:"score"`       // risk score now, 0-100
+	Reason      string    `json:"reason"`      // detector behind the score, or ""
+	Requests    uint64    `json:"requests"`    // requests seen since tracking began
+	FirstSeen   time.Time `json:"first_seen"`  // first request tracked
+	LastSeen    time.Time `json:"last_seen"`   // latest request
+	Shared      bool      `json:"shared"`      // looks like many people behind one address
+	Quarantined bool      `json:"quarantined"` // in quarantine now
+}
+
+// Quarantine is one identity in quarantine, as /api/v1/quarantine lists it.
+type Quarantine struct {
+	Identity   string    `json:"identity"`    // as written by identity.ID.String
+	Reason     string    `json:"reason"`      // detector that fired, or the operator's reason
+	Score      int       `json:"score"`       // risk score at admission, 0-100
+	Strikes    int       `json:"strikes"`     // admissions so far, for escalation
+	Manual     bool      `json:"manual"`      // banned through the admin API
+	Since      time.Time `json:"since"`       // admission time
+	Until      time.Time `json:"until"`       // the quarantine heals at this time
+	RetryAfter int       `json:"retry_after"` // seconds left, as a deny's Retry-After would say
+}
+
+// Backend is what the dashboard needs from the rest of flowlock-authz. Its
+// methods must be safe for concurrent use. They receive the time from
+// Options.Now, so tests and replays can drive them with a fixed clock.
+type Backend interface {
+	// Identities returns at most limit tracked identities, riskiest first.
+	Identities(limit int, now time.Time) []Identity
+
+	// Quarantined returns the identities in quarantine at now.
+	Quarantined(now time.Time) []Quarantine
+
+	// Ban puts id in quarantine for ttl with the given reason and returns
+	// the resulting entry. A ttl of 0 means the backend's default. An error
+	// that wraps ErrInvalid is the caller's fault and its text is shown to
+	// the caller; any other error is logged and answered with a generic 500.
+	Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (Quarantine, error)
+
+	// Release ends the quarantine of id and reports whether it was in
+	// quarantine. Errors are treated as for Ban.
+	Release(id identity.ID, now time.Time) (bool, error)
+}
+
+// ErrInvalid marks a Backend error caused by the request, such as a ban on
+// an allow-listed client; the dashboard answers it with 400 and its text.
+var ErrInvalid = errors.New("invalid request")
+
+// MaxBanTTL is the longest quarantine an admin may request in one ban.
+const MaxBanTTL = 30 * 24 * time.Hour
+
+// Options configures the handler returned by New.
+type Options struct {
+	// Backend serves the data and carries out bans and releases. Required.
+	Backend Backend
+
+	// AdminToken is the bearer token that POST and DELETE requests must
+	// present. Empty disables those requests: they get 403.
+	AdminToken string
+
+	// IPv6Prefix groups IPv6 addresses given to the admin API, as
+	// --ipv6-prefix does for requests. 0 means 64.
+	IPv6Prefix int
+
+	// Now returns the current time. nil means time.Now.
+	Now func() time.Time
+
+	// Metrics serves GET /metrics, typically promhttp.HandlerFor(registry).
+	// nil leaves /metrics out (404).
+	Metrics http.Handler
+
+	// Ready reports why the service is not ready to serve, or nil when it
+	// is (state loaded, listeners up). It backs GET /readyz and must be
+	// cheap. nil means always ready.
+	Ready func() error
+
+	// Config returns the effective configuration with secrets redacted, for
+	// GET /api/v1/config. It is encoded with encoding/json. nil serves {}.
+	Config func() any
+
+	// Logger receives one Info line per admin mutation and a Warn line per
+	// rejected admin token. nil discards.
+	Logger *slog.Logger
+
+	// Version is shown on the status page, e.g. "v1.2.0".
+	Version string
+}
+
+// server holds what the handlers need. It is immutable after New.
+type server struct {
+	backend    Backend
+	adminOn    bool
+	tokenSum   [sha256.Size]byte // SHA-256 of the admin token; see authorized
+	ipv6Prefix int
+	now        func() time.Time
+	metrics    http.Handler
+	ready      func() error
+	config     func() any
+	log        *slog.Logger
+	version    string
+}
+
+// New returns the HTTP handler for flowlock-authz's HTTP address, with the
+// routes listed in routes.go and security headers on every response. It
+// panics if opts.Backend is nil, a wiring bug found at startup.
+func New(opts Options) http.Handler {
+	if opts.Backend == nil {
+		panic("dashboard: Options.Backend is nil")
+	}
+	s := &server{
+		backend:    opts.Backend,
+		adminOn:    opts.AdminToken != "",
+		tokenSum:   sha256.Sum256([]byte(opts.AdminToken)),
+		ipv6Prefix: opts.IPv6Prefix,
+		now:        opts.Now,
+		metrics:    opts.Metrics,
+		ready:      opts.Ready,
+		config:     opts.Config,
+		log:        opts.Logger,
+		version:    opts.Version,
+	}
+	if s.ipv6Prefix == 0 {
+		s.ipv6Prefix = 64
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.ready == nil {
+		s.ready = func() error { return nil }
+	}
+	if s.config == nil {
+		s.config = func() any { return struct{}{} }
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "dashboard")
+	if s.version == "" {
+		s.version = "dev"
+	}
+	mux := http.NewServeMux()
+	s.addRoutes(mux)
+	return securityHeaders(mux)
+}
