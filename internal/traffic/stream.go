@@ -67,8 +67,10 @@ type member struct {
 // scenarios use different random streams for the same seed. A Horizon ≤ 0
 // gives an empty stream; Clients < 1 counts as 1.
 //
-// Changing Horizon keeps the requests before the old horizon unchanged, so a
-// longer run extends a shorter one.
+// The generating process does not depend on Horizon: a raw stream over a
+// longer horizon extends the one over a shorter horizon, and an observed one
+// does too except for requests within the noise of the shorter horizon's
+// end, which that stream clamps inside it.
 func (s Scenario) Stream(seed uint64, start time.Time, opts ...Option) *Stream {
 	var o streamOptions
 	for _, opt := range opts {
