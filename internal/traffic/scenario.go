@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -58,7 +59,8 @@ type Scenario struct {
 	member func(i, n int, r *rand.Rand) (proc, string)
 }
 
-// Scenarios returns every scenario, humans first, in a stable order. The
+// Scenarios returns every scenario in a stable order, humans (H1–H13) then
+// bots (B1–B12) as DETECTION.md §6.2 lists them. The
 // slice is freshly allocated; callers may modify it.
 func Scenarios() []Scenario {
 	return append([]Scenario(nil), all...)
@@ -231,7 +233,8 @@ var all = []Scenario{
 		}), mobileAgents),
 	},
 
-	// Bots that timing should catch.
+	// Bots. Those labelled OutOfScope are beyond what timing alone can
+	// honestly catch.
 	fixed("B1-0.5s", "fixed-0.5s", 0.5, min30),
 	fixed("B1-2s", "fixed-2s", 2, min30),
 	fixed("B1-10s", "fixed-10s", 10, min30),
@@ -263,20 +266,6 @@ var all = []Scenario{
 			return b.start(0), scraperAgent
 		},
 	},
-	{
-		ID: "B10", Name: "burst-mimic-10pct", Family: "B10", Label: Bot, Horizon: min30, Clients: 1,
-		Description: "burst mimic: human-looking bursts started by a ±10 % timer",
-		Params:      "3 calls/burst, intra-burst LN(150ms, 0.8); burst starts every U[9s, 11s]",
-		member:      burstMimic(0.10),
-	},
-	{
-		ID: "B11", Name: "ramp", Family: "B11", Label: Bot, Horizon: min10, Clients: 1,
-		Description: "rate ramp: a script accelerating from 1 to 10 req/s",
-		Params:      "gap = U[0.9, 1.1]/rate, rate linear 1 → 10 req/s over 10 min, then 10 req/s",
-		member:      bots(gap{kind: gapRamp, a: 1, b: 10, c: 600}, botFixed, scriptAgents),
-	},
-
-	// Bots that timing alone cannot honestly catch.
 	{
 		ID: "B5b", Name: "parallel-scraper", Family: "B5b", Label: OutOfScope, Horizon: min5, Clients: 8,
 		Description: "parallel scraper: 8 sequential workers on one address, merged stream is Poisson-like",
@@ -312,10 +301,22 @@ var all = []Scenario{
 		member:      bots(gap{kind: gapLogNormal, a: 300, b: 0.3}, botLogin, desktopAgents),
 	},
 	{
+		ID: "B10", Name: "burst-mimic-10pct", Family: "B10", Label: Bot, Horizon: min30, Clients: 1,
+		Description: "burst mimic: human-looking bursts started by a ±10 % timer",
+		Params:      "3 calls/burst, intra-burst LN(150ms, 0.8); burst starts every U[9s, 11s]",
+		member:      burstMimic(0.10),
+	},
+	{
 		ID: "B10b", Name: "burst-mimic-50pct", Family: "B10b", Label: OutOfScope, Horizon: min30, Clients: 1,
 		Description: "burst mimic on a ±50 % timer",
 		Params:      "3 calls/burst, intra-burst LN(150ms, 0.8); burst starts every U[5s, 15s]",
 		member:      burstMimic(0.50),
+	},
+	{
+		ID: "B11", Name: "ramp", Family: "B11", Label: Bot, Horizon: min10, Clients: 1,
+		Description: "rate ramp: a script accelerating from 1 to 10 req/s",
+		Params:      "gap = U[0.9, 1.1]/rate, rate linear 1 → 10 req/s over 10 min, then 10 req/s",
+		member:      bots(gap{kind: gapRamp, a: 1, b: 10, c: 600}, botFixed, scriptAgents),
 	},
 	{
 		ID: "B12", Name: "nat-bot", Family: "B12", Label: OutOfScope, Horizon: min30, Clients: 11,
@@ -349,7 +350,7 @@ func fixed(id, name string, p float64, horizon time.Duration) Scenario {
 	return Scenario{
 		ID: id, Name: name, Family: "B1", Label: Bot, Horizon: horizon, Clients: 1,
 		Description: "fixed-interval bot",
-		Params:      "exactly " + seconds(p).String() + " between requests; one endpoint",
+		Params:      "exactly " + strconv.FormatFloat(p, 'g', -1, 64) + "s between requests; one endpoint",
 		member:      bots(gap{kind: gapFixed, a: p}, botFixed, scriptAgents),
 	}
 }
