@@ -1,0 +1,161 @@
+package authz
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+// ClientRules say how to find the client behind a request. The zero value
+// uses the connection's source address only, which is right for an Envoy at
+// the edge (use_remote_address: true) or a sidecar with no proxy in front.
+type ClientRules struct {
+	// TrustedProxies are the addresses of proxies in front of the caller
+	// whose X-Forwarded-For entries are believed. X-Forwarded-For is read
+	// only when the source address is one of them (or unknown), and is walked
+	// from the right, skipping trusted entries; the first untrusted entry is
+	// the client.
+	TrustedProxies []netip.Prefix
+
+	// XFFTrustedHops is the number of trusted proxies in front of the proxy
+	// that calls Flow Lock: the same number as Envoy's xff_num_trusted_hops
+	// or Istio's numTrustedProxies. That proxy appends the address it saw to
+	// X-Forwarded-For, so the client is entry XFFTrustedHops+1 from the
+	// right. 0 turns the rule off.
+	XFFTrustedHops int
+
+	// IdentityHeader, when set, names a lowercase request header (an API key
+	// or a JWT subject forwarded by Envoy) whose value is the identity when
+	// present and valid. Only use it for a header your proxy sets or checks:
+	// a client-chosen value lets one client pose as many.
+	IdentityHeader string
+
+	// IPv6Prefix groups IPv6 clients by this many leading bits (default 64).
+	IPv6Prefix int
+}
+
+// Fallback says why the client could not be read the configured way. The
+// request is still decided, with the identity from the next rule down.
+type Fallback uint8
+
+// Fallbacks, each counted in flowlock_authz_identity_fallbacks_total.
+const (
+	FallbackNone              Fallback = iota
+	FallbackBadIdentityHeader          // identity header present but empty, too long or not printable
+	FallbackBadForwardedFor            // X-Forwarded-For missing, too short or malformed where it was expected
+	FallbackNoIdentity                 // no usable address anywhere: the request is allowed unscored
+)
+
+// String returns the metric label value of f.
+func (f Fallback) String() string {
+	switch f {
+	case FallbackBadIdentityHeader:
+		return "bad_identity_header"
+	case FallbackBadForwardedFor:
+		return "bad_forwarded_for"
+	case FallbackNoIdentity:
+		return "no_identity"
+	default:
+		return "none"
+	}
+}
+
+// Client is what ClientRules found: the identity to score and the client
+// address that allow and deny lists apply to (invalid when unknown).
+type Client struct {
+	ID       identity.ID
+	Addr     netip.Addr
+	Fallback Fallback
+}
+
+// Resolve finds the client from the proxy's view of a request: the source
+// address of the connection (invalid if unknown), the X-Forwarded-For value
+// as the proxy passed it, and the identity header value ("" if absent). It
+// does not allocate, whatever the size of the headers.
+func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
+	var c Client
+	c.Addr, c.Fallback = r.clientAddr(source, xff)
+	if r.IdentityHeader != "" && idHeader != "" {
+		if id, err := identity.FromName(idHeader); err == nil {
+			c.ID = id
+			return c
+		}
+		c.Fallback = FallbackBadIdentityHeader
+	}
+	if !c.Addr.IsValid() {
+		c.Fallback = FallbackNoIdentity
+		return c
+	}
+	c.ID = identity.FromAddr(c.Addr, r.IPv6Prefix)
+	return c
+}
+
+// clientAddr applies the hop and trusted-proxy rules to find the client
+// address. A malformed or too-short X-Forwarded-For falls back to source:
+// it is the only address nobody upstream could have written.
+func (r *ClientRules) clientAddr(source netip.Addr, xff string) (netip.Addr, Fallback) {
+	source = source.Unmap()
+	useXFF := r.XFFTrustedHops > 0 ||
+		(len(r.TrustedProxies) > 0 && (!source.IsValid() || r.trusted(source)))
+	if !useXFF {
+		return source, FallbackNone
+	}
+	rest := xff
+	// Skip the entries that trusted hops appended after the client's own.
+	for range r.XFFTrustedHops {
+		var ok bool
+		if _, rest, ok = lastEntry(rest); !ok {
+			return source, FallbackBadForwardedFor
+		}
+	}
+	for {
+		entry, before, ok := lastEntry(rest)
+		if !ok {
+			return source, FallbackBadForwardedFor
+		}
+		a, ok := parseForwarded(entry)
+		if !ok {
+			return source, FallbackBadForwardedFor
+		}
+		if !r.trusted(a) {
+			return a, FallbackNone
+		}
+		rest = before
+	}
+}
+
+func (r *ClientRules) trusted(a netip.Addr) bool {
+	for _, p := range r.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastEntry splits the rightmost comma-separated entry off an
+// X-Forwarded-For value. ok is false when there is no entry left.
+func lastEntry(xff string) (entry, rest string, ok bool) {
+	xff = strings.TrimRight(xff, " \t,")
+	if xff == "" {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(xff, ',')
+	return strings.TrimSpace(xff[i+1:]), xff[:max(i, 0)], true
+}
+
+// parseForwarded reads one X-Forwarded-For entry: an address, optionally
+// with a port ("192.0.2.1:4711", "[2001:db8::1]:4711").
+func parseForwarded(s string) (netip.Addr, bool) {
+	if len(s) > 64 { // longer than any address with a port: do not parse junk
+		return netip.Addr{}, false
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().WithZone(""), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	return netip.Addr{}, false
+}

@@ -1,0 +1,254 @@
+// Package authz decides, for one request, whether Flow Lock lets it through,
+// and speaks that decision to proxies: Envoy's ext_authz v3 gRPC Check here,
+// HTTP forward-auth elsewhere. The decision itself (Policy.Decide) knows no
+// transport, so the live service, replay and the simulator decide alike.
+package authz
+
+import (
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
+)
+
+// Mode says whether decisions are enforced.
+type Mode uint8
+
+const (
+	// Enforce denies quarantined and deny-listed clients.
+	Enforce Mode = iota
+	// Shadow computes, records and counts every decision, quarantines
+	// included, but always allows: for trying Flow Lock on live traffic.
+	Shadow
+)
+
+// String returns "enforce" or "shadow".
+func (m Mode) String() string {
+	if m == Shadow {
+		return "shadow"
+	}
+	return "enforce"
+}
+
+// ParseMode reads "enforce" or "shadow".
+func ParseMode(s string) (Mode, bool) {
+	switch s {
+	case "enforce":
+		return Enforce, true
+	case "shadow":
+		return Shadow, true
+	}
+	return Enforce, false
+}
+
+// Outcome is what the policy concluded about a request, before the mode is
+// applied. It doubles as the reason label of flowlock_authz_checks_total.
+type Outcome uint8
+
+// Outcomes of Decide.
+const (
+	Allowed     Outcome = iota // not quarantined, score below the line
+	Quarantined                // already quarantined: denied with the time left
+	Admitted                   // this request confirmed a bot: quarantined now, denied
+	DenyListed                 // the client address is on the deny list
+	NoIdentity                 // no client could be determined: allowed unscored
+)
+
+// String returns the metric label value of o.
+func (o Outcome) String() string {
+	switch o {
+	case Quarantined:
+		return "quarantined"
+	case Admitted:
+		return "admitted"
+	case DenyListed:
+		return "denylist"
+	case NoIdentity:
+		return "no_identity"
+	default:
+		return "allowed"
+	}
+}
+
+// Denies reports whether o denies the request in enforce mode.
+func (o Outcome) Denies() bool { return o == Quarantined || o == Admitted || o == DenyListed }
+
+// Request is one request as the policy sees it.
+type Request struct {
+	Client Client    // identity and address
+	Path   string    // request path, query allowed; used for --exclude-path
+	Now    time.Time // when the request arrived
+}
+
+// Decision is the policy's answer for one request.
+type Decision struct {
+	Outcome Outcome
+	// Allow is what the proxy must do: false only for a denying outcome in
+	// enforce mode.
+	Allow bool
+	// Score is the client's risk score (0-100) after this request, and
+	// Reason the component behind it ("none" below the watch band) or, for
+	// a quarantined client, the reason it was quarantined.
+	Score  uint8
+	Reason string
+	// RetryAfter is the whole seconds until the quarantine ends (>= 1) for
+	// denying outcomes, 0 otherwise.
+	RetryAfter int
+	// Excluded is true when the path was left out of timing.
+	Excluded bool
+}
+
+// Options configure a Policy.
+type Options struct {
+	Engine     *risk.Engine
+	Quarantine *quarantine.List
+	Lists      *quarantine.Lists // nil means no allow or deny list
+	Mode       Mode
+	// ExcludePaths are path prefixes left out of timing (pollers, health
+	// checks): requests to them are still decided, but do not feed the
+	// rhythm that the score is about. A prefix matches whole segments:
+	// "/api/poll" matches "/api/poll" and "/api/poll/7", not "/api/polls".
+	ExcludePaths []string
+	// DenyListRetryAfter is the Retry-After sent to deny-listed clients;
+	// 0 means one hour.
+	DenyListRetryAfter time.Duration
+	Logger             *slog.Logger // nil discards
+}
+
+// Policy is the decision shared by every transport. It is safe for
+// concurrent use and holds no state of its own beyond its options: the
+// timing state is in risk.Engine, the quarantine in quarantine.List.
+type Policy struct {
+	engine   *risk.Engine
+	q        *quarantine.List
+	lists    *quarantine.Lists
+	mode     Mode
+	exclude  []string
+	denyWait int
+	log      *slog.Logger
+}
+
+// NewPolicy returns a policy over the given engine and quarantine.
+func NewPolicy(o Options) *Policy {
+	lists := o.Lists
+	if lists == nil {
+		lists = quarantine.NewLists(nil, nil)
+	}
+	wait := o.DenyListRetryAfter
+	if wait <= 0 {
+		wait = time.Hour
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Policy{
+		engine:   o.Engine,
+		q:        o.Quarantine,
+		lists:    lists,
+		mode:     o.Mode,
+		exclude:  append([]string(nil), o.ExcludePaths...),
+		denyWait: int((wait + time.Second - 1) / time.Second),
+		log:      log.With("component", "policy"),
+	}
+}
+
+// Mode returns the policy's mode.
+func (p *Policy) Mode() Mode { return p.mode }
+
+// Decide records one request and decides it. It does not allocate unless the
+// request admits a new quarantine.
+func (p *Policy) Decide(r Request) Decision {
+	d := p.decide(r)
+	d.Allow = !d.Outcome.Denies() || p.mode == Shadow
+	return d
+}
+
+func (p *Policy) decide(r Request) Decision {
+	id, addr := r.Client.ID, r.Client.Addr
+	if id.IsZero() {
+		return Decision{Outcome: NoIdentity, Reason: "none"}
+	}
+	if addr.IsValid() && p.lists.Denied(addr) {
+		return Decision{Outcome: DenyListed, Reason: "denylist", RetryAfter: p.denyWait}
+	}
+
+	// Time every request, even a quarantined client's: the dashboard shows
+	// its rhythm, and a bot that keeps its rhythm through the quarantine is
+	// re-admitted (with a longer TTL) the moment it ends.
+	var v risk.Verdict
+	excluded := p.excluded(r.Path)
+	if excluded {
+		v, _ = p.engine.Peek(id, r.Now)
+	} else {
+		v = p.engine.Observe(id, r.Now)
+	}
+	d := Decision{Score: v.Score, Reason: v.Reason.String(), Excluded: excluded}
+
+	if e, ok := p.q.Check(id, r.Now); ok {
+		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
+		return d
+	}
+	if v.Confirmed && !(addr.IsValid() && p.lists.Allowed(addr)) {
+		e := p.q.Admit(id, r.Now, d.Reason, v.Score)
+		d.Outcome, d.Reason, d.RetryAfter = Admitted, e.Reason, e.RetryAfterSeconds(r.Now)
+		p.log.Info("quarantined", "identity", id.String(), "score", v.Score, "reason", e.Reason,
+			"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
+		return d
+	}
+	d.Outcome = Allowed
+	return d
+}
+
+// excluded reports whether path falls under an --exclude-path prefix.
+func (p *Policy) excluded(path string) bool {
+	if len(p.exclude) == 0 {
+		return false
+	}
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	for _, prefix := range p.exclude {
+		if !strings.HasPrefix(path, prefix) {
+			continue
+		}
+		if len(path) == len(prefix) || strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/' {
+			return true
+		}
+	}
+	return false
+}
+
+// Ban quarantines id by hand for ttl (0 means the base TTL).
+func (p *Policy) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) quarantine.Entry {
+	e := p.q.Ban(id, now, ttl, reason)
+	p.log.Info("banned", "identity", id.String(), "reason", reason, "ttl", e.Until.Sub(now).String())
+	return e
+}
+
+// Release ends id's quarantine by hand and forgets its timing, so the
+// client starts over instead of being re-admitted by its old rhythm on the
+// next request. Its strike history is kept: if it comes back as a bot it
+// is quarantined for longer.
+func (p *Policy) Release(id identity.ID, now time.Time) bool {
+	ok := p.q.Release(id, now)
+	p.engine.Forget(id)
+	if ok {
+		p.log.Info("released", "identity", id.String())
+	}
+	return ok
+}
+
+// Lists returns the allow and deny lists in force.
+func (p *Policy) Lists() *quarantine.Lists { return p.lists }
+
+// ClientAddr is a convenience for adapters: the address from a string that
+// may carry a port, or the zero Addr.
+func ClientAddr(s string) netip.Addr {
+	a, _ := parseForwarded(strings.TrimSpace(s))
+	return a
+}

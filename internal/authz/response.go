@@ -1,0 +1,136 @@
+package authz
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Header names Flow Lock writes. Clients may not send any x-flowlock-*
+// header upstream: the upstream must be able to trust them.
+const (
+	riskHeader   = "x-flowlock-risk"
+	headerPrefix = "x-flowlock-"
+)
+
+// Metadata keys in the ext_authz filter's dynamic metadata namespace
+// (envoy.filters.http.ext_authz), for Envoy's access log:
+// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:flowlock_score)%.
+const (
+	metaScore    = "flowlock_score"
+	metaReason   = "flowlock_reason"
+	metaDecision = "flowlock_decision"
+)
+
+var (
+	okStatus     = &rpcstatus.Status{Code: int32(codes.OK)}
+	deniedStatus = &rpcstatus.Status{Code: int32(codes.PermissionDenied), Message: "flowlock: denied"}
+
+	// Allow responses are immutable and shared, one per score, so that the
+	// common case builds nothing. gRPC only reads them while marshalling,
+	// which protobuf-go allows concurrently.
+	allowByScore [101]*authv3.CheckResponse
+	riskHeaders  [101]*corev3.HeaderValueOption
+)
+
+func init() {
+	for s := range allowByScore {
+		riskHeaders[s] = &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: riskHeader, Value: strconv.Itoa(s)},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}
+		allowByScore[s] = &authv3.CheckResponse{
+			Status: okStatus,
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+				Headers: []*corev3.HeaderValueOption{riskHeaders[s]},
+			}},
+		}
+	}
+}
+
+// allowResponse lets the request through with x-flowlock-risk set for the
+// upstream, and strips any other x-flowlock-* header the client sent.
+func allowResponse(score uint8, http *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+	score = min(score, 100)
+	var strip []string
+	for k := range http.GetHeaders() {
+		if k != riskHeader && hasPrefixFold(k, headerPrefix) {
+			strip = append(strip, k)
+		}
+	}
+	for _, h := range http.GetHeaderMap().GetHeaders() {
+		if k := h.GetKey(); k != riskHeader && hasPrefixFold(k, headerPrefix) {
+			strip = append(strip, k)
+		}
+	}
+	if strip == nil {
+		return allowByScore[score]
+	}
+	return &authv3.CheckResponse{
+		Status: okStatus,
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers:         []*corev3.HeaderValueOption{riskHeaders[score]},
+			HeadersToRemove: strip,
+		}},
+	}
+}
+
+// denyResponse answers 403 with Retry-After and a JSON body, and puts the
+// score and reason into dynamic metadata for Envoy's access log.
+func denyResponse(d Decision) *authv3.CheckResponse {
+	retry := strconv.Itoa(max(d.RetryAfter, 1))
+	return &authv3.CheckResponse{
+		Status: deniedStatus,
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status: &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
+			Headers: []*corev3.HeaderValueOption{
+				{Header: &corev3.HeaderValue{Key: "retry-after", Value: retry}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+				{Header: &corev3.HeaderValue{Key: "content-type", Value: "application/json"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+				{Header: &corev3.HeaderValue{Key: "cache-control", Value: "no-store"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+			},
+			Body: DenyBody(d),
+		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			metaScore:    structpb.NewNumberValue(float64(d.Score)),
+			metaReason:   structpb.NewStringValue(d.Reason),
+			metaDecision: structpb.NewStringValue(d.Outcome.String()),
+		}},
+	}
+}
+
+// DenyBody is the JSON body of a deny, shared by every transport:
+// {"error":"quarantined","reason":"periodic","retry_after":N}. Reasons are
+// Flow Lock's own words or an operator's ban reason, so they are escaped.
+func DenyBody(d Decision) string {
+	kind := "quarantined"
+	if d.Outcome == DenyListed {
+		kind = "denied"
+	}
+	var b strings.Builder
+	b.Grow(64 + len(d.Reason))
+	b.WriteString(`{"error":"`)
+	b.WriteString(kind)
+	b.WriteString(`","reason":`)
+	reason, err := json.Marshal(d.Reason) // escapes <, >, & and control bytes too
+	if err != nil {
+		reason = []byte(`"unknown"`)
+	}
+	b.Write(reason)
+	b.WriteString(`,"retry_after":`)
+	b.WriteString(strconv.Itoa(max(d.RetryAfter, 1)))
+	b.WriteString("}")
+	return b.String()
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case, without
+// allocating: Envoy lowercases header names, but header_map keys are raw.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}

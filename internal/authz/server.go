@@ -1,0 +1,181 @@
+package authz
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"runtime/debug"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Record is what one Check reports to a Recorder.
+type Record struct {
+	Outcome  Outcome
+	Allowed  bool
+	Mode     Mode
+	Score    uint8
+	Reason   string // the component that fired, or the quarantine reason
+	Fallback Fallback
+	// TimeSkewed is set when Envoy's request time was present but too far
+	// from the local clock to be believed.
+	TimeSkewed bool
+	// Failed is set when Flow Lock itself failed and answered with a gRPC
+	// error (the proxy then applies its failure mode).
+	Failed   bool
+	Duration time.Duration
+}
+
+// Recorder receives a Record for every decision, for metrics. Implementations
+// must be cheap and must not block: they run on the request path.
+type Recorder interface {
+	RecordCheck(Record)
+}
+
+// ServerOptions configure the gRPC Check server.
+type ServerOptions struct {
+	Policy *Policy
+	Rules  ClientRules
+	// MaxSkew bounds how far Envoy's request time (attributes.request.time)
+	// may be from the local clock to be used; beyond it, the local clock is
+	// used. 0 means 5s.
+	MaxSkew  time.Duration
+	Now      func() time.Time // nil means time.Now
+	Recorder Recorder         // nil records nothing
+	Logger   *slog.Logger     // nil discards
+}
+
+// Server implements Envoy's envoy.service.auth.v3.Authorization service.
+type Server struct {
+	policy  *Policy
+	rules   ClientRules
+	maxSkew time.Duration
+	now     func() time.Time
+	rec     Recorder
+	log     *slog.Logger
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// NewServer returns a Check server over the given policy.
+func NewServer(o ServerOptions) *Server {
+	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger}
+	if s.maxSkew <= 0 {
+		s.maxSkew = 5 * time.Second
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rec == nil {
+		s.rec = nopRecorder{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "authz")
+	return s
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) RecordCheck(Record) {}
+
+// Check decides one request for Envoy. A deny is a normal response (403 with
+// Retry-After); Check returns a gRPC error only when Flow Lock itself fails,
+// so that Envoy's failure_mode_allow decides what happens then.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+	local := s.now()
+	defer func() {
+		// A bug must cost one request its check, never the process: Envoy
+		// fails open on the error, and the panic is logged for a fix.
+		if r := recover(); r != nil {
+			s.log.Error("check panicked", "panic", r, "stack", string(debug.Stack()))
+			s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Duration: time.Since(local)})
+			resp, err = nil, status.Error(codes.Internal, "flowlock: internal error")
+		}
+	}()
+
+	attrs := req.GetAttributes()
+	http := attrs.GetRequest().GetHttp()
+	src := sourceAddr(attrs.GetSource().GetAddress())
+	client := s.rules.Resolve(src, header(http, "x-forwarded-for"), s.identityHeader(http))
+	now, skewed := requestTime(attrs.GetRequest().GetTime(), local, s.maxSkew)
+	path := http.GetPath()
+	if path == "" {
+		path = header(http, ":path")
+	}
+
+	d := s.policy.Decide(Request{Client: client, Path: path, Now: now})
+
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "check",
+			slog.String("identity", client.ID.String()), slog.String("decision", d.Outcome.String()),
+			slog.Bool("allow", d.Allow), slog.Int("score", int(d.Score)), slog.String("reason", d.Reason),
+			slog.String("fallback", client.Fallback.String()))
+	}
+	if d.Allow {
+		resp = allowResponse(d.Score, http)
+	} else {
+		resp = denyResponse(d)
+	}
+	s.rec.RecordCheck(Record{
+		Outcome: d.Outcome, Allowed: d.Allow, Mode: s.policy.Mode(), Score: d.Score, Reason: d.Reason,
+		Fallback: client.Fallback, TimeSkewed: skewed, Duration: time.Since(local),
+	})
+	return resp, nil
+}
+
+func (s *Server) identityHeader(http *authv3.AttributeContext_HttpRequest) string {
+	if s.rules.IdentityHeader == "" {
+		return ""
+	}
+	return header(http, s.rules.IdentityHeader)
+}
+
+// sourceAddr reads the socket address Envoy saw, or the zero Addr.
+func sourceAddr(a *corev3.Address) netip.Addr {
+	ip, err := netip.ParseAddr(a.GetSocketAddress().GetAddress())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ip.Unmap().WithZone("")
+}
+
+// header returns a request header by lowercase name. Envoy sends headers in
+// the headers map, or, with encode_raw_headers, in header_map; for repeated
+// raw headers the last one wins (the one the nearest proxy wrote).
+func header(http *authv3.AttributeContext_HttpRequest, name string) string {
+	if v, ok := http.GetHeaders()[name]; ok {
+		return v
+	}
+	hm := http.GetHeaderMap().GetHeaders()
+	for i := len(hm) - 1; i >= 0; i-- {
+		if hm[i].GetKey() == name {
+			if v := hm[i].GetValue(); v != "" {
+				return v
+			}
+			return string(hm[i].GetRawValue())
+		}
+	}
+	return ""
+}
+
+// requestTime uses the time Envoy stamped on the request when it is within
+// maxSkew of the local clock: it is closer to the client's real rhythm than
+// the time the Check reaches us, after queueing in Envoy and the network.
+// skewed reports a stamp that was present but not believed.
+func requestTime(ts *timestamppb.Timestamp, local time.Time, maxSkew time.Duration) (t time.Time, skewed bool) {
+	if ts == nil || !ts.IsValid() {
+		return local, false
+	}
+	t = ts.AsTime()
+	if d := t.Sub(local); d > maxSkew || d < -maxSkew {
+		return local, true
+	}
+	return t, false
+}
