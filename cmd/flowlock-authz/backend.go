@@ -1,0 +1,89 @@
+package main
+
+import (
+	"time"
+
+	"github.com/flowlock/flowlock/dashboard"
+	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/metrics"
+	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
+)
+
+// backend adapts the engine, the quarantine and the policy to the views the
+// dashboard needs, so the dashboard depends on none of them.
+type backend struct {
+	engine *risk.Engine
+	q      *quarantine.List
+	policy *authz.Policy
+	state  *persister // nil without --state-file
+	m      *metrics.Metrics
+}
+
+var _ dashboard.Backend = (*backend)(nil)
+
+func (b *backend) Identities(limit int, now time.Time) []dashboard.Identity {
+	top := b.engine.Top(limit, now)
+	out := make([]dashboard.Identity, 0, len(top))
+	for _, s := range top {
+		_, quarantined := b.q.Check(s.ID, now)
+		out = append(out, dashboard.Identity{
+			Identity:    s.ID.String(),
+			Score:       int(s.Score),
+			Reason:      s.Reason.String(),
+			Requests:    uint64(s.Requests),
+			FirstSeen:   s.FirstSeen,
+			LastSeen:    s.LastSeen,
+			Shared:      s.Shared,
+			Quarantined: quarantined,
+		})
+	}
+	return out
+}
+
+func (b *backend) Quarantined(now time.Time) []dashboard.Quarantine {
+	entries := b.q.Snapshot(now)
+	out := make([]dashboard.Quarantine, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, quarantineView(e, now))
+	}
+	return out
+}
+
+func (b *backend) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (dashboard.Quarantine, error) {
+	e := b.policy.Ban(id, ttl, reason, now)
+	b.m.QuarantineAdmitted(metrics.AdmissionManual)
+	return quarantineView(e, now), b.flush()
+}
+
+func (b *backend) Release(id identity.ID, now time.Time) (bool, error) {
+	ok := b.policy.Release(id, now)
+	if !ok {
+		return false, nil
+	}
+	b.m.QuarantineReleased(metrics.ReleaseManual)
+	return true, b.flush()
+}
+
+// flush writes an operator's change to the state file before answering, so
+// that a 200 means the change survives a restart.
+func (b *backend) flush() error {
+	if b.state == nil {
+		return nil
+	}
+	return b.state.Flush()
+}
+
+func quarantineView(e quarantine.Entry, now time.Time) dashboard.Quarantine {
+	return dashboard.Quarantine{
+		Identity:   e.ID.String(),
+		Reason:     e.Reason,
+		Score:      int(e.Score),
+		Strikes:    e.Strikes,
+		Manual:     e.Manual,
+		Since:      e.Since,
+		Until:      e.Until,
+		RetryAfter: e.RetryAfterSeconds(now),
+	}
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/flowlock/flowlock/dashboard"
+	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/metrics"
+	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
+)
+
+// authzService is the gRPC health service name of the Check API, so that a
+// health check can ask about it by name as well as about the server ("").
+const authzService = "envoy.service.auth.v3.Authorization"
+
+// serve runs the service until ctx is cancelled, then shuts down in order:
+// health NOT_SERVING (Envoy stops sending), gRPC drained, HTTP closed, the
+// quarantine written one last time.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Load(args, getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			config.Usage(stderr)
+		}
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("starting", "version", buildVersion(), "mode", cfg.Mode, "grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg, buildVersion())
+
+	engine := risk.New(risk.Options{
+		MaxClients:         cfg.MaxClients,
+		Threshold:          uint8(cfg.RiskThreshold),
+		ChallengeThreshold: uint8(cfg.ChallengeThreshold),
+		Confirm:            cfg.Confirm,
+	})
+	q := quarantine.New(quarantine.Options{
+		BaseTTL:      cfg.QuarantineTTL,
+		MaxTTL:       cfg.QuarantineMaxTTL,
+		Factor:       cfg.QuarantineFactor,
+		StrikeWindow: cfg.StrikeWindow,
+	})
+	m.RegisterGauges(reg,
+		func() float64 { return float64(engine.Len()) },
+		func() float64 { return float64(q.Len()) },
+		func() float64 { return float64(engine.Evictions()) })
+
+	var state *persister
+	if cfg.StateFile != "" {
+		n, err := quarantine.LoadFile(cfg.StateFile, q, time.Now())
+		if err != nil {
+			return err // names the file and what is wrong: never start empty by accident
+		}
+		log.Info("quarantine restored", "state_file", cfg.StateFile, "entries", n, "active", q.Len())
+		state = &persister{path: cfg.StateFile, list: q, every: cfg.StateWriteInterval, m: m, log: log}
+	}
+
+	mode, _ := authz.ParseMode(cfg.Mode)
+	policy := authz.NewPolicy(authz.Options{
+		Engine:       engine,
+		Quarantine:   q,
+		Lists:        quarantine.NewLists(cfg.Allow, cfg.Deny),
+		Mode:         mode,
+		ExcludePaths: cfg.ExcludePaths,
+		Logger:       log,
+	})
+	rules := authz.ClientRules{
+		TrustedProxies: cfg.TrustedProxies,
+		XFFTrustedHops: cfg.XFFTrustedHops,
+		IdentityHeader: cfg.IdentityHeader,
+		IPv6Prefix:     cfg.IPv6Prefix,
+	}
+	checker := authz.NewServer(authz.ServerOptions{
+		Policy: policy, Rules: rules, MaxSkew: cfg.ClockSkew, Recorder: recorder{m}, Logger: log,
+	})
+
+	grpcServer := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(4<<20),
+	)
+	healthSrv := health.NewServer()
+	authv3.RegisterAuthorizationServer(grpcServer, checker)
+	healthpb.RegisterHealthServer(grpcServer, healthSrv)
+	reflection.Register(grpcServer)
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthSrv.SetServingStatus(authzService, healthpb.HealthCheckResponse_NOT_SERVING)
+
+	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr %s: %w", cfg.GRPCAddr, err)
+	}
+	defer grpcLis.Close()
+	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
+	}
+	defer httpLis.Close()
+
+	var ready atomic.Bool
+	backend := &backend{engine: engine, q: q, policy: policy, state: state, m: m}
+	httpServer := &http.Server{
+		Handler: dashboard.New(dashboard.Options{
+			Backend:    backend,
+			AdminToken: cfg.AdminToken.Reveal(),
+			IPv6Prefix: cfg.IPv6Prefix,
+			Now:        time.Now,
+			Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+			Ready: func() error {
+				if !ready.Load() {
+					return errors.New("not ready: starting or shutting down")
+				}
+				return nil
+			},
+			Config:  func() any { return cfg.Redacted() },
+			Logger:  log,
+			Version: buildVersion(),
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := grpcServer.Serve(grpcLis); err != nil {
+			return fmt.Errorf("grpc server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := httpServer.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		return q.Run(gctx, cfg.SweepInterval, time.Now, func(expired int) {
+			for range expired {
+				m.QuarantineReleased(metrics.ReleaseExpired)
+			}
+			engine.Sweep(time.Now())
+		})
+	})
+	if state != nil {
+		g.Go(func() error { return state.Run(gctx) })
+	}
+
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthSrv.SetServingStatus(authzService, healthpb.HealthCheckResponse_SERVING)
+	ready.Store(true)
+	log.Info("listening", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String())
+
+	<-gctx.Done()
+	log.Info("shutting down")
+	ready.Store(false)
+	healthSrv.Shutdown() // every service NOT_SERVING: Envoy's health checks move traffic away
+	stopped := make(chan struct{})
+	go func() { grpcServer.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("grpc drain timed out; closing connections", "timeout", cfg.ShutdownTimeout.String())
+		grpcServer.Stop()
+		<-stopped
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := httpServer.Shutdown(shutCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	err = g.Wait()
+	if state != nil {
+		// Last write after gRPC stopped: no admission can be lost after it.
+		if ferr := state.Flush(); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}
+	log.Info("stopped")
+	return err
+}
+
+// newLogger builds the process logger from --log-level and --log-format.
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

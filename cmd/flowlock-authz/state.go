@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/metrics"
+	"github.com/flowlock/flowlock/internal/quarantine"
+)
+
+// persister writes the quarantine to --state-file after it changes. Bursts
+// of admissions are coalesced into one write per interval; manual bans and
+// releases are written at once (Flush), so an operator's action survives
+// even a crash right after it.
+type persister struct {
+	path  string
+	list  *quarantine.List
+	every time.Duration
+	m     *metrics.Metrics
+	log   *slog.Logger
+
+	mu sync.Mutex // serialises writes of the file
+}
+
+// Run writes the state after each change until ctx is done. The final write
+// is the caller's, after the servers stop.
+func (p *persister) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.list.Changed():
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(p.every): // let a burst of changes land in one write
+		}
+		_ = p.Flush() // counted and logged; the next change tries again
+	}
+}
+
+// Flush writes the current state now.
+func (p *persister) Flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	err := quarantine.SaveFile(p.path, p.list, now)
+	p.m.StateWrite(err, now)
+	if err != nil {
+		p.log.Error("quarantine state not saved; it is kept in memory and retried on the next change",
+			"state_file", p.path, "err", err)
+	}
+	return err
+}
