@@ -1,0 +1,46 @@
+# Flow Lock. `make` lists the targets.
+GO ?= go
+.DEFAULT_GOAL := help
+
+.PHONY: help run build test test-short bench fuzz check fmt-check vet tidy-check
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## run Flow Lock with built-in demo traffic; dashboard on http://127.0.0.1:8080/
+	$(GO) run ./cmd/flowlock-authz --demo --grpc-addr 127.0.0.1:9191 --http-addr 127.0.0.1:8080
+
+build: ## build the binaries into bin/
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+
+test: ## the full suite CI runs: vet, race tests, end-to-end tests, short fuzz and bench smoke
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(GO) test -run '^$$' -bench . -benchtime 100x -benchmem ./internal/...
+
+test-short: ## unit tests only (no binaries, no browsers, no proxies)
+	$(GO) test -race -short ./...
+
+bench: ## benchmarks with allocations (compare runs with benchstat)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/... ./cmd/...
+
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg > /dev/null; \
+	  done; \
+	done
+
+fmt-check: ## fail if gofmt would change anything
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+
+vet: ## go vet
+	$(GO) vet ./...
+
+tidy-check: ## fail if go.mod or go.sum are not tidy
+	$(GO) mod tidy -diff
+
+check: fmt-check vet tidy-check test ## everything

@@ -1,0 +1,123 @@
+package flowlock_test
+
+import (
+	"encoding/json"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/flowlock/flowlock"
+
+// forbidden lists, per package, import path prefixes it must not depend on
+// (directly or through others), with the reason: DESIGN.md §2. The domain
+// packages stay plain Go with the clock passed in, so they can be replayed
+// in virtual time and tested without a network.
+var forbidden = map[string]map[string]string{
+	"internal/risk": {
+		"google.golang.org/grpc":        "risk knows nothing of transports",
+		"github.com/envoyproxy":         "risk knows nothing of Envoy",
+		"github.com/prometheus":         "metrics are recorded by callers",
+		"net/http":                      "risk knows nothing of transports",
+		module + "/internal/quarantine": "the policy that links score to quarantine lives in authz",
+		module + "/internal/config":     "domain packages are configured through Go APIs",
+	},
+	"internal/quarantine": {
+		"google.golang.org/grpc":    "quarantine knows nothing of transports",
+		"github.com/envoyproxy":     "quarantine knows nothing of Envoy",
+		"github.com/prometheus":     "metrics are recorded by callers",
+		"net/http":                  "quarantine knows nothing of transports",
+		module + "/internal/risk":   "the policy that links score to quarantine lives in authz",
+		module + "/internal/config": "domain packages are configured through Go APIs",
+	},
+	"internal/traffic": {
+		"google.golang.org/grpc":    "scenarios are pure streams of timestamps",
+		"net/http":                  "scenarios are pure streams of timestamps",
+		module + "/internal/config": "domain packages are configured through Go APIs",
+	},
+	"internal/authz": {
+		module + "/internal/config": "authz is configured through Go APIs by main",
+		module + "/dashboard":       "the dashboard depends on views, not the reverse",
+	},
+	"internal/metrics": {
+		module + "/internal/": "metrics imports no Flow Lock package; main wires gauges",
+	},
+	"internal/config": {
+		module + "/internal/": "config imports no Flow Lock package",
+		module + "/dashboard": "config imports no Flow Lock package",
+	},
+	"dashboard": {
+		module + "/internal/authz":      "the dashboard defines the views it needs",
+		module + "/internal/risk":       "the dashboard defines the views it needs",
+		module + "/internal/quarantine": "the dashboard defines the views it needs",
+	},
+}
+
+// TestDependencies fails when a package depends on what DESIGN.md §2 says it
+// must not.
+func TestDependencies(t *testing.T) {
+	for pkg, bad := range forbidden {
+		out, err := exec.Command("go", "list", "-deps", "-json=ImportPath", "./"+pkg).Output()
+		if err != nil {
+			t.Errorf("go list %s: %v", pkg, err)
+			continue
+		}
+		dec := json.NewDecoder(strings.NewReader(string(out)))
+		for dec.More() {
+			var p struct{ ImportPath string }
+			if err := dec.Decode(&p); err != nil {
+				t.Fatal(err)
+			}
+			if p.ImportPath == module+"/"+pkg {
+				continue
+			}
+			for prefix, why := range bad {
+				if p.ImportPath == prefix || strings.HasPrefix(p.ImportPath, prefix+"/") ||
+					(strings.HasSuffix(prefix, "/") && strings.HasPrefix(p.ImportPath, prefix) && p.ImportPath != module+"/internal/identity") {
+					t.Errorf("%s depends on %s: %s", pkg, p.ImportPath, why)
+				}
+			}
+		}
+	}
+}
+
+// TestPackageDocs fails when a package has no package doc comment.
+func TestPackageDocs(t *testing.T) {
+	dirs := map[string]bool{}
+	_ = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") && path != "." {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			dirs[filepath.Dir(path)] = true
+		}
+		return nil
+	})
+	for dir := range dirs {
+		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi fs.FileInfo) bool {
+			return !strings.HasSuffix(fi.Name(), "_test.go")
+		}, parser.ParseComments|parser.PackageClauseOnly)
+		if err != nil {
+			t.Errorf("%s: %v", dir, err)
+			continue
+		}
+		for name, p := range pkgs {
+			documented := false
+			for _, f := range p.Files {
+				if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
+					documented = true
+				}
+			}
+			if !documented {
+				t.Errorf("package %s in %s has no package doc comment", name, dir)
+			}
+		}
+	}
+}
