@@ -1,0 +1,95 @@
+// Package risk scores how machine-like a client's request rhythm is.
+//
+// An [Engine] keeps a small, fixed-size timing record per [identity.ID] and
+// turns it, on every request, into a [Verdict]: a 0–100 score, the component
+// that contributed most, whether the verdict is confirmed (quarantine now),
+// and whether the stream looks like many humans behind one address. The
+// package is pure: it never reads the clock (every entry point takes now),
+// starts no goroutine, and knows nothing about gRPC, HTTP or quarantine.
+//
+// # The model
+//
+// The model is the one in DETECTION.md §7. Humans are bursty: a person's
+// gaps mix sub-second client fan-out with think times of seconds to minutes,
+// spanning many octaves, with long pauses. Scripts are regular. Every
+// statistic below is scale-free (multiplying all gaps by a constant does not
+// change it), so a 60 s beacon scores like a 0.5 s one, and a page-load
+// burst with tiny absolute variance is not mistaken for a machine.
+//
+// Per identity the engine keeps the last 32 intervals (ms), the last 32
+// intervals between burst starts (a burst starts after a gap of at least 1 s),
+// an exponentially weighted mean and variance of the intervals, the length
+// of the current stretch without a pause longer than 3 s, a 60 s sliding-
+// window request counter, a 24-bit bitmap of active 5-minute buckets, and a
+// "shared until" time. Requests less than 5 ms after the start of the
+// current batch are one batch (HTTP/2 fan-out, retries): they count as
+// requests but add no interval and cause no new evaluation. A timestamp
+// before the previous one counts as a zero gap.
+//
+// With m intervals in the ring (m ≤ 32) and n_int intervals seen in all,
+// each component is a probability-like value in [0, 1]:
+//
+//   - conf = clamp((m − 4)/12): evidence weight, full at 16 intervals.
+//   - periodic: rcv = MAD/median of the ring (a robust coefficient of
+//     variation, as RITA scores beacons); p_per = clamp((0.30 − rcv)/0.25).
+//   - low entropy: H = Shannon entropy (bits) of ⌊log₂ ms⌋ over the ring;
+//     jittered beacons occupy one or two octaves, humans many;
+//     p_lowH = clamp((2.0 − H)/1.2).
+//   - anti-bursty: A = Kim–Jo finite-size burstiness A_n of the ring (with
+//     n = m + 1 events) and A_ew = (CV_ew − 1)/(CV_ew + 1) from the EW
+//     statistics; p_anti = clamp((n_int − 32)/32) · clamp((−0.1 − max(A,
+//     A_ew))/0.3). Moderate regularity needs at least 64 intervals and must
+//     hold on both the short and the long horizon, because a regular human
+//     (one call per action) is statistically close to a 50 % jitter bot.
+//   - periodic bursts: MAD/median of the burst-start ring;
+//     p_bper = clamp((m_B − 8)/8) · clamp((0.20 − b_rcv)/0.15). This catches
+//     bots that fake human-looking bursts on a timer.
+//   - no pause: S = seconds since the last gap longer than 3 s;
+//     p_fast = clamp((S − 60)/120). One person rarely goes three minutes
+//     without a 3 s pause.
+//   - continuity: after 2 h observed and when max(A, A_ew) < 0,
+//     p_cont = 0.5 · clamp((active 5-minute buckets of the last 24 − 20)/4).
+//     DETECTION.md §7.2 has A < 0.2 and full weight; in simulation that
+//     quarantined half of the calm humans who worked four hours without a
+//     5-minute break, so here continuity supports other evidence and never
+//     decides alone.
+//   - human signature: h = 1 when 15–90 % of the ring's gaps are under 1 s,
+//     at least 10 % are over 3 s, and A > 0.25 (the burst/think structure).
+//
+// They are fused with a noisy-OR, so one strong sign can decide:
+//
+//	p_reg = max(conf·p_per, 0.8·conf·p_lowH, 0.9·p_anti, p_bper)
+//	score = 100 · [1 − (1 − p_reg)(1 − p_fast)(1 − p_cont)] · (1 − 0.3·h)
+//
+// The reason is the component with the largest weighted term. A verdict is
+// [Verdict.Confirmed] when the score has been at or above the threshold on
+// Confirm consecutive evaluations; the evidence gates plus confirmation keep
+// the per-client false-positive rate low although every request is a new
+// look at noisy statistics. Below 8 intervals the score is 0.
+//
+// # Shared addresses
+//
+// Many humans behind one NAT or CGNAT address merge into a near-Poisson
+// stream at a high rate (Palm–Khintchine), which is just what a parallel
+// scraper looks like. When the 60 s rate is at least 0.5 req/s, more than 64
+// intervals have been seen and A_ew ≥ −0.2 (not more regular than Poisson),
+// the identity is labelled shared for 300 s. While shared, low entropy,
+// anti-bursty, no-pause and continuity are switched off; periodic and
+// periodic-burst evidence stays, but a shared verdict is never confirmed.
+// Such streams are for volume limits, not for timing quarantine.
+//
+// # Known limits
+//
+// Timing alone cannot catch a bot that draws i.i.d. human-like gaps, replays
+// a human trace, spreads over many addresses, or hides among humans behind a
+// CGNAT; and it will flag a human whose browser tab polls on a timer unless
+// that route is excluded before it reaches the engine. See DETECTION.md §4.
+//
+// # Memory
+//
+// A tracked identity costs one 256-byte state, its [identity.ID] key and a
+// map entry: roughly 350 bytes, so the default cap of one million identities
+// is about 350 MB when full. The map is sharded, each shard has its own
+// mutex and its own share of the cap, and a full shard evicts the least
+// valuable of a few sampled entries; see [Options.MaxClients].
+package risk

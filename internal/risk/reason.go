@@ -1,0 +1,95 @@
+package risk
+
+import "fmt"
+
+// Reason names the scoring component that contributed most to a score.
+// Its values are a small closed set, safe to use as a metric label.
+type Reason uint8
+
+// The reasons, in the order Reasons returns them.
+const (
+	// ReasonNone means the score is below the challenge band, or nothing fired.
+	ReasonNone Reason = iota
+	// ReasonPeriodic means the intervals are nearly equal (low MAD/median).
+	ReasonPeriodic
+	// ReasonLowEntropy means the intervals occupy only one or two octaves.
+	ReasonLowEntropy
+	// ReasonAntiBursty means the stream is more regular than Poisson over at
+	// least 64 intervals, on both the short and the long horizon.
+	ReasonAntiBursty
+	// ReasonPeriodicBursts means bursts start on a timer.
+	ReasonPeriodicBursts
+	// ReasonNoPause means minutes of requests without a 3 s pause.
+	ReasonNoPause
+	// ReasonContinuity means the client was active in nearly every 5-minute bucket for 2 hours
+	// without human burstiness.
+	ReasonContinuity
+
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	ReasonNone:           "none",
+	ReasonPeriodic:       "periodic",
+	ReasonLowEntropy:     "low_entropy",
+	ReasonAntiBursty:     "anti_bursty",
+	ReasonPeriodicBursts: "periodic_bursts",
+	ReasonNoPause:        "no_pause",
+	ReasonContinuity:     "continuity",
+}
+
+// String returns the reason's snake_case name, e.g. "periodic".
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// ParseReason returns the reason whose String is s.
+func ParseReason(s string) (Reason, bool) {
+	for r, name := range reasonNames {
+		if name == s {
+			return Reason(r), true
+		}
+	}
+	return ReasonNone, false
+}
+
+// Reasons returns every reason, ReasonNone first, so that metric label
+// children can be resolved once at start-up.
+func Reasons() []Reason {
+	rs := make([]Reason, numReasons)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
+
+// MarshalText implements encoding.TextMarshaler, so reasons appear by name
+// in JSON.
+func (r Reason) MarshalText() ([]byte, error) {
+	if r >= numReasons {
+		return nil, fmt.Errorf("unknown risk reason %d", uint8(r))
+	}
+	return []byte(reasonNames[r]), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *Reason) UnmarshalText(b []byte) error {
+	v, ok := ParseReason(string(b))
+	if !ok {
+		return fmt.Errorf("unknown risk reason %q", truncate(string(b)))
+	}
+	*r = v
+	return nil
+}
+
+// truncate keeps error messages bounded when echoing untrusted input.
+func truncate(s string) string {
+	const max = 32
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}

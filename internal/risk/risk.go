@@ -1,0 +1,611 @@
+package risk
+
+import (
+	"cmp"
+	"container/heap"
+	"hash/maphash"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+// Defaults for the zero Options.
+const (
+	DefaultMaxClients         = 1_000_000
+	DefaultShards             = 256
+	DefaultThreshold          = 80
+	DefaultChallengeThreshold = 60
+	DefaultConfirm            = 3
+	DefaultIdleTTL            = 30 * time.Minute
+	DefaultHighRiskIdleTTL    = 24 * time.Hour
+)
+
+// maxShards bounds Options.Shards; more shards than this buy nothing.
+const maxShards = 1 << 16
+
+// Options configures an Engine. The zero value gives the defaults.
+type Options struct {
+	// MaxClients is the hard cap on tracked identities; 0 means
+	// DefaultMaxClients (1,000,000, about 350 MB when full).
+	//
+	// Each shard gets its share of the cap. When a new identity arrives at
+	// a full shard, the engine samples a few of the shard's entries and
+	// evicts the least valuable: the one idle longest. An entry whose last
+	// score is at or above ChallengeThreshold, or that is confirmed, is
+	// never evicted, so a flood of new identities cannot wash a known bot
+	// out of memory. The price: when every sampled entry is protected, the
+	// new identity is not tracked at all and Observe returns a zero
+	// Verdict for it. A cap filled with high-risk identities therefore
+	// stops timing detection for newcomers until Sweep frees room;
+	// Evictions and Len show it, and volume limits still apply.
+	MaxClients int
+
+	// Shards is the number of independently locked parts of the map, a
+	// power of two (other values are rounded up); 0 means DefaultShards
+	// (256). It is lowered to at most MaxClients.
+	Shards int
+
+	// Threshold is the score (0–100) at which a confirmed verdict means
+	// quarantine; 0 means DefaultThreshold (80). Values above 100 mean 100.
+	Threshold uint8
+
+	// ChallengeThreshold is where the "challenge/watch" band starts: below
+	// it a verdict carries ReasonNone, and entries at or above it are never
+	// evicted and survive Sweep. 0 means DefaultChallengeThreshold (60).
+	ChallengeThreshold uint8
+
+	// Confirm is how many consecutive evaluations must score at least
+	// Threshold before a verdict is confirmed; 0 (or less) means
+	// DefaultConfirm (3). Values above 255 mean 255.
+	Confirm int
+
+	// IdleTTL is how long an entry may go without a request before Sweep
+	// drops it, unless it is high-risk; 0 (or less) means DefaultIdleTTL
+	// (30 minutes).
+	IdleTTL time.Duration
+
+	// HighRiskIdleTTL is how long a high-risk entry (last score at or above
+	// ChallengeThreshold, or confirmed) may stay idle before Sweep drops it
+	// anyway, so that identities that stopped long ago cannot hold the cap
+	// forever. Quarantine keeps its own record; a bot that returns after
+	// this long is detected again from scratch. 0 (or less) means
+	// DefaultHighRiskIdleTTL (24 hours); it is never below IdleTTL.
+	HighRiskIdleTTL time.Duration
+}
+
+// Verdict is the engine's judgement of one identity after a request.
+// The zero Verdict means "nothing known".
+type Verdict struct {
+	// Score is how machine-like the rhythm is, 0–100.
+	Score uint8
+	// Reason is the component that contributed most; ReasonNone below the
+	// challenge band.
+	Reason Reason
+	// Confirmed reports that Score has been at least Threshold on Confirm
+	// consecutive evaluations and the stream is not Shared: quarantine now.
+	Confirmed bool
+	// Shared reports a stream that looks like many humans behind one
+	// address (NAT, CGNAT). Timing never confirms a shared stream.
+	Shared bool
+	// Requests is the number of requests seen for this identity
+	// (saturating at 2³²−1).
+	Requests uint32
+}
+
+// Summary describes one tracked identity for operators.
+type Summary struct {
+	ID        identity.ID `json:"identity"`
+	Score     uint8       `json:"score"`
+	Reason    Reason      `json:"reason"` // ReasonNone below the challenge band
+	Requests  uint32      `json:"requests"`
+	FirstSeen time.Time   `json:"first_seen"`
+	LastSeen  time.Time   `json:"last_seen"` // start of the latest batch (≤ 5 ms early)
+	Shared    bool        `json:"shared"`
+	// Recent holds the last (up to 32) intervals in ms, oldest first, for
+	// a sparkline.
+	Recent []uint32 `json:"recent_ms"`
+}
+
+// Explanation is a Summary plus every scoring component, for an operator
+// asking "why this score?".
+type Explanation struct {
+	Summary
+	// Features lists the components in a fixed order: periodic,
+	// low_entropy, anti_bursty, periodic_bursts, no_pause, continuity,
+	// human_signature, shared.
+	Features []Feature `json:"features"`
+	// Intervals is how many intervals have been seen in all (batched
+	// requests add none).
+	Intervals int `json:"intervals"`
+	// Threshold, ChallengeThreshold and Confirm are the engine's settings.
+	Threshold          uint8 `json:"threshold"`
+	ChallengeThreshold uint8 `json:"challenge_threshold"`
+	Confirm            int   `json:"confirm"`
+	// Consecutive is how many consecutive evaluations scored at least
+	// Threshold (saturating at 255).
+	Consecutive int `json:"consecutive"`
+	// Confirmed is Verdict.Confirmed at the time of the explanation.
+	Confirmed bool `json:"confirmed"`
+}
+
+// Feature is one scoring component in an Explanation.
+type Feature struct {
+	// Name is the component: a Reason's name, or "human_signature" or
+	// "shared".
+	Name string `json:"name"`
+	// Value is the component's statistic, e.g. MAD/median for periodic,
+	// bits for low_entropy, max(A, A_ew) for anti_bursty, seconds without
+	// a pause for no_pause, active 5-minute buckets for continuity.
+	Value float64 `json:"value"`
+	// Probability is the component's output in [0, 1] before its gate.
+	// For human_signature it is 1 when the discount applies, for shared 1
+	// when the label holds.
+	Probability float64 `json:"probability"`
+	// Gate is the weight the evidence gets (how much data there is times
+	// the component's fixed weight); the term in the fusion is
+	// Gate·Probability.
+	Gate float64 `json:"gate"`
+	// Threshold says, as text, when the component fires.
+	Threshold string `json:"threshold"`
+}
+
+// Engine scores identities. It is safe for concurrent use. Create it with
+// New; the zero Engine is not usable.
+type Engine struct {
+	shards    []shard
+	mask      uint64
+	seed      maphash.Seed
+	threshold uint8
+	challenge uint8
+	confirm   uint8
+	idleTTL   int64 // ns
+	highTTL   int64 // ns
+
+	count     atomic.Int64
+	evictions atomic.Uint64
+}
+
+// evictSample is how many entries of a full shard are looked at to find
+// one to evict, per round; evictRounds rounds are tried.
+const (
+	evictSample = 8
+	evictRounds = 2
+)
+
+// shard is one independently locked part of the map. States live in a
+// pointer-free slab so that the GC does not scan them; the map holds slab
+// indexes.
+type shard struct {
+	mu     sync.Mutex            // guards the following fields
+	index  map[identity.ID]int32 // identity → slot in states and ids
+	states []state               // slot i's timing record; n == 0 marks a free slot
+	ids    []identity.ID         // slot i's identity
+	free   []int32               // free slots below len(states)
+	limit  int                   // most entries this shard may hold
+	rng    uint64                // xorshift state for eviction sampling
+	_      [64]byte              // keep neighbouring shards' mutexes off one cache line
+}
+
+// New returns an Engine configured by opts. It starts no goroutine: call
+// Sweep periodically.
+func New(opts Options) *Engine {
+	maxClients := opts.MaxClients
+	if maxClients <= 0 {
+		maxClients = DefaultMaxClients
+	}
+	n := opts.Shards
+	if n <= 0 {
+		n = DefaultShards
+	}
+	n = min(n, maxShards)
+	n = 1 << bits.Len(uint(n-1)) // round up to a power of two
+	for n > maxClients {
+		n /= 2
+	}
+	e := &Engine{
+		shards:    make([]shard, n),
+		mask:      uint64(n - 1),
+		seed:      maphash.MakeSeed(),
+		threshold: cmp.Or(min(opts.Threshold, 100), DefaultThreshold),
+		challenge: cmp.Or(min(opts.ChallengeThreshold, 100), DefaultChallengeThreshold),
+		confirm:   DefaultConfirm,
+		idleTTL:   int64(DefaultIdleTTL),
+		highTTL:   int64(DefaultHighRiskIdleTTL),
+	}
+	if opts.Confirm > 0 {
+		e.confirm = uint8(min(opts.Confirm, 255))
+	}
+	if opts.IdleTTL > 0 {
+		e.idleTTL = int64(opts.IdleTTL)
+	}
+	if opts.HighRiskIdleTTL > 0 {
+		e.highTTL = int64(opts.HighRiskIdleTTL)
+	}
+	e.highTTL = max(e.highTTL, e.idleTTL)
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.limit = maxClients / n
+		if i < maxClients%n {
+			sh.limit++
+		}
+		sh.index = make(map[identity.ID]int32)
+		sh.rng = uint64(i)*0x9e3779b97f4a7c15 | 1
+	}
+	return e
+}
+
+// shardFor returns the shard that holds id. The hash is keyed by a random
+// per-engine seed, so clients cannot aim their addresses at one shard.
+func (e *Engine) shardFor(id identity.ID) *shard {
+	var h uint64
+	if a, ok := id.Addr(); ok {
+		b := a.As16()
+		h = maphash.Bytes(e.seed, b[:])
+	} else {
+		h = maphash.String(e.seed, id.Name())
+	}
+	return &e.shards[h&e.mask]
+}
+
+// Observe records one request from id at now and returns the verdict after
+// it. It does not allocate for an identity already tracked. The zero ID is
+// not tracked (zero Verdict), nor is a new identity when its shard is full
+// of entries that may not be evicted (see Options.MaxClients).
+func (e *Engine) Observe(id identity.ID, now time.Time) Verdict {
+	if id.IsZero() {
+		return Verdict{}
+	}
+	t := unixNano(now)
+	sh := e.shardFor(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, ok := sh.index[id]
+	if !ok {
+		i, ok = e.insertLocked(sh, id)
+		if !ok {
+			return Verdict{}
+		}
+		st := &sh.states[i]
+		st.start(t)
+		return e.verdict(st, t)
+	}
+	st := &sh.states[i]
+	if st.record(t) {
+		var f features
+		st.evaluate(st.last, &f)
+		st.score, st.reason = f.score, f.reason
+		if f.score >= e.threshold {
+			st.over = min(st.over, 254) + 1
+		} else {
+			st.over = 0
+		}
+	}
+	return e.verdict(st, t)
+}
+
+// verdict builds the Verdict of st as of now from its latest evaluation.
+func (e *Engine) verdict(st *state, now int64) Verdict {
+	shared := st.shared(max(now, st.last))
+	return Verdict{
+		Score:     st.score,
+		Reason:    e.reasonOf(st),
+		Confirmed: st.over >= e.confirm && !shared,
+		Shared:    shared,
+		Requests:  st.n,
+	}
+}
+
+// reasonOf returns st's reason, or ReasonNone below the challenge band.
+func (e *Engine) reasonOf(st *state) Reason {
+	if st.score < e.challenge {
+		return ReasonNone
+	}
+	return st.reason
+}
+
+// protected reports whether st may be neither evicted nor swept as idle:
+// its last score is in the challenge band or above, or it is confirmed.
+func (e *Engine) protected(st *state) bool {
+	return st.score >= e.challenge || st.over >= e.confirm
+}
+
+// insertLocked finds a slot for the new identity id in sh, evicting if the
+// shard is full, and records id there. It returns false when no slot can
+// be had.
+func (e *Engine) insertLocked(sh *shard, id identity.ID) (int32, bool) {
+	var i int32
+	switch {
+	case len(sh.free) > 0:
+		i = sh.free[len(sh.free)-1]
+		sh.free = sh.free[:len(sh.free)-1]
+	case len(sh.states) < sh.limit:
+		if len(sh.states) == cap(sh.states) {
+			// Grow geometrically but never past the shard's limit.
+			c := min(max(2*cap(sh.states), 16), sh.limit)
+			sh.states = slices.Grow(sh.states, c-len(sh.states))
+			sh.ids = slices.Grow(sh.ids, c-len(sh.ids))
+		}
+		i = int32(len(sh.states))
+		sh.states = append(sh.states, state{})
+		sh.ids = append(sh.ids, identity.ID{})
+	default:
+		v, ok := e.victimLocked(sh)
+		if !ok {
+			return 0, false
+		}
+		delete(sh.index, sh.ids[v])
+		e.evictions.Add(1)
+		e.count.Add(-1)
+		i = v
+	}
+	sh.ids[i] = id.Clone()
+	sh.index[sh.ids[i]] = i
+	e.count.Add(1)
+	return i, true
+}
+
+// victimLocked picks the least valuable entry among a small random sample
+// of the full shard sh: among entries that are not protected, the one idle
+// longest, then the one with the lowest score. Sampling keeps eviction O(1)
+// with no per-entry bookkeeping on the hot path; it is an approximation of
+// LRU that is good enough when most entries are idle humans.
+func (e *Engine) victimLocked(sh *shard) (int32, bool) {
+	best := int32(-1)
+	for range evictRounds {
+		for range evictSample {
+			sh.rng ^= sh.rng << 13
+			sh.rng ^= sh.rng >> 7
+			sh.rng ^= sh.rng << 17
+			i := int32(sh.rng % uint64(len(sh.states)))
+			st := &sh.states[i]
+			if st.n == 0 || e.protected(st) {
+				continue
+			}
+			if best < 0 {
+				best = i
+				continue
+			}
+			b := &sh.states[best]
+			if st.last < b.last || (st.last == b.last && st.score < b.score) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			return best, true
+		}
+	}
+	return 0, false
+}
+
+// removeLocked drops slot i of sh.
+func (e *Engine) removeLocked(sh *shard, i int32) {
+	delete(sh.index, sh.ids[i])
+	sh.ids[i] = identity.ID{}
+	sh.states[i] = state{}
+	sh.free = append(sh.free, i)
+	e.count.Add(-1)
+}
+
+// Peek returns id's verdict from its latest evaluation, without recording
+// a request; now decides whether the shared label still holds. It reports
+// false for an identity that is not tracked.
+func (e *Engine) Peek(id identity.ID, now time.Time) (Verdict, bool) {
+	sh := e.shardFor(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, ok := sh.index[id]
+	if !ok {
+		return Verdict{}, false
+	}
+	return e.verdict(&sh.states[i], unixNano(now)), true
+}
+
+// Explain describes id's latest evaluation component by component, with
+// its recent intervals. The features are recomputed from the state as of
+// the latest request, so they match the score; now decides whether the
+// shared label still holds. It reports false for an identity that is not
+// tracked.
+func (e *Engine) Explain(id identity.ID, now time.Time) (Explanation, bool) {
+	sh := e.shardFor(id)
+	sh.mu.Lock()
+	i, ok := sh.index[id]
+	if !ok {
+		sh.mu.Unlock()
+		return Explanation{}, false
+	}
+	st := sh.states[i] // copy, then work without the lock
+	key := sh.ids[i]
+	sh.mu.Unlock()
+
+	t := unixNano(now)
+	var f features
+	st.evaluate(st.last, &f)
+	v := e.verdict(&st, t)
+	x := Explanation{
+		Summary:            e.summary(key, &st, t),
+		Intervals:          int(st.nInt),
+		Threshold:          e.threshold,
+		ChallengeThreshold: e.challenge,
+		Confirm:            int(e.confirm),
+		Consecutive:        int(st.over),
+		Confirmed:          v.Confirmed,
+	}
+	x.Features = f.list(v.Shared)
+	return x, true
+}
+
+// list turns f into Explanation features. shared is the label at the time
+// of the explanation.
+func (f *features) list(shared bool) []Feature {
+	gateAnti := antiWeight * clamp(float64(int64(f.nInt)-antiMin)/antiSpan)
+	gateBper := clamp(float64(f.mB-bperMin) / bperSpan)
+	pAnti := 0.0
+	if gateAnti > 0 {
+		pAnti = f.pAnti / (gateAnti / antiWeight)
+	}
+	pBper := 0.0
+	if gateBper > 0 {
+		pBper = f.pBper / gateBper
+	}
+	pCont := f.pCont / contWeight
+	human, sh := 0.0, 0.0
+	if f.human {
+		human = 1
+	}
+	if shared {
+		sh = 1
+	}
+	return []Feature{
+		{Name: ReasonPeriodic.String(), Value: f.rcv, Probability: f.pPer, Gate: f.conf,
+			Threshold: "MAD/median of the last 32 intervals < 0.30 (certain at 0.05); weight full at 16 intervals"},
+		{Name: ReasonLowEntropy.String(), Value: f.entropy, Probability: f.pLowH, Gate: entWeight * f.conf,
+			Threshold: "entropy of log2(ms) octaves < 2.0 bits (certain at 0.8); off while shared"},
+		{Name: ReasonAntiBursty.String(), Value: max(f.a, f.aEW), Probability: pAnti, Gate: gateAnti,
+			Threshold: "max(Kim-Jo A_n, EW burstiness) < -0.1 (certain at -0.4); needs > 32 intervals, full at 64; off while shared"},
+		{Name: ReasonPeriodicBursts.String(), Value: f.bRcv, Probability: pBper, Gate: gateBper,
+			Threshold: "MAD/median of burst-start intervals (burst = gap >= 1 s) < 0.20 (certain at 0.05); needs > 8 bursts, full at 16"},
+		{Name: ReasonNoPause.String(), Value: f.stretch, Probability: f.pFast, Gate: 1,
+			Threshold: "seconds without a pause > 3 s above 60 (certain at 180); off while shared"},
+		{Name: ReasonContinuity.String(), Value: float64(f.activeN), Probability: pCont, Gate: contWeight,
+			Threshold: "active 5-minute buckets of the last 24 above 20 (certain at 24); needs 2 h observed and max(A_n, EW burstiness) < 0; off while shared"},
+		{Name: "human_signature", Value: f.a, Probability: human, Gate: humanDiscount,
+			Threshold: "15-90% of gaps < 1 s, >= 10% > 3 s and A_n > 0.25: score x 0.7"},
+		{Name: "shared", Value: f.rate, Probability: sh, Gate: 1,
+			Threshold: "rate >= 0.5 req/s over 60 s, > 64 intervals and EW burstiness >= -0.2: labelled for 300 s, never confirmed"},
+	}
+}
+
+// summary builds id's Summary from st; now decides the shared label.
+func (e *Engine) summary(id identity.ID, st *state, now int64) Summary {
+	return Summary{
+		ID:        id,
+		Score:     st.score,
+		Reason:    e.reasonOf(st),
+		Requests:  st.n,
+		FirstSeen: fromUnixNano(st.first),
+		LastSeen:  fromUnixNano(st.last),
+		Shared:    st.shared(max(now, st.last)),
+		Recent:    st.recent(),
+	}
+}
+
+// candidate is an entry considered by Top, copied out of its shard.
+type candidate struct {
+	id identity.ID
+	st state
+}
+
+// candidates is a min-heap of Top's best n so far: the root is the entry
+// that would be dropped first.
+type candidates []candidate
+
+func (c candidates) Len() int           { return len(c) }
+func (c candidates) Less(i, j int) bool { return riskier(&c[j].st, &c[i].st) }
+func (c candidates) Swap(i, j int)      { c[i], c[j] = c[j], c[i] }
+func (c *candidates) Push(x any)        { *c = append(*c, x.(candidate)) }
+func (c *candidates) Pop() any {
+	old := *c
+	x := old[len(old)-1]
+	*c = old[:len(old)-1]
+	return x
+}
+
+// riskier orders Top: score descending, then last seen descending.
+func riskier(a, b *state) bool {
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	return a.last > b.last
+}
+
+// Top returns up to n tracked identities, riskiest first (score
+// descending, then most recently seen first). It locks one shard at a
+// time, so it never stalls Observe for long, and its result is not an
+// atomic snapshot across shards.
+func (e *Engine) Top(n int, now time.Time) []Summary {
+	n = min(n, int(e.count.Load()))
+	if n <= 0 {
+		return nil
+	}
+	t := unixNano(now)
+	h := make(candidates, 0, n)
+	for si := range e.shards {
+		sh := &e.shards[si]
+		sh.mu.Lock()
+		for i := range sh.states {
+			st := &sh.states[i]
+			if st.n == 0 {
+				continue
+			}
+			if len(h) < n {
+				heap.Push(&h, candidate{id: sh.ids[i], st: *st})
+			} else if riskier(st, &h[0].st) {
+				h[0] = candidate{id: sh.ids[i], st: *st}
+				heap.Fix(&h, 0)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	slices.SortFunc(h, func(a, b candidate) int {
+		switch {
+		case riskier(&a.st, &b.st):
+			return -1
+		case riskier(&b.st, &a.st):
+			return 1
+		}
+		return 0
+	})
+	out := make([]Summary, len(h))
+	for i := range h {
+		out[i] = e.summary(h[i].id, &h[i].st, t)
+	}
+	return out
+}
+
+// Forget drops id's state, as when an operator releases a client: its next
+// request starts a fresh record.
+func (e *Engine) Forget(id identity.ID) {
+	sh := e.shardFor(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if i, ok := sh.index[id]; ok {
+		e.removeLocked(sh, i)
+	}
+}
+
+// Sweep drops entries idle for longer than IdleTTL at now, except
+// high-risk ones (score in the challenge band or above, or confirmed),
+// which it drops only after HighRiskIdleTTL. It returns how many entries
+// it dropped. It locks one shard at a time.
+func (e *Engine) Sweep(now time.Time) int {
+	t := unixNano(now)
+	dropped := 0
+	for si := range e.shards {
+		sh := &e.shards[si]
+		sh.mu.Lock()
+		for i := range sh.states {
+			st := &sh.states[i]
+			if st.n == 0 {
+				continue
+			}
+			idle := t - st.last
+			if idle > e.highTTL || (idle > e.idleTTL && !e.protected(st)) {
+				e.removeLocked(sh, int32(i))
+				dropped++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return dropped
+}
+
+// Len returns the number of tracked identities.
+func (e *Engine) Len() int { return int(e.count.Load()) }
+
+// Evictions returns how many entries have been evicted to make room for
+// new identities because of the cap.
+func (e *Engine) Evictions() uint64 { return e.evictions.Load() }

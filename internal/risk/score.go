@@ -1,0 +1,260 @@
+package risk
+
+import (
+	"math"
+	"math/bits"
+	"slices"
+	"time"
+)
+
+// Model constants (DETECTION.md §7.2). Each is named after the component
+// that uses it; the doc comment in doc.go gives the formulas.
+const (
+	// minIntervals is the least evidence for any score: below it the score
+	// is 0 whatever the rhythm, and nothing is sorted.
+	minIntervals = 8
+
+	confFloor = 4  // conf = clamp((m − confFloor)/confSpan)
+	confSpan  = 12 // full weight at 16 intervals
+
+	perCut  = 0.30 // periodic: MAD/median below this counts
+	perSpan = 0.25 // … and is certain at perCut − perSpan
+
+	entCut    = 2.0 // low entropy: bits below this count
+	entSpan   = 1.2
+	entWeight = 0.8 // a weaker sign than MAD/median
+
+	antiMin    = 32   // anti-bursty needs more than this many intervals …
+	antiSpan   = 32   // … and is fully weighted at antiMin + antiSpan = 64
+	antiCut    = -0.1 // max(A, A_ew) below this counts
+	antiWidth  = 0.3
+	antiWeight = 0.9
+
+	bperMin   = 8 // periodic bursts: more than this many burst starts …
+	bperSpan  = 8
+	bperCut   = 0.20 // … with MAD/median below this
+	bperWidth = 0.15
+
+	fastAfter = 60.0  // no pause: seconds without a 3 s pause before it counts
+	fastSpan  = 120.0 // certain after fastAfter + fastSpan seconds
+
+	contSpan  = int64(2 * time.Hour) // continuity needs this much history
+	contFloor = 20                   // active buckets of 24 above this count
+	contWidth = 4
+	// contMaxA: continuity counts only when max(A, A_ew) is below this (no
+	// burstier than Poisson on either horizon). DETECTION.md §7.2 uses
+	// A < 0.2; with that, half of our simulated calm humans (H4) working
+	// four hours without a 5-minute break were quarantined.
+	contMaxA = 0.0
+	// contWeight: continuity is supporting evidence, never decisive alone:
+	// two busy hours are within human reach, and the bitmap sees no
+	// further back.
+	contWeight = 0.5
+
+	humanShortMin = 0.15 // human signature: share of gaps < 1 s in [min, max]
+	humanShortMax = 0.90
+	humanLongMin  = 0.10 // share of gaps > 3 s at least this
+	humanMinA     = 0.25 // and A above this
+	humanDiscount = 0.3
+
+	sharedMinRate      = 0.5  // shared: req/s over 60 s at least this
+	sharedMinIntervals = 64   // more than this many intervals seen
+	sharedMinAEW       = -0.2 // and A_ew at least this (Poisson-like or bursty)
+)
+
+// features holds every statistic and component of one evaluation, for the
+// score and for Explain.
+type features struct {
+	m, mB  int     // intervals in the ring and the burst ring
+	nInt   uint32  // intervals seen in all
+	median float64 // ms
+	conf   float64
+
+	rcv, pPer   float64 // MAD/median and the periodic component
+	entropy     float64 // bits
+	pLowH       float64
+	a, aEW      float64 // Kim–Jo A_n of the ring, EW burstiness
+	pAnti       float64
+	bMedian     float64 // ms
+	bRcv, pBper float64
+	stretch     float64 // seconds without a 3 s pause
+	pFast       float64
+	activeN     int     // active 5-minute buckets of the last 24
+	span        float64 // seconds observed
+	pCont       float64
+	short, long float64 // share of ring gaps < 1 s and > 3 s
+	human       bool
+	shared      bool
+	rate        float64 // req/s over 60 s
+
+	risk   float64 // 0–1
+	score  uint8
+	reason Reason
+}
+
+// Tables for the entropy and Kim–Jo computations, indexed by a count ≤ 33.
+var (
+	log2Tab  [ringSize + 2]float64 // log₂ c
+	clog2Tab [ringSize + 2]float64 // c·log₂ c
+	sqrtTab  [ringSize + 3]float64 // √c
+)
+
+func init() {
+	for c := range log2Tab {
+		if c > 0 {
+			log2Tab[c] = math.Log2(float64(c))
+			clog2Tab[c] = float64(c) * log2Tab[c]
+		}
+	}
+	for c := range sqrtTab {
+		sqrtTab[c] = math.Sqrt(float64(c))
+	}
+}
+
+func clamp(x float64) float64 { return min(1, max(0, x)) }
+
+// evaluate computes the features of s as of now (normally s.last; now only
+// moves the shared label and the rate) into f. It does not modify s, and
+// with fewer than minIntervals intervals it sorts nothing and scores 0.
+func (s *state) evaluate(now int64, f *features) {
+	*f = features{m: s.intervals(), mB: int(s.bcount), nInt: s.nInt}
+	f.shared = s.shared(now)
+	f.rate = s.rate(max(now, s.last))
+	f.aEW = s.ewBurstiness()
+	f.span = float64(s.last-s.first) / float64(time.Second)
+	f.stretch = float64(s.stretch) / 1000
+	f.activeN = bits.OnesCount32(s.active)
+	if f.m < minIntervals {
+		return
+	}
+	m := f.m
+
+	// Shape statistics of the ring, sorted on the stack.
+	var a [ringSize]uint32
+	copy(a[:m], s.ring[:m])
+	slices.Sort(a[:m])
+	f.median, f.rcv = madRatio(a[:m])
+
+	var sum float64
+	var short, long int
+	run, runBin := 0, -1
+	var clog float64 // Σ c·log₂ c over the octave bins
+	for _, x := range a[:m] {
+		sum += float64(x)
+		if x < uint32(burstGap/int64(time.Millisecond)) {
+			short++
+		} else if x > uint32(pauseGap/int64(time.Millisecond)) {
+			long++
+		}
+		// a is sorted, so each octave bin ⌊log₂ x⌋ is one run.
+		if b := bits.Len32(x); b != runBin {
+			clog += clog2Tab[run]
+			run, runBin = 0, b
+		}
+		run++
+	}
+	clog += clog2Tab[run]
+	f.entropy = max(0, log2Tab[m]-clog/float64(m))
+
+	mean := sum / float64(m)
+	var ss float64
+	for _, x := range a[:m] {
+		d := float64(x) - mean
+		ss += d * d
+	}
+	cv := math.Sqrt(ss/float64(m)) / mean
+	// Kim & Jo (2016) burstiness for n = m + 1 events, corrected for the
+	// finite sample: −1 for a timer, about 0 for Poisson, up to 1.
+	sp, sm := sqrtTab[m+2], sqrtTab[m]
+	f.a = (sp*cv - sm) / ((sp-2)*cv + sm)
+	f.short = float64(short) / float64(m)
+	f.long = float64(long) / float64(m)
+
+	f.conf = clamp(float64(m-confFloor) / confSpan)
+	f.pPer = clamp((perCut - f.rcv) / perSpan)
+	f.pLowH = clamp((entCut - f.entropy) / entSpan)
+	f.pAnti = clamp(float64(int64(f.nInt)-antiMin)/antiSpan) * clamp((antiCut-max(f.a, f.aEW))/antiWidth)
+
+	if f.mB > bperMin {
+		var b [burstSize]uint32
+		for i, p := range s.bursts[:f.mB] {
+			b[i] = unpackMS(p)
+		}
+		slices.Sort(b[:f.mB])
+		f.bMedian, f.bRcv = madRatio(b[:f.mB])
+		f.pBper = clamp(float64(f.mB-bperMin)/bperSpan) * clamp((bperCut-f.bRcv)/bperWidth)
+	}
+
+	f.pFast = clamp((f.stretch - fastAfter) / fastSpan)
+	if s.last-s.first >= contSpan && max(f.a, f.aEW) < contMaxA {
+		f.pCont = contWeight * clamp(float64(f.activeN-contFloor)/contWidth)
+	}
+	f.human = f.short >= humanShortMin && f.short <= humanShortMax &&
+		f.long >= humanLongMin && f.a > humanMinA
+
+	if f.shared {
+		// Many humans merged: entropy, regularity against Poisson, lack of
+		// pauses and round-the-clock activity are expected, not evidence.
+		// A strong periodic component still is. DETECTION.md §7.2 keeps
+		// continuity on here; a CGNAT is active 24/7 by nature, so we
+		// switch it off as well.
+		f.pLowH, f.pAnti, f.pFast, f.pCont = 0, 0, 0, 0
+	}
+
+	terms := [numReasons]float64{
+		ReasonPeriodic:       f.conf * f.pPer,
+		ReasonLowEntropy:     entWeight * f.conf * f.pLowH,
+		ReasonAntiBursty:     antiWeight * f.pAnti,
+		ReasonPeriodicBursts: f.pBper,
+		ReasonNoPause:        f.pFast,
+		ReasonContinuity:     f.pCont,
+	}
+	pReg := max(terms[ReasonPeriodic], terms[ReasonLowEntropy], terms[ReasonAntiBursty], terms[ReasonPeriodicBursts])
+	f.risk = 1 - (1-pReg)*(1-f.pFast)*(1-f.pCont)
+	if f.human {
+		f.risk *= 1 - humanDiscount
+	}
+	f.risk = clamp(f.risk)
+	f.score = uint8(math.Round(100 * f.risk))
+	best := 0.0
+	for r := ReasonPeriodic; r < numReasons; r++ {
+		if terms[r] > best {
+			best, f.reason = terms[r], r
+		}
+	}
+}
+
+// madRatio returns the median of the sorted, positive values a and the
+// robust coefficient of variation MAD/median. It works on doubled values
+// to stay in integers, and finds the median absolute deviation by merging
+// the deviations either side of the median, which are already in order,
+// instead of sorting them: O(len(a)).
+func madRatio(a []uint32) (median, rcv float64) {
+	n := len(a)
+	med2 := uint64(a[(n-1)/2]) + uint64(a[n/2]) // 2·median
+	if med2 == 0 {
+		return 0, 1
+	}
+	// Left of the middle, 2·|x − median| = med2 − 2x grows as i falls;
+	// right of it, 2x − med2 grows as j rises.
+	i, j := n/2-1, n/2
+	var d0, d1 uint64
+	for r := 0; r <= n/2; r++ {
+		var d uint64
+		if i >= 0 && (j >= n || med2-2*uint64(a[i]) <= 2*uint64(a[j])-med2) {
+			d = med2 - 2*uint64(a[i])
+			i--
+		} else {
+			d = 2*uint64(a[j]) - med2
+			j++
+		}
+		if r == (n-1)/2 {
+			d0 = d
+		}
+		if r == n/2 {
+			d1 = d
+		}
+	}
+	// MAD = (d0 + d1)/4 and median = med2/2.
+	return float64(med2) / 2, float64(d0+d1) / float64(2*med2)
+}

@@ -1,0 +1,224 @@
+package risk
+
+import (
+	"math"
+	"math/bits"
+	"time"
+)
+
+// Sizes and time constants of the per-identity record (DETECTION.md §7.1).
+const (
+	ringSize  = 32 // intervals kept for the shape statistics
+	burstSize = 32 // burst-start intervals kept for periodic-burst detection
+
+	batchGap   = int64(5 * time.Millisecond) // closer requests are one batch
+	burstGap   = int64(time.Second)          // a gap this long starts a burst
+	pauseGap   = int64(3 * time.Second)      // a gap longer than this is a human pause
+	rateWindow = int64(time.Minute)          // sliding-window rate counter
+	bucketLen  = int64(5 * time.Minute)      // activity bitmap bucket
+	bucketMask = 1<<24 - 1                   // 24 buckets = 2 hours
+
+	// sharedFor is how long the shared label sticks after it last held.
+	sharedFor = int64(300 * time.Second)
+	// ewHorizon is the time horizon of the EW statistics: a gap of dt
+	// weighs dt/ewHorizon, at most 1/64 (so at least 64 intervals and about
+	// 60 s are averaged).
+	ewHorizon = float64(time.Minute)
+)
+
+// state is one identity's timing record. It is fixed-size, holds no
+// pointers (so a slab of states is not scanned by the GC), and must stay
+// within 256 bytes (TestStateSize).
+//
+// Times are Unix nanoseconds. Values that grow (counts, stretches) saturate
+// instead of wrapping.
+type state struct {
+	ring   [ringSize]uint32  // last intervals in ms; ring[:m] filled until it wraps
+	bursts [burstSize]uint16 // last burst-start intervals in ms, packed by packMS
+
+	first       int64 // first request
+	last        int64 // start of the latest batch; never decreases
+	sharedUntil int64 // the shared label holds while now < sharedUntil
+
+	ewMean float32 // EW mean of the intervals (ms)
+	ewVar  float32 // EW variance of the intervals (ms²)
+
+	n          uint32 // requests, batched ones included
+	nInt       uint32 // intervals pushed
+	stretch    uint32 // ms since the last gap > 3 s (the no-pause stretch)
+	sinceBurst uint32 // ms since the current burst started
+	active     uint32 // bit i: a request in the 5-minute bucket i buckets before last's
+
+	ratePrev uint16 // requests in the 60 s window before last's window
+	rateCur  uint16 // requests in last's 60 s window
+
+	head   uint8  // next write position in ring
+	bhead  uint8  // next write position in bursts
+	bcount uint8  // burst-start intervals in bursts (≤ burstSize)
+	over   uint8  // consecutive evaluations with score ≥ threshold
+	score  uint8  // score of the latest evaluation
+	reason Reason // largest component of the latest evaluation (not masked)
+}
+
+// unixNano converts t to Unix nanoseconds, clamped to [0, maxNano] so that
+// absurd timestamps (before 1970, after 2262) cannot overflow the arithmetic.
+func unixNano(t time.Time) int64 {
+	const maxSec = math.MaxInt64/int64(time.Second) - 1
+	switch s := t.Unix(); {
+	case s < 0:
+		return 0
+	case s >= maxSec:
+		return maxSec * int64(time.Second)
+	}
+	return t.UnixNano()
+}
+
+// fromUnixNano is the inverse of unixNano, in UTC.
+func fromUnixNano(ns int64) time.Time { return time.Unix(0, ns).UTC() }
+
+// start initialises s for the first request of an identity at now.
+func (s *state) start(now int64) {
+	*s = state{first: now, last: now, n: 1, rateCur: 1, active: 1}
+}
+
+// record adds one request at now to s. It reports whether the request
+// closed an interval (and so needs a new evaluation); a request within
+// batchGap of the current batch's start, or out of order, joins the batch.
+func (s *state) record(now int64) bool {
+	s.n = satAdd32(s.n, 1)
+	gap := now - s.last
+	if gap < batchGap { // also out-of-order timestamps: a zero gap
+		s.rateCur = satAdd16(s.rateCur, 1)
+		return false
+	}
+	s.advanceWindows(now)
+	s.last = now
+	ms := uint32(min(gap/int64(time.Millisecond), math.MaxUint32))
+
+	s.ring[s.head] = ms
+	s.head = (s.head + 1) % ringSize
+	s.nInt = satAdd32(s.nInt, 1)
+
+	// EW mean and variance (Finch 2009): exact (Welford) while 1/k is the
+	// larger weight, then a time-based weight, so that a high-rate stream
+	// averages over about a minute instead of a few hundred milliseconds.
+	// Without the time base, a CGNAT's statistics swing enough to look
+	// regular now and then, and every request is a new look.
+	x := float64(ms)
+	alpha := min(1.0/64, float64(gap)/ewHorizon)
+	alpha = max(alpha, 1/float64(s.nInt))
+	mean, v := float64(s.ewMean), float64(s.ewVar)
+	diff := x - mean
+	incr := alpha * diff
+	mean += incr
+	v = (1 - alpha) * (v + diff*incr)
+	s.ewMean, s.ewVar = float32(mean), float32(v)
+
+	if gap > pauseGap {
+		s.stretch = 0
+	} else {
+		s.stretch = satAdd32(s.stretch, ms)
+	}
+
+	s.sinceBurst = satAdd32(s.sinceBurst, ms)
+	if gap >= burstGap {
+		s.bursts[s.bhead] = packMS(s.sinceBurst)
+		s.bhead = (s.bhead + 1) % burstSize
+		s.bcount = min(s.bcount+1, burstSize)
+		s.sinceBurst = 0
+	}
+
+	// The shared label is decided here rather than in evaluate, so that
+	// evaluate is a pure function of the state.
+	if s.nInt > sharedMinIntervals && s.rate(now) >= sharedMinRate && s.ewBurstiness() >= sharedMinAEW {
+		s.sharedUntil = now + sharedFor
+	}
+	return true
+}
+
+// advanceWindows moves the rate window and the activity bitmap from last's
+// time to now (now ≥ last) and counts one request at now.
+func (s *state) advanceWindows(now int64) {
+	switch now/rateWindow - s.last/rateWindow {
+	case 0:
+		s.rateCur = satAdd16(s.rateCur, 1)
+	case 1:
+		s.ratePrev, s.rateCur = s.rateCur, 1
+	default:
+		s.ratePrev, s.rateCur = 0, 1
+	}
+	if d := now/bucketLen - s.last/bucketLen; d >= 24 {
+		s.active = 1
+	} else {
+		s.active = (s.active<<d | 1) & bucketMask
+	}
+}
+
+// rate estimates requests per second over the 60 s before t (t ≥ last)
+// with a sliding-window counter: the previous window's count, weighted by
+// the part of it still inside the 60 s, plus the current window's.
+func (s *state) rate(t int64) float64 {
+	prev, cur := float64(s.ratePrev), float64(s.rateCur)
+	w := t / rateWindow
+	switch w - s.last/rateWindow {
+	case 0:
+	case 1:
+		prev, cur = cur, 0
+	default:
+		return 0
+	}
+	elapsed := float64(t-w*rateWindow) / float64(rateWindow)
+	return (prev*(1-elapsed) + cur) / (float64(rateWindow) / float64(time.Second))
+}
+
+// ewBurstiness returns A_ew = (CV − 1)/(CV + 1) from the EW statistics: −1
+// for a perfect timer, 0 for Poisson, positive for bursty streams.
+func (s *state) ewBurstiness() float64 {
+	if s.ewMean <= 0 {
+		return 0
+	}
+	cv := math.Sqrt(max(float64(s.ewVar), 0)) / float64(s.ewMean)
+	return (cv - 1) / (cv + 1)
+}
+
+// intervals returns how many intervals the ring holds.
+func (s *state) intervals() int { return int(min(s.nInt, ringSize)) }
+
+// recent returns the ring's intervals oldest first, in a new slice.
+func (s *state) recent() []uint32 {
+	m := s.intervals()
+	out := make([]uint32, 0, m)
+	if m < ringSize {
+		return append(out, s.ring[:m]...)
+	}
+	out = append(out, s.ring[s.head:]...)
+	return append(out, s.ring[:s.head]...)
+}
+
+// shared reports whether the shared label holds at now.
+func (s *state) shared(now int64) bool { return now < s.sharedUntil }
+
+// packMS stores a duration in ms in 16 bits as a small float with 11
+// significant bits: exact below 2048 ms, within 0.1 % above, up to 49 days.
+// The encoding is monotonic, so packed values sort like the durations.
+func packMS(x uint32) uint16 {
+	e := max(bits.Len32(x)-11, 0)
+	return uint16(e<<11 | int(x>>e))
+}
+
+// unpackMS reverses packMS (to 11 significant bits).
+func unpackMS(p uint16) uint32 { return uint32(p&2047) << (p >> 11) }
+
+func satAdd32(a, b uint32) uint32 {
+	if c := a + b; c >= a {
+		return c
+	}
+	return math.MaxUint32
+}
+
+func satAdd16(a, b uint16) uint16 {
+	if c := a + b; c >= a {
+		return c
+	}
+	return math.MaxUint16
+}
