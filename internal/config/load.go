@@ -291,7 +291,13 @@ func applyYAML(c *Config, path string, data []byte) error {
 			v = v.Alias
 		}
 		if err := s.setNode(c, v, dir); err != nil {
-			errs = append(errs, valueError(s, fmt.Sprintf("%s:%d: %s", path, v.Line, key), v.Value, err))
+			source := fmt.Sprintf("%s:%d: %s", path, v.Line, key)
+			if v.Kind == yaml.ScalarNode && v.ShortTag() != "!!null" {
+				err = valueError(s, source, v.Value, err)
+			} else {
+				err = fmt.Errorf("%s: %w", source, err)
+			}
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -288,7 +288,7 @@ func (s *setting) redacted(c *Config) any {
 	case *bool:
 		return *p
 	case *[]netip.Prefix, *[]string:
-		return splitList(s.format(c))
+		return append([]string{}, splitList(s.format(c))...)
 	default: // Secret, time.Duration
 		return s.format(c)
 	}
