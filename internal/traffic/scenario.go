@@ -48,7 +48,9 @@ type Scenario struct {
 	Horizon time.Duration
 	// Clients is the number of clients merged on the one identity of a
 	// stream: 10 for an office NAT of 10 humans, 8 for a parallel scraper, 1
-	// for a single client. Changing it resizes NAT and parallel scenarios.
+	// for a single client. Changing it resizes NAT and parallel scenarios;
+	// raising it on a single-client scenario puts that many independent
+	// clients of the same kind behind one address.
 	Clients int
 	// ExcludedPaths are the routes an operator would leave out of timing
 	// (--exclude-path), such as H6's poller route.
@@ -60,8 +62,8 @@ type Scenario struct {
 }
 
 // Scenarios returns every scenario in a stable order, humans (H1–H13) then
-// bots (B1–B12) as DETECTION.md §6.2 lists them. The
-// slice is freshly allocated; callers may modify it.
+// bots (B1–B12) as DETECTION.md §6.2 lists them. The slice is freshly
+// allocated; callers may modify it.
 func Scenarios() []Scenario {
 	return append([]Scenario(nil), all...)
 }
