@@ -182,7 +182,8 @@ func (l *List) readState(data []byte, now time.Time) (int, error) {
 		line, _ := lineCol(data, off)
 		var fe fileEntry
 		if err := json.Unmarshal(raw, &fe); err != nil {
-			return 0, jsonError(data, off, err)
+			line, _ := lineCol(data, off+valueErrorOffset(err))
+			return 0, fmt.Errorf("line %d: entry %d: %s", line, i+1, valueError(err))
 		}
 		r, err := l.recordFromFile(fe, t)
 		if err != nil {
@@ -275,29 +276,42 @@ func checkTime(what string, v time.Time) error {
 	return nil
 }
 
-// jsonError describes a decoding error of data, whose value started at
-// offset base, with a line and column.
+// jsonError describes a decoding error of data with a line and, for syntax
+// errors, a column. The value decoded started at byte offset base.
 func jsonError(data []byte, base int, err error) error {
 	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		line, col := lineCol(data, base+int(se.Offset))
+	if errors.As(err, &se) {
+		off := base + int(se.Offset) - 1 // Offset counts the bad byte
+		line, col := lineCol(data, off)
 		msg := se.Error()
-		if base+int(se.Offset) >= len(data) {
+		if off >= len(data)-1 && strings.Contains(msg, "unexpected end") {
 			msg += " (truncated file?)"
 		}
 		return fmt.Errorf("line %d, column %d: %s", line, col, msg)
-	case errors.As(err, &te):
-		line, col := lineCol(data, base+int(te.Offset))
-		if te.Field == "" {
-			return fmt.Errorf("line %d, column %d: want a JSON object, got %s", line, col, te.Value)
-		}
-		return fmt.Errorf("line %d, column %d: field %q: JSON %s cannot be %s", line, col, te.Field, te.Value, te.Type)
-	default:
-		line, _ := lineCol(data, base)
-		return fmt.Errorf("line %d: %w", line, err)
 	}
+	line, _ := lineCol(data, base+valueErrorOffset(err))
+	return fmt.Errorf("line %d: %s", line, valueError(err))
+}
+
+// valueErrorOffset returns where, after base, a value error occurred.
+func valueErrorOffset(err error) int {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return max(int(te.Offset)-1, 0)
+	}
+	return 0
+}
+
+// valueError describes a decoding error that is not a syntax error.
+func valueError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return "want a JSON object, got " + te.Value
+		}
+		return fmt.Sprintf("field %q: JSON %s cannot be %s", te.Field, te.Value, te.Type)
+	}
+	return err.Error()
 }
 
 // lineCol returns the 1-based line and column of byte offset off in data.
