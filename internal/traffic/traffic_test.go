@@ -624,3 +624,50 @@ func TestDistributions(t *testing.T) {
 		t.Error("seconds does not clamp")
 	}
 }
+
+// TestNaiveReproducesSection8 pins the baseline column of DETECTION.md §8:
+// the naive score quarantines about a third of single humans, every office
+// NAT, and almost no calm humans.
+func TestNaiveReproducesSection8(t *testing.T) {
+	tests := []struct {
+		id     string
+		lo, hi float64 // quarantined fraction of streams
+	}{
+		{"H1", 0.25, 0.50}, // §8: 36.9 %
+		{"H4", 0, 0.03},    // §8: 0.1 %
+		{"H5", 0.95, 1},    // §8: 100 %
+		{"H7", 0.95, 1},    // §8: 100 %
+	}
+	for _, tc := range tests {
+		s := mustLookup(t, tc.id)
+		const n = 100
+		q := 0
+		for seed := range uint64(n) {
+			st := s.Stream(1000+seed, t0)
+			var nv Naive
+			for r, ok := st.Next(); ok; r, ok = st.Next() {
+				if _, quarantined := nv.Observe(r.TS); quarantined {
+					q++
+					break
+				}
+			}
+		}
+		if f := float64(q) / n; f < tc.lo || f > tc.hi {
+			t.Errorf("%s: naive quarantined %.0f %% of streams, want %.0f–%.0f %%", tc.id, 100*f, 100*tc.lo, 100*tc.hi)
+		}
+	}
+}
+
+func BenchmarkStreamNext(b *testing.B) {
+	for _, id := range []string{"H1", "H9", "B2-20"} {
+		b.Run(id, func(b *testing.B) {
+			s := mustLookup(b, id)
+			s.Horizon = 1 << 62
+			st := s.Stream(1, t0)
+			b.ReportAllocs()
+			for b.Loop() {
+				st.Next()
+			}
+		})
+	}
+}
