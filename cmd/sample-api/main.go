@@ -1,0 +1,183 @@
+// Command sample-api is the upstream API of the Flow Lock demo: the service
+// Envoy protects. It serves a small JSON document and a health endpoint, and
+// shows which Flow Lock headers reached it.
+//
+//	sample-api [--addr :8081]                       serve until SIGINT or SIGTERM
+//	sample-api healthcheck [--url URL] [--timeout]  exit 0 when /healthz answers 200
+//
+// Endpoints:
+//
+//	GET /data     {"items":[...],"served_at":"<RFC 3339>"}, plus
+//	              "flowlock_risk" when Flow Lock sent x-flowlock-risk and
+//	              "unchecked": true when Envoy failed open
+//	GET /healthz  {"status":"ok"}
+//
+// The healthcheck subcommand exists because the demo image is distroless:
+// there is no shell or curl for a container health check.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// Server limits. ReadHeaderTimeout bounds slow-header (Slowloris) clients;
+// the others bound a stuck request or an idle keep-alive connection.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 10 * time.Second
+	idleTimeout       = 60 * time.Second
+	shutdownTimeout   = 10 * time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	default:
+		fmt.Fprintf(os.Stderr, "sample-api: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program minus the process, so tests can call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(ctx, args[1:], stdout)
+	}
+	fs := flag.NewFlagSet("sample-api", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", ":8081", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	err = serve(ctx, ln, newHandler(time.Now))
+	log.Info("stopped", "err", err)
+	return err
+}
+
+// serve serves h on ln until ctx is done, then shuts down gracefully: it
+// stops accepting, lets requests in flight finish (for up to
+// shutdownTimeout) and returns nil. It closes ln.
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// item is one entry of the /data document.
+type item struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+}
+
+// items is the demo data: fixed, so responses are easy to compare.
+var items = []item{
+	{ID: 1, Name: "anchor"},
+	{ID: 2, Name: "beacon"},
+	{ID: 3, Name: "compass"},
+}
+
+// dataResponse is the /data document.
+type dataResponse struct {
+	Items        []item `json:"items"`
+	ServedAt     string `json:"served_at"`
+	FlowlockRisk string `json:"flowlock_risk,omitempty"`
+	Unchecked    bool   `json:"unchecked,omitempty"`
+}
+
+// newHandler returns the API's routes. now is the clock for served_at.
+func newHandler(now func() time.Time) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /data", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, dataResponse{
+			Items:        items,
+			ServedAt:     now().UTC().Format(time.RFC3339Nano),
+			FlowlockRisk: r.Header.Get("X-Flowlock-Risk"),
+			Unchecked:    r.Header.Get("X-Envoy-Auth-Failure-Mode-Allowed") == "true",
+		})
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]string{"status": "ok"})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	// The values are built above and always encode; a write error means the
+	// client went away, and there is nobody left to tell.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// healthcheck GETs the health URL and fails unless it answers 200.
+func healthcheck(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	url := fs.String("url", "http://127.0.0.1:8081/healthz", "health endpoint to ask")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck %s: status %s", *url, resp.Status)
+	}
+	_, err = fmt.Fprintln(stdout, "ok")
+	return err
+}
