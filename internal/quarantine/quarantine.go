@@ -214,6 +214,11 @@ func New(opts Options) *List {
 	for n < 64 && opts.MaxEntries/(n*2) >= 1024 {
 		n *= 2
 	}
+	return newList(opts, n)
+}
+
+// newList returns a List of n shards (a power of two) for defaulted opts.
+func newList(opts Options, n int) *List {
 	l := &List{
 		opts:    opts,
 		seed:    maphash.MakeSeed(),

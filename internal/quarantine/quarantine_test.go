@@ -671,9 +671,10 @@ func BenchmarkCheck(b *testing.B) {
 	for i := range ids {
 		ids[i] = ipID(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}).String())
 	}
-	for _, maxEntries := range []int{1000, 1_000_000} {
+	for _, shards := range []int{1, 64} {
 		for _, quarantined := range []bool{false, true} {
-			l := New(Options{MaxEntries: maxEntries})
+			// shards=1 is the single-RWMutex design.
+			l := newList(Options{}.withDefaults(), shards)
 			// Always some population, so a miss probes a real map.
 			for i := range 1000 {
 				l.Ban(ipID(netip.AddrFrom4([4]byte{172, 16, byte(i >> 8), byte(i)}).String()), t0, time.Hour, "manual")
