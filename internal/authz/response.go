@@ -38,14 +38,23 @@ var (
 	// which protobuf-go allows concurrently.
 	allowByScore [101]*authv3.CheckResponse
 	riskHeaders  [101]*corev3.HeaderValueOption
+
+	// The constant headers of a deny, shared the same way.
+	denyStatus      = &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden}
+	jsonContentType = overwrite("content-type", "application/json")
+	noStore         = overwrite("cache-control", "no-store")
 )
+
+func overwrite(key, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: key, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
 
 func init() {
 	for s := range allowByScore {
-		riskHeaders[s] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: riskHeader, Value: strconv.Itoa(s)},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
+		riskHeaders[s] = overwrite(riskHeader, strconv.Itoa(s))
 		allowByScore[s] = &authv3.CheckResponse{
 			Status: okStatus,
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
@@ -89,13 +98,9 @@ func denyResponse(d Decision) *authv3.CheckResponse {
 	return &authv3.CheckResponse{
 		Status: deniedStatus,
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status: &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
-			Headers: []*corev3.HeaderValueOption{
-				{Header: &corev3.HeaderValue{Key: "retry-after", Value: retry}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-				{Header: &corev3.HeaderValue{Key: "content-type", Value: "application/json"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-				{Header: &corev3.HeaderValue{Key: "cache-control", Value: "no-store"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-			},
-			Body: DenyBody(d),
+			Status:  denyStatus,
+			Headers: []*corev3.HeaderValueOption{overwrite("retry-after", retry), jsonContentType, noStore},
+			Body:    DenyBody(d),
 		}},
 		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
 			metaScore:    structpb.NewNumberValue(float64(d.Score)),
