@@ -121,6 +121,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer httpLis.Close()
 
+	var faLis net.Listener
+	if cfg.ForwardAuthAddr != "" {
+		if faLis, err = net.Listen("tcp", cfg.ForwardAuthAddr); err != nil {
+			return fmt.Errorf("--forward-auth-addr %s: %w", cfg.ForwardAuthAddr, err)
+		}
+		defer faLis.Close()
+	}
+
 	var ready atomic.Bool
 	backend := &backend{engine: engine, q: q, policy: policy, state: state, m: m}
 	httpServer := &http.Server{
@@ -171,11 +179,37 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if state != nil {
 		g.Go(func() error { return state.Run(gctx) })
 	}
+	var faServer *http.Server
+	if faLis != nil {
+		faServer = &http.Server{
+			Handler: authz.NewForwardAuth(authz.ForwardAuthOptions{
+				Policy: policy, Rules: rules, Recorder: recorder{m}, Logger: log,
+			}),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		g.Go(func() error {
+			if err := faServer.Serve(faLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("forward-auth server: %w", err)
+			}
+			return nil
+		})
+	}
+	if cfg.Demo {
+		g.Go(func() error { return runDemo(gctx, grpcLis.Addr().String(), log) })
+	}
 
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthSrv.SetServingStatus(authzService, healthpb.HealthCheckResponse_SERVING)
 	ready.Store(true)
-	log.Info("listening", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String())
+	listening := []any{"grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String()}
+	if faLis != nil {
+		listening = append(listening, "forward_auth_addr", faLis.Addr().String())
+	}
+	log.Info("listening", listening...)
 
 	<-gctx.Done()
 	log.Info("shutting down")
@@ -192,8 +226,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := httpServer.Shutdown(shutCtx); err != nil {
-		log.Warn("http shutdown", "err", err)
+	for _, hs := range []*http.Server{faServer, httpServer} {
+		if hs == nil {
+			continue
+		}
+		if err := hs.Shutdown(shutCtx); err != nil {
+			log.Warn("http shutdown", "err", err)
+		}
 	}
 	err = g.Wait()
 	if state != nil {
