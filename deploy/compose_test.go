@@ -1,0 +1,546 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/flowlock/flowlock/internal/config"
+)
+
+const composeFile = "docker-compose.yml"
+
+// loadCompose loads a compose file the way `docker compose` does, with
+// compose-go: schema validation, interpolation from env (and nothing else:
+// the test does not depend on the caller's shell), normalization, and the
+// consistency checks (depends_on targets, named volumes, networks). The
+// project directory is the repository root, so relative paths resolve
+// there whichever file is loaded.
+func loadCompose(t *testing.T, file string, env map[string]string, profiles ...string) (*types.Project, error) {
+	t.Helper()
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(root, file)
+	}
+	var kv []string
+	for k, v := range env {
+		kv = append(kv, k+"="+v)
+	}
+	opts, err := cli.NewProjectOptions([]string{file},
+		cli.WithWorkingDirectory(root),
+		cli.WithEnv(kv),
+		cli.WithProfiles(profiles),
+		cli.WithResolvedPaths(true),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli.ProjectFromOptions(t.Context(), opts)
+}
+
+// composeFacts are the values of the compose file that the test compares
+// across files.
+type composeFacts struct {
+	flowlock config.Config // flowlock-authz settings as the container gets them
+}
+
+// composeErrors checks a loaded project against the rest of the repository:
+// things compose-go accepts but that would break `docker compose up` or the
+// demo. envoy are the facts of deploy/envoy.yaml, df the parsed Dockerfile.
+func composeErrors(p *types.Project, envoy envoyFacts, df *dockerfile) (composeFacts, error) {
+	var facts composeFacts
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	root, _ := filepath.Abs(repoRoot)
+
+	for _, want := range []string{"envoy", "flowlock", "sample-api"} {
+		if _, err := p.GetService(want); err != nil {
+			bad("service %s: %v", want, err)
+		}
+	}
+	if len(errs) > 0 {
+		return facts, errors.Join(errs...)
+	}
+
+	for name, s := range p.Services {
+		// Images: built here, or pinned to a release.
+		if s.Build == nil {
+			if !pinnedImage.MatchString(s.Image) {
+				bad("service %s: image %q is not pinned to a release tag", name, s.Image)
+			}
+		} else {
+			if filepath.Clean(s.Build.Context) != root {
+				bad("service %s: build context %s, want the repository root", name, s.Build.Context)
+			}
+			if df.stage(s.Build.Target) == nil {
+				bad("service %s: build target %q is not a stage of the Dockerfile", name, s.Build.Target)
+			}
+		}
+		// Bind mounts must name files that are in the repository.
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			rel, err := filepath.Rel(root, v.Source)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				bad("service %s: bind mount %s is outside the repository", name, v.Source)
+				continue
+			}
+			if fi, err := os.Stat(v.Source); err != nil || !fi.Mode().IsRegular() {
+				bad("service %s: bind mount source %s does not exist as a file in the repository", name, rel)
+			}
+			if !v.ReadOnly {
+				bad("service %s: bind mount %s must be read_only", name, rel)
+			}
+		}
+		// A service_healthy dependency needs a health check to wait for.
+		for dep, d := range s.DependsOn {
+			if d.Condition != types.ServiceConditionHealthy {
+				continue
+			}
+			if ds, err := p.GetService(dep); err == nil && !hasHealthcheck(ds, df) {
+				bad("service %s waits for %s to be healthy, but %s has no healthcheck", name, dep, dep)
+			}
+		}
+	}
+
+	// Envoy: the mounted bootstrap is deploy/envoy.yaml, the one validated
+	// by envoy_test.go; the published port is its listener.
+	envoySvc, _ := p.GetService("envoy")
+	if !strings.HasPrefix(envoySvc.Image, "envoyproxy/envoy:") {
+		bad("service envoy: image %q is not envoyproxy/envoy", envoySvc.Image)
+	}
+	cfgPath := flagValue(envoySvc.Command, "--config-path", "-c")
+	if m := mountOf(envoySvc, cfgPath); m == nil || m.Source != filepath.Join(root, "deploy", envoyFile) {
+		bad("service envoy: --config-path %q is not a mount of deploy/%s", cfgPath, envoyFile)
+	}
+	if !publishes(envoySvc, envoy.listenerPort, "") {
+		bad("service envoy: does not publish its listener port %d", envoy.listenerPort)
+	}
+
+	// Flow Lock: flags valid for flowlock-authz, ports and addresses agree
+	// with envoy.yaml, the state file is on the named volume.
+	fl, _ := p.GetService("flowlock")
+	if len(fl.Command) == 0 || fl.Command[0] != "serve" {
+		bad("service flowlock: command %v, want serve and flags", fl.Command)
+	}
+	getenv := func(k string) string {
+		if v := fl.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	cfg, err := config.Load(fl.Command[min(1, len(fl.Command)):], getenv)
+	if err != nil {
+		bad("service flowlock: flowlock-authz would refuse its settings: %v", err)
+		return facts, errors.Join(errs...)
+	}
+	facts.flowlock = cfg
+	if envoy.authzHost != "flowlock" || envoy.authzPort != listenPort(cfg.GRPCAddr) {
+		bad("envoy.yaml sends Checks to %s:%d, but flowlock listens on %s", envoy.authzHost, envoy.authzPort, cfg.GRPCAddr)
+	}
+	if !publishes(fl, listenPort(cfg.HTTPAddr), "127.0.0.1") {
+		bad("service flowlock: dashboard port %d (--http-addr) must be published on 127.0.0.1 only", listenPort(cfg.HTTPAddr))
+	}
+	for _, port := range fl.Ports {
+		if port.HostIP != "127.0.0.1" {
+			bad("service flowlock: port %d is published on all interfaces; Flow Lock's ports are for this host only", port.Target)
+		}
+	}
+	if cfg.StateFile == "" {
+		bad("service flowlock: no --state-file: quarantines would not survive a restart")
+	} else {
+		dir := filepath.Dir(cfg.StateFile)
+		m := mountOf(fl, dir)
+		switch {
+		case m == nil || m.Type != types.VolumeTypeVolume:
+			bad("service flowlock: --state-file %s is not on a named volume", cfg.StateFile)
+		case p.Volumes[m.Source].Name == "":
+			bad("service flowlock: volume %s is not declared", m.Source)
+		case !slices.Contains(df.stage(fl.Build.Target).ownedDirs("65532"), m.Target):
+			bad("service flowlock: volume target %s is not a nonroot-owned directory of the image, so nonroot cannot write the state file", m.Target)
+		}
+	}
+	if !fl.ReadOnly {
+		bad("service flowlock: read_only must be true (it writes only to its state volume)")
+	}
+	if fl.StopGracePeriod == nil || time.Duration(*fl.StopGracePeriod) <= cfg.ShutdownTimeout {
+		bad("service flowlock: stop_grace_period must exceed --shutdown-timeout (%v)", cfg.ShutdownTimeout)
+	}
+	if !hasHealthcheck(fl, df) || !slices.Equal(fl.HealthCheck.Test, []string{"CMD", "flowlock-authz", "healthcheck"}) {
+		bad("service flowlock: healthcheck must be [CMD flowlock-authz healthcheck], got %v", healthTest(fl))
+	}
+
+	// sample-api: the upstream envoy.yaml routes to.
+	api, _ := p.GetService("sample-api")
+	addr := flagValue(api.Command, "--addr", "-addr")
+	if envoy.upstreamHost != "sample-api" || envoy.upstreamPort != listenPort(addr) {
+		bad("envoy.yaml routes to %s:%d, but sample-api listens on %q", envoy.upstreamHost, envoy.upstreamPort, addr)
+	}
+	if !hasHealthcheck(api, df) {
+		bad("service sample-api: no healthcheck")
+	}
+
+	// Prometheus: only with --profile metrics, scraping Flow Lock's HTTP port.
+	prom, ok := p.Services["prometheus"]
+	if !ok {
+		prom, ok = p.DisabledServices["prometheus"]
+	}
+	switch {
+	case !ok:
+		bad("no prometheus service")
+	case !slices.Equal(prom.Profiles, []string{"metrics"}):
+		bad("service prometheus: profiles %v, want [metrics]", prom.Profiles)
+	default:
+		m := mountOf(prom, "/etc/prometheus/prometheus.yml")
+		if m == nil {
+			bad("service prometheus: /etc/prometheus/prometheus.yml is not mounted")
+			break
+		}
+		targets, err := prometheusTargets(m.Source)
+		if err != nil {
+			bad("service prometheus: %v", err)
+			break
+		}
+		want := net.JoinHostPort("flowlock", strconv.Itoa(int(listenPort(cfg.HTTPAddr))))
+		if !slices.Contains(targets, want) {
+			bad("prometheus scrapes %v, want %s (flowlock's --http-addr)", targets, want)
+		}
+	}
+	return facts, errors.Join(errs...)
+}
+
+// pinnedImage matches an image reference with an explicit version tag (not
+// latest) or a digest.
+var pinnedImage = regexp.MustCompile(`^[a-z0-9./-]+(:v?[0-9]+\.[0-9]+\.[0-9]+[A-Za-z0-9._-]*|@sha256:[0-9a-f]{64})$`)
+
+// hasHealthcheck reports whether containers of s are health-checked, by the
+// compose file or by the image built for s.
+func hasHealthcheck(s types.ServiceConfig, df *dockerfile) bool {
+	if s.HealthCheck != nil {
+		return !s.HealthCheck.Disable && len(s.HealthCheck.Test) > 0 && s.HealthCheck.Test[0] != "NONE"
+	}
+	if s.Build != nil {
+		if st := df.stage(s.Build.Target); st != nil {
+			_, ok := st.last("HEALTHCHECK")
+			return ok
+		}
+	}
+	return false
+}
+
+func healthTest(s types.ServiceConfig) []string {
+	if s.HealthCheck == nil {
+		return nil
+	}
+	return s.HealthCheck.Test
+}
+
+// mountOf returns the mount of s whose target is dir or contains it.
+func mountOf(s types.ServiceConfig, dir string) *types.ServiceVolumeConfig {
+	for i, v := range s.Volumes {
+		if dir != "" && (v.Target == dir || strings.HasPrefix(dir, strings.TrimSuffix(v.Target, "/")+"/")) {
+			return &s.Volumes[i]
+		}
+	}
+	return nil
+}
+
+// publishes reports whether s publishes container port target, on hostIP
+// if it is not "".
+func publishes(s types.ServiceConfig, target uint32, hostIP string) bool {
+	for _, p := range s.Ports {
+		if p.Target == target && p.Published == strconv.Itoa(int(target)) && (hostIP == "" || p.HostIP == hostIP) {
+			return true
+		}
+	}
+	return false
+}
+
+// flagValue returns the value of a flag in argv, given as "--f v" or
+// "--f=v" under any of names.
+func flagValue(argv []string, names ...string) string {
+	for i, a := range argv {
+		for _, n := range names {
+			if v, ok := strings.CutPrefix(a, n+"="); ok {
+				return v
+			}
+			if a == n && i+1 < len(argv) {
+				return argv[i+1]
+			}
+		}
+	}
+	return ""
+}
+
+// listenPort returns the port of a listen address such as ":9191", or 0.
+func listenPort(addr string) uint32 {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return 0
+	}
+	return uint32(n)
+}
+
+// prometheusConfig is the part of prometheus.yml the demo uses. Decoding is
+// strict: a misspelt key fails instead of being ignored.
+type prometheusConfig struct {
+	Global struct {
+		ScrapeInterval     string `json:"scrape_interval"`
+		EvaluationInterval string `json:"evaluation_interval"`
+	} `json:"global"`
+	ScrapeConfigs []struct {
+		JobName       string `json:"job_name"`
+		MetricsPath   string `json:"metrics_path"`
+		StaticConfigs []struct {
+			Targets []string `json:"targets"`
+		} `json:"static_configs"`
+	} `json:"scrape_configs"`
+}
+
+func prometheusTargets(file string) ([]string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var pc prometheusConfig
+	if err := sigsyaml.UnmarshalStrict(data, &pc); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	var targets []string
+	for _, sc := range pc.ScrapeConfigs {
+		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
+			return nil, fmt.Errorf("%s: job %s scrapes %s, but Flow Lock serves /metrics", file, sc.JobName, sc.MetricsPath)
+		}
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	return targets, nil
+}
+
+func TestCompose(t *testing.T) {
+	envoy := loadDemoEnvoy(t)
+	df := loadDockerfile(t)
+
+	p, err := loadCompose(t, composeFile, nil)
+	if err != nil {
+		t.Fatalf("compose-go refuses %s: %v", composeFile, err)
+	}
+	facts, err := composeErrors(p, envoy, df)
+	if err != nil {
+		t.Fatalf("%s:\n%v", composeFile, err)
+	}
+	if got := p.ServiceNames(); !slices.Equal(got, []string{"envoy", "flowlock", "sample-api"}) {
+		t.Errorf("services without profiles = %v, want envoy, flowlock, sample-api", got)
+	}
+	if facts.flowlock.Mode != config.ModeEnforce {
+		t.Errorf("default mode = %q, want %q", facts.flowlock.Mode, config.ModeEnforce)
+	}
+	if facts.flowlock.AdminToken.IsSet() {
+		t.Error("an admin token is set with an empty environment; the compose file must not hold one")
+	}
+	// Envoy is the edge here, so Flow Lock must trust exactly what Envoy
+	// trusts: no forwarded-for hops, no proxies.
+	if got := facts.flowlock.XFFTrustedHops; uint32(got) != envoy.xffTrustedHops || len(facts.flowlock.TrustedProxies) > 0 {
+		t.Errorf("flowlock trusts %d X-Forwarded-For hops and proxies %v; envoy.yaml trusts %d hops",
+			got, facts.flowlock.TrustedProxies, envoy.xffTrustedHops)
+	}
+
+	t.Run("metrics profile", func(t *testing.T) {
+		p, err := loadCompose(t, composeFile, nil, "metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := composeErrors(p, envoy, df); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.ServiceNames(); !slices.Contains(got, "prometheus") {
+			t.Errorf("services with --profile metrics = %v, want prometheus among them", got)
+		}
+	})
+
+	t.Run("environment", func(t *testing.T) {
+		token := "0123456789abcdef0123"
+		p, err := loadCompose(t, composeFile, map[string]string{"FLOWLOCK_MODE": "shadow", "FLOWLOCK_ADMIN_TOKEN": token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		facts, err := composeErrors(p, envoy, df)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if facts.flowlock.Mode != config.ModeShadow {
+			t.Errorf("mode with FLOWLOCK_MODE=shadow = %q", facts.flowlock.Mode)
+		}
+		if facts.flowlock.AdminToken.Reveal() != token {
+			t.Error("FLOWLOCK_ADMIN_TOKEN from the shell does not reach the container")
+		}
+	})
+}
+
+// composeBroken is a mutation of docker-compose.yml: a text edit, and where
+// it must be rejected ("compose-go" when loading, "checks" by
+// composeErrors after compose-go accepted it).
+type composeBroken struct {
+	name, old, new string
+	stage          string
+	wantErr        string
+}
+
+var composeBrokenCopies = []composeBroken{
+	{
+		name:    "unknown key",
+		old:     "    stop_grace_period: 20s\n",
+		new:     "    stop_grace_perod: 20s\n",
+		stage:   "compose-go",
+		wantErr: "services.flowlock.stop_grace_perod",
+	},
+	{
+		name:    "wrong type",
+		old:     "      retries: 5\n      start_period: 10s\n",
+		new:     "      retries: five\n      start_period: 10s\n",
+		stage:   "compose-go",
+		wantErr: `services.flowlock.healthcheck.retries: failed to cast to expected type: strconv.Atoi: parsing "five"`,
+	},
+	{
+		name:    "depends_on a missing service",
+		old:     "      sample-api:\n        condition: service_healthy\n",
+		new:     "      sample-apj:\n        condition: service_healthy\n",
+		stage:   "compose-go",
+		wantErr: `service "envoy" depends on undefined service "sample-apj"`,
+	},
+	{
+		name:    "undeclared named volume",
+		old:     "      - flowlock-state:/var/lib/flowlock\n",
+		new:     "      - flowlock-stat:/var/lib/flowlock\n",
+		stage:   "compose-go",
+		wantErr: "undefined volume flowlock-stat",
+	},
+	{
+		name:    "mounted file missing from the repository",
+		old:     "source: ./deploy/envoy.yaml",
+		new:     "source: ./deploy/envoy.yml",
+		stage:   "checks",
+		wantErr: "bind mount source deploy/envoy.yml does not exist",
+	},
+	{
+		name:    "unpinned image",
+		old:     "image: envoyproxy/envoy:v1.39.6",
+		new:     "image: envoyproxy/envoy:latest",
+		stage:   "checks",
+		wantErr: `image "envoyproxy/envoy:latest" is not pinned`,
+	},
+	{
+		name:    "envoy listener not published",
+		old:     `      - "8000:8000"`,
+		new:     `      - "8000:8080"`,
+		stage:   "checks",
+		wantErr: "does not publish its listener port 8000",
+	},
+	{
+		name:    "flag flowlock-authz does not have",
+		old:     "      - --log-format=json\n",
+		new:     "      - --log-formt=json\n",
+		stage:   "checks",
+		wantErr: "flowlock-authz would refuse its settings",
+	},
+	{
+		name:    "gRPC port that envoy.yaml does not call",
+		old:     "      - --grpc-addr=:9191\n",
+		new:     "      - --grpc-addr=:9192\n",
+		stage:   "checks",
+		wantErr: "envoy.yaml sends Checks to flowlock:9191, but flowlock listens on :9192",
+	},
+	{
+		name:    "state file off the volume",
+		old:     "--state-file=/var/lib/flowlock/state.json",
+		new:     "--state-file=/tmp/state.json",
+		stage:   "checks",
+		wantErr: "--state-file /tmp/state.json is not on a named volume",
+	},
+	{
+		name:    "dashboard on all interfaces",
+		old:     `      - "127.0.0.1:8080:8080"`,
+		new:     `      - "8080:8080"`,
+		stage:   "checks",
+		wantErr: "dashboard port 8080 (--http-addr) must be published on 127.0.0.1 only",
+	},
+	{
+		name:    "healthy dependency without a healthcheck",
+		old:     "      test: [\"CMD\", \"flowlock-authz\", \"healthcheck\"]\n",
+		new:     "      disable: true\n",
+		stage:   "checks",
+		wantErr: "envoy waits for flowlock to be healthy, but flowlock has no healthcheck",
+	},
+	{
+		name:    "prometheus outside the metrics profile",
+		old:     "    profiles: [metrics]\n",
+		new:     "",
+		stage:   "checks",
+		wantErr: "service prometheus: profiles [], want [metrics]",
+	},
+	{
+		name:    "build target missing from the Dockerfile",
+		old:     "      target: sample-api\n",
+		new:     "      target: sampleapi\n",
+		stage:   "checks",
+		wantErr: `build target "sampleapi" is not a stage of the Dockerfile`,
+	},
+	{
+		name:    "stop grace shorter than the drain",
+		old:     "    stop_grace_period: 20s\n",
+		new:     "    stop_grace_period: 10s\n",
+		stage:   "checks",
+		wantErr: "stop_grace_period must exceed --shutdown-timeout",
+	},
+}
+
+func TestComposeRejectsBrokenCopies(t *testing.T) {
+	envoy := loadDemoEnvoy(t)
+	df := loadDockerfile(t)
+	orig, err := os.ReadFile(filepath.Join(repoRoot, composeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range composeBrokenCopies {
+		t.Run(tc.name, func(t *testing.T) {
+			if n := strings.Count(string(orig), tc.old); n != 1 {
+				t.Fatalf("%q occurs %d times in %s, want 1: update the mutation", tc.old, n, composeFile)
+			}
+			file := filepath.Join(t.TempDir(), composeFile)
+			if err := os.WriteFile(file, []byte(strings.Replace(string(orig), tc.old, tc.new, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p, err := loadCompose(t, file, nil, "metrics")
+			if tc.stage == "compose-go" {
+				checkRejected(t, "compose-go", err, tc.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatalf("compose-go: %v (want it to load and fail the checks)", err)
+			}
+			_, err = composeErrors(p, envoy, df)
+			checkRejected(t, "checks", err, tc.wantErr)
+		})
+	}
+}
