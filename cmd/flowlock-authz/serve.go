@@ -29,6 +29,7 @@ import (
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/volume"
 )
 
 // authzService is the gRPC health service name of the Check API, so that a
@@ -80,11 +81,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		state = &persister{path: cfg.StateFile, list: q, every: cfg.StateWriteInterval, m: m, log: log}
 	}
 
+	limiter := volume.New(volume.Options{Rate: cfg.VolumeRate, Burst: cfg.VolumeBurst, MaxClients: cfg.MaxClients})
 	mode, _ := authz.ParseMode(cfg.Mode)
 	policy := authz.NewPolicy(authz.Options{
 		Engine:       engine,
 		Quarantine:   q,
 		Lists:        quarantine.NewLists(cfg.Allow, cfg.Deny),
+		Volume:       limiter,
 		Mode:         mode,
 		ExcludePaths: cfg.ExcludePaths,
 		Logger:       log,
@@ -174,6 +177,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 				m.QuarantineReleased(metrics.ReleaseExpired)
 			}
 			engine.Sweep(time.Now())
+			limiter.Sweep(time.Now())
 		})
 	})
 	if state != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/volume"
 )
 
 // Mode says whether decisions are enforced.
@@ -51,11 +52,12 @@ type Outcome uint8
 
 // Outcomes of Decide.
 const (
-	Allowed     Outcome = iota // not quarantined, score below the line
-	Quarantined                // already quarantined: denied with the time left
-	Admitted                   // this request confirmed a bot: quarantined now, denied
-	DenyListed                 // the client address is on the deny list
-	NoIdentity                 // no client could be determined: allowed unscored
+	Allowed       Outcome = iota // not quarantined, score below the line
+	Quarantined                  // already quarantined: denied with the time left
+	Admitted                     // this request confirmed a bot: quarantined now, denied
+	DenyListed                   // the client address is on the deny list
+	NoIdentity                   // no client could be determined: allowed unscored
+	VolumeLimited                // over the per-identity volume limit (--volume-rate): denied, not quarantined
 )
 
 // String returns the metric label value of o.
@@ -69,13 +71,17 @@ func (o Outcome) String() string {
 		return "denylist"
 	case NoIdentity:
 		return "no_identity"
+	case VolumeLimited:
+		return "volume"
 	default:
 		return "allowed"
 	}
 }
 
 // Denies reports whether o denies the request in enforce mode.
-func (o Outcome) Denies() bool { return o == Quarantined || o == Admitted || o == DenyListed }
+func (o Outcome) Denies() bool {
+	return o == Quarantined || o == Admitted || o == DenyListed || o == VolumeLimited
+}
 
 // Request is one request as the policy sees it.
 type Request struct {
@@ -107,7 +113,11 @@ type Options struct {
 	Engine     *risk.Engine
 	Quarantine *quarantine.List
 	Lists      *quarantine.Lists // nil means no allow or deny list
-	Mode       Mode
+	// Volume is the per-identity volume limit; nil means none. It applies
+	// to clients that timing lets through, allow-listed ones included:
+	// volume is a separate control from behaviour.
+	Volume *volume.Limiter
+	Mode   Mode
 	// ExcludePaths are path prefixes left out of timing (pollers, health
 	// checks): requests to them are still decided, but do not feed the
 	// rhythm that the score is about. A prefix matches whole segments:
@@ -126,6 +136,7 @@ type Policy struct {
 	engine   *risk.Engine
 	q        *quarantine.List
 	lists    *quarantine.Lists
+	volume   *volume.Limiter
 	mode     Mode
 	exclude  []string
 	denyWait int
@@ -150,6 +161,7 @@ func NewPolicy(o Options) *Policy {
 		engine:   o.Engine,
 		q:        o.Quarantine,
 		lists:    lists,
+		volume:   o.Volume,
 		mode:     o.Mode,
 		exclude:  append([]string(nil), o.ExcludePaths...),
 		denyWait: int((wait + time.Second - 1) / time.Second),
@@ -198,6 +210,11 @@ func (p *Policy) decide(r Request) Decision {
 		d.Outcome, d.Reason, d.RetryAfter = Admitted, e.Reason, e.RetryAfterSeconds(r.Now)
 		p.log.Info("quarantined", "identity", id.String(), "score", v.Score, "reason", e.Reason,
 			"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
+		return d
+	}
+	if ok, wait := p.volume.Allow(id, r.Now); !ok {
+		d.Outcome, d.Reason = VolumeLimited, "volume"
+		d.RetryAfter = int((wait + time.Second - 1) / time.Second)
 		return d
 	}
 	d.Outcome = Allowed

@@ -41,6 +41,7 @@ var (
 
 	// The constant headers of a deny, shared the same way.
 	denyStatus      = &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden}
+	tooManyStatus   = &typev3.HttpStatus{Code: typev3.StatusCode_TooManyRequests}
 	jsonContentType = overwrite("content-type", "application/json")
 	noStore         = overwrite("cache-control", "no-store")
 )
@@ -91,14 +92,19 @@ func allowResponse(score uint8, http *authv3.AttributeContext_HttpRequest) *auth
 	}
 }
 
-// denyResponse answers 403 with Retry-After and a JSON body, and puts the
-// score and reason into dynamic metadata for Envoy's access log.
+// denyResponse answers 403 (429 for the volume limit) with Retry-After and
+// a JSON body, and puts the score and reason into dynamic metadata for
+// Envoy's access log.
 func denyResponse(d Decision) *authv3.CheckResponse {
 	retry := strconv.Itoa(max(d.RetryAfter, 1))
+	httpStatus := denyStatus
+	if d.Outcome == VolumeLimited {
+		httpStatus = tooManyStatus
+	}
 	return &authv3.CheckResponse{
 		Status: deniedStatus,
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  denyStatus,
+			Status:  httpStatus,
 			Headers: []*corev3.HeaderValueOption{overwrite("retry-after", retry), jsonContentType, noStore},
 			Body:    DenyBody(d),
 		}},
@@ -111,12 +117,16 @@ func denyResponse(d Decision) *authv3.CheckResponse {
 }
 
 // DenyBody is the JSON body of a deny, shared by every transport:
-// {"error":"quarantined","reason":"periodic","retry_after":N}. Reasons are
+// {"error":"quarantined","reason":"periodic","retry_after":N}; the error
+// is "denied" for the deny list and "rate_limited" for the volume limit. Reasons are
 // Flow Lock's own words or an operator's ban reason, so they are escaped.
 func DenyBody(d Decision) string {
 	kind := "quarantined"
-	if d.Outcome == DenyListed {
+	switch d.Outcome {
+	case DenyListed:
 		kind = "denied"
+	case VolumeLimited:
+		kind = "rate_limited"
 	}
 	var b strings.Builder
 	b.Grow(64 + len(d.Reason))

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/volume"
 )
 
 // fixture is a running Check server over bufconn with its parts exposed.
@@ -468,4 +470,27 @@ func TestCheckAllowDoesNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("allowed Check allocated %v times, want 0", allocs)
 	}
+}
+
+func TestCheckVolumeLimit(t *testing.T) {
+	f := newFixture(t, setup{})
+	f.policy.volume = volume.New(volume.Options{Rate: 1, Burst: 2})
+	var got []int
+	for range 5 {
+		resp := f.check(t, request("203.0.113.77", nil))
+		got = append(got, int(resp.GetDeniedResponse().GetStatus().GetCode()))
+	}
+	// 1 + burst allowed at once, then 429 with Retry-After; not a quarantine.
+	if want := []int{0, 0, 0, 429, 429}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("statuses = %v, want %v", got, want)
+	}
+	resp := f.check(t, request("203.0.113.77", nil))
+	if b := resp.GetDeniedResponse().GetBody(); !strings.Contains(b, `"error":"rate_limited"`) || !strings.Contains(b, `"retry_after":1`) {
+		t.Errorf("body = %s", b)
+	}
+	if f.q.Len() != 0 {
+		t.Error("the volume limit quarantined a client")
+	}
+	f.now = f.now.Add(time.Second)
+	okHeaders(t, f.check(t, request("203.0.113.77", nil)))
 }
