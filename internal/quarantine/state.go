@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -263,15 +264,17 @@ func (l *List) recordFromFile(fe fileEntry, t int64) (*record, error) {
 	return r, nil
 }
 
-// Times outside these years cannot be real and do not fit Unix nanoseconds.
-const minYear, maxYear = 1970, 2200
+// The List keeps times as Unix nanoseconds; these are the ones that fit.
+var minTime, maxTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
 
+// checkTime refuses a missing time or one the List cannot hold. Every time
+// the List holds passes, so whatever WriteState writes, ReadState reads.
 func checkTime(what string, v time.Time) error {
 	if v.IsZero() {
 		return fmt.Errorf("no %s time", what)
 	}
-	if y := v.Year(); y < minYear || y > maxYear {
-		return fmt.Errorf("%s %s out of range %d-%d", what, v.Format(time.RFC3339), minYear, maxYear)
+	if v.Before(minTime) || v.After(maxTime) {
+		return fmt.Errorf("%s %s out of range (years %d-%d)", what, v.Format(time.RFC3339), minTime.Year(), maxTime.Year())
 	}
 	return nil
 }

@@ -371,3 +371,24 @@ func FuzzReadState(f *testing.F) {
 		}
 	})
 }
+
+func TestStateExtremeTimes(t *testing.T) {
+	// A clock far in the future clamps Until to the last representable
+	// instant; whatever the List holds must still load back.
+	now := time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := New(Options{})
+	id := ipID("192.0.2.77")
+	want := l.Ban(id, now, MaxBanTTL, "far future")
+	l.Admit(ipID("192.0.2.78"), now, "auto", 90)
+	var buf bytes.Buffer
+	if err := l.WriteState(&buf, now); err != nil {
+		t.Fatal(err)
+	}
+	back := New(Options{})
+	if err := back.ReadState(&buf, now); err != nil {
+		t.Fatalf("ReadState of a far-future state: %v", err)
+	}
+	if got, ok := back.Check(id, now); !ok || got != want {
+		t.Errorf("Check after load = %+v, %v; want %+v", got, ok, want)
+	}
+}
