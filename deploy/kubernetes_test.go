@@ -154,10 +154,10 @@ type container struct {
 		ContainerPort int    `json:"containerPort"`
 		Protocol      string `json:"protocol"`
 	} `json:"ports"`
-	StartupProbe    *probe `json:"startupProbe"`
-	LivenessProbe   *probe `json:"livenessProbe"`
-	ReadinessProbe  *probe `json:"readinessProbe"`
-	Resources       struct {
+	StartupProbe   *probe `json:"startupProbe"`
+	LivenessProbe  *probe `json:"livenessProbe"`
+	ReadinessProbe *probe `json:"readinessProbe"`
+	Resources      struct {
 		Requests map[string]any `json:"requests"`
 		Limits   map[string]any `json:"limits"`
 	} `json:"resources"`
@@ -596,8 +596,8 @@ var kubernetesBrokenCopies = []fileEdit{
 	},
 	{
 		name: "readiness probe over HTTP", file: "deployment.yaml",
-		old: "        readinessProbe:\n          grpc:\n            port: 9191\n            service: envoy.service.auth.v3.Authorization\n",
-		new: "        readinessProbe:\n          httpGet:\n            path: /readyz\n            port: http\n",
+		old:     "        readinessProbe:\n          grpc:\n            port: 9191\n            service: envoy.service.auth.v3.Authorization\n",
+		new:     "        readinessProbe:\n          httpGet:\n            path: /readyz\n            port: http\n",
 		wantErr: "readinessProbe must be a native grpc probe",
 	},
 	{
