@@ -162,6 +162,7 @@ func TestLoadGoodFile(t *testing.T) {
 	}
 }
 
+// mustPrefix parses a prefix literal of a test table.
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 // TestPrecedence checks that each layer beats the next: flags > env > file
@@ -297,6 +298,7 @@ func TestValidate(t *testing.T) {
 		{"factor below 1", func(c *Config) { c.QuarantineFactor = 0.5 }, []string{"--quarantine-factor (FLOWLOCK_QUARANTINE_FACTOR): must be 1-10, got 0.5"}},
 		{"infinite volume rate", func(c *Config) { c.VolumeRate = math.Inf(1) }, []string{"--volume-rate (FLOWLOCK_VOLUME_RATE)"}},
 		{"challenge tier off", func(c *Config) { c.ChallengeThreshold = 0 }, nil},
+		{"bad risk alone", func(c *Config) { c.RiskThreshold = 0 }, []string{"--risk-threshold (FLOWLOCK_RISK_THRESHOLD): must be 1-100, got 0"}},
 		{"negative challenge", func(c *Config) { c.ChallengeThreshold = -1 }, []string{"--challenge-threshold (FLOWLOCK_CHALLENGE_THRESHOLD)"}},
 		{"clock skew zero", func(c *Config) { c.ClockSkew = 0 }, nil},
 		{"clock skew too large", func(c *Config) { c.ClockSkew = 2 * time.Hour }, []string{"--clock-skew (FLOWLOCK_CLOCK_SKEW): must be 0-1h, got 2h"}},

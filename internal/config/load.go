@@ -34,7 +34,8 @@ const (
 // the file and the environment is reported, each naming its source
 // (FLOWLOCK_X, file:line: key, --flag); a command-line error stops at the
 // first one. Help (-h, --help) returns an error that matches flag.ErrHelp;
-// the caller prints Usage. Load itself writes nothing.
+// the caller prints Usage. Load itself writes nothing. On error it returns
+// the zero Config.
 func Load(args []string, getenv func(string) string) (Config, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }

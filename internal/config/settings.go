@@ -287,8 +287,14 @@ func (s *setting) redacted(c *Config) any {
 		return *p
 	case *bool:
 		return *p
-	case *[]netip.Prefix, *[]string:
-		return append([]string{}, splitList(s.format(c))...)
+	case *[]netip.Prefix:
+		out := make([]string, len(*p))
+		for i, pfx := range *p {
+			out[i] = pfx.String()
+		}
+		return out
+	case *[]string:
+		return append([]string{}, *p...)
 	default: // Secret, time.Duration
 		return s.format(c)
 	}

@@ -121,7 +121,8 @@ func (c Config) Validate() error {
 	if c.RiskThreshold < 1 || c.RiskThreshold > 100 {
 		bad("risk-threshold", "must be 1-100, got %d", c.RiskThreshold)
 	}
-	if c.ChallengeThreshold < 0 || c.ChallengeThreshold >= c.RiskThreshold {
+	riskOK := c.RiskThreshold >= 1 && c.RiskThreshold <= 100
+	if c.ChallengeThreshold < 0 || (riskOK && c.ChallengeThreshold >= c.RiskThreshold) || c.ChallengeThreshold > 99 {
 		bad("challenge-threshold", "must be 0 or more and below --risk-threshold (%d), got %d",
 			c.RiskThreshold, c.ChallengeThreshold)
 	}
