@@ -13,6 +13,12 @@
 //	YAML key   quarantine_ttl: 10m
 //
 // Reference lists them all; Usage prints them for -h.
+//
+// To add a setting: add a documented Config field, its default in Default,
+// a row in the settings table (settings.go) and its checks in Validate, with
+// a testdata/bad_*.yaml file per failure mode and a line in good.yaml. The
+// flag, env variable, YAML key, Usage, Reference and Redacted follow from
+// the table, and TestReferenceMatchesFlagSet fails if a field is unbound.
 package config
 
 import (
