@@ -208,11 +208,6 @@ type Config struct {
 	// engine so the dashboard moves without Envoy. Default false.
 	Demo bool
 
-	// RedisAddr is the host:port of the Redis server that replicas share
-	// quarantine and timing state through. Default "": state is local to
-	// this process.
-	RedisAddr string
-
 	// VolumeRate is the sustained request rate, in requests per second per
 	// identity, of the GCRA volume limit, separate from timing detection.
 	// Must not be negative. Default 0: no volume limit.

@@ -89,7 +89,6 @@ func TestDefault(t *testing.T) {
 		{"log-level", "info"},
 		{"log-format", "text"},
 		{"demo", false},
-		{"redis-addr", ""},
 		{"volume-rate", 0.0},
 		{"volume-burst", 0},
 	}
@@ -141,7 +140,6 @@ func TestLoadGoodFile(t *testing.T) {
 		LogLevel:           "debug",
 		LogFormat:          "json",
 		Demo:               true,
-		RedisAddr:          "redis:6379",
 		VolumeRate:         2.5,
 		VolumeBurst:        40,
 	}
@@ -283,8 +281,6 @@ func TestValidate(t *testing.T) {
 		{"listener clash leading zero", func(c *Config) { c.ForwardAuthAddr = "localhost:08080" }, []string{"--forward-auth-addr (FLOWLOCK_FORWARD_AUTH_ADDR): port 8080 is already used by --http-addr"}},
 		{"empty http addr", func(c *Config) { c.HTTPAddr = "" }, []string{"--http-addr (FLOWLOCK_HTTP_ADDR): must be host:port"}},
 		{"listener with zone", func(c *Config) { c.GRPCAddr = "[fe80::1%eth0]:9191" }, []string{"--grpc-addr (FLOWLOCK_GRPC_ADDR): host \"fe80::1%eth0\" is not an IP address or host name"}},
-		{"redis host name", func(c *Config) { c.RedisAddr = "redis-0.redis.svc.cluster.local:6379" }, nil},
-		{"redis no host", func(c *Config) { c.RedisAddr = ":6379" }, []string{"--redis-addr (FLOWLOCK_REDIS_ADDR): host must not be empty"}},
 		{"token ok", func(c *Config) { c.AdminToken = NewSecret("0123456789abcdef") }, nil},
 		{"token from file is not a conflict", func(c *Config) {
 			c.AdminToken, c.AdminTokenFile = NewSecret("0123456789abcdef"), "/run/secrets/token"

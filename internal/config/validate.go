@@ -160,11 +160,6 @@ func (c Config) Validate() error {
 	}
 
 	// Shared state and volume.
-	if c.RedisAddr != "" {
-		if err := checkHostPort(c.RedisAddr, true); err != nil {
-			bad("redis-addr", "%v", err)
-		}
-	}
 	if !(c.VolumeRate >= 0) || math.IsInf(c.VolumeRate, 0) { // also refuses NaN
 		bad("volume-rate", "must be a finite number of requests per second, 0 or more, got %v", c.VolumeRate)
 	}
