@@ -228,6 +228,18 @@ type podDisruptionBudget struct {
 	} `json:"spec"`
 }
 
+type persistentVolumeClaim struct {
+	typeMeta
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		AccessModes      []string `json:"accessModes"`
+		StorageClassName *string  `json:"storageClassName"`
+		Resources        struct {
+			Requests map[string]any `json:"requests"`
+		} `json:"resources"`
+	} `json:"spec"`
+}
+
 type kustomization struct {
 	typeMeta
 	Resources []string `json:"resources"`
@@ -239,6 +251,7 @@ type k8sObjects struct {
 	deployments   []deployment
 	services      []service
 	pdbs          []podDisruptionBudget
+	pvcs          []persistentVolumeClaim
 	kustomization *kustomization
 	files         []string // YAML files other than kustomization.yaml
 }
@@ -278,6 +291,10 @@ func decodeKubernetes(files map[string][]byte) (*k8sObjects, error) {
 				var o podDisruptionBudget
 				err = decodeManifest(doc, &o)
 				objs.pdbs = append(objs.pdbs, o)
+			case "v1 PersistentVolumeClaim":
+				var o persistentVolumeClaim
+				err = decodeManifest(doc, &o)
+				objs.pvcs = append(objs.pvcs, o)
 			case "kustomize.config.k8s.io/v1beta1 Kustomization":
 				var o kustomization
 				err = decodeManifest(doc, &o)
@@ -303,24 +320,25 @@ type k8sFacts struct {
 	flowlock    config.Config // flowlock-authz settings from the container args
 }
 
-// kubernetesErrors checks the Flow Lock manifests: pod hardening, probes,
-// resources, flags, and that Deployment, Service and PDB select the same
-// pods.
+// kubernetesErrors checks the Flow Lock manifests: one replica (Flow Lock's
+// state is per process), a disruption budget that does not block drains,
+// the state file on a persistent volume, pod hardening, probes, resources,
+// flags, and that Deployment, Service and PDB select the same pods.
 func kubernetesErrors(o *k8sObjects) (k8sFacts, error) {
 	var facts k8sFacts
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	if len(o.deployments) != 1 || len(o.services) != 1 || len(o.pdbs) != 1 || len(o.namespaces) != 1 {
-		bad("want one Namespace, Deployment, Service and PodDisruptionBudget, got %d, %d, %d, %d",
-			len(o.namespaces), len(o.deployments), len(o.services), len(o.pdbs))
+	if len(o.deployments) != 1 || len(o.services) != 1 || len(o.pdbs) != 1 || len(o.namespaces) != 1 || len(o.pvcs) != 1 {
+		bad("want one Namespace, Deployment, Service, PodDisruptionBudget and PersistentVolumeClaim, got %d, %d, %d, %d, %d",
+			len(o.namespaces), len(o.deployments), len(o.services), len(o.pdbs), len(o.pvcs))
 		return facts, errors.Join(errs...)
 	}
-	ns, d, svc, pdb := o.namespaces[0], o.deployments[0], o.services[0], o.pdbs[0]
+	ns, d, svc, pdb, pvc := o.namespaces[0], o.deployments[0], o.services[0], o.pdbs[0], o.pvcs[0]
 
 	// Everything in one namespace, which enforces the restricted profile.
 	facts.namespace = ns.Metadata.Name
-	for _, m := range []objectMeta{d.Metadata, svc.Metadata, pdb.Metadata} {
+	for _, m := range []objectMeta{d.Metadata, svc.Metadata, pdb.Metadata, pvc.Metadata} {
 		if m.Namespace != ns.Metadata.Name {
 			bad("%s is in namespace %q, want %q", m.Name, m.Namespace, ns.Metadata.Name)
 		}
@@ -351,9 +369,19 @@ func kubernetesErrors(o *k8sObjects) (k8sFacts, error) {
 		}
 	}
 
-	// Availability: the PDB must allow one eviction, or a drain never ends.
-	if minAvail, ok := pdb.Spec.MinAvailable.(float64); !ok || int(minAvail) < 1 || int(minAvail) >= d.Spec.Replicas {
-		bad("pdb %s: minAvailable %v must be an integer from 1 to replicas-1 (%d)", pdb.Metadata.Name, pdb.Spec.MinAvailable, d.Spec.Replicas-1)
+	// One replica: each replica keeps its own timing records, so more than
+	// one would split every client's requests and blur their rhythm.
+	if d.Spec.Replicas != 1 {
+		bad("deployment: replicas %d, want 1: Flow Lock's timing state is per process, and replicas would each see part of a client's requests", d.Spec.Replicas)
+	}
+	// Availability: the PDB must allow an eviction, or a drain never ends.
+	switch minAvail, maxUnavail := pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable; {
+	case (minAvail == nil) == (maxUnavail == nil):
+		bad("pdb %s: set exactly one of minAvailable and maxUnavailable", pdb.Metadata.Name)
+	case minAvail != nil && !intIn(minAvail, 0, d.Spec.Replicas-1):
+		bad("pdb %s: minAvailable %v blocks every eviction of %d replica(s): node drains would never finish", pdb.Metadata.Name, minAvail, d.Spec.Replicas)
+	case maxUnavail != nil && !intIn(maxUnavail, 1, d.Spec.Replicas):
+		bad("pdb %s: maxUnavailable %v must be from 1 to replicas (%d)", pdb.Metadata.Name, maxUnavail, d.Spec.Replicas)
 	}
 
 	pod := d.Spec.Template.Spec
@@ -429,15 +457,30 @@ func kubernetesErrors(o *k8sObjects) (k8sFacts, error) {
 	if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= cfg.ShutdownTimeout {
 		bad("deployment: terminationGracePeriodSeconds must exceed --shutdown-timeout (%v)", cfg.ShutdownTimeout)
 	}
-	if cfg.StateFile != "" {
-		mounted := false
-		for _, vm := range c.VolumeMounts {
-			if strings.HasPrefix(cfg.StateFile, strings.TrimSuffix(vm.MountPath, "/")+"/") && !vm.ReadOnly {
-				mounted = true
-			}
+	// The quarantine list must outlive the pod: --state-file on the PVC.
+	stateVol := ""
+	for _, vm := range c.VolumeMounts {
+		if cfg.StateFile != "" && strings.HasPrefix(cfg.StateFile, strings.TrimSuffix(vm.MountPath, "/")+"/") && !vm.ReadOnly {
+			stateVol = vm.Name
 		}
-		if !mounted {
-			bad("container %s: --state-file %s is not on a writable volume (the root filesystem is read-only)", c.Name, cfg.StateFile)
+	}
+	switch {
+	case cfg.StateFile == "":
+		bad("container %s: no --state-file: every restart would release every quarantined client", c.Name)
+	case stateVol == "":
+		bad("container %s: --state-file %s is not on a writable volume (the root filesystem is read-only)", c.Name, cfg.StateFile)
+	}
+	for _, v := range pod.Volumes {
+		if v.Name != stateVol || stateVol == "" {
+			continue
+		}
+		switch {
+		case v.PersistentVolumeClaim == nil:
+			bad("deployment: state volume %s is not persistent: quarantines would be lost whenever the pod is replaced", v.Name)
+		case v.PersistentVolumeClaim.ClaimName != pvc.Metadata.Name:
+			bad("deployment: state volume %s claims %q, but the PersistentVolumeClaim is %q", v.Name, v.PersistentVolumeClaim.ClaimName, pvc.Metadata.Name)
+		case slices.Contains(pvc.Spec.AccessModes, "ReadWriteOnce") && d.Spec.Strategy.Type != "Recreate":
+			bad("deployment: strategy %q with a ReadWriteOnce state volume: the new pod cannot mount it while the old one runs; use Recreate", d.Spec.Strategy.Type)
 		}
 	}
 
@@ -495,6 +538,13 @@ func kubernetesErrors(o *k8sObjects) (k8sFacts, error) {
 		bad("kustomization.yaml resources %v, want every manifest %v", got, o.files)
 	}
 	return facts, errors.Join(errs...)
+}
+
+// intIn reports whether v, a decoded JSON value, is an integer in [lo, hi].
+// Percentages ("50%") are not used by these manifests and are refused.
+func intIn(v any, lo, hi int) bool {
+	f, ok := v.(float64)
+	return ok && f == float64(int(f)) && int(f) >= lo && int(f) <= hi
 }
 
 func subset(a, b map[string]string) bool {
@@ -682,8 +732,33 @@ var kubernetesBrokenCopies = []fileEdit{
 	},
 	{
 		name: "pdb that blocks every drain", file: "pdb.yaml",
-		old: "minAvailable: 1", new: "minAvailable: 2",
-		wantErr: "minAvailable 2 must be an integer from 1 to replicas-1 (1)",
+		old: "maxUnavailable: 1", new: "minAvailable: 1",
+		wantErr: "minAvailable 1 blocks every eviction of 1 replica(s)",
+	},
+	{
+		name: "pdb that allows no disruption", file: "pdb.yaml",
+		old: "maxUnavailable: 1", new: "maxUnavailable: 0",
+		wantErr: "maxUnavailable 0 must be from 1 to replicas (1)",
+	},
+	{
+		name: "replicas that split each client's requests", file: "deployment.yaml",
+		old: "replicas: 1", new: "replicas: 2",
+		wantErr: "replicas 2, want 1",
+	},
+	{
+		name: "rolling update with a ReadWriteOnce volume", file: "deployment.yaml",
+		old: "    type: Recreate\n", new: "    type: RollingUpdate\n",
+		wantErr: `strategy "RollingUpdate" with a ReadWriteOnce state volume`,
+	},
+	{
+		name: "state on an emptyDir", file: "deployment.yaml",
+		old: "        persistentVolumeClaim:\n          claimName: flowlock-state\n", new: "        emptyDir: {}\n",
+		wantErr: "state volume state is not persistent",
+	},
+	{
+		name: "state claim that does not exist", file: "deployment.yaml",
+		old: "claimName: flowlock-state", new: "claimName: flowlock-data",
+		wantErr: `claims "flowlock-data", but the PersistentVolumeClaim is "flowlock-state"`,
 	},
 	{
 		name: "grpc service port without appProtocol", file: "service.yaml",
