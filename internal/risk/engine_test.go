@@ -542,3 +542,27 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("Len() = %d, but the shards hold %d", e.Len(), count)
 	}
 }
+
+func TestSortedRing(t *testing.T) {
+	r := newRand(5)
+	var ring sortedRing
+	var all []uint32
+	for i := range 500 {
+		x := uint32(r.IntN(1 + r.IntN(5000)))
+		if i%50 == 0 {
+			x = uint32(r.Uint32()) // huge values too
+		}
+		ring.push(x)
+		all = append(all, unpackMS(packMS(x)))
+		want := all[max(0, len(all)-ringSize):]
+		if got := ring.recent(); !slices.Equal(got, want) {
+			t.Fatalf("push %d: recent() = %v, want %v", i, got, want)
+		}
+		var buf [ringSize]uint32
+		got := ring.sorted(&buf)
+		sorted := slices.Sorted(slices.Values(want))
+		if !slices.Equal(got, sorted) {
+			t.Fatalf("push %d: sorted() = %v, want %v", i, got, sorted)
+		}
+	}
+}

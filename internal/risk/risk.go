@@ -489,7 +489,7 @@ func (e *Engine) summary(id identity.ID, st *state, now int64) Summary {
 		FirstSeen: fromUnixNano(st.first),
 		LastSeen:  fromUnixNano(st.last),
 		Shared:    st.shared(max(now, st.last)),
-		Recent:    st.recent(),
+		Recent:    st.ring.recent(),
 	}
 }
 

@@ -3,7 +3,6 @@ package risk
 import (
 	"math"
 	"math/bits"
-	"slices"
 	"time"
 )
 
@@ -65,7 +64,7 @@ const (
 // features holds every statistic and component of one evaluation, for the
 // score and for Explain.
 type features struct {
-	m, mB  int     // intervals in the ring and the burst ring
+	m, mB  int     // intervals in the ring and the burst ring (≤ ringSize)
 	nInt   uint32  // intervals seen in all
 	median float64 // ms
 	conf   float64
@@ -115,9 +114,10 @@ func clamp(x float64) float64 { return min(1, max(0, x)) }
 
 // evaluate computes the features of s as of now (normally s.last; now only
 // moves the shared label and the rate) into f. It does not modify s, and
-// with fewer than minIntervals intervals it sorts nothing and scores 0.
+// with fewer than minIntervals intervals it scores 0 at once. It sorts
+// nothing: the rings keep their order as they are filled.
 func (s *state) evaluate(now int64, f *features) {
-	*f = features{m: s.intervals(), mB: int(s.bcount), nInt: s.nInt}
+	*f = features{m: int(s.ring.count), mB: int(s.bursts.count), nInt: s.nInt}
 	f.shared = s.shared(now)
 	f.rate = s.rate(max(now, s.last))
 	f.aEW = s.ewBurstiness()
@@ -129,18 +129,18 @@ func (s *state) evaluate(now int64, f *features) {
 	}
 	m := f.m
 
-	// Shape statistics of the ring, sorted on the stack.
-	var a [ringSize]uint32
-	copy(a[:m], s.ring[:m])
-	slices.Sort(a[:m])
-	f.median, f.rcv = madRatio(a[:m])
+	// Shape statistics of the ring, already in order.
+	var buf [ringSize]uint32
+	a := s.ring.sorted(&buf)
+	f.median, f.rcv = madRatio(a)
 
-	var sum float64
+	var sum, sumSq float64
 	var short, long int
 	run, runBin := 0, -1
 	var clog float64 // Σ c·log₂ c over the octave bins
-	for _, x := range a[:m] {
+	for _, x := range a {
 		sum += float64(x)
+		sumSq += float64(x) * float64(x)
 		if x < uint32(burstGap/int64(time.Millisecond)) {
 			short++
 		} else if x > uint32(pauseGap/int64(time.Millisecond)) {
@@ -156,13 +156,10 @@ func (s *state) evaluate(now int64, f *features) {
 	clog += clog2Tab[run]
 	f.entropy = max(0, log2Tab[m]-clog/float64(m))
 
+	// With at most 32 values below 2³², the one-pass variance loses
+	// nothing that matters at the precision of a coefficient of variation.
 	mean := sum / float64(m)
-	var ss float64
-	for _, x := range a[:m] {
-		d := float64(x) - mean
-		ss += d * d
-	}
-	cv := math.Sqrt(ss/float64(m)) / mean
+	cv := math.Sqrt(max(sumSq/float64(m)-mean*mean, 0)) / mean
 	// Kim & Jo (2016) burstiness for n = m + 1 events, corrected for the
 	// finite sample: −1 for a timer, about 0 for Poisson, up to 1.
 	sp, sm := sqrtTab[m+2], sqrtTab[m]
@@ -176,12 +173,7 @@ func (s *state) evaluate(now int64, f *features) {
 	f.pAnti = clamp(float64(int64(f.nInt)-antiMin)/antiSpan) * clamp((antiCut-max(f.a, f.aEW))/antiWidth)
 
 	if f.mB > bperMin {
-		var b [burstSize]uint32
-		for i, p := range s.bursts[:f.mB] {
-			b[i] = unpackMS(p)
-		}
-		slices.Sort(b[:f.mB])
-		f.bMedian, f.bRcv = madRatio(b[:f.mB])
+		f.bMedian, f.bRcv = madRatio(s.bursts.sorted(&buf))
 		f.pBper = clamp(float64(f.mB-bperMin)/bperSpan) * clamp((bperCut-f.bRcv)/bperWidth)
 	}
 
@@ -225,34 +217,54 @@ func (s *state) evaluate(now int64, f *features) {
 }
 
 // madRatio returns the median of the sorted, positive values a and the
-// robust coefficient of variation MAD/median. It works on doubled values
-// to stay in integers, and finds the median absolute deviation by merging
-// the deviations either side of the median, which are already in order,
-// instead of sorting them: O(len(a)).
+// robust coefficient of variation MAD/median. It works on doubled values to
+// stay in integers. The absolute deviations left of the middle, read right
+// to left, and those right of it are each already in order, so the MAD is
+// found by two order-statistic searches on their merge (O(log len(a)))
+// instead of by sorting the deviations.
 func madRatio(a []uint32) (median, rcv float64) {
 	n := len(a)
-	med2 := uint64(a[(n-1)/2]) + uint64(a[n/2]) // 2·median
+	p := n / 2                                // deviations on the left: a[p-1] down to a[0]
+	med2 := uint64(a[(n-1)/2]) + uint64(a[p]) // 2·median
 	if med2 == 0 {
 		return 0, 1
 	}
-	// Left of the middle, 2·|x − median| = med2 − 2x grows as i falls;
-	// right of it, 2x − med2 grows as j rises.
-	i, j := n/2-1, n/2
-	var d0, d1 uint64
-	for r := 0; r <= n/2; r++ {
-		var d uint64
-		if i >= 0 && (j >= n || med2-2*uint64(a[i]) <= 2*uint64(a[j])-med2) {
-			d = med2 - 2*uint64(a[i])
-			i--
+	// left(t) is the t-th smallest doubled deviation left of the middle,
+	// right(t) the t-th smallest right of it (q = n − p of them).
+	left := func(t int) uint64 { return med2 - 2*uint64(a[p-1-t]) }
+	right := func(t int) uint64 { return 2*uint64(a[p+t]) - med2 }
+	q := n - p
+
+	// Find how many of the k+1 smallest merged deviations come from the
+	// left: the least t with left(t) ≥ right(k−t).
+	k := (n - 1) / 2
+	lo, hi := max(0, k+1-q), min(k+1, p)
+	for lo < hi {
+		t := int(uint(lo+hi) >> 1)
+		if left(t) < right(k-t) {
+			lo = t + 1
 		} else {
-			d = 2*uint64(a[j]) - med2
-			j++
+			hi = t
 		}
-		if r == (n-1)/2 {
-			d0 = d
+	}
+	t := lo
+	// The k-th smallest is the larger of the last taken from each side …
+	var d0 uint64
+	if t > 0 {
+		d0 = left(t - 1)
+	}
+	if k-t >= 0 {
+		d0 = max(d0, right(k-t))
+	}
+	// … and for even n the next one is the smaller of the two next.
+	d1 := d0
+	if n%2 == 0 {
+		d1 = math.MaxUint64
+		if t < p {
+			d1 = left(t)
 		}
-		if r == n/2 {
-			d1 = d
+		if k+1-t < q {
+			d1 = min(d1, right(k+1-t))
 		}
 	}
 	// MAD = (d0 + d1)/4 and median = med2/2.

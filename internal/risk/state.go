@@ -8,8 +8,10 @@ import (
 
 // Sizes and time constants of the per-identity record (DETECTION.md §7.1).
 const (
-	ringSize  = 32 // intervals kept for the shape statistics
-	burstSize = 32 // burst-start intervals kept for periodic-burst detection
+	// ringSize is how many intervals, and how many burst-start intervals,
+	// are kept for the shape statistics. It must fit the uint8 positions of
+	// sortedRing.
+	ringSize = 32
 
 	batchGap   = int64(5 * time.Millisecond) // closer requests are one batch
 	burstGap   = int64(time.Second)          // a gap this long starts a burst
@@ -28,14 +30,12 @@ const (
 
 // state is one identity's timing record. It is fixed-size, holds no
 // pointers (so a slab of states is not scanned by the GC), and must stay
-// within 256 bytes (TestStateSize).
+// within 256 bytes (TestStateSize). Fields are ordered largest alignment
+// first so that the compiler adds no padding between them.
 //
 // Times are Unix nanoseconds. Values that grow (counts, stretches) saturate
 // instead of wrapping.
 type state struct {
-	ring   [ringSize]uint32  // last intervals in ms; ring[:m] filled until it wraps
-	bursts [burstSize]uint16 // last burst-start intervals in ms, packed by packMS
-
 	first       int64 // first request
 	last        int64 // start of the latest batch; never decreases
 	sharedUntil int64 // the shared label holds while now < sharedUntil
@@ -52,12 +52,72 @@ type state struct {
 	ratePrev uint16 // requests in the 60 s window before last's window
 	rateCur  uint16 // requests in last's 60 s window
 
-	head   uint8  // next write position in ring
-	bhead  uint8  // next write position in bursts
-	bcount uint8  // burst-start intervals in bursts (≤ burstSize)
+	ring   sortedRing // last intervals
+	bursts sortedRing // last burst-start intervals
+
 	over   uint8  // consecutive evaluations with score ≥ threshold
 	score  uint8  // score of the latest evaluation
 	reason Reason // largest component of the latest evaluation (not masked)
+}
+
+// sortedRing keeps the last ringSize durations (ms, packed by packMS) in
+// arrival order, together with their order by value, updated on every push
+// in O(ringSize) byte moves. The shape statistics (median, MAD, octave
+// entropy) then need no sort on the request path.
+type sortedRing struct {
+	vals  [ringSize]uint16 // packed durations; vals[:count] filled until it wraps
+	order [ringSize]uint8  // order[:count]: positions in vals by ascending value
+	head  uint8            // next write position in vals
+	count uint8            // filled entries, ≤ ringSize
+}
+
+// push adds the duration x (ms), replacing the oldest when the ring is full.
+func (r *sortedRing) push(x uint32) {
+	v := packMS(x)
+	pos := r.head
+	n := int(r.count)
+	if n == ringSize {
+		// Take the oldest entry, at pos, out of the order.
+		k := 0
+		for r.order[k] != pos {
+			k++
+		}
+		copy(r.order[k:n-1], r.order[k+1:n])
+		n--
+	}
+	r.vals[pos] = v
+	k := n
+	for k > 0 && r.vals[r.order[k-1]] > v {
+		r.order[k] = r.order[k-1]
+		k--
+	}
+	r.order[k] = pos
+	r.count = uint8(n + 1)
+	r.head = (pos + 1) % ringSize
+}
+
+// sorted unpacks the ring's durations in ascending order into dst and
+// returns the filled part.
+func (r *sortedRing) sorted(dst *[ringSize]uint32) []uint32 {
+	n := int(r.count)
+	for i, p := range r.order[:n] {
+		dst[i] = unpackMS(r.vals[p])
+	}
+	return dst[:n]
+}
+
+// recent returns the ring's durations oldest first, in a new slice.
+func (r *sortedRing) recent() []uint32 {
+	n := int(r.count)
+	out := make([]uint32, 0, n)
+	start := 0
+	if n == ringSize {
+		start = int(r.head)
+	}
+	for i := range n {
+		out = append(out, unpackMS(r.vals[(start+i)%ringSize]))
+	}
+	return out
 }
 
 // unixNano converts t to Unix nanoseconds, clamped to [0, maxNano] so that
@@ -95,8 +155,7 @@ func (s *state) record(now int64) bool {
 	s.last = now
 	ms := uint32(min(gap/int64(time.Millisecond), math.MaxUint32))
 
-	s.ring[s.head] = ms
-	s.head = (s.head + 1) % ringSize
+	s.ring.push(ms)
 	s.nInt = satAdd32(s.nInt, 1)
 
 	// EW mean and variance (Finch 2009): exact (Welford) while 1/k is the
@@ -122,9 +181,7 @@ func (s *state) record(now int64) bool {
 
 	s.sinceBurst = satAdd32(s.sinceBurst, ms)
 	if gap >= burstGap {
-		s.bursts[s.bhead] = packMS(s.sinceBurst)
-		s.bhead = (s.bhead + 1) % burstSize
-		s.bcount = min(s.bcount+1, burstSize)
+		s.bursts.push(s.sinceBurst)
 		s.sinceBurst = 0
 	}
 
@@ -181,25 +238,12 @@ func (s *state) ewBurstiness() float64 {
 	return (cv - 1) / (cv + 1)
 }
 
-// intervals returns how many intervals the ring holds.
-func (s *state) intervals() int { return int(min(s.nInt, ringSize)) }
-
-// recent returns the ring's intervals oldest first, in a new slice.
-func (s *state) recent() []uint32 {
-	m := s.intervals()
-	out := make([]uint32, 0, m)
-	if m < ringSize {
-		return append(out, s.ring[:m]...)
-	}
-	out = append(out, s.ring[s.head:]...)
-	return append(out, s.ring[:s.head]...)
-}
-
 // shared reports whether the shared label holds at now.
 func (s *state) shared(now int64) bool { return now < s.sharedUntil }
 
 // packMS stores a duration in ms in 16 bits as a small float with 11
 // significant bits: exact below 2048 ms, within 0.1 % above, up to 49 days.
+// The statistics are scale-free, so 0.1 % is far below what they resolve.
 // The encoding is monotonic, so packed values sort like the durations.
 func packMS(x uint32) uint16 {
 	e := max(bits.Len32(x)-11, 0)

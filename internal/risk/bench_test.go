@@ -1,0 +1,119 @@
+package risk
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+// benchGaps is a fixed table of jittered gaps (N(1 s, 30 %)): regular enough
+// that every component is computed, varied enough that sorting does work.
+var benchGaps = func() [1024]time.Duration {
+	var g [1024]time.Duration
+	r := newRand(42)
+	gen := gaussian(time.Second, 0.3)
+	for i := range g {
+		g[i] = gen(r)
+	}
+	return g
+}()
+
+// benchClients is how many identities the multi-identity benchmarks use.
+const benchClients = 100_000
+
+// warm returns an engine tracking benchClients identities, each with 80
+// requests, and their next request times.
+func warm(b *testing.B) (*Engine, []identity.ID, []time.Time) {
+	b.Helper()
+	e := New(Options{MaxClients: 2 * benchClients})
+	ids := make([]identity.ID, benchClients)
+	clocks := make([]time.Time, benchClients)
+	for i := range ids {
+		ids[i] = testID(i)
+		at := epoch
+		for j := range 80 {
+			at = at.Add(benchGaps[(i+j)%len(benchGaps)])
+			e.Observe(ids[i], at)
+		}
+		clocks[i] = at
+	}
+	return e, ids, clocks
+}
+
+// BenchmarkObserve measures Observe over many known identities, one
+// goroutine ("serial") and all of them ("parallel").
+func BenchmarkObserve(b *testing.B) {
+	e, ids, clocks := warm(b)
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			k := i % benchClients
+			clocks[k] = clocks[k].Add(benchGaps[i%len(benchGaps)])
+			e.Observe(ids[k], clocks[k])
+			i++
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		var next atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			// Each goroutine owns a stride of identities, so clocks are not
+			// shared; the identities still spread over all shards.
+			g := int(next.Add(1))
+			const stride = 64
+			i := 0
+			for pb.Next() {
+				k := (g + stride*i) % benchClients
+				if k%stride != g%stride {
+					k = g % stride
+				}
+				clocks[k] = clocks[k].Add(benchGaps[i%len(benchGaps)])
+				e.Observe(ids[k], clocks[k])
+				i++
+			}
+		})
+	})
+}
+
+// BenchmarkObserveSingle measures Observe on one known identity: the
+// uncontended cost of the update and a full evaluation.
+func BenchmarkObserveSingle(b *testing.B) {
+	e := New(Options{})
+	id := testID(1)
+	at := epoch
+	for i := range 100 {
+		at = at.Add(benchGaps[i])
+		e.Observe(id, at)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		at = at.Add(benchGaps[i%len(benchGaps)])
+		e.Observe(id, at)
+		i++
+	}
+}
+
+// BenchmarkObserveNew measures the cost of a first request, including
+// eviction from a full engine.
+func BenchmarkObserveNew(b *testing.B) {
+	e := New(Options{MaxClients: 10_000})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		e.Observe(testID(i), epoch.Add(time.Duration(i)*time.Millisecond))
+		i++
+	}
+}
+
+// BenchmarkTop measures Top over benchClients identities.
+func BenchmarkTop(b *testing.B) {
+	e, _, clocks := warm(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Top(20, clocks[0])
+	}
+}
