@@ -20,8 +20,13 @@ var benchGaps = func() [1024]time.Duration {
 	return g
 }()
 
-// benchClients is how many identities the multi-identity benchmarks use.
-const benchClients = 100_000
+// benchClients is how many identities the multi-identity benchmarks use,
+// a multiple of benchStride.
+const benchClients = 1 << 17
+
+// benchStride spaces the identities one goroutine of a parallel benchmark
+// uses, so goroutines never share an identity or its clock.
+const benchStride = 64
 
 // warm returns an engine tracking benchClients identities, each with 80
 // requests, and their next request times.
@@ -60,16 +65,12 @@ func BenchmarkObserve(b *testing.B) {
 		b.ReportAllocs()
 		var next atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {
-			// Each goroutine owns a stride of identities, so clocks are not
-			// shared; the identities still spread over all shards.
-			g := int(next.Add(1))
-			const stride = 64
+			// Goroutine g owns the identities ≡ g (mod benchStride); they
+			// still spread over all shards.
+			g := int(next.Add(1)) % benchStride
 			i := 0
 			for pb.Next() {
-				k := (g + stride*i) % benchClients
-				if k%stride != g%stride {
-					k = g % stride
-				}
+				k := (g + benchStride*i) % benchClients
 				clocks[k] = clocks[k].Add(benchGaps[i%len(benchGaps)])
 				e.Observe(ids[k], clocks[k])
 				i++

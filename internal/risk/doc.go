@@ -87,9 +87,9 @@
 //
 // # Memory
 //
-// A tracked identity costs one 256-byte state, its [identity.ID] key and a
-// map entry: roughly 350 bytes, so the default cap of one million identities
-// is about 350 MB when full. The map is sharded, each shard has its own
+// A tracked identity costs one 256-byte state, a copy of its [identity.ID]
+// (48 bytes) and a map entry, plus growth slack: about 500 bytes measured,
+// so the default cap of one million identities is about 500 MB when full. The map is sharded, each shard has its own
 // mutex and its own share of the cap, and a full shard evicts the least
 // valuable of a few sampled entries; see [Options.MaxClients].
 package risk
