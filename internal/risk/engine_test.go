@@ -566,3 +566,35 @@ func TestSortedRing(t *testing.T) {
 		}
 	}
 }
+
+// scoreFromFeatures recomputes a score from an Explanation's features with
+// the fusion documented in doc.go, so tests can check that what operators
+// are shown is what was scored.
+func scoreFromFeatures(fs []Feature) uint8 {
+	term := func(i int) float64 { return fs[i].Gate * fs[i].Probability }
+	pReg := max(term(0), term(1), term(2), term(3))
+	risk := 1 - (1-pReg)*(1-term(4))*(1-term(5))
+	risk *= 1 - fs[6].Gate*fs[6].Probability
+	return uint8(math.Round(100 * min(1, max(0, risk))))
+}
+
+func TestExplainMatchesScore(t *testing.T) {
+	streams := map[string][]time.Duration{}
+	r := newRand(11)
+	streams["human"] = h1.times(r, 0, 30*time.Minute)
+	streams["nat"] = nat(r, h1, 30, 10*time.Minute)
+	streams["jitter"] = gaps(r, 150, uniform(time.Second, 3*time.Second))
+	streams["mimic"] = burstMimic(r, 10*time.Second, 0.1, 10*time.Minute)
+	streams["worker"] = h10.times(r, 0, 3*time.Hour)
+	for name, ts := range streams {
+		e := New(Options{})
+		id := testID(1)
+		for i, at := range observe(r, ts, 2*time.Millisecond) {
+			v := e.Observe(id, at)
+			x, _ := e.Explain(id, at)
+			if got := scoreFromFeatures(x.Features); got != v.Score {
+				t.Fatalf("%s request %d: features give score %d, verdict %d: %+v", name, i+1, got, v.Score, x.Features)
+			}
+		}
+	}
+}

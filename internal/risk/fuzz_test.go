@@ -66,8 +66,14 @@ func FuzzObserve(f *testing.F) {
 			if ok != (s.n > 0) {
 				t.Fatalf("%v tracked %v after %d requests", s.id, ok, s.n)
 			}
+			if !ok {
+				continue
+			}
 			if len(x.Recent) > ringSize || x.LastSeen.Before(x.FirstSeen) {
 				t.Fatalf("summary %+v", x.Summary)
+			}
+			if got := scoreFromFeatures(x.Features); got != x.Score {
+				t.Fatalf("features give score %d, summary %d", got, x.Score)
 			}
 			for _, ft := range x.Features {
 				if math.IsNaN(ft.Value) || math.IsInf(ft.Value, 0) || !(ft.Probability >= 0 && ft.Probability <= 1) || !(ft.Gate >= 0 && ft.Gate <= 1) {

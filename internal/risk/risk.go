@@ -446,17 +446,6 @@ func (e *Engine) Explain(id identity.ID, now time.Time) (Explanation, bool) {
 // list turns f into Explanation features. shared is the label at the time
 // of the explanation.
 func (f *features) list(shared bool) []Feature {
-	gateAnti := antiWeight * clamp(float64(int64(f.nInt)-antiMin)/antiSpan)
-	gateBper := clamp(float64(f.mB-bperMin) / bperSpan)
-	pAnti := 0.0
-	if gateAnti > 0 {
-		pAnti = f.pAnti / (gateAnti / antiWeight)
-	}
-	pBper := 0.0
-	if gateBper > 0 {
-		pBper = f.pBper / gateBper
-	}
-	pCont := f.pCont / contWeight
 	human, sh := 0.0, 0.0
 	if f.human {
 		human = 1
@@ -465,18 +454,18 @@ func (f *features) list(shared bool) []Feature {
 		sh = 1
 	}
 	return []Feature{
-		{Name: ReasonPeriodic.String(), Value: f.rcv, Probability: f.pPer, Gate: f.conf,
+		{Name: ReasonPeriodic.String(), Value: f.rcv, Probability: f.pPer, Gate: f.gPer,
 			Threshold: "MAD/median of the last 32 intervals < 0.30 (certain at 0.05); weight full at 16 intervals"},
-		{Name: ReasonLowEntropy.String(), Value: f.entropy, Probability: f.pLowH, Gate: entWeight * f.conf,
-			Threshold: "entropy of log2(ms) octaves < 2.0 bits (certain at 0.8); off while shared"},
-		{Name: ReasonAntiBursty.String(), Value: max(f.a, f.aEW), Probability: pAnti, Gate: gateAnti,
-			Threshold: "max(Kim-Jo A_n, EW burstiness) < -0.1 (certain at -0.4); needs > 32 intervals, full at 64; off while shared"},
-		{Name: ReasonPeriodicBursts.String(), Value: f.bRcv, Probability: pBper, Gate: gateBper,
-			Threshold: "MAD/median of burst-start intervals (burst = gap >= 1 s) < 0.20 (certain at 0.05); needs > 8 bursts, full at 16"},
-		{Name: ReasonNoPause.String(), Value: f.stretch, Probability: f.pFast, Gate: 1,
+		{Name: ReasonLowEntropy.String(), Value: f.entropy, Probability: f.pLowH, Gate: f.gLowH,
+			Threshold: "entropy of log2(ms) octaves < 2.0 bits (certain at 0.8); weight 0.8, full at 16 intervals; off while shared"},
+		{Name: ReasonAntiBursty.String(), Value: max(f.a, f.aEW), Probability: f.pAnti, Gate: f.gAnti,
+			Threshold: "max(Kim-Jo A_n, EW burstiness) < -0.1 (certain at -0.4); weight 0.9 from 32 intervals, full at 64; off while shared"},
+		{Name: ReasonPeriodicBursts.String(), Value: f.bRcv, Probability: f.pBper, Gate: f.gBper,
+			Threshold: "MAD/median of burst-start intervals (a burst starts after a gap >= 1 s) < 0.20 (certain at 0.05); weight from 8 bursts, full at 16"},
+		{Name: ReasonNoPause.String(), Value: f.stretch, Probability: f.pFast, Gate: f.gFast,
 			Threshold: "seconds without a pause > 3 s above 60 (certain at 180); off while shared"},
-		{Name: ReasonContinuity.String(), Value: float64(f.activeN), Probability: pCont, Gate: contWeight,
-			Threshold: "active 5-minute buckets of the last 24 above 20 (certain at 24); needs 2 h observed and max(A_n, EW burstiness) < 0; off while shared"},
+		{Name: ReasonContinuity.String(), Value: float64(f.activeN), Probability: f.pCont, Gate: f.gCont,
+			Threshold: "active 5-minute buckets of the last 24 above 20 (certain at 24) while max(A_n, EW burstiness) < 0; weight 0.5 after 2 h observed; off while shared"},
 		{Name: "human_signature", Value: f.a, Probability: human, Gate: humanDiscount,
 			Threshold: "15-90% of gaps < 1 s, >= 10% > 3 s and A_n > 0.25: score x 0.7"},
 		{Name: "shared", Value: f.rate, Probability: sh, Gate: 1,

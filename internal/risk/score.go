@@ -62,33 +62,36 @@ const (
 )
 
 // features holds every statistic and component of one evaluation, for the
-// score and for Explain.
+// score and for Explain. Each component has a probability p (what the
+// statistic says) and a gate g (how much that is worth: the amount of
+// evidence times a fixed weight, 0 when the component is off); its term in
+// the fusion is g·p.
 type features struct {
 	m, mB  int     // intervals in the ring and the burst ring (≤ ringSize)
 	nInt   uint32  // intervals seen in all
 	median float64 // ms
-	conf   float64
 
-	rcv, pPer   float64 // MAD/median and the periodic component
-	entropy     float64 // bits
-	pLowH       float64
-	a, aEW      float64 // Kim–Jo A_n of the ring, EW burstiness
-	pAnti       float64
-	bMedian     float64 // ms
-	bRcv, pBper float64
-	stretch     float64 // seconds without a 3 s pause
-	pFast       float64
-	activeN     int     // active 5-minute buckets of the last 24
-	span        float64 // seconds observed
-	pCont       float64
-	short, long float64 // share of ring gaps < 1 s and > 3 s
-	human       bool
-	shared      bool
-	rate        float64 // req/s over 60 s
-
-	risk   float64 // 0–1
-	score  uint8
-	reason Reason
+	rcv           float64 // MAD/median of the ring
+	pPer, gPer    float64
+	entropy       float64 // bits of the octave histogram
+	pLowH, gLowH  float64
+	a, aEW        float64 // Kim–Jo A_n of the ring, EW burstiness
+	pAnti, gAnti  float64
+	bMedian, bRcv float64 // median (ms) and MAD/median of burst starts
+	pBper, gBper  float64
+	stretch       float64 // seconds without a 3 s pause
+	pFast, gFast  float64
+	activeN       int     // active 5-minute buckets of the last 24
+	span          float64 // seconds observed
+	pCont, gCont  float64
+	short, long   float64 // share of ring gaps < 1 s and > 3 s
+	human         bool
+	shared        bool
+	rate          float64 // req/s over 60 s
+	terms         [numReasons]float64
+	risk          float64 // 0–1
+	score         uint8
+	reason        Reason
 }
 
 // Tables for the entropy and Kim–Jo computations, indexed by a count ≤ 33.
@@ -167,19 +170,22 @@ func (s *state) evaluate(now int64, f *features) {
 	f.short = float64(short) / float64(m)
 	f.long = float64(long) / float64(m)
 
-	f.conf = clamp(float64(m-confFloor) / confSpan)
-	f.pPer = clamp((perCut - f.rcv) / perSpan)
-	f.pLowH = clamp((entCut - f.entropy) / entSpan)
-	f.pAnti = clamp(float64(int64(f.nInt)-antiMin)/antiSpan) * clamp((antiCut-max(f.a, f.aEW))/antiWidth)
-
+	conf := clamp(float64(m-confFloor) / confSpan)
+	f.pPer, f.gPer = clamp((perCut-f.rcv)/perSpan), conf
+	f.pLowH, f.gLowH = clamp((entCut-f.entropy)/entSpan), entWeight*conf
+	f.pAnti = clamp((antiCut - max(f.a, f.aEW)) / antiWidth)
+	f.gAnti = antiWeight * clamp(float64(int64(f.nInt)-antiMin)/antiSpan)
 	if f.mB > bperMin {
 		f.bMedian, f.bRcv = madRatio(s.bursts.sorted(&buf))
-		f.pBper = clamp(float64(f.mB-bperMin)/bperSpan) * clamp((bperCut-f.bRcv)/bperWidth)
+		f.pBper = clamp((bperCut - f.bRcv) / bperWidth)
+		f.gBper = clamp(float64(f.mB-bperMin) / bperSpan)
 	}
-
-	f.pFast = clamp((f.stretch - fastAfter) / fastSpan)
-	if s.last-s.first >= contSpan && max(f.a, f.aEW) < contMaxA {
-		f.pCont = contWeight * clamp(float64(f.activeN-contFloor)/contWidth)
+	f.pFast, f.gFast = clamp((f.stretch-fastAfter)/fastSpan), 1
+	if max(f.a, f.aEW) < contMaxA {
+		f.pCont = clamp(float64(f.activeN-contFloor) / contWidth)
+	}
+	if s.last-s.first >= contSpan {
+		f.gCont = contWeight
 	}
 	f.human = f.short >= humanShortMin && f.short <= humanShortMax &&
 		f.long >= humanLongMin && f.a > humanMinA
@@ -190,19 +196,20 @@ func (s *state) evaluate(now int64, f *features) {
 		// A strong periodic component still is. DETECTION.md §7.2 keeps
 		// continuity on here; a CGNAT is active 24/7 by nature, so we
 		// switch it off as well.
-		f.pLowH, f.pAnti, f.pFast, f.pCont = 0, 0, 0, 0
+		f.gLowH, f.gAnti, f.gFast, f.gCont = 0, 0, 0, 0
 	}
 
-	terms := [numReasons]float64{
-		ReasonPeriodic:       f.conf * f.pPer,
-		ReasonLowEntropy:     entWeight * f.conf * f.pLowH,
-		ReasonAntiBursty:     antiWeight * f.pAnti,
-		ReasonPeriodicBursts: f.pBper,
-		ReasonNoPause:        f.pFast,
-		ReasonContinuity:     f.pCont,
+	f.terms = [numReasons]float64{
+		ReasonPeriodic:       f.gPer * f.pPer,
+		ReasonLowEntropy:     f.gLowH * f.pLowH,
+		ReasonAntiBursty:     f.gAnti * f.pAnti,
+		ReasonPeriodicBursts: f.gBper * f.pBper,
+		ReasonNoPause:        f.gFast * f.pFast,
+		ReasonContinuity:     f.gCont * f.pCont,
 	}
-	pReg := max(terms[ReasonPeriodic], terms[ReasonLowEntropy], terms[ReasonAntiBursty], terms[ReasonPeriodicBursts])
-	f.risk = 1 - (1-pReg)*(1-f.pFast)*(1-f.pCont)
+	t := &f.terms
+	pReg := max(t[ReasonPeriodic], t[ReasonLowEntropy], t[ReasonAntiBursty], t[ReasonPeriodicBursts])
+	f.risk = 1 - (1-pReg)*(1-t[ReasonNoPause])*(1-t[ReasonContinuity])
 	if f.human {
 		f.risk *= 1 - humanDiscount
 	}
@@ -210,8 +217,8 @@ func (s *state) evaluate(now int64, f *features) {
 	f.score = uint8(math.Round(100 * f.risk))
 	best := 0.0
 	for r := ReasonPeriodic; r < numReasons; r++ {
-		if terms[r] > best {
-			best, f.reason = terms[r], r
+		if t[r] > best {
+			best, f.reason = t[r], r
 		}
 	}
 }
