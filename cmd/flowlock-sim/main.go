@@ -73,7 +73,7 @@ type command struct {
 var commands = []command{
 	{"scenarios", "list the traffic scenarios", runScenarios},
 	{"trace", "write a labelled JSON Lines trace of a scenario", runTrace},
-	{"eval", "run every scenario through the engine and report detection rates", nil},
+	{"eval", "run every scenario through the engine and report detection rates", runEval},
 	{"grpc", "send live traffic to an ext_authz gRPC server", nil},
 	{"http", "send live traffic through an HTTP proxy", nil},
 }

@@ -268,8 +268,8 @@ func TestErrors(t *testing.T) {
 		{[]string{"trace", "--scenario", "H1", "--seed", "x"}, "-seed", true},
 		{[]string{"trace", "--scenario", "H1", "extra"}, `unexpected argument "extra"`, true},
 		{[]string{"scenarios", "--format", "xml"}, "--format", true},
-		{[]string{"eval"}, "eval: not implemented yet", false},
-		{[]string{"grpc"}, "available now: scenarios, trace", false},
+		{[]string{"eval", "--seed-set", "x"}, `--seed-set "x"`, true},
+		{[]string{"grpc"}, "available now: scenarios, trace, eval", false},
 		{[]string{"http"}, "not implemented yet", false},
 	}
 	for _, tc := range tests {
