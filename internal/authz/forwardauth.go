@@ -3,18 +3,322 @@ package authz
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // ForwardAuthOptions configure the HTTP forward-auth handler.
 type ForwardAuthOptions struct {
-	Policy   *Policy
+	Policy *Policy
+	// Rules find the client. The peer of a forward-auth request is the
+	// proxy, so X-Forwarded-For and X-Real-IP are read only when the peer
+	// is one of Rules.TrustedProxies; with none, every request is the
+	// proxy's own (NewForwardAuth warns about that).
 	Rules    ClientRules
-	Recorder Recorder
-	Logger   *slog.Logger
+	Now      func() time.Time // nil means time.Now
+	Recorder Recorder         // nil records nothing
+	Logger   *slog.Logger     // nil discards
 }
 
-// NewForwardAuth returns the HTTP forward-auth handler. PLACEHOLDER until
-// issue 5 lands: it allows everything.
-func NewForwardAuth(o ForwardAuthOptions) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+// Request and response headers of the forward-auth protocol, in the
+// canonical form net/http stores them under.
+const (
+	hdrForwardedFor    = "X-Forwarded-For"
+	hdrRealIP          = "X-Real-Ip"          // nginx: proxy_set_header X-Real-IP $remote_addr
+	hdrOriginalURI     = "X-Original-Uri"     // nginx auth_request
+	hdrForwardedURI    = "X-Forwarded-Uri"    // Caddy forward_auth, Traefik ForwardAuth, deploy/haproxy
+	hdrForwardedMethod = "X-Forwarded-Method" // Caddy, Traefik, deploy/haproxy
+	hdrOriginalMethod  = "X-Original-Method"  // nginx, by convention
+
+	hdrRisk     = "X-Flowlock-Risk"
+	hdrError    = "X-Flowlock-Error"
+	hdrDenyBody = "X-Flowlock-Deny-Body"
+)
+
+// checkPath is the forward-auth endpoint. Every path under it is the same
+// endpoint with the original request path appended, as Envoy's HTTP
+// ext_authz sends it with path_prefix: /check.
+const checkPath = "/check"
+
+// Shared header values; net/http only reads them. Each slice has cap 1, so
+// an append by a wrapping middleware copies instead of writing into them.
+var (
+	riskValues = func() (v [101][]string) {
+		for s := range v {
+			v[s] = []string{strconv.Itoa(s)}
+		}
+		return v
+	}()
+	jsonValue    = []string{"application/json"}
+	noStoreValue = []string{"no-store"}
+	oneValue     = []string{"1"}
+)
+
+// ForwardAuth answers HTTP forward-auth checks on /check and every path
+// under it, for proxies that cannot speak ext_authz gRPC: nginx
+// auth_request, Caddy forward_auth, Traefik ForwardAuth, HAProxy through
+// deploy/haproxy/flowlock.lua, and Envoy's HTTP ext_authz with
+// path_prefix: /check. It decides with the same Policy and ClientRules as
+// Server, and answers:
+//
+//   - 200 to allow, with X-Flowlock-Risk: <0-100> for the proxy to copy to
+//     the upstream, and no body;
+//   - 403 to deny, with Retry-After, Content-Type: application/json, the
+//     DenyBody JSON as the body, and the same JSON in X-Flowlock-Deny-Body
+//     for proxies that drop the body of an auth response (nginx);
+//   - never another status for a decision: nginx turns anything but 2xx,
+//     401 and 403 into a 500 for the client.
+//
+// The request being checked is described by headers the proxy sets: the
+// path from X-Original-URI (nginx) or X-Forwarded-Uri (Caddy, Traefik,
+// HAProxy), or else from the path after /check (Envoy); the method from
+// X-Forwarded-Method or X-Original-Method, or else the check's own method.
+// The client is found by ClientRules with the peer (the proxy) as the
+// source: X-Forwarded-For, or X-Real-IP when X-Forwarded-For is absent, is
+// read only when the peer is a trusted proxy. The proxy must overwrite
+// these headers rather than pass the client's own; the configs in deploy/
+// do.
+//
+// A forward-auth proxy has no failure mode to fall back on: a 5xx from Flow
+// Lock would reach the client (Caddy, Traefik) or become a 500 (nginx). So
+// Flow Lock fails open itself: if deciding panics, the panic is logged, the
+// check is recorded as failed, and the request is allowed with
+// X-Flowlock-Error: 1 and no X-Flowlock-Risk. A bot-timing filter must not
+// take the API down with it.
+type ForwardAuth struct {
+	policy *Policy
+	rules  ClientRules
+	// plain are rules with the identity header and IPv6 grouping only:
+	// for an address that is already the client (X-Real-IP, an untrusted
+	// peer), where no proxy list or hop count applies.
+	plain ClientRules
+	idKey string // canonical identity header name, "" for none
+	now   func() time.Time
+	rec   Recorder
+	log   *slog.Logger
+}
+
+var _ http.Handler = (*ForwardAuth)(nil)
+
+// NewForwardAuth returns the HTTP forward-auth handler over o.Policy. It
+// logs a warning when o.Rules trusts no proxy, since the peer of every check
+// is then the one identity scored.
+func NewForwardAuth(o ForwardAuthOptions) *ForwardAuth {
+	f := &ForwardAuth{
+		policy: o.Policy,
+		rules:  o.Rules,
+		plain:  ClientRules{IdentityHeader: o.Rules.IdentityHeader, IPv6Prefix: o.Rules.IPv6Prefix},
+		now:    o.Now,
+		rec:    o.Recorder,
+		log:    o.Logger,
+	}
+	if o.Rules.IdentityHeader != "" {
+		f.idKey = http.CanonicalHeaderKey(o.Rules.IdentityHeader)
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	if f.rec == nil {
+		f.rec = nopRecorder{}
+	}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	f.log = f.log.With("component", "forward_auth")
+	if len(o.Rules.TrustedProxies) == 0 {
+		f.log.Warn("no trusted proxies: X-Forwarded-For and X-Real-IP are ignored, so every check is scored as the proxy's own address; set --trusted-proxies to the proxy's address")
+	}
+	return f
+}
+
+// ServeHTTP answers one forward-auth check.
+func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	suffix, ok := checkSuffix(r)
+	if !ok {
+		// Not a decision: a proxy pointed at the wrong path. nginx turns
+		// this into a 500, which makes the mistake visible at once.
+		http.Error(w, "flowlock: the forward-auth endpoint is "+checkPath, http.StatusNotFound)
+		return
+	}
+	start := f.now()
+	written := false
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler { // net/http's way to abort a response: not ours to swallow
+				panic(v)
+			}
+			f.log.Error("check panicked", "panic", v, "stack", string(debug.Stack()))
+			f.rec.RecordCheck(Record{Failed: true, Mode: f.policy.Mode(), Duration: time.Since(start)})
+			if !written {
+				w.Header()[hdrError] = oneValue
+				w.WriteHeader(http.StatusOK)
+			}
+		}
+	}()
+
+	h := r.Header
+	client := f.client(r)
+	path := lastValue(h, hdrOriginalURI)
+	if path == "" {
+		path = lastValue(h, hdrForwardedURI)
+	}
+	if path == "" {
+		path = suffix
+	}
+
+	d := f.policy.Decide(Request{Client: client, Path: path, Now: start})
+
+	if f.log.Enabled(r.Context(), slog.LevelDebug) {
+		method := lastValue(h, hdrForwardedMethod)
+		if method == "" {
+			method = lastValue(h, hdrOriginalMethod)
+		}
+		if method == "" {
+			method = r.Method
+		}
+		f.log.LogAttrs(r.Context(), slog.LevelDebug, "check",
+			slog.String("identity", client.ID.String()), slog.String("method", method), slog.String("path", path),
+			slog.String("decision", d.Outcome.String()), slog.Bool("allow", d.Allow), slog.Int("score", int(d.Score)),
+			slog.String("reason", d.Reason), slog.String("fallback", client.Fallback.String()))
+	}
+	if d.Allow {
+		w.Header()[hdrRisk] = riskValues[min(d.Score, 100)]
+		written = true
+		w.WriteHeader(http.StatusOK)
+	} else {
+		body := DenyBody(d)
+		out := w.Header()
+		out["Retry-After"] = []string{strconv.Itoa(max(d.RetryAfter, 1))}
+		out["Content-Type"] = jsonValue
+		out["Cache-Control"] = noStoreValue
+		out[hdrDenyBody] = []string{asciiJSON(body)}
+		written = true
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(body)) // the proxy may have gone; nothing to do about it
+	}
+	f.rec.RecordCheck(Record{
+		Outcome: d.Outcome, Allowed: d.Allow, Mode: f.policy.Mode(), Score: d.Score, Reason: d.Reason,
+		Fallback: client.Fallback, Duration: time.Since(start),
+	})
+}
+
+// client finds the client behind a check. The peer is the proxy: forwarded
+// addresses are believed only when it is a trusted proxy, and then
+// X-Forwarded-For goes through ClientRules (trusted entries and hops
+// skipped), or, when the proxy sent none, X-Real-IP is the client.
+func (f *ForwardAuth) client(r *http.Request) Client {
+	peer := peerAddr(r.RemoteAddr)
+	var idh string
+	if f.idKey != "" {
+		idh = lastValue(r.Header, f.idKey)
+	}
+	if !peer.IsValid() || !f.rules.trusted(peer) {
+		return f.plain.Resolve(peer, "", idh)
+	}
+	xff := forwardedFor(r.Header)
+	if xff == "" {
+		if rip := lastValue(r.Header, hdrRealIP); rip != "" {
+			if a, ok := parseForwarded(strings.TrimSpace(rip)); ok {
+				return f.plain.Resolve(a, "", idh)
+			}
+		}
+	}
+	// With no usable header this falls back to the peer and says so.
+	return f.rules.Resolve(peer, xff, idh)
+}
+
+// checkSuffix reports whether r is for /check or a path under it, and
+// returns the rest of the request target after /check when it is a path
+// (Envoy's original path and query), "" otherwise.
+func checkSuffix(r *http.Request) (string, bool) {
+	p := r.URL.Path
+	if p != checkPath && !strings.HasPrefix(p, checkPath+"/") {
+		return "", false
+	}
+	// The raw target keeps the original encoding and query, as Envoy's
+	// :path does for the gRPC Check.
+	if rest, ok := strings.CutPrefix(r.RequestURI, checkPath); ok && strings.HasPrefix(rest, "/") {
+		return rest, true
+	}
+	if len(p) > len(checkPath) {
+		return p[len(checkPath):], true
+	}
+	return "", true
+}
+
+// peerAddr reads the address of the connection's peer, or the zero Addr.
+func peerAddr(remote string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap().WithZone("")
+	}
+	if a, err := netip.ParseAddr(remote); err == nil {
+		return a.Unmap().WithZone("")
+	}
+	return netip.Addr{}
+}
+
+// lastValue returns the last value of a header by canonical name: when a
+// proxy appends its own copy of a header after the client's, the nearest
+// proxy's wins.
+func lastValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[len(v)-1]
+	}
+	return ""
+}
+
+// forwardedFor returns X-Forwarded-For as one list. Repeated header lines
+// are one list in order (RFC 9110 §5.3); joining them allocates, which only
+// happens when a proxy appends a line instead of extending the value.
+func forwardedFor(h http.Header) string {
+	v := h[hdrForwardedFor]
+	switch len(v) {
+	case 0:
+		return ""
+	case 1:
+		return v[0]
+	}
+	return strings.Join(v, ",")
+}
+
+// asciiJSON escapes every non-ASCII rune of a JSON text as \uXXXX, so that it
+// can travel in a header value (which is ASCII by RFC 9110) and still decode
+// to the same value. JSON texts from DenyBody have no other bytes that a
+// header cannot carry: control characters are escaped already.
+func asciiJSON(s string) string {
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	b.WriteString(s[:i])
+	u16 := func(c rune) {
+		b.WriteString(`\u`)
+		b.WriteByte(hex[c>>12&0xf])
+		b.WriteByte(hex[c>>8&0xf])
+		b.WriteByte(hex[c>>4&0xf])
+		b.WriteByte(hex[c&0xf])
+	}
+	for _, c := range s[i:] {
+		switch {
+		case c < utf8.RuneSelf:
+			b.WriteByte(byte(c))
+		case c > 0xffff:
+			c -= 0x10000
+			u16(0xd800 + c>>10)
+			u16(0xdc00 + c&0x3ff)
+		default:
+			u16(c) // includes U+FFFD for an invalid byte, as encoding/json would
+		}
+	}
+	return b.String()
 }
