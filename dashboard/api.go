@@ -72,21 +72,8 @@ type banRequest struct {
 // handleBan serves POST /api/v1/quarantine: it bans one identity and answers
 // with the resulting quarantine entry.
 func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	var req banRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBodyBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
-		return
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, http.StatusBadRequest, "invalid JSON body: want a single object")
+	if !s.decodeBody(w, r, &req) {
 		return
 	}
 
@@ -123,11 +110,14 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	q, err := s.backend.Ban(id, ttl, reason, s.now())
+	now := s.now()
+	q, err := s.backend.Ban(id, ttl, reason, now)
 	if err != nil {
 		s.backendError(w, r, "ban", id, err)
 		return
 	}
+	s.journal.add(Decision{Time: now, Identity: q.Identity, Action: actionBanned, Reason: q.Reason,
+		Strikes: q.Strikes, Until: q.Until, By: "operator"})
 	s.log.InfoContext(r.Context(), "admin ban",
 		"action", "ban", "identity", id.String(), "ttl", ttl, "reason", reason,
 		"until", q.Until, "remote_addr", r.RemoteAddr)
@@ -142,10 +132,14 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	released, err := s.backend.Release(id, s.now())
+	now := s.now()
+	released, err := s.backend.Release(id, now)
 	if err != nil {
 		s.backendError(w, r, "release", id, err)
 		return
+	}
+	if released {
+		s.journal.add(Decision{Time: now, Identity: id.String(), Action: actionReleased, By: "operator"})
 	}
 	s.log.InfoContext(r.Context(), "admin release",
 		"action", "release", "identity", id.String(), "released", released,
@@ -209,4 +203,130 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
+}
+
+// decisionsPerIdentity is the most decisions the explain view lists.
+const decisionsPerIdentity = 50
+
+// explainResponse is the body of GET /api/v1/identities/{identity}.
+type explainResponse struct {
+	Identity    string       `json:"identity"`
+	Tracked     bool         `json:"tracked"`     // the engine has timing state for it
+	Explanation *Explanation `json:"explanation"` // null when not tracked
+	Quarantine  *Quarantine  `json:"quarantine"`  // null when not in quarantine
+	Decisions   []Decision   `json:"decisions"`   // newest first
+}
+
+// handleExplain serves GET /api/v1/identities/{identity}: why the identity
+// scores what it scores, its quarantine, and its recent decisions; 404 when
+// Flow Lock knows nothing of it.
+func (s *server) handleExplain(w http.ResponseWriter, r *http.Request) {
+	id, err := identity.Parse(r.PathValue("identity"), s.ipv6Prefix)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	now := s.now()
+	name := id.String()
+	qs := s.backend.Quarantined(now)
+	s.journal.observe(qs, now)
+	resp := explainResponse{Identity: name}
+	if x, ok := s.backend.Explain(id, now); ok {
+		resp.Tracked, resp.Explanation = true, &x
+	}
+	for i := range qs {
+		if qs[i].Identity == name {
+			resp.Quarantine = &qs[i]
+			break
+		}
+	}
+	resp.Decisions = s.journal.latest(decisionsPerIdentity, func(d *Decision) bool { return d.Identity == name })
+	if !resp.Tracked && resp.Quarantine == nil && len(resp.Decisions) == 0 {
+		writeError(w, http.StatusNotFound, "identity is neither tracked nor in quarantine")
+		return
+	}
+	s.writeJSON(w, http.StatusOK, resp)
+}
+
+// extendRequest is the body of POST /api/v1/quarantine/{identity}/extend.
+type extendRequest struct {
+	By string `json:"by"` // required Go duration such as "10m"
+}
+
+// handleExtend serves POST /api/v1/quarantine/{identity}/extend: it
+// lengthens a quarantine and answers with the resulting entry; 404 when the
+// identity is not in quarantine.
+func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
+	id, err := identity.Parse(r.PathValue("identity"), s.ipv6Prefix)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var req extendRequest
+	if !s.decodeBody(w, r, &req) {
+		return
+	}
+	by, err := time.ParseDuration(req.By)
+	switch {
+	case req.By == "":
+		writeError(w, http.StatusBadRequest, `by is required, a duration such as "10m"`)
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, `by must be a duration such as "10m" or "2h"`)
+		return
+	case by <= 0:
+		writeError(w, http.StatusBadRequest, "by must be positive")
+		return
+	case by > MaxBanTTL:
+		writeError(w, http.StatusBadRequest, "by must be at most 720h (30 days)")
+		return
+	}
+	now := s.now()
+	q, ok, err := s.backend.Extend(id, by, now)
+	if err != nil {
+		s.backendError(w, r, "extend", id, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "admin extend",
+		"action", "extend", "identity", id.String(), "by", by, "found", ok,
+		"until", q.Until, "remote_addr", r.RemoteAddr)
+	if !ok {
+		writeError(w, http.StatusNotFound, "identity is not in quarantine")
+		return
+	}
+	s.journal.add(Decision{Time: now, Identity: q.Identity, Action: actionExtended, Reason: q.Reason,
+		Strikes: q.Strikes, Until: q.Until, By: "operator"})
+	s.writeJSON(w, http.StatusOK, q)
+}
+
+// handleAuth serves POST /api/v1/auth: 200 when the request carries the
+// admin token (the admin wrapper answers otherwise), so that the page can
+// tell an operator at once whether the token they typed is right.
+func (s *server) handleAuth(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, http.StatusOK, struct {
+		Admin bool `json:"admin"`
+	}{true})
+}
+
+// decodeBody reads one JSON object of at most maxBodyBytes into v, with no
+// unknown fields and nothing after it. On failure it has answered, and it
+// returns false.
+func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBodyBytes))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: want a single object")
+		return false
+	}
+	return true
 }

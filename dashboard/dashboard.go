@@ -1,15 +1,19 @@
-// Package dashboard is the HTTP side of flowlock-authz: the status page, the
-// JSON admin API under /api/v1, Prometheus metrics, and the health and
-// readiness probes. Every route is listed in routes.go.
+// Package dashboard is the HTTP side of flowlock-authz: the live command
+// center page, the JSON admin API under /api/v1 with its server-sent events
+// stream, Prometheus metrics, and the health and readiness probes. Every
+// route is listed in routes.go.
 //
 // The package knows nothing about how Flow Lock scores or quarantines
 // clients. It declares the Backend it needs and the view types it serves;
-// main adapts the risk engine and the quarantine store to them.
+// main adapts the risk engine and the quarantine store to them, and feeds a
+// Tracker from every Check for the headline figures.
 //
-// Mutations (ban and release) require the admin token as a bearer token.
-// Without a configured token they are refused, never open. Values that come
-// from the wire or from clients' requests are only ever written as JSON or
-// through html/template, never spliced into markup or headers.
+// Mutations (ban, release, extend) require the admin token as a bearer
+// token. Without a configured token they are refused, never open. Values
+// that come from the wire or from clients' requests are only ever written as
+// JSON, never spliced into markup or headers; the page's scripts insert them
+// as text, and a strict Content-Security-Policy with Trusted Types makes
+// the browser refuse HTML sinks altogether.
 package dashboard
 
 import (
@@ -17,6 +21,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
@@ -32,6 +37,7 @@ type Identity struct {
 	LastSeen    time.Time `json:"last_seen"`   // latest request
 	Shared      bool      `json:"shared"`      // looks like many people behind one address
 	Quarantined bool      `json:"quarantined"` // in quarantine now
+	Recent      []uint32  `json:"recent_ms"`   // latest inter-request intervals in ms, oldest first (up to 32)
 }
 
 // Quarantine is one identity in quarantine, as /api/v1/quarantine lists it.
@@ -44,6 +50,38 @@ type Quarantine struct {
 	Since      time.Time `json:"since"`       // admission time
 	Until      time.Time `json:"until"`       // the quarantine heals at this time
 	RetryAfter int       `json:"retry_after"` // seconds left, as a deny's Retry-After would say
+}
+
+// Explanation says why an identity scored what it scored.
+type Explanation struct {
+	Identity
+	// Features are the scoring components, in the engine's order.
+	Features []Feature `json:"features"`
+	// Intervals is how many intervals the engine has seen in all.
+	Intervals int `json:"intervals"`
+	// Threshold is the score that quarantines once it held Confirm
+	// consecutive times; ChallengeThreshold starts the watch band.
+	Threshold          int `json:"threshold"`
+	ChallengeThreshold int `json:"challenge_threshold"`
+	Confirm            int `json:"confirm"`
+	// Consecutive is how many consecutive evaluations reached Threshold.
+	Consecutive int  `json:"consecutive"`
+	Confirmed   bool `json:"confirmed"`
+}
+
+// Feature is one scoring component of an Explanation.
+type Feature struct {
+	Name        string  `json:"name"`        // e.g. "periodic"
+	Value       float64 `json:"value"`       // the component's statistic
+	Probability float64 `json:"probability"` // its output in [0, 1] before the gate
+	Gate        float64 `json:"gate"`        // the weight its evidence gets
+	Threshold   string  `json:"threshold"`   // when it fires, in words
+}
+
+// Lists are the operator's allow and deny lists, as CIDR prefixes.
+type Lists struct {
+	Allow []string `json:"allow"`
+	Deny  []string `json:"deny"`
 }
 
 // Backend is what the dashboard needs from the rest of flowlock-authz. Its
@@ -65,6 +103,22 @@ type Backend interface {
 	// Release ends the quarantine of id and reports whether it was in
 	// quarantine. Errors are treated as for Ban.
 	Release(id identity.ID, now time.Time) (bool, error)
+
+	// Extend lengthens the quarantine of id by `by` and returns the
+	// resulting entry, or false if id is not in quarantine. Errors are
+	// treated as for Ban.
+	Extend(id identity.ID, by time.Duration, now time.Time) (Quarantine, bool, error)
+
+	// Explain says why id scores what it scores, or false if id is not
+	// tracked.
+	Explain(id identity.ID, now time.Time) (Explanation, bool)
+
+	// Tracked returns the number of identities with timing state. It must
+	// be cheap: the stream asks every second.
+	Tracked() int
+
+	// Lists returns the allow and deny lists in force.
+	Lists() Lists
 }
 
 // ErrInvalid marks a Backend error caused by the request, such as a ban on
@@ -109,9 +163,21 @@ type Options struct {
 
 	// Version is shown on the status page, e.g. "v1.2.0".
 	Version string
+
+	// Tracker supplies the per-second figures and latency; main feeds it
+	// from every Check. nil shows zeros.
+	Tracker *Tracker
+
+	// Mode is "enforce" or "shadow", shown on the page. "" means "enforce".
+	Mode string
+
+	// MaxStreams bounds the concurrent /api/v1/stream clients; more get
+	// 503. 0 means 64.
+	MaxStreams int
 }
 
-// server holds what the handlers need. It is immutable after New.
+// server holds what the handlers need. Its fields are set by New; journal
+// and hub are safe for concurrent use.
 type server struct {
 	backend    Backend
 	adminOn    bool
@@ -123,6 +189,11 @@ type server struct {
 	config     func() any
 	log        *slog.Logger
 	version    string
+	tracker    *Tracker
+	mode       string
+	journal    *journal
+	hub        *hub
+	seq        atomic.Uint64 // numbers stream events
 }
 
 // New returns the HTTP handler for flowlock-authz's HTTP address, with the
@@ -143,6 +214,9 @@ func New(opts Options) http.Handler {
 		config:     opts.Config,
 		log:        opts.Logger,
 		version:    opts.Version,
+		tracker:    opts.Tracker,
+		mode:       opts.Mode,
+		journal:    new(journal),
 	}
 	if s.ipv6Prefix == 0 {
 		s.ipv6Prefix = 64
@@ -163,6 +237,14 @@ func New(opts Options) http.Handler {
 	if s.version == "" {
 		s.version = "dev"
 	}
+	if s.mode == "" {
+		s.mode = "enforce"
+	}
+	maxStreams := opts.MaxStreams
+	if maxStreams <= 0 {
+		maxStreams = defaultMaxStreams
+	}
+	s.hub = newHub(s.snapshotEvent, maxStreams, time.Second)
 	mux := http.NewServeMux()
 	s.addRoutes(mux)
 	return securityHeaders(mux)

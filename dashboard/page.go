@@ -4,34 +4,23 @@ import (
 	"bytes"
 	"embed"
 	"html/template"
+	"io/fs"
 	"net/http"
+	"strings"
 )
 
-//go:embed templates/status.html
-var templateFS embed.FS
+//go:embed static
+var staticFS embed.FS
 
-// statusPage renders / and /status. html/template escapes every value by
-// context, so identities and reasons from clients stay text.
-var statusPage = template.Must(template.ParseFS(templateFS, "templates/status.html"))
+// page renders / and /status: the command center's shell. Everything live
+// comes from /api/v1/stream and is inserted by the page's scripts as text;
+// the template itself carries only the version.
+var page = template.Must(template.ParseFS(staticFS, "static/index.html"))
 
-// pageRows is the most quarantine entries the status page lists.
-const pageRows = 20
-
-// handlePage serves the placeholder status page: version, the current
-// quarantine (first pageRows entries) and links to the API.
+// handlePage serves the command center.
 func (s *server) handlePage(w http.ResponseWriter, r *http.Request) {
-	qs := s.backend.Quarantined(s.now())
-	more := 0
-	if len(qs) > pageRows {
-		more = len(qs) - pageRows
-		qs = qs[:pageRows]
-	}
 	var buf bytes.Buffer
-	err := statusPage.Execute(&buf, struct {
-		Version    string
-		Quarantine []Quarantine
-		More       int
-	}{s.version, qs, more})
+	err := page.Execute(&buf, struct{ Version, Mode string }{s.version, s.mode})
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "render status page", "err", err)
 		http.Error(w, "internal error; see the flowlock-authz log", http.StatusInternalServerError)
@@ -39,6 +28,24 @@ func (s *server) handlePage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Write(buf.Bytes())
+}
+
+// assetHandler serves the page's scripts, styles and icon from the binary,
+// under /assets/. Directories are not listed.
+func assetHandler() http.Handler {
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the directory
+	}
+	files := http.StripPrefix("/assets/", http.FileServerFS(sub))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/assets/")
+		if name == "" || strings.HasSuffix(name, "/") || name == "index.html" {
+			http.NotFound(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 }
 
 // handleHealthz serves GET /healthz: 200 while the process can answer.

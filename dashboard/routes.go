@@ -8,6 +8,7 @@ func (s *server) addRoutes(mux *http.ServeMux) {
 	// Pages and probes.
 	mux.HandleFunc("GET /{$}", s.handlePage)
 	mux.HandleFunc("GET /status", s.handlePage)
+	mux.Handle("GET /assets/", assetHandler())
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	if s.metrics != nil {
@@ -16,8 +17,10 @@ func (s *server) addRoutes(mux *http.ServeMux) {
 
 	// Read-only API.
 	mux.HandleFunc("GET /api/v1/identities", s.handleIdentities)
+	mux.HandleFunc("GET /api/v1/identities/{identity}", s.handleExplain)
 	mux.HandleFunc("GET /api/v1/quarantine", s.handleQuarantine)
 	mux.HandleFunc("GET /api/v1/config", s.handleConfig)
+	mux.HandleFunc("GET /api/v1/stream", s.handleStream)
 
 	// Admin API: bearer token required.
 	mux.Handle("POST /api/v1/quarantine", s.admin(s.handleBan))
@@ -25,11 +28,18 @@ func (s *server) addRoutes(mux *http.ServeMux) {
 	// IPv6 prefix as %2F (2001:db8::%2F64), or give any address in the
 	// prefix, which IPv6Prefix groups the same way.
 	mux.Handle("DELETE /api/v1/quarantine/{identity}", s.admin(s.handleRelease))
+	mux.Handle("POST /api/v1/quarantine/{identity}/extend", s.admin(s.handleExtend))
+	mux.Handle("POST /api/v1/auth", s.admin(s.handleAuth))
 }
 
-// contentSecurityPolicy allows the page's own resources only: no inline
-// script or style, no framing, no foreign form targets.
-const contentSecurityPolicy = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+// contentSecurityPolicy allows the page's own scripts, styles, images and
+// stream only: no inline script or style attribute, no eval, no plugins, no
+// framing, no foreign form targets. Trusted Types with no policy make the
+// browser refuse every HTML sink (innerHTML and the like) outright, so a
+// value from the wire can only ever become text.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; " +
+	"require-trusted-types-for 'script'; trusted-types 'none'"
 
 // securityHeaders sets the headers every response carries. The CSP matters
 // for HTML but costs nothing elsewhere, so even the mux's 404 and 405 pages

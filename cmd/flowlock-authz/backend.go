@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"time"
 
 	"github.com/flowlock/flowlock/dashboard"
@@ -37,6 +38,7 @@ func (b *backend) Identities(limit int, now time.Time) []dashboard.Identity {
 			LastSeen:    s.LastSeen,
 			Shared:      s.Shared,
 			Quarantined: quarantined,
+			Recent:      s.Recent,
 		})
 	}
 	return out
@@ -64,6 +66,70 @@ func (b *backend) Release(id identity.ID, now time.Time) (bool, error) {
 	}
 	b.m.QuarantineReleased(metrics.ReleaseManual)
 	return true, b.flush()
+}
+
+func (b *backend) Extend(id identity.ID, by time.Duration, now time.Time) (dashboard.Quarantine, bool, error) {
+	e, ok := b.q.Extend(id, now, by)
+	if !ok {
+		return dashboard.Quarantine{}, false, nil
+	}
+	return quarantineView(e, now), true, b.flush()
+}
+
+func (b *backend) Explain(id identity.ID, now time.Time) (dashboard.Explanation, bool) {
+	x, ok := b.engine.Explain(id, now)
+	if !ok {
+		return dashboard.Explanation{}, false
+	}
+	_, quarantined := b.q.Check(id, now)
+	features := make([]dashboard.Feature, len(x.Features))
+	for i, f := range x.Features {
+		features[i] = dashboard.Feature{
+			Name: f.Name, Value: finite(f.Value), Probability: finite(f.Probability), Gate: finite(f.Gate), Threshold: f.Threshold,
+		}
+	}
+	return dashboard.Explanation{
+		Identity: dashboard.Identity{
+			Identity:    x.ID.String(),
+			Score:       int(x.Score),
+			Reason:      x.Reason.String(),
+			Requests:    uint64(x.Requests),
+			FirstSeen:   x.FirstSeen,
+			LastSeen:    x.LastSeen,
+			Shared:      x.Shared,
+			Quarantined: quarantined,
+			Recent:      x.Recent,
+		},
+		Features:           features,
+		Intervals:          x.Intervals,
+		Threshold:          int(x.Threshold),
+		ChallengeThreshold: int(x.ChallengeThreshold),
+		Confirm:            x.Confirm,
+		Consecutive:        x.Consecutive,
+		Confirmed:          x.Confirmed,
+	}, true
+}
+
+func (b *backend) Tracked() int { return b.engine.Len() }
+
+func (b *backend) Lists() dashboard.Lists {
+	l := b.policy.Lists()
+	out := dashboard.Lists{Allow: []string{}, Deny: []string{}}
+	for _, p := range l.Allow() {
+		out.Allow = append(out.Allow, p.String())
+	}
+	for _, p := range l.Deny() {
+		out.Deny = append(out.Deny, p.String())
+	}
+	return out
+}
+
+// finite replaces NaN and infinities, which encoding/json refuses, by 0.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
 }
 
 // flush writes an operator's change to the state file before answering, so

@@ -1,13 +1,20 @@
 package main
 
 import (
+	"time"
+
+	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/metrics"
 )
 
-// recorder turns Check records into metrics. It sits in main because it
-// knows both vocabularies; neither package needs the other.
-type recorder struct{ m *metrics.Metrics }
+// recorder turns Check records into metrics and the dashboard's live
+// figures. It sits in main because it knows all the vocabularies; none of
+// the packages needs the others.
+type recorder struct {
+	m    *metrics.Metrics
+	live *dashboard.Tracker // nil records no live figures
+}
 
 var _ authz.Recorder = recorder{}
 
@@ -57,4 +64,5 @@ func (r recorder) RecordCheck(c authz.Record) {
 		r.m.IdentityFallback(metrics.FallbackRequestTimeSkew)
 	}
 	r.m.ObserveCheckDuration(c.Duration)
+	r.live.Record(time.Now(), !c.Failed && c.Outcome.Denies(), c.Failed, c.Duration)
 }

@@ -98,8 +98,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		IdentityHeader: cfg.IdentityHeader,
 		IPv6Prefix:     cfg.IPv6Prefix,
 	}
+	live := dashboard.NewTracker()
 	checker := authz.NewServer(authz.ServerOptions{
-		Policy: policy, Rules: rules, MaxSkew: cfg.ClockSkew, Recorder: recorder{m}, Logger: log,
+		Policy: policy, Rules: rules, MaxSkew: cfg.ClockSkew, Recorder: recorder{m, live}, Logger: log,
 	})
 
 	grpcServer := grpc.NewServer(
@@ -137,7 +138,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	httpServer := &http.Server{
 		Handler: dashboard.New(dashboard.Options{
 			Backend:    backend,
-			AdminToken: cfg.AdminToken.Reveal(),
+			AdminToken: adminToken(cfg, httpLis.Addr(), stderr),
 			IPv6Prefix: cfg.IPv6Prefix,
 			Now:        time.Now,
 			Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
@@ -150,6 +151,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			Config:  func() any { return cfg.Redacted() },
 			Logger:  log,
 			Version: buildVersion(),
+			Tracker: live,
+			Mode:    cfg.Mode,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -187,7 +190,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if faLis != nil {
 		faServer = &http.Server{
 			Handler: authz.NewForwardAuth(authz.ForwardAuthOptions{
-				Policy: policy, Rules: rules, Recorder: recorder{m}, Logger: log,
+				Policy: policy, Rules: rules, Recorder: recorder{m, live}, Logger: log,
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,

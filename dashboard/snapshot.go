@@ -1,0 +1,95 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+const (
+	streamIdentities = 24  // riskiest identities in a snapshot
+	streamQuarantine = 200 // quarantine entries in a snapshot, soonest release first
+	streamEvents     = 14  // latest decisions in a snapshot
+)
+
+// Snapshot is the data of one "snapshot" event of /api/v1/stream: all the
+// page shows, computed once per tick for every open dashboard.
+type Snapshot struct {
+	Time    time.Time `json:"time"`    // server time, for countdowns
+	Version string    `json:"version"` // flowlock-authz version
+	Mode    string    `json:"mode"`    // "enforce" or "shadow"
+	Admin   bool      `json:"admin"`   // an admin token is configured: mutations are possible
+	Clients int       `json:"clients"` // dashboards connected to the stream
+	Stats   Stats     `json:"stats"`
+	// Identities are the riskiest tracked identities (at most 24).
+	Identities []Identity `json:"identities"`
+	// Quarantine lists the quarantined identities, soonest release first
+	// (at most 200; QuarantineTotal counts them all).
+	Quarantine      []Quarantine `json:"quarantine"`
+	QuarantineTotal int          `json:"quarantine_total"`
+	Lists           Lists        `json:"lists"`
+	// Events are the latest quarantine transitions, newest first.
+	Events []Decision `json:"events"`
+}
+
+// snapshot builds the current Snapshot.
+func (s *server) snapshot(clients int) Snapshot {
+	now := s.now()
+	qs := s.backend.Quarantined(now)
+	s.journal.observe(qs, now)
+	st := s.tracker.Stats(now)
+	st.Tracked = s.backend.Tracked()
+	st.Quarantined = len(qs)
+
+	ids := s.backend.Identities(streamIdentities, now)
+	if len(ids) > streamIdentities {
+		ids = ids[:streamIdentities]
+	}
+	if ids == nil {
+		ids = []Identity{}
+	}
+	total := len(qs)
+	if len(qs) > streamQuarantine {
+		qs = qs[:streamQuarantine]
+	}
+	if qs == nil {
+		qs = []Quarantine{}
+	}
+	lists := s.backend.Lists()
+	if lists.Allow == nil {
+		lists.Allow = []string{}
+	}
+	if lists.Deny == nil {
+		lists.Deny = []string{}
+	}
+	return Snapshot{
+		Time:            now,
+		Version:         s.version,
+		Mode:            s.mode,
+		Admin:           s.adminOn,
+		Clients:         clients,
+		Stats:           st,
+		Identities:      ids,
+		Quarantine:      qs,
+		QuarantineTotal: total,
+		Lists:           lists,
+		Events:          s.journal.latest(streamEvents, nil),
+	}
+}
+
+// snapshotEvent encodes the current snapshot as one server-sent event. The
+// JSON is one line (encoding/json escapes newlines in strings), so it fits
+// a single data: field.
+func (s *server) snapshotEvent(clients int) []byte {
+	b, err := json.Marshal(s.snapshot(clients))
+	if err != nil {
+		s.log.Error("encode snapshot", "err", err)
+		return []byte(": snapshot failed; see the flowlock-authz log\n\n")
+	}
+	out := make([]byte, 0, len(b)+48)
+	out = append(out, "id: "...)
+	out = strconv.AppendUint(out, s.seq.Add(1), 10)
+	out = append(out, "\nevent: snapshot\ndata: "...)
+	out = append(out, b...)
+	return append(out, "\n\n"...)
+}

@@ -1,0 +1,210 @@
+package dashboard
+
+import (
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+)
+
+const (
+	defaultMaxStreams = 64               // concurrent streams when Options.MaxStreams is 0
+	heartbeatEvery    = 15 * time.Second // comment line that keeps idle proxies from closing a stream
+	streamWriteWait   = 10 * time.Second // longest one event may take to reach a client
+	retryMillis       = "2000"           // how soon EventSource reconnects after the stream ends
+)
+
+var (
+	errStreamsFull = errors.New("too many dashboard streams")
+	errHubClosed   = errors.New("shutting down")
+)
+
+// hub computes one snapshot per tick and hands the same encoded event to
+// every subscribed stream, however many there are.
+//
+// Its ticker goroutine runs only while someone is subscribed: the first
+// subscriber starts it and it returns at the first tick without
+// subscribers, so an idle dashboard costs nothing and New starts no
+// goroutine. At server shutdown (see watch) the hub closes done, every
+// stream returns, and new subscriptions are refused.
+type hub struct {
+	build    func(clients int) []byte // encodes one event; called by the ticker goroutine only
+	max      int                      // most concurrent subscribers
+	interval time.Duration            // time between events
+	done     chan struct{}            // closed at server shutdown
+
+	mu      sync.Mutex               // guards the following fields
+	subs    map[chan []byte]struct{} // one buffered channel (size 1) per stream
+	running bool                     // the ticker goroutine is running
+	latest  []byte                   // the last event, for a new subscriber; nil when stale
+	closed  bool                     // done is closed
+	servers map[*http.Server]bool    // servers whose shutdown closes the hub
+}
+
+func newHub(build func(clients int) []byte, maxSubs int, interval time.Duration) *hub {
+	return &hub{
+		build:    build,
+		max:      maxSubs,
+		interval: interval,
+		done:     make(chan struct{}),
+		subs:     make(map[chan []byte]struct{}),
+		servers:  make(map[*http.Server]bool),
+	}
+}
+
+// subscribe adds a stream. Its channel receives the latest event at once
+// if there is a fresh one, then every new event; a slow stream skips
+// events rather than holding the others up.
+func (h *hub) subscribe() (chan []byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.closed:
+		return nil, errHubClosed
+	case len(h.subs) >= h.max:
+		return nil, errStreamsFull
+	}
+	ch := make(chan []byte, 1)
+	h.subs[ch] = struct{}{}
+	if h.latest != nil {
+		ch <- h.latest
+	}
+	if !h.running {
+		h.running = true
+		go h.run()
+	}
+	return ch, nil
+}
+
+// unsubscribe removes a stream added by subscribe.
+func (h *hub) unsubscribe(ch chan []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs, ch)
+}
+
+// clients returns the number of subscribed streams.
+func (h *hub) clients() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// run builds and broadcasts an event every interval until nobody is
+// subscribed or the hub is closed.
+func (h *hub) run() {
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		n := len(h.subs)
+		if n == 0 || h.closed {
+			h.running, h.latest = false, nil
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+
+		msg := h.build(n)
+
+		h.mu.Lock()
+		h.latest = msg
+		for ch := range h.subs {
+			select {
+			case ch <- msg:
+			default: // the stream has not taken the last event yet: replace it
+				select {
+				case <-ch:
+				default:
+				}
+				ch <- msg // only this goroutine sends, and the buffer is now empty
+			}
+		}
+		h.mu.Unlock()
+
+		select {
+		case <-t.C:
+		case <-h.done:
+		}
+	}
+}
+
+// watch makes the shutdown of srv close the hub, once per server: an
+// event stream is never idle, so http.Server.Shutdown would otherwise wait
+// for its whole timeout and then leave the streams running.
+func (h *hub) watch(srv *http.Server) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.servers[srv] {
+		return
+	}
+	h.servers[srv] = true
+	srv.RegisterOnShutdown(h.close)
+}
+
+// close ends every stream and refuses new ones.
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+}
+
+// handleStream serves GET /api/v1/stream: server-sent events, one
+// "snapshot" event per second whose data is the snapshot as one line of
+// JSON, and a comment line as a heartbeat. The stream ends when the client
+// goes away or the server shuts down; EventSource then reconnects by
+// itself after the advertised retry delay.
+func (s *server) handleStream(w http.ResponseWriter, r *http.Request) {
+	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+		s.hub.watch(srv)
+	}
+	ch, err := s.hub.subscribe()
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	defer s.hub.unsubscribe(ch)
+
+	rc := http.NewResponseController(w)
+	// The server's ReadTimeout would end a long stream: the connection's
+	// background read fails at the deadline and cancels the request.
+	_ = rc.SetReadDeadline(time.Time{})
+	defer rc.SetWriteDeadline(time.Time{}) //nolint:errcheck // not every writer has deadlines
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("X-Accel-Buffering", "no") // nginx: pass events through at once
+	w.WriteHeader(http.StatusOK)
+	if !write([]byte("retry: " + retryMillis + "\n\n")) {
+		return
+	}
+	heartbeat := time.NewTicker(heartbeatEvery)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.hub.done:
+			return
+		case msg := <-ch:
+			if !write(msg) {
+				return
+			}
+		case <-heartbeat.C:
+			if !write([]byte(": heartbeat\n\n")) {
+				return
+			}
+		}
+	}
+}
