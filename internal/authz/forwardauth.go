@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // ForwardAuthOptions configure the HTTP forward-auth handler.
@@ -285,13 +284,14 @@ func forwardedFor(h http.Header) string {
 	return strings.Join(v, ",")
 }
 
-// asciiJSON escapes every non-ASCII rune of a JSON text as \uXXXX, so that it
-// can travel in a header value (which is ASCII by RFC 9110) and still decode
-// to the same value. JSON texts from DenyBody have no other bytes that a
-// header cannot carry: control characters are escaped already.
+// asciiJSON escapes every non-ASCII rune and DEL of a JSON text as \uXXXX,
+// so that it can travel in a header value (visible ASCII by RFC 9110) and
+// still decode to the same value. encoding/json escapes the other control
+// characters already. Only strings hold such runes in the JSON texts of
+// DenyBody, so escaping them keeps the text valid.
 func asciiJSON(s string) string {
 	i := 0
-	for i < len(s) && s[i] < utf8.RuneSelf {
+	for i < len(s) && s[i] < 0x7f {
 		i++
 	}
 	if i == len(s) {
@@ -310,7 +310,7 @@ func asciiJSON(s string) string {
 	}
 	for _, c := range s[i:] {
 		switch {
-		case c < utf8.RuneSelf:
+		case c < 0x7f:
 			b.WriteByte(byte(c))
 		case c > 0xffff:
 			c -= 0x10000

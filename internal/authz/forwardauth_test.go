@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
@@ -407,11 +406,11 @@ func TestForwardAuthHostileHeaders(t *testing.T) {
 }
 
 func TestAsciiJSON(t *testing.T) {
-	for _, s := range []string{"", "plain", `"quoted" \ <b>`, "é", "☃", "𝄞", "mixed é and 𝄞 and ascii", "\xff"} {
+	for _, s := range []string{"", "plain", `"quoted" \ <b>`, "é", "☃", "𝄞", "mixed é and 𝄞 and ascii", "\xff", "del \x7f"} {
 		body := DenyBody(Decision{Reason: s})
 		got := asciiJSON(body)
 		for i := range len(got) {
-			if got[i] >= utf8.RuneSelf {
+			if got[i] >= 0x7f {
 				t.Fatalf("asciiJSON(%q) = %q: not ASCII", body, got)
 			}
 		}
@@ -434,7 +433,7 @@ func TestAsciiJSON(t *testing.T) {
 // FuzzAsciiJSON: for any reason, the header copy of the deny body is ASCII
 // and decodes to the same value as the body.
 func FuzzAsciiJSON(f *testing.F) {
-	for _, s := range []string{"", "periodic", "☃𝄞", "\xff\xfe", `<"\>`} {
+	for _, s := range []string{"", "periodic", "☃𝄞", "\xff\xfe", `<"\>`, "\x7f"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, reason string) {
