@@ -19,8 +19,8 @@
 // Per identity the engine keeps the last 32 intervals (ms), the last 32
 // intervals between burst starts (a burst starts after a gap of at least 1 s),
 // an exponentially weighted mean and variance of the intervals, the length
-// of the current stretch without a pause longer than 3 s, a 60 s sliding-
-// window request counter, a 24-bit bitmap of active 5-minute buckets, and a
+// of the current stretch without a pause longer than 3 s, a sliding-window
+// request counter over 60 s, a 24-bit bitmap of active 5-minute buckets, and a
 // "shared until" time, in 256 bytes. The two rings keep their entries in
 // order by value as they are filled, so scoring sorts nothing. Requests
 // less than 5 ms after the start of the current batch are one batch
