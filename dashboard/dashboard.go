@@ -200,6 +200,11 @@ type server struct {
 // routes listed in routes.go and security headers on every response. It
 // panics if opts.Backend is nil, a wiring bug found at startup.
 func New(opts Options) http.Handler {
+	return newServer(opts).handler()
+}
+
+// newServer applies the defaults of opts.
+func newServer(opts Options) *server {
 	if opts.Backend == nil {
 		panic("dashboard: Options.Backend is nil")
 	}
@@ -244,7 +249,12 @@ func New(opts Options) http.Handler {
 	if maxStreams <= 0 {
 		maxStreams = defaultMaxStreams
 	}
-	s.hub = newHub(s.snapshotEvent, maxStreams, time.Second)
+	s.hub = newHub(s.snapshotEvent, maxStreams, streamInterval)
+	return s
+}
+
+// handler returns the routes of routes.go behind the security headers.
+func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	s.addRoutes(mux)
 	return securityHeaders(mux)

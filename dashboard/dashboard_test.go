@@ -49,7 +49,7 @@ type fakeBackend struct {
 	releases   []identity.ID // each Release call
 	extends    []extendCall  // each Extend call
 	extendErr  error
-	nows       []time.Time   // now of every call
+	nows       []time.Time // now of every call
 }
 
 type extendCall struct {
@@ -662,6 +662,8 @@ func TestAdminAuth(t *testing.T) {
 	mutations := []struct{ method, path, body string }{
 		{"POST", "/api/v1/quarantine", `{"identity":"203.0.113.7"}`},
 		{"DELETE", "/api/v1/quarantine/203.0.113.7", ""},
+		{"POST", "/api/v1/quarantine/203.0.113.7/extend", `{"by":"10m"}`},
+		{"POST", "/api/v1/auth", ""},
 	}
 	lastByte := testToken[:len(testToken)-1] + string(testToken[len(testToken)-1]+1)
 	tests := []struct {
@@ -706,7 +708,7 @@ func TestAdminAuth(t *testing.T) {
 				if got := rec.Header().Get("WWW-Authenticate"); tc.challenge != strings.HasPrefix(got, "Bearer") {
 					t.Errorf("WWW-Authenticate = %q, want a Bearer challenge: %v", got, tc.challenge)
 				}
-				if len(fb.bans)+len(fb.releases) != 0 {
+				if len(fb.bans)+len(fb.releases)+len(fb.extends) != 0 {
 					t.Error("backend mutated without a valid token")
 				}
 			})

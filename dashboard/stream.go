@@ -14,6 +14,9 @@ const (
 	retryMillis       = "2000"           // how soon EventSource reconnects after the stream ends
 )
 
+// streamInterval is the time between snapshots; tests shorten it.
+var streamInterval = time.Second
+
 var (
 	errStreamsFull = errors.New("too many dashboard streams")
 	errHubClosed   = errors.New("shutting down")
@@ -170,9 +173,6 @@ func (s *server) handleStream(w http.ResponseWriter, r *http.Request) {
 	defer s.hub.unsubscribe(ch)
 
 	rc := http.NewResponseController(w)
-	// The server's ReadTimeout would end a long stream: the connection's
-	// background read fails at the deadline and cancels the request.
-	_ = rc.SetReadDeadline(time.Time{})
 	defer rc.SetWriteDeadline(time.Time{}) //nolint:errcheck // not every writer has deadlines
 	write := func(b []byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
