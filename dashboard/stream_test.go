@@ -385,7 +385,9 @@ func TestExplain(t *testing.T) {
 		t.Errorf("explain = %s", rec.Body)
 	}
 	var feature map[string]any
-	var raw struct{ Explanation struct{ Features []json.RawMessage } }
+	var raw struct {
+		Explanation struct{ Features []json.RawMessage }
+	}
 	json.Unmarshal(rec.Body.Bytes(), &raw)
 	json.Unmarshal(raw.Explanation.Features[0], &feature)
 	if keys := slices.Sorted(mapKeys(feature)); !slices.Equal(keys, []string{"gate", "name", "probability", "threshold", "value"}) {
