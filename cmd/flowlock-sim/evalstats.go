@@ -31,6 +31,7 @@ type scenarioStats struct {
 
 	shared       int // streams labelled shared at some point
 	sharedWithin int // … within sharedWithin of their first request
+	beforeShared int // streams quarantined before they were first labelled shared
 
 	sweep map[uint8]int // threshold → streams quarantined (--threshold-sweep)
 }
@@ -49,6 +50,9 @@ func summarise(id string, sc traffic.Scenario, main []streamResult, sweep map[ui
 			s.rtd = append(s.rtd, r.rtd)
 			s.std = append(s.std, r.std.Seconds())
 			reasons[r.reason]++
+			if !r.shared || r.std < r.sharedAt {
+				s.beforeShared++
+			}
 		}
 		if r.maxScore >= challenge {
 			s.challenged++
