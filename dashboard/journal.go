@@ -104,16 +104,13 @@ func (j *journal) observe(qs []Quarantine, now time.Time) {
 	for _, q := range qs {
 		cur[q.Identity] = q
 	}
-	if j.seen == nil {
-		j.seen = cur
-		return
-	}
+	first := j.seen == nil
 	// Changes come out in a stable order: this list's, then the gone ones.
 	var changes []Decision
 	for _, q := range qs {
 		old, ok := j.seen[q.Identity]
 		switch {
-		case !ok || !old.Since.Equal(q.Since):
+		case first || !ok || !old.Since.Equal(q.Since):
 			d := Decision{Time: q.Since, Identity: q.Identity, Reason: q.Reason, Score: q.Score,
 				Strikes: q.Strikes, Until: q.Until, Action: actionAdmitted, By: "detector"}
 			if q.Manual {

@@ -397,9 +397,14 @@ func TestExplain(t *testing.T) {
 	// Decisions made through the API show up, newest first.
 	doAdmin(t, h, "POST", "/api/v1/quarantine/203.0.113.7/extend", `{"by":"10m"}`)
 	doAdmin(t, h, "DELETE", "/api/v1/quarantine/203.0.113.7", "")
-	json.Unmarshal(do(t, h, "GET", "/api/v1/identities/203.0.113.7", "").Body.Bytes(), &x)
-	if len(x.Decisions) != 2 || x.Decisions[0].Action != "released" || x.Decisions[1].Action != "extended" || x.Quarantine != nil {
-		t.Errorf("decisions = %+v, quarantine %+v", x.Decisions, x.Quarantine)
+	var after explainResponse
+	json.Unmarshal(do(t, h, "GET", "/api/v1/identities/203.0.113.7", "").Body.Bytes(), &after)
+	var actions []string
+	for _, d := range after.Decisions {
+		actions = append(actions, d.Action+" by "+d.By)
+	}
+	if want := []string{"released by operator", "extended by operator", "admitted by detector"}; !slices.Equal(actions, want) || after.Quarantine != nil {
+		t.Errorf("decisions = %v, want %v; quarantine %+v", actions, want, after.Quarantine)
 	}
 
 	// The hostile identity comes back as escaped JSON text.
@@ -453,9 +458,9 @@ func TestJournalObserve(t *testing.T) {
 		return Quarantine{Identity: id, Reason: "periodic", Score: 90, Strikes: 1, Since: since, Until: until, Manual: manual}
 	}
 	a := q("203.0.113.1", t0.Add(-time.Minute), t0.Add(time.Minute), false)
-	j.observe([]Quarantine{a}, t0) // takes stock only
-	if got := j.latest(10, nil); len(got) != 0 {
-		t.Fatalf("first look recorded %v", got)
+	j.observe([]Quarantine{a}, t0) // the first look records what is there
+	if got := j.latest(10, nil); len(got) != 1 || got[0].Action != actionAdmitted || !got[0].Time.Equal(a.Since) {
+		t.Fatalf("first look recorded %+v, want a's admission at its own time", got)
 	}
 
 	b := q("203.0.113.2", t0.Add(500*time.Millisecond), t0.Add(5*time.Minute), false)
@@ -476,6 +481,7 @@ func TestJournalObserve(t *testing.T) {
 		"extended 203.0.113.1 operator",
 		"banned 203.0.113.3 operator",
 		"admitted 203.0.113.2 detector",
+		"admitted 203.0.113.1 detector",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("journal =\n%v\nwant\n%v", strings.Join(got, "\n"), strings.Join(want, "\n"))

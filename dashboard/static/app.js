@@ -285,7 +285,7 @@ function updateQuarantineRow(row) {
     p.tags.replaceChildren(...present(
       el('span', { class: 'tag reason', text: (q.reason || 'manual').replace(/_/g, ' ') }),
       q.strikes > 0 ? el('span', { class: 'tag hot', text: `strike ${q.strikes}` }) : null,
-      q.manual ? el('span', { class: 'tag manual', text: 'manual' }) : el('span', { class: 'tag', text: `score ${q.score}` }),
+      q.manual ? el('span', { class: 'tag manual', text: 'manual' }) : null,
     ));
   }
   setActionState(row);
