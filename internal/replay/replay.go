@@ -1,0 +1,191 @@
+package replay
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
+)
+
+// DefaultSweepInterval is how often, in virtual time, Run sweeps idle
+// timing state and ended quarantines when Options.SweepInterval is 0.
+const DefaultSweepInterval = 10 * time.Second
+
+// Options configure a replay: the same settings the service builds its
+// engine, quarantine and policy from.
+type Options struct {
+	Risk       risk.Options
+	Quarantine quarantine.Options
+	// Lists are the allow and deny lists; nil means none.
+	Lists *quarantine.Lists
+	// Mode is the policy's mode. In shadow mode nothing is denied, but
+	// quarantines are still admitted, and Result reports them.
+	Mode authz.Mode
+	// ExcludePaths are the path prefixes left out of timing.
+	ExcludePaths []string
+	// Rules find the client of each record from its address,
+	// X-Forwarded-For and identity header.
+	Rules authz.ClientRules
+	// SweepInterval is how often, in virtual time, idle timing state and
+	// ended quarantines are swept, as the service does on its clock; 0
+	// means DefaultSweepInterval.
+	SweepInterval time.Duration
+}
+
+// Result is what the policy did to one identity over the replay.
+type Result struct {
+	// Identity is the client as Flow Lock keys it: an address (IPv6 by
+	// prefix) or an identity-header value.
+	Identity string `json:"identity"`
+	// Requests is the number of records of the identity.
+	Requests int `json:"requests"`
+	// Quarantined reports that at least one request would have been denied
+	// (quarantined, admitted or deny-listed), in enforce mode.
+	Quarantined bool `json:"quarantined"`
+	// FirstQuarantineRequest is the 1-based index, among the identity's
+	// requests, of the first one denied; 0 if none was.
+	FirstQuarantineRequest int `json:"first_quarantine_request"`
+	// FirstQuarantineTS is that request's time, null if none was denied.
+	FirstQuarantineTS *time.Time `json:"first_quarantine_ts"`
+	// Denied is how many of the identity's requests would have been denied.
+	Denied int `json:"denied"`
+	// MaxRisk is the highest risk score (0–100) of any of its decisions.
+	MaxRisk int `json:"max_risk"`
+	// Reason is why it was first denied, or, if it never was, the reason
+	// given with its highest score ("none" below the challenge band).
+	Reason string `json:"reason"`
+	// Shared reports that the engine labelled the identity a shared
+	// address (NAT, CGNAT) at some point.
+	Shared bool `json:"shared"`
+	// FirstTS and LastTS are the times of its first and last request.
+	FirstTS time.Time `json:"first_ts"`
+	LastTS  time.Time `json:"last_ts"`
+	// Label and Scenario echo a simulated trace's ground truth (the first
+	// value seen for the identity), so that a replay can be scored.
+	Label    string `json:"label,omitempty"`
+	Scenario string `json:"scenario,omitempty"`
+}
+
+// Summary counts what a replay saw.
+type Summary struct {
+	// Records is the number of records decided.
+	Records int
+	// Identities is the number of distinct identities.
+	Identities int
+	// Quarantined is the number of identities with a denied request.
+	Quarantined int
+	// NoIdentity counts records whose client could not be determined (no
+	// usable address or identity header); the service allows them unscored,
+	// and they belong to no Result.
+	NoIdentity int
+	// OutOfOrder counts records earlier than the record before them in the
+	// input; when it is not 0, Run sorted the records by time.
+	OutOfOrder int
+}
+
+// Run replays recs through a fresh engine, quarantine and policy built
+// from opts, in time order, and returns one Result per identity in the
+// order identities first appear, with a Summary. It sorts recs in place
+// (stably) when they are out of order. It stops early, returning ctx's
+// error, when ctx is done.
+func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, error) {
+	var sum Summary
+	for i := 1; i < len(recs); i++ {
+		if recs[i].TS.Before(recs[i-1].TS) {
+			sum.OutOfOrder++
+		}
+	}
+	if sum.OutOfOrder > 0 {
+		slices.SortStableFunc(recs, func(a, b Record) int { return a.TS.Compare(b.TS) })
+	}
+
+	engine := risk.New(opts.Risk)
+	q := quarantine.New(opts.Quarantine)
+	policy := authz.NewPolicy(authz.Options{
+		Engine:       engine,
+		Quarantine:   q,
+		Lists:        opts.Lists,
+		Mode:         opts.Mode,
+		ExcludePaths: opts.ExcludePaths,
+	})
+	every := opts.SweepInterval
+	if every <= 0 {
+		every = DefaultSweepInterval
+	}
+
+	var results []Result
+	index := make(map[identity.ID]int)
+	var nextSweep time.Time
+	for i := range recs {
+		if i%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, Summary{}, err
+			}
+		}
+		rec := &recs[i]
+		now := rec.TS
+		if i == 0 {
+			nextSweep = now.Add(every)
+		}
+		if !now.Before(nextSweep) {
+			// Sweep once, at the last tick not after now: sweeping at every
+			// tick of a long gap would drop the same entries.
+			tick := nextSweep.Add(now.Sub(nextSweep) / every * every)
+			q.Sweep(tick)
+			engine.Sweep(tick)
+			nextSweep = tick.Add(every)
+		}
+
+		client := opts.Rules.Resolve(rec.Addr, rec.XFF, rec.Header(opts.Rules.IdentityHeader))
+		d := policy.Decide(authz.Request{Client: client, Path: rec.Path, Now: now})
+		sum.Records++
+		if client.ID.IsZero() {
+			sum.NoIdentity++
+			continue
+		}
+		k, ok := index[client.ID]
+		if !ok {
+			k = len(results)
+			index[client.ID] = k
+			results = append(results, Result{Identity: client.ID.String(), FirstTS: now, Reason: "none"})
+		}
+		r := &results[k]
+		r.Requests++
+		r.LastTS = now
+		if r.Label == "" {
+			r.Label = rec.Label
+		}
+		if r.Scenario == "" {
+			r.Scenario = rec.Scenario
+		}
+		if d.Outcome.Denies() {
+			r.Denied++
+			if !r.Quarantined {
+				ts := now
+				r.Quarantined, r.FirstQuarantineRequest, r.FirstQuarantineTS, r.Reason = true, r.Requests, &ts, d.Reason
+			}
+		}
+		if int(d.Score) > r.MaxRisk {
+			r.MaxRisk = int(d.Score)
+			if !r.Quarantined {
+				r.Reason = d.Reason
+			}
+		}
+		if !r.Shared {
+			if v, ok := engine.Peek(client.ID, now); ok && v.Shared {
+				r.Shared = true
+			}
+		}
+	}
+	sum.Identities = len(results)
+	for i := range results {
+		if results[i].Quarantined {
+			sum.Quarantined++
+		}
+	}
+	return results, sum, nil
+}
