@@ -5,7 +5,7 @@
 //
 //	flowlock-sim scenarios [--format table|json]
 //	flowlock-sim trace --scenario NAME --seed N [--duration D] [--clients K]
-//	                   [--start RFC3339] [--ipv6] [--raw] [--max-requests N]
+//	                   [--start RFC3339] [--ipv6 | --first-addr ADDR] [--raw] [--max-requests N]
 //	flowlock-sim eval | grpc | http   (not implemented yet)
 //
 // scenarios lists every scenario with its id, name, label, horizon, number of

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"container/heap"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -41,6 +43,7 @@ type traceOptions struct {
 	clients     int
 	start       time.Time
 	ipv6        bool
+	firstAddr   netip.Addr // invalid: streamAddr's default numbering
 	raw         bool
 	maxRequests int
 }
@@ -55,6 +58,7 @@ func parseTrace(args []string, stderr io.Writer) (traceOptions, error) {
 	clients := fs.Int("clients", 1, "number of independent streams, each from its own address (at most 100000)")
 	start := fs.String("start", defaultStart, "`time` of the trace start, RFC 3339")
 	ipv6 := fs.Bool("ipv6", false, "give the streams IPv6 addresses (one /64 each) instead of 10.x.y.z")
+	first := fs.String("first-addr", "", "`address` of stream 0; stream k gets first-addr + k (IPv6: + k in the /64 prefix)")
 	raw := fs.Bool("raw", false, "skip the observation model (5 ms timestamp noise, 1 ms resolution)")
 	maxReqs := fs.Int("max-requests", defaultMaxReqs, "fail rather than write more than `N` requests")
 	if err := parse(fs, args); err != nil {
@@ -87,6 +91,13 @@ func parseTrace(args []string, stderr io.Writer) (traceOptions, error) {
 	}
 	if *maxReqs < 1 {
 		return o, usagef("--max-requests %d: must be at least 1", *maxReqs)
+	}
+	if *first != "" {
+		a, err := parseFirstAddr(*first, *clients)
+		if err != nil {
+			return o, err
+		}
+		o.firstAddr = a
 	}
 	o.seed, o.clients, o.start, o.ipv6, o.raw, o.maxRequests = *seed, *clients, t.UTC(), *ipv6, *raw, *maxReqs
 	return o, nil
@@ -134,7 +145,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for k := range o.clients {
 		st := o.scenario.Stream(streamSeed(o.seed, k), o.start, opts...)
 		if r, ok := st.Next(); ok {
-			m = append(m, pending{req: r, k: k, st: st, ip: streamAddr(k, o.ipv6).String()})
+			m = append(m, pending{req: r, k: k, st: st, ip: o.addr(k).String()})
 		}
 	}
 	heap.Init(&m)
@@ -184,6 +195,44 @@ func streamSeed(seed uint64, k int) uint64 {
 	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
 	z = (z ^ z>>27) * 0x94d049bb133111eb
 	return z ^ z>>31
+}
+
+// addr returns the address of stream k.
+func (o traceOptions) addr(k int) netip.Addr {
+	if o.firstAddr.IsValid() {
+		return addrPlus(o.firstAddr, k)
+	}
+	return streamAddr(k, o.ipv6)
+}
+
+// parseFirstAddr reads --first-addr and checks that n streams fit after it.
+func parseFirstAddr(s string, n int) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, usagef("--first-addr %q: want an IP address such as 10.1.0.1", s)
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		b := a.As4()
+		if uint64(binary.BigEndian.Uint32(b[:]))+uint64(n-1) > math.MaxUint32 {
+			return netip.Addr{}, usagef("--first-addr %s: %d streams do not fit after it", s, n)
+		}
+	}
+	return a, nil
+}
+
+// addrPlus returns a + k: for IPv4 the next addresses, for IPv6 the same
+// interface id in the next /64 prefixes, so that every stream stays its own
+// identity under Flow Lock's default IPv6 grouping.
+func addrPlus(a netip.Addr, k int) netip.Addr {
+	if a.Is4() {
+		b := a.As4()
+		binary.BigEndian.PutUint32(b[:], binary.BigEndian.Uint32(b[:])+uint32(k))
+		return netip.AddrFrom4(b)
+	}
+	b := a.As16()
+	binary.BigEndian.PutUint64(b[:8], binary.BigEndian.Uint64(b[:8])+uint64(k))
+	return netip.AddrFrom16(b)
 }
 
 // streamAddr returns the address of stream k: 10.0.0.0 + k + 1, or
