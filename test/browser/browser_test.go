@@ -1,0 +1,436 @@
+// Package browser drives the built flowlock-authz's command center in a real
+// Chromium, black-box: the binary runs with --demo on free loopback ports,
+// the page is opened by chromedp, and every claim is checked through the
+// page, the admin API or the gRPC Check API, as an operator would see it.
+//
+// It needs Debian's Chromium (apt-get install -y chromium) at
+// /usr/bin/chromium, or FLOWLOCK_CHROMIUM. Without it the test skips with a
+// message, except under CI=true, where a missing browser fails: CI must not
+// skip it. -short skips it too.
+package browser
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+const (
+	adminToken     = "browser-test-admin-token-0123456789"
+	identityHeader = "x-api-key"
+	hostile        = `<img src=x onerror=alert(1)>`
+	artifactDir    = "../artifacts" // test/artifacts, gitignored
+)
+
+// binDir holds the flowlock-authz binary built once for the package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "flowlock-browser-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binDir = dir
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, "flowlock-authz"), "../../cmd/flowlock-authz")
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build flowlock-authz: %v\n", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// chromium returns the browser to drive, or skips (fails under CI).
+func chromium(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test: skipped with -short")
+	}
+	path := os.Getenv("FLOWLOCK_CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(path); err != nil {
+		msg := fmt.Sprintf("browser test needs Chromium at %s (apt-get install -y chromium, or set FLOWLOCK_CHROMIUM): %v", path, err)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + "; CI must install it and must not skip this test")
+		}
+		t.Skip(msg)
+	}
+	return path
+}
+
+// service is one running flowlock-authz.
+type service struct {
+	cmd      *exec.Cmd
+	grpcAddr string
+	httpAddr string
+	done     chan struct{}
+
+	mu   sync.Mutex // guards logs
+	logs []string
+}
+
+// start runs flowlock-authz with --demo on free loopback ports and waits
+// for its "listening" log line. The process is stopped by PID at cleanup.
+func start(t *testing.T, args ...string) *service {
+	t.Helper()
+	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+	cmd := exec.Command(filepath.Join(binDir, "flowlock-authz"), args...)
+	cmd.Env = append(os.Environ(), "FLOWLOCK_CONFIG=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &service{cmd: cmd, done: make(chan struct{})}
+	listening := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs = append(s.logs, line)
+			s.mu.Unlock()
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
+				listening <- rec
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM) // by PID, never by name
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-s.done
+			t.Errorf("flowlock-authz ignored SIGTERM for 20 s")
+		}
+		if t.Failed() {
+			t.Logf("flowlock-authz log:\n%s", s.logText())
+		}
+	})
+	select {
+	case rec := <-listening:
+		s.grpcAddr, _ = rec["grpc_addr"].(string)
+		s.httpAddr, _ = rec["http_addr"].(string)
+	case <-s.done:
+		t.Fatalf("flowlock-authz exited before listening:\n%s", s.logText())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("flowlock-authz did not listen within 30 s:\n%s", s.logText())
+	}
+	return s
+}
+
+func (s *service) logText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.logs, "\n")
+}
+
+// quarantined lists the identities in quarantine, from the admin API.
+func (s *service) quarantined(t *testing.T) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + s.httpAddr + "/api/v1/quarantine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Quarantine []struct{ Identity string } }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, q := range body.Quarantine {
+		ids = append(ids, q.Identity)
+	}
+	return ids
+}
+
+// check sends one Check from source address addr, with the identity header
+// if id is not empty, and reports whether it was allowed.
+func check(t *testing.T, client authv3.AuthorizationClient, addr, id string) bool {
+	t.Helper()
+	headers := map[string]string{":method": "GET", ":path": "/api/items", "user-agent": "browser-test"}
+	if id != "" {
+		headers[identityHeader] = id
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 50000}},
+		}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/api/items", Headers: headers,
+		}},
+	}})
+	if err != nil {
+		t.Fatalf("Check from %s: %v", addr, err)
+	}
+	return codes.Code(resp.GetStatus().GetCode()) == codes.OK
+}
+
+// browser starts a headless Chromium with the flags CI uses and a fresh
+// profile, and returns a tab context bounded by timeout.
+func browser(t *testing.T, execPath string, timeout time.Duration) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(execPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1600, 1000),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	ctx, cancelTime := context.WithTimeout(ctx, timeout)
+	t.Cleanup(func() { cancelTime(); cancelTab(); cancelAlloc() })
+	return ctx
+}
+
+// eval runs a JavaScript expression in the page.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor polls a boolean JavaScript expression until it holds.
+func waitFor(t *testing.T, ctx context.Context, what, expr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v (last error %v)", what, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// js quotes s as a JavaScript string literal.
+func js(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// TestCommandCenter opens the dashboard of a --demo service, waits for the
+// demo's bots to be caught, unlocks the controls with the admin token,
+// releases one bot from the page and checks that it is allowed again; then
+// shows a hostile identity and checks it stays text. The page must log no
+// error and no CSP violation throughout.
+func TestCommandCenter(t *testing.T) {
+	execPath := chromium(t)
+	svc := start(t, "--demo", "--admin-token", adminToken, "--identity-header", identityHeader)
+	conn, err := grpc.NewClient(svc.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+
+	ctx := browser(t, execPath, 3*time.Minute)
+
+	// Watch the console (errors, exceptions, the browser log with its CSP
+	// reports) and JavaScript dialogs from the first byte on.
+	var mu sync.Mutex
+	var problems []string
+	messages := chromedp.Console(ctx)
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException || m.Type == chromedp.ConsoleWarning ||
+				m.Source == "security" || strings.Contains(m.Text, "Content Security Policy") {
+				mu.Lock()
+				problems = append(problems, fmt.Sprintf("console %s [%s] %s:%d %s", m.Type, m.Source, m.URL, m.Line+1, m.Text))
+				mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			problems = append(problems, "a JavaScript dialog opened: "+ev.Message)
+			mu.Unlock()
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}
+	}()
+	// Count CSP violations inside the page too; a script injected by the
+	// DevTools protocol is not subject to the page's CSP.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));`,
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	base := "http://" + svc.httpAddr
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "connection status live", `document.querySelector('[data-testid=connection-status]').dataset.state === 'live'`, 20*time.Second)
+	waitFor(t, ctx, "checks per second shown", `/^[0-9.,]+$/.test(document.querySelector('[data-testid=stat-checks]').textContent)`, 10*time.Second)
+	waitFor(t, ctx, "a risk row", `document.querySelectorAll('[data-testid=risk-row][data-identity]').length > 0`, 20*time.Second)
+
+	// The demo's fastest bots are caught within seconds.
+	waitFor(t, ctx, "a quarantine row", `document.querySelectorAll('[data-testid=quarantine-row]').length > 0`, 90*time.Second)
+	waitFor(t, ctx, "quarantined figure", `Number(document.querySelector('[data-testid=stat-quarantined]').textContent) > 0`, 5*time.Second)
+	waitFor(t, ctx, "denied figure", `Number(document.querySelector('[data-testid=stat-denied]').textContent.replace(/,/g, '')) > 0`, 10*time.Second)
+
+	// Read-only until the token is given.
+	if disabled := eval[bool](t, ctx, `document.querySelector('[data-testid=quarantine-row] [data-testid=release-button]').disabled`); !disabled {
+		t.Error("release button enabled before the admin token was given")
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`[data-testid=admin-unlock]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=admin-token-input]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=admin-token-input]`), adminToken),
+		chromedp.Click(chromedp.CSS(`[data-testid=admin-token-submit]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "controls unlocked", `document.getElementById('notice').dataset.state === 'admin'`, 10*time.Second)
+	if stored := eval[bool](t, ctx, `sessionStorage.getItem('flowlock.admin-token') === `+js(adminToken)+` && localStorage.length === 0`); !stored {
+		t.Error("the admin token is not in session storage only")
+	}
+
+	// Release the first bot in quarantine from the page.
+	victim := eval[string](t, ctx, `document.querySelector('[data-testid=quarantine-row]').dataset.identity`)
+	row := `[data-testid=quarantine-row][data-identity=` + js(victim) + `]`
+	waitFor(t, ctx, "release button enabled", `!document.querySelector(`+js(row+` [data-testid=release-button]`)+`).disabled`, 5*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row+` [data-testid=release-button]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the released row leaves", `document.querySelector(`+js(row)+`) === null`, 10*time.Second)
+	for _, id := range svc.quarantined(t) {
+		if id == victim {
+			t.Fatalf("%s still in /api/v1/quarantine after the release", victim)
+		}
+	}
+	if !check(t, client, victim, "") {
+		t.Errorf("released %s: its next Check was denied", victim)
+	}
+	t.Logf("released %s from the page; its next Check was allowed", victim)
+
+	// A hostile identity, given through --identity-header, then banned
+	// through the API so that it is on the page for sure.
+	for range 3 {
+		check(t, client, "198.51.100.250", hostile)
+	}
+	body, _ := json.Marshal(map[string]string{"identity": hostile, "ttl": "10m", "reason": `"><svg onload=alert(2)>`})
+	req, _ := http.NewRequest("POST", base+"/api/v1/quarantine", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ban of the hostile identity = %d", resp.StatusCode)
+	}
+	hostileRow := `[...document.querySelectorAll('[data-testid=quarantine-row]')].find((r) => r.dataset.identity === ` + js(hostile) + `)`
+	waitFor(t, ctx, "the hostile identity's row", hostileRow+` !== undefined`, 10*time.Second)
+	if text := eval[string](t, ctx, hostileRow+`.querySelector('.ident').textContent`); text != hostile {
+		t.Errorf("hostile row text = %q, want the identity as text", text)
+	}
+	// Open its explain drawer too: the title and the decisions are text.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](hostileRow+`.querySelector('.ident').click()`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the drawer shows the hostile identity", `document.getElementById('drawer-title').textContent === `+js(hostile)+
+		` && document.querySelectorAll('#drawer-body .decisions li').length > 0`, 10*time.Second)
+	injected := eval[int](t, ctx, `document.querySelectorAll('img, svg[onload], [onerror], [onload], script:not([src])').length`)
+	if injected != 0 {
+		t.Errorf("%d injected elements found in the page", injected)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#drawer-close`))); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reduced motion stops the radar sweep.
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-reduced-motion", Value: "reduce"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if display := eval[string](t, ctx, `getComputedStyle(document.querySelector('.sweep')).display`); display != "none" {
+		t.Errorf("with prefers-reduced-motion the sweep is %q, want none", display)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Artifact: what the operator saw.
+	time.Sleep(1200 * time.Millisecond) // the drawer has slid out
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(artifactDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(artifactDir, "dashboard.png")
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: test/artifacts/dashboard.png (%d bytes)", len(shot))
+
+	if csp := eval[[]string](t, ctx, `window.__csp`); len(csp) != 0 {
+		t.Errorf("CSP violations in the page: %v", csp)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
