@@ -51,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args, getenv, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, args, getenv, stdout)
+	case "replay":
+		return replayCmd(ctx, args, getenv, stdout, stderr)
 	case "version":
 		_, err := fmt.Fprintln(stdout, "flowlock-authz", buildVersion())
 		return err
