@@ -315,7 +315,7 @@ func TestCommandCenter(t *testing.T) {
 	}
 
 	base := "http://" + svc.httpAddr
-	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1600, 1000), chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "connection status live", `document.querySelector('[data-testid=connection-status]').dataset.state === 'live'`, 20*time.Second)
@@ -393,9 +393,11 @@ func TestCommandCenter(t *testing.T) {
 	if injected != 0 {
 		t.Errorf("%d injected elements found in the page", injected)
 	}
+	time.Sleep(700 * time.Millisecond) // let the drawer finish sliding in (0.45 s), or the click misses its button
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#drawer-close`))); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, ctx, "the drawer closes", `!document.getElementById('drawer').classList.contains('open')`, 5*time.Second)
 
 	// Reduced motion stops the radar sweep.
 	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
