@@ -19,6 +19,7 @@ import (
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/replay"
 	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/volume"
 )
 
 // replayStdin is what the trace "-" reads; tests replace it.
@@ -43,7 +44,7 @@ Replay flags:
   --input-format FORMAT       auto (default, from each file's first line), jsonl, envoy, nginx
 
 Service flags (identity rules, thresholds, exclude paths, quarantine TTL, lists,
-mode) are read as by serve, with the same environment variables and --config
+volume limit, mode) are read as by serve, with the same environment variables and --config
 file; listener and state settings are ignored.
 
 `
@@ -181,6 +182,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 			StrikeWindow: cfg.StrikeWindow,
 		},
 		Lists:        quarantine.NewLists(cfg.Allow, cfg.Deny),
+		Volume:       volume.Options{Rate: cfg.VolumeRate, Burst: cfg.VolumeBurst, MaxClients: cfg.MaxClients},
 		Mode:         mode,
 		ExcludePaths: cfg.ExcludePaths,
 		Rules: authz.ClientRules{
@@ -263,15 +265,15 @@ func writeReplayJSONL(w io.Writer, results []replay.Result) error {
 // writeReplayTable writes one aligned line per identity.
 func writeReplayTable(w io.Writer, results []replay.Result) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "IDENTITY\tREQUESTS\tQUARANTINED\tFIRST_DENIED\tFIRST_DENIED_AT\tDENIED\tMAX_RISK\tREASON\tSHARED\tLABEL\tSCENARIO")
+	fmt.Fprintln(tw, "IDENTITY\tREQUESTS\tQUARANTINED\tFIRST_DENIED\tFIRST_DENIED_AT\tDENIED\tLIMITED\tMAX_RISK\tREASON\tSHARED\tLABEL\tSCENARIO")
 	for _, r := range results {
 		first, at := "-", "-"
 		if r.Quarantined {
 			first = fmt.Sprint(r.FirstQuarantineRequest)
 			at = r.FirstQuarantineTS.UTC().Format(time.RFC3339Nano)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%v\t%s\t%s\t%d\t%d\t%s\t%v\t%s\t%s\n", r.Identity, r.Requests, r.Quarantined, first, at,
-			r.Denied, r.MaxRisk, r.Reason, r.Shared, dash(r.Label), dash(r.Scenario))
+		fmt.Fprintf(tw, "%s\t%d\t%v\t%s\t%s\t%d\t%d\t%d\t%s\t%v\t%s\t%s\n", r.Identity, r.Requests, r.Quarantined, first, at,
+			r.Denied, r.Limited, r.MaxRisk, r.Reason, r.Shared, dash(r.Label), dash(r.Scenario))
 	}
 	return tw.Flush()
 }

@@ -97,7 +97,7 @@ func TestReplayStdinAndTable(t *testing.T) {
 		t.Fatalf("table:\n%s", out)
 	}
 	f := strings.Fields(lines[1])
-	if f[0] != "10.0.0.1" || f[1] != "150" || f[2] != "true" || f[7] != "periodic" || f[9] != "bot" || f[10] != "fixed-2s" {
+	if f[0] != "10.0.0.1" || f[1] != "150" || f[2] != "true" || f[8] != "periodic" || f[10] != "bot" || f[11] != "fixed-2s" {
 		t.Errorf("row %q", lines[1])
 	}
 	if strings.Contains(errOut, "sorted") {
@@ -180,6 +180,16 @@ func TestReplayServiceFlags(t *testing.T) {
 	}
 	if r := decodeResults(t, out)["10.0.0.1"]; r.FirstQuarantineRequest < 30 {
 		t.Errorf("--confirm 20: first quarantined at request %d", r.FirstQuarantineRequest)
+	}
+
+	// The volume limit counts separately from quarantine: one request per
+	// 10 s with a burst of 1 limits most of the human's bursts.
+	out, _, err = runReplay(t, nil, "--volume-rate", "0.1", "--volume-burst", "1", testdata+"human-spa.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decodeResults(t, out)["10.0.1.1"]; r.Limited < 100 || r.Quarantined || r.Denied != 0 {
+		t.Errorf("volume limit: %+v", r)
 	}
 }
 

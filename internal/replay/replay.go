@@ -9,6 +9,7 @@ import (
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/volume"
 )
 
 // DefaultSweepInterval is how often, in virtual time, Run sweeps idle
@@ -22,6 +23,9 @@ type Options struct {
 	Quarantine quarantine.Options
 	// Lists are the allow and deny lists; nil means none.
 	Lists *quarantine.Lists
+	// Volume is the per-identity volume limit; the zero value (Rate 0)
+	// means none.
+	Volume volume.Options
 	// Mode is the policy's mode. In shadow mode nothing is denied, but
 	// quarantines are still admitted, and Result reports them.
 	Mode authz.Mode
@@ -44,15 +48,19 @@ type Result struct {
 	// Requests is the number of records of the identity.
 	Requests int `json:"requests"`
 	// Quarantined reports that at least one request would have been denied
-	// (quarantined, admitted or deny-listed), in enforce mode.
+	// as quarantined (or deny-listed), in enforce mode.
 	Quarantined bool `json:"quarantined"`
 	// FirstQuarantineRequest is the 1-based index, among the identity's
 	// requests, of the first one denied; 0 if none was.
 	FirstQuarantineRequest int `json:"first_quarantine_request"`
 	// FirstQuarantineTS is that request's time, null if none was denied.
 	FirstQuarantineTS *time.Time `json:"first_quarantine_ts"`
-	// Denied is how many of the identity's requests would have been denied.
+	// Denied is how many of the identity's requests would have been denied
+	// as quarantined or deny-listed.
 	Denied int `json:"denied"`
+	// Limited is how many were over the volume limit (429, not a
+	// quarantine); always 0 without one.
+	Limited int `json:"limited"`
 	// MaxRisk is the highest risk score (0–100) of any of its decisions.
 	MaxRisk int `json:"max_risk"`
 	// Reason is why it was first denied, or, if it never was, the reason
@@ -105,10 +113,12 @@ func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, e
 
 	engine := risk.New(opts.Risk)
 	q := quarantine.New(opts.Quarantine)
+	limiter := volume.New(opts.Volume) // nil without a rate
 	policy := authz.NewPolicy(authz.Options{
 		Engine:       engine,
 		Quarantine:   q,
 		Lists:        opts.Lists,
+		Volume:       limiter,
 		Mode:         opts.Mode,
 		ExcludePaths: opts.ExcludePaths,
 	})
@@ -137,6 +147,9 @@ func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, e
 			tick := nextSweep.Add(now.Sub(nextSweep) / every * every)
 			q.Sweep(tick)
 			engine.Sweep(tick)
+			if limiter != nil {
+				limiter.Sweep(tick)
+			}
 			nextSweep = tick.Add(every)
 		}
 
@@ -162,7 +175,10 @@ func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, e
 		if r.Scenario == "" {
 			r.Scenario = rec.Scenario
 		}
-		if d.Outcome.Denies() {
+		switch d.Outcome {
+		case authz.VolumeLimited:
+			r.Limited++
+		case authz.Quarantined, authz.Admitted, authz.DenyListed:
 			r.Denied++
 			if !r.Quarantined {
 				ts := now
