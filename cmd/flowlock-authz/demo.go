@@ -35,8 +35,9 @@ const (
 	// released by the TTL, caught again a little later.
 	backOff
 	// rotate moves to the next address of its pool after rotateAfter
-	// denied requests and a pause, as a bot on a proxy pool would: a fresh
-	// catch every half minute or so.
+	// denied requests and a pause, as a bot on a small proxy pool would: a
+	// fresh catch every half minute or so, and strikes that grow as it
+	// comes back to addresses it used before.
 	rotate
 )
 
@@ -70,7 +71,7 @@ var demoCast = []demoActor{
 	{scenario: "heavy-spa", addrs: addrs("198.51.100.108")},
 	{scenario: "mobile-flaky", addrs: addrs("198.51.100.150")},
 	{scenario: "nat-10", addrs: addrs("192.0.2.10")},
-	{scenario: "fixed-0.5s", addrs: addrPool("203.0.113.100", 100), deny: rotate},
+	{scenario: "fixed-0.5s", addrs: addrPool("203.0.113.100", 6), deny: rotate},
 	{scenario: "scraper", addrs: addrs("203.0.113.55"), deny: backOff},
 	{scenario: "fixed-2s", addrs: addrs("203.0.113.2"), deny: persist},
 	{scenario: "uniform-5pct-2s", addrs: addrs("203.0.113.21"), deny: backOff},

@@ -326,22 +326,41 @@ const actionWords = {
   admitted: 'quarantined', banned: 'banned', extended: 'extended', released: 'released', expired: 'healed',
 };
 
+// The activity feed reuses the items it already shows, so only new events
+// slide in.
+const eventItems = new Map(); // key -> li
+
 function renderEvents(events) {
   const ol = $('events');
-  const key = events.map((e) => e.time + e.identity + e.action).join('|');
-  if (ol.dataset.key === key) return;
-  ol.dataset.key = key;
-  ol.replaceChildren(...events.map((e) => {
-    const bits = [];
-    if (e.reason && e.action !== 'released') bits.push(e.reason.replace(/_/g, ' '));
-    if (e.strikes > 1 && e.action === 'admitted') bits.push(`strike ${e.strikes}`);
-    return el('li', { class: 'event', data: { action: e.action } },
-      el('time', { datetime: e.time, text: fmtClock(Date.parse(e.time)) }),
-      el('span', { class: 'what' },
-        el('span', { class: 'who', text: e.identity }), ` ${actionWords[e.action] || e.action}`,
-        bits.length ? ` · ${bits.join(' · ')}` : ''));
-  }));
+  const keep = new Set();
+  events.forEach((e, i) => {
+    const key = `${e.time}|${e.identity}|${e.action}`;
+    keep.add(key);
+    let li = eventItems.get(key);
+    if (!li) {
+      li = eventItem(e);
+      eventItems.set(key, li);
+    }
+    if (ol.children[i] !== li) ol.insertBefore(li, ol.children[i] || null);
+  });
+  for (const [key, li] of eventItems) {
+    if (!keep.has(key)) {
+      li.remove();
+      eventItems.delete(key);
+    }
+  }
   $('events-empty').hidden = events.length > 0;
+}
+
+function eventItem(e) {
+  const bits = [];
+  if (e.reason && e.action !== 'released') bits.push(e.reason.replace(/_/g, ' '));
+  if (e.strikes > 1 && e.action === 'admitted') bits.push(`strike ${e.strikes}`);
+  return el('li', { class: 'event', data: { action: e.action } },
+    el('time', { datetime: e.time, text: fmtClock(Date.parse(e.time)) }),
+    el('span', { class: 'what', title: `${e.identity} ${actionWords[e.action] || e.action}` },
+      el('span', { class: 'who', text: e.identity }), ` ${actionWords[e.action] || e.action}`,
+      bits.length ? ` · ${bits.join(' · ')}` : ''));
 }
 
 // ---------------------------------------------------------------- admin

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowlock/flowlock/dashboard"
+	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/metrics"
+)
+
+// TestRecorderZeroAllocs pins that recording a Check, metrics and live
+// figures together, allocates nothing: it runs on every request.
+func TestRecorderZeroAllocs(t *testing.T) {
+	r := recorder{metrics.New(prometheus.NewRegistry(), "test"), dashboard.NewTracker()}
+	for _, rec := range []authz.Record{
+		{Outcome: authz.Allowed, Allowed: true, Score: 12, Reason: "none", Duration: 40 * time.Microsecond},
+		{Outcome: authz.Admitted, Score: 91, Reason: "periodic", Duration: 90 * time.Microsecond},
+		{Outcome: authz.Quarantined, Score: 95, Reason: "periodic", Mode: authz.Shadow, Allowed: true},
+		{Failed: true, Duration: time.Millisecond},
+	} {
+		if got := testing.AllocsPerRun(200, func() { r.RecordCheck(rec) }); got != 0 {
+			t.Errorf("RecordCheck(%+v): %v allocs/op, want 0", rec, got)
+		}
+	}
+}
+
+func TestRecorderFeedsTracker(t *testing.T) {
+	live := dashboard.NewTracker()
+	r := recorder{metrics.New(prometheus.NewRegistry(), "test"), live}
+	r.RecordCheck(authz.Record{Outcome: authz.Allowed, Allowed: true})
+	r.RecordCheck(authz.Record{Outcome: authz.Quarantined})
+	r.RecordCheck(authz.Record{Outcome: authz.Admitted, Mode: authz.Shadow, Allowed: true}) // would deny
+	r.RecordCheck(authz.Record{Failed: true})
+	st := live.Stats(time.Now())
+	if st.AllowedTotal != 1 || st.DeniedTotal != 2 || st.FailedTotal != 1 {
+		t.Errorf("tracker totals = %d allowed, %d denied, %d failed; want 1, 2, 1", st.AllowedTotal, st.DeniedTotal, st.FailedTotal)
+	}
+	recorder{m: metrics.New(nil, "test")}.RecordCheck(authz.Record{}) // a nil tracker records nothing
+}
