@@ -129,14 +129,7 @@ func start(t *testing.T, args ...string) *service {
 	}()
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM) // by PID, never by name
-		select {
-		case <-s.done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-s.done
-			t.Errorf("flowlock-authz ignored SIGTERM for 20 s")
-		}
+		s.stop(t)
 		if t.Failed() {
 			t.Logf("flowlock-authz log:\n%s", s.logText())
 		}
@@ -151,6 +144,24 @@ func start(t *testing.T, args ...string) *service {
 		t.Fatalf("flowlock-authz did not listen within 30 s:\n%s", s.logText())
 	}
 	return s
+}
+
+// stop sends SIGTERM to the process, by its PID, and waits for it to exit
+// (SIGKILL after 20 s).
+func (s *service) stop(t *testing.T) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		t.Errorf("flowlock-authz ignored SIGTERM for 20 s")
+	}
 }
 
 func (s *service) logText() string {
@@ -434,5 +445,38 @@ func TestCommandCenter(t *testing.T) {
 	defer mu.Unlock()
 	for _, p := range problems {
 		t.Error(p)
+	}
+}
+
+// TestReconnectsAfterRestart stops the service under an open page and
+// starts it again on the same address: the page must say it is
+// disconnected meanwhile, and be live again by itself.
+func TestReconnectsAfterRestart(t *testing.T) {
+	execPath := chromium(t)
+	svc := start(t) // no --demo, no --admin-token: the admin API is off
+	ctx := browser(t, execPath, 2*time.Minute)
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective));`,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate("http://"+svc.httpAddr+"/")); err != nil {
+		t.Fatal(err)
+	}
+	live := `document.querySelector('[data-testid=connection-status]').dataset.state === 'live'`
+	waitFor(t, ctx, "live", live, 20*time.Second)
+	// Without --admin-token the page is read-only and says so.
+	waitFor(t, ctx, "read-only notice", `document.getElementById('notice').dataset.state === 'disabled' && document.querySelector('[data-testid=admin-unlock]').disabled`, 5*time.Second)
+
+	svc.stop(t)
+	waitFor(t, ctx, "disconnected shown", `document.querySelector('[data-testid=connection-status]').dataset.state === 'disconnected'`, 10*time.Second)
+	if label := eval[string](t, ctx, `document.querySelector('[data-testid=connection-status]').textContent`); !strings.Contains(label, "Disconnected") {
+		t.Errorf("connection status says %q while the service is down", label)
+	}
+
+	start(t, "--http-addr", svc.httpAddr) // the later flag wins
+	waitFor(t, ctx, "live again after the restart", live, 30*time.Second)
+	if csp := eval[[]string](t, ctx, `window.__csp`); len(csp) != 0 {
+		t.Errorf("CSP violations in the page: %v", csp)
 	}
 }
