@@ -316,7 +316,7 @@ func startNginx(t *testing.T, bin, forwardAuth, upstream string) string {
 	}
 	errorLog := filepath.Join(dir, "error.log")
 	p := startProcess(t, dir, bin, nil, "-p", dir+"/", "-c", "nginx.conf", "-e", errorLog, "-g", global)
-	p.logs = append(p.logs, errorLog)
+	p.logs = append(p.logs, errorLog, filepath.Join(dir, "access.log"))
 	p.waitListening(t, "127.0.0.1:"+port)
 	return "http://127.0.0.1:" + port
 }
