@@ -122,8 +122,8 @@ func TestRunDemo(t *testing.T) {
 
 	fake.mu.Lock()
 	defer fake.mu.Unlock()
-	// About 12 requests per second in all; the scraper and the 0.5 s bot
-	// start at once. Far more would mean the pacing is broken.
+	// About 6 requests per second in all. Far more would mean the pacing
+	// is broken.
 	if n := len(fake.reqs); n < 5 || float64(n) > 60*elapsed.Seconds() {
 		t.Errorf("%d Checks in %v, want a handful per second", n, elapsed)
 	}
