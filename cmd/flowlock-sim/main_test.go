@@ -269,8 +269,8 @@ func TestErrors(t *testing.T) {
 		{[]string{"trace", "--scenario", "H1", "extra"}, `unexpected argument "extra"`, true},
 		{[]string{"scenarios", "--format", "xml"}, "--format", true},
 		{[]string{"eval", "--seed-set", "x"}, `--seed-set "x"`, true},
-		{[]string{"grpc"}, "available now: scenarios, trace, eval", false},
-		{[]string{"http"}, "not implemented yet", false},
+		{[]string{"grpc"}, "--target is required", true},
+		{[]string{"http", "--target", "http://x"}, "--scenario is required", true},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -294,10 +294,40 @@ func TestErrors(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	out, _, err := runArgs(t, "help")
-	if err != nil || !strings.Contains(out, "trace") || !strings.Contains(out, "not implemented yet") {
+	if err != nil || !strings.Contains(out, "trace") || !strings.Contains(out, "grpc") || strings.Contains(out, "not implemented yet") {
 		t.Errorf("help: err %v, output %q", err, out)
 	}
 	if _, errOut, err := runArgs(t, "trace", "-h"); err != nil || !strings.Contains(errOut, "-scenario") {
 		t.Errorf("trace -h: err %v, stderr %q", err, errOut)
+	}
+}
+
+func TestTraceFirstAddr(t *testing.T) {
+	for _, tc := range []struct {
+		first string
+		want  []string
+	}{
+		{"10.1.0.254", []string{"10.1.0.254", "10.1.0.255", "10.1.1.0"}},
+		{"2001:db8::7", []string{"2001:db8::7", "2001:db8:0:1::7", "2001:db8:0:2::7"}},
+	} {
+		out, _, err := runArgs(t, "trace", "--scenario", "fixed-2s", "--clients", "3", "--duration", "10s", "--first-addr", tc.first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, r := range decodeTrace(t, out) {
+			seen[r.IP] = true
+		}
+		for _, a := range tc.want {
+			if !seen[a] {
+				t.Errorf("--first-addr %s: no requests from %s (got %v)", tc.first, a, seen)
+			}
+		}
+		if len(seen) != len(tc.want) {
+			t.Errorf("--first-addr %s: addresses %v", tc.first, seen)
+		}
+	}
+	if _, _, err := runArgs(t, "trace", "--scenario", "H1", "--first-addr", "255.255.255.255", "--clients", "2"); err == nil {
+		t.Error("overflowing --first-addr accepted")
 	}
 }
