@@ -161,6 +161,10 @@ func (h *hub) close() {
 // goes away or the server shuts down; EventSource then reconnects by
 // itself after the advertised retry delay.
 func (s *server) handleStream(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead { // the headers only: a body would never end
+		w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+		return
+	}
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
 		s.hub.watch(srv)
 	}

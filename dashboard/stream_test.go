@@ -367,6 +367,20 @@ func TestStreamSharesSnapshots(t *testing.T) {
 	}
 }
 
+func TestStreamHead(t *testing.T) {
+	h, _ := newTest(t, nil)
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- do(t, h, "HEAD", "/api/v1/stream", "") }()
+	select {
+	case rec := <-done:
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/event-stream; charset=utf-8" {
+			t.Errorf("HEAD /api/v1/stream = %d %q", rec.Code, rec.Header().Get("Content-Type"))
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("HEAD /api/v1/stream did not return")
+	}
+}
+
 func TestExplain(t *testing.T) {
 	h, fb := newTest(t, nil)
 	rec := do(t, h, "GET", "/api/v1/identities/203.0.113.7", "")
