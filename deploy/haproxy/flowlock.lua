@@ -26,7 +26,7 @@ local skip = {
     ["connection"] = true, ["keep-alive"] = true, ["proxy-connection"] = true,
     ["te"] = true, ["trailer"] = true, ["transfer-encoding"] = true,
     ["upgrade"] = true, ["expect"] = true, ["content-length"] = true,
-    ["host"] = true,
+    ["host"] = true, ["accept-encoding"] = true, -- httpclient cannot decompress
     ["x-forwarded-for"] = true, ["x-real-ip"] = true,
     ["x-forwarded-uri"] = true, ["x-forwarded-method"] = true,
     ["x-original-uri"] = true, ["x-original-method"] = true,
