@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -55,6 +58,7 @@ type evalOptions struct {
 	sweep     bool
 	workers   int
 	strict    bool
+	output    string // write here (atomically) instead of stdout
 }
 
 // parseEval parses and validates the flags of "flowlock-sim eval".
@@ -70,11 +74,12 @@ func parseEval(args []string, stderr io.Writer) (evalOptions, error) {
 	sweep := fs.Bool("threshold-sweep", false, "also quarantine rates at risk thresholds 50/60/70/80/90 (5x the work)")
 	workers := fs.Int("workers", 0, "parallel workers (0: GOMAXPROCS)")
 	strict := fs.Bool("strict", false, "exit with status 1 when a target fails")
+	output := fs.String("output", "", "write the report to `file` (replaced only when the run succeeds) instead of stdout")
 	if err := parse(fs, args); err != nil {
 		return evalOptions{}, err
 	}
 	o := evalOptions{seedSet: *seedSet, seed: *seed, streams: *streams, format: *format, markdown: *markdown,
-		sweep: *sweep, workers: *workers, strict: *strict}
+		sweep: *sweep, workers: *workers, strict: *strict, output: *output}
 	switch o.seedSet {
 	case "tune":
 		if o.seed == 0 {
@@ -137,13 +142,21 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	elapsed := time.Since(began)
+	var buf bytes.Buffer
 	switch {
 	case o.markdown:
-		err = writeMarkdown(stdout, &rep)
+		err = writeMarkdown(&buf, &rep)
 	case o.format == "json":
-		err = writeJSON(stdout, &rep)
+		err = writeJSON(&buf, &rep)
 	default:
-		err = writeTable(stdout, &rep)
+		err = writeTable(&buf, &rep)
+	}
+	if err == nil {
+		if o.output != "" {
+			err = writeFileAtomic(o.output, buf.Bytes())
+		} else {
+			_, err = stdout.Write(buf.Bytes())
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("write eval: %w", err)
@@ -158,6 +171,29 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	return nil
+}
+
+// writeFileAtomic replaces the file at path with data: it writes a
+// temporary file in the same directory and renames it, so that a failed or
+// interrupted run never leaves a truncated document.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after a successful rename there is nothing left to remove
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // errTargets is returned by eval --strict when a target fails.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -230,6 +232,34 @@ func TestEvalMarkdown(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
+	}
+}
+
+func TestEvalOutput(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "detection.md")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runArgs(t, "eval", "--scenarios", "fixed-2s", "--streams", "2", "--markdown", "--output", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "" || !strings.HasPrefix(string(data), "# Detection") {
+		t.Errorf("stdout %q, file starts %.40q", out, data)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	// A failing run leaves the file alone.
+	if _, _, err := runArgs(t, "eval", "--scenarios", "nope", "--output", path); err == nil {
+		t.Fatal("bad scenario accepted")
+	}
+	if again, _ := os.ReadFile(path); string(again) != string(data) {
+		t.Error("a failed run changed the file")
 	}
 }
 

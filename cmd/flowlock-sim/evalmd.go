@@ -240,11 +240,12 @@ human false-positive rate on them would mean the model overfits the generator.
 
 `)
 
-	fmt.Fprintf(w, "## How to rerun\n\n```sh\n%s > docs/detection.md\n```\n\n", r.command())
+	fmt.Fprintf(w, "## How to rerun\n\nFrom the repository root (the file is replaced only when the run succeeds):\n\n"+
+		"```sh\n%s --output docs/detection.md\n```\n\n", r.command())
 	fmt.Fprint(w, `Use `+"`--format table`"+` (default) or `+"`--format json`"+` instead of `+"`--markdown`"+` for the
 same numbers without the prose, `+"`--seed-set tune`"+` while tuning, `+"`--streams N`"+` for a quick
 run, `+"`--scenarios H1,B1-2s`"+` for a subset, and `+"`--strict`"+` to exit with status 1 when a target
-fails. The output depends only on the flags: the same command gives the same file on any machine
+fails. Without --output the report goes to stdout. The output depends only on the flags: the same command gives the same file on any machine
 and any number of cores (timing goes to stderr). A regression guard with explicit margins runs in
 `+"`go test ./cmd/flowlock-sim`"+` (TestDetectionTargets).
 `)
