@@ -323,7 +323,7 @@ function renderLists(lists) {
 }
 
 const actionWords = {
-  admitted: 'quarantined', banned: 'banned', extended: 'extended', released: 'released', expired: 'healed',
+  admitted: 'caught', banned: 'banned', extended: 'extended', released: 'released', expired: 'healed',
 };
 
 // The activity feed reuses the items it already shows, so only new events
