@@ -79,7 +79,7 @@ the evidence.
 		fmt.Fprint(w, " Failing:")
 		for _, t := range r.targets {
 			if !t.Pass {
-				fmt.Fprintf(w, " %s (%s: %s);", t.Scenario, t.Target, t.Measured)
+				fmt.Fprintf(w, " %s (%s: %s);", t.Scenario, mdEscape(t.Target), t.Measured)
 			}
 		}
 		fmt.Fprint(w, " see [Targets](#targets).")
