@@ -54,7 +54,9 @@
 // --max-requests. grpc plays Envoy against an ext_authz server: the client
 // is the CheckRequest's source address (and X-Forwarded-For) and
 // request.time is the send time (--virtual-time: the scenario's time). http
-// sends the requests to a proxy URL with X-Forwarded-For set to the client;
+// sends the requests to a proxy URL with X-Forwarded-For set to the client
+// (the proxy or Flow Lock must trust one hop of it: --xff-trusted-hops 1, or
+// --trusted-proxies with the sender's address);
 // 403 with Retry-After counts as denied, 429 with Retry-After as limited,
 // any other status as the upstream's. Both print one line per request, or
 // with --quiet a summary every --every, and stop with exit status 1 after

@@ -137,7 +137,7 @@ func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, e
 			}
 		}
 		rec := &recs[i]
-		now := rec.TS
+		now := rec.TS.UTC() // report every time in UTC, whatever zone the log wrote
 		if i == 0 {
 			nextSweep = now.Add(every)
 		}
