@@ -145,7 +145,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 
 	var recs []replay.Record
-	skipped, nginxWarned := 0, false
+	skipped, coarseWarned := 0, false
 	for _, path := range o.paths {
 		n, err := readTrace(ctx, path, o.inputFormat, &recs, func(le *replay.LineError) {
 			skipped++
@@ -159,8 +159,8 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		if err != nil {
 			return err
 		}
-		if n == replay.Nginx && !nginxWarned {
-			nginxWarned = true
+		if n.Resolution() >= time.Second && !coarseWarned {
+			coarseWarned = true
 			fmt.Fprintln(stderr, "replay: warning: nginx $time_local has whole-second timestamps, which cannot show "+
 				"the rhythm Flow Lock scores: sub-second gaps become 0 or 1 s and periods blur; expect missed bots "+
 				"and unreliable scores (log $msec, or use JSON Lines, for a real backtest)")

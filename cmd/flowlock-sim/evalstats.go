@@ -2,7 +2,6 @@ package main
 
 import (
 	"slices"
-	"time"
 
 	"github.com/flowlock/flowlock/internal/traffic"
 )
@@ -121,6 +120,3 @@ func (s *scenarioStats) within(n int) float64 {
 
 // medianRTD is the median requests-to-detection, 0 when none was detected.
 func (s *scenarioStats) medianRTD() int { return percentile(s.rtd, 0.5) }
-
-// horizon returns the scenario horizon, for tables.
-func (s *scenarioStats) horizon() time.Duration { return s.sc.Horizon }
