@@ -9,13 +9,18 @@ import (
 
 const (
 	defaultMaxStreams = 64               // concurrent streams when Options.MaxStreams is 0
-	heartbeatEvery    = 15 * time.Second // comment line that keeps idle proxies from closing a stream
 	streamWriteWait   = 10 * time.Second // longest one event may take to reach a client
 	retryMillis       = "2000"           // how soon EventSource reconnects after the stream ends
 )
 
-// streamInterval is the time between snapshots; tests shorten it.
-var streamInterval = time.Second
+// streamInterval is the time between snapshots, and heartbeatEvery the
+// time between comment lines that keep idle proxies from closing a stream
+// (a snapshot that fails to build leaves the stream otherwise silent).
+// Tests shorten them.
+var (
+	streamInterval = time.Second
+	heartbeatEvery = 15 * time.Second
+)
 
 var (
 	errStreamsFull = errors.New("too many dashboard streams")

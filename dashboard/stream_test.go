@@ -367,6 +367,27 @@ func TestStreamSharesSnapshots(t *testing.T) {
 	}
 }
 
+func TestStreamHeartbeat(t *testing.T) {
+	defer func(d time.Duration) { heartbeatEvery = d }(heartbeatEvery)
+	heartbeatEvery = 20 * time.Millisecond
+	h, _ := newTest(t, nil)
+	_, base := streamServer(t, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp := openStream(t, ctx, base)
+	defer resp.Body.Close()
+	r := newSSEReader(resp.Body)
+	for {
+		ev, err := r.next()
+		if err != nil {
+			t.Fatalf("no heartbeat before %v", err)
+		}
+		if ev.comment {
+			return
+		}
+	}
+}
+
 func TestStreamHead(t *testing.T) {
 	h, _ := newTest(t, nil)
 	done := make(chan *httptest.ResponseRecorder)
