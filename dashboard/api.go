@@ -139,7 +139,7 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if released {
-		s.journal.add(Decision{Time: now, Identity: id.String(), Action: actionReleased, By: "operator"})
+		s.journal.add(Decision{Time: now, Identity: IdentityText(id), Action: actionReleased, By: "operator"})
 	}
 	s.log.InfoContext(r.Context(), "admin release",
 		"action", "release", "identity", id.String(), "released", released,
@@ -227,7 +227,7 @@ func (s *server) handleExplain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	name := id.String()
+	name := IdentityText(id)
 	qs := s.backend.Quarantined(now)
 	s.journal.observe(qs, now)
 	resp := explainResponse{Identity: name}
@@ -329,4 +329,13 @@ func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool 
 		return false
 	}
 	return true
+}
+
+// IdentityText writes id as the views carry it: as identity.ID.String does,
+// except that a header value that would read back as an address gets the
+// "name:" prefix (identity.ID.MarshalText), so that what the page shows,
+// explains, releases and extends is always the same identity.
+func IdentityText(id identity.ID) string {
+	b, _ := id.MarshalText() // never fails
+	return string(b)
 }

@@ -29,7 +29,7 @@ import (
 
 // Identity is one tracked client, as /api/v1/identities lists it.
 type Identity struct {
-	Identity    string    `json:"identity"`    // as written by identity.ID.String
+	Identity    string    `json:"identity"`    // as written by IdentityText
 	Score       int       `json:"score"`       // risk score now, 0-100
 	Reason      string    `json:"reason"`      // detector behind the score, or ""
 	Requests    uint64    `json:"requests"`    // requests seen since tracking began
@@ -42,7 +42,7 @@ type Identity struct {
 
 // Quarantine is one identity in quarantine, as /api/v1/quarantine lists it.
 type Quarantine struct {
-	Identity   string    `json:"identity"`    // as written by identity.ID.String
+	Identity   string    `json:"identity"`    // as written by IdentityText
 	Reason     string    `json:"reason"`      // detector that fired, or the operator's reason
 	Score      int       `json:"score"`       // risk score at admission, 0-100
 	Strikes    int       `json:"strikes"`     // admissions so far, for escalation

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
 )
 
 func TestMain(m *testing.M) {
@@ -569,6 +571,28 @@ func TestPageNeverRendersHostileIdentity(t *testing.T) {
 				t.Errorf("snapshot data carries raw markup characters: %s", ev.data)
 			}
 			break
+		}
+	}
+}
+
+func TestIdentityText(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.7":       "203.0.113.7",
+		"2001:db8:1:2::/64": "2001:db8:1:2::/64",
+		"api key 7":         "api key 7",
+		"name:203.0.113.7":  "name:203.0.113.7", // a header value that looks like an address
+		hostile:             hostile,
+	} {
+		id, err := identity.Parse(in, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := IdentityText(id)
+		if got != want {
+			t.Errorf("IdentityText(%q) = %q, want %q", in, got, want)
+		}
+		if back, err := identity.Parse(got, 64); err != nil || back != id {
+			t.Errorf("Parse(IdentityText(%q)) = %v, %v; want the same identity", in, back, err)
 		}
 	}
 }

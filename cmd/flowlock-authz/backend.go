@@ -30,7 +30,7 @@ func (b *backend) Identities(limit int, now time.Time) []dashboard.Identity {
 	for _, s := range top {
 		_, quarantined := b.q.Check(s.ID, now)
 		out = append(out, dashboard.Identity{
-			Identity:    s.ID.String(),
+			Identity:    dashboard.IdentityText(s.ID),
 			Score:       int(s.Score),
 			Reason:      s.Reason.String(),
 			Requests:    uint64(s.Requests),
@@ -90,7 +90,7 @@ func (b *backend) Explain(id identity.ID, now time.Time) (dashboard.Explanation,
 	}
 	return dashboard.Explanation{
 		Identity: dashboard.Identity{
-			Identity:    x.ID.String(),
+			Identity:    dashboard.IdentityText(x.ID),
 			Score:       int(x.Score),
 			Reason:      x.Reason.String(),
 			Requests:    uint64(x.Requests),
@@ -143,7 +143,7 @@ func (b *backend) flush() error {
 
 func quarantineView(e quarantine.Entry, now time.Time) dashboard.Quarantine {
 	return dashboard.Quarantine{
-		Identity:   e.ID.String(),
+		Identity:   dashboard.IdentityText(e.ID),
 		Reason:     e.Reason,
 		Score:      int(e.Score),
 		Strikes:    e.Strikes,
