@@ -19,11 +19,12 @@ type recorder struct {
 var _ authz.Recorder = recorder{}
 
 var reasonOf = [...]metrics.Reason{
-	authz.Allowed:     metrics.ReasonAllowed,
-	authz.Quarantined: metrics.ReasonQuarantined,
-	authz.Admitted:    metrics.ReasonAdmitted,
-	authz.DenyListed:  metrics.ReasonDenylist,
-	authz.NoIdentity:  metrics.ReasonNoIdentity,
+	authz.Allowed:       metrics.ReasonAllowed,
+	authz.Quarantined:   metrics.ReasonQuarantined,
+	authz.Admitted:      metrics.ReasonAdmitted,
+	authz.DenyListed:    metrics.ReasonDenylist,
+	authz.NoIdentity:    metrics.ReasonNoIdentity,
+	authz.VolumeLimited: metrics.ReasonVolume,
 }
 
 var fallbackOf = [...]metrics.Fallback{
@@ -48,6 +49,9 @@ func (r recorder) RecordCheck(c authz.Record) {
 		reason := metrics.ReasonOther
 		if int(c.Outcome) < len(reasonOf) {
 			reason = reasonOf[c.Outcome]
+		}
+		if c.Outcome == authz.Allowed && c.Excluded {
+			reason = metrics.ReasonExcludedPath
 		}
 		r.m.Check(decision, reason, shadow)
 		if c.Outcome != authz.NoIdentity && c.Outcome != authz.DenyListed {

@@ -201,7 +201,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Allowed: d.Allow, Mode: f.policy.Mode(), Score: d.Score, Reason: d.Reason,
-		Fallback: client.Fallback, Duration: time.Since(start),
+		Fallback: client.Fallback, Excluded: d.Excluded, Duration: time.Since(start),
 	})
 }
 

@@ -21,6 +21,7 @@ type Record struct {
 	Mode     Mode
 	Score    uint8
 	Reason   string // the component that fired, or the quarantine reason
+	Excluded bool   // the path was left out of timing (--exclude-path)
 	Fallback Fallback
 	// TimeSkewed is set when Envoy's request time was present but too far
 	// from the local clock to be believed.
@@ -125,6 +126,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	}
 	s.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Allowed: d.Allow, Mode: s.policy.Mode(), Score: d.Score, Reason: d.Reason,
+		Excluded: d.Excluded,
 		Fallback: client.Fallback, TimeSkewed: skewed, Duration: time.Since(local),
 	})
 	return resp, nil

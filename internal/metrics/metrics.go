@@ -56,6 +56,7 @@ const (
 	ReasonNoIdentity                 // "no_identity": no identity could be determined; allowed
 	ReasonExcludedPath               // "excluded_path": the path is left out of timing; allowed
 	ReasonError                      // "error": Flow Lock itself failed
+	ReasonVolume                     // "volume": over the per-identity volume limit (--volume-rate)
 	numBuiltinReasons
 )
 
@@ -66,7 +67,7 @@ const MaxReasons = 32
 
 var builtinReasonNames = [numBuiltinReasons]string{
 	"_other", "allowed", "quarantined", "admitted", "denylist",
-	"no_identity", "excluded_path", "error",
+	"no_identity", "excluded_path", "error", "volume",
 }
 
 // Fallback is a way identity or time extraction fell back to a weaker source,

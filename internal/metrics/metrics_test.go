@@ -207,16 +207,16 @@ func TestRegisterReason(t *testing.T) {
 	if err != nil || r != ReasonAllowed {
 		t.Errorf(`RegisterReason("allowed") = %d, %v; want ReasonAllowed, nil`, r, err)
 	}
-	volume, err := m.RegisterReason("volume")
+	custom, err := m.RegisterReason("geo_block")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := m.RegisterReason("volume"); again != volume {
-		t.Errorf("registering twice gave %d then %d", volume, again)
+	if again, _ := m.RegisterReason("geo_block"); again != custom {
+		t.Errorf("registering twice gave %d then %d", custom, again)
 	}
-	m.Check(DecisionDeny, volume, false)
-	if got := checkCount(m, "deny", "volume", "enforce"); got != 1 {
-		t.Errorf(`checks{deny,volume,enforce} = %v, want 1`, got)
+	m.Check(DecisionDeny, custom, false)
+	if got := checkCount(m, "deny", "geo_block", "enforce"); got != 1 {
+		t.Errorf(`checks{deny,geo_block,enforce} = %v, want 1`, got)
 	}
 	// A registered reason exists at 0 for every decision and mode.
 	if got := testutil.CollectAndCount(m.checkVec); got != 3*2*int(numBuiltinReasons+1) {
