@@ -2,13 +2,19 @@
 GO ?= go
 .DEFAULT_GOAL := help
 
-.PHONY: help run build test test-short bench fuzz check fmt-check vet tidy-check
+.PHONY: help run build test test-short bench fuzz check fmt-check vet tidy-check eval detection-doc
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## run Flow Lock with built-in demo traffic; dashboard on http://127.0.0.1:8080/
-	$(GO) run ./cmd/flowlock-authz --demo --grpc-addr 127.0.0.1:9191 --http-addr 127.0.0.1:8080
+	$(GO) run ./cmd/flowlock-authz --demo --quarantine-ttl 30s --grpc-addr 127.0.0.1:9191 --http-addr 127.0.0.1:8080
+
+eval: ## detection evaluation on held-out seeds (about a minute)
+	$(GO) run ./cmd/flowlock-sim eval --seed-set holdout
+
+detection-doc: ## regenerate docs/detection.md from a full held-out evaluation
+	$(GO) run ./cmd/flowlock-sim eval --markdown --seed-set holdout --threshold-sweep --output docs/detection.md
 
 build: ## build the binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...

@@ -3,6 +3,7 @@
 // an HTTP side for the dashboard, the admin API, metrics and health.
 //
 //	flowlock-authz [serve] [flags]    run the service (the default)
+//	flowlock-authz replay TRACE...    backtest access logs through the same engine
 //	flowlock-authz healthcheck        exit 0 when the local service is SERVING
 //	flowlock-authz version            print the version
 //
@@ -57,10 +58,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := fmt.Fprintln(stdout, "flowlock-authz", buildVersion())
 		return err
 	case "help":
-		fmt.Fprintln(stdout, "usage: flowlock-authz [serve|healthcheck|version] [flags]; flowlock-authz serve -h lists the flags")
+		fmt.Fprintln(stdout, "usage: flowlock-authz [serve|replay|healthcheck|version] [flags]; flowlock-authz serve -h lists the flags")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, healthcheck or version)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, replay, healthcheck or version)", cmd)
 	}
 }
 

@@ -6,7 +6,7 @@
 // 127/8 is local, so clients take distinct source addresses), and every
 // process is stopped by PID.
 //
-// The programs come from .ci/install-proxies.sh. A test whose program is
+// The programs come from .ci/install-deps.sh. A test whose program is
 // missing is skipped, unless FLOWLOCK_REQUIRE_PROXIES is set (CI sets it),
 // when it fails instead. With -short everything but the config checks is
 // skipped.
@@ -83,7 +83,7 @@ func endToEnd(t *testing.T) {
 
 // tool finds a program on PATH, in the sbin directories a non-root PATH
 // may lack (nginx and haproxy live in /usr/sbin), or where
-// .ci/install-proxies.sh puts Go tools. Missing, it skips t, or fails it
+// .ci/install-deps.sh puts Go tools. Missing, it skips t, or fails it
 // when FLOWLOCK_REQUIRE_PROXIES is set.
 func tool(t *testing.T, name string) string {
 	t.Helper()
@@ -109,7 +109,7 @@ func tool(t *testing.T, name string) string {
 			return p
 		}
 	}
-	msg := fmt.Sprintf("%s not found on PATH or in %v: run .ci/install-proxies.sh", name, dirs)
+	msg := fmt.Sprintf("%s not found on PATH or in %v: run .ci/install-deps.sh", name, dirs)
 	if os.Getenv(requireProxies) != "" {
 		t.Fatalf("%s (%s is set, so this is a failure)", msg, requireProxies)
 	}

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs what test/proxy runs against, idempotently:
+# Installs what the end-to-end tests run against, idempotently:
 #
 #   nginx, haproxy, caddy   from Debian (bookworm: nginx 1.22, HAProxy 2.6,
-#                           Caddy 2.6), with apt-get; `apt-get update` runs
-#                           once, and only if a package is missing
+#                           Caddy 2.6), for test/proxy
+#   chromium                from Debian, for test/browser (never a
+#                           downloaded browser)
+#                           apt-get update runs once, and only if a
+#                           package is missing
 #   grpcurl                 go install, pinned below
 #   grpc-health-probe       go install, pinned below
 #
@@ -17,7 +20,7 @@ set -euo pipefail
 GRPCURL_VERSION=v1.9.4
 GRPC_HEALTH_PROBE_VERSION=v0.4.62
 
-packages=(nginx haproxy caddy)
+packages=(nginx haproxy caddy chromium)
 
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
