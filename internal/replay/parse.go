@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowlock/flowlock/internal/authz"
 )
 
 // Format is an access-log format.
@@ -495,18 +497,11 @@ func parseNginx(line string) (Record, error) {
 	return rec, nil
 }
 
-// parseAddr reads an IP address, optionally with a port.
+// parseAddr reads an IP address, optionally with a port, the way the
+// service reads an X-Forwarded-For entry.
 func parseAddr(s string) (netip.Addr, bool) {
-	if len(s) == 0 || len(s) > 64 {
-		return netip.Addr{}, false
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap().WithZone(""), true
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap().WithZone(""), true
-	}
-	return netip.Addr{}, false
+	a := authz.ClientAddr(s)
+	return a, a.IsValid()
 }
 
 // clip shortens untrusted input echoed in messages.
