@@ -21,7 +21,8 @@
 // an exponentially weighted mean and variance of the intervals, the length
 // of the current stretch without a pause longer than 3 s, a sliding-window
 // request counter over 60 s, a 24-bit bitmap of active 5-minute buckets, and a
-// "shared until" time, in 256 bytes. The two rings keep their entries in
+// "shared until" time, in 256 bytes. The EW statistics include the third
+// central moment, for a long-horizon skewness. The two rings keep their entries in
 // order by value as they are filled, so scoring sorts nothing. Requests
 // less than 5 ms after the start of the current batch are one batch
 // (HTTP/2 fan-out, retries): they count as requests but add no interval
@@ -39,10 +40,25 @@
 //     p_lowH = clamp((2.0 − H)/1.2).
 //   - anti-bursty: A = Kim–Jo finite-size burstiness A_n of the ring (with
 //     n = m + 1 events) and A_ew = (CV_ew − 1)/(CV_ew + 1) from the EW
-//     statistics; p_anti = clamp((n_int − 32)/32) · clamp((−0.1 − max(A,
-//     A_ew))/0.3). Moderate regularity needs at least 64 intervals and must
-//     hold on both the short and the long horizon, because a regular human
-//     (one call per action) is statistically close to a 50 % jitter bot.
+//     statistics; x = max(A, A_ew), so regularity must hold on both the
+//     short and the long horizon. A regular human (one call per action,
+//     log-normal σ ≈ 0.5) is statistically close to a 50 % jitter bot in
+//     x; what tells them apart is shape (DETECTION.md §1.3): human gaps
+//     are right-skewed, additive jitter is symmetric, and a person's
+//     sub-second gaps are bursty fan-out, never a steady rhythm. So the
+//     machine evidence is z = max(sym, pace), with sym = clamp((0.8 −
+//     max(skew, skew_ew))/0.5) from the moment skewness of the ring and of
+//     the EW statistics (again both horizons), and pace = 1 when the
+//     ring's median gap is under 1 s. Then
+//     p_anti = clamp((cut(z) − x)/0.3), cut(z) = −0.25 + 0.2·z
+//     (−0.25 for a right-skewed human-paced rhythm, −0.05 for a symmetric
+//     or sub-second one), and g_anti = 0.9 · clamp((n_int − 32)/span):
+//     span is 32 (full weight at 64 intervals), shortened towards 8 (full
+//     at 40) when the evidence is strong, by sym·clamp((−0.4 − x)/0.1)
+//     or pace·clamp((−0.25 − x)/0.1), whichever is larger. Strong,
+//     symmetric regularity is thus decided sooner, and moderate,
+//     skewed regularity needs the most evidence (a cheap stand-in for a
+//     sequential test).
 //   - periodic bursts: MAD/median of the burst-start ring;
 //     p_bper = clamp((m_B − 8)/8) · clamp((0.20 − b_rcv)/0.15). This catches
 //     bots that fake human-looking bursts on a timer.

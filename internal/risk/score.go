@@ -23,11 +23,35 @@ const (
 	entSpan   = 1.2
 	entWeight = 0.8 // a weaker sign than MAD/median
 
-	antiMin    = 32   // anti-bursty needs more than this many intervals …
-	antiSpan   = 32   // … and is fully weighted at antiMin + antiSpan = 64
-	antiCut    = -0.1 // max(A, A_ew) below this counts
-	antiWidth  = 0.3
+	antiMin    = 32  // anti-bursty needs more than this many intervals …
+	antiSpan   = 32  // … and is fully weighted antiSpan later (at 64) …
+	antiFast   = 8   // … or antiFast later (at 40) with strong machine evidence
+	antiWidth  = 0.3 // p_anti rises from 0 to 1 over this much of max(A, A_ew)
 	antiWeight = 0.9
+	// max(A, A_ew) below the cut counts. The cut moves from antiCutHuman to
+	// antiCutMachine with the machine evidence z (symmetric gaps, or a
+	// sub-second median): a right-skewed rhythm at a human pace must be
+	// more regular before it counts, because that is what a very regular
+	// human (DETECTION.md H10, log-normal σ = 0.5) looks like.
+	antiCutHuman   = -0.25
+	antiCutMachine = -0.05
+	// Strong regularity reaches full weight at antiMin + antiFast instead
+	// of antiMin + antiSpan: with symmetric gaps when max(A, A_ew) ≤
+	// antiStrongSym, at a sub-second median when ≤ antiStrongPace; the
+	// speed-up fades to none antiStrongWidth above those.
+	antiStrongSym   = -0.5
+	antiStrongPace  = -0.35
+	antiStrongWidth = 0.1
+
+	// Symmetry (DETECTION.md §1.3): human gaps are right-skewed (log-normal
+	// think times, pauses), additive jitter is symmetric. sym =
+	// clamp((symCut − skewness)/symSpan), with the larger of the moment
+	// skewness of the ring and of the EW statistics: symmetric on both
+	// horizons, as anti-burstiness must hold on both. In simulation a
+	// regular human's ring of 32 is right-skewed at 0.3 or more 95 % of
+	// the time, Gaussian jitter below 0.8 95 % of the time.
+	symCut  = 0.8
+	symSpan = 0.5
 
 	bperMin   = 8 // periodic bursts: more than this many burst starts …
 	bperSpan  = 8
@@ -76,6 +100,8 @@ type features struct {
 	entropy       float64 // bits of the octave histogram
 	pLowH, gLowH  float64
 	a, aEW        float64 // Kim–Jo A_n of the ring, EW burstiness
+	skew, skewEW  float64 // moment skewness of the ring and of the EW statistics
+	sym, machine  float64 // symmetry in [0, 1]; machine evidence z
 	pAnti, gAnti  float64
 	bMedian, bRcv float64 // median (ms) and MAD/median of burst starts
 	pBper, gBper  float64
@@ -148,13 +174,12 @@ func (s *state) evaluate(now int64, f *features) {
 	a := s.ring.sorted(&buf)
 	f.median, f.rcv = madRatio(a)
 
-	var sum, sumSq float64
+	var sum float64
 	var short, long int
 	run, runBin := 0, -1
 	var clog float64 // Σ c·log₂ c over the octave bins
 	for _, x := range a {
 		sum += float64(x)
-		sumSq += float64(x) * float64(x)
 		if x < uint32(burstGap/int64(time.Millisecond)) {
 			short++
 		} else if x > uint32(pauseGap/int64(time.Millisecond)) {
@@ -170,10 +195,22 @@ func (s *state) evaluate(now int64, f *features) {
 	clog += clog2Tab[run]
 	f.entropy = max(0, log2Tab[m]-clog/float64(m))
 
-	// With at most 32 values below 2³², the one-pass variance loses
-	// nothing that matters at the precision of a coefficient of variation.
+	// Central moments in a second pass over at most 32 values.
 	mean := sum / float64(m)
-	cv := math.Sqrt(max(sumSq/float64(m)-mean*mean, 0)) / mean
+	var m2, m3 float64
+	for _, x := range a {
+		d := float64(x) - mean
+		d2 := d * d
+		m2 += d2
+		m3 += d2 * d
+	}
+	m2 /= float64(m)
+	m3 /= float64(m)
+	sd := math.Sqrt(m2)
+	cv := sd / mean
+	if m2 > 0 {
+		f.skew = m3 / (m2 * sd)
+	}
 	// Kim & Jo (2016) burstiness for n = m + 1 events, corrected for the
 	// finite sample: −1 for a timer, about 0 for Poisson, up to 1.
 	sp, sm := sqrtTab[m+2], sqrtTab[m]
@@ -184,8 +221,26 @@ func (s *state) evaluate(now int64, f *features) {
 	conf := clamp(float64(m-confFloor) / confSpan)
 	f.pPer, f.gPer = clamp((perCut-f.rcv)/perSpan), conf
 	f.pLowH, f.gLowH = clamp((entCut-f.entropy)/entSpan), entWeight*conf
-	f.pAnti = clamp((antiCut - max(f.a, f.aEW)) / antiWidth)
-	f.gAnti = antiWeight * clamp(float64(int64(f.nInt)-antiMin)/antiSpan)
+	// Machine evidence z: symmetric gaps on both horizons, or a
+	// sub-second median (one person's sub-second gaps are client fan-out,
+	// which is bursty, DETECTION.md §1.2; a regular sub-second rhythm is
+	// code with no human in the loop).
+	f.skewEW = s.ewSkewness()
+	f.sym = clamp((symCut - max(f.skew, f.skewEW)) / symSpan)
+	pace := 0.0
+	if f.median < float64(burstGap/int64(time.Millisecond)) {
+		pace = 1
+	}
+	f.machine = max(f.sym, pace)
+	x := max(f.a, f.aEW)
+	f.pAnti = clamp((antiCutHuman + (antiCutMachine-antiCutHuman)*f.machine - x) / antiWidth)
+	// Strong evidence needs fewer intervals (a cheap stand-in for a
+	// sequential test): the ramp to full weight shortens from antiSpan to
+	// antiFast.
+	fast := max(f.sym*clamp((antiStrongSym+antiStrongWidth-x)/antiStrongWidth),
+		pace*clamp((antiStrongPace+antiStrongWidth-x)/antiStrongWidth))
+	span := antiSpan - (antiSpan-antiFast)*fast
+	f.gAnti = antiWeight * clamp(float64(int64(f.nInt)-antiMin)/span)
 	if f.mB > bperMin {
 		f.bMedian, f.bRcv = madRatio(s.bursts.sorted(&buf))
 		f.pBper = clamp((bperCut - f.bRcv) / bperWidth)

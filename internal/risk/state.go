@@ -36,12 +36,17 @@ const (
 // Times are Unix nanoseconds. Values that grow (counts, stretches) saturate
 // instead of wrapping.
 type state struct {
-	first       int64 // first request
-	last        int64 // start of the latest batch; never decreases
-	sharedUntil int64 // the shared label holds while now < sharedUntil
+	first int64 // first request
+	last  int64 // start of the latest batch; never decreases
 
 	ewMean float32 // EW mean of the intervals (ms)
 	ewVar  float32 // EW variance of the intervals (ms²)
+	ewM3   float32 // EW third central moment of the intervals (ms³)
+
+	// sharedTill: the shared label holds while now < first + sharedTill
+	// seconds (0: never labelled). Whole seconds since first keep it in 4
+	// bytes; the label may hold up to 1 s longer than sharedFor.
+	sharedTill uint32
 
 	n          uint32 // requests, batched ones included
 	nInt       uint32 // intervals pushed
@@ -166,12 +171,16 @@ func (s *state) record(now int64) bool {
 	x := float64(ms)
 	alpha := min(1.0/64, float64(gap)/ewHorizon)
 	alpha = max(alpha, 1/float64(s.nInt))
-	mean, v := float64(s.ewMean), float64(s.ewVar)
+	// The third central moment follows from mixing the old distribution
+	// (weight 1 − α, shifted by the mean's move α·diff) with the new point
+	// (weight α, at (1 − α)·diff from the new mean).
+	mean, v, m3 := float64(s.ewMean), float64(s.ewVar), float64(s.ewM3)
 	diff := x - mean
 	incr := alpha * diff
 	mean += incr
+	m3 = (1-alpha)*(m3-3*incr*v-incr*incr*incr) + alpha*(1-alpha)*(1-alpha)*(1-alpha)*diff*diff*diff
 	v = (1 - alpha) * (v + diff*incr)
-	s.ewMean, s.ewVar = float32(mean), float32(v)
+	s.ewMean, s.ewVar, s.ewM3 = float32(mean), float32(v), float32(m3)
 
 	if gap > pauseGap {
 		s.stretch = 0
@@ -188,7 +197,8 @@ func (s *state) record(now int64) bool {
 	// The shared label is decided here rather than in evaluate, so that
 	// evaluate is a pure function of the state.
 	if s.nInt > sharedMinIntervals && s.rate(now) >= sharedMinRate && s.ewBurstiness() >= sharedMinAEW {
-		s.sharedUntil = now + sharedFor
+		till := (now-s.first)/int64(time.Second) + sharedFor/int64(time.Second) + 1
+		s.sharedTill = uint32(min(till, math.MaxUint32))
 	}
 	return true
 }
@@ -239,7 +249,19 @@ func (s *state) ewBurstiness() float64 {
 }
 
 // shared reports whether the shared label holds at now.
-func (s *state) shared(now int64) bool { return now < s.sharedUntil }
+func (s *state) shared(now int64) bool {
+	return s.sharedTill > 0 && now-s.first < int64(s.sharedTill)*int64(time.Second)
+}
+
+// ewSkewness returns the moment skewness of the EW statistics: about 0 for
+// symmetric jitter, positive for right-skewed (human) gaps.
+func (s *state) ewSkewness() float64 {
+	v := float64(s.ewVar)
+	if v <= 0 {
+		return 0
+	}
+	return float64(s.ewM3) / (v * math.Sqrt(v))
+}
 
 // packMS stores a duration in ms in 16 bits as a small float with 11
 // significant bits: exact below 2048 ms, within 0.1 % above, up to 49 days.
