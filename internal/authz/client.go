@@ -31,7 +31,8 @@ type ClientRules struct {
 	// a client-chosen value lets one client pose as many.
 	IdentityHeader string
 
-	// IPv6Prefix groups IPv6 clients by this many leading bits (default 64).
+	// IPv6Prefix groups IPv6 clients by this many leading bits; 0 (or 128)
+	// means no grouping. The service passes --ipv6-prefix (default 64).
 	IPv6Prefix int
 }
 

@@ -207,7 +207,13 @@ func (p *Policy) decide(r Request) Decision {
 	}
 	if v.Confirmed && !(addr.IsValid() && p.lists.Allowed(addr)) {
 		e := p.q.Admit(id, r.Now, d.Reason, v.Score)
-		d.Outcome, d.Reason, d.RetryAfter = Admitted, e.Reason, e.RetryAfterSeconds(r.Now)
+		d.Reason, d.RetryAfter = e.Reason, e.RetryAfterSeconds(r.Now)
+		if e.Since.Before(r.Now) {
+			// A concurrent request admitted it first: count it once.
+			d.Outcome = Quarantined
+			return d
+		}
+		d.Outcome = Admitted
 		p.log.Info("quarantined", "identity", id.String(), "score", v.Score, "reason", e.Reason,
 			"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
 		return d
@@ -222,12 +228,18 @@ func (p *Policy) decide(r Request) Decision {
 }
 
 // excluded reports whether path falls under an --exclude-path prefix.
+// Only a path in canonical form can be excluded: "/healthz/../data" or
+// "/healthz/%2e%2e/data" may reach a timed route once the upstream resolves
+// it, so a bot could hide its rhythm behind them. Such paths are timed.
 func (p *Policy) excluded(path string) bool {
 	if len(p.exclude) == 0 {
 		return false
 	}
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
+	}
+	if !canonical(path) {
+		return false
 	}
 	for _, prefix := range p.exclude {
 		if !strings.HasPrefix(path, prefix) {
@@ -238,6 +250,30 @@ func (p *Policy) excluded(path string) bool {
 		}
 	}
 	return false
+}
+
+// canonical reports whether path is absolute and has no empty, "." or ".."
+// segment, no percent-encoding and no backslash (a trailing slash is fine).
+// It does not allocate.
+func canonical(path string) bool {
+	if path == "" || path[0] != '/' || strings.ContainsAny(path, "%\\") {
+		return false
+	}
+	for rest := path[1:]; rest != ""; {
+		seg := rest
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			seg, rest = rest[:i], rest[i+1:]
+			if seg == "" {
+				return false // "//"
+			}
+		} else {
+			rest = ""
+		}
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // Ban quarantines id by hand for ttl (0 means the base TTL).
@@ -252,8 +288,10 @@ func (p *Policy) Ban(id identity.ID, ttl time.Duration, reason string, now time.
 // next request. Its strike history is kept: if it comes back as a bot it
 // is quarantined for longer.
 func (p *Policy) Release(id identity.ID, now time.Time) bool {
-	ok := p.q.Release(id, now)
+	// Forget first: a request landing between the two steps must not be
+	// re-admitted from the rhythm the operator just forgave.
 	p.engine.Forget(id)
+	ok := p.q.Release(id, now)
 	if ok {
 		p.log.Info("released", "identity", id.String())
 	}

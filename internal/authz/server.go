@@ -44,7 +44,7 @@ type ServerOptions struct {
 	Rules  ClientRules
 	// MaxSkew bounds how far Envoy's request time (attributes.request.time)
 	// may be from the local clock to be used; beyond it, the local clock is
-	// used. 0 means 5s.
+	// used. 0 (or less) always uses the local clock.
 	MaxSkew  time.Duration
 	Now      func() time.Time // nil means time.Now
 	Recorder Recorder         // nil records nothing
@@ -66,9 +66,6 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 // NewServer returns a Check server over the given policy.
 func NewServer(o ServerOptions) *Server {
 	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger}
-	if s.maxSkew <= 0 {
-		s.maxSkew = 5 * time.Second
-	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -172,7 +169,7 @@ func header(http *authv3.AttributeContext_HttpRequest, name string) string {
 // the time the Check reaches us, after queueing in Envoy and the network.
 // skewed reports a stamp that was present but not believed.
 func requestTime(ts *timestamppb.Timestamp, local time.Time, maxSkew time.Duration) (t time.Time, skewed bool) {
-	if ts == nil || !ts.IsValid() {
+	if ts == nil || !ts.IsValid() || maxSkew <= 0 {
 		return local, false
 	}
 	t = ts.AsTime()

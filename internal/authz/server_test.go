@@ -63,7 +63,7 @@ func newFixture(t testing.TB, s setup) *fixture {
 		recs:   &records{},
 	}
 	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude})
-	f.srv = NewServer(ServerOptions{Policy: f.policy, Rules: s.rules, Now: func() time.Time { return f.now }, Recorder: f.recs})
+	f.srv = NewServer(ServerOptions{Policy: f.policy, Rules: s.rules, MaxSkew: 5 * time.Second, Now: func() time.Time { return f.now }, Recorder: f.recs})
 
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
@@ -366,6 +366,9 @@ func TestRequestTime(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if got, skewed := requestTime(tc.ts, local, 0); !got.Equal(local) || skewed {
+				t.Errorf("with --clock-skew 0: %v, %v; want the local clock, not skewed", got, skewed)
+			}
 			got, skewed := requestTime(tc.ts, local, 5*time.Second)
 			if !got.Equal(tc.want) || skewed != tc.wantSkewed {
 				t.Errorf("requestTime = %v, %v; want %v, %v", got, skewed, tc.want, tc.wantSkewed)
@@ -380,6 +383,9 @@ func TestExcludedSegments(t *testing.T) {
 	for path, want := range map[string]bool{
 		"/api/poll": true, "/api/poll/7": true, "/api/poll?x=1": true, "/api/polls": false,
 		"/static/app.js": true, "/static": false, "/data": false, "": false,
+		"/api/poll/../data": false, "/api/poll/%2e%2e/data": false, "/api/poll/..%2Fdata": false,
+		"/api/poll//x": false, "/api/poll/./x": false, `/api/poll\..\data`: false, "api/poll": false,
+		"/api/poll/": true,
 	} {
 		if got := p.excluded(path); got != want {
 			t.Errorf("excluded(%q) = %v, want %v", path, got, want)
@@ -469,6 +475,46 @@ func TestCheckAllowDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("allowed Check allocated %v times, want 0", allocs)
+	}
+}
+
+// TestReleaseForgetsBeforeReleasing: a bot hammering away while an operator
+// releases it must not be re-admitted from its old rhythm in between.
+func TestReleaseForgetsBeforeReleasing(t *testing.T) {
+	f := newFixture(t, setup{})
+	id := identity.FromAddr(netip.MustParseAddr("198.51.100.30"), 64)
+	client := Client{ID: id, Addr: netip.MustParseAddr("198.51.100.30")}
+	now := f.now
+	for i := 0; i < 40; i++ {
+		now = now.Add(500 * time.Millisecond)
+		f.policy.Decide(Request{Client: client, Path: "/data", Now: now})
+	}
+	if _, ok := f.q.Check(id, now); !ok {
+		t.Fatal("bot not quarantined")
+	}
+	if !f.policy.Release(id, now) {
+		t.Fatal("release failed")
+	}
+	now = now.Add(500 * time.Millisecond)
+	if d := f.policy.Decide(Request{Client: client, Path: "/data", Now: now}); d.Outcome != Allowed {
+		t.Errorf("first request after release = %v, want allowed", d.Outcome)
+	}
+}
+
+func TestAdmitCountedOnce(t *testing.T) {
+	f := newFixture(t, setup{})
+	id := identity.FromAddr(netip.MustParseAddr("198.51.100.31"), 64)
+	client := Client{ID: id, Addr: netip.MustParseAddr("198.51.100.31")}
+	now := f.now
+	admitted := 0
+	for i := 0; i < 60; i++ {
+		now = now.Add(500 * time.Millisecond)
+		if f.policy.Decide(Request{Client: client, Path: "/data", Now: now}).Outcome == Admitted {
+			admitted++
+		}
+	}
+	if admitted != 1 {
+		t.Errorf("admitted %d times, want once", admitted)
 	}
 }
 

@@ -114,10 +114,18 @@ func (id ID) String() string {
 }
 
 // Parse reads an identity as written by String, for the admin API. An IP
-// address or an IPv6 prefix gives an address identity (grouped by ipv6Prefix
-// like FromAddr); any other valid name gives a name identity. Prefix "name:"
-// forces a name identity, for header values that look like addresses.
+// address gives an address identity grouped by ipv6Prefix like FromAddr; an
+// IPv6 prefix must be the group itself (its length equal to ipv6Prefix, or
+// /128 for one address), since any other range matches no client: ranges
+// belong in --deny. Any other valid name gives a name identity; prefix
+// "name:" forces one, for header values that look like addresses.
 func Parse(s string, ipv6Prefix int) (ID, error) {
+	return parse(s, ipv6Prefix, true)
+}
+
+// parse is Parse; strict=false accepts any IPv6 prefix length as written,
+// for reading back what MarshalText wrote.
+func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 	if n, ok := strings.CutPrefix(s, "name:"); ok {
 		id, err := FromName(n)
 		if err != nil {
@@ -132,7 +140,17 @@ func Parse(s string, ipv6Prefix int) (ID, error) {
 		if p.Addr().Is4() || p.Addr().Is4In6() {
 			return ID{}, fmt.Errorf("identity %q: IPv4 prefixes are not identities (use --allow/--deny for ranges)", truncate(s))
 		}
-		return FromAddr(p.Addr(), p.Bits()), nil
+		if !strict {
+			return FromAddr(p.Addr(), p.Bits()), nil
+		}
+		if p.Bits() == 128 {
+			return FromAddr(p.Addr(), ipv6Prefix), nil
+		}
+		if p.Bits() != ipv6Prefix {
+			return ID{}, fmt.Errorf("identity %q: IPv6 clients are grouped by /%d (--ipv6-prefix), so a /%d matches no client; give an address or its /%d, or use --deny for ranges",
+				truncate(s), ipv6Prefix, p.Bits(), ipv6Prefix)
+		}
+		return FromAddr(p.Addr(), ipv6Prefix), nil
 	}
 	id, err := FromName(s)
 	if err != nil {
@@ -174,7 +192,7 @@ func needsNamePrefix(n string) bool {
 // UnmarshalText implements encoding.TextUnmarshaler. Grouped IPv6 identities
 // keep the prefix length they were written with.
 func (id *ID) UnmarshalText(b []byte) error {
-	v, err := Parse(string(b), 128)
+	v, err := parse(string(b), 128, false)
 	if err != nil {
 		return err
 	}

@@ -86,6 +86,28 @@ func TestParseRoundTrip(t *testing.T) {
 	}
 }
 
+func TestParseIPv6Prefixes(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"2001:db8:1:2::77", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::/64", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::5/128", "2001:db8:1:2::/64"},
+		{"2001:db8:1::/48", ""}, // matches no client when grouping by /64
+		{"2001:db8:1:2:3::/80", ""},
+	}
+	for _, tc := range tests {
+		id, err := Parse(tc.in, 64)
+		if tc.want == "" {
+			if err == nil || !strings.Contains(err.Error(), "--ipv6-prefix") {
+				t.Errorf("Parse(%q) = %v, %v; want an error naming --ipv6-prefix", tc.in, id, err)
+			}
+			continue
+		}
+		if err != nil || id.String() != tc.want {
+			t.Errorf("Parse(%q) = %q, %v; want %q", tc.in, id, err, tc.want)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	for _, s := range []string{"", "10.0.0.0/8", "bad\nvalue", "name:"} {
 		if _, err := Parse(s, 64); err == nil {
