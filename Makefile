@@ -8,7 +8,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## run Flow Lock with built-in demo traffic; dashboard on http://127.0.0.1:8080/
-	$(GO) run ./cmd/flowlock-authz --demo --quarantine-ttl 30s --grpc-addr 127.0.0.1:9191 --http-addr 127.0.0.1:8080
+	$(GO) run ./cmd/flowlock-authz --demo --quarantine-ttl 30s --drain-delay 0s --grpc-addr 127.0.0.1:9191 --http-addr 127.0.0.1:8080
 
 eval: ## detection evaluation on held-out seeds (about a minute)
 	$(GO) run ./cmd/flowlock-sim eval --seed-set holdout

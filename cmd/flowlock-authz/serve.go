@@ -219,19 +219,40 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	log.Info("listening", listening...)
 
 	<-gctx.Done()
-	log.Info("shutting down")
+	// One budget for the whole shutdown, so it ends inside the platform's
+	// grace period (Kubernetes: terminationGracePeriodSeconds).
+	deadline := time.Now().Add(cfg.ShutdownTimeout)
 	ready.Store(false)
-	healthSrv.Shutdown() // every service NOT_SERVING: Envoy's health checks move traffic away
+	healthSrv.Shutdown() // every service NOT_SERVING
+	if ctx.Err() != nil && cfg.DrainDelay > 0 {
+		// Keep answering Checks while Envoy's health checks and readiness
+		// probes see NOT_SERVING and move traffic away; closing the listener
+		// at once would turn in-flight traffic into fail-open passes.
+		log.Info("shutting down: draining", "drain_delay", cfg.DrainDelay.String())
+		time.Sleep(cfg.DrainDelay)
+	} else {
+		log.Info("shutting down")
+	}
 	stopped := make(chan struct{})
 	go func() { grpcServer.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(cfg.ShutdownTimeout):
-		log.Warn("grpc drain timed out; closing connections", "timeout", cfg.ShutdownTimeout.String())
+	case <-time.After(time.Until(deadline) - time.Second):
+		// Long-lived streams (a health Watch) never end by themselves.
+		log.Warn("grpc drain timed out; closing connections", "shutdown_timeout", cfg.ShutdownTimeout.String())
 		grpcServer.Stop()
 		<-stopped
 	}
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	var flushErr error
+	if state != nil {
+		// First write as soon as no Check can admit anyone any more.
+		flushErr = state.Flush()
+	}
+	httpDeadline := deadline
+	if floor := time.Now().Add(time.Second); httpDeadline.Before(floor) {
+		httpDeadline = floor // give open HTTP requests a moment even when late
+	}
+	shutCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), httpDeadline)
 	defer cancel()
 	for _, hs := range []*http.Server{faServer, httpServer} {
 		if hs == nil {
@@ -243,9 +264,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	err = g.Wait()
 	if state != nil {
-		// Last write after gRPC stopped: no admission can be lost after it.
+		// And a last one for an operator's change that raced the shutdown.
 		if ferr := state.Flush(); ferr != nil {
 			err = errors.Join(err, ferr)
+		} else if flushErr != nil {
+			log.Info("quarantine state saved on the second try", "state_file", cfg.StateFile)
 		}
 	}
 	log.Info("stopped")

@@ -186,8 +186,16 @@ type Config struct {
 	// 100ms. Default 10s.
 	SweepInterval time.Duration
 
-	// ShutdownTimeout bounds the graceful drain of the gRPC and HTTP
-	// servers after SIGTERM; then connections are closed. Must be positive.
+	// DrainDelay is how long, after SIGTERM, the service keeps answering
+	// Checks while its gRPC health says NOT_SERVING, so that Envoy's health
+	// checks and Kubernetes' readiness probe move traffic away before the
+	// listener closes. It is part of ShutdownTimeout and must be shorter.
+	// 0 stops at once. Default 5s.
+	DrainDelay time.Duration
+
+	// ShutdownTimeout bounds the whole shutdown after SIGTERM: the drain
+	// delay, then the graceful stop of the gRPC and HTTP servers; then
+	// connections are closed and the state is written. Must be positive.
 	// Default 15s.
 	ShutdownTimeout time.Duration
 
@@ -238,6 +246,7 @@ func Default() Config {
 		ClockSkew:          5 * time.Second,
 		SweepInterval:      10 * time.Second,
 		ShutdownTimeout:    15 * time.Second,
+		DrainDelay:         5 * time.Second,
 		StateWriteInterval: time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",

@@ -97,8 +97,11 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, p := range c.ExcludePaths {
-		if !strings.HasPrefix(p, "/") {
+		switch {
+		case !strings.HasPrefix(p, "/"):
 			bad("exclude-path", "%q must start with /", p)
+		case p == "/":
+			bad("exclude-path", `"/" would leave every request untimed; name the routes (pollers, health checks)`)
 		}
 	}
 
@@ -142,6 +145,10 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "must be positive, got %s", formatDuration(c.ShutdownTimeout))
+	}
+	if c.DrainDelay < 0 || (c.ShutdownTimeout > 0 && c.DrainDelay >= c.ShutdownTimeout) {
+		bad("drain-delay", "must be 0 or more and shorter than --shutdown-timeout (%s), got %s",
+			formatDuration(c.ShutdownTimeout), formatDuration(c.DrainDelay))
 	}
 	if c.StateWriteInterval < 0 {
 		bad("state-write-interval", "must not be negative, got %s", formatDuration(c.StateWriteInterval))
