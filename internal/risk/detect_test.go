@@ -325,3 +325,82 @@ func TestConfirmNeedsConsecutiveEvaluations(t *testing.T) {
 		}
 	}
 }
+
+// TestSingleHumansRarelyShared checks that the shared label needs evidence
+// of concurrency: one person, however busy, pauses between actions, so a
+// single human is almost never labelled (DETECTION §6.3 reports the rate).
+// A label on a single human would switch off most of the timing model.
+func TestSingleHumansRarelyShared(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    human
+	}{{"H1", h1}, {"H2", h2}, {"H5", h5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runSeeds(seeds(300, 60), func(r *rand.Rand) []time.Duration { return tc.h.times(r, 0, 30*time.Minute) })
+			shared := 0
+			for _, got := range res {
+				if got.shared {
+					shared++
+				}
+			}
+			if max := len(res) / 50; shared > max {
+				t.Errorf("%d of %d streams labelled shared, want at most %d", shared, len(res), max)
+			}
+		})
+	}
+}
+
+// TestBotBehindNATNotConfirmed: a fixed 2 s bot among ten people on one
+// address (DETECTION §6.2 B12) is a NAT, for volume limits; timing must not
+// quarantine the address.
+func TestBotBehindNATNotConfirmed(t *testing.T) {
+	n := seeds(100, 20)
+	confirmed := 0
+	for seed := range n {
+		r := newRand(seed)
+		ts := nat(r, h1, 10, 30*time.Minute)
+		start := time.Duration(r.Int64N(int64(2 * time.Second)))
+		for at := start; at < 30*time.Minute; at += 2 * time.Second {
+			ts = append(ts, at)
+		}
+		slices.Sort(ts)
+		if got := run(New(Options{}), testID(1), observe(r, ts, noise(r))); got.confirmedAt > 0 {
+			confirmed++
+		}
+	}
+	if max := int(n) / 20; confirmed > max {
+		t.Errorf("%d of %d NATs with a bot confirmed, want at most %d", confirmed, n, max)
+	}
+}
+
+// TestSymmetryTellsJitterFromRegularHuman: at the same anti-burstiness,
+// symmetric Gaussian jitter is confirmed and a right-skewed log-normal
+// rhythm of the same CV at a human pace mostly is not, within 150
+// requests. Without symmetry the two are one case (DETECTION §1.3).
+func TestSymmetryTellsJitterFromRegularHuman(t *testing.T) {
+	const n = 150
+	bot := runSeeds(seeds(100, 30), func(r *rand.Rand) []time.Duration {
+		return gaps(r, n, gaussian(2*time.Second, 0.5))
+	})
+	hum := runSeeds(seeds(100, 30), func(r *rand.Rand) []time.Duration {
+		// log-normal σ = 0.5 has CV 0.53, like 50 % Gaussian jitter: the
+		// H10 worker without the breaks that usually give it away.
+		return gaps(r, n, lnGap(4*time.Second, 0.5))
+	})
+	var botHits, humHits int
+	for i := range bot {
+		if bot[i].confirmedAt > 0 {
+			botHits++
+		}
+		if hum[i].confirmedAt > 0 {
+			humHits++
+		}
+	}
+	t.Logf("confirmed within %d requests: Gaussian jitter %d of %d, log-normal %d of %d", n, botHits, len(bot), humHits, len(hum))
+	if botHits < len(bot)*9/10 {
+		t.Errorf("Gaussian 50 %% jitter: %d of %d confirmed, want >= 90 %%", botHits, len(bot))
+	}
+	if humHits > len(hum)/20 {
+		t.Errorf("log-normal σ 0.5 at 4 s: %d of %d confirmed, want <= 5 %%", humHits, len(hum))
+	}
+}

@@ -34,7 +34,10 @@
 //
 //   - conf = clamp((m − 4)/12): evidence weight, full at 16 intervals.
 //   - periodic: rcv = MAD/median of the ring (a robust coefficient of
-//     variation, as RITA scores beacons); p_per = clamp((0.30 − rcv)/0.25).
+//     variation, as RITA scores beacons); p_per = clamp((0.30 − rcv)/0.25),
+//     weighted by conf, or by clamp((m − 4)/28) when at least 1/8 of the
+//     gaps are below half or above 1.5 times the median (a timer mixed
+//     with other traffic; see Shared addresses).
 //   - low entropy: H = Shannon entropy (bits) of ⌊log₂ ms⌋ over the ring;
 //     jittered beacons occupy one or two octaves, humans many;
 //     p_lowH = clamp((2.0 − H)/1.2).
@@ -89,12 +92,27 @@
 //
 // Many humans behind one NAT or CGNAT address merge into a near-Poisson
 // stream at a high rate (Palm–Khintchine), which is just what a parallel
-// scraper looks like. When the 60 s rate is at least 0.5 req/s, more than 64
-// intervals have been seen and A_ew ≥ −0.2 (not more regular than Poisson),
-// the identity is labelled shared for 300 s. While shared, low entropy,
-// anti-bursty, no-pause and continuity are switched off; periodic and
-// periodic-burst evidence stays, but a shared verdict is never confirmed.
-// Such streams are for volume limits, not for timing quarantine.
+// scraper looks like. The label needs evidence of concurrency, not just a
+// busy stream: more than 64 intervals, A_ew ≥ −0.2 (not more regular than
+// Poisson), and either a 60 s rate of at least 3 req/s (far beyond one
+// person) or at least 0.8 req/s with no pause longer than 3 s for 40 s.
+// One person, however busy, pauses between actions; ten people on one
+// address rarely leave it quiet for 3 s. Once labelled, the label is
+// renewed while the rate stays at 0.5 req/s or more and A_ew ≥ −0.5, and
+// it sticks for 900 s after it last held: when a NAT's humans go quiet,
+// whatever timer shares the address (a poller, a bot) comes to the
+// foreground, and that is no reason to start timing the address. While
+// shared, low entropy, anti-bursty, no-pause and continuity are switched
+// off; periodic and periodic-burst evidence stays, but a shared verdict is
+// never confirmed. Such streams are for volume limits, not for timing
+// quarantine.
+//
+// Two rules keep a NAT's first minute, before the shared test can pass,
+// from being judged as one client. A young stream (under 60 s) at 0.7
+// req/s or more over its life ignores periodic bursts until it is 60 s
+// old. And periodicity in a ring where at least 1/8 of the gaps are off
+// the median by more than half (a timer mixed with other traffic) gets
+// full weight at 32 intervals instead of 16.
 //
 // # Known limits
 //
@@ -102,11 +120,16 @@
 // a human trace, spreads over many addresses, or hides among humans behind a
 // CGNAT; and it will flag a human whose browser tab polls on a timer unless
 // that route is excluded before it reaches the engine. A very regular
-// person making one call per action (DETECTION.md H10) is quarantined about
-// 1 % of the time in simulation. The shared label is an escape hatch too:
-// a bot that adds enough random bursts to look Poisson-like at 0.5 req/s
-// or more is never confirmed by timing, and is left to volume limits. See
-// DETECTION.md §4.
+// person making one call per action (DETECTION.md H10) is quarantined
+// about 0.2 % of the time in simulation: a stretch of symmetric-looking
+// gaps at a human pace is what a 50 % jitter bot looks like. A NAT whose
+// first half minute carries little but a bot's timer is judged as that
+// bot (about 1 % of simulated B12 streams). The shared label is an escape
+// hatch too: a bot that keeps an address busy (0.8 req/s with no 3 s
+// pause, or 3 req/s) with Poisson-like gaps is never confirmed by timing,
+// and after that it keeps the label at 0.5 req/s unless it turns more
+// regular than A_ew = −0.5; it is left to volume limits. See DETECTION.md
+// §4.
 //
 // # Memory
 //

@@ -21,7 +21,7 @@ const (
 	bucketMask = 1<<24 - 1                   // 24 buckets = 2 hours
 
 	// sharedFor is how long the shared label sticks after it last held.
-	sharedFor = int64(300 * time.Second)
+	sharedFor = int64(900 * time.Second)
 	// ewHorizon is the time horizon of the EW statistics: a gap of dt
 	// weighs dt/ewHorizon, at most 1/64 (so at least 64 intervals and about
 	// 60 s are averaged).
@@ -196,7 +196,7 @@ func (s *state) record(now int64) bool {
 
 	// The shared label is decided here rather than in evaluate, so that
 	// evaluate is a pure function of the state.
-	if s.nInt > sharedMinIntervals && s.rate(now) >= sharedMinRate && s.ewBurstiness() >= sharedMinAEW {
+	if s.labelShared(now) {
 		till := (now-s.first)/int64(time.Second) + sharedFor/int64(time.Second) + 1
 		s.sharedTill = uint32(min(till, math.MaxUint32))
 	}
@@ -246,6 +246,19 @@ func (s *state) ewBurstiness() float64 {
 	}
 	cv := math.Sqrt(max(float64(s.ewVar), 0)) / float64(s.ewMean)
 	return (cv - 1) / (cv + 1)
+}
+
+// labelShared reports whether the request at now (just recorded) sets or
+// renews the shared label.
+func (s *state) labelShared(now int64) bool {
+	if s.nInt <= sharedMinIntervals {
+		return false
+	}
+	r, aEW := s.rate(now), s.ewBurstiness()
+	if s.shared(now) {
+		return r >= sharedKeepRate && aEW >= sharedKeepAEW
+	}
+	return aEW >= sharedMinAEW && (r >= sharedFastRate || r >= sharedMinRate && s.stretch >= sharedMinStretch)
 }
 
 // shared reports whether the shared label holds at now.
