@@ -240,6 +240,29 @@ type persistentVolumeClaim struct {
 	} `json:"spec"`
 }
 
+type networkPolicy struct {
+	typeMeta
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		PodSelector labelSelector `json:"podSelector"`
+		PolicyTypes []string      `json:"policyTypes"`
+		Ingress     []struct {
+			From []struct {
+				NamespaceSelector *labelSelector `json:"namespaceSelector"`
+				PodSelector       *labelSelector `json:"podSelector"`
+				IPBlock           *struct {
+					CIDR   string   `json:"cidr"`
+					Except []string `json:"except"`
+				} `json:"ipBlock"`
+			} `json:"from"`
+			Ports []struct {
+				Port     any    `json:"port"`
+				Protocol string `json:"protocol"`
+			} `json:"ports"`
+		} `json:"ingress"`
+	} `json:"spec"`
+}
+
 type kustomization struct {
 	typeMeta
 	Resources []string `json:"resources"`
@@ -252,6 +275,7 @@ type k8sObjects struct {
 	services      []service
 	pdbs          []podDisruptionBudget
 	pvcs          []persistentVolumeClaim
+	netpols       []networkPolicy
 	kustomization *kustomization
 	files         []string // YAML files other than kustomization.yaml
 }
@@ -295,6 +319,10 @@ func decodeKubernetes(files map[string][]byte) (*k8sObjects, error) {
 				var o persistentVolumeClaim
 				err = decodeManifest(doc, &o)
 				objs.pvcs = append(objs.pvcs, o)
+			case "networking.k8s.io/v1 NetworkPolicy":
+				var o networkPolicy
+				err = decodeManifest(doc, &o)
+				objs.netpols = append(objs.netpols, o)
 			case "kustomize.config.k8s.io/v1beta1 Kustomization":
 				var o kustomization
 				err = decodeManifest(doc, &o)
@@ -308,6 +336,49 @@ func decodeKubernetes(files map[string][]byte) (*k8sObjects, error) {
 		}
 	}
 	return objs, errors.Join(errs...)
+}
+
+// networkPolicyErrors checks that a NetworkPolicy selects Flow Lock's pods,
+// restricts ingress, and lets only named sources reach the gRPC port (which
+// can get any client quarantined) and the HTTP port (which shows every
+// tracked client), each rule with its own port.
+func networkPolicyErrors(nps []networkPolicy, sel map[string]string, bad func(string, ...any)) {
+	if len(nps) != 1 {
+		bad("want exactly one NetworkPolicy for flowlock-authz, got %d", len(nps))
+		return
+	}
+	np := nps[0]
+	if !maps.Equal(np.Spec.PodSelector.MatchLabels, sel) {
+		bad("networkpolicy %s: podSelector %v differs from the deployment's %v", np.Metadata.Name, np.Spec.PodSelector.MatchLabels, sel)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, "Ingress") {
+		bad("networkpolicy %s: policyTypes must include Ingress", np.Metadata.Name)
+	}
+	covered := map[string]bool{}
+	for i, rule := range np.Spec.Ingress {
+		if len(rule.From) == 0 {
+			bad("networkpolicy %s: ingress rule %d has no from: it admits everyone", np.Metadata.Name, i)
+		}
+		for _, f := range rule.From {
+			if f.IPBlock != nil && (f.IPBlock.CIDR == "0.0.0.0/0" || f.IPBlock.CIDR == "::/0") {
+				bad("networkpolicy %s: ingress rule %d admits %s", np.Metadata.Name, i, f.IPBlock.CIDR)
+			}
+			if f.NamespaceSelector != nil && len(f.NamespaceSelector.MatchLabels) == 0 && f.PodSelector == nil {
+				bad("networkpolicy %s: ingress rule %d admits every namespace", np.Metadata.Name, i)
+			}
+		}
+		if len(rule.Ports) == 0 {
+			bad("networkpolicy %s: ingress rule %d has no ports: it opens every port", np.Metadata.Name, i)
+		}
+		for _, p := range rule.Ports {
+			covered[fmt.Sprint(p.Port)] = true
+		}
+	}
+	for _, port := range []string{"9191", "8080"} {
+		if !covered[port] {
+			bad("networkpolicy %s: no rule admits port %s", np.Metadata.Name, port)
+		}
+	}
 }
 
 // k8sFacts are the values of the Kubernetes manifests that other files must
@@ -363,6 +434,7 @@ func kubernetesErrors(o *k8sObjects) (k8sFacts, error) {
 	if !maps.Equal(pdb.Spec.Selector.MatchLabels, sel) {
 		bad("pdb %s: selector %v differs from the deployment's %v", pdb.Metadata.Name, pdb.Spec.Selector.MatchLabels, sel)
 	}
+	networkPolicyErrors(o.netpols, sel, bad)
 	for _, tsc := range d.Spec.Template.Spec.TopologySpreadConstraints {
 		if !maps.Equal(tsc.LabelSelector.MatchLabels, sel) {
 			bad("deployment: topologySpreadConstraints selector %v differs from the deployment's %v", tsc.LabelSelector.MatchLabels, sel)
@@ -624,6 +696,23 @@ func applyEdit(t *testing.T, files map[string][]byte, e fileEdit) map[string][]b
 }
 
 var kubernetesBrokenCopies = []fileEdit{
+	{
+		name: "network policy open to everyone", file: "networkpolicy.yaml",
+		old:     "  - from:\n    - namespaceSelector:\n        matchLabels:\n          flowlock.io/checks: \"true\"\n    ports:",
+		new:     "  - ports:",
+		wantErr: "ingress rule 0 has no from: it admits everyone",
+	},
+	{
+		name: "network policy selects other pods", file: "networkpolicy.yaml",
+		old:     "  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: flowlock-authz\n",
+		new:     "  podSelector:\n    matchLabels:\n      app: flowlock-authz\n",
+		wantErr: "podSelector map[app:flowlock-authz] differs",
+	},
+	{
+		name: "network policy opens every port", file: "networkpolicy.yaml",
+		old: "    ports:\n    - port: 8080\n      protocol: TCP\n", new: "",
+		wantErr: "ingress rule 1 has no ports: it opens every port",
+	},
 	{
 		name: "field name in the wrong case", file: "deployment.yaml",
 		old: "readOnlyRootFilesystem: true", new: "readOnlyRootFileSystem: true",
