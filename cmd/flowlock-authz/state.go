@@ -24,21 +24,28 @@ type persister struct {
 	mu sync.Mutex // serialises writes of the file
 }
 
-// Run writes the state after each change until ctx is done. The final write
-// is the caller's, after the servers stop.
+// Run writes the state after each change until ctx is done. A failed write
+// is retried every few seconds until one succeeds, changes or not. The
+// final write is the caller's, after the servers stop.
 func (p *persister) Run(ctx context.Context) error {
+	const retry = 5 * time.Second
+	var pending <-chan time.Time // a failed write waiting to be retried
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-p.list.Changed():
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(p.every): // let a burst of changes land in one write
+			}
+		case <-pending:
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(p.every): // let a burst of changes land in one write
+		pending = nil
+		if err := p.Flush(); err != nil { // counted and logged by Flush
+			pending = time.After(retry)
 		}
-		_ = p.Flush() // counted and logged; the next change tries again
 	}
 }
 
