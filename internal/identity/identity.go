@@ -7,6 +7,7 @@
 package identity
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -95,6 +96,36 @@ func (id ID) Name() string { return id.name }
 func (id ID) Clone() ID {
 	id.name = strings.Clone(id.name)
 	return id
+}
+
+// Compare orders identities without allocating, for sorted listings: the
+// zero ID first, then address identities (IPv4 before IPv6, by address, then
+// by prefix length), then name identities by name. It returns -1, 0 or +1,
+// and 0 exactly when a == b.
+func Compare(a, b ID) int {
+	if c := cmp.Compare(a.kind(), b.kind()); c != 0 {
+		return c
+	}
+	if c := a.addr.Compare(b.addr); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.bits, b.bits); c != 0 {
+		return c
+	}
+	return strings.Compare(a.name, b.name)
+}
+
+// kind ranks the zero ID, address identities and name identities for
+// Compare.
+func (id ID) kind() int {
+	switch {
+	case id.name != "":
+		return 2
+	case id.addr.IsValid():
+		return 1
+	default:
+		return 0
+	}
 }
 
 // String formats id for people and for the admin API: "203.0.113.7",

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"cmp"
 	"net/netip"
 	"strings"
 	"testing"
@@ -139,4 +140,43 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q) = %#v did not round-trip through %q: %#v %v", s, id, b, back, err)
 		}
 	})
+}
+
+func TestCompare(t *testing.T) {
+	addr := func(s string, prefix int) ID { return FromAddr(netip.MustParseAddr(s), prefix) }
+	name := func(s string) ID {
+		id, err := FromName(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	// In the order Compare gives.
+	ordered := []ID{
+		{},
+		addr("9.255.255.255", 64),
+		addr("10.0.0.9", 64),
+		addr("10.0.0.10", 64), // numeric, not textual, order
+		addr("2001:db8::", 48),
+		addr("2001:db8::", 64), // same masked address, longer prefix
+		addr("2001:db8::1", 128),
+		addr("2001:db8:0:1::", 64),
+		name("10.0.0.1"), // a name that looks like an address is still a name
+		name("alice"),
+		name("bob"),
+	}
+	for i, a := range ordered {
+		for j, b := range ordered {
+			if got, want := Compare(a, b), cmp.Compare(i, j); got != want {
+				t.Errorf("Compare(%q, %q) = %d, want %d", a, b, got, want)
+			}
+		}
+	}
+	if c := Compare(addr("2001:db8:1:2::1", 64), addr("2001:db8:1:2::ffff", 64)); c != 0 {
+		t.Errorf("two addresses of one /64 compare %d, want 0", c)
+	}
+	a, b := addr("2001:db8::1", 128), name("zed")
+	if n := testing.AllocsPerRun(100, func() { Compare(a, b); Compare(b, a); Compare(a, a) }); n != 0 {
+		t.Errorf("Compare allocates %v times, want 0", n)
+	}
 }
