@@ -497,7 +497,8 @@ func (l *List) Run(ctx context.Context, every time.Duration, now func() time.Tim
 }
 
 // Snapshot returns the quarantines active at now, soonest release first
-// (ties by identity text).
+// (ties in identity.Compare order). It copies every active entry: for a
+// listing that may be large, use SnapshotN.
 func (l *List) Snapshot(now time.Time) []Entry {
 	t := now.UnixNano()
 	var out []Entry
@@ -511,13 +512,93 @@ func (l *List) Snapshot(now time.Time) []Entry {
 		}
 		s.mu.RUnlock()
 	}
-	slices.SortFunc(out, func(a, b Entry) int {
-		if c := a.Until.Compare(b.Until); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID.String(), b.ID.String())
-	})
+	slices.SortFunc(out, compareEntries)
 	return out
+}
+
+// SnapshotN returns the limit quarantines active at now that end soonest,
+// in Snapshot's order, and total, the number of all quarantines active at
+// now. It costs one pass over the entries, a shard at a time, in
+// O(n log limit) time, and allocates only for the limit entries it
+// returns, however many are active. limit <= 0 returns no entries, only
+// the total.
+func (l *List) SnapshotN(now time.Time, limit int) (entries []Entry, total int) {
+	t := now.UnixNano()
+	limit = max(limit, 0)
+	// top is a max-heap of the best limit entries so far: its root is the
+	// one that ends last, the first to give way to a better one.
+	var top []Entry
+	var worst int64 // top[0].Until in Unix nanoseconds, once top is full
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.RLock()
+		for _, r := range s.m {
+			if r.until <= t {
+				continue
+			}
+			total++
+			switch {
+			case len(top) < limit:
+				if top == nil {
+					top = make([]Entry, 0, min(limit, 1024))
+				}
+				top = append(top, r.entry())
+				siftUp(top, len(top)-1)
+				if len(top) == limit {
+					worst = top[0].Until.UnixNano()
+				}
+			case limit == 0 || r.until > worst:
+				// Cannot beat the root; the common case costs no copy.
+			case r.until < worst || identity.Compare(r.id, top[0].ID) < 0:
+				top[0] = r.entry()
+				siftDown(top, 0)
+				worst = top[0].Until.UnixNano()
+			}
+		}
+		s.mu.RUnlock()
+	}
+	slices.SortFunc(top, compareEntries)
+	return top, total
+}
+
+// compareEntries orders entries by Until, then by identity.Compare, which
+// does not allocate: a total order, since identities are unique in a List.
+func compareEntries(a, b Entry) int {
+	if c := a.Until.Compare(b.Until); c != 0 {
+		return c
+	}
+	return identity.Compare(a.ID, b.ID)
+}
+
+// siftUp and siftDown keep h a max-heap under compareEntries. They are
+// written out rather than using container/heap, whose interface would box
+// every Entry.
+func siftUp(h []Entry, i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if compareEntries(h[i], h[p]) <= 0 {
+			return
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+}
+
+func siftDown(h []Entry, i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if c+1 < len(h) && compareEntries(h[c+1], h[c]) > 0 {
+			c++
+		}
+		if compareEntries(h[c], h[i]) <= 0 {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
 }
 
 // Len returns the number of active quarantines as of the last Sweep and the

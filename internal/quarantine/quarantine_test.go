@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -701,6 +702,93 @@ func BenchmarkCheck(b *testing.B) {
 					}
 				})
 			})
+		}
+	}
+}
+
+// snapshotList returns a List with entries of every kind of identity,
+// many ending at the same time, some over or released by at(time.Hour),
+// and the entries active then in the order Snapshot promises, worked out
+// from what was put in rather than read back.
+func snapshotList(t *testing.T, n int) (*List, []Entry) {
+	t.Helper()
+	l := New(Options{MaxEntries: 4 * n})
+	now := at(time.Hour)
+	type put struct {
+		id    identity.ID
+		until time.Time
+	}
+	var active []put
+	for i := range n {
+		var id identity.ID
+		switch i % 3 {
+		case 0:
+			id = identity.FromAddr(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 64)
+		case 1:
+			id = identity.FromAddr(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 6: byte(i >> 8), 7: byte(i)}), 64)
+		default:
+			id = nameID(t, fmt.Sprintf("key-%d", i))
+		}
+		ttl := time.Duration(1+(i*7919)%40) * 3 * time.Minute // 40 distinct ends: many ties
+		e := l.Ban(id, t0, ttl, "manual")
+		switch {
+		case i%11 == 0:
+			l.Release(id, at(time.Minute))
+		case e.Until.After(now):
+			active = append(active, put{id, e.Until})
+		}
+	}
+	slices.SortFunc(active, func(a, b put) int {
+		if c := a.until.Compare(b.until); c != 0 {
+			return c
+		}
+		return identity.Compare(a.id, b.id)
+	})
+	want := make([]Entry, len(active))
+	for i, p := range active {
+		want[i], _ = l.Check(p.id, now)
+	}
+	return l, want
+}
+
+func TestSnapshotNOrder(t *testing.T) {
+	l, want := snapshotList(t, 3000)
+	now := at(time.Hour)
+	if len(want) < 1000 {
+		t.Fatalf("only %d active entries; the test needs many", len(want))
+	}
+	if got := l.Snapshot(now); !slices.Equal(got, want) {
+		t.Errorf("Snapshot differs from the brute-force order (%d vs %d entries)", len(got), len(want))
+	}
+	for _, limit := range []int{-1, 0, 1, 2, 7, 100, len(want) - 1, len(want), len(want) + 1, 1 << 30} {
+		got, total := l.SnapshotN(now, limit)
+		if total != len(want) {
+			t.Errorf("SnapshotN(%d) total = %d, want %d", limit, total, len(want))
+		}
+		if w := want[:min(max(limit, 0), len(want))]; !slices.Equal(got, w) {
+			t.Errorf("SnapshotN(%d) = %d entries differing from the first %d of the brute-force order", limit, len(got), len(w))
+		}
+	}
+	// An empty list, and a list whose every entry is over.
+	if got, total := New(Options{}).SnapshotN(now, 10); got != nil || total != 0 {
+		t.Errorf("empty SnapshotN = %v, %d", got, total)
+	}
+	if got, total := l.SnapshotN(at(1000*time.Hour), 10); len(got) != 0 || total != 0 {
+		t.Errorf("SnapshotN after every end = %d entries, total %d", len(got), total)
+	}
+}
+
+func TestSnapshotNAllocs(t *testing.T) {
+	l, want := snapshotList(t, 25_000)
+	now := at(time.Hour)
+	if len(want) < 10_000 {
+		t.Fatalf("only %d active entries; the test needs 10k", len(want))
+	}
+	// One allocation for the limit entries, whatever the number of active
+	// ones (a little slack for -race, which may add its own).
+	for limit, most := range map[int]float64{0: 0, 10: 2, 200: 2} {
+		if n := testing.AllocsPerRun(5, func() { l.SnapshotN(now, limit) }); n > most {
+			t.Errorf("SnapshotN(%d) over %d entries: %v allocs/op, want at most %v", limit, len(want), n, most)
 		}
 	}
 }
