@@ -153,7 +153,8 @@ type Stats struct {
 // List is the set of quarantined identities and their strike history. It is
 // safe for concurrent use. Check, called for every request, takes a shared
 // lock on one of up to 64 shards and does not allocate; mutations lock one
-// shard.
+// shard, and record what they changed in a small log of events (see
+// Events) under its own lock.
 //
 // Create a List with New; the zero List is not usable.
 type List struct {
@@ -162,12 +163,14 @@ type List struct {
 	shards  []shard
 	mask    uint64
 	changed chan struct{}
+	events  *eventLog
 }
 
 // shard holds the identities whose hash selects it. Its fields after mu are
 // guarded by mu.
 type shard struct {
 	mu sync.RWMutex // guards the following fields
+	ev *eventLog    // the List's events; nil while ReadState builds a shard
 	m  map[identity.ID]*record
 	h  recordHeap // every record in m, soonest Until first: the eviction order
 	// limit is the most records this shard holds (its part of MaxEntries).
@@ -226,9 +229,11 @@ func newList(opts Options, n int) *List {
 		shards:  make([]shard, n),
 		mask:    uint64(n - 1),
 		changed: make(chan struct{}, 1),
+		events:  new(eventLog),
 	}
 	for i := range l.shards {
 		s := &l.shards[i]
+		s.ev = l.events
 		s.m = make(map[identity.ID]*record)
 		s.limit = opts.MaxEntries / n
 		if i < opts.MaxEntries%n {
@@ -322,6 +327,7 @@ func (l *List) Admit(id identity.ID, now time.Time, reason string, score uint8) 
 	r.score = score
 	r.manual = false
 	s.startLocked(r)
+	s.ev.add(EventAdmitted, r, t)
 	e := r.entry()
 	s.mu.Unlock()
 	l.notify()
@@ -351,6 +357,7 @@ func (l *List) Ban(id identity.ID, now time.Time, ttl time.Duration, reason stri
 		r.reason = strings.Clone(reason)
 		r.manual = true
 		heap.Fix(&s.h, r.index)
+		s.ev.add(EventBanned, r, t)
 		e := r.entry()
 		s.mu.Unlock()
 		l.notify()
@@ -366,6 +373,7 @@ func (l *List) Ban(id identity.ID, now time.Time, ttl time.Duration, reason stri
 	r.score = 0
 	r.manual = true
 	s.startLocked(r)
+	s.ev.add(EventBanned, r, t)
 	e := r.entry()
 	s.mu.Unlock()
 	l.notify()
@@ -393,6 +401,7 @@ func (l *List) Extend(id identity.ID, now time.Time, by time.Duration) (Entry, b
 	changed := r.until != old
 	if changed {
 		heap.Fix(&s.h, r.index)
+		s.ev.add(EventExtended, r, t)
 	}
 	e := r.entry()
 	s.mu.Unlock()
@@ -417,6 +426,7 @@ func (l *List) Release(id identity.ID, now time.Time) bool {
 	}
 	r.until = t
 	s.endLocked(r, false)
+	s.ev.add(EventReleased, r, t)
 	r.pruneStrikes(t, l.opts.StrikeWindow)
 	if len(r.strikeT) == 0 {
 		s.removeLocked(r)
@@ -455,6 +465,7 @@ func (l *List) Sweep(now time.Time) (expired int) {
 				s.active--
 				expired++
 				changed = true
+				s.ev.add(EventExpired, r, r.until)
 			}
 			r.pruneStrikes(t, l.opts.StrikeWindow)
 			if len(r.strikeT) == 0 {
@@ -713,6 +724,8 @@ func (s *shard) evictLocked(t int64) {
 		s.evictedHistory++
 	} else {
 		s.evictedActive++
+		r.until = t // it ends now
+		s.ev.add(EventEvicted, r, t)
 	}
 	s.endLocked(r, ranOut)
 	s.removeLocked(r)
@@ -738,6 +751,7 @@ func (s *shard) endLocked(r *record, countExpiry bool) {
 	s.active--
 	if countExpiry {
 		s.expired++
+		s.ev.add(EventExpired, r, r.until)
 	}
 }
 
