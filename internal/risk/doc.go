@@ -107,10 +107,12 @@
 // never confirmed. Such streams are for volume limits, not for timing
 // quarantine.
 //
-// Two rules keep a NAT's first minute, before the shared test can pass,
-// from being judged as one client. A young stream (under 60 s) at 0.7
-// req/s or more over its life ignores periodic bursts until it is 60 s
-// old. And periodicity in a ring where at least 1/8 of the gaps are off
+// Two rules keep a busy address from being judged as one client before,
+// or without, the shared label. Periodic bursts are off at 0.7 req/s or
+// more over 60 s (over the stream's life while it is younger than 60 s):
+// a burst is one client's action, and above what one person sustains the
+// burst ring measures how several clients' requests interleave, not a
+// timer. And periodicity in a ring where at least 1/8 of the gaps are off
 // the median by more than half (a timer mixed with other traffic) gets
 // full weight at 32 intervals instead of 16.
 //
@@ -128,8 +130,9 @@
 // hatch too: a bot that keeps an address busy (0.8 req/s with no 3 s
 // pause, or 3 req/s) with Poisson-like gaps is never confirmed by timing,
 // and after that it keeps the label at 0.5 req/s unless it turns more
-// regular than A_ew = −0.5; it is left to volume limits. See DETECTION.md
-// §4.
+// regular than A_ew = −0.5; it is left to volume limits. So is a bot that
+// fakes bursts on a timer at 0.7 req/s or more: periodic bursts are off
+// at that rate. See DETECTION.md §4.
 //
 // # Memory
 //

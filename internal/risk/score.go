@@ -102,12 +102,15 @@ const (
 	sharedKeepRate = 0.5
 	sharedKeepAEW  = -0.5
 
-	// Busy streams: at a rate above busyRate (req/s, over the stream's
-	// life while it is younger than 60 s), periodic bursts wait until the
-	// stream is busyWait old, so that the shared test, which needs
-	// sharedMinStretch, can run first. A NAT's first minute is a few
-	// people plus whatever timer shares the address; a bot at this rate
-	// with periodic bursts is still judged after a minute.
+	// Busy streams: at busyRate req/s or more over 60 s (over the
+	// stream's life while it is younger than busyWait), periodic bursts
+	// are off. A burst (a gap of 1 s or more, then fan-out) is one
+	// client's action; at a rate above what one person sustains, gaps of
+	// a second mostly separate different clients' requests, and the
+	// burst ring measures the mix, not a timer. It also spares a NAT's
+	// first minute, before the shared test can pass, and NATs of ten
+	// people that never pass it. A bot that fakes bursts on a timer at
+	// this rate is left to the main ring and to volume limits.
 	busyRate = 0.7
 	busyWait = int64(time.Minute)
 
@@ -305,14 +308,15 @@ func (s *state) evaluate(now int64, f *features) {
 	f.human = f.short >= humanShortMin && f.short <= humanShortMax &&
 		f.long >= humanLongMin && f.a > humanMinA
 
-	// A young, busy stream: periodic bursts wait (see busyRate). The rate
-	// here is over the stream's life, at least 10 s, since the 60 s
-	// window still holds time before the first request.
-	if age := s.last - s.first; !f.shared && age < busyWait {
-		r := max(f.rate, float64(s.n)/max(float64(age)/float64(time.Second), 10))
-		if r >= busyRate {
-			f.gBper = 0
-		}
+	// A busy stream: periodic bursts are off (see busyRate). While the
+	// stream is young the rate is taken over its life, at least 10 s,
+	// since the 60 s window still holds time before the first request.
+	r := f.rate
+	if age := s.last - s.first; age < busyWait {
+		r = max(r, float64(s.n)/max(float64(age)/float64(time.Second), 10))
+	}
+	if r >= busyRate {
+		f.gBper = 0
 	}
 	if f.shared {
 		// Many humans merged: entropy, regularity against Poisson, lack of
