@@ -14,24 +14,21 @@ import (
 )
 
 const (
-	defaultLimit     = 50       // identities listed when ?limit is absent
-	maxLimit         = 1000     // most identities one request may list
-	maxBodyBytes     = 64 << 10 // largest admin request body
-	maxReasonBytes   = 200      // longest reason an admin may give a ban
-	defaultBanReason = "manual" // reason of a ban that gives none
+	defaultLimit           = 50       // identities listed when ?limit is absent
+	maxLimit               = 1000     // most identities one request may list
+	defaultQuarantineLimit = 1000     // quarantine entries listed when ?limit is absent
+	maxQuarantineLimit     = 10_000   // most quarantine entries one request may list
+	maxBodyBytes           = 64 << 10 // largest admin request body
+	maxReasonBytes         = 200      // longest reason an admin may give a ban
+	defaultBanReason       = "manual" // reason of a ban that gives none
 )
 
 // handleIdentities serves GET /api/v1/identities?limit=N as
 // {"identities":[...]}, riskiest first.
 func (s *server) handleIdentities(w http.ResponseWriter, r *http.Request) {
-	limit := defaultLimit
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxLimit {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", maxLimit))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, defaultLimit, maxLimit)
+	if !ok {
+		return
 	}
 	ids := s.backend.Identities(limit, s.now())
 	if len(ids) > limit {
@@ -45,15 +42,41 @@ func (s *server) handleIdentities(w http.ResponseWriter, r *http.Request) {
 	}{ids})
 }
 
-// handleQuarantine serves GET /api/v1/quarantine as {"quarantine":[...]}.
+// handleQuarantine serves GET /api/v1/quarantine?limit=N as
+// {"quarantine":[...],"total":N}: the N entries that end soonest (1000 by
+// default, at most 10000), and how many there are in all. The quarantine
+// may hold a million entries; nobody reads them all from one response.
 func (s *server) handleQuarantine(w http.ResponseWriter, r *http.Request) {
-	qs := s.backend.Quarantined(s.now())
+	limit, ok := queryLimit(w, r, defaultQuarantineLimit, maxQuarantineLimit)
+	if !ok {
+		return
+	}
+	qs, total := s.backend.Quarantined(limit, s.now())
+	if len(qs) > limit {
+		qs = qs[:limit]
+	}
 	if qs == nil {
 		qs = []Quarantine{}
 	}
 	s.writeJSON(w, http.StatusOK, struct {
 		Quarantine []Quarantine `json:"quarantine"`
-	}{qs})
+		Total      int          `json:"total"`
+	}{qs, max(total, len(qs))})
+}
+
+// queryLimit reads ?limit, an integer from 1 to most, or def when it is
+// absent. On a bad value it has answered 400 and returns false.
+func queryLimit(w http.ResponseWriter, r *http.Request, def, most int) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", most))
+		return 0, false
+	}
+	return n, true
 }
 
 // handleConfig serves GET /api/v1/config: the effective configuration,
@@ -116,8 +139,6 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 		s.backendError(w, r, "ban", id, err)
 		return
 	}
-	s.journal.add(Decision{Time: now, Identity: q.Identity, Action: actionBanned, Reason: q.Reason,
-		Strikes: q.Strikes, Until: q.Until, By: "operator"})
 	s.log.InfoContext(r.Context(), "admin ban",
 		"action", "ban", "identity", id.String(), "ttl", ttl, "reason", reason,
 		"until", q.Until, "remote_addr", r.RemoteAddr)
@@ -137,9 +158,6 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.backendError(w, r, "release", id, err)
 		return
-	}
-	if released {
-		s.journal.add(Decision{Time: now, Identity: IdentityText(id), Action: actionReleased, By: "operator"})
 	}
 	s.log.InfoContext(r.Context(), "admin release",
 		"action", "release", "identity", id.String(), "released", released,
@@ -228,17 +246,13 @@ func (s *server) handleExplain(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	name := IdentityText(id)
-	qs := s.backend.Quarantined(now)
-	s.journal.observe(qs, now)
+	s.journal.catchUp(s.backend)
 	resp := explainResponse{Identity: name}
 	if x, ok := s.backend.Explain(id, now); ok {
 		resp.Tracked, resp.Explanation = true, &x
 	}
-	for i := range qs {
-		if qs[i].Identity == name {
-			resp.Quarantine = &qs[i]
-			break
-		}
+	if q, ok := s.backend.QuarantineOf(id, now); ok {
+		resp.Quarantine = &q
 	}
 	resp.Decisions = s.journal.latest(decisionsPerIdentity, func(d *Decision) bool { return d.Identity == name })
 	if !resp.Tracked && resp.Quarantine == nil && len(resp.Decisions) == 0 {
@@ -294,8 +308,6 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "identity is not in quarantine")
 		return
 	}
-	s.journal.add(Decision{Time: now, Identity: q.Identity, Action: actionExtended, Reason: q.Reason,
-		Strikes: q.Strikes, Until: q.Until, By: "operator"})
 	s.writeJSON(w, http.StatusOK, q)
 }
 

@@ -91,8 +91,23 @@ type Backend interface {
 	// Identities returns at most limit tracked identities, riskiest first.
 	Identities(limit int, now time.Time) []Identity
 
-	// Quarantined returns the identities in quarantine at now.
-	Quarantined(now time.Time) []Quarantine
+	// Quarantined returns at most limit of the identities in quarantine at
+	// now, soonest release first, and the number of all of them. Its cost
+	// in memory must follow limit, not the size of the quarantine, which an
+	// attacker with many addresses can fill: the stream asks every second
+	// and anyone may ask GET /api/v1/quarantine.
+	Quarantined(limit int, now time.Time) (list []Quarantine, total int)
+
+	// QuarantineOf returns the quarantine of id at now, or false if id is
+	// not in quarantine. It must be cheap: anyone may ask.
+	QuarantineOf(id identity.ID, now time.Time) (Quarantine, bool)
+
+	// Events returns the quarantine transitions recorded after the one
+	// numbered after, oldest first, and the number of the latest (0 before
+	// the first): the cursor for the next call. Decisions are numbered from
+	// 1 in the order they happened. A backend keeps a bounded number of
+	// the latest, so a caller that falls behind misses the oldest.
+	Events(after uint64) (events []Decision, next uint64)
 
 	// Ban puts id in quarantine for ttl with the given reason and returns
 	// the resulting entry. A ttl of 0 means the backend's default. An error

@@ -50,6 +50,8 @@ type fakeBackend struct {
 	extends    []extendCall  // each Extend call
 	extendErr  error
 	nows       []time.Time // now of every call
+	qlimits    []int       // limit of each Quarantined call
+	events     []Decision  // transitions, numbered from 1 by position
 }
 
 type extendCall struct {
@@ -71,11 +73,34 @@ func (f *fakeBackend) Identities(limit int, now time.Time) []Identity {
 	return slices.Clone(f.identities)
 }
 
-func (f *fakeBackend) Quarantined(now time.Time) []Quarantine {
+func (f *fakeBackend) Quarantined(limit int, now time.Time) ([]Quarantine, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nows = append(f.nows, now)
-	return slices.Clone(f.quarantine)
+	f.qlimits = append(f.qlimits, limit)
+	return slices.Clone(f.quarantine[:min(limit, len(f.quarantine))]), len(f.quarantine)
+}
+
+func (f *fakeBackend) QuarantineOf(id identity.ID, now time.Time) (Quarantine, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nows = append(f.nows, now)
+	for _, q := range f.quarantine {
+		if q.Identity == id.String() {
+			return q, true
+		}
+	}
+	return Quarantine{}, false
+}
+
+func (f *fakeBackend) Events(after uint64) ([]Decision, uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := uint64(len(f.events))
+	if after >= n {
+		return nil, n
+	}
+	return slices.Clone(f.events[after:]), n
 }
 
 func (f *fakeBackend) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (Quarantine, error) {
@@ -94,6 +119,8 @@ func (f *fakeBackend) Ban(id identity.ID, ttl time.Duration, reason string, now 
 		Since: now, Until: now.Add(ttl), RetryAfter: int(ttl / time.Second),
 	}
 	f.quarantine = append(f.quarantine, q)
+	f.events = append(f.events, Decision{Time: now, Identity: q.Identity, Action: actionBanned, Reason: reason,
+		Strikes: q.Strikes, Until: q.Until, By: "operator"})
 	return q, nil
 }
 
@@ -107,7 +134,11 @@ func (f *fakeBackend) Release(id identity.ID, now time.Time) (bool, error) {
 	}
 	n := len(f.quarantine)
 	f.quarantine = slices.DeleteFunc(f.quarantine, func(q Quarantine) bool { return q.Identity == id.String() })
-	return len(f.quarantine) < n, nil
+	if len(f.quarantine) == n {
+		return false, nil
+	}
+	f.events = append(f.events, Decision{Time: now, Identity: id.String(), Action: actionReleased, By: "operator"})
+	return true, nil
 }
 
 func (f *fakeBackend) Extend(id identity.ID, by time.Duration, now time.Time) (Quarantine, bool, error) {
@@ -122,7 +153,10 @@ func (f *fakeBackend) Extend(id identity.ID, by time.Duration, now time.Time) (Q
 		if f.quarantine[i].Identity == id.String() {
 			f.quarantine[i].Until = f.quarantine[i].Until.Add(by)
 			f.quarantine[i].RetryAfter = int(f.quarantine[i].Until.Sub(now) / time.Second)
-			return f.quarantine[i], true, nil
+			q := f.quarantine[i]
+			f.events = append(f.events, Decision{Time: now, Identity: q.Identity, Action: actionExtended, Reason: q.Reason,
+				Strikes: q.Strikes, Until: q.Until, By: "operator"})
+			return q, true, nil
 		}
 	}
 	return Quarantine{}, false, nil
@@ -173,6 +207,10 @@ func newTest(t *testing.T, edit func(*Options)) (http.Handler, *fakeBackend) {
 			{Identity: hostile, Reason: `"><script>alert(2)</script>`, Score: 88, Strikes: 1, Since: testNow, Until: testNow.Add(time.Minute), RetryAfter: 60},
 		},
 	}
+	for _, q := range fb.quarantine {
+		fb.events = append(fb.events, Decision{Time: q.Since, Identity: q.Identity, Action: actionAdmitted, Reason: q.Reason,
+			Score: q.Score, Strikes: q.Strikes, Until: q.Until, By: "detector"})
+	}
 	opts := Options{
 		Backend:    fb,
 		AdminToken: testToken,
@@ -185,7 +223,7 @@ func newTest(t *testing.T, edit func(*Options)) (http.Handler, *fakeBackend) {
 	return New(opts), fb
 }
 
-func do(t *testing.T, h http.Handler, method, target, body string, hdr ...string) *httptest.ResponseRecorder {
+func do(t testing.TB, h http.Handler, method, target, body string, hdr ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -458,13 +496,18 @@ func TestIdentitiesBadLimit(t *testing.T) {
 func TestQuarantineList(t *testing.T) {
 	h, fb := newTest(t, nil)
 	rec := do(t, h, "GET", "/api/v1/quarantine", "")
-	var raw map[string][]map[string]any
-	if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil || rec.Code != http.StatusOK {
+	var raw struct {
+		Quarantine []map[string]any `json:"quarantine"`
+		Total      *int             `json:"total"`
+	}
+	dec := json.NewDecoder(rec.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil || rec.Code != http.StatusOK {
 		t.Fatalf("GET /api/v1/quarantine = %d %s (%v)", rec.Code, rec.Body, err)
 	}
-	list := raw["quarantine"]
-	if len(raw) != 1 || len(list) != 2 {
-		t.Fatalf("body = %s, want {\"quarantine\":[2 items]}", rec.Body)
+	list := raw.Quarantine
+	if len(list) != 2 || raw.Total == nil || *raw.Total != 2 {
+		t.Fatalf("body = %s, want {\"quarantine\":[2 items],\"total\":2}", rec.Body)
 	}
 	want := map[string]any{
 		"identity": "203.0.113.7", "reason": "periodic", "score": 91.0, "strikes": 2.0, "manual": false,
@@ -474,8 +517,24 @@ func TestQuarantineList(t *testing.T) {
 		t.Errorf("entry = %v, want %v", list[0], want)
 	}
 
+	// ?limit bounds the list, not the total.
+	if rec := do(t, h, "GET", "/api/v1/quarantine?limit=1", ""); rec.Code != http.StatusOK ||
+		!strings.HasPrefix(rec.Body.String(), `{"quarantine":[{"identity":"203.0.113.7",`) || !strings.HasSuffix(rec.Body.String(), "}],\"total\":2}\n") {
+		t.Errorf("limit=1: %d %s", rec.Code, rec.Body)
+	}
+	do(t, h, "GET", "/api/v1/quarantine?limit=10000", "")
+	if want := []int{defaultQuarantineLimit, 1, maxQuarantineLimit}; !slices.Equal(fb.qlimits, want) {
+		t.Errorf("backend asked with limits %v, want %v", fb.qlimits, want)
+	}
+	for _, limit := range []string{"0", "-1", "10001", "abc", "10.5", "1e3", "%205", "99999999999999999999"} {
+		errorBody(t, do(t, h, "GET", "/api/v1/quarantine?limit="+limit, ""), http.StatusBadRequest)
+	}
+	if len(fb.qlimits) != 3 {
+		t.Errorf("backend asked with limits %v after bad requests", fb.qlimits)
+	}
+
 	fb.quarantine = nil
-	if rec := do(t, h, "GET", "/api/v1/quarantine", ""); rec.Body.String() != "{\"quarantine\":[]}\n" {
+	if rec := do(t, h, "GET", "/api/v1/quarantine", ""); rec.Body.String() != "{\"quarantine\":[],\"total\":0}\n" {
 		t.Errorf("empty list = %q", rec.Body)
 	}
 }

@@ -1,8 +1,6 @@
 package dashboard
 
 import (
-	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -13,13 +11,14 @@ type Decision struct {
 	Time     time.Time `json:"time"`
 	Identity string    `json:"identity"`
 	// Action is "admitted" (by the detector), "banned", "extended",
-	// "released" (by an operator) or "expired" (the quarantine healed).
+	// "released" (by an operator), "expired" (the quarantine healed), or
+	// "evicted" (ended early to make room: the quarantine is full).
 	Action  string    `json:"action"`
 	Reason  string    `json:"reason,omitempty"`
 	Score   int       `json:"score,omitempty"`
 	Strikes int       `json:"strikes,omitempty"`
 	Until   time.Time `json:"until,omitzero"` // end of the quarantine, for admitted, banned and extended
-	// By is who acted: "detector", "operator" or "ttl".
+	// By is who acted: "detector", "operator", "ttl" or "capacity".
 	By string `json:"by"`
 }
 
@@ -30,22 +29,43 @@ const (
 	actionExtended = "extended"
 	actionReleased = "released"
 	actionExpired  = "expired"
+	actionEvicted  = "evicted"
 )
 
 // journalSize bounds the journal: the last this many decisions are kept,
 // whatever the number of identities.
 const journalSize = 1000
 
-// journal is a ring of the latest quarantine transitions. It learns them
-// from the admin handlers, which record what they did, and from observe,
-// which compares the quarantine list with the one it saw before. It is safe
-// for concurrent use.
+// journal is a ring of the latest quarantine transitions, as the backend
+// recorded them: every admission, ban, extension, release, expiry and
+// eviction, whoever made it, without ever walking the quarantine. catchUp
+// copies what is new; the stream does every tick while a dashboard is
+// open, and the explain view on every request. If more transitions happen
+// between two looks than the backend keeps (an attack that fills the
+// quarantine), the journal shows the latest and misses the older ones. It
+// is safe for concurrent use.
 type journal struct {
-	mu   sync.Mutex // guards the following fields
-	ring [journalSize]Decision
-	next int                   // slot of the next decision
-	n    int                   // decisions held, up to journalSize
-	seen map[string]Quarantine // the quarantine as last observed, by identity; nil before the first look
+	mu     sync.Mutex // guards the following fields
+	ring   [journalSize]Decision
+	next   int    // slot of the next decision
+	n      int    // decisions held, up to journalSize
+	cursor uint64 // the backend's number of the latest decision taken
+}
+
+// eventSource is the part of Backend the journal reads.
+type eventSource interface {
+	Events(after uint64) ([]Decision, uint64)
+}
+
+// catchUp takes the decisions the backend recorded since the last call.
+func (j *journal) catchUp(b eventSource) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	ds, next := b.Events(j.cursor)
+	for _, d := range ds {
+		j.addLocked(d)
+	}
+	j.cursor = next
 }
 
 // add records d.
@@ -74,84 +94,4 @@ func (j *journal) latest(limit int, keep func(*Decision) bool) []Decision {
 		}
 	}
 	return out
-}
-
-// hasLocked reports whether the journal holds a decision on id with the
-// given action at or after since.
-func (j *journal) hasLocked(id, action string, since time.Time) bool {
-	for k := 1; k <= j.n; k++ {
-		d := &j.ring[(j.next-k+journalSize)%journalSize]
-		if d.Identity == id && d.Action == action && !d.Time.Before(since) {
-			return true
-		}
-	}
-	return false
-}
-
-// observe compares the quarantine at now with the one seen at the last
-// call and records what changed that the admin handlers did not already
-// record: admissions by the detector (at their own time), expiries (at
-// their end), and releases, bans and extensions made elsewhere (another
-// replica, a restored state file). The first call only takes stock.
-//
-// The journal sees what it is shown: the stream looks every tick while a
-// dashboard is open, and the explain view looks on every request. A
-// quarantine that begins and ends between two looks is missed.
-func (j *journal) observe(qs []Quarantine, now time.Time) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	cur := make(map[string]Quarantine, len(qs))
-	for _, q := range qs {
-		cur[q.Identity] = q
-	}
-	first := j.seen == nil
-	// Changes come out in a stable order: this list's, then the gone ones.
-	var changes []Decision
-	for _, q := range qs {
-		old, ok := j.seen[q.Identity]
-		switch {
-		case first || !ok || !old.Since.Equal(q.Since):
-			d := Decision{Time: q.Since, Identity: q.Identity, Reason: q.Reason, Score: q.Score,
-				Strikes: q.Strikes, Until: q.Until, Action: actionAdmitted, By: "detector"}
-			if q.Manual {
-				d.Action, d.By = actionBanned, "operator"
-			}
-			if !j.hasLocked(q.Identity, d.Action, q.Since.Add(-time.Second)) {
-				changes = append(changes, d)
-			}
-		case q.Until.After(old.Until):
-			if !j.hasLocked(q.Identity, actionExtended, now.Add(-time.Minute)) {
-				changes = append(changes, Decision{Time: now, Identity: q.Identity, Action: actionExtended,
-					Reason: q.Reason, Strikes: q.Strikes, Until: q.Until, By: "operator"})
-			}
-		}
-	}
-	for id, old := range j.seen {
-		if _, ok := cur[id]; ok {
-			continue
-		}
-		if !now.Before(old.Until) {
-			changes = append(changes, Decision{Time: old.Until, Identity: id, Action: actionExpired,
-				Reason: old.Reason, Strikes: old.Strikes, By: "ttl"})
-		} else if !j.hasLocked(id, actionReleased, now.Add(-time.Minute)) {
-			changes = append(changes, Decision{Time: now, Identity: id, Action: actionReleased,
-				Reason: old.Reason, Strikes: old.Strikes, By: "operator"})
-		}
-	}
-	sortDecisions(changes)
-	for _, d := range changes {
-		j.addLocked(d)
-	}
-	j.seen = cur
-}
-
-// sortDecisions orders ds by time, then identity, so that the ring stays
-// near time order and tests see a stable order.
-func sortDecisions(ds []Decision) {
-	slices.SortFunc(ds, func(a, b Decision) int {
-		if c := a.Time.Compare(b.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Identity, b.Identity)
-	})
 }

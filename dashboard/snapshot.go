@@ -35,11 +35,18 @@ type Snapshot struct {
 // snapshot builds the current Snapshot.
 func (s *server) snapshot(clients int) Snapshot {
 	now := s.now()
-	qs := s.backend.Quarantined(now)
-	s.journal.observe(qs, now)
+	qs, total := s.backend.Quarantined(streamQuarantine, now)
+	if len(qs) > streamQuarantine {
+		qs = qs[:streamQuarantine]
+	}
+	if qs == nil {
+		qs = []Quarantine{}
+	}
+	total = max(total, len(qs))
+	s.journal.catchUp(s.backend)
 	st := s.tracker.Stats(now)
 	st.Tracked = s.backend.Tracked()
-	st.Quarantined = len(qs)
+	st.Quarantined = total
 
 	ids := s.backend.Identities(streamIdentities, now)
 	if len(ids) > streamIdentities {
@@ -47,13 +54,6 @@ func (s *server) snapshot(clients int) Snapshot {
 	}
 	if ids == nil {
 		ids = []Identity{}
-	}
-	total := len(qs)
-	if len(qs) > streamQuarantine {
-		qs = qs[:streamQuarantine]
-	}
-	if qs == nil {
-		qs = []Quarantine{}
 	}
 	lists := s.backend.Lists()
 	if lists.Allow == nil {

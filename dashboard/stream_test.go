@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -488,30 +489,52 @@ func TestAuthRoute(t *testing.T) {
 	}
 }
 
-func TestJournalObserve(t *testing.T) {
+// eventLog is a backend's bounded event log, for the journal: it keeps the
+// latest `keep` of the decisions appended to ds.
+type eventLog struct {
+	ds   []Decision
+	keep int
+}
+
+func (l *eventLog) Events(after uint64) ([]Decision, uint64) {
+	n := uint64(len(l.ds))
+	if after >= n {
+		return nil, n
+	}
+	return slices.Clone(l.ds[max(after, n-min(n, uint64(l.keep))):]), n
+}
+
+func TestJournalCatchUp(t *testing.T) {
 	var j journal
 	t0 := testNow
-	q := func(id string, since, until time.Time, manual bool) Quarantine {
-		return Quarantine{Identity: id, Reason: "periodic", Score: 90, Strikes: 1, Since: since, Until: until, Manual: manual}
+	src := &eventLog{keep: 5}
+	d := func(id, action, by string, at time.Duration) Decision {
+		return Decision{Time: t0.Add(at), Identity: id, Action: action, By: by, Reason: "periodic", Strikes: 1}
 	}
-	a := q("203.0.113.1", t0.Add(-time.Minute), t0.Add(time.Minute), false)
-	j.observe([]Quarantine{a}, t0) // the first look records what is there
-	if got := j.latest(10, nil); len(got) != 1 || got[0].Action != actionAdmitted || !got[0].Time.Equal(a.Since) {
-		t.Fatalf("first look recorded %+v, want a's admission at its own time", got)
+	lines := func(ds []Decision) string {
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.Action+" "+d.Identity+" "+d.By)
+		}
+		return strings.Join(out, "\n")
 	}
 
-	b := q("203.0.113.2", t0.Add(500*time.Millisecond), t0.Add(5*time.Minute), false)
-	c := q("203.0.113.3", t0.Add(time.Second), t0.Add(time.Hour), true)
-	j.observe([]Quarantine{a, b, c}, t0.Add(time.Second))
-	aLonger := a
-	aLonger.Until = a.Until.Add(10 * time.Minute)
-	j.observe([]Quarantine{aLonger, c}, t0.Add(2*time.Second)) // a extended elsewhere, b released elsewhere
-	j.observe([]Quarantine{c}, t0.Add(20*time.Minute))         // a expired
-
-	var got []string
-	for _, d := range j.latest(10, nil) {
-		got = append(got, d.Action+" "+d.Identity+" "+d.By)
+	j.catchUp(src) // nothing yet
+	if got := j.latest(10, nil); len(got) != 0 {
+		t.Fatalf("empty backend gave %v", got)
 	}
+	src.ds = append(src.ds,
+		d("203.0.113.1", actionAdmitted, "detector", 0),
+		d("203.0.113.2", actionAdmitted, "detector", time.Second),
+		d("203.0.113.3", actionBanned, "operator", time.Second))
+	j.catchUp(src)
+	src.ds = append(src.ds,
+		d("203.0.113.1", actionExtended, "operator", 2*time.Second),
+		d("203.0.113.2", actionReleased, "operator", 2*time.Second))
+	j.catchUp(src)
+	j.catchUp(src) // nothing new: nothing twice
+	src.ds = append(src.ds, d("203.0.113.1", actionExpired, "ttl", 20*time.Minute))
+	j.catchUp(src)
 	want := []string{
 		"expired 203.0.113.1 ttl",
 		"released 203.0.113.2 operator",
@@ -520,15 +543,28 @@ func TestJournalObserve(t *testing.T) {
 		"admitted 203.0.113.2 detector",
 		"admitted 203.0.113.1 detector",
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("journal =\n%v\nwant\n%v", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	if got := lines(j.latest(10, nil)); got != strings.Join(want, "\n") {
+		t.Errorf("journal =\n%s\nwant\n%s", got, strings.Join(want, "\n"))
+	}
+	// latest filters and limits, newest first.
+	if got := lines(j.latest(2, func(d *Decision) bool { return d.Identity == "203.0.113.1" })); got != "expired 203.0.113.1 ttl\nextended 203.0.113.1 operator" {
+		t.Errorf("latest 2 of 203.0.113.1 =\n%s", got)
 	}
 
-	// What the handlers recorded is not recorded twice.
-	j.add(Decision{Time: t0.Add(21 * time.Minute), Identity: "203.0.113.3", Action: actionReleased, By: "operator"})
-	j.observe(nil, t0.Add(21*time.Minute))
-	if n := len(j.latest(100, func(d *Decision) bool { return d.Identity == "203.0.113.3" })); n != 2 {
-		t.Errorf("203.0.113.3 has %d decisions, want 2 (banned, released once)", n)
+	// A journal that falls behind the backend's log takes what is left.
+	for i := range 8 {
+		src.ds = append(src.ds, d(fmt.Sprintf("198.51.100.%d", i), actionAdmitted, "detector", time.Hour))
+	}
+	j.catchUp(src)
+	if got := j.latest(100, nil); len(got) != 6+5 || got[0].Identity != "198.51.100.7" || got[4].Identity != "198.51.100.3" || got[5].Action != actionExpired {
+		t.Errorf("after falling behind, journal =\n%s", lines(got))
+	}
+	// A backend that starts again (a new list) does not confuse it.
+	j.catchUp(&eventLog{keep: 5})
+	src2 := &eventLog{keep: 5, ds: []Decision{d("192.0.2.1", actionAdmitted, "detector", 2*time.Hour)}}
+	j.catchUp(src2)
+	if got := j.latest(1, nil); got[0].Identity != "192.0.2.1" {
+		t.Errorf("after a new backend log, latest = %s", lines(got))
 	}
 
 	// The journal is bounded.

@@ -44,13 +44,30 @@ func (b *backend) Identities(limit int, now time.Time) []dashboard.Identity {
 	return out
 }
 
-func (b *backend) Quarantined(now time.Time) []dashboard.Quarantine {
-	entries := b.q.Snapshot(now)
+func (b *backend) Quarantined(limit int, now time.Time) ([]dashboard.Quarantine, int) {
+	entries, total := b.q.SnapshotN(now, limit)
 	out := make([]dashboard.Quarantine, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, quarantineView(e, now))
 	}
-	return out
+	return out, total
+}
+
+func (b *backend) QuarantineOf(id identity.ID, now time.Time) (dashboard.Quarantine, bool) {
+	e, ok := b.q.Check(id, now)
+	if !ok {
+		return dashboard.Quarantine{}, false
+	}
+	return quarantineView(e, now), true
+}
+
+func (b *backend) Events(after uint64) ([]dashboard.Decision, uint64) {
+	evs, next := b.q.Events(after)
+	out := make([]dashboard.Decision, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, decisionView(e))
+	}
+	return out, next
 }
 
 func (b *backend) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (dashboard.Quarantine, error) {
@@ -152,4 +169,30 @@ func quarantineView(e quarantine.Entry, now time.Time) dashboard.Quarantine {
 		Until:      e.Until,
 		RetryAfter: e.RetryAfterSeconds(now),
 	}
+}
+
+// decisionView says who made a quarantine transition: the detector admits,
+// an operator bans, extends and releases (only the admin API does), the
+// TTL expires, and the MaxEntries bound evicts.
+func decisionView(e quarantine.Event) dashboard.Decision {
+	d := dashboard.Decision{
+		Time:     e.Time,
+		Identity: dashboard.IdentityText(e.ID),
+		Action:   e.Kind.String(),
+		Reason:   e.Reason,
+		Strikes:  e.Strikes,
+	}
+	switch e.Kind {
+	case quarantine.EventAdmitted:
+		d.By, d.Score, d.Until = "detector", int(e.Score), e.Until
+	case quarantine.EventBanned, quarantine.EventExtended:
+		d.By, d.Until = "operator", e.Until
+	case quarantine.EventReleased:
+		d.By = "operator"
+	case quarantine.EventExpired:
+		d.By = "ttl"
+	default: // quarantine.EventEvicted
+		d.By = "capacity"
+	}
+	return d
 }

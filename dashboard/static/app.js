@@ -324,6 +324,7 @@ function renderLists(lists) {
 
 const actionWords = {
   admitted: 'caught', banned: 'banned', extended: 'extended', released: 'released', expired: 'healed',
+  evicted: 'evicted (quarantine full)',
 };
 
 // The activity feed reuses the items it already shows, so only new events
