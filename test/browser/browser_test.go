@@ -10,18 +10,14 @@
 package browser
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,9 +26,9 @@ import (
 	"github.com/chromedp/chromedp"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
 const (
@@ -42,27 +38,13 @@ const (
 	artifactDir    = "../artifacts" // test/artifacts, gitignored
 )
 
-// binDir holds the flowlock-authz binary built once for the package.
-var binDir string
+func TestMain(m *testing.M) { os.Exit(flowlocktest.Main(m, "flowlock-authz")) }
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		dir, err := os.MkdirTemp("", "flowlock-browser-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		binDir = dir
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, "flowlock-authz"), "../../cmd/flowlock-authz")
-		build.Stdout, build.Stderr = os.Stdout, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build flowlock-authz: %v\n", err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+// start runs the flowlock-authz built by TestMain on free loopback ports
+// (see flowlocktest.Start).
+func start(t *testing.T, args ...string) *flowlocktest.Service {
+	t.Helper()
+	return flowlocktest.Start(t, flowlocktest.Bin("flowlock-authz"), args...)
 }
 
 // chromium returns the browser to drive, or skips (fails under CI).
@@ -85,101 +67,12 @@ func chromium(t *testing.T) string {
 	return path
 }
 
-// service is one running flowlock-authz.
-type service struct {
-	cmd      *exec.Cmd
-	grpcAddr string
-	httpAddr string
-	done     chan struct{}
-
-	mu   sync.Mutex // guards logs
-	logs []string
-}
-
-// start runs flowlock-authz with --demo on free loopback ports and waits
-// for its "listening" log line. The process is stopped by PID at cleanup.
-func start(t *testing.T, args ...string) *service {
-	t.Helper()
-	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
-	cmd := exec.Command(filepath.Join(binDir, "flowlock-authz"), args...)
-	cmd.Env = append(os.Environ(), "FLOWLOCK_CONFIG=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &service{cmd: cmd, done: make(chan struct{})}
-	listening := make(chan map[string]any, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.logs = append(s.logs, line)
-			s.mu.Unlock()
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" {
-				listening <- rec
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		s.stop(t)
-		if t.Failed() {
-			t.Logf("flowlock-authz log:\n%s", s.logText())
-		}
-	})
-	select {
-	case rec := <-listening:
-		s.grpcAddr, _ = rec["grpc_addr"].(string)
-		s.httpAddr, _ = rec["http_addr"].(string)
-	case <-s.done:
-		t.Fatalf("flowlock-authz exited before listening:\n%s", s.logText())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("flowlock-authz did not listen within 30 s:\n%s", s.logText())
-	}
-	return s
-}
-
-// stop sends SIGTERM to the process, by its PID, and waits for it to exit
-// (SIGKILL after 20 s).
-func (s *service) stop(t *testing.T) {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		t.Errorf("flowlock-authz ignored SIGTERM for 20 s")
-	}
-}
-
-func (s *service) logText() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.logs, "\n")
-}
-
 // quarantined lists the identities in quarantine, from the admin API.
-func (s *service) quarantined(t *testing.T) []string {
+func quarantined(t *testing.T, s *flowlocktest.Service) []string {
 	t.Helper()
-	resp, err := http.Get("http://" + s.httpAddr + "/api/v1/quarantine")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	_, list := s.API(t, "GET", "/api/v1/quarantine", "", "")
 	var body struct{ Quarantine []struct{ Identity string } }
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := json.NewDecoder(strings.NewReader(list)).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
@@ -278,12 +171,7 @@ func js(s string) string {
 func TestCommandCenter(t *testing.T) {
 	execPath := chromium(t)
 	svc := start(t, "--demo", "--admin-token", adminToken, "--identity-header", identityHeader)
-	conn, err := grpc.NewClient(svc.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
+	client := authv3.NewAuthorizationClient(svc.Dial(t))
 
 	ctx := browser(t, execPath, 3*time.Minute)
 
@@ -325,7 +213,7 @@ func TestCommandCenter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	base := "http://" + svc.httpAddr
+	base := "http://" + svc.HTTPAddr
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1600, 1000), chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +251,7 @@ func TestCommandCenter(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the released row leaves", `document.querySelector(`+js(row)+`) === null`, 10*time.Second)
-	for _, id := range svc.quarantined(t) {
+	for _, id := range quarantined(t, svc) {
 		if id == victim {
 			t.Fatalf("%s still in /api/v1/quarantine after the release", victim)
 		}
@@ -460,7 +348,7 @@ func TestReconnectsAfterRestart(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate("http://"+svc.httpAddr+"/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate("http://"+svc.HTTPAddr+"/")); err != nil {
 		t.Fatal(err)
 	}
 	live := `document.querySelector('[data-testid=connection-status]').dataset.state === 'live'`
@@ -468,13 +356,13 @@ func TestReconnectsAfterRestart(t *testing.T) {
 	// Without --admin-token the page is read-only and says so.
 	waitFor(t, ctx, "read-only notice", `document.getElementById('notice').dataset.state === 'disabled' && document.querySelector('[data-testid=admin-unlock]').disabled`, 5*time.Second)
 
-	svc.stop(t)
+	svc.Stop()
 	waitFor(t, ctx, "disconnected shown", `document.querySelector('[data-testid=connection-status]').dataset.state === 'disconnected'`, 10*time.Second)
 	if label := eval[string](t, ctx, `document.querySelector('[data-testid=connection-status]').textContent`); !strings.Contains(label, "Disconnected") {
 		t.Errorf("connection status says %q while the service is down", label)
 	}
 
-	start(t, "--http-addr", svc.httpAddr) // the later flag wins
+	start(t, "--http-addr", svc.HTTPAddr) // the later flag wins
 	waitFor(t, ctx, "live again after the restart", live, 30*time.Second)
 	if csp := eval[[]string](t, ctx, `window.__csp`); len(csp) != 0 {
 		t.Errorf("CSP violations in the page: %v", csp)

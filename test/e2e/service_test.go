@@ -15,6 +15,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
 const adminToken = "e2e-admin-token-0123456789"
@@ -74,8 +76,8 @@ func TestService(t *testing.T) {
 	}
 	stateFile := filepath.Join(t.TempDir(), "quarantine.json")
 	args := []string{"--admin-token", adminToken, "--state-file", stateFile, "--quarantine-ttl", "10m"}
-	svc := start(t, args...)
-	authc, health := svc.client(t)
+	svc := flowlocktest.Start(t, authz(), args...)
+	authc, health := clients(t, svc)
 	waitServing(t, health)
 
 	const bot, human, banned = "127.0.0.10", "127.0.0.11", "127.0.0.12"
@@ -127,13 +129,13 @@ func TestService(t *testing.T) {
 	}
 
 	// The operator sees the bot in the API and releases it.
-	if code, body := svc.api(t, "GET", "/api/v1/quarantine", "", ""); code != 200 || !strings.Contains(body, bot) {
+	if code, body := svc.API(t, "GET", "/api/v1/quarantine", "", ""); code != 200 || !strings.Contains(body, bot) {
 		t.Errorf("GET /api/v1/quarantine = %d %s; want the bot listed", code, body)
 	}
-	if code, _ := svc.api(t, "DELETE", "/api/v1/quarantine/"+bot, "", ""); code != 401 {
+	if code, _ := svc.API(t, "DELETE", "/api/v1/quarantine/"+bot, "", ""); code != 401 {
 		t.Errorf("release without token = %d, want 401", code)
 	}
-	if code, body := svc.api(t, "DELETE", "/api/v1/quarantine/"+bot, adminToken, ""); code != 200 {
+	if code, body := svc.API(t, "DELETE", "/api/v1/quarantine/"+bot, adminToken, ""); code != 200 {
 		t.Fatalf("release = %d %s, want 200", code, body)
 	}
 	if v := check(t, authc, bot); !v.allowed {
@@ -141,7 +143,7 @@ func TestService(t *testing.T) {
 	}
 
 	// A manual ban survives a restart.
-	if code, body := svc.api(t, "POST", "/api/v1/quarantine", adminToken,
+	if code, body := svc.API(t, "POST", "/api/v1/quarantine", adminToken,
 		`{"identity":"`+banned+`","ttl":"1h","reason":"manual"}`); code != 200 && code != 201 {
 		t.Fatalf("ban = %d %s", code, body)
 	}
@@ -149,8 +151,8 @@ func TestService(t *testing.T) {
 		t.Fatalf("banned client allowed before restart")
 	}
 
-	metricsBody := func(s *service) string {
-		code, body := s.api(t, "GET", "/metrics", "", "")
+	metricsBody := func(s *flowlocktest.Service) string {
+		code, body := s.API(t, "GET", "/metrics", "", "")
 		if code != 200 {
 			t.Fatalf("/metrics = %d", code)
 		}
@@ -166,9 +168,9 @@ func TestService(t *testing.T) {
 		t.Errorf("/metrics counts %d denies, want >= 3 (admission, quarantined repeat, banned)", total)
 	}
 
-	svc.stop()
-	svc2 := start(t, args...)
-	authc2, health2 := svc2.client(t)
+	svc.Stop()
+	svc2 := flowlocktest.Start(t, authz(), args...)
+	authc2, health2 := clients(t, svc2)
 	waitServing(t, health2)
 	v := check(t, authc2, banned)
 	if v.allowed || v.status != 403 || v.retryAfter < 3000 {
@@ -189,7 +191,7 @@ func TestCorruptStateFileStopsStartup(t *testing.T) {
 	if err := writeFile(path, "{not json"); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runBinary(t, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--state-file", path)
+	out, err := runBinary("serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--state-file", path)
 	if err == nil {
 		t.Fatalf("started with a corrupt state file; output:\n%s", out)
 	}
@@ -203,7 +205,7 @@ func TestBadConfigStopsStartup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds and runs the binary (run without -short; CI does)")
 	}
-	out, err := runBinary(t, "serve", "--ipv6-prefix", "200")
+	out, err := runBinary("serve", "--ipv6-prefix", "200")
 	if err == nil || !strings.Contains(out, "ipv6-prefix") {
 		t.Errorf("bad --ipv6-prefix: err %v, output:\n%s", err, out)
 	}

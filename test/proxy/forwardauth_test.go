@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
 // proxyUnderTest runs one proxy from its shipped config in front of the
@@ -77,7 +79,7 @@ func TestForwardAuthBehindProxies(t *testing.T) {
 
 // botAndHuman runs a fixed-interval bot and a human-like client side by
 // side through the proxy at base.
-func botAndHuman(t *testing.T, px proxyUnderTest, fl *flowlock, up *upstream, base string) {
+func botAndHuman(t *testing.T, px proxyUnderTest, fl *flowlocktest.Service, up *upstream, base string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -172,12 +174,12 @@ func botAndHuman(t *testing.T, px proxyUnderTest, fl *flowlock, up *upstream, ba
 
 	// Flow Lock told the two apart, by their own addresses: not the
 	// proxy's, and not the address the bot claimed.
-	q := fl.api(t, "/api/v1/quarantine")
+	q := api(t, fl, "/api/v1/quarantine")
 	if !strings.Contains(q, `"`+botAddr+`"`) || strings.Contains(q, `"`+humanAddr+`"`) ||
 		strings.Contains(q, `"127.0.0.1"`) || strings.Contains(q, "203.0.113.1") {
 		t.Errorf("quarantine = %s; want the bot's address %s only", q, botAddr)
 	}
-	if ids := fl.api(t, "/api/v1/identities"); !strings.Contains(ids, `"`+humanAddr+`"`) {
+	if ids := api(t, fl, "/api/v1/identities"); !strings.Contains(ids, `"`+humanAddr+`"`) {
 		t.Errorf("identities = %s; want the human's address %s tracked", ids, humanAddr)
 	}
 }
@@ -262,9 +264,9 @@ func hostileRequest(t *testing.T, up *upstream, base string) {
 // flowlockDown stops Flow Lock and sends one more request: a fail-open
 // config lets it through unchecked (no X-Flowlock-Risk, the client's forged
 // one dropped too); a fail-closed one answers 5xx.
-func flowlockDown(t *testing.T, px proxyUnderTest, fl *flowlock, up *upstream, base string) {
+func flowlockDown(t *testing.T, px proxyUnderTest, fl *flowlocktest.Service, up *upstream, base string) {
 	t.Helper()
-	fl.stop()
+	fl.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	r, err := get(ctx, from(humanAddr), base+"/data", map[string]string{"X-Test-Client": "unchecked", "X-Flowlock-Risk": "spoofed"})
@@ -316,8 +318,8 @@ func startNginx(t *testing.T, bin, forwardAuth, upstream string) string {
 	}
 	errorLog := filepath.Join(dir, "error.log")
 	p := startProcess(t, dir, bin, nil, "-p", dir+"/", "-c", "nginx.conf", "-e", errorLog, "-g", global)
-	p.logs = append(p.logs, errorLog, filepath.Join(dir, "access.log"))
-	p.waitListening(t, "127.0.0.1:"+port)
+	p.ShowOnFailure(errorLog, filepath.Join(dir, "access.log"))
+	waitListening(t, p, "127.0.0.1:"+port)
 	return "http://127.0.0.1:" + port
 }
 
@@ -334,7 +336,7 @@ func startCaddy(t *testing.T, bin, forwardAuth, upstream string) string {
 		"FLOWLOCK_FORWARD_AUTH=" + forwardAuth, "FLOWLOCK_UPSTREAM=" + upstream,
 	}
 	p := startProcess(t, dir, bin, env, "run", "--config", deployFile("caddy/Caddyfile"), "--adapter", "caddyfile")
-	p.waitListening(t, "127.0.0.1:"+port)
+	waitListening(t, p, "127.0.0.1:"+port)
 	return "http://127.0.0.1:" + port
 }
 
@@ -350,6 +352,6 @@ func startHAProxy(t *testing.T, bin, forwardAuth, upstream string) string {
 		"FLOWLOCK_FORWARD_AUTH=" + forwardAuth, "FLOWLOCK_UPSTREAM=" + upstream,
 	}
 	p := startProcess(t, dir, bin, env, "-f", deployFile("haproxy/haproxy.cfg"), "-db")
-	p.waitListening(t, "127.0.0.1:"+port)
+	waitListening(t, p, "127.0.0.1:"+port)
 	return "http://127.0.0.1:" + port
 }

@@ -2,12 +2,13 @@ package proxy
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
 // headerOption is a HeaderValueOption as grpcurl renders it.
@@ -51,7 +52,7 @@ func TestGRPCThirdPartyClients(t *testing.T) {
 	endToEnd(t)
 	grpcurl := tool(t, "grpcurl")
 	probe := tool(t, "grpc-health-probe")
-	self := filepath.Join(binDir, "flowlock-authz")
+	self := flowlocktest.Bin("flowlock-authz")
 	fl := startFlowlock(t, "--deny", "198.51.100.66/32")
 
 	const authz = "envoy.service.auth.v3.Authorization"
@@ -102,7 +103,7 @@ func TestGRPCThirdPartyClients(t *testing.T) {
 
 	// SIGTERM: health goes NOT_SERVING and the listener closes; the probe
 	// and the healthcheck command must fail from then on.
-	if err := fl.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := fl.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
@@ -125,7 +126,7 @@ func TestGRPCThirdPartyClients(t *testing.T) {
 		t.Errorf("flowlock-authz healthcheck after SIGTERM: exit 0: %s", out)
 	}
 	select {
-	case <-fl.done:
+	case <-fl.Done():
 	case <-time.After(20 * time.Second):
 		t.Error("flowlock-authz still running 20s after SIGTERM")
 	}

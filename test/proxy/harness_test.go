@@ -13,9 +13,7 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -27,21 +25,18 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
-var (
-	// binDir holds flowlock-authz, built once for the package.
-	binDir string
-	// repoRoot is the module root, where deploy/ is.
-	repoRoot string
-)
+// repoRoot is the module root, where deploy/ is.
+var repoRoot string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := flowlocktest.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -50,24 +45,7 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "flowlock-proxy-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := func() int {
-		defer os.RemoveAll(dir)
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, "flowlock-authz"), "./cmd/flowlock-authz")
-		build.Dir = repoRoot
-		build.Stdout, build.Stderr = os.Stdout, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build flowlock-authz: %v\n", err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(flowlocktest.Main(m, "flowlock-authz"))
 }
 
 // requireProxies makes a missing program a failure rather than a skip.
@@ -134,111 +112,20 @@ func freePort(t *testing.T) string {
 	return port
 }
 
-// process is a program the test started, stopped by PID at cleanup.
-type process struct {
-	t    *testing.T
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs []string // files to show when the test fails
-}
-
-// startProcess runs bin with args and extra environment variables, output
-// to files in dir, and stops it (SIGTERM, then SIGKILL after 10 s) when the
-// test ends. On failure the output is logged.
-func startProcess(t *testing.T, dir, bin string, env []string, args ...string) *process {
+// startProcess runs bin with args and extra environment variables (which
+// replace any of the same name) in dir, and stops it by PID when the test
+// ends (see flowlocktest.Process).
+func startProcess(t *testing.T, dir, bin string, env []string, args ...string) *flowlocktest.Process {
 	t.Helper()
-	name := filepath.Base(bin)
-	stdout, err := os.Create(filepath.Join(dir, name+".stdout"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := os.Create(filepath.Join(dir, name+".stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = withEnv(os.Environ(), env)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &process{t: t, name: name, cmd: cmd, done: make(chan struct{}), logs: []string{stdout.Name(), stderr.Name()}}
-	go func() {
-		_ = cmd.Wait()
-		stdout.Close()
-		stderr.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			p.dump()
-		}
-	})
-	return p
+	cmd.Env = append(os.Environ(), env...) // the last of a name wins
+	return flowlocktest.StartProcess(t, cmd)
 }
 
-// withEnv returns base with the variables in set replacing any of the same
-// name.
-func withEnv(base, set []string) []string {
-	out := make([]string, 0, len(base)+len(set))
-	for _, kv := range base {
-		name, _, _ := strings.Cut(kv, "=")
-		replaced := false
-		for _, s := range set {
-			if n, _, _ := strings.Cut(s, "="); n == name {
-				replaced = true
-			}
-		}
-		if !replaced {
-			out = append(out, kv)
-		}
-	}
-	return append(out, set...)
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the process's PID and waits, killing it after 10 s.
-func (p *process) stop() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		p.t.Errorf("%s (pid %d) ignored SIGTERM for 10s", p.name, p.cmd.Process.Pid)
-	}
-}
-
-func (p *process) dump() {
-	for _, f := range p.logs {
-		b, err := os.ReadFile(f)
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		if len(b) > 16<<10 {
-			b = b[len(b)-16<<10:]
-		}
-		p.t.Logf("%s:\n%s", f, b)
-	}
-}
-
-// waitListening polls addr until it accepts a connection, the process
-// exits, or 15 s pass.
-func (p *process) waitListening(t *testing.T, addr string) {
+// waitListening polls addr until it accepts a connection, p exits, or
+// 15 s pass.
+func waitListening(t *testing.T, p *flowlocktest.Process, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -247,86 +134,31 @@ func (p *process) waitListening(t *testing.T, addr string) {
 			c.Close()
 			return
 		}
-		if p.exited() {
-			p.dump()
-			t.Fatalf("%s exited before listening on %s", p.name, addr)
+		if p.Exited() {
+			t.Fatalf("%s exited before listening on %s", p.Name, addr)
 		}
 		if time.Now().After(deadline) {
-			p.dump()
-			t.Fatalf("%s not listening on %s after 15s: %v", p.name, addr, err)
+			t.Fatalf("%s not listening on %s after 15s: %v", p.Name, addr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// flowlock is one running flowlock-authz.
-type flowlock struct {
-	*process
-	GRPCAddr, HTTPAddr, ForwardAuthAddr string
-}
-
-// startFlowlock runs flowlock-authz with free loopback ports, JSON logs and
-// args, and waits for its "listening" line.
-func startFlowlock(t *testing.T, args ...string) *flowlock {
+// startFlowlock runs the flowlock-authz built by TestMain on free loopback
+// ports (see flowlocktest.Start).
+func startFlowlock(t *testing.T, args ...string) *flowlocktest.Service {
 	t.Helper()
-	dir := t.TempDir()
-	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
-	p := startProcess(t, dir, filepath.Join(binDir, "flowlock-authz"), []string{"FLOWLOCK_CONFIG="}, args...)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if rec, ok := listening(filepath.Join(dir, "flowlock-authz.stderr")); ok {
-			return &flowlock{process: p, GRPCAddr: rec["grpc_addr"], HTTPAddr: rec["http_addr"], ForwardAuthAddr: rec["forward_auth_addr"]}
-		}
-		if p.exited() {
-			p.dump()
-			t.Fatal("flowlock-authz exited before listening")
-		}
-		if time.Now().After(deadline) {
-			p.dump()
-			t.Fatal("flowlock-authz did not listen within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return flowlocktest.Start(t, flowlocktest.Bin("flowlock-authz"), args...)
 }
 
-// listening reads the addresses from the JSON "listening" log line.
-func listening(logFile string) (map[string]string, bool) {
-	f, err := os.Open(logFile)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec["msg"] != "listening" {
-			continue
-		}
-		out := map[string]string{}
-		for k, v := range rec {
-			if s, ok := v.(string); ok {
-				out[k] = s
-			}
-		}
-		return out, true
-	}
-	return nil, false
-}
-
-// api GETs a path from flowlock-authz's HTTP side.
-func (s *flowlock) api(t *testing.T, path string) string {
+// api GETs a path from flowlock-authz's HTTP side, which must answer 200.
+func api(t *testing.T, s *flowlocktest.Service, path string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + s.HTTPAddr + path)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+	code, body := s.API(t, "GET", path, "", "")
+	if code != 200 {
+		t.Fatalf("GET %s: %d %s", path, code, body)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return string(b)
+	return body
 }
 
 // upstream is the API behind the proxy. It answers 200 with a marker body
@@ -410,20 +242,15 @@ func get(ctx context.Context, c *http.Client, url string, headers map[string]str
 }
 
 // runTool runs a program to completion (bounded to 30 s) with stdin and
-// returns its combined output and exit code (-1 if it did not run).
+// returns its combined output and exit code; one that does not run fails t.
 func runTool(t *testing.T, stdin string, bin string, args ...string) (string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	cmd.Env = withEnv(os.Environ(), []string{"FLOWLOCK_CONFIG="})
-	out, err := cmd.CombinedOutput()
+	out, err := flowlocktest.Run(30*time.Second, stdin, bin, args...)
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
-			return string(out), ee.ExitCode()
+			return out, ee.ExitCode()
 		}
 		t.Fatalf("%s %v: %v\n%s", filepath.Base(bin), args, err, out)
 	}
-	return string(out), 0
+	return out, 0
 }

@@ -1,0 +1,116 @@
+package flowlocktest
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// ListenTimeout is how long Start waits for the "listening" log line.
+const ListenTimeout = 30 * time.Second
+
+// Service is one running flowlock-authz serve.
+type Service struct {
+	*Process
+	// The addresses from the "listening" log line; ForwardAuthAddr is
+	// empty unless --forward-auth-addr was given.
+	GRPCAddr, HTTPAddr, ForwardAuthAddr string
+}
+
+// Start runs bin (a built flowlock-authz) as
+//
+//	bin serve --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --log-format json args...
+//
+// with FLOWLOCK_CONFIG empty (a later flag in args wins), and waits up to
+// ListenTimeout for its JSON "listening" log line, which gives the
+// addresses. It fails t if the process exits first or does not say it
+// listens in time. The process is stopped by PID when t ends (see
+// Process.Stop), and its log is shown if t failed.
+func Start(t *testing.T, bin string, args ...string) *Service {
+	t.Helper()
+	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), configEnv)
+
+	listening := make(chan map[string]string, 1)
+	found := false // lines come one at a time
+	p := startProcess(t, cmd, func(line string) {
+		if found {
+			return
+		}
+		if rec, ok := listeningRecord(line); ok {
+			found = true
+			listening <- rec
+		}
+	})
+	select {
+	case rec := <-listening:
+		return &Service{Process: p, GRPCAddr: rec["grpc_addr"], HTTPAddr: rec["http_addr"], ForwardAuthAddr: rec["forward_auth_addr"]}
+	case <-p.Done():
+		t.Fatalf("%s exited before listening", p.Name)
+	case <-time.After(ListenTimeout):
+		t.Fatalf("%s did not listen within %v", p.Name, ListenTimeout)
+	}
+	return nil
+}
+
+// listeningRecord returns the string fields of line if it is the JSON
+// "listening" log record.
+func listeningRecord(line string) (map[string]string, bool) {
+	var rec map[string]any
+	if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "listening" {
+		return nil, false
+	}
+	out := map[string]string{}
+	for k, v := range rec {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out, true
+}
+
+// Dial returns a plaintext gRPC connection to the service, closed when t
+// ends.
+func (s *Service) Dial(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// API sends a request to the service's HTTP side, with the admin token
+// as a bearer token unless token is empty, and a JSON body unless body is
+// empty. It returns the status code and the response body; a request that
+// gets no response fails t.
+func (s *Service) API(t *testing.T, method, path, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.HTTPAddr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
