@@ -27,7 +27,7 @@ type Service struct {
 
 // Start runs bin (a built flowlock-authz) as
 //
-//	bin serve --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --log-format json args...
+//	bin serve --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --log-format json --drain-delay 0s args...
 //
 // with FLOWLOCK_CONFIG empty (a later flag in args wins), and waits up to
 // ListenTimeout for its JSON "listening" log line, which gives the
@@ -36,7 +36,9 @@ type Service struct {
 // Process.Stop), and its log is shown if t failed.
 func Start(t *testing.T, bin string, args ...string) *Service {
 	t.Helper()
-	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+	// No drain delay: nothing routes by health here, and every stop would
+	// wait it out. A test that wants one passes --drain-delay itself.
+	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json", "--drain-delay", "0s"}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), configEnv)
 
