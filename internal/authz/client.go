@@ -44,7 +44,7 @@ type Fallback uint8
 const (
 	FallbackNone              Fallback = iota
 	FallbackBadIdentityHeader          // identity header present but empty, too long or not printable
-	FallbackBadForwardedFor            // X-Forwarded-For missing, too short or malformed where it was expected
+	FallbackBadForwardedFor            // X-Forwarded-For missing, too short or malformed where it was expected: allowed unscored
 	FallbackNoIdentity                 // no usable address anywhere: the request is allowed unscored
 )
 
@@ -85,7 +85,9 @@ func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
 		c.Fallback = FallbackBadIdentityHeader
 	}
 	if !c.Addr.IsValid() {
-		c.Fallback = FallbackNoIdentity
+		if c.Fallback == FallbackNone {
+			c.Fallback = FallbackNoIdentity
+		}
 		return c
 	}
 	c.ID = identity.FromAddr(c.Addr, r.IPv6Prefix)
@@ -93,8 +95,13 @@ func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
 }
 
 // clientAddr applies the hop and trusted-proxy rules to find the client
-// address. A malformed or too-short X-Forwarded-For falls back to source:
-// it is the only address nobody upstream could have written.
+// address. When X-Forwarded-For is configured but missing, too short or
+// malformed, there is no client address: the source is then one of your
+// own proxies, and scoring it would merge every client behind it into one
+// identity (one timing record, one volume budget). A client cannot cause
+// this on purpose: what it writes into the header stands left of what your
+// proxies append, and is never reached. It is a configuration problem, and
+// is counted as such.
 func (r *ClientRules) clientAddr(source netip.Addr, xff string) (netip.Addr, Fallback) {
 	source = source.Unmap()
 	useXFF := r.XFFTrustedHops > 0 ||
@@ -107,17 +114,17 @@ func (r *ClientRules) clientAddr(source netip.Addr, xff string) (netip.Addr, Fal
 	for range r.XFFTrustedHops {
 		var ok bool
 		if _, rest, ok = lastEntry(rest); !ok {
-			return source, FallbackBadForwardedFor
+			return netip.Addr{}, FallbackBadForwardedFor
 		}
 	}
 	for {
 		entry, before, ok := lastEntry(rest)
 		if !ok {
-			return source, FallbackBadForwardedFor
+			return netip.Addr{}, FallbackBadForwardedFor
 		}
 		a, ok := parseForwarded(entry)
 		if !ok {
-			return source, FallbackBadForwardedFor
+			return netip.Addr{}, FallbackBadForwardedFor
 		}
 		if !r.trusted(a) {
 			return a, FallbackNone

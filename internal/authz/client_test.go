@@ -28,16 +28,18 @@ func TestResolve(t *testing.T) {
 		// the LB appended the client, Envoy appended the LB.
 		{name: "hops 1 takes second from right", rules: ClientRules{XFFTrustedHops: 1}, source: "10.0.0.5", xff: "1.2.3.4, 203.0.113.7, 10.0.0.5", want: "203.0.113.7"},
 		{name: "hops 2 as in Istio numTrustedProxies 2", rules: ClientRules{XFFTrustedHops: 2}, source: "10.244.0.1", xff: "56.5.6.7, 72.9.5.6, 98.1.2.3,10.244.0.1", want: "72.9.5.6"},
-		{name: "hops with too short xff falls back to source", rules: ClientRules{XFFTrustedHops: 2}, source: "10.0.0.5", xff: "203.0.113.7", want: "10.0.0.5", fallback: FallbackBadForwardedFor},
-		{name: "hops with malformed entry falls back", rules: ClientRules{XFFTrustedHops: 1}, source: "10.0.0.5", xff: "<script>, 10.0.0.5", want: "10.0.0.5", fallback: FallbackBadForwardedFor},
+		{name: "hops with too short xff: no identity, not the proxy", rules: ClientRules{XFFTrustedHops: 2}, source: "10.0.0.5", xff: "203.0.113.7", fallback: FallbackBadForwardedFor},
+		{name: "hops with malformed entry: no identity", rules: ClientRules{XFFTrustedHops: 1}, source: "10.0.0.5", xff: "<script>, 10.0.0.5", fallback: FallbackBadForwardedFor},
+		{name: "junk left of the client is never reached", rules: ClientRules{XFFTrustedHops: 1}, source: "10.0.0.5", xff: "<script>, 203.0.113.7, 10.0.0.5", want: "203.0.113.7"},
 		{name: "hops with ports and brackets", rules: ClientRules{XFFTrustedHops: 1}, source: "10.0.0.5", xff: "[2001:db8::9]:4711, 10.0.0.5", want: "2001:db8::9"},
 		{name: "hops without source (fixture with no source)", rules: ClientRules{XFFTrustedHops: 1}, xff: "172.17.0.1, 10.1.1.1", want: "172.17.0.1"},
 
 		{name: "trusted source: rightmost untrusted entry", rules: ClientRules{TrustedProxies: lb}, source: "10.0.0.5", xff: "1.2.3.4, 203.0.113.7, 10.9.9.9, 10.0.0.5", want: "203.0.113.7"},
 		{name: "untrusted source: xff ignored", rules: ClientRules{TrustedProxies: lb}, source: "198.51.100.9", xff: "1.2.3.4", want: "198.51.100.9"},
-		{name: "trusted source, all entries trusted: source", rules: ClientRules{TrustedProxies: lb}, source: "10.0.0.5", xff: "10.0.0.9, 10.0.0.5", want: "10.0.0.5", fallback: FallbackBadForwardedFor},
+		{name: "trusted source, all entries trusted: no identity", rules: ClientRules{TrustedProxies: lb}, source: "10.0.0.5", xff: "10.0.0.9, 10.0.0.5", fallback: FallbackBadForwardedFor},
 		{name: "trusted ipv6 proxy", rules: ClientRules{TrustedProxies: lb, IPv6Prefix: 64}, source: "fd00::1", xff: "2001:db8:5:6::1, fd00::1", want: "2001:db8:5:6::/64"},
-		{name: "empty xff from trusted source", rules: ClientRules{TrustedProxies: lb}, source: "10.0.0.5", xff: " , ", want: "10.0.0.5", fallback: FallbackBadForwardedFor},
+		{name: "empty xff from trusted source: no identity", rules: ClientRules{TrustedProxies: lb}, source: "10.0.0.5", xff: " , ", fallback: FallbackBadForwardedFor},
+		{name: "bad xff but a valid identity header", rules: ClientRules{XFFTrustedHops: 1, IdentityHeader: "x-api-key"}, source: "10.0.0.5", xff: "", idHeader: "key-7", want: "key-7", fallback: FallbackBadForwardedFor},
 		{name: "hops then trusted skip", rules: ClientRules{XFFTrustedHops: 1, TrustedProxies: lb}, source: "10.0.0.5", xff: "203.0.113.7, 10.1.1.1, 10.0.0.5", want: "203.0.113.7"},
 
 		{name: "identity header wins", rules: ClientRules{IdentityHeader: "x-api-key"}, source: "203.0.113.7", idHeader: "key-123", want: "key-123"},
@@ -84,8 +86,11 @@ func FuzzResolve(f *testing.F) {
 		src, _ := netip.ParseAddr(source)
 		r := ClientRules{TrustedProxies: lb, XFFTrustedHops: hops & 7, IdentityHeader: "x-id", IPv6Prefix: 64}
 		c := r.Resolve(src, xff, idh)
-		if c.ID.IsZero() != (c.Fallback == FallbackNoIdentity) {
-			t.Fatalf("zero ID %v with fallback %v", c.ID.IsZero(), c.Fallback)
+		if c.ID.IsZero() && c.Fallback == FallbackNone {
+			t.Fatalf("zero ID without a fallback reason")
+		}
+		if !c.ID.IsZero() && c.Fallback == FallbackNoIdentity {
+			t.Fatalf("identity %v with fallback no_identity", c.ID)
 		}
 		if c.Addr.IsValid() && c.Addr.Is4In6() {
 			t.Fatalf("mapped address %v leaked out", c.Addr)

@@ -226,7 +226,8 @@ func (f *ForwardAuth) client(r *http.Request) Client {
 			}
 		}
 	}
-	// With no usable header this falls back to the peer and says so.
+	// With no usable header there is no client identity (never the proxy's
+	// own address); Resolve says why.
 	return f.rules.Resolve(peer, xff, idh)
 }
 

@@ -173,11 +173,13 @@ func TestForwardAuthClient(t *testing.T) {
 			map[string]string{"X-Real-IP": "[2001:db8:1:2::7]:443"}, "2001:db8:1:2::/64", FallbackNone},
 		{"X-Forwarded-For beats X-Real-IP", trusted, "127.0.0.1:5000", []string{"203.0.113.7"},
 			map[string]string{"X-Real-IP": "203.0.113.8"}, "203.0.113.7", FallbackNone},
-		{"malformed X-Real-IP: the peer, counted", trusted, "127.0.0.1:5000", nil,
-			map[string]string{"X-Real-IP": "<script>"}, "127.0.0.1", FallbackBadForwardedFor},
-		{"malformed X-Forwarded-For: the peer, counted", trusted, "127.0.0.1:5000", []string{"unknown"}, nil,
-			"127.0.0.1", FallbackBadForwardedFor},
-		{"trusted peer sent nothing: the peer, counted", trusted, "127.0.0.1:5000", nil, nil, "127.0.0.1", FallbackBadForwardedFor},
+		// A trusted proxy whose headers name no client is misconfigured:
+		// scoring the proxy itself would merge everyone behind it.
+		{"malformed X-Real-IP: no identity, counted", trusted, "127.0.0.1:5000", nil,
+			map[string]string{"X-Real-IP": "<script>"}, "", FallbackBadForwardedFor},
+		{"malformed X-Forwarded-For: no identity, counted", trusted, "127.0.0.1:5000", []string{"unknown"}, nil,
+			"", FallbackBadForwardedFor},
+		{"trusted peer sent nothing: no identity, counted", trusted, "127.0.0.1:5000", nil, nil, "", FallbackBadForwardedFor},
 		{"IPv4-mapped peer is trusted as IPv4", trusted, "[::ffff:127.0.0.1]:5000", []string{"203.0.113.7"}, nil,
 			"203.0.113.7", FallbackNone},
 		{"identity header wins", ClientRules{TrustedProxies: loopback, IdentityHeader: "x-api-key"}, "127.0.0.1:5000",

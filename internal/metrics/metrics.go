@@ -79,7 +79,7 @@ type Fallback uint8
 const (
 	FallbackNoIdentity        Fallback = iota // "no_identity": no usable identity at all
 	FallbackBadIdentityHeader                 // "bad_identity_header": identity header present but invalid
-	FallbackBadForwardedFor                   // "bad_forwarded_for": x-forwarded-for unusable; source address used
+	FallbackBadForwardedFor                   // "bad_forwarded_for": x-forwarded-for unusable where configured; allowed unscored
 	FallbackRequestTimeSkew                   // "request_time_skew": Envoy's request time too far off; local clock used
 	numFallbacks
 )
