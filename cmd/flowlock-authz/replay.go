@@ -14,12 +14,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
-	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/replay"
-	"github.com/flowlock/flowlock/internal/risk"
-	"github.com/flowlock/flowlock/internal/volume"
+	"github.com/flowlock/flowlock/internal/wire"
 )
 
 // replayStdin is what the trace "-" reads; tests replace it.
@@ -167,30 +164,14 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		}
 	}
 
-	mode, _ := authz.ParseMode(cfg.Mode) // validated by config.Load
 	results, sum, err := replay.Run(ctx, recs, replay.Options{
-		Risk: risk.Options{
-			MaxClients:         cfg.MaxClients,
-			Threshold:          uint8(cfg.RiskThreshold),
-			ChallengeThreshold: uint8(cfg.ChallengeThreshold),
-			Confirm:            cfg.Confirm,
-		},
-		Quarantine: quarantine.Options{
-			BaseTTL:      cfg.QuarantineTTL,
-			MaxTTL:       cfg.QuarantineMaxTTL,
-			Factor:       cfg.QuarantineFactor,
-			StrikeWindow: cfg.StrikeWindow,
-		},
-		Lists:        quarantine.NewLists(cfg.Allow, cfg.Deny),
-		Volume:       volume.Options{Rate: cfg.VolumeRate, Burst: cfg.VolumeBurst, MaxClients: cfg.MaxClients},
-		Mode:         mode,
-		ExcludePaths: cfg.ExcludePaths,
-		Rules: authz.ClientRules{
-			TrustedProxies: cfg.TrustedProxies,
-			XFFTrustedHops: cfg.XFFTrustedHops,
-			IdentityHeader: cfg.IdentityHeader,
-			IPv6Prefix:     cfg.IPv6Prefix,
-		},
+		Risk:          wire.Risk(cfg),
+		Quarantine:    wire.Quarantine(cfg),
+		Lists:         wire.Lists(cfg),
+		Volume:        wire.Volume(cfg),
+		Mode:          wire.Mode(cfg),
+		ExcludePaths:  cfg.ExcludePaths,
+		Rules:         wire.Rules(cfg),
 		SweepInterval: cfg.SweepInterval,
 	})
 	if err != nil {

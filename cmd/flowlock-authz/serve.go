@@ -30,6 +30,7 @@ import (
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
 	"github.com/flowlock/flowlock/internal/volume"
+	"github.com/flowlock/flowlock/internal/wire"
 )
 
 // authzService is the gRPC health service name of the Check API, so that a
@@ -54,18 +55,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, buildVersion())
 
-	engine := risk.New(risk.Options{
-		MaxClients:         cfg.MaxClients,
-		Threshold:          uint8(cfg.RiskThreshold),
-		ChallengeThreshold: uint8(cfg.ChallengeThreshold),
-		Confirm:            cfg.Confirm,
-	})
-	q := quarantine.New(quarantine.Options{
-		BaseTTL:      cfg.QuarantineTTL,
-		MaxTTL:       cfg.QuarantineMaxTTL,
-		Factor:       cfg.QuarantineFactor,
-		StrikeWindow: cfg.StrikeWindow,
-	})
+	engine := risk.New(wire.Risk(cfg))
+	q := quarantine.New(wire.Quarantine(cfg))
 	m.RegisterGauges(reg,
 		func() float64 { return float64(engine.Len()) },
 		func() float64 { return float64(q.Len()) },
@@ -81,23 +72,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		state = &persister{path: cfg.StateFile, list: q, every: cfg.StateWriteInterval, m: m, log: log}
 	}
 
-	limiter := volume.New(volume.Options{Rate: cfg.VolumeRate, Burst: cfg.VolumeBurst, MaxClients: cfg.MaxClients})
-	mode, _ := authz.ParseMode(cfg.Mode)
+	limiter := volume.New(wire.Volume(cfg))
 	policy := authz.NewPolicy(authz.Options{
 		Engine:       engine,
 		Quarantine:   q,
-		Lists:        quarantine.NewLists(cfg.Allow, cfg.Deny),
+		Lists:        wire.Lists(cfg),
 		Volume:       limiter,
-		Mode:         mode,
+		Mode:         wire.Mode(cfg),
 		ExcludePaths: cfg.ExcludePaths,
 		Logger:       log,
 	})
-	rules := authz.ClientRules{
-		TrustedProxies: cfg.TrustedProxies,
-		XFFTrustedHops: cfg.XFFTrustedHops,
-		IdentityHeader: cfg.IdentityHeader,
-		IPv6Prefix:     cfg.IPv6Prefix,
-	}
+	rules := wire.Rules(cfg)
 	live := dashboard.NewTracker()
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: policy, Rules: rules, MaxSkew: cfg.ClockSkew, Recorder: recorder{m, live}, Logger: log,

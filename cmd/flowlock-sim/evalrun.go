@@ -14,6 +14,7 @@ import (
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
 	"github.com/flowlock/flowlock/internal/traffic"
+	"github.com/flowlock/flowlock/internal/wire"
 )
 
 // Seed sets (DETECTION.md §6.1): thresholds are tuned on one and reported on
@@ -80,30 +81,20 @@ func newSetup() evalSetup {
 // the stream after that many requests.
 func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, naive *traffic.Naive, limit int) streamResult {
 	cfg := s.cfg
-	threshold := uint8(cfg.RiskThreshold)
+	ro := wire.Risk(cfg)
+	ro.Shards = 1 // one identity: sharding changes nothing but the set-up cost
 	if s.threshold != 0 {
-		threshold = s.threshold
+		ro.Threshold = s.threshold
 	}
-	engine := risk.New(risk.Options{
-		MaxClients:         cfg.MaxClients,
-		Shards:             1, // one identity: sharding changes nothing but the set-up cost
-		Threshold:          threshold,
-		ChallengeThreshold: uint8(cfg.ChallengeThreshold),
-		Confirm:            cfg.Confirm,
-	})
-	q := quarantine.New(quarantine.Options{
-		BaseTTL:      cfg.QuarantineTTL,
-		MaxTTL:       cfg.QuarantineMaxTTL,
-		Factor:       cfg.QuarantineFactor,
-		StrikeWindow: cfg.StrikeWindow,
-	})
+	engine := risk.New(ro)
+	q := quarantine.New(wire.Quarantine(cfg))
 	policy := authz.NewPolicy(authz.Options{
 		Engine:       engine,
 		Quarantine:   q,
 		Mode:         authz.Enforce,
 		ExcludePaths: sc.ExcludedPaths,
 	})
-	rules := authz.ClientRules{IPv6Prefix: cfg.IPv6Prefix}
+	rules := wire.Rules(cfg)
 	client := rules.Resolve(addr, "", "")
 
 	var res streamResult
