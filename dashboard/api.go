@@ -37,7 +37,7 @@ func (s *server) handleIdentities(w http.ResponseWriter, r *http.Request) {
 	if ids == nil {
 		ids = []Identity{}
 	}
-	s.writeJSON(w, http.StatusOK, struct {
+	s.writeJSON(w, struct {
 		Identities []Identity `json:"identities"`
 	}{ids})
 }
@@ -58,7 +58,7 @@ func (s *server) handleQuarantine(w http.ResponseWriter, r *http.Request) {
 	if qs == nil {
 		qs = []Quarantine{}
 	}
-	s.writeJSON(w, http.StatusOK, struct {
+	s.writeJSON(w, struct {
 		Quarantine []Quarantine `json:"quarantine"`
 		Total      int          `json:"total"`
 	}{qs, max(total, len(qs))})
@@ -82,7 +82,7 @@ func queryLimit(w http.ResponseWriter, r *http.Request, def, most int) (int, boo
 // handleConfig serves GET /api/v1/config: the effective configuration,
 // redacted by whoever supplied Options.Config.
 func (s *server) handleConfig(w http.ResponseWriter, r *http.Request) {
-	s.writeJSON(w, http.StatusOK, s.config())
+	s.writeJSON(w, s.config())
 }
 
 // banRequest is the body of POST /api/v1/quarantine.
@@ -142,7 +142,7 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 	s.log.InfoContext(r.Context(), "admin ban",
 		"action", "ban", "identity", id.String(), "ttl", ttl, "reason", reason,
 		"until", q.Until, "remote_addr", r.RemoteAddr)
-	s.writeJSON(w, http.StatusOK, q)
+	s.writeJSON(w, q)
 }
 
 // handleRelease serves DELETE /api/v1/quarantine/{identity}: 200 when the
@@ -166,7 +166,7 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "identity is not in quarantine")
 		return
 	}
-	s.writeJSON(w, http.StatusOK, struct {
+	s.writeJSON(w, struct {
 		Identity identity.ID `json:"identity"`
 		Released bool        `json:"released"`
 	}{id, true})
@@ -198,10 +198,10 @@ func printable(s string) bool {
 	return true
 }
 
-// writeJSON answers with v as JSON. encoding/json escapes <, > and &, so a
+// writeJSON answers 200 with v as JSON. encoding/json escapes <, > and &, so a
 // hostile identity cannot become markup even if the response is misread as
 // HTML (and nosniff forbids that anyway).
-func (s *server) writeJSON(w http.ResponseWriter, status int, v any) {
+func (s *server) writeJSON(w http.ResponseWriter, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		s.log.Error("encode JSON response", "err", err)
@@ -209,7 +209,6 @@ func (s *server) writeJSON(w http.ResponseWriter, status int, v any) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }
 
@@ -259,7 +258,7 @@ func (s *server) handleExplain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "identity is neither tracked nor in quarantine")
 		return
 	}
-	s.writeJSON(w, http.StatusOK, resp)
+	s.writeJSON(w, resp)
 }
 
 // extendRequest is the body of POST /api/v1/quarantine/{identity}/extend.
@@ -308,14 +307,14 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "identity is not in quarantine")
 		return
 	}
-	s.writeJSON(w, http.StatusOK, q)
+	s.writeJSON(w, q)
 }
 
 // handleAuth serves POST /api/v1/auth: 200 when the request carries the
 // admin token (the admin wrapper answers otherwise), so that the page can
 // tell an operator at once whether the token they typed is right.
 func (s *server) handleAuth(w http.ResponseWriter, r *http.Request) {
-	s.writeJSON(w, http.StatusOK, struct {
+	s.writeJSON(w, struct {
 		Admin bool `json:"admin"`
 	}{true})
 }

@@ -68,13 +68,6 @@ func (j *journal) catchUp(b eventSource) {
 	j.cursor = next
 }
 
-// add records d.
-func (j *journal) add(d Decision) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.addLocked(d)
-}
-
 func (j *journal) addLocked(d Decision) {
 	j.ring[j.next] = d
 	j.next = (j.next + 1) % journalSize

@@ -91,13 +91,6 @@ func (h *hub) unsubscribe(ch chan []byte) {
 	delete(h.subs, ch)
 }
 
-// clients returns the number of subscribed streams.
-func (h *hub) clients() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.subs)
-}
-
 // run builds and broadcasts an event every interval until nobody is
 // subscribed or the hub is closed.
 func (h *hub) run() {

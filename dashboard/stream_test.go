@@ -632,3 +632,18 @@ func TestIdentityText(t *testing.T) {
 		}
 	}
 }
+
+// add records d (a test helper: in the service, decisions come from the
+// quarantine's event log).
+func (j *journal) add(d Decision) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.addLocked(d)
+}
+
+// clients returns the number of subscribed streams.
+func (h *hub) clients() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}

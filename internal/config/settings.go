@@ -124,9 +124,6 @@ func yamlKey(flag string) string { return strings.ReplaceAll(flag, "-", "_") }
 // env returns the environment variable of s.
 func (s *setting) env() string { return envName(s.name) }
 
-// label names s in validation errors: "--ipv6-prefix (FLOWLOCK_IPV6_PREFIX)".
-func (s *setting) label() string { return label(s.name) }
-
 // label names a setting in validation errors by its flag and env twin.
 func label(flag string) string { return "--" + flag + " (" + envName(flag) + ")" }
 

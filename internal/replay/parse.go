@@ -390,7 +390,7 @@ func parseEnvoy(line string) (Record, error) {
 		return Record{}, err
 	}
 	if len(toks) < 3 || !toks[0].bracket || !toks[1].quoted {
-		return Record{}, errors.New(`not an Envoy access-log line: want [START_TIME] "METHOD PATH PROTOCOL" ...`)
+		return Record{}, errors.New(`not an Envoy access-log line: want [START_TIME] "METHOD PATH PROTOCOL" and the default fields`)
 	}
 	ts, err := time.Parse(time.RFC3339Nano, toks[0].text)
 	if err != nil {
@@ -471,7 +471,7 @@ func parseNginx(line string) (Record, error) {
 		}
 	}
 	if b < 1 || b+3 >= len(toks) || !toks[b+1].quoted {
-		return Record{}, errors.New(`not an nginx combined line: want ADDR - USER [TIME] "REQUEST" STATUS BYTES ...`)
+		return Record{}, errors.New(`not an nginx combined line: want ADDR - USER [TIME] "REQUEST" STATUS BYTES and the combined fields`)
 	}
 	addr, ok := parseAddr(toks[0].text)
 	if !ok {
