@@ -50,7 +50,7 @@ func loadCompose(t *testing.T, file string, env map[string]string, profiles ...s
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cli.ProjectFromOptions(t.Context(), opts)
+	return opts.LoadProject(t.Context())
 }
 
 // composeFacts are the values of the compose file that the test compares
