@@ -1,8 +1,6 @@
 package main
 
 import (
-	"time"
-
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/metrics"
@@ -68,5 +66,5 @@ func (r recorder) RecordCheck(c authz.Record) {
 		r.m.IdentityFallback(metrics.FallbackRequestTimeSkew)
 	}
 	r.m.ObserveCheckDuration(c.Duration)
-	r.live.Record(time.Now(), !c.Failed && c.Outcome.Denies(), c.Failed, c.Duration)
+	r.live.Record(c.Start.Add(c.Duration), !c.Failed && c.Outcome.Denies(), c.Failed, c.Duration)
 }

@@ -30,13 +30,19 @@ func TestRecorderZeroAllocs(t *testing.T) {
 func TestRecorderFeedsTracker(t *testing.T) {
 	live := dashboard.NewTracker()
 	r := recorder{metrics.New(prometheus.NewRegistry(), "test"), live}
-	r.RecordCheck(authz.Record{Outcome: authz.Allowed, Allowed: true})
-	r.RecordCheck(authz.Record{Outcome: authz.Quarantined})
-	r.RecordCheck(authz.Record{Outcome: authz.Admitted, Mode: authz.Shadow, Allowed: true}) // would deny
-	r.RecordCheck(authz.Record{Failed: true})
-	st := live.Stats(time.Now())
+	// The checks happened in the previous whole second: the tracker files
+	// them by the record's own time, not by when the recorder runs.
+	at := time.Now().Truncate(time.Second).Add(-500 * time.Millisecond)
+	r.RecordCheck(authz.Record{Outcome: authz.Allowed, Allowed: true, Start: at})
+	r.RecordCheck(authz.Record{Outcome: authz.Quarantined, Start: at})
+	r.RecordCheck(authz.Record{Outcome: authz.Admitted, Mode: authz.Shadow, Allowed: true, Start: at}) // would deny
+	r.RecordCheck(authz.Record{Failed: true, Start: at})
+	st := live.Stats(at.Add(500 * time.Millisecond))
 	if st.AllowedTotal != 1 || st.DeniedTotal != 2 || st.FailedTotal != 1 {
 		t.Errorf("tracker totals = %d allowed, %d denied, %d failed; want 1, 2, 1", st.AllowedTotal, st.DeniedTotal, st.FailedTotal)
+	}
+	if st.ChecksPerSec != 4 || st.DeniesPerSec != 2 {
+		t.Errorf("tracker rates = %v checks/s, %v denies/s; want 4 and 2 in the second the checks began", st.ChecksPerSec, st.DeniesPerSec)
 	}
 	recorder{m: metrics.New(nil, "test")}.RecordCheck(authz.Record{}) // a nil tracker records nothing
 }

@@ -151,7 +151,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			f.log.Error("check panicked", "panic", v, "stack", string(debug.Stack()))
-			f.rec.RecordCheck(Record{Failed: true, Mode: f.policy.Mode(), Duration: time.Since(start)})
+			f.rec.RecordCheck(Record{Failed: true, Mode: f.policy.Mode(), Start: start, Duration: time.Since(start)})
 			if !written {
 				w.Header()[hdrError] = oneValue
 				w.WriteHeader(http.StatusOK)
@@ -201,7 +201,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Allowed: d.Allow, Mode: f.policy.Mode(), Score: d.Score, Reason: d.Reason,
-		Fallback: client.Fallback, Excluded: d.Excluded, Duration: time.Since(start),
+		Fallback: client.Fallback, Excluded: d.Excluded, Start: start, Duration: time.Since(start),
 	})
 }
 

@@ -28,7 +28,10 @@ type Record struct {
 	TimeSkewed bool
 	// Failed is set when Flow Lock itself failed and answered with a gRPC
 	// error (the proxy then applies its failure mode).
-	Failed   bool
+	Failed bool
+	// Start is when the check began, by the local clock, and Duration how
+	// long it took: recorders need not read the clock again.
+	Start    time.Time
 	Duration time.Duration
 }
 
@@ -93,7 +96,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		// fails open on the error, and the panic is logged for a fix.
 		if r := recover(); r != nil {
 			s.log.Error("check panicked", "panic", r, "stack", string(debug.Stack()))
-			s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Duration: time.Since(local)})
+			s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Start: local, Duration: time.Since(local)})
 			resp, err = nil, status.Error(codes.Internal, "flowlock: internal error")
 		}
 	}()
@@ -124,7 +127,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	s.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Allowed: d.Allow, Mode: s.policy.Mode(), Score: d.Score, Reason: d.Reason,
 		Excluded: d.Excluded,
-		Fallback: client.Fallback, TimeSkewed: skewed, Duration: time.Since(local),
+		Fallback: client.Fallback, TimeSkewed: skewed, Start: local, Duration: time.Since(local),
 	})
 	return resp, nil
 }
