@@ -69,8 +69,8 @@ type Options struct {
 	// only if there is none, the active quarantine that ends soonest (see
 	// Stats). The bound is enforced per shard (the List has up to 64 shards
 	// of MaxEntries/shards each), so eviction order is exact within a shard
-	// and approximate across the List. Each identity costs about 250 bytes
-	// (measured: IPv4 identity, one strike), so the default bound is about
+	// and approximate across the List. Each identity costs about 240 bytes
+	// (BenchmarkMemoryPerEntry: IPv4 identity, one strike), so the default is about
 	// 250 MB at worst. 0 (or less) means 1,000,000.
 	MaxEntries int
 }
