@@ -70,6 +70,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		log.Info("quarantine restored", "state_file", cfg.StateFile, "entries", n, "active", q.Len())
 		state = &persister{path: cfg.StateFile, list: q, every: cfg.StateWriteInterval, m: m, log: log}
+		// Write once now: a state file that cannot be written (no such
+		// directory, read-only volume) must stop startup, not surface at the
+		// first quarantine or, worse, lose them all at the next restart.
+		if err := quarantine.SaveFile(cfg.StateFile, q, time.Now()); err != nil {
+			return fmt.Errorf("--state-file is not writable: %w", err)
+		}
 	}
 
 	limiter := volume.New(wire.Volume(cfg))

@@ -57,7 +57,7 @@ func (p *persister) Flush() error {
 	err := quarantine.SaveFile(p.path, p.list, now)
 	p.m.StateWrite(err, now)
 	if err != nil {
-		p.log.Error("quarantine state not saved; it is kept in memory and retried on the next change",
+		p.log.Error("quarantine state not saved; it is kept in memory and the write is retried",
 			"state_file", p.path, "err", err)
 	}
 	return err

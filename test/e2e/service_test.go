@@ -200,6 +200,23 @@ func TestCorruptStateFileStopsStartup(t *testing.T) {
 	}
 }
 
+// TestUnwritableStateFileStopsStartup: a state file that cannot be written
+// stops startup too; otherwise every quarantine would be lost at the next
+// restart without a word at startup.
+func TestUnwritableStateFileStopsStartup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds and runs the binary (run without -short; CI does)")
+	}
+	path := filepath.Join(t.TempDir(), "missing-dir", "q.json")
+	out, err := runBinary("serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--state-file", path)
+	if err == nil {
+		t.Fatalf("started with an unwritable state file; output:\n%s", out)
+	}
+	if !strings.Contains(out, "--state-file is not writable") || !strings.Contains(out, path) {
+		t.Errorf("error does not say the state file %s is not writable:\n%s", path, out)
+	}
+}
+
 // TestBadConfigStopsStartup: an invalid flag value names the setting.
 func TestBadConfigStopsStartup(t *testing.T) {
 	if testing.Short() {
