@@ -111,16 +111,9 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 	}
 	var ttl time.Duration // 0: the backend's default
 	if req.TTL != "" {
-		ttl, err = time.ParseDuration(req.TTL)
-		switch {
-		case err != nil:
-			writeError(w, http.StatusBadRequest, `ttl must be a duration such as "10m" or "2h"`)
-			return
-		case ttl <= 0:
-			writeError(w, http.StatusBadRequest, "ttl must be positive")
-			return
-		case ttl > MaxBanTTL:
-			writeError(w, http.StatusBadRequest, "ttl must be at most 720h (30 days)")
+		var msg string
+		if ttl, msg = adminDuration("ttl", req.TTL); msg != "" {
+			writeError(w, http.StatusBadRequest, msg)
 			return
 		}
 	}
@@ -279,19 +272,13 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeBody(w, r, &req) {
 		return
 	}
-	by, err := time.ParseDuration(req.By)
-	switch {
-	case req.By == "":
+	if req.By == "" {
 		writeError(w, http.StatusBadRequest, `by is required, a duration such as "10m"`)
 		return
-	case err != nil:
-		writeError(w, http.StatusBadRequest, `by must be a duration such as "10m" or "2h"`)
-		return
-	case by <= 0:
-		writeError(w, http.StatusBadRequest, "by must be positive")
-		return
-	case by > MaxBanTTL:
-		writeError(w, http.StatusBadRequest, "by must be at most 720h (30 days)")
+	}
+	by, msg := adminDuration("by", req.By)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
 	now := s.now()
@@ -308,6 +295,21 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJSON(w, q)
+}
+
+// adminDuration reads the named duration field of an admin request: a Go
+// duration, positive, at most MaxBanTTL. msg is the 400 message, or "".
+func adminDuration(field, s string) (d time.Duration, msg string) {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, field + ` must be a duration such as "10m" or "2h"`
+	case d <= 0:
+		return 0, field + " must be positive"
+	case d > MaxBanTTL:
+		return 0, field + " must be at most 720h (30 days)"
+	}
+	return d, ""
 }
 
 // handleAuth serves POST /api/v1/auth: 200 when the request carries the
