@@ -1,6 +1,7 @@
 package risk
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -402,5 +403,44 @@ func TestSymmetryTellsJitterFromRegularHuman(t *testing.T) {
 	}
 	if humHits > len(hum)/20 {
 		t.Errorf("log-normal σ 0.5 at 4 s: %d of %d confirmed, want <= 5 %%", humHits, len(hum))
+	}
+}
+
+// TestSubSecondPaceNeedsOneClient: a regular sub-second rhythm counts as
+// anti-bursty from A = 0 (antiCutPace) only while its requests do not
+// overlap. The same gaps with every eighth request doubled within 1 ms (a
+// browser's fan-out, or several clients on one address) keep the bar at
+// antiCutMachine: the intervals are the same, so only the cut differs.
+func TestSubSecondPaceNeedsOneClient(t *testing.T) {
+	anti := func(ts []time.Duration, overlap bool) float64 {
+		e := New(Options{})
+		id := testID(1)
+		for i, d := range ts {
+			e.Observe(id, epoch.Add(d))
+			if overlap && i%8 == 0 {
+				e.Observe(id, epoch.Add(d+time.Millisecond))
+			}
+		}
+		x, _ := e.Explain(id, epoch.Add(ts[len(ts)-1]))
+		return x.Features[2].Probability
+	}
+	want := (antiCutPace - antiCutMachine) / antiWidth
+	compared := 0
+	for seed := uint64(1); seed <= 20; seed++ {
+		// CV ≈ 0.6 (A ≈ −0.25): between the two cuts.
+		ts := gaps(newRand(seed), 60, lnGap(200*time.Millisecond, 0.55))
+		one, many := anti(ts, false), anti(ts, true)
+		if many > one {
+			t.Errorf("seed %d: anti-bursty %.3f with overlapping requests > %.3f without", seed, many, one)
+		}
+		if one > 0 && one < 1 && many > 0 {
+			compared++
+			if math.Abs(one-many-want) > 1e-9 {
+				t.Errorf("seed %d: anti-bursty %.3f alone vs %.3f overlapping, want a difference of %.3f", seed, one, many, want)
+			}
+		}
+	}
+	if compared < 5 {
+		t.Errorf("only %d of 20 streams fell between the cuts; the test proves nothing", compared)
 	}
 }

@@ -53,9 +53,16 @@
 //     max(skew, skew_ew))/0.5) from the moment skewness of the ring and of
 //     the EW statistics (again both horizons), and pace = 1 when the
 //     ring's median gap is under 1 s. Then
-//     p_anti = clamp((cut(z) − x)/0.3), cut(z) = −0.25 + 0.2·z
-//     (−0.25 for a right-skewed human-paced rhythm, −0.05 for a symmetric
-//     or sub-second one), and g_anti = 0.9 · clamp((n_int − 32)/span):
+//     p_anti = clamp((cut − x)/0.3), cut = −0.25 + 0.2·z (−0.25 for a
+//     right-skewed human-paced rhythm, −0.05 for a symmetric or
+//     sub-second one), raised to 0 at a sub-second pace when at most 1/32
+//     of the requests were batched: a sub-second rhythm more regular
+//     than Poisson with no overlapping requests is one script, since one
+//     person's sub-second gaps are bursty fan-out, and fan-out or many
+//     clients overlap. (At −0.05, one sequential scraper in 70 went past
+//     70 requests: its ring of 32 read A ≈ −0.25 instead of its true
+//     −0.41 by chance.) And
+//     g_anti = 0.9 · clamp((n_int − 32)/span):
 //     span is 32 (full weight at 64 intervals), shortened towards 8 (full
 //     at 40) when the evidence is strong, by sym·clamp((−0.4 − x)/0.1)
 //     or pace·clamp((−0.25 − x)/0.1), whichever is larger. Strong,
