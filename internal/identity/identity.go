@@ -88,6 +88,20 @@ func (id ID) IsZero() bool { return !id.addr.IsValid() && id.name == "" }
 // IPv6) and true, or false for a name identity.
 func (id ID) Addr() (netip.Addr, bool) { return id.addr, id.addr.IsValid() }
 
+// IPv6Bits returns the prefix length an IPv6 address identity is grouped by
+// (128 for a single address) and true; for IPv4 and name identities it
+// returns 0 and false. A restored quarantine uses it to tell entries grouped
+// under another --ipv6-prefix from the current grouping.
+func (id ID) IPv6Bits() (int, bool) {
+	if !id.addr.Is6() {
+		return 0, false
+	}
+	if id.bits == 0 {
+		return 128, true
+	}
+	return int(id.bits), true
+}
+
 // Name returns the identity-header value of a name identity, or "".
 func (id ID) Name() string { return id.name }
 

@@ -39,6 +39,31 @@ func TestFromAddr(t *testing.T) {
 	}
 }
 
+func TestIPv6Bits(t *testing.T) {
+	name, _ := FromName("api-key-123")
+	tests := []struct {
+		name   string
+		id     ID
+		want   int
+		wantOK bool
+	}{
+		{"ipv6 /64", FromAddr(netip.MustParseAddr("2001:db8:1:2::9"), 64), 64, true},
+		{"ipv6 /56", FromAddr(netip.MustParseAddr("2001:db8:1:2::9"), 56), 56, true},
+		{"ipv6 single address", FromAddr(netip.MustParseAddr("2001:db8::1"), 128), 128, true},
+		{"ipv4", FromAddr(netip.MustParseAddr("203.0.113.7"), 64), 0, false},
+		{"ipv4-mapped", FromAddr(netip.MustParseAddr("::ffff:203.0.113.7"), 64), 0, false},
+		{"name", name, 0, false},
+		{"zero", ID{}, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, ok := tc.id.IPv6Bits(); got != tc.want || ok != tc.wantOK {
+				t.Errorf("IPv6Bits(%v) = %d, %v; want %d, %v", tc.id, got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
 func TestFromName(t *testing.T) {
 	good := []string{"api-key-123", "user@example.com", "<img src=x onerror=alert(1)>", "ключ"}
 	for _, s := range good {
