@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
@@ -152,9 +153,10 @@ type Stats struct {
 
 // List is the set of quarantined identities and their strike history. It is
 // safe for concurrent use. Check, called for every request, takes a shared
-// lock on one of up to 64 shards and does not allocate; mutations lock one
-// shard, and record what they changed in a small log of events (see
-// Events) under its own lock.
+// lock on one of up to 64 shards and does not allocate (a miss for an IPv6
+// client also probes the ranges Regroup kept, while there are any);
+// mutations lock one shard, and record what they changed in a small log of
+// events (see Events) under its own lock.
 //
 // Create a List with New; the zero List is not usable.
 type List struct {
@@ -164,6 +166,9 @@ type List struct {
 	mask    uint64
 	changed chan struct{}
 	events  *eventLog
+	// wide is nil unless Regroup kept IPv6 entries from a shorter prefix
+	// as ranges; then it names their lengths for Check's second look.
+	wide atomic.Pointer[wideSet]
 }
 
 // shard holds the identities whose hash selects it. Its fields after mu are
@@ -283,19 +288,24 @@ func (l *List) Changed() <-chan struct{} { return l.changed }
 
 // Check reports whether id is quarantined at now, and the quarantine. It
 // sees expiry exactly (an entry is over when now reaches Until), does not
-// change the List, and does not allocate.
+// change the List, and does not allocate. After Regroup kept entries from
+// a shorter IPv6 prefix as ranges, an IPv6 client without an active entry
+// of its own is quarantined by the most specific active range containing
+// it, and the Entry is the range's.
 func (l *List) Check(id identity.ID, now time.Time) (Entry, bool) {
 	s := l.shardFor(id)
 	t := now.UnixNano()
 	s.mu.RLock()
-	r, ok := s.m[id]
-	if !ok || r.until <= t {
+	if r, ok := s.m[id]; ok && r.until > t {
+		e := r.entry()
 		s.mu.RUnlock()
-		return Entry{}, false
+		return e, true
 	}
-	e := r.entry()
 	s.mu.RUnlock()
-	return e, true
+	if w := l.wide.Load(); w != nil {
+		return l.checkWide(w, id, t)
+	}
+	return Entry{}, false
 }
 
 // Admit quarantines id automatically, as the detector's verdict: it records
@@ -385,13 +395,12 @@ func (l *List) Ban(id identity.ID, now time.Time, ttl time.Duration, reason stri
 // shortens: extending a quarantine that already ends after now+MaxTTL (a
 // long manual ban) changes nothing; use Ban for longer. by <= 0 changes
 // nothing. It reports false, and changes nothing, if id is not quarantined.
+// It extends the quarantine Check reports, which may be a range (see
+// Regroup).
 func (l *List) Extend(id identity.ID, now time.Time, by time.Duration) (Entry, bool) {
-	s := l.shardFor(id)
 	t := now.UnixNano()
-	s.mu.Lock()
-	r := s.m[id]
-	if r == nil || r.until <= t {
-		s.mu.Unlock()
+	s, r := l.lockActive(id, t)
+	if r == nil {
 		return Entry{}, false
 	}
 	old := r.until
@@ -414,14 +423,12 @@ func (l *List) Extend(id identity.ID, now time.Time, by time.Duration) (Entry, b
 // Release ends id's quarantine by hand at now. It keeps the strike history,
 // so a client that offends again still escalates. It reports false if id
 // was not quarantined. A released quarantine is not counted by Sweep as
-// expired.
+// expired. It releases the quarantine Check reports, which may be a range
+// (see Regroup): naming any client inside a range releases the range.
 func (l *List) Release(id identity.ID, now time.Time) bool {
-	s := l.shardFor(id)
 	t := now.UnixNano()
-	s.mu.Lock()
-	r := s.m[id]
-	if r == nil || r.until <= t {
-		s.mu.Unlock()
+	s, r := l.lockActive(id, t)
+	if r == nil {
 		return false
 	}
 	r.until = t
@@ -444,10 +451,13 @@ func (l *List) Release(id identity.ID, now time.Time) bool {
 // releases{reason="expired"} counter. Each expiry is counted once, even if
 // the identity was re-admitted or evicted before this Sweep. Sweep visits
 // every entry, one shard at a time, so each lock is held for about
-// MaxEntries/64 map entries.
+// MaxEntries/64 map entries. When the last range of a length Regroup kept
+// is gone, Check stops looking for ranges of that length.
 func (l *List) Sweep(now time.Time) (expired int) {
 	t := now.UnixNano()
 	changed := false
+	w := l.wide.Load()
+	var live wideLengths
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
@@ -457,23 +467,30 @@ func (l *List) Sweep(now time.Time) (expired int) {
 		}
 		s.expired = 0
 		for _, r := range s.m {
-			if r.until > t {
-				continue
+			if r.until <= t {
+				if r.state == stateActive {
+					r.state = stateEnded
+					s.active--
+					expired++
+					changed = true
+					s.ev.add(EventExpired, r, r.until)
+				}
+				r.pruneStrikes(t, l.opts.StrikeWindow)
+				if len(r.strikeT) == 0 {
+					s.removeLocked(r)
+					changed = true
+					continue
+				}
 			}
-			if r.state == stateActive {
-				r.state = stateEnded
-				s.active--
-				expired++
-				changed = true
-				s.ev.add(EventExpired, r, r.until)
-			}
-			r.pruneStrikes(t, l.opts.StrikeWindow)
-			if len(r.strikeT) == 0 {
-				s.removeLocked(r)
-				changed = true
+			if w != nil {
+				live.add(w, r.id)
 			}
 		}
 		s.mu.Unlock()
+	}
+	if w != nil {
+		// A Regroup or ReadState since the Load has replaced w: leave theirs.
+		l.wide.CompareAndSwap(w, live.shrink(w))
 	}
 	if changed {
 		l.notify()

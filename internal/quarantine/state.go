@@ -125,7 +125,9 @@ func idText(id identity.ID) string {
 // the StrikeWindow are dropped; quarantines that ran out while the file was
 // on disk are not counted as expirations by Sweep. MaxEntries applies as if
 // the entries were admitted one by one. On any error the List is unchanged;
-// errors give the line of the problem where there is one.
+// errors give the line of the problem where there is one. Entries keep the
+// IPv6 prefix length they were written with: call Regroup to follow a
+// changed --ipv6-prefix.
 func (l *List) ReadState(r io.Reader, now time.Time) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -219,6 +221,7 @@ func (l *List) readState(data []byte, now time.Time) (int, error) {
 		s.evictedActive += f.evictedActive
 		loaded += len(f.m)
 	}
+	l.wide.Store(nil) // the entries are as written until Regroup
 	for i := range l.shards {
 		l.shards[i].mu.Unlock()
 	}
