@@ -69,6 +69,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			return err // names the file and what is wrong: never start empty by accident
 		}
 		log.Info("quarantine restored", "state_file", cfg.StateFile, "entries", n, "active", q.Len())
+		// Entries written under another --ipv6-prefix would match no client
+		// as they are: a silent release. Regroup them to this one.
+		logRegrouped(log, q.Regroup(cfg.IPv6Prefix, time.Now()))
 		state = &persister{path: cfg.StateFile, list: q, every: cfg.StateWriteInterval, m: m, log: log}
 		// Write once now: a state file that cannot be written (no such
 		// directory, read-only volume) must stop startup, not surface at the

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,4 +63,29 @@ func (p *persister) Flush() error {
 			"state_file", p.path, "err", err)
 	}
 	return err
+}
+
+// logRegrouped reports, in one line, what Regroup did to a state file
+// written under another --ipv6-prefix: counts and prefix lengths only, never
+// identities, however many entries moved. Nothing is logged when nothing
+// moved. Ranges get a warning, since they are the one case where a
+// quarantine now covers more than one client group.
+func logRegrouped(log *slog.Logger, g quarantine.Regrouped) {
+	if !g.Changed() {
+		return
+	}
+	from := make([]string, len(g.From))
+	for i, b := range g.From {
+		from[i] = fmt.Sprintf("/%d", b)
+	}
+	args := []any{
+		"ipv6_prefix", fmt.Sprintf("/%d", g.Prefix), "from_prefixes", strings.Join(from, ","),
+		"regrouped", g.Coarsened, "merged", g.Merged, "kept_as_ranges", g.Ranges,
+	}
+	if g.Ranges == 0 {
+		log.Info("quarantine regrouped for the new --ipv6-prefix", args...)
+		return
+	}
+	log.Warn("quarantine regrouped for the new --ipv6-prefix; entries from a shorter prefix cannot be split, "+
+		"so each still denies every client inside it until it ends (release one by naming any address inside it)", args...)
 }
