@@ -141,9 +141,9 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 // handleRelease serves DELETE /api/v1/quarantine/{identity}: 200 when the
 // identity was released, 404 when it was not in quarantine.
 func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
-	id, err := identity.Parse(r.PathValue("identity"), s.ipv6Prefix) // URL-decoded by the mux
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	id, parseErr := s.parseListed(r.PathValue("identity")) // URL-decoded by the mux
+	if id.IsZero() {
+		writeError(w, http.StatusBadRequest, parseErr.Error())
 		return
 	}
 	now := s.now()
@@ -156,7 +156,7 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		"action", "release", "identity", id.String(), "released", released,
 		"remote_addr", r.RemoteAddr)
 	if !released {
-		writeError(w, http.StatusNotFound, "identity is not in quarantine")
+		notListed(w, parseErr)
 		return
 	}
 	s.writeJSON(w, struct {
@@ -263,9 +263,9 @@ type extendRequest struct {
 // lengthens a quarantine and answers with the resulting entry; 404 when the
 // identity is not in quarantine.
 func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
-	id, err := identity.Parse(r.PathValue("identity"), s.ipv6Prefix)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	id, parseErr := s.parseListed(r.PathValue("identity"))
+	if id.IsZero() {
+		writeError(w, http.StatusBadRequest, parseErr.Error())
 		return
 	}
 	var req extendRequest
@@ -291,10 +291,42 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 		"action", "extend", "identity", id.String(), "by", by, "found", ok,
 		"until", q.Until, "remote_addr", r.RemoteAddr)
 	if !ok {
-		writeError(w, http.StatusNotFound, "identity is not in quarantine")
+		notListed(w, parseErr)
 		return
 	}
 	s.writeJSON(w, q)
+}
+
+// parseListed reads the identity of an existing quarantine entry for
+// release and extend. It is identity.Parse, except that an IPv6 prefix of
+// another length is taken as written when Parse refuses it: an entry kept
+// as a range after --ipv6-prefix was made longer is listed under its old
+// prefix (quarantine.List.Regroup), and its Release button must work.
+// parseErr is Parse's error, for the answer when no such entry exists; id
+// is zero when the text is no identity at all.
+func (s *server) parseListed(text string) (id identity.ID, parseErr error) {
+	id, parseErr = identity.Parse(text, s.ipv6Prefix)
+	if parseErr == nil {
+		return id, nil
+	}
+	var listed identity.ID
+	if listed.UnmarshalText([]byte(text)) == nil {
+		if _, v6 := listed.IPv6Bits(); v6 {
+			return listed, parseErr
+		}
+	}
+	return identity.ID{}, parseErr
+}
+
+// notListed answers a release or extend of an identity with no quarantine
+// entry: 404, or 400 with Parse's words when the identity was an IPv6
+// range that is not a listed entry either.
+func notListed(w http.ResponseWriter, parseErr error) {
+	if parseErr != nil {
+		writeError(w, http.StatusBadRequest, parseErr.Error())
+		return
+	}
+	writeError(w, http.StatusNotFound, "identity is not in quarantine")
 }
 
 // adminDuration reads the named duration field of an admin request: a Go

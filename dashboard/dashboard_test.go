@@ -671,6 +671,8 @@ func TestRelease(t *testing.T) {
 		{"ipv4 percent-encoded", "/api/v1/quarantine/203%2E0.113.7", "203.0.113.7"},
 		{"ipv6 prefix encoded slash", "/api/v1/quarantine/2001%3Adb8%3A1%3A2%3A%3A%2F64", "2001:db8:1:2::/64"},
 		{"ipv6 address grouped", "/api/v1/quarantine/2001:db8:1:2::99", "2001:db8:1:2::/64"},
+		// An entry kept as a range after --ipv6-prefix grew (quarantine.List.Regroup).
+		{"ipv6 range listed under an old prefix", "/api/v1/quarantine/2001%3Adb8%3A1%3A%3A%2F48", "2001:db8:1::/48"},
 		{"name with space", "/api/v1/quarantine/api%20key%207", "api key 7"},
 		{"hostile name", "/api/v1/quarantine/%3Cimg%20src=x%20onerror=alert(1)%3E", hostile},
 	}
@@ -705,6 +707,25 @@ func TestReleaseNotQuarantined(t *testing.T) {
 	// Releasing twice: the second one finds nothing.
 	doAdmin(t, h, "DELETE", "/api/v1/quarantine/203.0.113.7", "")
 	errorBody(t, doAdmin(t, h, "DELETE", "/api/v1/quarantine/203.0.113.7", ""), http.StatusNotFound)
+}
+
+// TestUnlistedRangeRefused: an IPv6 range that is not the current grouping
+// and not a listed entry gets Parse's explanation, not a bare 404, for
+// release and extend alike.
+func TestUnlistedRangeRefused(t *testing.T) {
+	h, fb := newTest(t, nil)
+	const path = "/api/v1/quarantine/2001%3Adb8%3A1%3A%3A%2F48"
+	for _, rec := range []*httptest.ResponseRecorder{
+		doAdmin(t, h, "DELETE", path, ""),
+		doAdmin(t, h, "POST", path+"/extend", `{"by":"10m"}`),
+	} {
+		if msg := errorBody(t, rec, http.StatusBadRequest); !strings.Contains(msg, "grouped by /64") {
+			t.Errorf("error = %q, want the grouping explained", msg)
+		}
+	}
+	if len(fb.releases) != 1 || len(fb.extends) != 1 {
+		t.Errorf("backend asked for %d releases and %d extends, want 1 each", len(fb.releases), len(fb.extends))
+	}
 }
 
 func TestReleaseBadIdentity(t *testing.T) {
