@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -71,7 +72,10 @@ func (b *backend) Events(after uint64) ([]dashboard.Decision, uint64) {
 }
 
 func (b *backend) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (dashboard.Quarantine, error) {
-	e := b.policy.Ban(id, ttl, reason, now)
+	e, err := b.policy.Ban(id, ttl, reason, now)
+	if err != nil {
+		return dashboard.Quarantine{}, fmt.Errorf("%w: %w", dashboard.ErrInvalid, err)
+	}
 	b.m.QuarantineAdmitted(metrics.AdmissionManual)
 	return quarantineView(e, now), b.flush()
 }

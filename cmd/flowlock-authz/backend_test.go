@@ -188,3 +188,25 @@ func TestBackendDecisions(t *testing.T) {
 		t.Errorf("explain = %d %s", rec.Code, body)
 	}
 }
+
+// TestBanAllowListedRefused: through the real admin API and policy, a ban
+// on an allow-listed client is a 400 that says why, and nothing is
+// quarantined.
+func TestBanAllowListedRefused(t *testing.T) {
+	b, now := bigBackend(t, 0)
+	lists := quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, nil)
+	b.policy = authz.NewPolicy(authz.Options{Engine: b.engine, Quarantine: b.q, Lists: lists})
+	const token = "0123456789abcdef0123456789abcdef"
+	h := dashboard.New(dashboard.Options{Backend: b, AdminToken: token, Now: func() time.Time { return now }})
+	req := httptest.NewRequest("POST", "/api/v1/quarantine", strings.NewReader(`{"identity":"192.0.2.9","ttl":"10m"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "allow list") {
+		t.Errorf("ban of an allow-listed client = %d %s, want 400 naming the allow list", rec.Code, rec.Body)
+	}
+	if b.q.Len() != 0 {
+		t.Errorf("%d entries quarantined, want 0", b.q.Len())
+	}
+}

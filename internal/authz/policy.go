@@ -5,6 +5,7 @@
 package authz
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -201,7 +202,11 @@ func (p *Policy) decide(r Request) Decision {
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Excluded: excluded}
 
-	if e, ok := p.q.Check(id, r.Now); ok {
+	// The allow list wins over a quarantine it meets on the way (one
+	// restored from a state file written before the address was allowed):
+	// allow-listed clients are never quarantined. It is only consulted on
+	// a hit, so the common path pays nothing for it.
+	if e, ok := p.q.Check(id, r.Now); ok && !(addr.IsValid() && p.lists.Allowed(addr)) {
 		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
 		return d
 	}
@@ -276,11 +281,20 @@ func canonical(path string) bool {
 	return true
 }
 
-// Ban quarantines id by hand for ttl (0 means the base TTL).
-func (p *Policy) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) quarantine.Entry {
+// ErrAllowListed is Ban's answer for a client on the allow list.
+var ErrAllowListed = errors.New("identity is on the allow list (--allow), whose clients are never quarantined; take it off the list first")
+
+// Ban quarantines id by hand for ttl (0 means the base TTL). It refuses a
+// client on the allow list with ErrAllowListed: such a ban would never be
+// enforced (see decide), and an operator should learn that now, not from a
+// bot that keeps getting through.
+func (p *Policy) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (quarantine.Entry, error) {
+	if addr, ok := id.Addr(); ok && p.lists.Allowed(addr) {
+		return quarantine.Entry{}, ErrAllowListed
+	}
 	e := p.q.Ban(id, now, ttl, reason)
 	p.log.Info("banned", "identity", id.String(), "reason", reason, "ttl", e.Until.Sub(now).String())
-	return e
+	return e, nil
 }
 
 // Release ends id's quarantine by hand and forgets its timing, so the
