@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -104,9 +105,9 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "identity is required")
 		return
 	}
-	id, err := identity.Parse(req.Identity, s.ipv6Prefix)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	id, msg := s.parseBanned(req.Identity)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
 	var ttl time.Duration // 0: the backend's default
@@ -133,7 +134,7 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.InfoContext(r.Context(), "admin ban",
-		"action", "ban", "identity", id.String(), "ttl", ttl, "reason", reason,
+		"action", "ban", "identity", id.String(), "ttl", q.Until.Sub(q.Since), "reason", reason,
 		"until", q.Until, "remote_addr", r.RemoteAddr)
 	s.writeJSON(w, q)
 }
@@ -295,6 +296,60 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJSON(w, q)
+}
+
+// parseBanned reads the identity of a ban, or says in msg why it cannot be
+// one. A ban that matches no client is worse than an error, since the
+// operator believes the client is stopped, so beyond identity.Parse it
+// refuses a value with surrounding spaces, a name when no identity header
+// is configured, and a name that looks like a mistyped address (write
+// "name:" before a header value that really looks like that).
+func (s *server) parseBanned(text string) (id identity.ID, msg string) {
+	if strings.TrimSpace(text) != text {
+		return identity.ID{}, fmt.Sprintf("identity %q has leading or trailing spaces", truncateText(text))
+	}
+	id, err := identity.Parse(text, s.ipv6Prefix)
+	if err != nil {
+		return identity.ID{}, err.Error()
+	}
+	if _, isAddr := id.Addr(); isAddr {
+		return id, ""
+	}
+	switch {
+	case !s.names:
+		return identity.ID{}, fmt.Sprintf("identity %q is not an IP address; clients are named by a header value only with --identity-header", truncateText(text))
+	case !strings.HasPrefix(text, "name:") && addressLike(text):
+		return identity.ID{}, fmt.Sprintf(`identity %q looks like an IP address but is not one; to ban an identity-header value that looks like this, write "name:" before it`, truncateText(text))
+	}
+	return id, ""
+}
+
+// addressLike reports whether s is made of what IP addresses and prefixes
+// are made of (hex digits, '.', ':', '/', '%') and has a '.' or ':' and a
+// digit: "203.0.113.999", "1.2.3", "2001:db8::g" is not, "deadbeef" is not.
+func addressLike(s string) bool {
+	var sep, digit bool
+	for _, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+			digit = true
+		case c == '.' || c == ':':
+			sep = true
+		case c == '/' || c == '%' || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'):
+		default:
+			return false
+		}
+	}
+	return sep && digit
+}
+
+// truncateText bounds untrusted input echoed in an error message.
+func truncateText(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
 }
 
 // parseListed reads the identity of an existing quarantine entry for

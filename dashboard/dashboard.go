@@ -156,6 +156,12 @@ type Options struct {
 	// --ipv6-prefix does for requests. 0 means 64.
 	IPv6Prefix int
 
+	// NameIdentities reports that clients may be identified by a header
+	// value (--identity-header), so a ban may name one. Without it only
+	// addresses identify clients, and a ban on anything else, which would
+	// match no client, is refused.
+	NameIdentities bool
+
 	// Now returns the current time. nil means time.Now.
 	Now func() time.Time
 
@@ -198,6 +204,7 @@ type server struct {
 	adminOn    bool
 	tokenSum   [sha256.Size]byte // SHA-256 of the admin token; see authorized
 	ipv6Prefix int
+	names      bool // Options.NameIdentities
 	now        func() time.Time
 	metrics    http.Handler
 	ready      func() error
@@ -228,6 +235,7 @@ func newServer(opts Options) *server {
 		adminOn:    opts.AdminToken != "",
 		tokenSum:   sha256.Sum256([]byte(opts.AdminToken)),
 		ipv6Prefix: opts.IPv6Prefix,
+		names:      opts.NameIdentities,
 		now:        opts.Now,
 		metrics:    opts.Metrics,
 		ready:      opts.Ready,

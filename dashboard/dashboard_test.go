@@ -568,11 +568,13 @@ func TestBan(t *testing.T) {
 		{"30 days", `{"identity":"203.0.113.9","ttl":"720h"}`, banCall{ttl: MaxBanTTL, reason: "manual"}, "203.0.113.9"},
 		{"ipv6 grouped by IPv6Prefix", `{"identity":"2001:db8:1:2:3:4:5:6"}`, banCall{reason: "manual"}, "2001:db8:1::/56"},
 		{"name identity", `{"identity":"name:10.0.0.1"}`, banCall{reason: "manual"}, "10.0.0.1"},
+		{"name of hex digits", `{"identity":"deadbeef"}`, banCall{reason: "manual"}, "deadbeef"},
+		{"name with colon", `{"identity":"key:7"}`, banCall{reason: "manual"}, "key:7"},
 		{"empty ttl is default", `{"identity":"203.0.113.9","ttl":""}`, banCall{reason: "manual"}, "203.0.113.9"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h, fb := newTest(t, func(o *Options) { o.IPv6Prefix = 56 })
+			h, fb := newTest(t, func(o *Options) { o.IPv6Prefix, o.NameIdentities = 56, true })
 			rec := doAdmin(t, h, "POST", "/api/v1/quarantine", tc.body)
 			if rec.Code != http.StatusOK {
 				t.Fatalf("POST = %d %s, want 200", rec.Code, rec.Body)
@@ -613,8 +615,16 @@ func TestBanBadRequest(t *testing.T) {
 		{"ttl over 30 days", `{"identity":"203.0.113.7","ttl":"720h1s"}`},
 		{"reason over 200 bytes", `{"identity":"203.0.113.7","reason":"` + strings.Repeat("r", 201) + `"}`},
 		{"reason with newline", `{"identity":"203.0.113.7","reason":"a\nFAKE LOG LINE"}`},
+		// Mistyped addresses would become names that match no client.
+		{"ipv4 octet out of range", `{"identity":"203.0.113.999"}`},
+		{"ipv4 three octets", `{"identity":"1.2.3"}`},
+		{"ipv6 bad group", `{"identity":"2001:db8::12345"}`},
+		{"leading space", `{"identity":" 203.0.113.7"}`},
+		{"trailing space", `{"identity":"api-key "}`},
 	}
-	h, fb := newTest(t, nil)
+	// Names are allowed here, as with --identity-header: these are refused
+	// all the same.
+	h, fb := newTest(t, func(o *Options) { o.NameIdentities = true })
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := errorBody(t, doAdmin(t, h, "POST", "/api/v1/quarantine", tc.body), http.StatusBadRequest)
@@ -628,6 +638,21 @@ func TestBanBadRequest(t *testing.T) {
 	rec := doAdmin(t, h, "POST", "/api/v1/quarantine", `{"identity":"203.0.113.7","reason":"`+strings.Repeat("r", 200)+`"}`)
 	if rec.Code != http.StatusOK {
 		t.Errorf("200-byte reason: status %d, want 200", rec.Code)
+	}
+}
+
+// TestBanNameWithoutIdentityHeader: without --identity-header only
+// addresses identify clients, so a ban on a name would match nobody.
+func TestBanNameWithoutIdentityHeader(t *testing.T) {
+	h, fb := newTest(t, nil)
+	for _, body := range []string{`{"identity":"not-an-ip"}`, `{"identity":"name:api-key-7"}`} {
+		msg := errorBody(t, doAdmin(t, h, "POST", "/api/v1/quarantine", body), http.StatusBadRequest)
+		if !strings.Contains(msg, "--identity-header") {
+			t.Errorf("%s: error %q does not point to --identity-header", body, msg)
+		}
+	}
+	if len(fb.bans) != 0 {
+		t.Errorf("backend got bans %v", fb.bans)
 	}
 }
 

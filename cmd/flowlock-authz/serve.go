@@ -131,14 +131,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	backend := &backend{engine: engine, q: q, policy: policy, state: state, m: m}
 	httpServer := &http.Server{
 		Handler: dashboard.New(dashboard.Options{
-			Backend:    backend,
-			AdminToken: adminToken(cfg, httpLis.Addr(), stderr),
-			IPv6Prefix: cfg.IPv6Prefix,
-			Now:        time.Now,
-			Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+			Backend:        backend,
+			AdminToken:     adminToken(cfg, httpLis.Addr(), stderr),
+			IPv6Prefix:     cfg.IPv6Prefix,
+			NameIdentities: cfg.IdentityHeader != "",
+			Now:            time.Now,
+			Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 			Ready: func() error {
 				if !ready.Load() {
-					return errors.New("not ready: starting or shutting down")
+					return errors.New("starting or shutting down")
 				}
 				return nil
 			},
