@@ -18,6 +18,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/traffic"
 )
 
 const composeFile = "docker-compose.yml"
@@ -376,6 +377,33 @@ func TestCompose(t *testing.T) {
 		}
 		if got := p.ServiceNames(); !slices.Contains(got, "prometheus") {
 			t.Errorf("services with --profile metrics = %v, want prometheus among them", got)
+		}
+	})
+
+	t.Run("attack profile", func(t *testing.T) {
+		p, err := loadCompose(t, composeFile, nil, "attack")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := composeErrors(p, envoy, df); err != nil {
+			t.Fatal(err)
+		}
+		a, err := p.GetService("attacker")
+		if err != nil {
+			t.Fatalf("services with --profile attack: %v", err)
+		}
+		if len(a.Entrypoint) != 1 || a.Entrypoint[0] != "flowlock-sim" || len(a.Command) == 0 || a.Command[0] != "http" {
+			t.Errorf("attacker runs %v %v, want flowlock-sim http", a.Entrypoint, a.Command)
+		}
+		// It must go through Envoy's listener, the path a real client takes.
+		if target, want := flagValue(a.Command, "--target"), fmt.Sprintf("http://envoy:%d", envoy.listenerPort); target != want {
+			t.Errorf("attacker --target %q, want %q", target, want)
+		}
+		names := flagValue(a.Command, "--scenario")
+		for _, name := range strings.Split(names, ",") {
+			if !slices.ContainsFunc(traffic.Scenarios(), func(s traffic.Scenario) bool { return s.Name == name || s.ID == name }) {
+				t.Errorf("attacker --scenario %q: no such flowlock-sim scenario", name)
+			}
 		}
 	})
 

@@ -11,6 +11,10 @@
 //	              "flowlock_risk" when Flow Lock sent x-flowlock-risk and
 //	              "unchecked": true when Envoy failed open
 //	GET /healthz  {"status":"ok"}
+//	anything else {"method":"POST","path":"/login", ...}: any other method
+//	              and path answers 200 like a generic API endpoint, so that
+//	              flowlock-sim's scenarios (GET /api/feed, POST /login, ...)
+//	              reach an upstream that says yes
 //
 // The healthcheck subcommand exists because the demo image is distroless:
 // there is no shell or curl for a container health check.
@@ -129,6 +133,14 @@ type dataResponse struct {
 	Unchecked    bool   `json:"unchecked,omitempty"`
 }
 
+// anyResponse answers every route but /data and /healthz.
+type anyResponse struct {
+	Method       string `json:"method"`
+	Path         string `json:"path"`
+	FlowlockRisk string `json:"flowlock_risk,omitempty"`
+	Unchecked    bool   `json:"unchecked,omitempty"`
+}
+
 // newHandler returns the API's routes. now is the clock for served_at.
 func newHandler(now func() time.Time) http.Handler {
 	mux := http.NewServeMux()
@@ -142,6 +154,14 @@ func newHandler(now func() time.Time) http.Handler {
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, anyResponse{
+			Method:       r.Method,
+			Path:         r.URL.Path,
+			FlowlockRisk: r.Header.Get("X-Flowlock-Risk"),
+			Unchecked:    r.Header.Get("X-Envoy-Auth-Failure-Mode-Allowed") == "true",
+		})
 	})
 	return mux
 }

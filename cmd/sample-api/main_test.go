@@ -101,10 +101,13 @@ func TestRoutes(t *testing.T) {
 		{http.MethodGet, "/healthz", http.StatusOK, `{"status":"ok"}`},
 		{http.MethodHead, "/healthz", http.StatusOK, ""},
 		{http.MethodGet, "/data", http.StatusOK, `"items"`},
-		{http.MethodPost, "/data", http.StatusMethodNotAllowed, ""},
-		{http.MethodDelete, "/healthz", http.StatusMethodNotAllowed, ""},
-		{http.MethodGet, "/", http.StatusNotFound, ""},
-		{http.MethodGet, "/data/1", http.StatusNotFound, ""},
+		// Every other method and path answers like a generic endpoint, for
+		// flowlock-sim's scenario routes.
+		{http.MethodPost, "/data", http.StatusOK, `{"method":"POST","path":"/data"}`},
+		{http.MethodPost, "/login", http.StatusOK, `{"method":"POST","path":"/login"}`},
+		{http.MethodGet, "/api/feed", http.StatusOK, `"path":"/api/feed"`},
+		{http.MethodGet, "/", http.StatusOK, `"path":"/"`},
+		{http.MethodDelete, "/healthz", http.StatusOK, `"method":"DELETE"`},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			req, err := http.NewRequestWithContext(t.Context(), tc.method, srv.URL+tc.path, nil)
