@@ -27,7 +27,7 @@ var replayStdin io.Reader = os.Stdin
 const maxReportedLines = 100
 
 // replayUsage is the first part of "replay -h"; the service flags follow.
-const replayUsage = `usage: flowlock-authz replay [--config FILE] [service flags] [--format jsonl|table]
+const replayUsage = `usage: flowlock-authz replay [--config FILE] [service flags] [--format jsonl|jsonl-full|table]
                             [--input-format auto|jsonl|envoy|nginx] TRACE...
 
 Runs access-log records through the same engine, quarantine and policy as the
@@ -37,7 +37,11 @@ and sorted by time. Input formats: JSON Lines (DESIGN.md §3, as written by
 flowlock-sim trace), Envoy's default access log (and Istio's), nginx combined.
 
 Replay flags:
-  --format jsonl|table        output: one JSON object per identity (default), or a table
+  --format jsonl|jsonl-full|table
+                              output: one JSON object per identity with the fields of
+                              DESIGN.md §3 (default); with denied and volume-limited
+                              counts, the shared label, first and last request times and
+                              a trace's label and scenario too (jsonl-full); or a table
   --input-format FORMAT       auto (default, from each file's first line), jsonl, envoy, nginx
 
 Service flags (identity rules, thresholds, exclude paths, quarantine TTL, lists,
@@ -90,8 +94,8 @@ func splitReplayArgs(args []string) (replayOptions, []string, error) {
 				val = args[i]
 			}
 			if name == "format" {
-				if val != "jsonl" && val != "table" {
-					return o, nil, usageErrorf("--format %q: want jsonl or table", val)
+				if val != "jsonl" && val != "jsonl-full" && val != "table" {
+					return o, nil, usageErrorf("--format %q: want jsonl, jsonl-full or table", val)
 				}
 				o.format = val
 				continue
@@ -181,10 +185,13 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintf(stderr, "replay: input not in time order (%d records earlier than the one before); sorted by ts\n", sum.OutOfOrder)
 	}
 
-	if o.format == "table" {
+	switch o.format {
+	case "table":
 		err = writeReplayTable(stdout, results)
-	} else {
+	case "jsonl-full":
 		err = writeReplayJSONL(stdout, results)
+	default:
+		err = writeReplayJSONL(stdout, designResults(results))
 	}
 	if err != nil {
 		return fmt.Errorf("replay: write results: %w", err)
@@ -230,8 +237,29 @@ func readTrace(ctx context.Context, path string, f replay.Format, recs *[]replay
 	}
 }
 
+// designResult is one line of --format jsonl: exactly the fields DESIGN.md
+// §3 lists, so that tools built on that contract see nothing else.
+// --format jsonl-full writes the whole replay.Result.
+type designResult struct {
+	Identity               string     `json:"identity"`
+	Requests               int        `json:"requests"`
+	Quarantined            bool       `json:"quarantined"`
+	FirstQuarantineRequest int        `json:"first_quarantine_request"`
+	FirstQuarantineTS      *time.Time `json:"first_quarantine_ts"`
+	MaxRisk                int        `json:"max_risk"`
+	Reason                 string     `json:"reason"`
+}
+
+func designResults(results []replay.Result) []designResult {
+	out := make([]designResult, len(results))
+	for i, r := range results {
+		out[i] = designResult{r.Identity, r.Requests, r.Quarantined, r.FirstQuarantineRequest, r.FirstQuarantineTS, r.MaxRisk, r.Reason}
+	}
+	return out
+}
+
 // writeReplayJSONL writes one JSON object per identity.
-func writeReplayJSONL(w io.Writer, results []replay.Result) error {
+func writeReplayJSONL[T any](w io.Writer, results []T) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -20,9 +21,13 @@ import (
 const testdata = "../../internal/replay/testdata/"
 
 // runReplay runs "flowlock-authz replay args..." in-process with env as the
-// environment and returns stdout, stderr and the error.
+// environment and returns stdout, stderr and the error. Without a --format
+// it asks for jsonl-full, which decodeResults reads whole.
 func runReplay(t *testing.T, env map[string]string, args ...string) (string, string, error) {
 	t.Helper()
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--format") }) {
+		args = append([]string{"--format", "jsonl-full"}, args...)
+	}
 	var out, errOut bytes.Buffer
 	getenv := func(k string) string { return env[k] }
 	err := run(context.Background(), append([]string{"replay"}, args...), getenv, &out, &errOut)
@@ -77,6 +82,40 @@ func TestReplaySimulatedTraces(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
+}
+
+// TestReplayJSONLFields: --format jsonl, the default, writes exactly the
+// fields DESIGN.md §3 lists, in its order.
+func TestReplayJSONLFields(t *testing.T) {
+	out, _, err := runReplay(t, nil, "--format=jsonl", testdata+"fixed-2s.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &line); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := []string{"identity", "requests", "quarantined", "first_quarantine_request", "first_quarantine_ts", "max_risk", "reason"}
+	got := slices.Sorted(maps.Keys(line))
+	if !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("keys = %v, want exactly %v", got, want)
+	}
+	if !strings.HasPrefix(out, `{"identity":"10.0.0.1","requests":150,"quarantined":true,"first_quarantine_request":`) {
+		t.Errorf("line = %s", out)
+	}
+	// And it is the default.
+	def, _, err := runReplayExact(t, testdata+"fixed-2s.jsonl")
+	if err != nil || def != out {
+		t.Errorf("default output differs from --format jsonl (%v):\n%s\n%s", err, def, out)
+	}
+}
+
+// runReplayExact runs replay with args exactly as given.
+func runReplayExact(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), append([]string{"replay"}, args...), func(string) string { return "" }, &out, &errOut)
+	return out.String(), errOut.String(), err
 }
 
 func TestReplayStdinAndTable(t *testing.T) {
