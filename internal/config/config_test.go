@@ -197,6 +197,8 @@ func TestPrecedence(t *testing.T) {
 		{"list flag replaces file", []string{"--config", file, "--allow", "198.51.100.0/24"}, nil, "allow", []string{"198.51.100.0/24"}},
 		{"repeated list flag appends", []string{"--allow", "10.0.0.0/8", "--allow=192.0.2.0/24,2001:db8::1"}, nil, "allow", []string{"10.0.0.0/8", "192.0.2.0/24", "2001:db8::1/128"}},
 		{"empty list flag clears file list", []string{"--config", file, "--allow="}, nil, "allow", []string{}},
+		{"header name lowercased", []string{"--identity-header", "X-Api-Key"}, nil, "identity-header", "x-api-key"},
+		{"header name from env lowercased", nil, map[string]string{"FLOWLOCK_IDENTITY_HEADER": "X-User"}, "identity-header", "x-user"},
 		{"string list flag", []string{"--exclude-path", "/healthz", "--exclude-path", "/poll,/events"}, nil, "exclude-path", []string{"/healthz", "/poll", "/events"}},
 
 		{"config from env", nil, map[string]string{"FLOWLOCK_CONFIG": file}, "mode", "shadow"},

@@ -68,6 +68,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, err // cannot happen after the first pass succeeded
 	}
 	c.ConfigFile = path
+	// Header names are case-insensitive (RFC 9110 §5.1) and Envoy passes
+	// them lowercased, so X-Api-Key means x-api-key.
+	c.IdentityHeader = strings.ToLower(c.IdentityHeader)
 
 	if err := errors.Join(loadAdminToken(&c), c.Validate()); err != nil {
 		return Config{}, err

@@ -65,7 +65,7 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.TrustedProxies }},
 	{name: "xff-trusted-hops", metavar: "N", help: "rightmost X-Forwarded-For entries added by your own proxies, skipped to find the client (0-10)",
 		field: func(c *Config) any { return &c.XFFTrustedHops }},
-	{name: "identity-header", metavar: "NAME", help: `lowercase request header whose value identifies the client (API key, JWT subject); "" uses the address`,
+	{name: "identity-header", metavar: "NAME", help: `request header whose value identifies the client (API key, JWT subject), any case; "" uses the address`,
 		field: func(c *Config) any { return &c.IdentityHeader }},
 	{name: "ipv6-prefix", metavar: "BITS", help: "prefix length IPv6 clients are grouped by (1-128)",
 		field: func(c *Config) any { return &c.IPv6Prefix }},
