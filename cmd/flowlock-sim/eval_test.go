@@ -186,6 +186,20 @@ func TestEvalDeterministic(t *testing.T) {
 	if s := rep.Scenarios[1]; s.ID != "B1-2s" || s.Quarantined != 6 || s.RTDMedian < 10 || s.RTDMedian > 25 {
 		t.Errorf("fixed-2s: %+v", s)
 	}
+	// The naive baseline fires on a fixed 2 s timer at the earliest it
+	// can: 3 timestamps, then 3 consecutive scores ≥ 70, so request 5,
+	// 8 s after the first.
+	if s := rep.Scenarios[1]; s.NaiveQuarantined != 6 || s.NaiveRate != 1 || s.NaiveRTDMedian != 5 || s.NaiveRTDP90 != 5 ||
+		math.Abs(s.NaiveSTDMedian-8) > 0.1 || s.NaiveWilsonLow <= 0.5 || s.NaiveWilsonHigh != 1 {
+		t.Errorf("fixed-2s naive: %+v", s)
+	}
+	for _, s := range rep.Scenarios {
+		if s.NaiveWilsonLow > s.NaiveRate || s.NaiveRate > s.NaiveWilsonHigh ||
+			(s.NaiveQuarantined == 0) != (s.NaiveRTDMedian == 0) || s.NaiveRTDMedian > s.NaiveRTDP90 ||
+			s.NaiveSTDMedian > s.NaiveSTDP90 || math.Abs(s.NaivePerIPHour*s.IPHours-float64(s.NaiveQuarantined)) > 1e-9 {
+			t.Errorf("%s: inconsistent naive figures: %+v", s.ID, s)
+		}
+	}
 	if rep.Scenarios[3].SharedWithin == nil || rep.Scenarios[0].SharedWithin != nil {
 		t.Error("shared-within rate given for the wrong scenarios")
 	}
@@ -208,6 +222,7 @@ func TestEvalTable(t *testing.T) {
 		"seed set holdout: stream k of every scenario uses seed 1000000+k",
 		"B1-10s", "periodic", "no target (out of scope)", "RESULT", "fixed interval 0.5-60 s",
 		"threshold sweep", ">=50", ">=90",
+		"naive baseline", "NAIVE QUARANTINED [WILSON 95%]", "NAIVE RTD 50/90", "FLOW LOCK QUARANTINED",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -228,7 +243,8 @@ func TestEvalMarkdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"# Detection", "## Method", "## Results", "## Targets", "## Known blind spots",
-		"go run ./cmd/flowlock-sim eval --markdown", "| B1-2s |"} {
+		"go run ./cmd/flowlock-sim eval --markdown", "| B1-2s |", "### Naive baseline, same streams",
+		"| B1-2s | fixed-2s | bot | 3 | 100.0% ["} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q", want)
 		}

@@ -103,7 +103,11 @@ the evidence.
   idle state runs every %s of virtual time. Quarantined means a request was answered *admitted*
   (confirmed score ≥ %d); challenged means some decision scored ≥ %d.
 - **Baseline.** `+"`traffic.Naive`"+`, the product brief's RPM + 1/variance formula (DETECTION.md §6.4),
-  sees the same requests.
+  sees the same requests and is measured the same way: its quarantine rate with a Wilson 95 %%
+  interval, per IP-hour, and RTD/STD to the request at which it first quarantined (score ≥ 70
+  on 3 consecutive requests; it never releases). It has no challenge band and gives no reason,
+  so CHAL and REASON have no naive counterpart; its table leaves them out rather than invent
+  them.
 - **Seeds.** Two seed sets: *tune* (stream k of a scenario uses seed 1 + k) and *holdout*
   (seed 1,000,000 + k); the generator salts each scenario's random numbers with its id, so
   scenarios never share draws. This page reports seed set **%s** from seed %d. The risk model's
@@ -132,6 +136,20 @@ the evidence.
 	mdSeparator(w, len(hdr))
 	for i := range r.stats {
 		mdRow(w, rowOf(&r.stats[i]).cells())
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "### Naive baseline, same streams")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "The brief's formula on exactly the streams above, measured like Flow Lock. It has no challenge "+
+		"band and gives no reason, so there are no such columns; FLOW LOCK QUARANTINED repeats the Results "+
+		"table's rate next to it.")
+	fmt.Fprintln(w)
+	hdr = naiveHeader.cells()
+	mdRow(w, hdr)
+	mdSeparator(w, len(hdr))
+	for i := range r.stats {
+		mdRow(w, naiveRowOf(&r.stats[i]).cells())
 	}
 	fmt.Fprintln(w)
 

@@ -97,6 +97,44 @@ func rowOf(s *scenarioStats) row {
 	return r
 }
 
+// naiveRow is one scenario's naive-baseline figures as printed, next to
+// Flow Lock's quarantine rate on the same streams. The baseline has no
+// challenge band and gives no reason, so those columns have no counterpart.
+type naiveRow struct {
+	id, name, label, streams, quar, perIPH, rtd, std, flowLock string
+}
+
+// naiveHeader names the columns of naiveRow, in order.
+var naiveHeader = naiveRow{"ID", "NAME", "LABEL", "STREAMS", "NAIVE QUARANTINED [WILSON 95%]", "NAIVE /IP-H",
+	"NAIVE RTD 50/90", "NAIVE STD 50/90", "FLOW LOCK QUARANTINED"}
+
+func (r naiveRow) cells() []string {
+	return []string{r.id, r.name, r.label, r.streams, r.quar, r.perIPH, r.rtd, r.std, r.flowLock}
+}
+
+// naiveRowOf formats one scenario's naive-baseline statistics.
+func naiveRowOf(s *scenarioStats) naiveRow {
+	p, lo, hi := s.naiveRate()
+	r := naiveRow{
+		id: s.id, name: s.sc.Name, label: string(s.sc.Label), streams: num(float64(s.streams)),
+		quar:   fmt.Sprintf("%s [%s, %s]", pct1(p), pct1(lo), pct1(hi)),
+		perIPH: "-", rtd: "-", std: "-",
+		flowLock: pct1(s.rate(s.quarantined)),
+	}
+	if s.sc.Label == traffic.Human {
+		r.perIPH = pct3(s.naivePerIPHour())
+	}
+	if len(s.naiveRTD) > 0 {
+		r.rtd = fmt.Sprintf("%d/%d", percentile(s.naiveRTD, 0.5), percentile(s.naiveRTD, 0.9))
+		r.std = secs(percentile(s.naiveSTD, 0.5)) + "/" + secs(percentile(s.naiveSTD, 0.9))
+	}
+	return r
+}
+
+// naiveCaption says what the naive table is, for the table output.
+const naiveCaption = "naive baseline (the brief's RPM + 1/variance formula, DETECTION.md §6.4) on the same streams; " +
+	"it has no challenge band and gives no reason"
+
 // describe writes the lines that say what was run.
 func describe(w io.Writer, r *evalReport, prefix string) {
 	cfg := r.setup.cfg
@@ -118,6 +156,16 @@ func writeTable(w io.Writer, r *evalReport) error {
 	fmt.Fprintln(tw, strings.Join(header.cells(), "\t"))
 	for i := range r.stats {
 		fmt.Fprintln(tw, strings.Join(rowOf(&r.stats[i]).cells(), "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, naiveCaption)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(naiveHeader.cells(), "\t"))
+	for i := range r.stats {
+		fmt.Fprintln(tw, strings.Join(naiveRowOf(&r.stats[i]).cells(), "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -163,29 +211,40 @@ func passFail(ok bool) string {
 
 // jsonScenario is one scenario in the JSON output.
 type jsonScenario struct {
-	ID              string             `json:"id"`
-	Name            string             `json:"name"`
-	Label           string             `json:"label"`
-	Streams         int                `json:"streams"`
-	Requests        int64              `json:"requests"`
-	IPHours         float64            `json:"ip_hours"`
-	Quarantined     int                `json:"quarantined"`
-	QuarantineRate  float64            `json:"quarantine_rate"`
-	WilsonLow       float64            `json:"wilson_low"`
-	WilsonHigh      float64            `json:"wilson_high"`
-	PerIPHour       float64            `json:"quarantined_per_ip_hour"`
-	ChallengeRate   float64            `json:"challenge_rate"`
-	RTDMedian       int                `json:"rtd_median"`
-	RTDP90          int                `json:"rtd_p90"`
-	STDMedian       float64            `json:"std_median_seconds"`
-	STDP90          float64            `json:"std_p90_seconds"`
-	Reason          string             `json:"reason"`
-	ChallengeReason bool               `json:"reason_from_challenges,omitempty"`
-	SharedRate      float64            `json:"shared_rate"`
-	SharedWithin    *float64           `json:"shared_within_2m_rate,omitempty"`
-	NaiveRate       float64            `json:"naive_rate"`
-	Target          string             `json:"target"`
-	Sweep           map[string]float64 `json:"threshold_sweep,omitempty"`
+	ID              string   `json:"id"`
+	Name            string   `json:"name"`
+	Label           string   `json:"label"`
+	Streams         int      `json:"streams"`
+	Requests        int64    `json:"requests"`
+	IPHours         float64  `json:"ip_hours"`
+	Quarantined     int      `json:"quarantined"`
+	QuarantineRate  float64  `json:"quarantine_rate"`
+	WilsonLow       float64  `json:"wilson_low"`
+	WilsonHigh      float64  `json:"wilson_high"`
+	PerIPHour       float64  `json:"quarantined_per_ip_hour"`
+	ChallengeRate   float64  `json:"challenge_rate"`
+	RTDMedian       int      `json:"rtd_median"`
+	RTDP90          int      `json:"rtd_p90"`
+	STDMedian       float64  `json:"std_median_seconds"`
+	STDP90          float64  `json:"std_p90_seconds"`
+	Reason          string   `json:"reason"`
+	ChallengeReason bool     `json:"reason_from_challenges,omitempty"`
+	SharedRate      float64  `json:"shared_rate"`
+	SharedWithin    *float64 `json:"shared_within_2m_rate,omitempty"`
+	// The naive baseline on the same streams. It has no challenge band
+	// and gives no reason, so there are no naive counterparts to those.
+	NaiveQuarantined int     `json:"naive_quarantined"`
+	NaiveRate        float64 `json:"naive_rate"`
+	NaiveWilsonLow   float64 `json:"naive_wilson_low"`
+	NaiveWilsonHigh  float64 `json:"naive_wilson_high"`
+	NaivePerIPHour   float64 `json:"naive_quarantined_per_ip_hour"`
+	NaiveRTDMedian   int     `json:"naive_rtd_median"`
+	NaiveRTDP90      int     `json:"naive_rtd_p90"`
+	NaiveSTDMedian   float64 `json:"naive_std_median_seconds"`
+	NaiveSTDP90      float64 `json:"naive_std_p90_seconds"`
+
+	Target string             `json:"target"`
+	Sweep  map[string]float64 `json:"threshold_sweep,omitempty"`
 }
 
 // jsonReport is the JSON output.
@@ -203,6 +262,7 @@ func writeJSON(w io.Writer, r *evalReport) error {
 	for i := range r.stats {
 		s := &r.stats[i]
 		p, lo, hi := s.quarantineRate()
+		np, nlo, nhi := s.naiveRate()
 		js := jsonScenario{
 			ID: s.id, Name: s.sc.Name, Label: string(s.sc.Label), Streams: s.streams, Requests: s.requests,
 			IPHours: s.ipHours, Quarantined: s.quarantined, QuarantineRate: p, WilsonLow: lo, WilsonHigh: hi,
@@ -210,7 +270,11 @@ func writeJSON(w io.Writer, r *evalReport) error {
 			RTDMedian: s.medianRTD(), RTDP90: percentile(s.rtd, 0.9),
 			STDMedian: percentile(s.std, 0.5), STDP90: percentile(s.std, 0.9),
 			Reason: s.reason, ChallengeReason: s.challengeReason,
-			SharedRate: s.rate(s.shared), NaiveRate: s.rate(s.naive), Target: scenarioTarget(s.id),
+			SharedRate: s.rate(s.shared), Target: scenarioTarget(s.id),
+			NaiveQuarantined: s.naive, NaiveRate: np, NaiveWilsonLow: nlo, NaiveWilsonHigh: nhi,
+			NaivePerIPHour: s.naivePerIPHour(),
+			NaiveRTDMedian: percentile(s.naiveRTD, 0.5), NaiveRTDP90: percentile(s.naiveRTD, 0.9),
+			NaiveSTDMedian: percentile(s.naiveSTD, 0.5), NaiveSTDP90: percentile(s.naiveSTD, 0.9),
 		}
 		if s.sc.Clients > 1 {
 			v := s.rate(s.sharedWithin)

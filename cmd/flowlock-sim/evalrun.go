@@ -53,8 +53,13 @@ type streamResult struct {
 	// point, sharedAt is how long after the first request.
 	shared   bool
 	sharedAt time.Duration
-	// naive reports that the naive baseline quarantined the stream.
-	naive bool
+	// naive reports that the naive baseline quarantined the stream;
+	// naiveRTD is the 1-based index of the request it first did so at,
+	// naiveSTD the time from the stream's first request. The baseline has
+	// no challenge band and gives no reason.
+	naive    bool
+	naiveRTD int
+	naiveSTD time.Duration
 }
 
 // evalSetup is how a stream is run: the service's defaults with a
@@ -127,9 +132,11 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 				res.shared, res.sharedAt = true, req.TS.Sub(first)
 			}
 		}
-		if naive != nil {
+		// The baseline's quarantine never expires, so once it has fired
+		// there is nothing more to observe.
+		if naive != nil && !res.naive {
 			if _, quarantined := naive.Observe(req.TS); quarantined {
-				res.naive = true
+				res.naive, res.naiveRTD, res.naiveSTD = true, res.requests, req.TS.Sub(first)
 			}
 		}
 	}

@@ -22,6 +22,9 @@ type scenarioStats struct {
 	rtd []int     // requests to detection of the detected streams, sorted
 	std []float64 // seconds to detection, sorted
 
+	naiveRTD []int     // requests to the naive baseline's quarantine, sorted
+	naiveSTD []float64 // seconds to it, sorted
+
 	// reason is the most frequent quarantine reason, or, when no stream was
 	// quarantined, the most frequent reason at the peak score of the
 	// challenged streams (challengeReason set).
@@ -59,6 +62,8 @@ func summarise(id string, sc traffic.Scenario, main []streamResult, sweep map[ui
 		}
 		if r.naive {
 			s.naive++
+			s.naiveRTD = append(s.naiveRTD, r.naiveRTD)
+			s.naiveSTD = append(s.naiveSTD, r.naiveSTD.Seconds())
 		}
 		if r.shared {
 			s.shared++
@@ -69,6 +74,8 @@ func summarise(id string, sc traffic.Scenario, main []streamResult, sweep map[ui
 	}
 	slices.Sort(s.rtd)
 	slices.Sort(s.std)
+	slices.Sort(s.naiveRTD)
+	slices.Sort(s.naiveSTD)
 	s.reason = topKey(reasons)
 	if s.reason == "" {
 		s.reason = topKey(challenges)
@@ -110,6 +117,22 @@ func (s *scenarioStats) perIPHour() float64 {
 		return 0
 	}
 	return float64(s.quarantined) / s.ipHours
+}
+
+// naiveRate is the share of streams the naive baseline quarantined and its
+// Wilson 95 % interval.
+func (s *scenarioStats) naiveRate() (p, lo, hi float64) {
+	lo, hi = wilson(float64(s.naive), float64(s.streams))
+	return s.rate(s.naive), lo, hi
+}
+
+// naivePerIPHour is the number of streams the naive baseline quarantined
+// per IP-hour observed.
+func (s *scenarioStats) naivePerIPHour() float64 {
+	if s.ipHours == 0 {
+		return 0
+	}
+	return float64(s.naive) / s.ipHours
 }
 
 // within returns the share of streams quarantined within n requests.
