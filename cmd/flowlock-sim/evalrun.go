@@ -27,7 +27,7 @@ const (
 )
 
 // sharedWithin is how soon after its first request a shared-address stream
-// (H8, H9) should carry the shared label (DETECTION.md §9).
+// (H7-H9) should carry the shared label (DETECTION.md §9).
 const sharedWithin = 2 * time.Minute
 
 // sweepThresholds are the risk thresholds of --threshold-sweep

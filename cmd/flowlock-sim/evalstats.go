@@ -31,9 +31,10 @@ type scenarioStats struct {
 	reason          string
 	challengeReason bool
 
-	shared       int // streams labelled shared at some point
-	sharedWithin int // … within sharedWithin of their first request
-	beforeShared int // streams quarantined before they were first labelled shared
+	shared       int       // streams labelled shared at some point
+	sharedWithin int       // … within sharedWithin of their first request
+	sharedAt     []float64 // seconds to the first shared label of those labelled, sorted
+	beforeShared int       // streams quarantined before they were first labelled shared
 
 	sweep map[uint8]int // threshold → streams quarantined (--threshold-sweep)
 }
@@ -67,6 +68,7 @@ func summarise(id string, sc traffic.Scenario, main []streamResult, sweep map[ui
 		}
 		if r.shared {
 			s.shared++
+			s.sharedAt = append(s.sharedAt, r.sharedAt.Seconds())
 			if r.sharedAt <= sharedWithin {
 				s.sharedWithin++
 			}
@@ -76,6 +78,7 @@ func summarise(id string, sc traffic.Scenario, main []streamResult, sweep map[ui
 	slices.Sort(s.std)
 	slices.Sort(s.naiveRTD)
 	slices.Sort(s.naiveSTD)
+	slices.Sort(s.sharedAt)
 	s.reason = topKey(reasons)
 	if s.reason == "" {
 		s.reason = topKey(challenges)

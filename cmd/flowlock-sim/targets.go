@@ -10,18 +10,22 @@ import (
 var (
 	singleHumans = []string{"H1", "H2", "H3", "H4", "H5", "H11", "H12", "H13"}
 	sharedHumans = []string{"H7", "H8", "H9"}
-	sharedLabel  = []string{"H8", "H9"}
-	fixedBots    = []string{"B1-0.5s", "B1-2s", "B1-10s", "B1-60s"}
-	lowJitter    = []string{"B2-5", "B2-20", "B3-5", "B3-20"}
-	highJitter   = []string{"B2-50", "B3-50", "B2b", "B2c"}
-	naiveVersus  = []string{"H1", "H2", "H5", "H7"}
+	// sharedLabel are the scenarios with the labelled-shared target. H7
+	// (10 humans) misses it: the label needs evidence of concurrency that
+	// ten people rarely give within 2 minutes (docs/detection.md, Known
+	// blind spots); the target is reported as failing, not dropped.
+	sharedLabel = []string{"H7", "H8", "H9"}
+	fixedBots   = []string{"B1-0.5s", "B1-2s", "B1-10s", "B1-60s"}
+	lowJitter   = []string{"B2-5", "B2-20", "B3-5", "B3-20"}
+	highJitter  = []string{"B2-50", "B3-50", "B2b", "B2c"}
+	naiveVersus = []string{"H1", "H2", "H5", "H7"}
 )
 
 // Target levels (DETECTION.md §9 and the issue).
 const (
 	maxHumanPerIPHour = 0.001 // quarantined per IP-hour, single and shared humans
 	maxChallenged     = 0.01  // single humans reaching the challenge band
-	minSharedWithin   = 0.95  // H8/H9 labelled shared within 2 minutes
+	minSharedWithin   = 0.95  // H7-H9 labelled shared within 2 minutes
 	maxH10            = 0.01  // H10 quarantined
 	maxH6             = 0.01  // H6 quarantined, poll route excluded
 	minNaiveFactor    = 100.0 // naive FPR / Flow Lock FPR
@@ -131,7 +135,7 @@ func checkTargets(stats []scenarioStats) []targetResult {
 		if s, ok := byID[id]; ok {
 			p := s.rate(s.sharedWithin)
 			add("shared address: labelled shared within 2 min >= 95 %", id, p >= minSharedWithin,
-				"%d of %d = %s", s.sharedWithin, s.streams, pct1(p))
+				"%d of %d = %s; %s at some point", s.sharedWithin, s.streams, pct1(p), pct1(s.rate(s.shared)))
 		}
 	}
 	if s, ok := byID["H10"]; ok {
