@@ -50,6 +50,7 @@ type Quarantine struct {
 	Since      time.Time `json:"since"`       // admission time
 	Until      time.Time `json:"until"`       // the quarantine heals at this time
 	RetryAfter int       `json:"retry_after"` // seconds left, as a deny's Retry-After would say
+	Hits       uint64    `json:"hits"`        // requests refused by this quarantine so far (since the last restart)
 }
 
 // Explanation says why an identity scored what it scored.

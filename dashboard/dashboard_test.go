@@ -203,7 +203,7 @@ func newTest(t *testing.T, edit func(*Options)) (http.Handler, *fakeBackend) {
 			{Identity: hostile, Score: 12, Requests: 3, FirstSeen: testNow.Add(-time.Minute), LastSeen: testNow, Shared: true},
 		},
 		quarantine: []Quarantine{
-			{Identity: "203.0.113.7", Reason: "periodic", Score: 91, Strikes: 2, Since: testNow.Add(-time.Minute), Until: testNow.Add(9 * time.Minute), RetryAfter: 540},
+			{Identity: "203.0.113.7", Reason: "periodic", Score: 91, Strikes: 2, Since: testNow.Add(-time.Minute), Until: testNow.Add(9 * time.Minute), RetryAfter: 540, Hits: 12},
 			{Identity: hostile, Reason: `"><script>alert(2)</script>`, Score: 88, Strikes: 1, Since: testNow, Until: testNow.Add(time.Minute), RetryAfter: 60},
 		},
 	}
@@ -511,7 +511,7 @@ func TestQuarantineList(t *testing.T) {
 	}
 	want := map[string]any{
 		"identity": "203.0.113.7", "reason": "periodic", "score": 91.0, "strikes": 2.0, "manual": false,
-		"since": "2026-11-26T09:59:00Z", "until": "2026-11-26T10:09:00Z", "retry_after": 540.0,
+		"since": "2026-11-26T09:59:00Z", "until": "2026-11-26T10:09:00Z", "retry_after": 540.0, "hits": 12.0,
 	}
 	if fmt.Sprint(list[0]) != fmt.Sprint(want) {
 		t.Errorf("entry = %v, want %v", list[0], want)

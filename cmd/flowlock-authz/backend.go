@@ -172,6 +172,7 @@ func quarantineView(e quarantine.Entry, now time.Time) dashboard.Quarantine {
 		Since:      e.Since,
 		Until:      e.Until,
 		RetryAfter: e.RetryAfterSeconds(now),
+		Hits:       e.Hits,
 	}
 }
 

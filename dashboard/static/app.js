@@ -279,13 +279,18 @@ function quarantineRow(identity) {
 function updateQuarantineRow(row) {
   const q = row.q;
   const p = row.parts;
-  const key = [q.reason, q.strikes, q.manual, q.score].join('|');
+  const key = [q.reason, q.strikes, q.manual, q.score, q.hits].join('|');
   if (p.tags.dataset.key !== key) {
     p.tags.dataset.key = key;
     p.tags.replaceChildren(...present(
       el('span', { class: 'tag reason', text: (q.reason || 'manual').replace(/_/g, ' ') }),
       q.strikes > 0 ? el('span', { class: 'tag hot', text: `strike ${q.strikes}` }) : null,
       q.manual ? el('span', { class: 'tag manual', text: 'manual' }) : null,
+      // Still knocking? Requests this quarantine has refused so far.
+      q.hits > 0 ? el('span', {
+        class: 'tag', text: `${fmtInt(q.hits)} refused`, data: { testid: 'refused-count' },
+        title: 'requests refused during this quarantine (since the last restart)',
+      }) : null,
     ));
   }
   setActionState(row);
@@ -603,6 +608,7 @@ function explainView(d) {
   if (q) {
     fact('Quarantined', `${fmtLeft(Date.parse(q.until) - serverNow())} left`);
     fact('Strikes', `${q.strikes}${q.manual ? ' · manual ban' : ''}`);
+    fact('Refused', `${fmtInt(q.hits || 0)} requests during this quarantine`);
   }
   parts.push(el('div', { class: 'x-summary' }, wrap, facts));
 

@@ -206,9 +206,13 @@ func (p *Policy) decide(r Request) Decision {
 	// restored from a state file written before the address was allowed):
 	// allow-listed clients are never quarantined. It is only consulted on
 	// a hit, so the common path pays nothing for it.
-	if e, ok := p.q.Check(id, r.Now); ok && !(addr.IsValid() && p.lists.Allowed(addr)) {
-		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
-		return d
+	if _, ok := p.q.Check(id, r.Now); ok && !(addr.IsValid() && p.lists.Allowed(addr)) {
+		// Count the refusal in the entry's Hits (a second lookup, on the
+		// deny path only). In shadow mode it counts what would be refused.
+		if e, ok := p.q.Hit(id, r.Now); ok {
+			d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
+			return d
+		}
 	}
 	if v.Confirmed && !(addr.IsValid() && p.lists.Allowed(addr)) {
 		e := p.q.Admit(id, r.Now, d.Reason, v.Score)

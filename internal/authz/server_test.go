@@ -198,6 +198,25 @@ func TestCheckEnvoyFixtures(t *testing.T) {
 	}
 }
 
+// TestCheckCountsRefusals: every Check a quarantine refuses counts in its
+// Hits, which the dashboard shows.
+func TestCheckCountsRefusals(t *testing.T) {
+	f := newFixture(t, setup{})
+	id := identity.FromAddr(netip.MustParseAddr("203.0.113.7"), 64)
+	if _, err := f.policy.Ban(id, time.Hour, "manual", f.now); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		f.now = f.now.Add(time.Second)
+		if resp := f.check(t, request("203.0.113.7", nil)); resp.GetDeniedResponse() == nil {
+			t.Fatalf("banned client allowed: %v", resp)
+		}
+	}
+	if e, ok := f.q.Check(id, f.now); !ok || e.Hits != 4 {
+		t.Errorf("after 4 refused checks: %+v, %v; want Hits 4", e, ok)
+	}
+}
+
 func TestCheckDenyShape(t *testing.T) {
 	f := newFixture(t, setup{})
 	id := identity.FromAddr(netip.MustParseAddr("203.0.113.7"), 64)
@@ -319,6 +338,9 @@ func TestCheckListsAndExclusions(t *testing.T) {
 	f.q.Ban(allowed, f.now, time.Hour, "restored")
 	if resp := f.check(t, request("192.0.2.10", nil)); resp.GetOkResponse() == nil {
 		t.Errorf("allow-listed client with a quarantine entry denied: %v", resp)
+	}
+	if e, _ := f.q.Check(allowed, f.now); e.Hits != 0 {
+		t.Errorf("an allowed request counted as refused: Hits = %d", e.Hits)
 	}
 	// Excluded paths are decided but not timed.
 	poller := identity.FromAddr(netip.MustParseAddr("203.0.113.50"), 64)

@@ -70,7 +70,7 @@ type Options struct {
 	// only if there is none, the active quarantine that ends soonest (see
 	// Stats). The bound is enforced per shard (the List has up to 64 shards
 	// of MaxEntries/shards each), so eviction order is exact within a shard
-	// and approximate across the List. Each identity costs about 240 bytes
+	// and approximate across the List. Each identity costs about 255 bytes
 	// (BenchmarkMemoryPerEntry: IPv4 identity, one strike), so the default is about
 	// 250 MB at worst. 0 (or less) means 1,000,000.
 	MaxEntries int
@@ -121,6 +121,10 @@ type Entry struct {
 	Score uint8 `json:"score"`
 	// Manual reports a ban by an operator rather than by the detector.
 	Manual bool `json:"manual"`
+	// Hits is the number of requests refused by this quarantine so far
+	// (Hit calls), so an operator can tell a client that keeps knocking
+	// from one that went away. It is not kept across restarts.
+	Hits uint64 `json:"hits"`
 }
 
 // Remaining returns the quarantine time left at now, or 0 if it is over.
@@ -212,6 +216,10 @@ type record struct {
 	manual  bool
 	state   uint8
 	index   int // position in shard.h
+	// hits counts the requests refused during the current quarantine
+	// (Entry.Hits). Hit adds to it under the shard's read lock, so it is
+	// atomic; it starts at 0 with each quarantine and is not persisted.
+	hits atomic.Uint64
 }
 
 // New returns an empty List. It starts no goroutine: run the sweeper with Run.
@@ -293,17 +301,31 @@ func (l *List) Changed() <-chan struct{} { return l.changed }
 // of its own is quarantined by the most specific active range containing
 // it, and the Entry is the range's.
 func (l *List) Check(id identity.ID, now time.Time) (Entry, bool) {
+	return l.lookup(id, now.UnixNano(), false)
+}
+
+// Hit is Check for a request that the quarantine refuses: on a hit it also
+// counts the request in the quarantine's Hits (the returned Entry includes
+// it). It does not allocate either.
+func (l *List) Hit(id identity.ID, now time.Time) (Entry, bool) {
+	return l.lookup(id, now.UnixNano(), true)
+}
+
+// lookup is Check, and Hit when hit is set.
+func (l *List) lookup(id identity.ID, t int64, hit bool) (Entry, bool) {
 	s := l.shardFor(id)
-	t := now.UnixNano()
 	s.mu.RLock()
 	if r, ok := s.m[id]; ok && r.until > t {
+		if hit {
+			r.hits.Add(1)
+		}
 		e := r.entry()
 		s.mu.RUnlock()
 		return e, true
 	}
 	s.mu.RUnlock()
 	if w := l.wide.Load(); w != nil {
-		return l.checkWide(w, id, t)
+		return l.checkWide(w, id, t, hit)
 	}
 	return Entry{}, false
 }
@@ -687,6 +709,7 @@ func (r *record) entry() Entry {
 		Reason:  r.reason,
 		Score:   r.score,
 		Manual:  r.manual,
+		Hits:    r.hits.Load(),
 	}
 }
 
@@ -750,6 +773,7 @@ func (s *shard) evictLocked(t int64) {
 
 // startLocked marks r active after its fields were set, and re-sorts it.
 func (s *shard) startLocked(r *record) {
+	r.hits.Store(0)
 	if r.state != stateActive {
 		r.state = stateActive
 		s.active++

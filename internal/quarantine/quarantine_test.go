@@ -405,12 +405,54 @@ func TestCheckAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, func() { l.Check(id, now) }); n != 0 {
 			t.Errorf("Check(%v) allocates %v times, want 0", id, n)
 		}
+		if n := testing.AllocsPerRun(1000, func() { l.Hit(id, now) }); n != 0 {
+			t.Errorf("Hit(%v) allocates %v times, want 0", id, n)
+		}
 	}
 	// The same with many shards.
 	big := New(Options{MaxEntries: 1 << 20})
 	big.Admit(hit, t0, "fixed-interval", 90)
 	if n := testing.AllocsPerRun(1000, func() { big.Check(hit, now) }); n != 0 {
 		t.Errorf("Check on a sharded List allocates %v times, want 0", n)
+	}
+}
+
+// TestHits: Hit counts refused requests in the active quarantine's Hits;
+// Check does not; a new quarantine starts again from 0; misses count
+// nothing.
+func TestHits(t *testing.T) {
+	l := New(Options{BaseTTL: time.Minute})
+	id := ipID("203.0.113.7")
+	if _, ok := l.Hit(id, t0); ok {
+		t.Fatal("Hit on an empty list reported a quarantine")
+	}
+	l.Admit(id, t0, "periodic", 90)
+	for i := range 3 {
+		e, ok := l.Hit(id, at(time.Duration(i)*time.Second))
+		if !ok || e.Hits != uint64(i+1) {
+			t.Fatalf("Hit #%d = %+v, %v; want Hits %d", i+1, e, ok, i+1)
+		}
+	}
+	if e, _ := l.Check(id, at(5*time.Second)); e.Hits != 3 {
+		t.Errorf("Check after 3 hits: Hits = %d, want 3 (and Check adds none)", e.Hits)
+	}
+	if e, _ := l.Check(id, at(6*time.Second)); e.Hits != 3 {
+		t.Errorf("Check counted itself: Hits = %d", e.Hits)
+	}
+	if entries, _ := l.SnapshotN(at(7*time.Second), 10); len(entries) != 1 || entries[0].Hits != 3 {
+		t.Errorf("SnapshotN = %+v, want one entry with Hits 3", entries)
+	}
+	// After it heals, a miss counts nothing and the next quarantine starts
+	// from 0.
+	if _, ok := l.Hit(id, at(2*time.Minute)); ok {
+		t.Fatal("Hit after the quarantine ended reported a quarantine")
+	}
+	e := l.Admit(id, at(3*time.Minute), "periodic", 90)
+	if e.Hits != 0 {
+		t.Errorf("a new quarantine starts with Hits %d, want 0", e.Hits)
+	}
+	if e := l.Ban(ipID("203.0.113.8"), t0, time.Hour, "manual"); e.Hits != 0 {
+		t.Errorf("a ban starts with Hits %d", e.Hits)
 	}
 }
 

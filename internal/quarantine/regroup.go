@@ -200,9 +200,9 @@ func (r *record) merge(src *record) {
 	}
 }
 
-// checkWide is Check's second look, for an IPv6 client with no active entry
-// of its own: the most specific active range entry containing it.
-func (l *List) checkWide(w *wideSet, id identity.ID, t int64) (Entry, bool) {
+// checkWide is lookup's second look, for an IPv6 client with no active
+// entry of its own: the most specific active range entry containing it.
+func (l *List) checkWide(w *wideSet, id identity.ID, t int64, hit bool) (Entry, bool) {
 	bits, ok := id.IPv6Bits()
 	if !ok {
 		return Entry{}, false
@@ -216,6 +216,9 @@ func (l *List) checkWide(w *wideSet, id identity.ID, t int64) (Entry, bool) {
 		s := l.shardFor(key)
 		s.mu.RLock()
 		if r, ok := s.m[key]; ok && r.until > t {
+			if hit {
+				r.hits.Add(1)
+			}
 			e := r.entry()
 			s.mu.RUnlock()
 			return e, true

@@ -237,6 +237,11 @@ func TestRegroupRanges(t *testing.T) {
 	if _, ok := l.Check(v6("2001:db8:9:9::1", 128), t0); !ok {
 		t.Error("the other range was released too")
 	}
+	// Refusals by a range count in the range's Hits.
+	l.Hit(v6("2001:db8:9:9::1", 128), t0)
+	if e, ok := l.Hit(v6("2001:db8:9:9::2", 128), t0); !ok || e.Hits != 2 || e.ID.String() != "2001:db8:9:9::/64" {
+		t.Errorf("Hit by two clients in a range = %+v, %v; want the /64 with Hits 2", e, ok)
+	}
 	if l.wide.Load() == nil {
 		t.Fatal("ranges forgotten while one is active")
 	}

@@ -225,6 +225,8 @@ func TestCommandCenter(t *testing.T) {
 	waitFor(t, ctx, "a quarantine row", `document.querySelectorAll('[data-testid=quarantine-row]').length > 0`, 90*time.Second)
 	waitFor(t, ctx, "quarantined figure", `Number(document.querySelector('[data-testid=stat-quarantined]').textContent) > 0`, 5*time.Second)
 	waitFor(t, ctx, "denied figure", `Number(document.querySelector('[data-testid=stat-denied]').textContent.replace(/,/g, '')) > 0`, 10*time.Second)
+	// A caught bot keeps knocking: its row counts the refused requests.
+	waitFor(t, ctx, "a refused count", `[...document.querySelectorAll('[data-testid=quarantine-row] [data-testid=refused-count]')].some((e) => /^[1-9][0-9,]* refused$/.test(e.textContent))`, 30*time.Second)
 
 	// Read-only until the token is given.
 	if disabled := eval[bool](t, ctx, `document.querySelector('[data-testid=quarantine-row] [data-testid=release-button]').disabled`); !disabled {
