@@ -202,17 +202,9 @@ func (p *Policy) decide(r Request) Decision {
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Excluded: excluded}
 
-	// The allow list wins over a quarantine it meets on the way (one
-	// restored from a state file written before the address was allowed):
-	// allow-listed clients are never quarantined. It is only consulted on
-	// a hit, so the common path pays nothing for it.
-	if _, ok := p.q.Check(id, r.Now); ok && !(addr.IsValid() && p.lists.Allowed(addr)) {
-		// Count the refusal in the entry's Hits (a second lookup, on the
-		// deny path only). In shadow mode it counts what would be refused.
-		if e, ok := p.q.Hit(id, r.Now); ok {
-			d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
-			return d
-		}
+	if e, ok := p.quarantined(id, addr, r.Now); ok {
+		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
+		return d
 	}
 	if v.Confirmed && !(addr.IsValid() && p.lists.Allowed(addr)) {
 		e := p.q.Admit(id, r.Now, d.Reason, v.Score)
@@ -285,6 +277,22 @@ func canonical(path string) bool {
 	return true
 }
 
+// quarantined reports the quarantine that refuses this request, and counts
+// the refusal in its Hits (in shadow mode, what would be refused). The
+// allow list wins over a quarantine it meets (one restored from a state
+// file written before the address was allowed): allow-listed clients are
+// never quarantined. With an allow list, a hit costs a second lookup so
+// that an allowed request is not counted; without one, a single lookup.
+func (p *Policy) quarantined(id identity.ID, addr netip.Addr, now time.Time) (quarantine.Entry, bool) {
+	if !p.lists.HasAllow() {
+		return p.q.Hit(id, now)
+	}
+	if _, ok := p.q.Check(id, now); !ok || (addr.IsValid() && p.lists.Allowed(addr)) {
+		return quarantine.Entry{}, false
+	}
+	return p.q.Hit(id, now)
+}
+
 // ErrAllowListed is Ban's answer for a client on the allow list.
 var ErrAllowListed = errors.New("identity is on the allow list (--allow), whose clients are never quarantined; take it off the list first")
 
@@ -293,8 +301,14 @@ var ErrAllowListed = errors.New("identity is on the allow list (--allow), whose 
 // enforced (see decide), and an operator should learn that now, not from a
 // bot that keeps getting through.
 func (p *Policy) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (quarantine.Entry, error) {
-	if addr, ok := id.Addr(); ok && p.lists.Allowed(addr) {
-		return quarantine.Entry{}, ErrAllowListed
+	if addr, ok := id.Addr(); ok {
+		bits := addr.BitLen()
+		if b, v6 := id.IPv6Bits(); v6 {
+			bits = b
+		}
+		if p.lists.AllowedPrefix(netip.PrefixFrom(addr, bits)) {
+			return quarantine.Entry{}, ErrAllowListed
+		}
 	}
 	e := p.q.Ban(id, now, ttl, reason)
 	p.log.Info("banned", "identity", id.String(), "reason", reason, "ttl", e.Until.Sub(now).String())

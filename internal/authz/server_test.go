@@ -582,3 +582,17 @@ func TestCheckVolumeLimit(t *testing.T) {
 	f.now = f.now.Add(time.Second)
 	okHeaders(t, f.check(t, request("203.0.113.77", nil)))
 }
+
+// TestBanPartlyAllowedGroup: a ban on an IPv6 /64 of which the allow list
+// covers only a part is accepted (it still denies the rest); one the allow
+// list covers whole is refused.
+func TestBanPartlyAllowedGroup(t *testing.T) {
+	lists := quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("2001:db8:1:2::/96"), netip.MustParsePrefix("2001:db8:9::/48")}, nil)
+	f := newFixture(t, setup{lists: lists})
+	if _, err := f.policy.Ban(identity.FromAddr(netip.MustParseAddr("2001:db8:1:2:ffff::9"), 64), time.Hour, "manual", f.now); err != nil {
+		t.Errorf("ban on a partly allowed /64: %v", err)
+	}
+	if _, err := f.policy.Ban(identity.FromAddr(netip.MustParseAddr("2001:db8:9:5::1"), 64), time.Hour, "manual", f.now); !errors.Is(err, ErrAllowListed) {
+		t.Errorf("ban on a /64 inside an allowed /48: %v, want ErrAllowListed", err)
+	}
+}

@@ -37,6 +37,40 @@ func (s *Lists) Allowed(a netip.Addr) bool {
 	return s.allow.contains(a)
 }
 
+// AllowedPrefix reports whether the allow list covers all of p: one of its
+// prefixes, no longer than p, contains p. A ban on a group of addresses
+// (an IPv6 /64) is pointless only then; a partly allowed group is still
+// denied outside the allowed part.
+func (s *Lists) AllowedPrefix(p netip.Prefix) bool {
+	if s == nil {
+		return false
+	}
+	p, ok := normalizePrefix(p)
+	if !ok {
+		return false
+	}
+	group := s.allow.v6
+	if p.Addr().Is4() {
+		group = s.allow.v4
+	}
+	for _, ls := range group {
+		if ls.bits > p.Bits() {
+			break // sorted shortest first
+		}
+		q, err := p.Addr().Prefix(ls.bits)
+		if err != nil {
+			continue
+		}
+		if _, ok := ls.m[q]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// HasAllow reports whether the allow list holds any prefix.
+func (s *Lists) HasAllow() bool { return s != nil && len(s.allow.list) > 0 }
+
 // Denied reports whether a is on the deny list.
 func (s *Lists) Denied(a netip.Addr) bool {
 	if s == nil {

@@ -107,3 +107,34 @@ func TestListsAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestAllowedPrefix(t *testing.T) {
+	l := NewLists([]netip.Prefix{
+		netip.MustParsePrefix("2001:db8:1:2::/96"),
+		netip.MustParsePrefix("2001:db8:9::/48"),
+		netip.MustParsePrefix("192.0.2.0/24"),
+	}, nil)
+	tests := []struct {
+		prefix string
+		want   bool
+	}{
+		{"2001:db8:1:2::/64", false},        // only a /96 of it is allowed
+		{"2001:db8:1:2::9/128", true},       // inside the /96
+		{"2001:db8:9:5::/64", true},         // inside the /48
+		{"2001:db8:9::/48", true},           // exactly
+		{"2001:db8::/32", false},            // wider than any allowed prefix
+		{"192.0.2.7/32", true},              //
+		{"198.51.100.7/32", false},          //
+		{"::ffff:192.0.2.7/128", true},      // IPv4-mapped is IPv4
+		{"2001:db8:1:2:ffff::9/128", false}, // outside the /96
+	}
+	for _, tc := range tests {
+		if got := l.AllowedPrefix(netip.MustParsePrefix(tc.prefix)); got != tc.want {
+			t.Errorf("AllowedPrefix(%s) = %v, want %v", tc.prefix, got, tc.want)
+		}
+	}
+	var none *Lists
+	if none.AllowedPrefix(netip.MustParsePrefix("192.0.2.7/32")) || none.HasAllow() || NewLists(nil, nil).HasAllow() || !l.HasAllow() {
+		t.Error("HasAllow or a nil Lists is wrong")
+	}
+}

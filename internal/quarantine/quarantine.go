@@ -445,8 +445,10 @@ func (l *List) Extend(id identity.ID, now time.Time, by time.Duration) (Entry, b
 // Release ends id's quarantine by hand at now. It keeps the strike history,
 // so a client that offends again still escalates. It reports false if id
 // was not quarantined. A released quarantine is not counted by Sweep as
-// expired. It releases the quarantine Check reports, which may be a range
-// (see Regroup): naming any client inside a range releases the range.
+// expired. It releases the quarantine Check reports: id's own active entry
+// if it has one, else the most specific range containing it (see Regroup),
+// so naming a client inside a range releases the range, and a client with
+// an entry of its own inside a range needs a second Release for the range.
 func (l *List) Release(id identity.ID, now time.Time) bool {
 	t := now.UnixNano()
 	s, r := l.lockActive(id, t)
@@ -504,8 +506,8 @@ func (l *List) Sweep(now time.Time) (expired int) {
 					continue
 				}
 			}
-			if w != nil {
-				live.add(w, r.id)
+			if w != nil && r.until > t {
+				live.add(w, r.id) // only an active range still denies
 			}
 		}
 		s.mu.Unlock()

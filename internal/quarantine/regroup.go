@@ -82,20 +82,24 @@ func (l *List) Regroup(prefix int, now time.Time) Regrouped {
 	from := map[int]bool{}
 	var widths []int
 	for i := range l.shards {
-		for id := range l.shards[i].m {
+		for id, r := range l.shards[i].m {
 			bits, ok := id.IPv6Bits()
 			if !ok || bits == prefix {
 				continue
 			}
 			from[bits] = true
-			if bits > prefix {
+			switch {
+			case bits > prefix:
 				g.Coarsened++
-			} else {
+			case r.until > t:
 				g.Ranges++
 				if !slices.Contains(widths, bits) {
 					widths = append(widths, bits)
 				}
 			}
+			// An ended entry from a shorter prefix only keeps strike
+			// history that no client can reach any more (requests carry
+			// the longer prefix); Sweep forgets it with its strikes.
 		}
 	}
 	for b := range from {
@@ -133,7 +137,7 @@ func (l *List) Regroup(prefix int, now time.Time) Regrouped {
 		}
 		r.pruneStrikes(t, l.opts.StrikeWindow)
 		if m, ok := merged[key]; ok {
-			m.merge(r) // r was re-keyed: an entry already at prefix sorts first
+			m.merge(r) // keeps the later end whichever of the two came first
 			g.Merged++
 			continue
 		}

@@ -341,6 +341,9 @@ func TestCheckAllocsWithRanges(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, func() { l.Check(id, now) }); n != 0 {
 			t.Errorf("Check(%v) allocates %v times, want 0", id, n)
 		}
+		if n := testing.AllocsPerRun(1000, func() { l.Hit(id, now) }); n != 0 {
+			t.Errorf("Hit(%v) allocates %v times, want 0", id, n)
+		}
 	}
 }
 
@@ -373,5 +376,31 @@ func BenchmarkCheckRanges(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestRegroupIgnoresEndedRanges: an entry from a shorter prefix whose
+// quarantine is over only holds strike history no client can reach; it is
+// not a range, costs Check nothing and is not reported as one. An active
+// range that ends stops costing lookups at the next Sweep, although its
+// strike history is kept for the strike window.
+func TestRegroupIgnoresEndedRanges(t *testing.T) {
+	l := New(Options{BaseTTL: 5 * time.Minute})
+	l.Admit(v6("2001:db8:1:2::", 64), t0, "periodic", 90) // ends at +5m, one strike
+	if g := l.Regroup(128, at(time.Hour)); g.Ranges != 0 || l.wide.Load() != nil {
+		t.Errorf("Regroup after the quarantine ended: %+v, ranges looked up: %v", g, l.wide.Load() != nil)
+	}
+
+	l = New(Options{BaseTTL: 5 * time.Minute})
+	l.Admit(v6("2001:db8:1:2::", 64), t0, "periodic", 90)
+	if g := l.Regroup(128, at(time.Minute)); g.Ranges != 1 || l.wide.Load() == nil {
+		t.Fatalf("Regroup of an active quarantine: %+v", g)
+	}
+	l.Sweep(at(10 * time.Minute))
+	if st := l.Stats(); st.Entries != 1 {
+		t.Errorf("strike history dropped early: %+v", st)
+	}
+	if w := l.wide.Load(); w != nil {
+		t.Errorf("after the range ended, Check still looks for lengths %v", w.bits)
 	}
 }
