@@ -463,7 +463,7 @@ func (f *features) list(shared bool) []Feature {
 		{Name: ReasonLowEntropy.String(), Value: f.entropy, Probability: f.pLowH, Gate: f.gLowH,
 			Threshold: "entropy of log2(ms) octaves < 2.0 bits (certain at 0.8); weight 0.8, full at 16 intervals; off while shared"},
 		{Name: ReasonAntiBursty.String(), Value: max(f.a, f.aEW), Probability: f.pAnti, Gate: f.gAnti,
-			Threshold: "max(Kim-Jo A_n, EW burstiness) < -0.25 (certain at -0.55), moving to < -0.05 (certain at -0.35) with symmetric gaps (skewness < 0.3 on ring and EW) or a sub-second median; weight 0.9 from 32 intervals, full at 64, or at 40 when strong (symmetric and <= -0.5, or sub-second and <= -0.35); off while shared"},
+			Threshold: "max(Kim-Jo A_n, EW burstiness) < -0.25 (certain at -0.55), moving to < -0.05 (certain at -0.35) with symmetric gaps (skewness < 0.3 on ring and EW) or a sub-second median, and to < 0 (certain at -0.3) at a sub-second median with at most 1/32 of requests batched (one client, no fan-out); weight 0.9 from 32 intervals, full at 64, or at 40 when strong (symmetric and <= -0.5, or sub-second and <= -0.35); off while shared"},
 		{Name: ReasonPeriodicBursts.String(), Value: f.bRcv, Probability: f.pBper, Gate: f.gBper,
 			Threshold: "MAD/median of burst-start intervals (a burst starts after a gap >= 1 s) < 0.20 (certain at 0.05); weight from 8 bursts, full at 16; off at >= 0.7 req/s over 60 s (over the stream's life while under 60 s old)"},
 		{Name: ReasonNoPause.String(), Value: f.stretch, Probability: f.pFast, Gate: f.gFast,
