@@ -343,13 +343,14 @@ func addressLike(s string) bool {
 	return sep && digit
 }
 
-// truncateText bounds untrusted input echoed in an error message.
+// truncateText bounds untrusted input echoed in an error message, cutting
+// at a character boundary.
 func truncateText(s string) string {
 	const max = 64
 	if len(s) <= max {
 		return s
 	}
-	return s[:max] + "…"
+	return strings.ToValidUTF8(s[:max], "") + "…"
 }
 
 // parseListed reads the identity of an existing quarantine entry for

@@ -38,7 +38,10 @@ run_target() { # pkg dir target
 
 for pkg in $("$go" list ./...); do
 	dir=$("$go" list -f '{{.Dir}}' "$pkg")
-	for target in $("$go" test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+	# A package that does not build fails here (set -e), instead of
+	# silently having no fuzz targets.
+	listed=$("$go" test -list '^Fuzz' "$pkg")
+	for target in $(grep '^Fuzz' <<<"$listed" || true); do
 		echo "fuzz $pkg $target ($fuzztime)"
 		rc=0
 		run_target "$pkg" "$dir" "$target" || rc=$?
@@ -47,7 +50,13 @@ for pkg in $("$go" list ./...); do
 		2) echo "fuzz: $target found a failing input (above); fix it and commit the reproducer" >&2; exit 1 ;;
 		*)
 			echo "fuzz: $target failed without a reproducer; running it once more" >&2
-			run_target "$pkg" "$dir" "$target" || { echo "fuzz: $target failed twice" >&2; exit 1; }
+			rc=0
+			run_target "$pkg" "$dir" "$target" || rc=$?
+			case $rc in
+			0) ;;
+			2) echo "fuzz: $target found a failing input (above); fix it and commit the reproducer" >&2; exit 1 ;;
+			*) echo "fuzz: $target failed twice without a reproducer" >&2; exit 1 ;;
+			esac
 			;;
 		esac
 	done

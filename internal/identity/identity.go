@@ -210,7 +210,7 @@ func truncate(s string) string {
 	if len(s) <= max {
 		return s
 	}
-	return s[:max] + "…"
+	return strings.ToValidUTF8(s[:max], "") + "…" // cut at a character boundary
 }
 
 // MarshalText implements encoding.TextMarshaler, so IDs appear as strings in
