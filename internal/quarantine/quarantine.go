@@ -301,31 +301,39 @@ func (l *List) Changed() <-chan struct{} { return l.changed }
 // of its own is quarantined by the most specific active range containing
 // it, and the Entry is the range's.
 func (l *List) Check(id identity.ID, now time.Time) (Entry, bool) {
-	return l.lookup(id, now.UnixNano(), false)
-}
-
-// Hit is Check for a request that the quarantine refuses: on a hit it also
-// counts the request in the quarantine's Hits (the returned Entry includes
-// it). It does not allocate either.
-func (l *List) Hit(id identity.ID, now time.Time) (Entry, bool) {
-	return l.lookup(id, now.UnixNano(), true)
-}
-
-// lookup is Check, and Hit when hit is set.
-func (l *List) lookup(id identity.ID, t int64, hit bool) (Entry, bool) {
+	// Hit's body without the count, written out: this is the lookup of
+	// every request, and a shared helper costs a call.
 	s := l.shardFor(id)
+	t := now.UnixNano()
 	s.mu.RLock()
 	if r, ok := s.m[id]; ok && r.until > t {
-		if hit {
-			r.hits.Add(1)
-		}
 		e := r.entry()
 		s.mu.RUnlock()
 		return e, true
 	}
 	s.mu.RUnlock()
 	if w := l.wide.Load(); w != nil {
-		return l.checkWide(w, id, t, hit)
+		return l.checkWide(w, id, t, false)
+	}
+	return Entry{}, false
+}
+
+// Hit is Check for a request that the quarantine refuses: on a hit it also
+// counts the request in the quarantine's Hits (the returned Entry includes
+// it). It does not allocate either.
+func (l *List) Hit(id identity.ID, now time.Time) (Entry, bool) {
+	s := l.shardFor(id)
+	t := now.UnixNano()
+	s.mu.RLock()
+	if r, ok := s.m[id]; ok && r.until > t {
+		r.hits.Add(1)
+		e := r.entry()
+		s.mu.RUnlock()
+		return e, true
+	}
+	s.mu.RUnlock()
+	if w := l.wide.Load(); w != nil {
+		return l.checkWide(w, id, t, true)
 	}
 	return Entry{}, false
 }
