@@ -26,7 +26,9 @@
 // order by value as they are filled, so scoring sorts nothing. Requests
 // less than 5 ms after the start of the current batch are one batch
 // (HTTP/2 fan-out, retries): they count as requests but add no interval
-// and cause no new evaluation. A timestamp before the previous one counts
+// and cause no new evaluation; the rates below count a batch once, so
+// they are rates of client actions, and nothing scoring reads changes
+// between two evaluations. A timestamp before the previous one counts
 // as a zero gap.
 //
 // With m intervals in the ring (m ≤ 32) and n_int intervals seen in all,

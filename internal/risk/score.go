@@ -302,7 +302,7 @@ func (s *state) evaluate(now int64, f *features) {
 	}
 	x := max(f.a, f.aEW)
 	cut := antiCutHuman + (antiCutMachine-antiCutHuman)*max(f.sym, pace)
-	if batched := int64(s.n) - 1 - int64(s.nInt); pace == 1 && float64(batched) <= paceMaxConcurrent*float64(s.n) {
+	if pace == 1 && s.oneClient {
 		cut = max(cut, antiCutPace)
 	}
 	f.pAnti = clamp((cut - x) / antiWidth)
@@ -333,7 +333,7 @@ func (s *state) evaluate(now int64, f *features) {
 	// since the 60 s window still holds time before the first request.
 	r := f.rate
 	if age := s.last - s.first; age < busyWait {
-		r = max(r, float64(s.n)/max(float64(age)/float64(time.Second), 10))
+		r = max(r, float64(s.nInt+1)/max(float64(age)/float64(time.Second), 10))
 	}
 	if r >= busyRate {
 		f.gBper = 0

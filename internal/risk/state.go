@@ -63,6 +63,12 @@ type state struct {
 	over   uint8  // consecutive evaluations with score ≥ threshold
 	score  uint8  // score of the latest evaluation
 	reason Reason // largest component of the latest evaluation (not masked)
+	// oneClient: when the latest interval was pushed, at most
+	// paceMaxConcurrent of the requests had been batched (see antiCutPace).
+	// Kept here rather than computed when scoring, because batched
+	// requests change n without a new evaluation, and Explain must
+	// reproduce the latest score.
+	oneClient bool
 }
 
 // sortedRing keeps the last ringSize durations (ms, packed by packMS) in
@@ -153,7 +159,10 @@ func (s *state) record(now int64) bool {
 	s.n = satAdd32(s.n, 1)
 	gap := now - s.last
 	if gap < batchGap { // also out-of-order timestamps: a zero gap
-		s.rateCur = satAdd16(s.rateCur, 1)
+		// A batch counts once in the rate, at its start: the rate is of
+		// client actions, and a batched request changes nothing that
+		// scoring reads, so an explanation between two evaluations
+		// reproduces the latest score.
 		return false
 	}
 	s.advanceWindows(now)
@@ -162,6 +171,7 @@ func (s *state) record(now int64) bool {
 
 	s.ring.push(ms)
 	s.nInt = satAdd32(s.nInt, 1)
+	s.oneClient = float64(int64(s.n)-1-int64(s.nInt)) <= paceMaxConcurrent*float64(s.n)
 
 	// EW mean and variance (Finch 2009): exact (Welford) while 1/k is the
 	// larger weight, then a time-based weight, so that a high-rate stream
