@@ -2,8 +2,10 @@ package authz
 
 import (
 	"encoding/json"
+	"hash/maphash"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -90,6 +92,44 @@ func allowResponse(score uint8, http *authv3.AttributeContext_HttpRequest) *auth
 			HeadersToRemove: strip,
 		}},
 	}
+}
+
+// denyCache keeps recently built deny responses. A response is immutable
+// once built (gRPC only reads it while marshalling, as with allowByScore),
+// and a bot hammering away while quarantined gets the same answer until
+// its Retry-After ticks down a second or its score moves: rebuilding it
+// costs about 20 allocations each time. A slot is picked by a hash of what
+// the response says and holds one response, replaced on a miss; a
+// collision costs a rebuild, never a wrong answer, since the whole key is
+// compared.
+var (
+	denyCache [256]atomic.Pointer[cachedDeny]
+	denySeed  = maphash.MakeSeed()
+)
+
+// denyKey is everything denyResponse reads from a Decision.
+type denyKey struct {
+	outcome Outcome
+	score   uint8
+	retry   int
+	reason  string
+}
+
+type cachedDeny struct {
+	key  denyKey
+	resp *authv3.CheckResponse
+}
+
+// cachedDenyResponse is denyResponse through denyCache.
+func cachedDenyResponse(d Decision) *authv3.CheckResponse {
+	k := denyKey{outcome: d.Outcome, score: d.Score, retry: max(d.RetryAfter, 1), reason: d.Reason}
+	slot := &denyCache[maphash.Comparable(denySeed, k)%uint64(len(denyCache))]
+	if c := slot.Load(); c != nil && c.key == k {
+		return c.resp
+	}
+	resp := denyResponse(d)
+	slot.Store(&cachedDeny{key: k, resp: resp})
+	return resp
 }
 
 // denyResponse answers 403 (429 for the volume limit) with Retry-After and

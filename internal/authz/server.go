@@ -122,7 +122,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	if d.Allow {
 		resp = allowResponse(d.Score, http)
 	} else {
-		resp = denyResponse(d)
+		resp = cachedDenyResponse(d)
 	}
 	s.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Allowed: d.Allow, Mode: s.policy.Mode(), Score: d.Score, Reason: d.Reason,

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -518,6 +520,67 @@ func TestCheckAllowDoesNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("allowed Check allocated %v times, want 0", allocs)
 	}
+}
+
+// TestCheckRepeatDenyDoesNotAllocate: a quarantined client hammering away
+// gets its 403 from denyCache while the answer stays the same (the same
+// second of Retry-After, score and reason): no allocation in the handler.
+func TestCheckRepeatDenyDoesNotAllocate(t *testing.T) {
+	f := newFixture(t, setup{})
+	f.srv.rec = nopRecorder{}
+	if _, err := f.policy.Ban(identity.FromAddr(netip.MustParseAddr("10.44.0.22"), 64), time.Hour, "manual", f.now); err != nil {
+		t.Fatal(err)
+	}
+	req := loadFixture(t, "istio-authz-custom-allowed.json")
+	if resp, _ := f.srv.Check(context.Background(), req); resp.GetDeniedResponse() == nil {
+		t.Fatalf("banned client allowed: %v", resp)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := f.srv.Check(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("repeated denied Check allocated %v times, want 0", allocs)
+	}
+}
+
+// TestDenyCache: the cache answers exactly what denyResponse builds, shares
+// a response only between decisions that say the same thing, and is safe
+// for concurrent use (run with -race).
+func TestDenyCache(t *testing.T) {
+	base := Decision{Outcome: Quarantined, Score: 91, Reason: "periodic", RetryAfter: 42}
+	first := cachedDenyResponse(base)
+	if !proto.Equal(first, denyResponse(base)) {
+		t.Fatalf("cached response differs from a built one:\n%v\n%v", first, denyResponse(base))
+	}
+	if again := cachedDenyResponse(base); again != first {
+		t.Error("the same decision built a new response")
+	}
+	for _, d := range []Decision{
+		{Outcome: Quarantined, Score: 91, Reason: "periodic", RetryAfter: 41},
+		{Outcome: Quarantined, Score: 92, Reason: "periodic", RetryAfter: 42},
+		{Outcome: Quarantined, Score: 91, Reason: "anti_bursty", RetryAfter: 42},
+		{Outcome: DenyListed, Score: 91, Reason: "periodic", RetryAfter: 42},
+		{Outcome: VolumeLimited, Score: 91, Reason: "volume", RetryAfter: 42},
+	} {
+		if got := cachedDenyResponse(d); got == first || !proto.Equal(got, denyResponse(d)) {
+			t.Errorf("decision %+v: cached %v, want its own %v", d, got, denyResponse(d))
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				d := Decision{Outcome: Quarantined, Score: uint8(i % 101), Reason: "periodic", RetryAfter: g + i%7}
+				if got := cachedDenyResponse(d); !proto.Equal(got, denyResponse(d)) {
+					t.Errorf("concurrent decision %+v answered %v", d, got)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestReleaseForgetsBeforeReleasing: a bot hammering away while an operator
