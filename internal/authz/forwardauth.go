@@ -189,20 +189,47 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		written = true
 		w.WriteHeader(http.StatusOK)
 	} else {
-		body := DenyBody(d)
+		deny := cachedHTTPDeny(d)
 		out := w.Header()
-		out["Retry-After"] = []string{strconv.Itoa(max(d.RetryAfter, 1))}
+		out["Retry-After"] = deny.retryAfter
 		out["Content-Type"] = jsonValue
 		out["Cache-Control"] = noStoreValue
-		out[hdrDenyBody] = []string{asciiJSON(body)}
+		out[hdrDenyBody] = deny.bodyHeader
 		written = true
 		w.WriteHeader(http.StatusForbidden)
-		_, _ = w.Write([]byte(body)) // the proxy may have gone; nothing to do about it
+		_, _ = w.Write(deny.body) // the proxy may have gone; nothing to do about it
 	}
 	f.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Allowed: d.Allow, Mode: f.policy.Mode(), Score: d.Score, Reason: d.Reason,
 		Fallback: client.Fallback, Excluded: d.Excluded, Start: start, Duration: time.Since(start),
 	})
+}
+
+// httpDeny is a forward-auth deny's varying parts, immutable once built and
+// shared through httpDenies (see responseCache): net/http only reads
+// header values and the body.
+type httpDeny struct {
+	retryAfter []string // Retry-After
+	bodyHeader []string // X-Flowlock-Deny-Body: the body as ASCII
+	body       []byte
+}
+
+// cachedHTTPDeny returns the deny answer for d, from the cache when the
+// same answer was built recently.
+func cachedHTTPDeny(d Decision) *httpDeny {
+	k := denyKeyOf(d)
+	k.score = 0 // not in a forward-auth answer
+	if deny, ok := httpDenies.load(k); ok {
+		return deny
+	}
+	body := DenyBody(d)
+	deny := &httpDeny{
+		retryAfter: []string{strconv.Itoa(max(d.RetryAfter, 1))},
+		bodyHeader: []string{asciiJSON(body)},
+		body:       []byte(body),
+	}
+	httpDenies.store(k, deny)
+	return deny
 }
 
 // client finds the client behind a check. The peer is the proxy: forwarded

@@ -503,6 +503,52 @@ func TestForwardAuthAllowDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestForwardAuthRepeatDenyDoesNotAllocate: a quarantined client hammering
+// away gets its 403 from the cache while the answer stays the same, and the
+// answer is still complete.
+func TestForwardAuthRepeatDenyDoesNotAllocate(t *testing.T) {
+	f := newFAFixture(t, setup{rules: ClientRules{TrustedProxies: loopback}})
+	f.h.rec = nopRecorder{}
+	if _, err := f.policy.Ban(identity.FromAddr(netip.MustParseAddr("10.44.0.22"), 64), time.Hour, "manual", f.now); err != nil {
+		t.Fatal(err)
+	}
+	r := faRequest("GET", "/check", "127.0.0.1:5000",
+		map[string]string{"X-Forwarded-For": "10.44.0.22", "X-Original-URI": "/data", "X-Forwarded-Method": "GET"})
+	w := &discardWriter{h: http.Header{}}
+	f.h.ServeHTTP(w, r)
+	allocs := testing.AllocsPerRun(1000, func() {
+		clear(w.h)
+		f.h.ServeHTTP(w, r)
+		if w.code != 403 {
+			t.Fatalf("status %d", w.code)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("repeated denied forward-auth check allocated %v times, want 0", allocs)
+	}
+	if w.h.Get("Retry-After") != "3600" || w.h.Get(hdrDenyBody) == "" || w.h.Get("Content-Type") != "application/json" {
+		t.Errorf("cached deny headers = %v", w.h)
+	}
+}
+
+// TestHTTPDenyCache: the cached forward-auth answer is what a fresh build
+// says, and the score (not part of it) does not split the cache.
+func TestHTTPDenyCache(t *testing.T) {
+	d := Decision{Outcome: Quarantined, Score: 91, Reason: `manual <b>"x"</b>`, RetryAfter: 42}
+	got := cachedHTTPDeny(d)
+	if string(got.body) != DenyBody(d) || got.bodyHeader[0] != asciiJSON(DenyBody(d)) || got.retryAfter[0] != "42" {
+		t.Errorf("cached deny = %q %q %q", got.body, got.bodyHeader, got.retryAfter)
+	}
+	d.Score = 95
+	if again := cachedHTTPDeny(d); again != got {
+		t.Error("a different score rebuilt the same forward-auth answer")
+	}
+	d.RetryAfter = 41
+	if next := cachedHTTPDeny(d); next == got || next.retryAfter[0] != "41" || string(next.body) != DenyBody(d) {
+		t.Errorf("a second less: %q %q", next.retryAfter, next.body)
+	}
+}
+
 // BenchmarkForwardAuth measures one check through the handler for a known
 // client behind a trusted proxy, without the network: "allow" is an
 // allow-listed client (timed, scored, never quarantined: the common path),

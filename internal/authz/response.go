@@ -94,20 +94,17 @@ func allowResponse(score uint8, http *authv3.AttributeContext_HttpRequest) *auth
 	}
 }
 
-// denyCache keeps recently built deny responses. A response is immutable
-// once built (gRPC only reads it while marshalling, as with allowByScore),
-// and a bot hammering away while quarantined gets the same answer until
-// its Retry-After ticks down a second or its score moves: rebuilding it
-// costs about 20 allocations each time. A slot is picked by a hash of what
-// the response says and holds one response, replaced on a miss; a
-// collision costs a rebuild, never a wrong answer, since the whole key is
-// compared.
+// Deny answers are cached. A response is immutable once built (gRPC only
+// reads it while marshalling, as with allowByScore; net/http only reads
+// header values), and a bot hammering away while quarantined gets the same
+// answer until its Retry-After ticks down a second or its score moves:
+// rebuilding it costs about 20 allocations on gRPC, 8 on forward-auth.
 var (
-	denyCache [256]atomic.Pointer[cachedDeny]
-	denySeed  = maphash.MakeSeed()
+	grpcDenies = newResponseCache[*authv3.CheckResponse]()
+	httpDenies = newResponseCache[*httpDeny]()
 )
 
-// denyKey is everything denyResponse reads from a Decision.
+// denyKey is everything a deny answer says.
 type denyKey struct {
 	outcome Outcome
 	score   uint8
@@ -115,20 +112,51 @@ type denyKey struct {
 	reason  string
 }
 
-type cachedDeny struct {
-	key  denyKey
-	resp *authv3.CheckResponse
+func denyKeyOf(d Decision) denyKey {
+	return denyKey{outcome: d.Outcome, score: d.Score, retry: max(d.RetryAfter, 1), reason: d.Reason}
 }
 
-// cachedDenyResponse is denyResponse through denyCache.
+// responseCache holds recently built answers in 256 slots picked by a hash
+// of their key, one answer a slot, replaced on a miss. A collision costs a
+// rebuild, never a wrong answer, since the whole key is compared.
+type responseCache[V any] struct {
+	slots [256]atomic.Pointer[cached[V]]
+	seed  maphash.Seed
+}
+
+type cached[V any] struct {
+	key denyKey
+	val V
+}
+
+func newResponseCache[V any]() *responseCache[V] {
+	return &responseCache[V]{seed: maphash.MakeSeed()}
+}
+
+func (c *responseCache[V]) slot(k denyKey) *atomic.Pointer[cached[V]] {
+	return &c.slots[maphash.Comparable(c.seed, k)%uint64(len(c.slots))]
+}
+
+// load returns the answer cached for k, if any.
+func (c *responseCache[V]) load(k denyKey) (V, bool) {
+	if e := c.slot(k).Load(); e != nil && e.key == k {
+		return e.val, true
+	}
+	var zero V
+	return zero, false
+}
+
+// store caches v as the answer for k.
+func (c *responseCache[V]) store(k denyKey, v V) { c.slot(k).Store(&cached[V]{key: k, val: v}) }
+
+// cachedDenyResponse is denyResponse through the cache.
 func cachedDenyResponse(d Decision) *authv3.CheckResponse {
-	k := denyKey{outcome: d.Outcome, score: d.Score, retry: max(d.RetryAfter, 1), reason: d.Reason}
-	slot := &denyCache[maphash.Comparable(denySeed, k)%uint64(len(denyCache))]
-	if c := slot.Load(); c != nil && c.key == k {
-		return c.resp
+	k := denyKeyOf(d)
+	if resp, ok := grpcDenies.load(k); ok {
+		return resp
 	}
 	resp := denyResponse(d)
-	slot.Store(&cachedDeny{key: k, resp: resp})
+	grpcDenies.store(k, resp)
 	return resp
 }
 
