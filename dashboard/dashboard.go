@@ -281,5 +281,5 @@ func newServer(opts Options) *server {
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	s.addRoutes(mux)
-	return securityHeaders(mux)
+	return securityHeaders(apiErrorsAsJSON(mux))
 }

@@ -910,11 +910,19 @@ func TestMethodNotAllowed(t *testing.T) {
 		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != tc.allow {
 			t.Errorf("%s %s = %d, Allow %q; want 405, Allow %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), tc.allow)
 		}
-	}
-	for _, path := range []string{"/api/v1/nope", "/api/v1/quarantine/"} {
-		if rec := do(t, h, "DELETE", path, ""); rec.Code != http.StatusNotFound {
-			t.Errorf("DELETE %s = %d, want 404", path, rec.Code)
+		// The API answers its errors in JSON; pages keep the mux's text.
+		if strings.HasPrefix(tc.path, "/api/") {
+			if msg := errorBody(t, rec, http.StatusMethodNotAllowed); !strings.Contains(msg, tc.allow) {
+				t.Errorf("%s %s: error %q does not say what is allowed", tc.method, tc.path, msg)
+			}
 		}
+	}
+	for _, path := range []string{"/api/v1/nope", "/api/v1/quarantine/", "/api/"} {
+		errorBody(t, do(t, h, "DELETE", path, ""), http.StatusNotFound)
+	}
+	// Routes still get their path values through the wrapper.
+	if rec := do(t, h, "GET", "/api/v1/identities/203.0.113.7", ""); rec.Code != http.StatusOK {
+		t.Errorf("explain through the JSON-errors wrapper = %d %s", rec.Code, rec.Body)
 	}
 	// A raw slash makes two segments: no such route.
 	if rec := doAdmin(t, h, "DELETE", "/api/v1/quarantine/2001:db8::/64", ""); rec.Code != http.StatusNotFound {

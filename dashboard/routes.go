@@ -1,6 +1,9 @@
 package dashboard
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+)
 
 // addRoutes lists every route the dashboard serves. GET routes answer HEAD
 // too; a known path with another method gets 405 with an Allow header.
@@ -54,4 +57,60 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Cache-Control", "no-store")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// apiErrorsAsJSON answers a request under /api/ that matches no route the
+// way the API answers every other error: JSON {"error": ...}, with the
+// status the mux would give (404, or 405 with its Allow header), so that a
+// client of the API never has to parse text. Everything else is the mux's.
+func apiErrorsAsJSON(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/api/") {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		h, pattern := mux.Handler(r)
+		if pattern == "" {
+			var c statusCapture
+			h.ServeHTTP(&c, r)
+			switch c.code {
+			case http.StatusNotFound:
+				writeError(w, http.StatusNotFound, "no such API endpoint")
+				return
+			case http.StatusMethodNotAllowed:
+				allow := c.header.Get("Allow")
+				w.Header().Set("Allow", allow)
+				writeError(w, http.StatusMethodNotAllowed, "method not allowed here; allowed: "+allow)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r) // sets the path values a matched route reads
+	})
+}
+
+// statusCapture is a ResponseWriter that keeps the status and headers and
+// drops the body, to learn what the mux would answer.
+type statusCapture struct {
+	header http.Header
+	code   int
+}
+
+func (c *statusCapture) Header() http.Header {
+	if c.header == nil {
+		c.header = http.Header{}
+	}
+	return c.header
+}
+
+func (c *statusCapture) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	return len(b), nil
+}
+
+func (c *statusCapture) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
 }
