@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
 const (
@@ -122,7 +122,7 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = defaultBanReason
 	}
-	if len(reason) > maxReasonBytes || !printable(reason) {
+	if len(reason) > maxReasonBytes || !untrusted.Printable(reason) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of printable UTF-8", maxReasonBytes))
 		return
 	}
@@ -176,20 +176,6 @@ func (s *server) backendError(w http.ResponseWriter, r *http.Request, action str
 	s.log.ErrorContext(r.Context(), "admin "+action+" failed",
 		"action", action, "identity", id.String(), "remote_addr", r.RemoteAddr, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal error; see the flowlock-authz log")
-}
-
-// printable reports whether s is valid UTF-8 without control characters, so
-// that it can go into logs and the state file as it is.
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
-			return false
-		}
-	}
-	return true
 }
 
 // writeJSON answers 200 with v as JSON. encoding/json escapes <, > and &, so a
@@ -306,7 +292,7 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 // "name:" before a header value that really looks like that).
 func (s *server) parseBanned(text string) (id identity.ID, msg string) {
 	if strings.TrimSpace(text) != text {
-		return identity.ID{}, fmt.Sprintf("identity %q has leading or trailing spaces", truncateText(text))
+		return identity.ID{}, fmt.Sprintf("identity %q has leading or trailing spaces", untrusted.Clip(text, 64))
 	}
 	id, err := identity.Parse(text, s.ipv6Prefix)
 	if err != nil {
@@ -317,9 +303,9 @@ func (s *server) parseBanned(text string) (id identity.ID, msg string) {
 	}
 	switch {
 	case !s.names:
-		return identity.ID{}, fmt.Sprintf("identity %q is not an IP address; clients are named by a header value only with --identity-header", truncateText(text))
+		return identity.ID{}, fmt.Sprintf("identity %q is not an IP address; clients are named by a header value only with --identity-header", untrusted.Clip(text, 64))
 	case !strings.HasPrefix(text, "name:") && addressLike(text):
-		return identity.ID{}, fmt.Sprintf(`identity %q looks like an IP address but is not one; to ban an identity-header value that looks like this, write "name:" before it`, truncateText(text))
+		return identity.ID{}, fmt.Sprintf(`identity %q looks like an IP address but is not one; to ban an identity-header value that looks like this, write "name:" before it`, untrusted.Clip(text, 64))
 	}
 	return id, ""
 }
@@ -341,16 +327,6 @@ func addressLike(s string) bool {
 		}
 	}
 	return sep && digit
-}
-
-// truncateText bounds untrusted input echoed in an error message, cutting
-// at a character boundary.
-func truncateText(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return strings.ToValidUTF8(s[:max], "") + "…"
 }
 
 // parseListed reads the identity of an existing quarantine entry for

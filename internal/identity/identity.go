@@ -12,7 +12,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
 // MaxNameLen is the longest identity-header value accepted as an identity.
@@ -70,15 +71,7 @@ func FromName(s string) (ID, error) {
 
 // ValidName reports whether s is acceptable to FromName.
 func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > MaxNameLen || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return false
-		}
-	}
-	return true
+	return len(s) > 0 && len(s) <= MaxNameLen && untrusted.Printable(s)
 }
 
 // IsZero reports whether id is the zero ID (no identity).
@@ -174,7 +167,7 @@ func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 	if n, ok := strings.CutPrefix(s, "name:"); ok {
 		id, err := FromName(n)
 		if err != nil {
-			return ID{}, fmt.Errorf("identity %q: %w", truncate(s), err)
+			return ID{}, fmt.Errorf("identity %q: %w", untrusted.Clip(s, 64), err)
 		}
 		return id, nil
 	}
@@ -183,7 +176,7 @@ func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 	}
 	if p, err := netip.ParsePrefix(s); err == nil {
 		if p.Addr().Is4() || p.Addr().Is4In6() {
-			return ID{}, fmt.Errorf("identity %q: IPv4 prefixes are not identities (use --allow/--deny for ranges)", truncate(s))
+			return ID{}, fmt.Errorf("identity %q: IPv4 prefixes are not identities (use --allow/--deny for ranges)", untrusted.Clip(s, 64))
 		}
 		if !strict {
 			return FromAddr(p.Addr(), p.Bits()), nil
@@ -193,24 +186,15 @@ func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 		}
 		if p.Bits() != ipv6Prefix {
 			return ID{}, fmt.Errorf("identity %q: IPv6 clients are grouped by /%d (--ipv6-prefix), so a /%d matches no client; give an address or its /%d, or use --deny for ranges",
-				truncate(s), ipv6Prefix, p.Bits(), ipv6Prefix)
+				untrusted.Clip(s, 64), ipv6Prefix, p.Bits(), ipv6Prefix)
 		}
 		return FromAddr(p.Addr(), ipv6Prefix), nil
 	}
 	id, err := FromName(s)
 	if err != nil {
-		return ID{}, fmt.Errorf("identity %q: not an IP address, and %w", truncate(s), err)
+		return ID{}, fmt.Errorf("identity %q: not an IP address, and %w", untrusted.Clip(s, 64), err)
 	}
 	return id, nil
-}
-
-// truncate keeps error messages bounded when echoing untrusted input.
-func truncate(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return strings.ToValidUTF8(s[:max], "") + "…" // cut at a character boundary
 }
 
 // MarshalText implements encoding.TextMarshaler, so IDs appear as strings in

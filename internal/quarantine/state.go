@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
 // The state file is one JSON object:
@@ -153,7 +154,7 @@ func (l *List) readState(data []byte, now time.Time) (int, error) {
 	case head.Format == nil:
 		return 0, errors.New(`no "format" field: not a Flow Lock quarantine state file`)
 	case *head.Format != stateFormat:
-		return 0, fmt.Errorf("format %q: not a Flow Lock quarantine state file (want %q)", truncate(*head.Format), stateFormat)
+		return 0, fmt.Errorf("format %q: not a Flow Lock quarantine state file (want %q)", untrusted.Clip(*head.Format, 64), stateFormat)
 	case head.Version == nil:
 		return 0, errors.New(`no "version" field`)
 	case *head.Version != stateVersion:
@@ -193,7 +194,7 @@ func (l *List) readState(data []byte, now time.Time) (int, error) {
 			return 0, fmt.Errorf("line %d: entry %d: %w", line, i+1, err)
 		}
 		if prev, dup := lines[r.id]; dup {
-			return 0, fmt.Errorf("line %d: entry %d: identity %q appears twice (also line %d)", line, i+1, truncate(fe.ID), prev)
+			return 0, fmt.Errorf("line %d: entry %d: identity %q appears twice (also line %d)", line, i+1, untrusted.Clip(fe.ID, 64), prev)
 		}
 		lines[r.id] = line
 		if r.until <= t && len(r.strikeT) == 0 {
@@ -327,15 +328,6 @@ func lineCol(data []byte, off int) (line, col int) {
 	line = 1 + bytes.Count(before, []byte{'\n'})
 	col = off - bytes.LastIndexByte(before, '\n')
 	return line, col
-}
-
-// truncate keeps error messages bounded when echoing file contents.
-func truncate(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // SaveFile writes l's state to path atomically: it writes a temporary file

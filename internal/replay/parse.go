@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
 // Format is an access-log format.
@@ -216,7 +217,7 @@ func parseJSON(line string) (Record, error) {
 	if j.IP != "" {
 		a, ok := parseAddr(j.IP)
 		if !ok {
-			return Record{}, fmt.Errorf("ip %q is not an IP address", clip(j.IP))
+			return Record{}, fmt.Errorf("ip %q is not an IP address", untrusted.Clip(j.IP, 64))
 		}
 		rec.Addr = a
 	}
@@ -249,13 +250,13 @@ func parseTS(raw json.RawMessage) (time.Time, error) {
 		}
 		t, err := time.Parse(time.RFC3339Nano, str)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("ts %q is not an RFC 3339 time", clip(str))
+			return time.Time{}, fmt.Errorf("ts %q is not an RFC 3339 time", untrusted.Clip(str, 64))
 		}
 		return t, nil
 	}
 	t, ok := unixSeconds(s)
 	if !ok {
-		return time.Time{}, fmt.Errorf("ts %s is neither an RFC 3339 string nor a number of Unix seconds", clip(s))
+		return time.Time{}, fmt.Errorf("ts %s is neither an RFC 3339 string nor a number of Unix seconds", untrusted.Clip(s, 64))
 	}
 	return t, nil
 }
@@ -365,7 +366,7 @@ func value(t token) string {
 func requestLine(s string) (method, path string, err error) {
 	f := strings.Fields(s)
 	if len(f) < 2 || len(f) > 3 || f[0] == "-" || f[1] == "-" || !isMethod(f[0]) {
-		return "", "", fmt.Errorf("request %q is not METHOD PATH PROTOCOL", clip(s))
+		return "", "", fmt.Errorf("request %q is not METHOD PATH PROTOCOL", untrusted.Clip(s, 64))
 	}
 	return f[0], f[1], nil
 }
@@ -394,7 +395,7 @@ func parseEnvoy(line string) (Record, error) {
 	}
 	ts, err := time.Parse(time.RFC3339Nano, toks[0].text)
 	if err != nil {
-		return Record{}, fmt.Errorf("START_TIME %q is not an RFC 3339 time", clip(toks[0].text))
+		return Record{}, fmt.Errorf("START_TIME %q is not an RFC 3339 time", untrusted.Clip(toks[0].text, 64))
 	}
 	method, path, err := requestLine(toks[1].text)
 	if err != nil {
@@ -475,11 +476,11 @@ func parseNginx(line string) (Record, error) {
 	}
 	addr, ok := parseAddr(toks[0].text)
 	if !ok {
-		return Record{}, fmt.Errorf("$remote_addr %q is not an IP address", clip(toks[0].text))
+		return Record{}, fmt.Errorf("$remote_addr %q is not an IP address", untrusted.Clip(toks[0].text, 64))
 	}
 	ts, err := time.Parse(nginxTime, toks[b].text)
 	if err != nil {
-		return Record{}, fmt.Errorf("$time_local %q is not like 10/Oct/2000:13:55:36 -0700", clip(toks[b].text))
+		return Record{}, fmt.Errorf("$time_local %q is not like 10/Oct/2000:13:55:36 -0700", untrusted.Clip(toks[b].text, 64))
 	}
 	method, path, err := requestLine(toks[b+1].text)
 	if err != nil {
@@ -502,13 +503,4 @@ func parseNginx(line string) (Record, error) {
 func parseAddr(s string) (netip.Addr, bool) {
 	a := authz.ClientAddr(s)
 	return a, a.IsValid()
-}
-
-// clip shortens untrusted input echoed in messages.
-func clip(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -1,6 +1,10 @@
 package risk
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/flowlock/flowlock/internal/untrusted"
+)
 
 // Reason names the scoring component that contributed most to a score.
 // Its values are a small closed set, safe to use as a metric label.
@@ -79,17 +83,8 @@ func (r Reason) MarshalText() ([]byte, error) {
 func (r *Reason) UnmarshalText(b []byte) error {
 	v, ok := ParseReason(string(b))
 	if !ok {
-		return fmt.Errorf("unknown risk reason %q", truncate(string(b)))
+		return fmt.Errorf("unknown risk reason %q", untrusted.Clip(string(b), 32))
 	}
 	*r = v
 	return nil
-}
-
-// truncate keeps error messages bounded when echoing untrusted input.
-func truncate(s string) string {
-	const max = 32
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
 }
