@@ -50,7 +50,17 @@ func StartProcess(t *testing.T, cmd *exec.Cmd) *Process {
 // of output, as it is written.
 func startProcess(t *testing.T, cmd *exec.Cmd, onLine func(string)) *Process {
 	t.Helper()
-	p := &Process{Name: filepath.Base(cmd.Path), Cmd: cmd, t: t, out: &lines{onLine: onLine}, done: make(chan struct{})}
+	name := filepath.Base(cmd.Path)
+	if name == "prlimit" && len(cmd.Args) > 0 {
+		// LimitedCommand: name the program, not the wrapper it runs under.
+		for i, a := range cmd.Args {
+			if a == "--" && i+1 < len(cmd.Args) {
+				name = filepath.Base(cmd.Args[i+1])
+				break
+			}
+		}
+	}
+	p := &Process{Name: name, Cmd: cmd, t: t, out: &lines{onLine: onLine}, done: make(chan struct{})}
 	if cmd.Stdout != nil || cmd.Stderr != nil {
 		t.Fatalf("flowlocktest.StartProcess(%s): Stdout and Stderr must be unset", p.Name)
 	}

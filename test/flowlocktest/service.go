@@ -2,6 +2,7 @@ package flowlocktest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -36,10 +37,29 @@ type Service struct {
 // Process.Stop), and its log is shown if t failed.
 func Start(t *testing.T, bin string, args ...string) *Service {
 	t.Helper()
+	return StartLimited(t, Limits{}, bin, args...)
+}
+
+// Limits bound a started process, so that a regression under attack-sized
+// input fails the test instead of exhausting the machine. Zero fields leave
+// the limit as inherited.
+type Limits struct {
+	// AddressSpace caps the process's virtual memory in bytes (RLIMIT_AS).
+	// Go reserves address space generously: leave a few hundred MB above
+	// the resident size expected.
+	AddressSpace uint64
+	// OpenFiles caps its open file descriptors (RLIMIT_NOFILE).
+	OpenFiles uint64
+}
+
+// StartLimited is Start under lim, applied with prlimit(1) (util-linux),
+// which execs bin: the process keeps one PID.
+func StartLimited(t *testing.T, lim Limits, bin string, args ...string) *Service {
+	t.Helper()
 	// No drain delay: nothing routes by health here, and every stop would
 	// wait it out. A test that wants one passes --drain-delay itself.
 	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json", "--drain-delay", "0s"}, args...)
-	cmd := exec.Command(bin, args...)
+	cmd := LimitedCommand(lim, bin, args...)
 	cmd.Env = append(os.Environ(), configEnv)
 
 	listening := make(chan map[string]string, 1)
@@ -62,6 +82,21 @@ func Start(t *testing.T, bin string, args ...string) *Service {
 		t.Fatalf("%s did not listen within %v", p.Name, ListenTimeout)
 	}
 	return nil
+}
+
+// LimitedCommand returns the command that runs bin with args under lim.
+func LimitedCommand(lim Limits, bin string, args ...string) *exec.Cmd {
+	var pre []string
+	if lim.AddressSpace > 0 {
+		pre = append(pre, fmt.Sprintf("--as=%d", lim.AddressSpace))
+	}
+	if lim.OpenFiles > 0 {
+		pre = append(pre, fmt.Sprintf("--nofile=%d", lim.OpenFiles))
+	}
+	if len(pre) == 0 {
+		return exec.Command(bin, args...)
+	}
+	return exec.Command("prlimit", append(append(pre, "--", bin), args...)...)
 }
 
 // listeningRecord returns the string fields of line if it is the JSON
