@@ -269,7 +269,7 @@ func TestForwardAuthDenyShape(t *testing.T) {
 			if a["reason"] != tc.reason || b["reason"] != tc.reason || a["retry_after"] != b["retry_after"] {
 				t.Errorf("body %v, header %v; want reason %q in both", a, b, tc.reason)
 			}
-			if rec := f.last(t); rec.Outcome != Quarantined || rec.Allowed {
+			if rec := f.last(t); rec.Outcome != Quarantined || rec.Mode != Enforce {
 				t.Errorf("record = %+v", rec)
 			}
 		})

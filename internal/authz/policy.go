@@ -48,7 +48,8 @@ func ParseMode(s string) (Mode, bool) {
 }
 
 // Outcome is what the policy concluded about a request, before the mode is
-// applied. It doubles as the reason label of flowlock_authz_checks_total.
+// applied, and so why a check was decided the way it was: its String is the
+// reason label of flowlock_authz_checks_total.
 type Outcome uint8
 
 // Outcomes of Decide.
@@ -59,7 +60,24 @@ const (
 	DenyListed                   // the client address is on the deny list
 	NoIdentity                   // no client could be determined: allowed unscored
 	VolumeLimited                // over the per-identity volume limit (--volume-rate): denied, not quarantined
+
+	// The transports record two more outcomes that Decide never returns.
+
+	ExcludedPath // allowed, and the path is left out of timing (--exclude-path)
+	Failed       // Flow Lock itself failed; the proxy applies its failure mode
+
+	numOutcomes
 )
+
+// Outcomes returns every outcome, in order of value, so that metric label
+// children can be resolved once at start-up.
+func Outcomes() []Outcome {
+	out := make([]Outcome, numOutcomes)
+	for i := range out {
+		out[i] = Outcome(i)
+	}
+	return out
+}
 
 // String returns the metric label value of o.
 func (o Outcome) String() string {
@@ -74,6 +92,10 @@ func (o Outcome) String() string {
 		return "no_identity"
 	case VolumeLimited:
 		return "volume"
+	case ExcludedPath:
+		return "excluded_path"
+	case Failed:
+		return "error"
 	default:
 		return "allowed"
 	}
@@ -102,6 +124,10 @@ type Decision struct {
 	// a quarantined client, the reason it was quarantined.
 	Score  uint8
 	Reason string
+	// Detector is the scoring component behind Score (risk.ReasonNone below
+	// the watch band); for an Admitted outcome, what sent the client to
+	// quarantine.
+	Detector risk.Reason
 	// RetryAfter is the whole seconds until the quarantine ends (>= 1) for
 	// denying outcomes, 0 otherwise.
 	RetryAfter int
@@ -200,7 +226,7 @@ func (p *Policy) decide(r Request) Decision {
 	} else {
 		v = p.engine.Observe(id, r.Now)
 	}
-	d := Decision{Score: v.Score, Reason: v.Reason.String(), Excluded: excluded}
+	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 
 	if e, ok := p.quarantined(id, addr, r.Now); ok {
 		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)

@@ -47,6 +47,23 @@ func (k EventKind) String() string {
 	return "unknown"
 }
 
+// Actor says who makes a transition of this kind: the detector admits, an
+// operator bans, extends and releases (only the admin API does), the TTL
+// expires, and the MaxEntries bound ("capacity") evicts.
+func (k EventKind) Actor() string {
+	switch k {
+	case EventAdmitted:
+		return "detector"
+	case EventBanned, EventExtended, EventReleased:
+		return "operator"
+	case EventExpired:
+		return "ttl"
+	case EventEvicted:
+		return "capacity"
+	}
+	return "unknown"
+}
+
 // Event is one quarantine transition, as Events returns it. It is a copy.
 type Event struct {
 	// Seq numbers events from 1, in the order the List recorded them.
