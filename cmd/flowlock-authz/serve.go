@@ -87,10 +87,15 @@ func newService(cfg config.Config, log *slog.Logger) (*service, error) {
 		live:  dashboard.NewTracker(),
 	}
 	engine, q := s.stack.Engine, s.stack.Quarantine
-	s.m.RegisterGauges(reg,
-		func() float64 { return float64(engine.Len()) },
-		func() float64 { return float64(q.Len()) },
-		func() float64 { return float64(engine.Evictions()) })
+	s.m.RegisterSources(reg, metrics.Sources{
+		TrackedIdentities: func() float64 { return float64(engine.Len()) },
+		ActiveQuarantines: func() float64 { return float64(q.Len()) },
+		RiskEvictions:     func() float64 { return float64(engine.Evictions()) },
+		QuarantineEvictions: func() (float64, float64) {
+			st := q.Stats()
+			return float64(st.EvictedActive), float64(st.EvictedHistory)
+		},
+	})
 	if cfg.StateFile != "" {
 		if err := s.restore(); err != nil {
 			return nil, err

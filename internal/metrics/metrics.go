@@ -202,37 +202,74 @@ func pick(cs []prometheus.Counter, i int) prometheus.Counter {
 	return cs[i]
 }
 
-// RegisterGauges registers the gauges whose values live in other components;
-// main wires each to a closure over that component, and reg calls it at every
-// scrape. A nil function leaves its metric out. Like New, it panics if reg
-// already holds a metric of the same name.
-//
-//   - flowlock_risk_tracked_identities: identities with timing state.
-//   - flowlock_quarantine_active: identities in quarantine now.
-//   - flowlock_risk_evictions_total: timing-state entries evicted to keep the
-//     cap (a counter: the function must never decrease).
-func (m *Metrics) RegisterGauges(reg prometheus.Registerer, trackedIdentities, activeQuarantines, riskEvictions func() float64) {
+// Sources are the values that live in other components, read at every
+// scrape; main wires each to a closure over its component. A nil function
+// leaves its metric out. Counters must never decrease.
+type Sources struct {
+	// TrackedIdentities: flowlock_risk_tracked_identities, identities
+	// with timing state.
+	TrackedIdentities func() float64
+	// ActiveQuarantines: flowlock_quarantine_active, identities in
+	// quarantine now.
+	ActiveQuarantines func() float64
+	// RiskEvictions: flowlock_risk_evictions_total, timing-state entries
+	// evicted to keep the cap.
+	RiskEvictions func() float64
+	// QuarantineEvictions: flowlock_quarantine_evictions_total{kind}, the
+	// quarantine list's entries dropped at its cap: "active" quarantines
+	// ended early (the cap is too small for the attack) and strike
+	// "history".
+	QuarantineEvictions func() (active, history float64)
+}
+
+// RegisterSources registers the metrics whose values live in other
+// components. Like New, it panics if reg already holds a metric of the same
+// name.
+func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 	if reg == nil {
 		return
 	}
-	if trackedIdentities != nil {
+	if src.TrackedIdentities != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "risk", Name: "tracked_identities",
 			Help: "Identities whose request timing is tracked now.",
-		}, trackedIdentities))
+		}, src.TrackedIdentities))
 	}
-	if activeQuarantines != nil {
+	if src.ActiveQuarantines != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "quarantine", Name: "active",
 			Help: "Identities in quarantine now.",
-		}, activeQuarantines))
+		}, src.ActiveQuarantines))
 	}
-	if riskEvictions != nil {
+	if src.RiskEvictions != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "risk", Name: "evictions_total",
 			Help: "Identities whose timing state was evicted to stay within the tracking cap.",
-		}, riskEvictions))
+		}, src.RiskEvictions))
 	}
+	if src.QuarantineEvictions != nil {
+		reg.MustRegister(&evictions{
+			f: src.QuarantineEvictions,
+			desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "quarantine", "evictions_total"),
+				"Quarantine entries dropped to stay within the list's cap, by kind: active quarantines ended early, or strike history.",
+				[]string{"kind"}, nil),
+		})
+	}
+}
+
+// evictions collects flowlock_quarantine_evictions_total from one call of
+// its function, so both kinds come from the same reading.
+type evictions struct {
+	f    func() (active, history float64)
+	desc *prometheus.Desc
+}
+
+func (e *evictions) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
+
+func (e *evictions) Collect(ch chan<- prometheus.Metric) {
+	active, history := e.f()
+	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, active, "active")
+	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, history, "history")
 }
 
 // Check counts one authorization check, with reason the index of its

@@ -60,7 +60,12 @@ func newGathered(t *testing.T) (*prometheus.Registry, *Metrics) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m := New(reg, "v1.2.3", vocab)
-	m.RegisterGauges(reg, func() float64 { return 12 }, func() float64 { return 3 }, func() float64 { return 7 })
+	m.RegisterSources(reg, Sources{
+		TrackedIdentities:   func() float64 { return 12 },
+		ActiveQuarantines:   func() float64 { return 3 },
+		RiskEvictions:       func() float64 { return 7 },
+		QuarantineEvictions: func() (float64, float64) { return 2, 5 },
+	})
 	record(t, m)
 	return reg, m
 }
@@ -197,17 +202,18 @@ func TestCardinalityProtection(t *testing.T) {
 	}
 }
 
-func TestRegisterGaugesNil(t *testing.T) {
+func TestRegisterSourcesNil(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg, "test", vocab)
-	m.RegisterGauges(reg, nil, func() float64 { return 2 }, nil)
-	m.RegisterGauges(nil, nil, nil, nil) // no registry: nothing to do
+	m.RegisterSources(reg, Sources{ActiveQuarantines: func() float64 { return 2 }})
+	m.RegisterSources(nil, Sources{}) // no registry: nothing to do
 	want := `# HELP flowlock_quarantine_active Identities in quarantine now.
 # TYPE flowlock_quarantine_active gauge
 flowlock_quarantine_active 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"flowlock_quarantine_active", "flowlock_risk_tracked_identities", "flowlock_risk_evictions_total"); err != nil {
+		"flowlock_quarantine_active", "flowlock_risk_tracked_identities", "flowlock_risk_evictions_total",
+		"flowlock_quarantine_evictions_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -1,8 +1,12 @@
 package wire
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/authz"
@@ -70,5 +74,53 @@ func TestSweepSweepsEveryPart(t *testing.T) {
 	}
 	if s.Engine.Len() != 0 {
 		t.Errorf("Sweep kept %d idle timing entries", s.Engine.Len())
+	}
+}
+
+func TestRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := config.Default()
+		c.QuarantineTTL = 5 * time.Minute
+		s := Build(c, Extra{})
+		start := time.Now()
+		s.Quarantine.Admit(identity.FromAddr(netip.MustParseAddr("192.0.2.1"), 64), start, "auto", 90)
+		s.Quarantine.Admit(identity.FromAddr(netip.MustParseAddr("192.0.2.2"), 64), start.Add(time.Minute), "auto", 90)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		var (
+			mu     sync.Mutex
+			sweeps []int
+		)
+		done := make(chan error)
+		go func() {
+			done <- s.Run(ctx, time.Minute, time.Now, func(n int) {
+				mu.Lock()
+				sweeps = append(sweeps, n)
+				mu.Unlock()
+			})
+		}()
+
+		time.Sleep(7*time.Minute + time.Second) // fake time: seven sweeps
+		synctest.Wait()
+		mu.Lock()
+		got := fmt.Sprint(sweeps)
+		mu.Unlock()
+		// Sweeps at +1m…+7m; the first quarantine ends at +5m, the second at +6m.
+		if want := "[0 0 0 0 1 1 0]"; got != want {
+			t.Errorf("sweep results = %s, want %s", got, want)
+		}
+		if s.Quarantine.Len() != 0 {
+			t.Errorf("Len after the sweeps = %d, want 0", s.Quarantine.Len())
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run after cancel = %v, want nil", err)
+		}
+	})
+}
+
+func TestRunBadInterval(t *testing.T) {
+	if err := Build(config.Default(), Extra{}).Run(context.Background(), 0, time.Now, nil); err == nil {
+		t.Error("Run with interval 0 = nil, want an error")
 	}
 }
