@@ -203,11 +203,12 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 				}
 				return nil
 			},
-			Config:  func() any { return s.cfg.Redacted() },
-			Logger:  s.log,
-			Version: buildVersion(),
-			Tracker: s.live,
-			Mode:    s.cfg.Mode,
+			Config:    func() any { return s.cfg.Redacted() },
+			Logger:    s.log,
+			Version:   buildVersion(),
+			Tracker:   s.live,
+			Mode:      s.cfg.Mode,
+			MaxBanTTL: quarantine.MaxBanTTL,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,

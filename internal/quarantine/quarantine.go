@@ -35,7 +35,7 @@ const (
 
 // MaxBanTTL is the longest manual ban Ban accepts; longer requests are cut to
 // it. For a permanent block use the deny list.
-const MaxBanTTL = 365 * 24 * time.Hour
+const MaxBanTTL = 30 * 24 * time.Hour
 
 // maxStrikes is how many strike times one identity remembers. Older strikes
 // beyond it are dropped, so Strikes never exceeds it; with the default

@@ -99,17 +99,17 @@ type Verdict struct {
 
 // Summary describes one tracked identity for operators.
 type Summary struct {
-	ID        identity.ID `json:"identity"`
-	Score     uint8       `json:"score"`
-	Reason    Reason      `json:"reason"` // ReasonNone below the challenge band
-	Requests  uint32      `json:"requests"`
-	FirstSeen time.Time   `json:"first_seen"`
-	LastSeen  time.Time   `json:"last_seen"` // start of the latest batch (≤ 5 ms early)
-	Shared    bool        `json:"shared"`
+	ID        identity.ID
+	Score     uint8
+	Reason    Reason // ReasonNone below the challenge band
+	Requests  uint32
+	FirstSeen time.Time
+	LastSeen  time.Time // start of the latest batch (≤ 5 ms early)
+	Shared    bool
 	// Recent holds the last (up to 32) intervals in ms, oldest first, for
 	// a sparkline. Intervals of 2 s and more are stored to 11 significant
 	// bits, so they read back within 0.1 %.
-	Recent []uint32 `json:"recent_ms"`
+	Recent []uint32
 }
 
 // Explanation is a Summary plus every scoring component, for an operator
@@ -119,40 +119,40 @@ type Explanation struct {
 	// Features lists the components in a fixed order: periodic,
 	// low_entropy, anti_bursty, periodic_bursts, no_pause, continuity,
 	// human_signature, shared.
-	Features []Feature `json:"features"`
+	Features []Feature
 	// Intervals is how many intervals have been seen in all (batched
 	// requests add none).
-	Intervals int `json:"intervals"`
+	Intervals int
 	// Threshold, ChallengeThreshold and Confirm are the engine's settings.
-	Threshold          uint8 `json:"threshold"`
-	ChallengeThreshold uint8 `json:"challenge_threshold"`
-	Confirm            int   `json:"confirm"`
+	Threshold          uint8
+	ChallengeThreshold uint8
+	Confirm            int
 	// Consecutive is how many consecutive evaluations scored at least
 	// Threshold (saturating at 255).
-	Consecutive int `json:"consecutive"`
+	Consecutive int
 	// Confirmed is Verdict.Confirmed at the time of the explanation.
-	Confirmed bool `json:"confirmed"`
+	Confirmed bool
 }
 
 // Feature is one scoring component in an Explanation.
 type Feature struct {
 	// Name is the component: a Reason's name, or "human_signature" or
 	// "shared".
-	Name string `json:"name"`
+	Name string
 	// Value is the component's statistic, e.g. MAD/median for periodic,
 	// bits for low_entropy, max(A, A_ew) for anti_bursty, seconds without
 	// a pause for no_pause, active 5-minute buckets for continuity.
-	Value float64 `json:"value"`
+	Value float64
 	// Probability is the component's output in [0, 1] before its gate.
 	// For human_signature it is 1 when the discount applies, for shared 1
 	// when the label holds.
-	Probability float64 `json:"probability"`
+	Probability float64
 	// Gate is the weight the evidence gets (how much data there is times
 	// the component's fixed weight); the term in the fusion is
 	// Gate·Probability.
-	Gate float64 `json:"gate"`
+	Gate float64
 	// Threshold says, as text, when the component fires.
-	Threshold string `json:"threshold"`
+	Threshold string
 }
 
 // Engine scores identities. It is safe for concurrent use. Create it with
