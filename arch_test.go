@@ -48,8 +48,15 @@ var forbidden = map[string]map[string]string{
 		module + "/dashboard": "metrics imports no Flow Lock package",
 	},
 	"internal/config": {
-		module + "/internal/": "config imports no Flow Lock package",
-		module + "/dashboard": "config imports no Flow Lock package",
+		// config takes the domain's defaults from risk and quarantine (one
+		// source for each), and nothing else of Flow Lock.
+		module + "/internal/authz":   "config describes settings; wire builds components",
+		module + "/internal/metrics": "config describes settings; wire builds components",
+		module + "/internal/wire":    "config describes settings; wire builds components",
+		module + "/internal/replay":  "config describes settings; wire builds components",
+		module + "/internal/traffic": "config describes settings; wire builds components",
+		module + "/internal/volume":  "config describes settings; wire builds components",
+		module + "/dashboard":        "config imports no transport or view",
 	},
 	"dashboard": {
 		module + "/internal/authz":      "the dashboard defines the views it needs",

@@ -27,6 +27,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
 )
 
 // Modes for Config.Mode.
@@ -235,14 +238,14 @@ func Default() Config {
 		Mode:               ModeEnforce,
 		XFFTrustedHops:     0,
 		IPv6Prefix:         64,
-		QuarantineTTL:      5 * time.Minute,
-		QuarantineMaxTTL:   24 * time.Hour,
-		QuarantineFactor:   2,
-		StrikeWindow:       24 * time.Hour,
-		RiskThreshold:      80,
-		ChallengeThreshold: 60,
-		Confirm:            3,
-		MaxClients:         1_000_000,
+		QuarantineTTL:      quarantine.DefaultBaseTTL,
+		QuarantineMaxTTL:   quarantine.DefaultMaxTTL,
+		QuarantineFactor:   quarantine.DefaultFactor,
+		StrikeWindow:       quarantine.DefaultStrikeWindow,
+		RiskThreshold:      risk.DefaultThreshold,
+		ChallengeThreshold: risk.DefaultChallengeThreshold,
+		Confirm:            risk.DefaultConfirm,
+		MaxClients:         risk.DefaultMaxClients,
 		ClockSkew:          5 * time.Second,
 		SweepInterval:      10 * time.Second,
 		ShutdownTimeout:    15 * time.Second,
