@@ -258,20 +258,12 @@ func (l *List) shardFor(id identity.ID) *shard {
 	return &l.shards[l.shardIndex(id)]
 }
 
-// shardIndex hashes id's address or name. Grouped IPv6 identities that
-// differ only in prefix length share a shard, which is harmless.
+// shardIndex picks id's shard with a hash keyed by the list's seed.
 func (l *List) shardIndex(id identity.ID) uint64 {
 	if l.mask == 0 {
 		return 0
 	}
-	var h uint64
-	if a, ok := id.Addr(); ok {
-		b := a.As16()
-		h = maphash.Bytes(l.seed, b[:])
-	} else {
-		h = maphash.String(l.seed, id.Name())
-	}
-	return h & l.mask
+	return id.Hash(l.seed) & l.mask
 }
 
 // notify signals Changed without blocking.

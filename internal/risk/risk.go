@@ -245,14 +245,7 @@ func New(opts Options) *Engine {
 // shardFor returns the shard that holds id. The hash is keyed by a random
 // per-engine seed, so clients cannot aim their addresses at one shard.
 func (e *Engine) shardFor(id identity.ID) *shard {
-	var h uint64
-	if a, ok := id.Addr(); ok {
-		b := a.As16()
-		h = maphash.Bytes(e.seed, b[:])
-	} else {
-		h = maphash.String(e.seed, id.Name())
-	}
-	return &e.shards[h&e.mask]
+	return &e.shards[id.Hash(e.seed)&e.mask]
 }
 
 // Observe records one request from id at now and returns the verdict after
