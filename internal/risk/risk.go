@@ -451,22 +451,14 @@ func (f *features) list(shared bool) []Feature {
 		sh = 1
 	}
 	return []Feature{
-		{Name: ReasonPeriodic.String(), Value: f.rcv, Probability: f.pPer, Gate: f.gPer,
-			Threshold: "MAD/median of the last 32 intervals < 0.30 (certain at 0.05); weight full at 16 intervals, or at 32 when >= 1/8 of them are off the median by more than half"},
-		{Name: ReasonLowEntropy.String(), Value: f.entropy, Probability: f.pLowH, Gate: f.gLowH,
-			Threshold: "entropy of log2(ms) octaves < 2.0 bits (certain at 0.8); weight 0.8, full at 16 intervals; off while shared"},
-		{Name: ReasonAntiBursty.String(), Value: max(f.a, f.aEW), Probability: f.pAnti, Gate: f.gAnti,
-			Threshold: "max(Kim-Jo A_n, EW burstiness) < -0.25 (certain at -0.55), moving to < -0.05 (certain at -0.35) with symmetric gaps (skewness < 0.3 on ring and EW) or a sub-second median, and to < 0 (certain at -0.3) at a sub-second median with at most 1/32 of requests batched (one client, no fan-out); weight 0.9 from 32 intervals, full at 64, or at 40 when strong (symmetric and <= -0.5, or sub-second and <= -0.35); off while shared"},
-		{Name: ReasonPeriodicBursts.String(), Value: f.bRcv, Probability: f.pBper, Gate: f.gBper,
-			Threshold: "MAD/median of burst-start intervals (a burst starts after a gap >= 1 s) < 0.20 (certain at 0.05); weight from 8 bursts, full at 16; off at >= 0.7 req/s over 60 s (over the stream's life while under 60 s old)"},
-		{Name: ReasonNoPause.String(), Value: f.stretch, Probability: f.pFast, Gate: f.gFast,
-			Threshold: "seconds without a pause > 3 s above 60 (certain at 180); off while shared"},
-		{Name: ReasonContinuity.String(), Value: float64(f.activeN), Probability: f.pCont, Gate: f.gCont,
-			Threshold: "active 5-minute buckets of the last 24 above 20 (certain at 24) while max(A_n, EW burstiness) < 0; weight 0.5 after 2 h observed; off while shared"},
-		{Name: "human_signature", Value: f.a, Probability: human, Gate: humanDiscount,
-			Threshold: "15-90% of gaps < 1 s, >= 10% > 3 s and A_n > 0.25: score x 0.7"},
-		{Name: "shared", Value: f.rate, Probability: sh, Gate: 1,
-			Threshold: "> 64 intervals, EW burstiness >= -0.2 and over 60 s either >= 3 req/s or >= 0.8 req/s with no pause > 3 s for 40 s; renewed while >= 0.5 req/s and EW burstiness >= -0.5; holds 900 s, never confirmed"},
+		{Name: ReasonPeriodic.String(), Value: f.rcv, Probability: f.pPer, Gate: f.gPer, Threshold: thresholds.periodic},
+		{Name: ReasonLowEntropy.String(), Value: f.entropy, Probability: f.pLowH, Gate: f.gLowH, Threshold: thresholds.lowEntropy},
+		{Name: ReasonAntiBursty.String(), Value: max(f.a, f.aEW), Probability: f.pAnti, Gate: f.gAnti, Threshold: thresholds.antiBursty},
+		{Name: ReasonPeriodicBursts.String(), Value: f.bRcv, Probability: f.pBper, Gate: f.gBper, Threshold: thresholds.periodicBursts},
+		{Name: ReasonNoPause.String(), Value: f.stretch, Probability: f.pFast, Gate: f.gFast, Threshold: thresholds.noPause},
+		{Name: ReasonContinuity.String(), Value: float64(f.activeN), Probability: f.pCont, Gate: f.gCont, Threshold: thresholds.continuity},
+		{Name: "human_signature", Value: f.a, Probability: human, Gate: humanDiscount, Threshold: thresholds.human},
+		{Name: "shared", Value: f.rate, Probability: sh, Gate: 1, Threshold: thresholds.shared},
 	}
 }
 
