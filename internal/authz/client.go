@@ -55,13 +55,7 @@ const (
 
 // Fallbacks returns every fallback, FallbackNone first, so that metric
 // label children can be resolved once at start-up.
-func Fallbacks() []Fallback {
-	out := make([]Fallback, numFallbacks)
-	for i := range out {
-		out[i] = Fallback(i)
-	}
-	return out
-}
+func Fallbacks() []Fallback { return values(numFallbacks) }
 
 // String returns the metric label value of f.
 func (f Fallback) String() string {

@@ -71,10 +71,13 @@ const (
 
 // Outcomes returns every outcome, in order of value, so that metric label
 // children can be resolved once at start-up.
-func Outcomes() []Outcome {
-	out := make([]Outcome, numOutcomes)
+func Outcomes() []Outcome { return values(numOutcomes) }
+
+// values returns the n values 0 … n-1 of an enumeration.
+func values[T ~uint8](n T) []T {
+	out := make([]T, n)
 	for i := range out {
-		out[i] = Outcome(i)
+		out[i] = T(i)
 	}
 	return out
 }
