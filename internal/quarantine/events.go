@@ -80,6 +80,9 @@ type Event struct {
 	Strikes int
 	Score   uint8
 	Manual  bool
+	// Remote is set when the change came from another replica (Apply,
+	// Withdraw): whoever shares this list's changes must not send it back.
+	Remote bool
 }
 
 // EventsKept is how many of the latest events a List keeps for Events,
@@ -99,6 +102,11 @@ type eventLog struct {
 // add records an event about r. It does not allocate: the identity and
 // reason are shared with the record, whose strings never change.
 func (g *eventLog) add(kind EventKind, r *record, at int64) {
+	g.addFrom(kind, r, at, false)
+}
+
+// addFrom is add with the event's origin.
+func (g *eventLog) addFrom(kind EventKind, r *record, at int64, remote bool) {
 	if g == nil {
 		return // a shard being built by ReadState
 	}
@@ -114,6 +122,7 @@ func (g *eventLog) add(kind EventKind, r *record, at int64) {
 		Strikes: r.strikes,
 		Score:   r.score,
 		Manual:  r.manual,
+		Remote:  remote,
 	}
 	g.mu.Unlock()
 }
