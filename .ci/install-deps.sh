@@ -9,6 +9,7 @@
 #                           package is missing
 #   grpcurl                 go install, pinned below
 #   grpc-health-probe       go install, pinned below
+#   golangci-lint           go install, pinned below (make lint)
 #
 # Go tools go to $FLOWLOCK_TOOLS_BIN, or else $(go env GOBIN), or else
 # $(go env GOPATH)/bin; test/proxy looks in all three as well as on PATH.
@@ -19,6 +20,7 @@ set -euo pipefail
 
 GRPCURL_VERSION=v1.9.4
 GRPC_HEALTH_PROBE_VERSION=v0.4.62
+GOLANGCI_LINT_VERSION=v2.15.0
 
 packages=(nginx haproxy caddy chromium)
 
@@ -71,3 +73,4 @@ install_go_tool() {
 
 install_go_tool github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" grpcurl
 install_go_tool github.com/grpc-ecosystem/grpc-health-probe "$GRPC_HEALTH_PROBE_VERSION" grpc-health-probe
+install_go_tool github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION" golangci-lint
