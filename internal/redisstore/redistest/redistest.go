@@ -232,4 +232,6 @@ func free(port int) bool {
 }
 
 // String names the server for messages.
-func (s *Server) String() string { return fmt.Sprintf("redis-server %s (pid %d, dir %s)", s.Addr, s.PID(), filepath.Base(s.Dir)) }
+func (s *Server) String() string {
+	return fmt.Sprintf("redis-server %s (pid %d, dir %s)", s.Addr, s.PID(), filepath.Base(s.Dir))
+}
