@@ -52,10 +52,12 @@ type Breaker struct {
 	failed   int       // consecutive failures while closed
 	openedAt time.Time // when it last opened
 	probing  bool      // a half-open probe is out
+	probeAt  time.Time // when it went out
 }
 
 // Allow reports whether a call may go to Redis at now. After the cooldown
-// it lets exactly one probe through, whose Done decides.
+// it lets one probe through, whose Done decides; if none comes within
+// another cooldown, it lets another probe through.
 func (b *Breaker) Allow(now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -66,14 +68,15 @@ func (b *Breaker) Allow(now time.Time) bool {
 		if now.Sub(b.openedAt) < b.cooldown() {
 			return false
 		}
-		b.state = BreakerHalfOpen
-		b.probing = true
+		b.state, b.probing, b.probeAt = BreakerHalfOpen, true, now
 		return true
 	default: // BreakerHalfOpen
-		if b.probing {
+		// A probe never reported (its caller lost it) must not wedge
+		// the breaker: a cooldown later, another one goes.
+		if b.probing && now.Sub(b.probeAt) < b.cooldown() {
 			return false
 		}
-		b.probing = true
+		b.probing, b.probeAt = true, now
 		return true
 	}
 }
