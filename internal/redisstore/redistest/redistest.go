@@ -9,6 +9,7 @@ package redistest
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,9 +42,9 @@ type Server struct {
 	// Dir is its working directory (cluster config, if any).
 	Dir string
 
-	t    *testing.T
+	t    testing.TB
 	args []string
-	proc *flowlocktest.Process
+	proc *process
 }
 
 // Option adds redis-server arguments, e.g. Args("--requirepass", "s3cret").
@@ -66,7 +69,7 @@ func Binaries(t testing.TB) (server, cli string) {
 }
 
 // Start starts one redis-server on a free loopback port.
-func Start(t *testing.T, opts ...Option) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	Binaries(t)
 	port := FreePort(t, false)
@@ -88,29 +91,29 @@ func (s *Server) start() {
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--maxmemory", "1gb", "--maxclients", "512", "--loglevel", "warning",
 	}, s.args...)
-	s.proc = flowlocktest.StartProcess(s.t, flowlocktest.LimitedCommand(limits, server, args...))
+	s.proc = startProcess(s.t, flowlocktest.LimitedCommand(limits, server, args...))
 	deadline := time.Now().Add(StartTimeout)
 	for {
 		if out, err := s.CLI("PING"); err == nil && strings.TrimSpace(out) == "PONG" || strings.Contains(out, "NOAUTH") {
 			return
 		}
-		if s.proc.Exited() || time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on %s not ready within %v:\n%s", s.Addr, StartTimeout, s.proc.Logs())
+		if s.proc.exited() || time.Now().After(deadline) {
+			s.t.Fatalf("redis-server on %s not ready within %v:\n%s", s.Addr, StartTimeout, s.proc.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // PID returns the server's process ID.
-func (s *Server) PID() int { return s.proc.Cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.cmd.Process.Pid }
 
 // Stop stops the server (SIGTERM, by PID) and waits for it.
-func (s *Server) Stop() { s.proc.Stop() }
+func (s *Server) Stop() { s.proc.stop() }
 
 // Kill kills the server with SIGKILL, by PID, and waits for it.
 func (s *Server) Kill() {
-	_ = s.proc.Cmd.Process.Kill()
-	<-s.proc.Done()
+	_ = s.proc.cmd.Process.Kill()
+	<-s.proc.done
 }
 
 // Restart stops the server and starts it again on the same port and
@@ -173,7 +176,7 @@ func (c *Cluster) Addrs() []string {
 
 // StartCluster starts n (at least 3) cluster-enabled nodes, joins them
 // with redis-cli --cluster create, and waits for cluster_state:ok on each.
-func StartCluster(t *testing.T, n int) *Cluster {
+func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	_, cli := Binaries(t)
 	c := &Cluster{}
@@ -234,4 +237,87 @@ func free(port int) bool {
 // String names the server for messages.
 func (s *Server) String() string {
 	return fmt.Sprintf("redis-server %s (pid %d, dir %s)", s.Addr, s.PID(), filepath.Base(s.Dir))
+}
+
+// Signal sends sig to the server, by its PID (SIGSTOP hangs it, SIGCONT
+// resumes it).
+func (s *Server) Signal(sig os.Signal) error { return s.proc.cmd.Process.Signal(sig) }
+
+// stopTimeout is how long stop waits after SIGTERM before SIGKILL.
+const stopTimeout = 10 * time.Second
+
+// process is a started redis-server. (flowlocktest.StartProcess wants a
+// *testing.T; benchmarks start Redis too.)
+type process struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// startProcess starts cmd and stops it by PID when t ends, logging its
+// output if t failed.
+func startProcess(t testing.TB, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT) // in case a test left it stopped
+		p.stop()
+		if t.Failed() {
+			t.Logf("redis-server (pid %d) output:\n%s", cmd.Process.Pid, p.out.String())
+		}
+	})
+	return p
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM by PID and waits; SIGKILL after stopTimeout.
+func (p *process) stop() {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the two writers of a process.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.b.Len() > 1<<20 { // bounded: keep the start, where the errors are
+		return len(p), nil
+	}
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
