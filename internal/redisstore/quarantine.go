@@ -82,7 +82,7 @@ end
 // strikes, reason, score, manual, hits. It merges with what is there: the
 // later Until (with its Since, Reason and Score), the larger Strikes and
 // Hits, and Manual if either is. It returns the event it published.
-var putScript = newScript(luaHelpers + `
+var putScript = newIdempotentScript(luaHelpers + `
 local e = KEYS[1]
 local since, untilUS, reason, score = ARGV[4], ARGV[5], ARGV[7], ARGV[8]
 local strikes, manual, hits = tonumber(ARGV[6]), ARGV[9], tonumber(ARGV[10])
@@ -108,7 +108,7 @@ return ev
 // deleteScript: KEYS entry, index; ARGV hash, channel, id. It returns
 // 1 if there was an entry. The release is published either way, so a
 // replica holding a stale entry drops it.
-var deleteScript = newScript(luaHelpers + `
+var deleteScript = newIdempotentScript(luaHelpers + `
 local n = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('PUBLISH', ARGV[2], '1D' .. ns(ARGV[3]))
@@ -130,7 +130,8 @@ const maxReason = 256
 
 // Put merges e into the shared list and tells every replica. It returns
 // the merged entry. Two replicas admitting the same identity at once both
-// land: neither the later Until nor the larger Strikes is lost.
+// land: neither the later Until nor the larger Strikes is lost. Being a
+// merge, it is idempotent, and is resent on a broken connection.
 func (s *Store) Put(ctx context.Context, e Entry) (Entry, error) {
 	if e.Until.IsZero() || e.Until.UnixMicro() < 1000 {
 		return Entry{}, errors.New("quarantine put: no until")

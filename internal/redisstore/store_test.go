@@ -269,3 +269,32 @@ func TestMergeReloadsScriptAfterRestart(t *testing.T) {
 		t.Errorf("got %v", got)
 	}
 }
+
+func TestMergeHoldsBackTimesNotYetSettled(t *testing.T) {
+	srv := redistest.Start(t)
+	a := open(t, Options{Addrs: []string{srv.Addr}})
+	b := open(t, Options{Addrs: []string{srv.Addr}})
+	ctx := ctxT(t)
+	const id = "flood"
+	// a ships 0, 2, 4 at clock 5 with a settle window of 2: it may pass
+	// only what is older than 3, and must wait for the rest.
+	got, err := a.Merge(ctx, []Observation{{ID: id, Before: us(3, 0), Times: []int64{us(0, 0), us(2, 0), us(4, 0)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{us(0, 0), us(2, 0)}; !slices.Equal(got[0].Times, want) || got[0].Pending != 1 {
+		t.Fatalf("a got %v pending %d, want %v pending 1", got[0].Times, got[0].Pending, want)
+	}
+	// b ships 3, which it saw before a's 4 but shipped later.
+	if _, err := b.Merge(ctx, []Observation{{ID: id, Before: us(3, 0), Times: []int64{us(3, 0)}}}); err != nil {
+		t.Fatal(err)
+	}
+	// a polls at clock 7: it gets 3 and 4 in order, nothing skipped.
+	got, err = a.Merge(ctx, []Observation{{ID: id, After: us(2, 0), Before: us(5, 0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{us(3, 0), us(4, 0)}; !slices.Equal(got[0].Times, want) || got[0].Pending != 0 {
+		t.Fatalf("a got %v pending %d, want %v pending 0", got[0].Times, got[0].Pending, want)
+	}
+}

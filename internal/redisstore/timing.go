@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1" //nolint:gosec // Redis names scripts by SHA-1; not a security use.
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -22,6 +23,13 @@ type Observation struct {
 	// After is the last request time this replica already fed its local
 	// engine for ID, in Unix microseconds; 0 if none.
 	After int64
+	// Before, if not 0, holds back the stored times at or after it: the
+	// caller sets it to its clock minus a settle window (a few batch
+	// intervals plus the proxies' clock skew), so a time another replica
+	// has not shipped yet is not passed over for good once After moves
+	// beyond it. Under a flood that would thin the merged stream at
+	// random, which is what makes a metronome look human.
+	Before int64
 	// Times are the request times seen, in Unix microseconds, in any
 	// order; each must be in 1..MaxTime.
 	Times []int64
@@ -33,29 +41,43 @@ type Observation struct {
 type Merged struct {
 	ID    string
 	Times []int64
+	// Pending counts the stored times held back by Before. The caller
+	// keeps the identity in its next batches (with no Times if it saw no
+	// more requests) until Pending is 0.
+	Pending int
 }
 
-// mergeScript adds the request times in ARGV[4:] to the identity's ring
-// (a sorted set scored by time), keeps the newest ARGV[2], refreshes the
-// idle TTL (ARGV[3] ms) and returns every member later than ARGV[1].
+// mergeScript adds the request times in ARGV[5:] to the identity's ring
+// (a sorted set scored by time), keeps the newest ARGV[3], refreshes the
+// idle TTL (ARGV[4] ms) and returns the number of members at or after
+// ARGV[2] (0: no bound) followed by every member later than ARGV[1] and
+// before ARGV[2].
 //
 // A member is time*1000+k, the lowest k in 0..999 not yet taken, so two
-// replicas that saw the same microsecond both count. The member is an
+// replicas that saw the same microsecond both count. (So it is not
+// idempotent: sent twice, a time would count twice.) The member is an
 // integer, which Redis stores in 8 bytes. The arithmetic is done on
 // strings: Lua's numbers are doubles and would round it.
 var mergeScript = newScript(`
 local key = KEYS[1]
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local t = ARGV[i]
   for k = 0, 999 do
     if redis.call('ZADD', key, 'NX', t, t .. string.format('%03d', k)) == 1 then break end
   end
 end
 local n = redis.call('ZCARD', key)
-local cap = tonumber(ARGV[2])
+local cap = tonumber(ARGV[3])
 if n > cap then redis.call('ZREMRANGEBYRANK', key, 0, n - cap - 1) end
-redis.call('PEXPIRE', key, ARGV[3])
-return redis.call('ZRANGEBYSCORE', key, '(' .. ARGV[1], '+inf')
+redis.call('PEXPIRE', key, ARGV[4])
+local upto, pending = '+inf', 0
+if ARGV[2] ~= '0' then
+  upto = '(' .. ARGV[2]
+  pending = redis.call('ZCOUNT', key, ARGV[2], '+inf')
+end
+local r = redis.call('ZRANGEBYSCORE', key, '(' .. ARGV[1], upto)
+table.insert(r, 1, pending)
+return r
 `)
 
 // Merge sends the batch, one script call per identity in one pipeline
@@ -75,8 +97,9 @@ func (s *Store) Merge(ctx context.Context, batch []Observation) ([]Merged, error
 	ttl := strconv.FormatInt(s.opts.IdleTTL.Milliseconds(), 10)
 	calls := make([]scriptCall, len(batch))
 	for i, o := range batch {
-		args := make([]string, 3, 3+len(o.Times))
-		args[0], args[1], args[2] = strconv.FormatInt(max(o.After, 0), 10), ringCap, ttl
+		args := make([]string, 4, 4+len(o.Times))
+		args[0], args[1] = strconv.FormatInt(max(o.After, 0), 10), strconv.FormatInt(max(o.Before, 0), 10)
+		args[2], args[3] = ringCap, ttl
 		for _, t := range o.Times {
 			if t < 1 || t > MaxTime {
 				return nil, fmt.Errorf("merge %d: request time %d out of range", i, t)
@@ -92,11 +115,14 @@ func (s *Store) Merge(ctx context.Context, batch []Observation) ([]Merged, error
 		if err != nil {
 			return nil, fmt.Errorf("merge: %w", err)
 		}
-		times := make([]int64, len(members))
-		for j, m := range members {
+		if len(members) == 0 {
+			return nil, errors.New("merge: empty reply")
+		}
+		times := make([]int64, len(members)-1)
+		for j, m := range members[1:] {
 			times[j] = m / 1000
 		}
-		out[i] = Merged{ID: batch[i].ID, Times: times}
+		out[i] = Merged{ID: batch[i].ID, Times: times, Pending: int(members[0])}
 	}
 	return out, nil
 }
@@ -105,11 +131,21 @@ func (s *Store) Merge(ctx context.Context, batch []Observation) ([]Merged, error
 type script struct {
 	src string
 	sha string
+	// idempotent scripts may run twice with the same effect, so rueidis
+	// may resend them on a broken connection (within the caller's ctx).
+	idempotent bool
 }
 
 func newScript(src string) *script {
 	sum := sha1.Sum([]byte(src)) //nolint:gosec // see import
 	return &script{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+// newIdempotentScript is newScript for a script that may run twice.
+func newIdempotentScript(src string) *script {
+	sc := newScript(src)
+	sc.idempotent = true
+	return sc
 }
 
 // scriptCall is one call of a script.
@@ -127,6 +163,9 @@ func (s *Store) evalMulti(ctx context.Context, sc *script, calls []scriptCall) [
 	cmds := make(rueidis.Commands, len(calls))
 	for i, c := range calls {
 		cmds[i] = s.c.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(c.keys))).Key(c.keys...).Arg(c.args...).Build()
+		if sc.idempotent {
+			cmds[i] = cmds[i].ToRetryable()
+		}
 	}
 	res := s.c.DoMulti(ctx, cmds...)
 	var again []int
@@ -141,7 +180,11 @@ func (s *Store) evalMulti(ctx context.Context, sc *script, calls []scriptCall) [
 	cmds = cmds[:0]
 	for _, i := range again {
 		c := calls[i]
-		cmds = append(cmds, s.c.B().Eval().Script(sc.src).Numkeys(int64(len(c.keys))).Key(c.keys...).Arg(c.args...).Build())
+		cmd := s.c.B().Eval().Script(sc.src).Numkeys(int64(len(c.keys))).Key(c.keys...).Arg(c.args...).Build()
+		if sc.idempotent {
+			cmd = cmd.ToRetryable()
+		}
+		cmds = append(cmds, cmd)
 	}
 	for j, r := range s.c.DoMulti(ctx, cmds...) {
 		res[again[j]] = r
