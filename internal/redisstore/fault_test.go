@@ -13,7 +13,7 @@ import (
 // a call may return on a busy machine.
 const (
 	deadline = 5 * time.Millisecond
-	slack    = 50 * time.Millisecond
+	slack    = 100 * time.Millisecond
 )
 
 // TestCallsEndAtTheDeadline shows that a hung or dead Redis costs a call
@@ -30,7 +30,8 @@ func TestCallsEndAtTheDeadline(t *testing.T) {
 			_, err := s.Put(ctx, entryAt("x", time.Now(), time.Minute, 1))
 			return err
 		},
-		"all": func(ctx context.Context) error { _, err := s.All(ctx, time.Now()); return err },
+		"all":  func(ctx context.Context) error { _, err := s.All(ctx, time.Now()); return err },
+		"ping": s.Ping,
 	}
 	check := func(state string) {
 		t.Helper()
@@ -53,7 +54,9 @@ func TestCallsEndAtTheDeadline(t *testing.T) {
 	if err := srv.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	check("hung")
+	for range 10 { // a lone call used to take another path than a batch
+		check("hung")
+	}
 	if err := srv.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

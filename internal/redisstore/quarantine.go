@@ -133,6 +133,10 @@ const maxReason = 256
 // land: neither the later Until nor the larger Strikes is lost. Being a
 // merge, it is idempotent, and is resent on a broken connection.
 func (s *Store) Put(ctx context.Context, e Entry) (Entry, error) {
+	return within(ctx, func() (Entry, error) { return s.put(ctx, e) })
+}
+
+func (s *Store) put(ctx context.Context, e Entry) (Entry, error) {
 	if e.Until.IsZero() || e.Until.UnixMicro() < 1000 {
 		return Entry{}, errors.New("quarantine put: no until")
 	}
@@ -164,6 +168,10 @@ func (s *Store) Put(ctx context.Context, e Entry) (Entry, error) {
 // Delete releases id on every replica. It reports whether Redis held an
 // entry for it.
 func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
+	return within(ctx, func() (bool, error) { return s.delete(ctx, id) })
+}
+
+func (s *Store) delete(ctx context.Context, id string) (bool, error) {
 	h := idHash(id)
 	n, err := s.eval(ctx, deleteScript, []string{s.keys.qEntry + h, s.keys.qIndex}, h, s.keys.events, id).AsInt64()
 	if err != nil {
@@ -177,6 +185,10 @@ func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
 // locally and adds them once per batch, not once per request: each call
 // is also an event to every replica.
 func (s *Store) AddHits(ctx context.Context, id string, n uint64) (uint64, error) {
+	return within(ctx, func() (uint64, error) { return s.addHits(ctx, id, n) })
+}
+
+func (s *Store) addHits(ctx context.Context, id string, n uint64) (uint64, error) {
 	if n == 0 {
 		return 0, nil
 	}
@@ -195,6 +207,10 @@ const allPage = 512
 // replica's start and its resync after an outage or a lost subscription.
 // It first drops the index members that ended before now.
 func (s *Store) All(ctx context.Context, now time.Time) ([]Entry, error) {
+	return within(ctx, func() ([]Entry, error) { return s.all(ctx, now) })
+}
+
+func (s *Store) all(ctx context.Context, now time.Time) ([]Entry, error) {
 	nowUS := strconv.FormatInt(now.UnixMicro(), 10)
 	if err := s.c.Do(ctx, s.c.B().Zremrangebyscore().Key(s.keys.qIndex).Min("-inf").Max("("+nowUS).Build()).Error(); err != nil {
 		return nil, fmt.Errorf("quarantine all: %w", err)

@@ -165,6 +165,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		// A write to a dead peer must not hold a pipeline for the
 		// default minutes: the caller's deadlines are milliseconds.
 		ConnWriteTimeout: o.DialTimeout,
+		// Always through the pipeline, where an expired deadline just
+		// returns. Otherwise a lone call with a deadline is written and
+		// read synchronously, and its deadline closes the connection: a
+		// redial per slow call, and a wait of up to a second for a hung
+		// peer (see within).
+		AlwaysPipelining: true,
 	}
 	if o.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -255,7 +261,37 @@ func (s *Store) Cluster() bool { return s.c.Mode() == rueidis.ClientModeCluster 
 
 // Ping checks that Redis answers, for readiness and the breaker's probe.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.c.Do(ctx, s.c.B().Ping().Build()).Error()
+	_, err := within(ctx, func() (struct{}, error) { return struct{}{}, s.c.Do(ctx, s.c.B().Ping().Build()).Error() })
+	return err
+}
+
+// within runs f and returns its result, or ctx's error as soon as ctx is
+// done, whichever comes first. rueidis mostly honours a deadline, but not
+// always: a connection it gives up on while Redis hangs (SIGSTOP, a full
+// network queue) is closed by waiting up to a second for the silent peer,
+// on the caller's goroutine. Here f finishes on its own goroutine instead,
+// and the caller returns at its deadline. The goroutine ends with that
+// second; the caller's breaker keeps there from being many.
+func within[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	if ctx.Done() == nil {
+		return f()
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 // Close closes the connections; calls in flight fail.

@@ -90,6 +90,10 @@ return r
 // milliseconds, and keeps one observation per identity per batch: that is
 // what keeps Redis at one command per Check or fewer.
 func (s *Store) Merge(ctx context.Context, batch []Observation) ([]Merged, error) {
+	return within(ctx, func() ([]Merged, error) { return s.merge(ctx, batch) })
+}
+
+func (s *Store) merge(ctx context.Context, batch []Observation) ([]Merged, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
