@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/flowlock/flowlock/internal/redisstore/redistest"
 )
@@ -114,4 +116,37 @@ func usedMemory(b *testing.B, srv *redistest.Server) int64 {
 		b.Fatal(err)
 	}
 	return n
+}
+
+// BenchmarkMemoryPerQuarantineEntry puts 100,000 quarantines and reports
+// used_memory per entry (its hash and its index member). Run it once:
+// -bench MemoryPerQuarantineEntry -benchtime 1x.
+func BenchmarkMemoryPerQuarantineEntry(b *testing.B) {
+	srv := redistest.Start(b)
+	s := open(b, Options{Addrs: []string{srv.Addr}})
+	const entries, workers = 100_000, 16
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := srv.CLI("FLUSHALL"); err != nil {
+			b.Fatal(err)
+		}
+		before := usedMemory(b, srv)
+		now := time.Now()
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < entries; i += workers {
+					e := Entry{ID: fmt.Sprint("203.0.", i/256, ".", i%256), Since: now, Until: now.Add(time.Hour),
+						Strikes: 1, Reason: "metronome", Score: 97}
+					if _, err := s.Put(ctx, e); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		after := usedMemory(b, srv)
+		b.ReportMetric(float64(after-before)/entries, "bytes/entry")
+	}
 }

@@ -10,10 +10,13 @@ import (
 )
 
 // deadline is the background deadline the caller uses; slack is how late
-// a call may return on a busy machine.
+// a call may return on a busy machine. (Five engineers' tests share two
+// cores: 400 ms of scheduling delay has been seen. The stalls this test
+// catches are a second, rueidis closing a connection to a hung peer, or
+// the 2 s dial timeout.)
 const (
 	deadline = 5 * time.Millisecond
-	slack    = 100 * time.Millisecond
+	slack    = 500 * time.Millisecond
 )
 
 // TestCallsEndAtTheDeadline shows that a hung or dead Redis costs a call

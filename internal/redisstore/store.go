@@ -54,6 +54,9 @@ var (
 	ErrAuth = errors.New("redis refused the credentials")
 	// ErrNotRedis means something other than Redis answered.
 	ErrNotRedis = errors.New("not a redis server")
+	// ErrTLS means the TLS handshake failed: a certificate not signed by
+	// --redis-ca-file, or a server that does not speak TLS.
+	ErrTLS = errors.New("redis TLS handshake failed")
 	// ErrFormat means the store holds keys of another format version.
 	ErrFormat = errors.New("redis holds an unknown key format")
 )
@@ -206,11 +209,19 @@ func classify(o Options, err error) error {
 	switch {
 	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "NOPERM"):
 		return fmt.Errorf("%w at --redis-addr %s: check --redis-username and --redis-password-file: %s", ErrAuth, addrs, firstLine(msg))
-	case isNetError(err):
-		return fmt.Errorf("%w: --redis-addr %s: %w", ErrUnreachable, addrs, err)
-	default:
-		return fmt.Errorf("%w: --redis-addr %s does not speak the Redis protocol: %s", ErrNotRedis, addrs, firstLine(msg))
+	case o.TLS && isTLSError(err):
+		return fmt.Errorf("%w with --redis-addr %s: check --redis-ca-file and that the server speaks TLS: %s", ErrTLS, addrs, firstLine(msg))
 	}
+	// A TLS server resets a plain client, and a plain server never
+	// answers a TLS one: either looks like a network failure.
+	hint := " (if it expects TLS, set --redis-tls)"
+	if o.TLS {
+		hint = " (if it does not speak TLS, unset --redis-tls)"
+	}
+	if isNetError(err) {
+		return fmt.Errorf("%w: --redis-addr %s%s: %w", ErrUnreachable, addrs, hint, err)
+	}
+	return fmt.Errorf("%w: --redis-addr %s does not speak the Redis protocol%s: %s", ErrNotRedis, addrs, hint, firstLine(msg))
 }
 
 // isNetError reports whether err is a failure to reach or hear from the
@@ -220,6 +231,18 @@ func isNetError(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, rueidis.ErrNoAddr) || errors.Is(err, rueidis.ErrNoSlot) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// isTLSError reports whether err comes from the TLS handshake.
+func isTLSError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var rh tls.RecordHeaderError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var ae tls.AlertError
+	return errors.As(err, &cv) || errors.As(err, &rh) || errors.As(err, &ua) || errors.As(err, &hn) ||
+		errors.As(err, &ci) || errors.As(err, &ae) || strings.Contains(err.Error(), "tls: ")
 }
 
 // firstLine returns s up to its first newline, at most 200 bytes, so a
