@@ -23,7 +23,7 @@ const (
 // its deadline, never more: the property the caller's fallback rests on.
 func TestCallsEndAtTheDeadline(t *testing.T) {
 	srv := redistest.Start(t)
-	s := open(t, Options{Addrs: []string{srv.Addr}})
+	s := open(t, Options{Addrs: []string{srv.Addr}, DialTimeout: 500 * time.Millisecond})
 	calls := map[string]func(ctx context.Context) error{
 		"merge": func(ctx context.Context) error {
 			_, err := s.Merge(ctx, []Observation{{ID: "x", Times: []int64{us(0, 0)}}})
@@ -57,8 +57,12 @@ func TestCallsEndAtTheDeadline(t *testing.T) {
 	if err := srv.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	for range 10 { // a lone call used to take another path than a batch
+	// Long enough for the connection's keep-alive to give up on the hung
+	// peer (ConnWriteTimeout, here the 500 ms DialTimeout): the calls
+	// after that dial a new connection, whose handshake never completes.
+	for start := time.Now(); time.Since(start) < 1500*time.Millisecond; {
 		check("hung")
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := srv.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -67,6 +71,22 @@ func TestCallsEndAtTheDeadline(t *testing.T) {
 		_, err := s.Merge(t.Context(), []Observation{{ID: "x"}})
 		return err
 	})
+
+	// Reconnecting to a hung Redis: the connections are cut, then Redis
+	// hangs. The kernel still accepts the new connection; the handshake
+	// is never answered.
+	if _, err := srv.CLI("CLIENT", "KILL", "TYPE", "normal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		check("hung, reconnecting")
+	}
+	if err := srv.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 
 	// Dead: killed, the port refuses.
 	srv.Kill()
