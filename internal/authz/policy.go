@@ -138,9 +138,20 @@ type Decision struct {
 	Excluded bool
 }
 
+// Observer records the time of a request for scoring and returns the
+// client's verdict after it. risk.Engine is one. With state shared across
+// replicas, the observer ships the time to be merged with the other
+// replicas' and answers from the merged state, admitting to quarantine
+// itself (see Policy.Admit), so its verdicts never ask the Check to.
+type Observer interface {
+	Observe(id identity.ID, now time.Time) risk.Verdict
+}
+
 // Options configure a Policy.
 type Options struct {
-	Engine     *risk.Engine
+	Engine *risk.Engine
+	// Observer times each request; nil means Engine.
+	Observer   Observer
 	Quarantine *quarantine.List
 	Lists      *quarantine.Lists // nil means no allow or deny list
 	// Volume is the per-identity volume limit; nil means none. It applies
@@ -164,6 +175,7 @@ type Options struct {
 // timing state is in risk.Engine, the quarantine in quarantine.List.
 type Policy struct {
 	engine   *risk.Engine
+	observer Observer
 	q        *quarantine.List
 	lists    *quarantine.Lists
 	volume   *volume.Limiter
@@ -187,8 +199,13 @@ func NewPolicy(o Options) *Policy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	observer := o.Observer
+	if observer == nil {
+		observer = o.Engine
+	}
 	return &Policy{
 		engine:   o.Engine,
+		observer: observer,
 		q:        o.Quarantine,
 		lists:    lists,
 		volume:   o.Volume,
@@ -227,7 +244,7 @@ func (p *Policy) decide(r Request) Decision {
 	if excluded {
 		v, _ = p.engine.Peek(id, r.Now)
 	} else {
-		v = p.engine.Observe(id, r.Now)
+		v = p.observer.Observe(id, r.Now)
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 
@@ -235,18 +252,15 @@ func (p *Policy) decide(r Request) Decision {
 		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
 		return d
 	}
-	if v.Confirmed && !(addr.IsValid() && p.lists.Allowed(addr)) {
-		e := p.q.Admit(id, r.Now, d.Reason, v.Score)
-		d.Reason, d.RetryAfter = e.Reason, e.RetryAfterSeconds(r.Now)
-		if e.Since.Before(r.Now) {
-			// A concurrent request admitted it first: count it once.
-			d.Outcome = Quarantined
+	if v.Confirmed {
+		if e, admitted, ok := p.Admit(id, addr, v, r.Now); ok {
+			d.Reason, d.RetryAfter = e.Reason, e.RetryAfterSeconds(r.Now)
+			d.Outcome = Quarantined // a concurrent request admitted it first: count it once
+			if admitted {
+				d.Outcome = Admitted
+			}
 			return d
 		}
-		d.Outcome = Admitted
-		p.log.Info("quarantined", "identity", id.String(), "score", v.Score, "reason", e.Reason,
-			"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
-		return d
 	}
 	if ok, wait := p.volume.Allow(id, r.Now); !ok {
 		d.Outcome, d.Reason = VolumeLimited, "volume"
@@ -255,6 +269,23 @@ func (p *Policy) decide(r Request) Decision {
 	}
 	d.Outcome = Allowed
 	return d
+}
+
+// Admit quarantines id for the confirmed verdict v at now, unless addr is
+// on the allow list (ok false). admitted reports that this call started the
+// quarantine; false means it was already quarantined, and e is that
+// quarantine.
+func (p *Policy) Admit(id identity.ID, addr netip.Addr, v risk.Verdict, now time.Time) (e quarantine.Entry, admitted, ok bool) {
+	if addr.IsValid() && p.lists.Allowed(addr) {
+		return quarantine.Entry{}, false, false
+	}
+	e = p.q.Admit(id, now, v.Reason.String(), v.Score)
+	if e.Since.Before(now) {
+		return e, false, true
+	}
+	p.log.Info("quarantined", "identity", id.String(), "score", v.Score, "reason", e.Reason,
+		"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
+	return e, true, true
 }
 
 // excluded reports whether path falls under an --exclude-path prefix.
