@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/quarantine"
@@ -228,6 +229,40 @@ type Config struct {
 	// send at once. Must not be negative, and needs VolumeRate. Default 0,
 	// which means 10 times VolumeRate (at least 1).
 	VolumeBurst int
+
+	// RedisAddr turns on state shared between replicas: one Redis (or
+	// Valkey) node, or the seed nodes of a Redis Cluster, as
+	// "host:port[,host:port...]". "" keeps all state in this process.
+	RedisAddr string
+	// RedisUsername is the ACL user; "" uses the default user.
+	RedisUsername string
+	// RedisPasswordFile is a file holding the Redis password (whitespace
+	// trimmed); Load reads it into RedisPassword.
+	RedisPasswordFile string
+	// RedisPassword is never set directly: only from RedisPasswordFile.
+	RedisPassword Secret
+	// RedisTLS connects with TLS, checked against the system roots or
+	// RedisCAFile.
+	RedisTLS bool
+	// RedisCAFile is a PEM file of the CAs that sign Redis's certificate.
+	RedisCAFile string
+	// RedisKeyPrefix starts every key Flow Lock writes. Default
+	// "flowlock:".
+	RedisKeyPrefix string
+}
+
+// RedisAddrs returns RedisAddr split at commas, nil when it is "".
+func (c Config) RedisAddrs() []string {
+	if c.RedisAddr == "" {
+		return nil
+	}
+	var out []string
+	for _, a := range strings.Split(c.RedisAddr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Default returns the built-in defaults. They pass Validate.
@@ -253,6 +288,7 @@ func Default() Config {
 		StateWriteInterval: time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",
+		RedisKeyPrefix:     "flowlock:",
 	}
 }
 

@@ -111,6 +111,18 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.VolumeRate }},
 	{name: "volume-burst", metavar: "N", help: "requests above volume-rate allowed at once (0 = 10 x volume-rate)",
 		field: func(c *Config) any { return &c.VolumeBurst }},
+	{name: "redis-addr", metavar: "HOST:PORT,...", help: `share detection and quarantine between replicas through Redis: one node, or a Redis Cluster's seed nodes; "" keeps state in this process`,
+		field: func(c *Config) any { return &c.RedisAddr }},
+	{name: "redis-username", metavar: "NAME", help: "Redis ACL user name",
+		field: func(c *Config) any { return &c.RedisUsername }},
+	{name: "redis-password-file", metavar: "FILE", help: "file holding the Redis password (whitespace trimmed; never logged)", path: true,
+		field: func(c *Config) any { return &c.RedisPasswordFile }},
+	{name: "redis-tls", help: "connect to Redis with TLS",
+		field: func(c *Config) any { return &c.RedisTLS }},
+	{name: "redis-ca-file", metavar: "FILE", help: "PEM file of the CAs that sign Redis's certificate (with --redis-tls)", path: true,
+		field: func(c *Config) any { return &c.RedisCAFile }},
+	{name: "redis-key-prefix", metavar: "PREFIX", help: "prefix of every Redis key Flow Lock writes (no braces)",
+		field: func(c *Config) any { return &c.RedisKeyPrefix }},
 }
 
 // envName returns the environment variable of a flag name.
