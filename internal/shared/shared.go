@@ -191,6 +191,14 @@ func (r *Replica) Observe(id identity.ID, now time.Time) risk.Verdict {
 // credentials, is not Redis, or holds another format is an error naming
 // the setting, since retrying will not help.
 func (r *Replica) Start(ctx context.Context, now time.Time) error {
+	// What this replica holds already (restored from --state-file) may be
+	// missing from Redis: write it, so that no quarantine is lost.
+	r.mu.Lock()
+	local, _ := r.opts.Quarantine.SnapshotN(now, r.opts.Quarantine.Len()+1)
+	for _, e := range local {
+		r.dirty[e.ID] = struct{}{}
+	}
+	r.mu.Unlock()
 	s, err := redisstore.Open(ctx, r.opts.Redis)
 	if err != nil {
 		if errors.Is(err, redisstore.ErrUnreachable) {
@@ -433,6 +441,17 @@ func (r *Replica) takeBatch() map[identity.ID][]int64 {
 // Redis, or the whole list after a gap, and reads the shared list back
 // when a resync is due.
 func (r *Replica) mirrorLocked(ctx context.Context, now time.Time) {
+	r.noteLocalLocked(now)
+	if r.resync.Load() {
+		r.syncLocked(ctx, now)
+		return
+	}
+	r.pushDirtyLocked(ctx, now)
+}
+
+// noteLocalLocked marks the identities whose quarantine changed here
+// (not by another replica) since the last call, to be written to Redis.
+func (r *Replica) noteLocalLocked(now time.Time) {
 	q := r.opts.Quarantine
 	events, next := q.Events(r.cursor)
 	if len(events) > 0 && events[0].Seq > r.cursor+1 {
@@ -451,11 +470,6 @@ func (r *Replica) mirrorLocked(ctx context.Context, now time.Time) {
 			r.dirty[ev.ID] = struct{}{}
 		}
 	}
-	if r.resync.Load() {
-		r.syncLocked(ctx, now)
-		return
-	}
-	r.pushDirtyLocked(ctx, now)
 }
 
 // pushDirtyLocked writes each changed identity's current quarantine (or
@@ -491,6 +505,11 @@ func (r *Replica) syncLocked(ctx context.Context, now time.Time) {
 	if !r.pushDirtyLocked(ctx, now) {
 		return
 	}
+	q := r.opts.Quarantine
+	// What this replica held before reading the shared list: of these, the
+	// ones the list no longer has were released or ended elsewhere. Entries
+	// that arrive while it is read are left alone.
+	before, _ := q.SnapshotN(now, q.Len()+1)
 	var all []redisstore.Entry
 	// A long list takes more than one deadline to read: give it ten.
 	ok := r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
@@ -505,7 +524,6 @@ func (r *Replica) syncLocked(ctx context.Context, now time.Time) {
 	}
 	r.resync.Store(false)
 	r.stats.Resyncs.Add(1)
-	q := r.opts.Quarantine
 	standing := make(map[identity.ID]struct{}, len(all))
 	for _, se := range all {
 		e, ok := localEntry(se)
@@ -517,8 +535,8 @@ func (r *Replica) syncLocked(ctx context.Context, now time.Time) {
 			r.stats.Applied.Add(1)
 		}
 	}
-	local, _ := q.SnapshotN(now, q.Len()+1)
-	for _, e := range local {
+	r.noteLocalLocked(now) // a ban made while the list was read is not withdrawn
+	for _, e := range before {
 		if _, ok := standing[e.ID]; ok {
 			continue
 		}
