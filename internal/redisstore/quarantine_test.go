@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -100,8 +101,10 @@ func TestPutConcurrentAdmissionsLoseNothing(t *testing.T) {
 		t.Fatalf("All has %d entries, want %d", len(all), ids)
 	}
 	for _, e := range all {
-		var i int
-		fmt.Sscan(strings.TrimPrefix(e.ID, "id"), &i)
+		i, err := strconv.Atoi(strings.TrimPrefix(e.ID, "id"))
+		if err != nil {
+			t.Fatalf("All returned %q", e.ID)
+		}
 		var maxUntil time.Time
 		for r := range replicas {
 			if u := now.Add(time.Duration(10+r*7%replicas+i) * time.Second); u.After(maxUntil) {
