@@ -353,4 +353,15 @@ func idHash(id string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func (k keys) timingKey(id string) string { return k.timing + idHash(id) + "}" }
+// timingKey returns the key of id's ring, in one allocation.
+func (k keys) timingKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	var hx [16]byte
+	hex.Encode(hx[:], sum[:8])
+	var b strings.Builder
+	b.Grow(len(k.timing) + len(hx) + 1)
+	b.WriteString(k.timing)
+	b.Write(hx[:])
+	b.WriteByte('}')
+	return b.String()
+}
