@@ -78,6 +78,7 @@ func TestOpenErrorsNameTheSetting(t *testing.T) {
 				s.Close()
 				t.Fatal("Open succeeded, want an error")
 			}
+			t.Log(err)
 			if tc.want != nil && !errors.Is(err, tc.want) {
 				t.Errorf("Open: %v, want errors.Is %v", err, tc.want)
 			}
