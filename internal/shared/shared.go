@@ -89,12 +89,13 @@ type Replica struct {
 
 	pend [pendShards]pendShard
 
-	mu     sync.Mutex                 // guards fed, held, dirty and cursor: Tick's state
-	fed    map[identity.ID]int64      // last request time fed to the engine, Unix µs
-	held   map[identity.ID]struct{}   // identities with times held back in Redis
-	dirty  map[identity.ID]struct{}   // local quarantine changes not yet in Redis
-	cursor uint64                     // quarantine events read so far
-	resync atomic.Bool                // read the whole shared list at the next chance
+	mu     sync.Mutex               // guards fed, held, dirty, unsent and cursor: Tick's state
+	fed    map[identity.ID]int64    // last request time fed to the engine, Unix µs
+	held   map[identity.ID]struct{} // identities with times held back in Redis
+	dirty  map[identity.ID]struct{} // local quarantine changes not yet in Redis
+	unsent map[identity.ID][]int64  // times fed locally while Redis was away, for the others
+	cursor uint64                   // quarantine events read so far
+	resync atomic.Bool              // read the whole shared list at the next chance
 
 	stats Stats
 }
@@ -141,13 +142,14 @@ func New(o Options) *Replica {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Replica{
-		opts:  o,
-		log:   log.With("component", "shared"),
-		seed:  maphash.MakeSeed(),
-		admit: func(identity.ID, risk.Verdict, time.Time) {},
-		fed:   make(map[identity.ID]int64),
-		held:  make(map[identity.ID]struct{}),
-		dirty: make(map[identity.ID]struct{}),
+		opts:   o,
+		log:    log.With("component", "shared"),
+		seed:   maphash.MakeSeed(),
+		admit:  func(identity.ID, risk.Verdict, time.Time) {},
+		fed:    make(map[identity.ID]int64),
+		held:   make(map[identity.ID]struct{}),
+		dirty:  make(map[identity.ID]struct{}),
+		unsent: make(map[identity.ID][]int64),
 	}
 	for i := range r.pend {
 		r.pend[i].m = make(map[identity.ID][]int64)
@@ -346,6 +348,12 @@ func (r *Replica) call(ctx context.Context, now time.Time, f func(context.Contex
 // flushLocked ships one batch.
 func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 	batch := r.takeBatch()
+	// Times this replica decided on alone while Redis was away: the other
+	// replicas count them too once they are shipped. They are older than
+	// this replica's merge position, so they are stored, not fed twice.
+	for id, times := range r.unsent {
+		batch[id] = append(batch[id], times...)
+	}
 	for id := range r.held {
 		if _, ok := batch[id]; !ok {
 			batch[id] = nil // ask for the times Redis held back
@@ -382,9 +390,11 @@ func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 			slices.Sort(times)
 			r.feedLocked(id, times)
 			delete(r.held, id)
+			r.keepUnsentLocked(id, times)
 		}
 		return
 	}
+	clear(r.unsent)
 	r.stats.Batches.Add(1)
 	for i, id := range ids {
 		r.feedLocked(id, merged[i].Times)
@@ -418,6 +428,26 @@ func (r *Replica) feedLocked(id identity.ID, times []int64) {
 	if last != 0 {
 		r.fed[id] = last
 	}
+}
+
+// maxUnsent bounds the identities whose times wait for Redis to return.
+const maxUnsent = 100_000
+
+// keepUnsentLocked keeps id's latest times (at most perBatch) for the next
+// batch that reaches Redis.
+func (r *Replica) keepUnsentLocked(id identity.ID, times []int64) {
+	if len(times) == 0 {
+		return
+	}
+	if _, ok := r.unsent[id]; !ok && len(r.unsent) >= maxUnsent {
+		r.stats.Dropped.Add(uint64(len(times)))
+		return
+	}
+	if len(times) > perBatch {
+		r.stats.Dropped.Add(uint64(len(times) - perBatch))
+		times = times[len(times)-perBatch:]
+	}
+	r.unsent[id] = times
 }
 
 // takeBatch swaps out every shard's queue.
