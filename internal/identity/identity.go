@@ -56,11 +56,13 @@ func FromAddr(a netip.Addr, ipv6Prefix int) ID {
 }
 
 // ErrBadName reports an identity-header value that cannot be an identity.
-var ErrBadName = errors.New("identity name must be 1-128 bytes of printable UTF-8")
+var ErrBadName = errors.New("identity name must be 1-128 bytes of printable UTF-8 without invisible or bidirectional format characters")
 
 // FromName returns the identity for an identity-header value. It refuses
-// empty or over-long values, invalid UTF-8 and control characters, so that a
-// hostile header cannot grow state without bound or break log lines. The
+// empty or over-long values, invalid UTF-8, control characters and format
+// characters (zero-width, bidirectional; see untrusted.Plain), so that a
+// hostile header cannot grow state without bound, break log lines, or pass
+// on the dashboard for another identity ("203.0.113.7" + U+200B). The
 // returned ID shares memory with s; keep it with Clone.
 func FromName(s string) (ID, error) {
 	if !ValidName(s) {
@@ -71,7 +73,7 @@ func FromName(s string) (ID, error) {
 
 // ValidName reports whether s is acceptable to FromName.
 func ValidName(s string) bool {
-	return len(s) > 0 && len(s) <= MaxNameLen && untrusted.Printable(s)
+	return len(s) > 0 && len(s) <= MaxNameLen && untrusted.Plain(s)
 }
 
 // IsZero reports whether id is the zero ID (no identity).
