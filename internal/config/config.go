@@ -62,7 +62,10 @@ type Config struct {
 
 	// HTTPAddr is the listen address (host:port) of the HTTP server for the
 	// dashboard, the admin API, /metrics, /healthz and /readyz.
-	// Default ":8080". Must not be empty.
+	// Default "127.0.0.1:8080": reads need no token, so the default keeps
+	// them on this machine; containers and Kubernetes set ":8080" so that
+	// probes and Prometheus reach the pod (see docs/RATIONALE.md). Must
+	// not be empty.
 	HTTPAddr string
 
 	// ForwardAuthAddr is the listen address (host:port) of the HTTP
@@ -225,13 +228,28 @@ type Config struct {
 	// send at once. Must not be negative, and needs VolumeRate. Default 0,
 	// which means 10 times VolumeRate (at least 1).
 	VolumeBurst int
+
+	// ShowIdentities shows identity-header values as they are on the
+	// dashboard and in the admin API. Default false: they are masked as a
+	// keyed hash and their last characters ("key:3f9a1c0d7b2e…Xk2e"),
+	// because they are usually credentials. Logs mask them always.
+	ShowIdentities bool
+
+	// HTTPAllowedHosts are the host names the HTTP server answers to, as
+	// the Host header gives them: exact names, "*.example.com" for any
+	// name below example.com, or "*" for any. IP literals are always
+	// accepted, and /healthz, /readyz and /metrics answer any Host, for
+	// probes and scrapers. A request for any other name is refused, which
+	// stops a DNS-rebinding page in an operator's browser from reading
+	// the API. Default ["localhost"].
+	HTTPAllowedHosts []string
 }
 
 // Default returns the built-in defaults. They pass Validate.
 func Default() Config {
 	return Config{
 		GRPCAddr:           ":9191",
-		HTTPAddr:           ":8080",
+		HTTPAddr:           "127.0.0.1:8080",
 		Mode:               ModeEnforce,
 		XFFTrustedHops:     0,
 		IPv6Prefix:         64,
@@ -250,6 +268,7 @@ func Default() Config {
 		StateWriteInterval: time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",
+		HTTPAllowedHosts:   []string{"localhost"},
 	}
 }
 

@@ -60,7 +60,7 @@ func TestDefault(t *testing.T) {
 		want any
 	}{
 		{"grpc-addr", ":9191"},
-		{"http-addr", ":8080"},
+		{"http-addr", "127.0.0.1:8080"},
 		{"forward-auth-addr", ""},
 		{"config", ""},
 		{"mode", "enforce"},
@@ -92,6 +92,8 @@ func TestDefault(t *testing.T) {
 		{"demo", false},
 		{"volume-rate", 0.0},
 		{"volume-burst", 0},
+		{"show-identities", false},
+		{"http-allowed-hosts", []string{"localhost"}},
 	}
 	if len(tests) != len(settings) {
 		t.Errorf("test lists %d settings, the table has %d", len(tests), len(settings))
@@ -144,6 +146,8 @@ func TestLoadGoodFile(t *testing.T) {
 		Demo:               true,
 		VolumeRate:         2.5,
 		VolumeBurst:        40,
+		ShowIdentities:     true,
+		HTTPAllowedHosts:   []string{"flowlock.example.com", "*.internal.example"},
 	}
 	if d := diffConfig(got, want); d != "" {
 		t.Errorf("Load(good.yaml) differs:%s", d)

@@ -111,6 +111,10 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.VolumeRate }},
 	{name: "volume-burst", metavar: "N", help: "requests above volume-rate allowed at once (0 = 10 x volume-rate)",
 		field: func(c *Config) any { return &c.VolumeBurst }},
+	{name: "show-identities", help: "show identity-header values in clear on the dashboard and in the admin API (default: masked; logs always mask)",
+		field: func(c *Config) any { return &c.ShowIdentities }},
+	{name: "http-allowed-hosts", metavar: "HOST,...", help: `Host names the HTTP server answers to ("*.example.com", "*" for any); IP literals always; probes and /metrics any`,
+		field: func(c *Config) any { return &c.HTTPAllowedHosts }},
 }
 
 // envName returns the environment variable of a flag name.
