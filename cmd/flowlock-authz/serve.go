@@ -26,6 +26,7 @@ import (
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
@@ -50,6 +51,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "version", buildVersion(), "mode", cfg.Mode, "grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr)
+	startExposure(cfg, args, log)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -93,8 +95,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	})
 	rules := wire.Rules(cfg)
 	live := dashboard.NewTracker()
+	rec := watchedRecorder{recorder{m, live}, identity.NewWatch(log, 0)}
 	checker := authz.NewServer(authz.ServerOptions{
-		Policy: policy, Rules: rules, MaxSkew: cfg.ClockSkew, Recorder: recorder{m, live}, Logger: log,
+		Policy: policy, Rules: rules, MaxSkew: cfg.ClockSkew, Recorder: rec, Logger: log,
 	})
 
 	grpcServer := grpc.NewServer(
@@ -148,6 +151,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			Version: buildVersion(),
 			Tracker: live,
 			Mode:    cfg.Mode,
+
+			ShowIdentities: cfg.ShowIdentities,
+			AllowedHosts:   cfg.HTTPAllowedHosts,
+			BadToken:       m.AdminRejected,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -185,7 +192,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if faLis != nil {
 		faServer = &http.Server{
 			Handler: authz.NewForwardAuth(authz.ForwardAuthOptions{
-				Policy: policy, Rules: rules, Recorder: recorder{m, live}, Logger: log,
+				Policy: policy, Rules: rules, Recorder: rec, Logger: log,
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
