@@ -71,6 +71,17 @@ func FromName(s string) (ID, error) {
 	return ID{name: s}, nil
 }
 
+// storedName is FromName as it was before format characters were refused:
+// a state file written then may hold such a name in quarantine, and it
+// must still restore (and be shown masked or made visible) rather than
+// stop startup.
+func storedName(s string) (ID, error) {
+	if len(s) == 0 || len(s) > MaxNameLen || !untrusted.Printable(s) {
+		return ID{}, ErrBadName
+	}
+	return ID{name: s}, nil
+}
+
 // ValidName reports whether s is acceptable to FromName.
 func ValidName(s string) bool {
 	return len(s) > 0 && len(s) <= MaxNameLen && untrusted.Plain(s)
@@ -163,11 +174,16 @@ func Parse(s string, ipv6Prefix int) (ID, error) {
 	return parse(s, ipv6Prefix, true)
 }
 
-// parse is Parse; strict=false accepts any IPv6 prefix length as written,
-// for reading back what MarshalText wrote.
+// parse is Parse; strict=false reads back what MarshalText wrote: it
+// accepts any IPv6 prefix length as written, and names that were valid
+// when they were stored (see storedName).
 func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
+	fromName := FromName
+	if !strict {
+		fromName = storedName
+	}
 	if n, ok := strings.CutPrefix(s, "name:"); ok {
-		id, err := FromName(n)
+		id, err := fromName(n)
 		if err != nil {
 			return ID{}, fmt.Errorf("identity %q: %w", untrusted.Clip(s, 64), err)
 		}
@@ -192,7 +208,7 @@ func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 		}
 		return FromAddr(p.Addr(), ipv6Prefix), nil
 	}
-	id, err := FromName(s)
+	id, err := fromName(s)
 	if err != nil {
 		return ID{}, fmt.Errorf("identity %q: not an IP address, and %w", untrusted.Clip(s, 64), err)
 	}

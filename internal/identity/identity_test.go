@@ -271,3 +271,19 @@ func TestMasked(t *testing.T) {
 		}
 	}
 }
+
+func TestStoredNamesWithFormatCharactersRestore(t *testing.T) {
+	// Accepted before format characters were refused, so a state file may
+	// hold it; reading it back must not stop startup.
+	old := "203.0.113.7\u200b"
+	var id ID
+	if err := id.UnmarshalText([]byte(old)); err != nil || id.Name() != old {
+		t.Fatalf("UnmarshalText(%q) = %#v, %v; want the stored name", old, id, err)
+	}
+	if _, err := Parse(old, 64); err == nil {
+		t.Errorf("Parse(%q) = ok; the admin API must refuse it", old)
+	}
+	if err := id.UnmarshalText([]byte("a\nb")); err == nil {
+		t.Error("UnmarshalText accepted a control character")
+	}
+}
