@@ -217,7 +217,7 @@ func TestAdminStreamReserve(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { resp.Body.Close() })
+		t.Cleanup(func() { _ = resp.Body.Close() })
 		return resp
 	}
 	if resp := open(""); resp.StatusCode != http.StatusOK {

@@ -83,7 +83,9 @@ func (id ID) Masked() string {
 func plainTail(s string) bool {
 	for i := range len(s) {
 		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
 			return false
 		}
 	}
@@ -104,7 +106,7 @@ func IsMask(s string) bool {
 		return false
 	}
 	for i := range maskHashHex {
-		if c := rest[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+		if c := rest[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}

@@ -64,7 +64,7 @@ func Visible(s string) string {
 	clean := true
 	for i := 0; i < len(s) && clean; {
 		r, size := utf8.DecodeRuneInString(s[i:])
-		clean = !(r == utf8.RuneError && size <= 1) && visibleRune(r)
+		clean = (r != utf8.RuneError || size > 1) && visibleRune(r)
 		i += size
 	}
 	if clean {
