@@ -2,7 +2,7 @@
 GO ?= go
 .DEFAULT_GOAL := help
 
-.PHONY: help run build test test-short bench fuzz check fmt-check vet tidy-check eval detection-doc
+.PHONY: help run build test test-short bench fuzz check fmt-check vet lint tidy-check eval detection-doc
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,9 +19,10 @@ detection-doc: ## regenerate docs/detection.md from a full held-out evaluation
 build: ## build the binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
 
-test: ## the full suite CI runs: format, vet, race tests, end-to-end tests, allocation pins, short fuzz and bench smoke
+test: ## the full suite CI runs: format, vet, lint, race tests, end-to-end tests, allocation pins, short fuzz and bench smoke
 	$(MAKE) --no-print-directory fmt-check
 	$(GO) vet ./...
+	$(MAKE) --no-print-directory lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	# The race detector changes allocation counts, so some 0-alloc pins skip
 	# under -race; run every one of them again without it.
@@ -44,6 +45,13 @@ fmt-check: ## fail if gofmt would change anything
 
 vet: ## go vet
 	$(GO) vet ./...
+
+# golangci-lint, at the version .ci/install-deps.sh pins; .golangci.yml
+# chooses the linters.
+GOLANGCI_LINT ?= $(or $(shell command -v golangci-lint 2>/dev/null),$(shell $(GO) env GOPATH | cut -d: -f1)/bin/golangci-lint)
+lint: ## golangci-lint with the project's chosen linters (install: .ci/install-deps.sh)
+	@test -x "$(GOLANGCI_LINT)" || (echo "golangci-lint not found: run .ci/install-deps.sh (it pins the version)"; exit 1)
+	$(GOLANGCI_LINT) run ./...
 
 tidy-check: ## fail if go.mod or go.sum are not tidy
 	$(GO) mod tidy -diff

@@ -5,22 +5,29 @@
 #                           Caddy 2.6), for test/proxy
 #   chromium                from Debian, for test/browser (never a
 #                           downloaded browser)
+#   redis-server,           from Debian (bookworm: Redis 7.0), for
+#   redis-tools             internal/redisstore: the tests start their
+#                           own servers and clusters on free ports; the
+#                           system service is not started (policy-rc.d)
+#                           and, if it runs anyway, is stopped
 #                           apt-get update runs once, and only if a
 #                           package is missing
 #   grpcurl                 go install, pinned below
 #   grpc-health-probe       go install, pinned below
+#   golangci-lint           go install, pinned below (make lint)
 #
 # Go tools go to $FLOWLOCK_TOOLS_BIN, or else $(go env GOBIN), or else
 # $(go env GOPATH)/bin; test/proxy looks in all three as well as on PATH.
 # Needs root or sudo for apt-get. Debian's package scripts would start
-# nginx and HAProxy as services; while installing, a policy-rc.d (if none
-# exists) stops them from doing so.
+# nginx, HAProxy and Redis as services; while installing, a policy-rc.d (if
+# none exists) stops them from doing so.
 set -euo pipefail
 
 GRPCURL_VERSION=v1.9.4
 GRPC_HEALTH_PROBE_VERSION=v0.4.62
+GOLANGCI_LINT_VERSION=v2.15.0
 
-packages=(nginx haproxy caddy chromium)
+packages=(nginx haproxy caddy chromium redis-server redis-tools)
 
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -50,6 +57,14 @@ for p in "${packages[@]}"; do
 	echo "   $p $(dpkg-query -W -f='${Version}' "$p")"
 done
 
+# A system redis-server on 6379 is not what the tests talk to, and it
+# would hold memory on a shared runner: stop it if something started it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+	echo "== stopping the redis-server system service"
+	"${sudo[@]}" systemctl stop redis-server
+	"${sudo[@]}" systemctl disable --quiet redis-server || true
+fi
+
 bin=${FLOWLOCK_TOOLS_BIN:-$(go env GOBIN)}
 bin=${bin:-$(go env GOPATH | cut -d: -f1)/bin}
 mkdir -p "$bin"
@@ -71,3 +86,4 @@ install_go_tool() {
 
 install_go_tool github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" grpcurl
 install_go_tool github.com/grpc-ecosystem/grpc-health-probe "$GRPC_HEALTH_PROBE_VERSION" grpc-health-probe
+install_go_tool github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION" golangci-lint

@@ -115,7 +115,7 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 	var ttl time.Duration // 0: the backend's default
 	if req.TTL != "" {
 		var msg string
-		if ttl, msg = adminDuration("ttl", req.TTL); msg != "" {
+		if ttl, msg = s.adminDuration("ttl", req.TTL); msg != "" {
 			writeError(w, http.StatusBadRequest, msg)
 			return
 		}
@@ -277,7 +277,7 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `by is required, a duration such as "10m"`)
 		return
 	}
-	by, msg := adminDuration("by", req.By)
+	by, msg := s.adminDuration("by", req.By)
 	if msg != "" {
 		writeError(w, http.StatusBadRequest, msg)
 		return
@@ -387,16 +387,16 @@ func notListed(w http.ResponseWriter, parseErr error) {
 }
 
 // adminDuration reads the named duration field of an admin request: a Go
-// duration, positive, at most MaxBanTTL. msg is the 400 message, or "".
-func adminDuration(field, s string) (d time.Duration, msg string) {
-	d, err := time.ParseDuration(s)
+// duration, positive, at most the longest ban. msg is the 400 message, or "".
+func (s *server) adminDuration(field, text string) (d time.Duration, msg string) {
+	d, err := time.ParseDuration(text)
 	switch {
 	case err != nil:
 		return 0, field + ` must be a duration such as "10m" or "2h"`
 	case d <= 0:
 		return 0, field + " must be positive"
-	case d > MaxBanTTL:
-		return 0, field + " must be at most 720h (30 days)"
+	case d > s.maxBan:
+		return 0, fmt.Sprintf("%s must be at most %v (%d days)", field, s.maxBan, s.maxBan/(24*time.Hour))
 	}
 	return d, ""
 }

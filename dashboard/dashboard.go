@@ -141,8 +141,8 @@ type Backend interface {
 // an allow-listed client; the dashboard answers it with 400 and its text.
 var ErrInvalid = errors.New("invalid request")
 
-// MaxBanTTL is the longest quarantine an admin may request in one ban.
-const MaxBanTTL = 30 * 24 * time.Hour
+// DefaultMaxBanTTL is Options.MaxBanTTL when it is 0.
+const DefaultMaxBanTTL = 30 * 24 * time.Hour
 
 // Options configures the handler returned by New.
 type Options struct {
@@ -192,6 +192,10 @@ type Options struct {
 
 	// Mode is "enforce" or "shadow", shown on the page. "" means "enforce".
 	Mode string
+	// MaxBanTTL is the longest quarantine an admin may ask for in one ban
+	// or extension: the quarantine list's own cap, passed in by main. 0
+	// means DefaultMaxBanTTL.
+	MaxBanTTL time.Duration
 
 	// MaxStreams bounds the concurrent /api/v1/stream clients without the
 	// admin token; more get 503. 0 means 64. Clients that present the
@@ -235,6 +239,7 @@ type server struct {
 	version    string
 	tracker    *Tracker
 	mode       string
+	maxBan     time.Duration
 	journal    *journal
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
@@ -271,6 +276,7 @@ func newServer(opts Options) *server {
 		version:    opts.Version,
 		tracker:    opts.Tracker,
 		mode:       opts.Mode,
+		maxBan:     opts.MaxBanTTL,
 		journal:    new(journal),
 		showNames:  opts.ShowIdentities,
 		badToken:   opts.BadToken,
@@ -285,6 +291,9 @@ func newServer(opts Options) *server {
 	}
 	if s.ipv6Prefix == 0 {
 		s.ipv6Prefix = 64
+	}
+	if s.maxBan <= 0 {
+		s.maxBan = DefaultMaxBanTTL
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -573,7 +573,7 @@ func TestBan(t *testing.T) {
 		{"defaults", `{"identity":"203.0.113.9"}`, banCall{ttl: 0, reason: "manual"}, "203.0.113.9"},
 		{"ttl and reason", `{"identity":"203.0.113.9","ttl":"90m","reason":"scraper seen in logs"}`,
 			banCall{ttl: 90 * time.Minute, reason: "scraper seen in logs"}, "203.0.113.9"},
-		{"30 days", `{"identity":"203.0.113.9","ttl":"720h"}`, banCall{ttl: MaxBanTTL, reason: "manual"}, "203.0.113.9"},
+		{"30 days", `{"identity":"203.0.113.9","ttl":"720h"}`, banCall{ttl: DefaultMaxBanTTL, reason: "manual"}, "203.0.113.9"},
 		{"ipv6 grouped by IPv6Prefix", `{"identity":"2001:db8:1:2:3:4:5:6"}`, banCall{reason: "manual"}, "2001:db8:1::/56"},
 		{"name identity", `{"identity":"name:10.0.0.1"}`, banCall{reason: "manual"}, "10.0.0.1"},
 		{"name of hex digits", `{"identity":"deadbeef"}`, banCall{reason: "manual"}, "deadbeef"},

@@ -6,30 +6,27 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/dashboard"
-	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
-	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/wire"
 )
 
 // backend adapts the engine, the quarantine and the policy to the views the
 // dashboard needs, so the dashboard depends on none of them.
 type backend struct {
-	engine *risk.Engine
-	q      *quarantine.List
-	policy *authz.Policy
-	state  *persister // nil without --state-file
-	m      *metrics.Metrics
+	stack *wire.Stack
+	state *persister // nil without --state-file
+	m     *metrics.Metrics
 }
 
 var _ dashboard.Backend = (*backend)(nil)
 
 func (b *backend) Identities(limit int, now time.Time) []dashboard.Identity {
-	top := b.engine.Top(limit, now)
+	top := b.stack.Engine.Top(limit, now)
 	out := make([]dashboard.Identity, 0, len(top))
 	for _, s := range top {
-		_, quarantined := b.q.Check(s.ID, now)
+		_, quarantined := b.stack.Quarantine.Check(s.ID, now)
 		out = append(out, dashboard.Identity{
 			Identity:    dashboard.IdentityText(s.ID),
 			Score:       int(s.Score),
@@ -46,7 +43,7 @@ func (b *backend) Identities(limit int, now time.Time) []dashboard.Identity {
 }
 
 func (b *backend) Quarantined(limit int, now time.Time) ([]dashboard.Quarantine, int) {
-	entries, total := b.q.SnapshotN(now, limit)
+	entries, total := b.stack.Quarantine.SnapshotN(now, limit)
 	out := make([]dashboard.Quarantine, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, quarantineView(e, now))
@@ -55,7 +52,7 @@ func (b *backend) Quarantined(limit int, now time.Time) ([]dashboard.Quarantine,
 }
 
 func (b *backend) QuarantineOf(id identity.ID, now time.Time) (dashboard.Quarantine, bool) {
-	e, ok := b.q.Check(id, now)
+	e, ok := b.stack.Quarantine.Check(id, now)
 	if !ok {
 		return dashboard.Quarantine{}, false
 	}
@@ -63,7 +60,7 @@ func (b *backend) QuarantineOf(id identity.ID, now time.Time) (dashboard.Quarant
 }
 
 func (b *backend) Events(after uint64) ([]dashboard.Decision, uint64) {
-	evs, next := b.q.Events(after)
+	evs, next := b.stack.Quarantine.Events(after)
 	out := make([]dashboard.Decision, 0, len(evs))
 	for _, e := range evs {
 		out = append(out, decisionView(e))
@@ -72,16 +69,16 @@ func (b *backend) Events(after uint64) ([]dashboard.Decision, uint64) {
 }
 
 func (b *backend) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (dashboard.Quarantine, error) {
-	e, err := b.policy.Ban(id, ttl, reason, now)
+	e, err := b.stack.Policy.Ban(id, ttl, reason, now)
 	if err != nil {
 		return dashboard.Quarantine{}, fmt.Errorf("%w: %w", dashboard.ErrInvalid, err)
 	}
-	b.m.QuarantineAdmitted(metrics.AdmissionManual)
+	b.m.QuarantineAdmitted(admissionManual)
 	return quarantineView(e, now), b.flush()
 }
 
 func (b *backend) Release(id identity.ID, now time.Time) (bool, error) {
-	ok := b.policy.Release(id, now)
+	ok := b.stack.Policy.Release(id, now)
 	if !ok {
 		return false, nil
 	}
@@ -90,7 +87,7 @@ func (b *backend) Release(id identity.ID, now time.Time) (bool, error) {
 }
 
 func (b *backend) Extend(id identity.ID, by time.Duration, now time.Time) (dashboard.Quarantine, bool, error) {
-	e, ok := b.q.Extend(id, now, by)
+	e, ok := b.stack.Quarantine.Extend(id, now, by)
 	if !ok {
 		return dashboard.Quarantine{}, false, nil
 	}
@@ -98,11 +95,11 @@ func (b *backend) Extend(id identity.ID, by time.Duration, now time.Time) (dashb
 }
 
 func (b *backend) Explain(id identity.ID, now time.Time) (dashboard.Explanation, bool) {
-	x, ok := b.engine.Explain(id, now)
+	x, ok := b.stack.Engine.Explain(id, now)
 	if !ok {
 		return dashboard.Explanation{}, false
 	}
-	_, quarantined := b.q.Check(id, now)
+	_, quarantined := b.stack.Quarantine.Check(id, now)
 	features := make([]dashboard.Feature, len(x.Features))
 	for i, f := range x.Features {
 		features[i] = dashboard.Feature{
@@ -131,10 +128,10 @@ func (b *backend) Explain(id identity.ID, now time.Time) (dashboard.Explanation,
 	}, true
 }
 
-func (b *backend) Tracked() int { return b.engine.Len() }
+func (b *backend) Tracked() int { return b.stack.Engine.Len() }
 
 func (b *backend) Lists() dashboard.Lists {
-	l := b.policy.Lists()
+	l := b.stack.Policy.Lists()
 	out := dashboard.Lists{Allow: []string{}, Deny: []string{}}
 	for _, p := range l.Allow() {
 		out.Allow = append(out.Allow, p.String())
@@ -176,28 +173,21 @@ func quarantineView(e quarantine.Entry, now time.Time) dashboard.Quarantine {
 	}
 }
 
-// decisionView says who made a quarantine transition: the detector admits,
-// an operator bans, extends and releases (only the admin API does), the
-// TTL expires, and the MaxEntries bound evicts.
+// decisionView is the dashboard's view of a quarantine transition.
 func decisionView(e quarantine.Event) dashboard.Decision {
 	d := dashboard.Decision{
 		Time:     e.Time,
 		Identity: dashboard.IdentityText(e.ID),
 		Action:   e.Kind.String(),
+		By:       e.Kind.Actor(),
 		Reason:   e.Reason,
 		Strikes:  e.Strikes,
 	}
 	switch e.Kind {
 	case quarantine.EventAdmitted:
-		d.By, d.Score, d.Until = "detector", int(e.Score), e.Until
+		d.Score, d.Until = int(e.Score), e.Until
 	case quarantine.EventBanned, quarantine.EventExtended:
-		d.By, d.Until = "operator", e.Until
-	case quarantine.EventReleased:
-		d.By = "operator"
-	case quarantine.EventExpired:
-		d.By = "ttl"
-	default: // quarantine.EventEvicted
-		d.By = "capacity"
+		d.Until = e.Until
 	}
 	return d
 }

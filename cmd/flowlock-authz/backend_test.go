@@ -17,10 +17,10 @@ import (
 
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/identity"
-	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
-	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/wire"
 )
 
 // bigBackend returns the real backend over a quarantine holding n active
@@ -29,15 +29,14 @@ import (
 func bigBackend(tb testing.TB, n int) (*backend, time.Time) {
 	tb.Helper()
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	engine := risk.New(risk.Options{})
-	q := quarantine.New(quarantine.Options{})
+	stack := wire.Build(config.Default(), wire.Extra{})
+	q := stack.Quarantine
 	for i := range n {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		// Admissions 1 ms apart in blocks of 100: ties on Until are common.
 		q.Admit(identity.FromAddr(a, 64), now.Add(-time.Duration(i/100)*time.Millisecond), "periodic", 90)
 	}
-	policy := authz.NewPolicy(authz.Options{Engine: engine, Quarantine: q})
-	return &backend{engine: engine, q: q, policy: policy, m: metrics.New(prometheus.NewRegistry(), "test")}, now
+	return &backend{stack: stack, m: newMetrics(prometheus.NewRegistry())}, now
 }
 
 // cost runs f runs times and returns the mean time and bytes allocated.
@@ -132,14 +131,14 @@ func TestLargeQuarantineCost(t *testing.T) {
 // operator would see it.
 func TestBackendDecisions(t *testing.T) {
 	b, now := bigBackend(t, 0)
-	b.q = quarantine.New(quarantine.Options{MaxEntries: 2, BaseTTL: 5 * time.Minute})
-	b.policy = authz.NewPolicy(authz.Options{Engine: b.engine, Quarantine: b.q})
+	b.stack.Quarantine = quarantine.New(quarantine.Options{MaxEntries: 2, BaseTTL: 5 * time.Minute})
+	b.stack.Policy = authz.NewPolicy(authz.Options{Engine: b.stack.Engine, Quarantine: b.stack.Quarantine})
 	at := func(d time.Duration) time.Time { return now.Add(d) }
 	bot, key, third := netip.MustParseAddr("192.0.2.1"), "key-1", netip.MustParseAddr("192.0.2.3")
 	botID := identity.FromAddr(bot, 64)
 	keyID, _ := identity.FromName(key)
 
-	b.q.Admit(botID, now, "periodic", 91)
+	b.stack.Quarantine.Admit(botID, now, "periodic", 91)
 	if _, err := b.Ban(keyID, time.Hour, "manual", at(time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -149,10 +148,10 @@ func TestBackendDecisions(t *testing.T) {
 	if ok, err := b.Release(keyID, at(3*time.Second)); !ok || err != nil {
 		t.Fatalf("Release = %v, %v", ok, err)
 	}
-	b.q.Sweep(at(6 * time.Minute)) // the bot's quarantine ran out at +5m
-	b.q.Admit(botID, at(7*time.Minute), "periodic", 92)
-	b.q.Admit(keyID, at(7*time.Minute), "burst", 80)
-	b.q.Admit(identity.FromAddr(third, 64), at(8*time.Minute), "periodic", 90) // full: evicts the sooner one
+	b.stack.Quarantine.Sweep(at(6 * time.Minute)) // the bot's quarantine ran out at +5m
+	b.stack.Quarantine.Admit(botID, at(7*time.Minute), "periodic", 92)
+	b.stack.Quarantine.Admit(keyID, at(7*time.Minute), "burst", 80)
+	b.stack.Quarantine.Admit(identity.FromAddr(third, 64), at(8*time.Minute), "periodic", 90) // full: evicts the sooner one
 
 	evs, next := b.Events(0)
 	var got []string
@@ -195,7 +194,7 @@ func TestBackendDecisions(t *testing.T) {
 func TestBanAllowListedRefused(t *testing.T) {
 	b, now := bigBackend(t, 0)
 	lists := quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, nil)
-	b.policy = authz.NewPolicy(authz.Options{Engine: b.engine, Quarantine: b.q, Lists: lists})
+	b.stack.Policy = authz.NewPolicy(authz.Options{Engine: b.stack.Engine, Quarantine: b.stack.Quarantine, Lists: lists})
 	const token = "0123456789abcdef0123456789abcdef"
 	h := dashboard.New(dashboard.Options{Backend: b, AdminToken: token, Now: func() time.Time { return now }, AllowedHosts: []string{"example.com"}})
 	req := httptest.NewRequest("POST", "/api/v1/quarantine", strings.NewReader(`{"identity":"192.0.2.9","ttl":"10m"}`))
@@ -206,7 +205,7 @@ func TestBanAllowListedRefused(t *testing.T) {
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "allow list") {
 		t.Errorf("ban of an allow-listed client = %d %s, want 400 naming the allow list", rec.Code, rec.Body)
 	}
-	if b.q.Len() != 0 {
-		t.Errorf("%d entries quarantined, want 0", b.q.Len())
+	if b.stack.Quarantine.Len() != 0 {
+		t.Errorf("%d entries quarantined, want 0", b.stack.Quarantine.Len())
 	}
 }

@@ -4,11 +4,42 @@ import (
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/metrics"
+	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
+// admissionManual is the admission label index of a ban through the admin
+// API: the one after the risk reasons (see vocabulary).
+var admissionManual = len(risk.Reasons())
+
+// vocabulary gives the metrics their label values from the domain types,
+// each list indexed by the type's value: the one place the two meet.
+func vocabulary() metrics.Vocabulary {
+	var v metrics.Vocabulary
+	for _, o := range authz.Outcomes() {
+		v.CheckReasons = append(v.CheckReasons, o.String())
+	}
+	for _, f := range authz.Fallbacks() {
+		name := f.String()
+		if f == authz.FallbackNone {
+			name = "" // never counted: no series
+		}
+		v.Fallbacks = append(v.Fallbacks, name)
+	}
+	for _, r := range risk.Reasons() {
+		v.Admissions = append(v.Admissions, r.String())
+	}
+	v.Admissions = append(v.Admissions, "manual") // admissionManual
+	return v
+}
+
+// newMetrics returns the service's metrics, registered with reg.
+func newMetrics(reg prometheus.Registerer) *metrics.Metrics {
+	return metrics.New(reg, buildVersion(), vocabulary())
+}
+
 // recorder turns Check records into metrics and the dashboard's live
-// figures. It sits in main because it knows all the vocabularies; none of
-// the packages needs the others.
+// figures.
 type recorder struct {
 	m    *metrics.Metrics
 	live *dashboard.Tracker // nil records no live figures
@@ -16,54 +47,31 @@ type recorder struct {
 
 var _ authz.Recorder = recorder{}
 
-var reasonOf = [...]metrics.Reason{
-	authz.Allowed:       metrics.ReasonAllowed,
-	authz.Quarantined:   metrics.ReasonQuarantined,
-	authz.Admitted:      metrics.ReasonAdmitted,
-	authz.DenyListed:    metrics.ReasonDenylist,
-	authz.NoIdentity:    metrics.ReasonNoIdentity,
-	authz.VolumeLimited: metrics.ReasonVolume,
-}
-
-var fallbackOf = [...]metrics.Fallback{
-	authz.FallbackBadIdentityHeader: metrics.FallbackBadIdentityHeader,
-	authz.FallbackBadForwardedFor:   metrics.FallbackBadForwardedFor,
-	authz.FallbackNoIdentity:        metrics.FallbackNoIdentity,
-}
-
 // RecordCheck implements authz.Recorder without allocating.
 func (r recorder) RecordCheck(c authz.Record) {
-	shadow := c.Mode == authz.Shadow
+	verdict := metrics.VerdictAllow
 	switch {
 	case c.Failed:
-		r.m.Check(metrics.DecisionError, metrics.ReasonError, shadow)
-	default:
-		decision := metrics.DecisionAllow
-		if c.Outcome.Denies() {
-			// In shadow mode the decision label is the one that would have
-			// been enforced: that is what an operator compares.
-			decision = metrics.DecisionDeny
-		}
-		reason := metrics.ReasonOther
-		if int(c.Outcome) < len(reasonOf) {
-			reason = reasonOf[c.Outcome]
-		}
-		if c.Outcome == authz.Allowed && c.Excluded {
-			reason = metrics.ReasonExcludedPath
-		}
-		r.m.Check(decision, reason, shadow)
+		verdict = metrics.VerdictError
+	case c.Outcome.Denies():
+		// In shadow mode the decision label is the one that would have been
+		// enforced: that is what an operator compares.
+		verdict = metrics.VerdictDeny
+	}
+	r.m.Check(verdict, int(c.Label()), c.Mode == authz.Shadow)
+	if !c.Failed {
 		if c.Outcome != authz.NoIdentity && c.Outcome != authz.DenyListed {
 			r.m.ObserveRiskScore(int(c.Score))
 		}
 		if c.Outcome == authz.Admitted {
-			r.m.QuarantineAdmitted(metrics.ParseAdmissionReason(c.Reason))
+			r.m.QuarantineAdmitted(int(c.Detector))
 		}
 	}
-	if c.Fallback != authz.FallbackNone && int(c.Fallback) < len(fallbackOf) {
-		r.m.IdentityFallback(fallbackOf[c.Fallback])
+	if c.Fallback != authz.FallbackNone {
+		r.m.IdentityFallback(int(c.Fallback))
 	}
 	if c.TimeSkewed {
-		r.m.IdentityFallback(metrics.FallbackRequestTimeSkew)
+		r.m.IdentityFallback(int(authz.FallbackRequestTimeSkew))
 	}
 	r.m.ObserveCheckDuration(c.Duration)
 	r.live.Record(c.Start.Add(c.Duration), !c.Failed && c.Outcome.Denies(), c.Failed, c.Duration)

@@ -8,17 +8,17 @@ import (
 
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
-	"github.com/flowlock/flowlock/internal/metrics"
+	"github.com/flowlock/flowlock/internal/risk"
 )
 
 // TestRecorderZeroAllocs pins that recording a Check, metrics and live
 // figures together, allocates nothing: it runs on every request.
 func TestRecorderZeroAllocs(t *testing.T) {
-	r := recorder{metrics.New(prometheus.NewRegistry(), "test"), dashboard.NewTracker()}
+	r := recorder{newMetrics(prometheus.NewRegistry()), dashboard.NewTracker()}
 	for _, rec := range []authz.Record{
-		{Outcome: authz.Allowed, Allowed: true, Score: 12, Reason: "none", Duration: 40 * time.Microsecond},
-		{Outcome: authz.Admitted, Score: 91, Reason: "periodic", Duration: 90 * time.Microsecond},
-		{Outcome: authz.Quarantined, Score: 95, Reason: "periodic", Mode: authz.Shadow, Allowed: true},
+		{Outcome: authz.Allowed, Score: 12, Detector: risk.ReasonNone, Duration: 40 * time.Microsecond},
+		{Outcome: authz.Admitted, Score: 91, Detector: risk.ReasonPeriodic, Duration: 90 * time.Microsecond},
+		{Outcome: authz.Quarantined, Score: 95, Detector: risk.ReasonPeriodic, Mode: authz.Shadow},
 		{Failed: true, Duration: time.Millisecond},
 	} {
 		if got := testing.AllocsPerRun(200, func() { r.RecordCheck(rec) }); got != 0 {
@@ -29,13 +29,13 @@ func TestRecorderZeroAllocs(t *testing.T) {
 
 func TestRecorderFeedsTracker(t *testing.T) {
 	live := dashboard.NewTracker()
-	r := recorder{metrics.New(prometheus.NewRegistry(), "test"), live}
+	r := recorder{newMetrics(prometheus.NewRegistry()), live}
 	// The checks happened in the previous whole second: the tracker files
 	// them by the record's own time, not by when the recorder runs.
 	at := time.Now().Truncate(time.Second).Add(-500 * time.Millisecond)
-	r.RecordCheck(authz.Record{Outcome: authz.Allowed, Allowed: true, Start: at})
+	r.RecordCheck(authz.Record{Outcome: authz.Allowed, Start: at})
 	r.RecordCheck(authz.Record{Outcome: authz.Quarantined, Start: at})
-	r.RecordCheck(authz.Record{Outcome: authz.Admitted, Mode: authz.Shadow, Allowed: true, Start: at}) // would deny
+	r.RecordCheck(authz.Record{Outcome: authz.Admitted, Mode: authz.Shadow, Start: at}) // would deny
 	r.RecordCheck(authz.Record{Failed: true, Start: at})
 	st := live.Stats(at.Add(500 * time.Millisecond))
 	if st.AllowedTotal != 1 || st.DeniedTotal != 2 || st.FailedTotal != 1 {
@@ -44,5 +44,5 @@ func TestRecorderFeedsTracker(t *testing.T) {
 	if st.ChecksPerSec != 4 || st.DeniesPerSec != 2 {
 		t.Errorf("tracker rates = %v checks/s, %v denies/s; want 4 and 2 in the second the checks began", st.ChecksPerSec, st.DeniesPerSec)
 	}
-	recorder{m: metrics.New(nil, "test")}.RecordCheck(authz.Record{}) // a nil tracker records nothing
+	recorder{m: newMetrics(nil)}.RecordCheck(authz.Record{}) // a nil tracker records nothing
 }

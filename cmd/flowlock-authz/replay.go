@@ -16,7 +16,6 @@ import (
 
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/replay"
-	"github.com/flowlock/flowlock/internal/wire"
 )
 
 // replayStdin is what the trace "-" reads; tests replace it.
@@ -168,16 +167,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		}
 	}
 
-	results, sum, err := replay.Run(ctx, recs, replay.Options{
-		Risk:          wire.Risk(cfg),
-		Quarantine:    wire.Quarantine(cfg),
-		Lists:         wire.Lists(cfg),
-		Volume:        wire.Volume(cfg),
-		Mode:          wire.Mode(cfg),
-		ExcludePaths:  cfg.ExcludePaths,
-		Rules:         wire.Rules(cfg),
-		SweepInterval: cfg.SweepInterval,
-	})
+	results, sum, err := replay.Run(ctx, recs, cfg)
 	if err != nil {
 		return err
 	}

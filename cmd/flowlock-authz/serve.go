@@ -29,8 +29,6 @@ import (
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
-	"github.com/flowlock/flowlock/internal/risk"
-	"github.com/flowlock/flowlock/internal/volume"
 	"github.com/flowlock/flowlock/internal/wire"
 )
 
@@ -38,9 +36,9 @@ import (
 // health check can ask about it by name as well as about the server ("").
 const authzService = "envoy.service.auth.v3.Authorization"
 
-// serve runs the service until ctx is cancelled, then shuts down in order:
-// health NOT_SERVING (Envoy stops sending), gRPC drained, HTTP closed, the
-// quarantine written one last time.
+// serve runs the service until ctx is cancelled: load the configuration,
+// build the decision stack, open the listeners, serve, and shut down in
+// order.
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := config.Load(args, getenv)
 	if err != nil {
@@ -53,202 +51,277 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	log.Info("starting", "version", buildVersion(), "mode", cfg.Mode, "grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr)
 	startExposure(cfg, args, log)
 
+	svc, err := newService(cfg, log)
+	if err != nil {
+		return err
+	}
+	lis, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer lis.close()
+	return svc.run(ctx, lis, stderr)
+}
+
+// service is one running flowlock-authz: the decision stack and everything
+// that serves, records and persists it.
+type service struct {
+	cfg   config.Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	m     *metrics.Metrics
+	stack *wire.Stack
+	live  *dashboard.Tracker
+	state *persister // nil without --state-file
+}
+
+// newService builds the decision stack and its metrics, and restores the
+// quarantine from --state-file.
+func newService(cfg config.Config, log *slog.Logger) (*service, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg, buildVersion())
-
-	engine := risk.New(wire.Risk(cfg))
-	q := quarantine.New(wire.Quarantine(cfg))
-	m.RegisterGauges(reg,
-		func() float64 { return float64(engine.Len()) },
-		func() float64 { return float64(q.Len()) },
-		func() float64 { return float64(engine.Evictions()) })
-
-	var state *persister
+	s := &service{
+		cfg:   cfg,
+		log:   log,
+		reg:   reg,
+		m:     newMetrics(reg),
+		stack: wire.Build(cfg, wire.Extra{Logger: log}),
+		live:  dashboard.NewTracker(),
+	}
+	engine, q := s.stack.Engine, s.stack.Quarantine
+	s.m.RegisterSources(reg, metrics.Sources{
+		TrackedIdentities: func() float64 { return float64(engine.Len()) },
+		ActiveQuarantines: func() float64 { return float64(q.Len()) },
+		RiskEvictions:     func() float64 { return float64(engine.Evictions()) },
+		QuarantineEvictions: func() (float64, float64) {
+			st := q.Stats()
+			return float64(st.EvictedActive), float64(st.EvictedHistory)
+		},
+	})
 	if cfg.StateFile != "" {
-		n, err := quarantine.LoadFile(cfg.StateFile, q, time.Now())
-		if err != nil {
-			return err // names the file and what is wrong: never start empty by accident
-		}
-		log.Info("quarantine restored", "state_file", cfg.StateFile, "entries", n, "active", q.Len())
-		// Entries written under another --ipv6-prefix would match no client
-		// as they are: a silent release. Regroup them to this one.
-		logRegrouped(log, q.Regroup(cfg.IPv6Prefix, time.Now()))
-		state = &persister{path: cfg.StateFile, list: q, every: cfg.StateWriteInterval, m: m, log: log}
-		// Write once now: a state file that cannot be written (no such
-		// directory, read-only volume) must stop startup, not surface at the
-		// first quarantine or, worse, lose them all at the next restart.
-		if err := quarantine.SaveFile(cfg.StateFile, q, time.Now()); err != nil {
-			return fmt.Errorf("--state-file is not writable: %w", err)
+		if err := s.restore(); err != nil {
+			return nil, err
 		}
 	}
+	return s, nil
+}
 
-	limiter := volume.New(wire.Volume(cfg))
-	policy := authz.NewPolicy(authz.Options{
-		Engine:       engine,
-		Quarantine:   q,
-		Lists:        wire.Lists(cfg),
-		Volume:       limiter,
-		Mode:         wire.Mode(cfg),
-		ExcludePaths: cfg.ExcludePaths,
-		Logger:       log,
-	})
-	rules := wire.Rules(cfg)
-	live := dashboard.NewTracker()
-	rec := watchedRecorder{recorder{m, live}, identity.NewWatch(log, 0)}
+// restore loads the quarantine from --state-file and proves the file can be
+// written: a state file that cannot be written (no such directory,
+// read-only volume) must stop startup, not surface at the first quarantine
+// or, worse, lose them all at the next restart.
+func (s *service) restore() error {
+	q, path := s.stack.Quarantine, s.cfg.StateFile
+	n, err := quarantine.LoadFile(path, q, time.Now())
+	if err != nil {
+		return err // names the file and what is wrong: never start empty by accident
+	}
+	s.log.Info("quarantine restored", "state_file", path, "entries", n, "active", q.Len())
+	// Entries written under another --ipv6-prefix would match no client as
+	// they are: a silent release. Regroup them to this one.
+	logRegrouped(s.log, q.Regroup(s.cfg.IPv6Prefix, time.Now()))
+	s.state = &persister{path: path, list: q, every: s.cfg.StateWriteInterval, m: s.m, log: s.log}
+	if err := quarantine.SaveFile(path, q, time.Now()); err != nil {
+		return fmt.Errorf("--state-file is not writable: %w", err)
+	}
+	return nil
+}
+
+// listeners are the service's open sockets; forwardAuth is nil unless
+// --forward-auth-addr is set.
+type listeners struct {
+	grpc, http, forwardAuth net.Listener
+}
+
+// listen opens every listener, so that an address in use stops startup
+// with the flag that names it.
+func listen(cfg config.Config) (*listeners, error) {
+	l := &listeners{}
+	var err error
+	if l.grpc, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("--grpc-addr %s: %w", cfg.GRPCAddr, err)
+	}
+	if l.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		l.close()
+		return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
+	}
+	if cfg.ForwardAuthAddr != "" {
+		if l.forwardAuth, err = net.Listen("tcp", cfg.ForwardAuthAddr); err != nil {
+			l.close()
+			return nil, fmt.Errorf("--forward-auth-addr %s: %w", cfg.ForwardAuthAddr, err)
+		}
+	}
+	return l, nil
+}
+
+func (l *listeners) close() {
+	for _, x := range []net.Listener{l.grpc, l.http, l.forwardAuth} {
+		if x != nil {
+			x.Close()
+		}
+	}
+}
+
+// servers are the service's servers; forwardAuth is nil unless
+// --forward-auth-addr is set.
+type servers struct {
+	grpc              *grpc.Server
+	health            *health.Server
+	http, forwardAuth *http.Server
+	ready             atomic.Bool // /readyz: listeners up and not shutting down
+}
+
+// newServers builds the gRPC server (Check, health, reflection), the HTTP
+// side and forward-auth over the stack.
+func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
+	srv := &servers{}
+	rec := watchedRecorder{recorder{s.m, s.live}, identity.NewWatch(s.log, 0)}
 	checker := authz.NewServer(authz.ServerOptions{
-		Policy: policy, Rules: rules, MaxSkew: cfg.ClockSkew, Recorder: rec, Logger: log,
+		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
 	})
-
-	grpcServer := grpc.NewServer(
+	srv.grpc = grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(4<<20),
 	)
-	healthSrv := health.NewServer()
-	authv3.RegisterAuthorizationServer(grpcServer, checker)
-	healthpb.RegisterHealthServer(grpcServer, healthSrv)
-	reflection.Register(grpcServer)
-	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	healthSrv.SetServingStatus(authzService, healthpb.HealthCheckResponse_NOT_SERVING)
+	srv.health = health.NewServer()
+	authv3.RegisterAuthorizationServer(srv.grpc, checker)
+	healthpb.RegisterHealthServer(srv.grpc, srv.health)
+	reflection.Register(srv.grpc)
+	srv.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	srv.health.SetServingStatus(authzService, healthpb.HealthCheckResponse_NOT_SERVING)
 
-	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("--grpc-addr %s: %w", cfg.GRPCAddr, err)
-	}
-	defer grpcLis.Close()
-	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
-	}
-	defer httpLis.Close()
-
-	var faLis net.Listener
-	if cfg.ForwardAuthAddr != "" {
-		if faLis, err = net.Listen("tcp", cfg.ForwardAuthAddr); err != nil {
-			return fmt.Errorf("--forward-auth-addr %s: %w", cfg.ForwardAuthAddr, err)
-		}
-		defer faLis.Close()
-	}
-
-	var ready atomic.Bool
-	backend := &backend{engine: engine, q: q, policy: policy, state: state, m: m}
-	httpServer := &http.Server{
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	srv.http = &http.Server{
 		Handler: dashboard.New(dashboard.Options{
-			Backend:        backend,
-			AdminToken:     adminToken(cfg, httpLis.Addr(), stderr),
-			IPv6Prefix:     cfg.IPv6Prefix,
-			NameIdentities: cfg.IdentityHeader != "",
+			Backend:        &backend{stack: s.stack, state: s.state, m: s.m},
+			AdminToken:     adminToken(s.cfg, lis.http.Addr(), stderr),
+			IPv6Prefix:     s.cfg.IPv6Prefix,
+			NameIdentities: s.cfg.IdentityHeader != "",
 			Now:            time.Now,
-			Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+			Metrics:        promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
 			Ready: func() error {
-				if !ready.Load() {
+				if !srv.ready.Load() {
 					return errors.New("starting or shutting down")
 				}
 				return nil
 			},
-			Config:  func() any { return cfg.Redacted() },
-			Logger:  log,
-			Version: buildVersion(),
-			Tracker: live,
-			Mode:    cfg.Mode,
+			Config:    func() any { return s.cfg.Redacted() },
+			Logger:    s.log,
+			Version:   buildVersion(),
+			Tracker:   s.live,
+			Mode:      s.cfg.Mode,
+			MaxBanTTL: quarantine.MaxBanTTL,
 
-			ShowIdentities: cfg.ShowIdentities,
-			AllowedHosts:   cfg.HTTPAllowedHosts,
-			BadToken:       m.AdminRejected,
+			ShowIdentities: s.cfg.ShowIdentities,
+			AllowedHosts:   s.cfg.HTTPAllowedHosts,
+			BadToken:       s.m.AdminRejected,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          errLog,
 	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := grpcServer.Serve(grpcLis); err != nil {
-			return fmt.Errorf("grpc server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := httpServer.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		return q.Run(gctx, cfg.SweepInterval, time.Now, func(expired int) {
-			for range expired {
-				m.QuarantineReleased(metrics.ReleaseExpired)
-			}
-			engine.Sweep(time.Now())
-			limiter.Sweep(time.Now())
-		})
-	})
-	if state != nil {
-		g.Go(func() error { return state.Run(gctx) })
-	}
-	var faServer *http.Server
-	if faLis != nil {
-		faServer = &http.Server{
+	if lis.forwardAuth != nil {
+		srv.forwardAuth = &http.Server{
 			Handler: authz.NewForwardAuth(authz.ForwardAuthOptions{
-				Policy: policy, Rules: rules, Recorder: rec, Logger: log,
+				Policy: s.stack.Policy, Rules: s.stack.Rules, Recorder: rec, Logger: s.log,
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ErrorLog:          errLog,
 		}
-		g.Go(func() error {
-			if err := faServer.Serve(faLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("forward-auth server: %w", err)
-			}
-			return nil
-		})
 	}
-	if cfg.Demo {
-		g.Go(func() error { return runDemo(gctx, grpcLis.Addr().String(), log) })
+	return srv
+}
+
+// run serves on lis until ctx is cancelled or a server fails, then shuts
+// down in order.
+func (s *service) run(ctx context.Context, lis *listeners, stderr io.Writer) error {
+	srv := s.newServers(lis, stderr)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.grpc.Serve(lis.grpc); err != nil {
+			return fmt.Errorf("grpc server: %w", err)
+		}
+		return nil
+	})
+	serveHTTP(g, "http server", srv.http, lis.http)
+	serveHTTP(g, "forward-auth server", srv.forwardAuth, lis.forwardAuth)
+	g.Go(func() error {
+		return s.stack.Run(gctx, s.cfg.SweepInterval, time.Now, func(expired int) {
+			for range expired {
+				s.m.QuarantineReleased(metrics.ReleaseExpired)
+			}
+		})
+	})
+	if s.state != nil {
+		g.Go(func() error { return s.state.Run(gctx) })
+	}
+	if s.cfg.Demo {
+		g.Go(func() error { return runDemo(gctx, lis.grpc.Addr().String(), s.log) })
 	}
 
-	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	healthSrv.SetServingStatus(authzService, healthpb.HealthCheckResponse_SERVING)
-	ready.Store(true)
-	listening := []any{"grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String()}
-	if faLis != nil {
-		listening = append(listening, "forward_auth_addr", faLis.Addr().String())
+	srv.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	srv.health.SetServingStatus(authzService, healthpb.HealthCheckResponse_SERVING)
+	srv.ready.Store(true)
+	listening := []any{"grpc_addr", lis.grpc.Addr().String(), "http_addr", lis.http.Addr().String()}
+	if lis.forwardAuth != nil {
+		listening = append(listening, "forward_auth_addr", lis.forwardAuth.Addr().String())
 	}
-	log.Info("listening", listening...)
+	s.log.Info("listening", listening...)
 
 	<-gctx.Done()
+	return s.shutdown(ctx, srv, g)
+}
+
+// serveHTTP serves hs on l in g; a nil server is not served.
+func serveHTTP(g *errgroup.Group, name string, hs *http.Server, l net.Listener) {
+	if hs == nil {
+		return
+	}
+	g.Go(func() error {
+		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// shutdown stops in order: health NOT_SERVING (Envoy stops sending), the
+// drain delay, gRPC drained, the quarantine written, HTTP closed, and the
+// quarantine written one last time.
+func (s *service) shutdown(ctx context.Context, srv *servers, g *errgroup.Group) error {
 	// One budget for the whole shutdown, so it ends inside the platform's
 	// grace period (Kubernetes: terminationGracePeriodSeconds).
-	deadline := time.Now().Add(cfg.ShutdownTimeout)
-	ready.Store(false)
-	healthSrv.Shutdown() // every service NOT_SERVING
-	if ctx.Err() != nil && cfg.DrainDelay > 0 {
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	srv.ready.Store(false)
+	srv.health.Shutdown() // every service NOT_SERVING
+	if ctx.Err() != nil && s.cfg.DrainDelay > 0 {
 		// Keep answering Checks while Envoy's health checks and readiness
 		// probes see NOT_SERVING and move traffic away; closing the listener
 		// at once would turn in-flight traffic into fail-open passes.
-		log.Info("shutting down: draining", "drain_delay", cfg.DrainDelay.String())
-		time.Sleep(cfg.DrainDelay)
+		s.log.Info("shutting down: draining", "drain_delay", s.cfg.DrainDelay.String())
+		time.Sleep(s.cfg.DrainDelay)
 	} else {
-		log.Info("shutting down")
+		s.log.Info("shutting down")
 	}
 	stopped := make(chan struct{})
-	go func() { grpcServer.GracefulStop(); close(stopped) }()
+	go func() { srv.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(time.Until(deadline) - time.Second):
 		// Long-lived streams (a health Watch) never end by themselves.
-		log.Warn("grpc drain timed out; closing connections", "shutdown_timeout", cfg.ShutdownTimeout.String())
-		grpcServer.Stop()
+		s.log.Warn("grpc drain timed out; closing connections", "shutdown_timeout", s.cfg.ShutdownTimeout.String())
+		srv.grpc.Stop()
 		<-stopped
 	}
 	var flushErr error
-	if state != nil {
+	if s.state != nil {
 		// First write as soon as no Check can admit anyone any more.
-		flushErr = state.Flush()
+		flushErr = s.state.Flush()
 	}
 	httpDeadline := deadline
 	if floor := time.Now().Add(time.Second); httpDeadline.Before(floor) {
@@ -256,24 +329,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	shutCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), httpDeadline)
 	defer cancel()
-	for _, hs := range []*http.Server{faServer, httpServer} {
+	for _, hs := range []*http.Server{srv.forwardAuth, srv.http} {
 		if hs == nil {
 			continue
 		}
 		if err := hs.Shutdown(shutCtx); err != nil {
-			log.Warn("http shutdown", "err", err)
+			s.log.Warn("http shutdown", "err", err)
 		}
 	}
-	err = g.Wait()
-	if state != nil {
+	err := g.Wait()
+	if s.state != nil {
 		// And a last one for an operator's change that raced the shutdown.
-		if ferr := state.Flush(); ferr != nil {
+		if ferr := s.state.Flush(); ferr != nil {
 			err = errors.Join(err, ferr)
 		} else if flushErr != nil {
-			log.Info("quarantine state saved on the second try", "state_file", cfg.StateFile)
+			s.log.Info("quarantine state saved on the second try", "state_file", s.cfg.StateFile)
 		}
 	}
-	log.Info("stopped")
+	s.log.Info("stopped")
 	return err
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
-	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
 )
 
@@ -22,7 +21,7 @@ func TestPersisterRetriesFailedWrites(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "later")
 		q := quarantine.New(quarantine.Options{})
 		p := &persister{path: filepath.Join(dir, "q.json"), list: q, every: time.Second,
-			m: metrics.New(nil, "test"), log: slog.New(slog.DiscardHandler)}
+			m: newMetrics(nil), log: slog.New(slog.DiscardHandler)}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- p.Run(ctx) }()

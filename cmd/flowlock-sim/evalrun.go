@@ -11,8 +11,6 @@ import (
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
-	"github.com/flowlock/flowlock/internal/quarantine"
-	"github.com/flowlock/flowlock/internal/risk"
 	"github.com/flowlock/flowlock/internal/traffic"
 	"github.com/flowlock/flowlock/internal/wire"
 )
@@ -76,9 +74,9 @@ func newSetup() evalSetup {
 	return evalSetup{cfg: config.Default(), start: start}
 }
 
-// runStream runs one stream of sc through a fresh policy, the way the
-// service decides: a risk engine and a quarantine list built from the
-// service's default configuration, the scenario's excluded paths, the
+// runStream runs one stream of sc through a fresh decision stack built by
+// wire.Build, the way the service decides: the service's configuration
+// with the scenario's excluded paths, the
 // client resolved by authz.ClientRules from its own address, every request
 // decided by Policy.Decide in virtual time, and the periodic sweep of the
 // service run at the same virtual interval. The naive baseline sees the
@@ -86,21 +84,14 @@ func newSetup() evalSetup {
 // the stream after that many requests.
 func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, naive *traffic.Naive, limit int) streamResult {
 	cfg := s.cfg
-	ro := wire.Risk(cfg)
-	ro.Shards = 1 // one identity: sharding changes nothing but the set-up cost
+	cfg.Mode = config.ModeEnforce
+	cfg.ExcludePaths = sc.ExcludedPaths
 	if s.threshold != 0 {
-		ro.Threshold = s.threshold
+		cfg.RiskThreshold = int(s.threshold)
 	}
-	engine := risk.New(ro)
-	q := quarantine.New(wire.Quarantine(cfg))
-	policy := authz.NewPolicy(authz.Options{
-		Engine:       engine,
-		Quarantine:   q,
-		Mode:         authz.Enforce,
-		ExcludePaths: sc.ExcludedPaths,
-	})
-	rules := wire.Rules(cfg)
-	client := rules.Resolve(addr, "", "")
+	// One identity per stack: sharding changes nothing but the set-up cost.
+	stack := wire.Build(cfg, wire.Extra{Shards: 1})
+	client := stack.Rules.Resolve(addr, "", "")
 
 	var res streamResult
 	st := sc.Stream(seed, s.start)
@@ -116,11 +107,10 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 			first = req.TS
 		}
 		for !req.TS.Before(nextSweep) {
-			q.Sweep(nextSweep)
-			engine.Sweep(nextSweep)
+			stack.Sweep(nextSweep)
 			nextSweep = nextSweep.Add(cfg.SweepInterval)
 		}
-		d := policy.Decide(authz.Request{Client: client, Path: req.Path, Now: req.TS})
+		d := stack.Policy.Decide(authz.Request{Client: client, Path: req.Path, Now: req.TS})
 		if d.Score > res.maxScore || res.maxReason == "" {
 			res.maxScore, res.maxReason = d.Score, d.Reason
 		}
@@ -128,7 +118,7 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 			res.detected, res.rtd, res.std, res.reason = true, res.requests, req.TS.Sub(first), d.Reason
 		}
 		if !res.shared {
-			if v, ok := engine.Peek(client.ID, req.TS); ok && v.Shared {
+			if v, ok := stack.Engine.Peek(client.ID, req.TS); ok && v.Shared {
 				res.shared, res.sharedAt = true, req.TS.Sub(first)
 			}
 		}

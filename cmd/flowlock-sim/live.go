@@ -163,7 +163,7 @@ type outcome struct {
 // sender sends requests to one kind of target.
 type sender interface {
 	send(ctx context.Context, r *liveRequest) outcome
-	Close() error
+	io.Closer
 }
 
 // liveCounts are the running totals of a live run.

@@ -46,7 +46,16 @@ const (
 	FallbackBadIdentityHeader          // identity header present but empty, too long or not printable
 	FallbackBadForwardedFor            // X-Forwarded-For missing, too short or malformed where it was expected: allowed unscored
 	FallbackNoIdentity                 // no usable address anywhere: the request is allowed unscored
+	// FallbackRequestTimeSkew is never a Client's: it counts a request
+	// whose time from Envoy was too far off, so the local clock was used.
+	FallbackRequestTimeSkew
+
+	numFallbacks
 )
+
+// Fallbacks returns every fallback, FallbackNone first, so that metric
+// label children can be resolved once at start-up.
+func Fallbacks() []Fallback { return values(numFallbacks) }
 
 // String returns the metric label value of f.
 func (f Fallback) String() string {
@@ -57,6 +66,8 @@ func (f Fallback) String() string {
 		return "bad_forwarded_for"
 	case FallbackNoIdentity:
 		return "no_identity"
+	case FallbackRequestTimeSkew:
+		return "request_time_skew"
 	default:
 		return "none"
 	}

@@ -200,7 +200,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(deny.body) // the proxy may have gone; nothing to do about it
 	}
 	f.rec.RecordCheck(Record{
-		Outcome: d.Outcome, Allowed: d.Allow, Mode: f.policy.Mode(), Score: d.Score, Reason: d.Reason,
+		Outcome: d.Outcome, Mode: f.policy.Mode(), Score: d.Score, Detector: d.Detector,
 		Fallback: client.Fallback, Excluded: d.Excluded, Start: start, Duration: time.Since(start),
 	})
 }

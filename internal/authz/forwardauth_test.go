@@ -269,7 +269,7 @@ func TestForwardAuthDenyShape(t *testing.T) {
 			if a["reason"] != tc.reason || b["reason"] != tc.reason || a["retry_after"] != b["retry_after"] {
 				t.Errorf("body %v, header %v; want reason %q in both", a, b, tc.reason)
 			}
-			if rec := f.last(t); rec.Outcome != Quarantined || rec.Allowed {
+			if rec := f.last(t); rec.Outcome != Quarantined || rec.Mode != Enforce {
 				t.Errorf("record = %+v", rec)
 			}
 		})
@@ -322,7 +322,7 @@ func TestForwardAuthDenyListed(t *testing.T) {
 // it for the proxy's log and counts it as a failed check.
 func TestForwardAuthPanicFailsOpen(t *testing.T) {
 	f := newFAFixture(t, setup{})
-	f.policy.engine = nil // a bug: Observe on a nil engine panics
+	f.policy.observer = (*risk.Engine)(nil) // a bug: Observe on a nil engine panics
 	w := f.serve(faRequest("GET", "/check", "203.0.113.7:1", nil))
 	if w.Code != 200 || w.Header().Get(hdrError) != "1" || w.Header().Get(hdrRisk) != "" {
 		t.Errorf("got %d %v; want 200 with %s: 1 and no %s", w.Code, w.Header(), hdrError, hdrRisk)

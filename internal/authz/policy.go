@@ -48,7 +48,8 @@ func ParseMode(s string) (Mode, bool) {
 }
 
 // Outcome is what the policy concluded about a request, before the mode is
-// applied. It doubles as the reason label of flowlock_authz_checks_total.
+// applied, and so why a check was decided the way it was: its String is the
+// reason label of flowlock_authz_checks_total.
 type Outcome uint8
 
 // Outcomes of Decide.
@@ -59,7 +60,27 @@ const (
 	DenyListed                   // the client address is on the deny list
 	NoIdentity                   // no client could be determined: allowed unscored
 	VolumeLimited                // over the per-identity volume limit (--volume-rate): denied, not quarantined
+
+	// The transports record two more outcomes that Decide never returns.
+
+	ExcludedPath // allowed, and the path is left out of timing (--exclude-path)
+	Failed       // Flow Lock itself failed; the proxy applies its failure mode
+
+	numOutcomes
 )
+
+// Outcomes returns every outcome, in order of value, so that metric label
+// children can be resolved once at start-up.
+func Outcomes() []Outcome { return values(numOutcomes) }
+
+// values returns the n values 0 … n-1 of an enumeration.
+func values[T ~uint8](n T) []T {
+	out := make([]T, n)
+	for i := range out {
+		out[i] = T(i)
+	}
+	return out
+}
 
 // String returns the metric label value of o.
 func (o Outcome) String() string {
@@ -74,6 +95,10 @@ func (o Outcome) String() string {
 		return "no_identity"
 	case VolumeLimited:
 		return "volume"
+	case ExcludedPath:
+		return "excluded_path"
+	case Failed:
+		return "error"
 	default:
 		return "allowed"
 	}
@@ -102,6 +127,10 @@ type Decision struct {
 	// a quarantined client, the reason it was quarantined.
 	Score  uint8
 	Reason string
+	// Detector is the scoring component behind Score (risk.ReasonNone below
+	// the watch band); for an Admitted outcome, what sent the client to
+	// quarantine.
+	Detector risk.Reason
 	// RetryAfter is the whole seconds until the quarantine ends (>= 1) for
 	// denying outcomes, 0 otherwise.
 	RetryAfter int
@@ -109,9 +138,20 @@ type Decision struct {
 	Excluded bool
 }
 
+// Observer records the time of a request for scoring and returns the
+// client's verdict after it. risk.Engine is one. With state shared across
+// replicas, the observer ships the time to be merged with the other
+// replicas' and answers from the merged state, admitting to quarantine
+// itself (see Policy.Admit), so its verdicts never ask the Check to.
+type Observer interface {
+	Observe(id identity.ID, now time.Time) risk.Verdict
+}
+
 // Options configure a Policy.
 type Options struct {
-	Engine     *risk.Engine
+	Engine *risk.Engine
+	// Observer times each request; nil means Engine.
+	Observer   Observer
 	Quarantine *quarantine.List
 	Lists      *quarantine.Lists // nil means no allow or deny list
 	// Volume is the per-identity volume limit; nil means none. It applies
@@ -135,6 +175,7 @@ type Options struct {
 // timing state is in risk.Engine, the quarantine in quarantine.List.
 type Policy struct {
 	engine   *risk.Engine
+	observer Observer
 	q        *quarantine.List
 	lists    *quarantine.Lists
 	volume   *volume.Limiter
@@ -158,8 +199,13 @@ func NewPolicy(o Options) *Policy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	observer := o.Observer
+	if observer == nil {
+		observer = o.Engine
+	}
 	return &Policy{
 		engine:   o.Engine,
+		observer: observer,
 		q:        o.Quarantine,
 		lists:    lists,
 		volume:   o.Volume,
@@ -198,26 +244,23 @@ func (p *Policy) decide(r Request) Decision {
 	if excluded {
 		v, _ = p.engine.Peek(id, r.Now)
 	} else {
-		v = p.engine.Observe(id, r.Now)
+		v = p.observer.Observe(id, r.Now)
 	}
-	d := Decision{Score: v.Score, Reason: v.Reason.String(), Excluded: excluded}
+	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 
 	if e, ok := p.quarantined(id, addr, r.Now); ok {
 		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
 		return d
 	}
-	if v.Confirmed && !(addr.IsValid() && p.lists.Allowed(addr)) {
-		e := p.q.Admit(id, r.Now, d.Reason, v.Score)
-		d.Reason, d.RetryAfter = e.Reason, e.RetryAfterSeconds(r.Now)
-		if e.Since.Before(r.Now) {
-			// A concurrent request admitted it first: count it once.
-			d.Outcome = Quarantined
+	if v.Confirmed {
+		if e, admitted, ok := p.Admit(id, addr, v, r.Now); ok {
+			d.Reason, d.RetryAfter = e.Reason, e.RetryAfterSeconds(r.Now)
+			d.Outcome = Quarantined // a concurrent request admitted it first: count it once
+			if admitted {
+				d.Outcome = Admitted
+			}
 			return d
 		}
-		d.Outcome = Admitted
-		p.log.Info("quarantined", "identity", id.Masked(), "score", v.Score, "reason", e.Reason,
-			"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
-		return d
 	}
 	if ok, wait := p.volume.Allow(id, r.Now); !ok {
 		d.Outcome, d.Reason = VolumeLimited, "volume"
@@ -226,6 +269,23 @@ func (p *Policy) decide(r Request) Decision {
 	}
 	d.Outcome = Allowed
 	return d
+}
+
+// Admit quarantines id for the confirmed verdict v at now, unless addr is
+// on the allow list (ok false). admitted reports that this call started the
+// quarantine; false means it was already quarantined, and e is that
+// quarantine.
+func (p *Policy) Admit(id identity.ID, addr netip.Addr, v risk.Verdict, now time.Time) (e quarantine.Entry, admitted, ok bool) {
+	if addr.IsValid() && p.lists.Allowed(addr) {
+		return quarantine.Entry{}, false, false
+	}
+	e = p.q.Admit(id, now, v.Reason.String(), v.Score)
+	if e.Since.Before(now) {
+		return e, false, true
+	}
+	p.log.Info("quarantined", "identity", id.Masked(), "score", v.Score, "reason", e.Reason,
+		"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
+	return e, true, true
 }
 
 // excluded reports whether path falls under an --exclude-path prefix.

@@ -9,6 +9,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/flowlock/flowlock/internal/risk"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -17,11 +18,10 @@ import (
 // Record is what one Check reports to a Recorder.
 type Record struct {
 	Outcome  Outcome
-	Allowed  bool
 	Mode     Mode
 	Score    uint8
-	Reason   string // the component that fired, or the quarantine reason
-	Excluded bool   // the path was left out of timing (--exclude-path)
+	Detector risk.Reason // see Decision.Detector
+	Excluded bool        // the path was left out of timing (--exclude-path)
 	Fallback Fallback
 	// TimeSkewed is set when Envoy's request time was present but too far
 	// from the local clock to be believed.
@@ -33,6 +33,19 @@ type Record struct {
 	// long it took: recorders need not read the clock again.
 	Start    time.Time
 	Duration time.Duration
+}
+
+// Label is the outcome a Record is counted under: Failed when Flow Lock
+// failed, ExcludedPath for an allowed request on an excluded path, and the
+// policy's outcome otherwise.
+func (r Record) Label() Outcome {
+	switch {
+	case r.Failed:
+		return Failed
+	case r.Outcome == Allowed && r.Excluded:
+		return ExcludedPath
+	}
+	return r.Outcome
 }
 
 // Recorder receives a Record for every decision, for metrics. Implementations
@@ -125,7 +138,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		resp = cachedDenyResponse(d)
 	}
 	s.rec.RecordCheck(Record{
-		Outcome: d.Outcome, Allowed: d.Allow, Mode: s.policy.Mode(), Score: d.Score, Reason: d.Reason,
+		Outcome: d.Outcome, Mode: s.policy.Mode(), Score: d.Score, Detector: d.Detector,
 		Excluded: d.Excluded,
 		Fallback: client.Fallback, TimeSkewed: skewed, Start: local, Duration: time.Since(local),
 	})

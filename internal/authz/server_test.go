@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"google.golang.org/protobuf/proto"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -376,7 +377,7 @@ func TestCheckIPv6Grouped(t *testing.T) {
 
 func TestCheckPanicIsAnErrorNotACrash(t *testing.T) {
 	f := newFixture(t, setup{})
-	f.policy.engine = nil // a bug: Observe on a nil engine panics
+	f.policy.observer = (*risk.Engine)(nil) // a bug: Observe on a nil engine panics
 	_, err := f.client.Check(context.Background(), request("203.0.113.7", nil))
 	if status.Code(err) != codes.Internal {
 		t.Fatalf("err = %v, want codes.Internal so Envoy applies failure_mode_allow", err)

@@ -26,7 +26,11 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
 )
 
 // Modes for Config.Mode.
@@ -229,6 +233,26 @@ type Config struct {
 	// which means 10 times VolumeRate (at least 1).
 	VolumeBurst int
 
+	// RedisAddr turns on state shared between replicas: one Redis (or
+	// Valkey) node, or the seed nodes of a Redis Cluster, as
+	// "host:port[,host:port...]". "" keeps all state in this process.
+	RedisAddr string
+	// RedisUsername is the ACL user; "" uses the default user.
+	RedisUsername string
+	// RedisPasswordFile is a file holding the Redis password (whitespace
+	// trimmed); Load reads it into RedisPassword.
+	RedisPasswordFile string
+	// RedisPassword is never set directly: only from RedisPasswordFile.
+	RedisPassword Secret
+	// RedisTLS connects with TLS, checked against the system roots or
+	// RedisCAFile.
+	RedisTLS bool
+	// RedisCAFile is a PEM file of the CAs that sign Redis's certificate.
+	RedisCAFile string
+	// RedisKeyPrefix starts every key Flow Lock writes. Default
+	// "flowlock:".
+	RedisKeyPrefix string
+
 	// ShowIdentities shows identity-header values as they are on the
 	// dashboard and in the admin API. Default false: they are masked as a
 	// keyed hash and their last characters ("key:3f9a1c0d7b2e…Xk2e"),
@@ -245,6 +269,20 @@ type Config struct {
 	HTTPAllowedHosts []string
 }
 
+// RedisAddrs returns RedisAddr split at commas, nil when it is "".
+func (c Config) RedisAddrs() []string {
+	if c.RedisAddr == "" {
+		return nil
+	}
+	var out []string
+	for _, a := range strings.Split(c.RedisAddr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // Default returns the built-in defaults. They pass Validate.
 func Default() Config {
 	return Config{
@@ -253,14 +291,14 @@ func Default() Config {
 		Mode:               ModeEnforce,
 		XFFTrustedHops:     0,
 		IPv6Prefix:         64,
-		QuarantineTTL:      5 * time.Minute,
-		QuarantineMaxTTL:   24 * time.Hour,
-		QuarantineFactor:   2,
-		StrikeWindow:       24 * time.Hour,
-		RiskThreshold:      80,
-		ChallengeThreshold: 60,
-		Confirm:            3,
-		MaxClients:         1_000_000,
+		QuarantineTTL:      quarantine.DefaultBaseTTL,
+		QuarantineMaxTTL:   quarantine.DefaultMaxTTL,
+		QuarantineFactor:   quarantine.DefaultFactor,
+		StrikeWindow:       quarantine.DefaultStrikeWindow,
+		RiskThreshold:      risk.DefaultThreshold,
+		ChallengeThreshold: risk.DefaultChallengeThreshold,
+		Confirm:            risk.DefaultConfirm,
+		MaxClients:         risk.DefaultMaxClients,
 		ClockSkew:          5 * time.Second,
 		SweepInterval:      10 * time.Second,
 		ShutdownTimeout:    15 * time.Second,
@@ -268,6 +306,7 @@ func Default() Config {
 		StateWriteInterval: time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",
+		RedisKeyPrefix:     "flowlock:",
 		HTTPAllowedHosts:   []string{"localhost"},
 	}
 }

@@ -53,6 +53,7 @@ func (c Config) Validate() error {
 		}
 	}
 	checkListenerClash(c, bad)
+	checkRedis(&c, bad)
 
 	switch c.Mode {
 	case ModeEnforce, ModeShadow:
@@ -187,6 +188,46 @@ func (c Config) Validate() error {
 	}
 
 	return errors.Join(errs...)
+}
+
+// checkRedis checks the --redis-* settings: every address dialable, the
+// prefix free of the braces that would change a key's cluster slot, and no
+// Redis setting without --redis-addr.
+func checkRedis(c *Config, bad func(flag, format string, args ...any)) {
+	if c.RedisAddr == "" {
+		for _, s := range []struct {
+			flag string
+			set  bool
+		}{
+			{"redis-username", c.RedisUsername != ""},
+			{"redis-password-file", c.RedisPasswordFile != ""},
+			{"redis-tls", c.RedisTLS},
+			{"redis-ca-file", c.RedisCAFile != ""},
+		} {
+			if s.set {
+				bad(s.flag, "has no effect without --redis-addr")
+			}
+		}
+		return
+	}
+	addrs := c.RedisAddrs()
+	if len(addrs) == 0 {
+		bad("redis-addr", `must be host:port, e.g. "redis:6379", got %q`, c.RedisAddr)
+	}
+	if len(addrs) > 64 {
+		bad("redis-addr", "at most 64 addresses, got %d", len(addrs))
+	}
+	for _, a := range addrs {
+		if err := checkHostPort(a, true); err != nil {
+			bad("redis-addr", "%v", err)
+		}
+	}
+	if c.RedisCAFile != "" && !c.RedisTLS {
+		bad("redis-ca-file", "needs --redis-tls")
+	}
+	if strings.ContainsAny(c.RedisKeyPrefix, "{}") || len(c.RedisKeyPrefix) > 64 {
+		bad("redis-key-prefix", "must be at most 64 bytes without { or }, got %q", c.RedisKeyPrefix)
+	}
 }
 
 // checkHostPort checks a "host:port" address. The port must be numeric; a

@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"strings"
 
@@ -245,4 +246,17 @@ func (id *ID) UnmarshalText(b []byte) error {
 	}
 	*id = v
 	return nil
+}
+
+// Hash returns id's hash under seed, for picking a shard. Every sharded
+// table keys it with a random seed of its own (maphash.MakeSeed), so that
+// clients cannot choose addresses or names that all land in one shard.
+// Grouped IPv6 identities that differ only in prefix length hash alike,
+// which is harmless. It does not allocate.
+func (id ID) Hash(seed maphash.Seed) uint64 {
+	if a, ok := id.Addr(); ok {
+		b := a.As16()
+		return maphash.Bytes(seed, b[:])
+	}
+	return maphash.String(seed, id.Name())
 }

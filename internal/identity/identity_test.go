@@ -2,6 +2,7 @@ package identity
 
 import (
 	"cmp"
+	"hash/maphash"
 	"net/netip"
 	"strings"
 	"testing"
@@ -203,6 +204,25 @@ func TestCompare(t *testing.T) {
 	a, b := addr("2001:db8::1", 128), name("zed")
 	if n := testing.AllocsPerRun(100, func() { Compare(a, b); Compare(b, a); Compare(a, a) }); n != 0 {
 		t.Errorf("Compare allocates %v times, want 0", n)
+	}
+}
+
+// TestHash: equal identities hash alike under one seed, the seed changes
+// the hash (so clients cannot aim at a shard), and hashing does not
+// allocate.
+func TestHash(t *testing.T) {
+	s1, s2 := maphash.MakeSeed(), maphash.MakeSeed()
+	a := FromAddr(netip.MustParseAddr("203.0.113.7"), 64)
+	b := FromAddr(netip.MustParseAddr("203.0.113.7"), 64)
+	n, _ := FromName("key-1")
+	if a.Hash(s1) != b.Hash(s1) {
+		t.Error("equal identities hash differently")
+	}
+	if a.Hash(s1) == a.Hash(s2) && n.Hash(s1) == n.Hash(s2) {
+		t.Error("the seed does not change the hash")
+	}
+	if got := testing.AllocsPerRun(100, func() { _ = a.Hash(s1) + n.Hash(s1) }); got != 0 {
+		t.Errorf("Hash allocates %v times", got)
 	}
 }
 

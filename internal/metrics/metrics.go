@@ -13,8 +13,6 @@ package metrics
 import (
 	"fmt"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,105 +20,44 @@ import (
 
 const namespace = "flowlock"
 
-// Decision is the outcome of one Check, as the decision label value.
-// A value outside the constants below is counted as DecisionError.
-type Decision uint8
+// Verdict is what a Check answered, as the decision label value. A value
+// outside the constants below is counted as VerdictError.
+type Verdict uint8
 
-// Decisions.
+// Verdicts.
 const (
-	DecisionAllow Decision = iota // "allow"
-	DecisionDeny                  // "deny"
-	DecisionError                 // "error": Flow Lock itself failed
-	numDecisions
+	VerdictAllow Verdict = iota // "allow"
+	VerdictDeny                 // "deny"
+	VerdictError                // "error": Flow Lock itself failed
+	numVerdicts
 )
 
-var decisionNames = [numDecisions]string{"allow", "deny", "error"}
+var verdictNames = [numVerdicts]string{"allow", "deny", "error"}
 
-// Reason is why a Check was decided the way it was, as the reason label value.
-// The built-in reasons are the constants below; callers may add a few of their
-// own with RegisterReason before serving.
-//
-// CARDINALITY PROTECTION: the reason label is a closed set. The zero Reason,
-// and any value that is neither a built-in nor returned by RegisterReason, is
-// counted as "_other", so a bug that turns request data into a Reason can
-// never create new time series.
-type Reason uint8
-
-// Built-in reasons.
-const (
-	ReasonOther        Reason = iota // "_other": unknown or unregistered
-	ReasonAllowed                    // "allowed": the score is below the threshold
-	ReasonQuarantined                // "quarantined": the identity is already in quarantine
-	ReasonAdmitted                   // "admitted": this request sent the identity to quarantine
-	ReasonDenylist                   // "denylist": the client matched --deny
-	ReasonNoIdentity                 // "no_identity": no identity could be determined; allowed
-	ReasonExcludedPath               // "excluded_path": the path is left out of timing; allowed
-	ReasonError                      // "error": Flow Lock itself failed
-	ReasonVolume                     // "volume": over the per-identity volume limit (--volume-rate)
-	numBuiltinReasons
-)
-
-// MaxReasons bounds the reason label: the built-in reasons (including
-// "_other") plus those added by RegisterReason. With three decisions and two
-// modes, flowlock_authz_checks_total never has more than 6*MaxReasons series.
-const MaxReasons = 32
-
-var builtinReasonNames = [numBuiltinReasons]string{
-	"_other", "allowed", "quarantined", "admitted", "denylist",
-	"no_identity", "excluded_path", "error", "volume",
+// Vocabulary gives the label values of the closed sets that belong to the
+// domain: each list is indexed by the domain type's value (the caller passes
+// that value as an int), so that adding a reason to the domain type adds it
+// here without touching this package. Main builds it from each type's
+// String over its list of values. An index outside a list is counted under
+// "_other", so a bug can never turn request data into a new time series.
+type Vocabulary struct {
+	// CheckReasons label flowlock_authz_checks_total by why a check was
+	// decided (authz.Outcome).
+	CheckReasons []string
+	// Fallbacks label flowlock_authz_identity_fallbacks_total by the way
+	// identity or time fell back (authz.Fallback).
+	Fallbacks []string
+	// Admissions label flowlock_quarantine_admissions_total by what sent an
+	// identity to quarantine (the risk reason, or a manual ban).
+	Admissions []string
 }
 
-// Fallback is a way identity or time extraction fell back to a weaker source,
-// as the kind label value. A value outside the constants below is counted as
-// FallbackNoIdentity.
-type Fallback uint8
+// maxLabels bounds each list of a Vocabulary, and so the series of each
+// metric: a longer list is a wiring bug, found at startup.
+const maxLabels = 32
 
-// Fallback kinds.
-const (
-	FallbackNoIdentity        Fallback = iota // "no_identity": no usable identity at all
-	FallbackBadIdentityHeader                 // "bad_identity_header": identity header present but invalid
-	FallbackBadForwardedFor                   // "bad_forwarded_for": x-forwarded-for unusable where configured; allowed unscored
-	FallbackRequestTimeSkew                   // "request_time_skew": Envoy's request time too far off; local clock used
-	numFallbacks
-)
-
-var fallbackNames = [numFallbacks]string{
-	"no_identity", "bad_identity_header", "bad_forwarded_for", "request_time_skew",
-}
-
-// AdmissionReason is the detector that sent an identity to quarantine, as the
-// reason label value. A value outside the constants below is counted as
-// AdmissionOther.
-type AdmissionReason uint8
-
-// Admission reasons.
-const (
-	AdmissionOther          AdmissionReason = iota // "other"
-	AdmissionPeriodic                              // "periodic"
-	AdmissionLowEntropy                            // "low_entropy"
-	AdmissionAntiBursty                            // "anti_bursty"
-	AdmissionPeriodicBursts                        // "periodic_bursts"
-	AdmissionNoPause                               // "no_pause"
-	AdmissionContinuity                            // "continuity"
-	AdmissionManual                                // "manual": banned through the admin API
-	numAdmissionReasons
-)
-
-var admissionNames = [numAdmissionReasons]string{
-	"other", "periodic", "low_entropy", "anti_bursty", "periodic_bursts",
-	"no_pause", "continuity", "manual",
-}
-
-// ParseAdmissionReason returns the AdmissionReason named s, or AdmissionOther
-// when s names none. It does not allocate.
-func ParseAdmissionReason(s string) AdmissionReason {
-	for i, n := range admissionNames {
-		if n == s {
-			return AdmissionReason(i)
-		}
-	}
-	return AdmissionOther
-}
+// otherLabel counts indexes outside a Vocabulary list.
+const otherLabel = "_other"
 
 // ReleaseReason is why an identity left quarantine, as the reason label value.
 // A value outside the constants below is counted as ReleaseExpired.
@@ -140,41 +77,40 @@ var modeNames = [2]string{"enforce", "shadow"}
 // Metrics records Flow Lock's metrics. Its methods are safe for concurrent
 // use and do not allocate. Create it with New.
 type Metrics struct {
-	checks        [numDecisions][2][MaxReasons]prometheus.Counter // [decision][shadow][reason]
+	checks        [numVerdicts][2][]prometheus.Counter // [verdict][shadow][reason], "_other" last
 	checkVec      *prometheus.CounterVec
 	checkDuration prometheus.Histogram
 	riskScore     prometheus.Histogram
-	fallbacks     [numFallbacks]prometheus.Counter
-	admissions    [numAdmissionReasons]prometheus.Counter
+	fallbacks     []prometheus.Counter // "_other" last
+	admissions    []prometheus.Counter // "_other" last
 	releases      [numReleaseReasons]prometheus.Counter
 	stateWriteOK  prometheus.Counter
 	stateWriteErr prometheus.Counter
 	lastWrite     prometheus.Gauge
 	adminRejected prometheus.Counter
-
-	// nReasons is the number of valid reasons: slots of checks below it are
-	// filled and never change again. It is stored after the slot is filled,
-	// so Check can read the slot without taking mu.
-	nReasons atomic.Uint32
-
-	mu      sync.Mutex        // guards the following fields
-	reasons map[string]Reason // every valid reason by label value
 }
 
-// New creates Flow Lock's metrics and registers them with reg; version is the
-// build's version for flowlock_build_info. A nil reg registers nothing, for
-// tools such as replay that count but do not serve. New panics if reg already
-// holds a metric of the same name, like prometheus.MustRegister: that is a
-// wiring bug, found at startup.
-func New(reg prometheus.Registerer, version string) *Metrics {
-	m := &Metrics{reasons: make(map[string]Reason, MaxReasons)}
+// New creates Flow Lock's metrics with the label values of v and registers
+// them with reg; version is the build's version for flowlock_build_info. A
+// nil reg registers nothing, for tools that count but do not serve. New
+// panics if reg already holds a metric of the same name, like
+// prometheus.MustRegister, or if a list of v is longer than 32: both are
+// wiring bugs, found at startup.
+func New(reg prometheus.Registerer, version string, v Vocabulary) *Metrics {
+	m := &Metrics{}
 
 	m.checkVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "authz", Name: "checks_total",
 		Help: "Authorization checks by decision, reason and mode. In shadow mode the decision is the one that would have been enforced.",
 	}, []string{"decision", "reason", "mode"})
-	for i, name := range builtinReasonNames {
-		m.addReasonLocked(Reason(i), name)
+	reasons := closed(v.CheckReasons)
+	for d := range numVerdicts {
+		for s, mode := range modeNames {
+			m.checks[d][s] = make([]prometheus.Counter, len(reasons))
+			for r, name := range reasons {
+				m.checks[d][s][r] = m.checkVec.WithLabelValues(verdictNames[d], name, mode)
+			}
+		}
 	}
 
 	m.checkDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -187,9 +123,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		Namespace: namespace, Subsystem: "authz", Name: "identity_fallbacks_total",
 		Help: "Checks whose identity or request time fell back to a weaker source, by kind.",
 	}, []string{"kind"})
-	for i, name := range fallbackNames {
-		m.fallbacks[i] = fallbackVec.WithLabelValues(name)
-	}
+	m.fallbacks = children(fallbackVec, v.Fallbacks)
 
 	m.riskScore = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "risk", Name: "score",
@@ -201,9 +135,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		Namespace: namespace, Subsystem: "quarantine", Name: "admissions_total",
 		Help: "Identities sent to quarantine, by the detector that fired.",
 	}, []string{"reason"})
-	for i, name := range admissionNames {
-		m.admissions[i] = admissionVec.WithLabelValues(name)
-	}
+	m.admissions = children(admissionVec, v.Admissions)
 
 	releaseVec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "quarantine", Name: "releases_total",
@@ -239,101 +171,121 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	return m
 }
 
-// RegisterGauges registers the gauges whose values live in other components;
-// main wires each to a closure over that component, and reg calls it at every
-// scrape. A nil function leaves its metric out. Like New, it panics if reg
-// already holds a metric of the same name.
-//
-//   - flowlock_risk_tracked_identities: identities with timing state.
-//   - flowlock_quarantine_active: identities in quarantine now.
-//   - flowlock_risk_evictions_total: timing-state entries evicted to keep the
-//     cap (a counter: the function must never decrease).
-func (m *Metrics) RegisterGauges(reg prometheus.Registerer, trackedIdentities, activeQuarantines, riskEvictions func() float64) {
+// closed returns names with "_other" appended, after checking the list is
+// short enough to be a closed set.
+func closed(names []string) []string {
+	if len(names) > maxLabels {
+		panic(fmt.Sprintf("metrics: %d label values, more than %d", len(names), maxLabels))
+	}
+	return append(append([]string(nil), names...), otherLabel)
+}
+
+// children resolves vec's child for each of names and "_other" (last). An
+// empty name is a value that is never counted: it gets no series, and is
+// counted under "_other" should it ever be.
+func children(vec *prometheus.CounterVec, names []string) []prometheus.Counter {
+	all := closed(names)
+	out := make([]prometheus.Counter, len(all))
+	other := vec.WithLabelValues(otherLabel)
+	for i, name := range all {
+		out[i] = other
+		if name != "" {
+			out[i] = vec.WithLabelValues(name)
+		}
+	}
+	return out
+}
+
+// pick returns cs[i], or the last ("_other") child when i is out of range.
+func pick(cs []prometheus.Counter, i int) prometheus.Counter {
+	if i < 0 || i >= len(cs)-1 {
+		return cs[len(cs)-1]
+	}
+	return cs[i]
+}
+
+// Sources are the values that live in other components, read at every
+// scrape; main wires each to a closure over its component. A nil function
+// leaves its metric out. Counters must never decrease.
+type Sources struct {
+	// TrackedIdentities: flowlock_risk_tracked_identities, identities
+	// with timing state.
+	TrackedIdentities func() float64
+	// ActiveQuarantines: flowlock_quarantine_active, identities in
+	// quarantine now.
+	ActiveQuarantines func() float64
+	// RiskEvictions: flowlock_risk_evictions_total, timing-state entries
+	// evicted to keep the cap.
+	RiskEvictions func() float64
+	// QuarantineEvictions: flowlock_quarantine_evictions_total{kind}, the
+	// quarantine list's entries dropped at its cap: "active" quarantines
+	// ended early (the cap is too small for the attack) and strike
+	// "history".
+	QuarantineEvictions func() (active, history float64)
+}
+
+// RegisterSources registers the metrics whose values live in other
+// components. Like New, it panics if reg already holds a metric of the same
+// name.
+func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 	if reg == nil {
 		return
 	}
-	if trackedIdentities != nil {
+	if src.TrackedIdentities != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "risk", Name: "tracked_identities",
 			Help: "Identities whose request timing is tracked now.",
-		}, trackedIdentities))
+		}, src.TrackedIdentities))
 	}
-	if activeQuarantines != nil {
+	if src.ActiveQuarantines != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "quarantine", Name: "active",
 			Help: "Identities in quarantine now.",
-		}, activeQuarantines))
+		}, src.ActiveQuarantines))
 	}
-	if riskEvictions != nil {
+	if src.RiskEvictions != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "risk", Name: "evictions_total",
 			Help: "Identities whose timing state was evicted to stay within the tracking cap.",
-		}, riskEvictions))
+		}, src.RiskEvictions))
+	}
+	if src.QuarantineEvictions != nil {
+		reg.MustRegister(&evictions{
+			f: src.QuarantineEvictions,
+			desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "quarantine", "evictions_total"),
+				"Quarantine entries dropped to stay within the list's cap, by kind: active quarantines ended early, or strike history.",
+				[]string{"kind"}, nil),
+		})
 	}
 }
 
-// RegisterReason adds a check reason beyond the built-in ones and returns it;
-// registering a name again returns the same Reason. Call it at startup,
-// before serving. name must be 1-40 bytes of lowercase letters, digits and
-// underscores, starting with a letter. At most MaxReasons reasons exist in
-// all; beyond that RegisterReason fails, rather than letting the label grow.
-func (m *Metrics) RegisterReason(name string) (Reason, error) {
-	if !validReasonName(name) {
-		return ReasonOther, fmt.Errorf("metrics: reason %q: want 1-40 of [a-z0-9_], starting with a letter", name)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r, ok := m.reasons[name]; ok {
-		return r, nil
-	}
-	n := Reason(m.nReasons.Load())
-	if int(n) >= MaxReasons {
-		return ReasonOther, errTooManyReasons
-	}
-	m.addReasonLocked(n, name)
-	return n, nil
+// evictions collects flowlock_quarantine_evictions_total from one call of
+// its function, so both kinds come from the same reading.
+type evictions struct {
+	f    func() (active, history float64)
+	desc *prometheus.Desc
 }
 
-var errTooManyReasons = fmt.Errorf("metrics: more than %d check reasons", MaxReasons)
+func (e *evictions) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
 
-// addReasonLocked resolves the children of reason r, then publishes it.
-func (m *Metrics) addReasonLocked(r Reason, name string) {
-	for d := range numDecisions {
-		for s, mode := range modeNames {
-			m.checks[d][s][r] = m.checkVec.WithLabelValues(decisionNames[d], name, mode)
-		}
-	}
-	m.reasons[name] = r
-	m.nReasons.Store(uint32(r) + 1)
+func (e *evictions) Collect(ch chan<- prometheus.Metric) {
+	active, history := e.f()
+	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, active, "active")
+	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, history, "history")
 }
 
-func validReasonName(s string) bool {
-	if len(s) == 0 || len(s) > 40 || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := range len(s) {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
-			return false
-		}
-	}
-	return true
-}
-
-// Check counts one authorization check. shadow reports whether Flow Lock runs
-// in shadow mode, where decision is the one that would have been enforced.
-func (m *Metrics) Check(decision Decision, reason Reason, shadow bool) {
-	if decision >= numDecisions {
-		decision = DecisionError
-	}
-	if uint32(reason) >= m.nReasons.Load() {
-		reason = ReasonOther
+// Check counts one authorization check, with reason the index of its
+// reason in Vocabulary.CheckReasons. shadow reports whether Flow Lock runs in
+// shadow mode, where the verdict is the one that would have been enforced.
+func (m *Metrics) Check(v Verdict, reason int, shadow bool) {
+	if v >= numVerdicts {
+		v = VerdictError
 	}
 	s := 0
 	if shadow {
 		s = 1
 	}
-	m.checks[decision][s][reason].Inc()
+	pick(m.checks[v][s], reason).Inc()
 }
 
 // ObserveCheckDuration records how long one check took to decide.
@@ -347,20 +299,15 @@ func (m *Metrics) ObserveRiskScore(score int) {
 }
 
 // IdentityFallback counts one check whose identity or time fell back to a
-// weaker source.
-func (m *Metrics) IdentityFallback(kind Fallback) {
-	if kind >= numFallbacks {
-		kind = FallbackNoIdentity
-	}
-	m.fallbacks[kind].Inc()
+// weaker source, with kind the index of its label in Vocabulary.Fallbacks.
+func (m *Metrics) IdentityFallback(kind int) {
+	pick(m.fallbacks, kind).Inc()
 }
 
-// QuarantineAdmitted counts one identity sent to quarantine.
-func (m *Metrics) QuarantineAdmitted(reason AdmissionReason) {
-	if reason >= numAdmissionReasons {
-		reason = AdmissionOther
-	}
-	m.admissions[reason].Inc()
+// QuarantineAdmitted counts one identity sent to quarantine, with reason
+// the index of its label in Vocabulary.Admissions.
+func (m *Metrics) QuarantineAdmitted(reason int) {
+	pick(m.admissions, reason).Inc()
 }
 
 // QuarantineReleased counts one identity released from quarantine.

@@ -4,18 +4,31 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+)
+
+// vocab mirrors the service's vocabulary (cmd/flowlock-authz builds the
+// real one from the domain types and tests that it does).
+var vocab = Vocabulary{
+	CheckReasons: []string{"allowed", "quarantined", "admitted", "denylist", "no_identity", "volume", "excluded_path", "error"},
+	Fallbacks:    []string{"", "bad_identity_header", "bad_forwarded_for", "no_identity", "request_time_skew"},
+	Admissions:   []string{"none", "periodic", "low_entropy", "anti_bursty", "periodic_bursts", "no_pause", "continuity", "manual"},
+}
+
+// Indexes into vocab.
+const (
+	rAllowed, rQuarantined, rAdmitted, rError = 0, 1, 2, 7
+	fBadForwardedFor, fRequestTimeSkew        = 2, 4
+	aPeriodic, aNoPause                       = 1, 5
 )
 
 var update = flag.Bool("update", false, "update golden files")
@@ -27,17 +40,17 @@ const goVersionPlaceholder = "GOVERSION"
 // record drives every metric once, with fixed values, for the golden file.
 func record(t *testing.T, m *Metrics) {
 	t.Helper()
-	m.Check(DecisionAllow, ReasonAllowed, false)
-	m.Check(DecisionAllow, ReasonAllowed, false)
-	m.Check(DecisionDeny, ReasonAdmitted, false)
-	m.Check(DecisionDeny, ReasonQuarantined, true)
-	m.Check(DecisionError, ReasonError, false)
+	m.Check(VerdictAllow, rAllowed, false)
+	m.Check(VerdictAllow, rAllowed, false)
+	m.Check(VerdictDeny, rAdmitted, false)
+	m.Check(VerdictDeny, rQuarantined, true)
+	m.Check(VerdictError, rError, false)
 	m.ObserveCheckDuration(42 * time.Microsecond)
 	m.ObserveCheckDuration(3 * time.Millisecond)
 	m.ObserveRiskScore(5)
 	m.ObserveRiskScore(97)
-	m.IdentityFallback(FallbackBadForwardedFor)
-	m.QuarantineAdmitted(AdmissionPeriodic)
+	m.IdentityFallback(fBadForwardedFor)
+	m.QuarantineAdmitted(aPeriodic)
 	m.QuarantineReleased(ReleaseExpired)
 	m.StateWrite(nil, time.Unix(1_790_000_000, 500_000_000))
 	m.StateWrite(errors.New("disk full"), time.Unix(1_790_000_001, 0))
@@ -47,8 +60,13 @@ func record(t *testing.T, m *Metrics) {
 func newGathered(t *testing.T) (*prometheus.Registry, *Metrics) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m := New(reg, "v1.2.3")
-	m.RegisterGauges(reg, func() float64 { return 12 }, func() float64 { return 3 }, func() float64 { return 7 })
+	m := New(reg, "v1.2.3", vocab)
+	m.RegisterSources(reg, Sources{
+		TrackedIdentities:   func() float64 { return 12 },
+		ActiveQuarantines:   func() float64 { return 3 },
+		RiskEvictions:       func() float64 { return 7 },
+		QuarantineEvictions: func() (float64, float64) { return 2, 5 },
+	})
 	record(t, m)
 	return reg, m
 }
@@ -120,25 +138,19 @@ func TestNoForbiddenLabels(t *testing.T) {
 }
 
 func TestZeroAllocs(t *testing.T) {
-	m := New(prometheus.NewRegistry(), "test")
-	custom, err := m.RegisterReason("volume")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := New(prometheus.NewRegistry(), "test", vocab)
 	now := time.Unix(1_790_000_000, 0)
 	tests := []struct {
 		name string
 		f    func()
 	}{
-		{"Check", func() { m.Check(DecisionDeny, ReasonAdmitted, false) }},
-		{"Check shadow", func() { m.Check(DecisionAllow, ReasonAllowed, true) }},
-		{"Check custom reason", func() { m.Check(DecisionAllow, custom, false) }},
-		{"Check unknown reason", func() { m.Check(DecisionAllow, Reason(200), false) }},
+		{"Check", func() { m.Check(VerdictDeny, rAdmitted, false) }},
+		{"Check shadow", func() { m.Check(VerdictAllow, rAllowed, true) }},
+		{"Check unknown reason", func() { m.Check(VerdictAllow, 200, false) }},
 		{"ObserveCheckDuration", func() { m.ObserveCheckDuration(150 * time.Microsecond) }},
 		{"ObserveRiskScore", func() { m.ObserveRiskScore(64) }},
-		{"IdentityFallback", func() { m.IdentityFallback(FallbackRequestTimeSkew) }},
-		{"QuarantineAdmitted", func() { m.QuarantineAdmitted(AdmissionNoPause) }},
-		{"ParseAdmissionReason", func() { m.QuarantineAdmitted(ParseAdmissionReason("continuity")) }},
+		{"IdentityFallback", func() { m.IdentityFallback(fRequestTimeSkew) }},
+		{"QuarantineAdmitted", func() { m.QuarantineAdmitted(aNoPause) }},
 		{"QuarantineReleased", func() { m.QuarantineReleased(ReleaseManual) }},
 		{"StateWrite", func() { m.StateWrite(nil, now) }},
 	}
@@ -158,15 +170,16 @@ func checkCount(m *Metrics, decision, reason, mode string) float64 {
 // TestCardinalityProtection checks that out-of-range enum values fold into
 // their catch-all label instead of creating series or panicking.
 func TestCardinalityProtection(t *testing.T) {
-	m := New(nil, "test")
+	m := New(nil, "test", vocab)
 	before := testutil.CollectAndCount(m.checkVec)
 
-	m.Check(DecisionAllow, Reason(MaxReasons-1), false) // a slot nobody registered
-	m.Check(DecisionAllow, Reason(255), true)
-	m.Check(Decision(9), ReasonAllowed, false)
-	m.IdentityFallback(Fallback(200))
-	m.QuarantineAdmitted(AdmissionReason(200))
-	m.QuarantineAdmitted(ParseAdmissionReason("<script>"))
+	m.Check(VerdictAllow, len(vocab.CheckReasons), false) // one past the list
+	m.Check(VerdictAllow, -1, true)
+	m.Check(Verdict(9), rAllowed, false)
+	m.IdentityFallback(200)
+	m.IdentityFallback(0) // the empty name: never counted, no series of its own
+	m.QuarantineAdmitted(200)
+	m.QuarantineAdmitted(-3)
 	m.QuarantineReleased(ReleaseReason(200))
 
 	if got := testutil.CollectAndCount(m.checkVec); got != before {
@@ -177,11 +190,11 @@ func TestCardinalityProtection(t *testing.T) {
 		want float64
 		what string
 	}{
-		{checkCount(m, "allow", "_other", "enforce"), 1, "unregistered reason slot"},
-		{checkCount(m, "allow", "_other", "shadow"), 1, "reason 255"},
-		{checkCount(m, "error", "allowed", "enforce"), 1, "decision 9"},
-		{testutil.ToFloat64(m.fallbacks[FallbackNoIdentity]), 1, "fallback 200"},
-		{testutil.ToFloat64(m.admissions[AdmissionOther]), 2, "admission 200 and unknown name"},
+		{checkCount(m, "allow", "_other", "enforce"), 1, "reason past the list"},
+		{checkCount(m, "allow", "_other", "shadow"), 1, "reason -1"},
+		{checkCount(m, "error", "allowed", "enforce"), 1, "verdict 9"},
+		{testutil.ToFloat64(m.fallbacks[len(m.fallbacks)-1]), 2, "fallback 200 and the empty name"},
+		{testutil.ToFloat64(m.admissions[len(m.admissions)-1]), 2, "admissions 200 and -3"},
 		{testutil.ToFloat64(m.releases[ReleaseExpired]), 1, "release 200"},
 	} {
 		if tc.got != tc.want {
@@ -190,110 +203,37 @@ func TestCardinalityProtection(t *testing.T) {
 	}
 }
 
-func TestParseAdmissionReason(t *testing.T) {
-	for i, name := range admissionNames {
-		if got := ParseAdmissionReason(name); got != AdmissionReason(i) {
-			t.Errorf("ParseAdmissionReason(%q) = %d, want %d", name, got, i)
-		}
-	}
-	if got := ParseAdmissionReason("Periodic"); got != AdmissionOther {
-		t.Errorf("ParseAdmissionReason(%q) = %d, want AdmissionOther", "Periodic", got)
-	}
-}
-
-func TestRegisterReason(t *testing.T) {
-	m := New(nil, "test")
-
-	r, err := m.RegisterReason("allowed")
-	if err != nil || r != ReasonAllowed {
-		t.Errorf(`RegisterReason("allowed") = %d, %v; want ReasonAllowed, nil`, r, err)
-	}
-	custom, err := m.RegisterReason("geo_block")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again, _ := m.RegisterReason("geo_block"); again != custom {
-		t.Errorf("registering twice gave %d then %d", custom, again)
-	}
-	m.Check(DecisionDeny, custom, false)
-	if got := checkCount(m, "deny", "geo_block", "enforce"); got != 1 {
-		t.Errorf(`checks{deny,geo_block,enforce} = %v, want 1`, got)
-	}
-	// A registered reason exists at 0 for every decision and mode.
-	if got := testutil.CollectAndCount(m.checkVec); got != 3*2*int(numBuiltinReasons+1) {
-		t.Errorf("series = %d, want %d", got, 3*2*int(numBuiltinReasons+1))
-	}
-
-	for _, bad := range []string{"", "_other", "Volume", "1st", "has space", "client-ip", strings.Repeat("a", 41), "ünicode"} {
-		if r, err := m.RegisterReason(bad); err == nil {
-			t.Errorf("RegisterReason(%q) = %d, nil; want an error", bad, r)
-		}
-	}
-
-	for i := int(numBuiltinReasons) + 1; i < MaxReasons; i++ {
-		if _, err := m.RegisterReason(fmt.Sprintf("r%d", i)); err != nil {
-			t.Fatalf("reason %d of %d: %v", i+1, MaxReasons, err)
-		}
-	}
-	if _, err := m.RegisterReason("one_too_many"); !errors.Is(err, errTooManyReasons) {
-		t.Errorf("reason %d: err = %v, want errTooManyReasons", MaxReasons+1, err)
-	}
-	if got, want := testutil.CollectAndCount(m.checkVec), 3*2*MaxReasons; got != want {
-		t.Errorf("series at the cap = %d, want %d", got, want)
-	}
-}
-
-// TestRegisterReasonConcurrent runs registration beside Check, for -race.
-func TestRegisterReasonConcurrent(t *testing.T) {
-	m := New(nil, "test")
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := range 200 {
-				m.Check(Decision(i%3), Reason(i%MaxReasons), g%2 == 0)
-			}
-		})
-	}
-	wg.Go(func() {
-		for i := range 10 {
-			if _, err := m.RegisterReason(fmt.Sprintf("custom_%d", i)); err != nil {
-				t.Error(err)
-			}
-		}
-	})
-	wg.Wait()
-}
-
-func TestRegisterGaugesNil(t *testing.T) {
+func TestRegisterSourcesNil(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := New(reg, "test")
-	m.RegisterGauges(reg, nil, func() float64 { return 2 }, nil)
-	m.RegisterGauges(nil, nil, nil, nil) // no registry: nothing to do
+	m := New(reg, "test", vocab)
+	m.RegisterSources(reg, Sources{ActiveQuarantines: func() float64 { return 2 }})
+	m.RegisterSources(nil, Sources{}) // no registry: nothing to do
 	want := `# HELP flowlock_quarantine_active Identities in quarantine now.
 # TYPE flowlock_quarantine_active gauge
 flowlock_quarantine_active 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"flowlock_quarantine_active", "flowlock_risk_tracked_identities", "flowlock_risk_evictions_total"); err != nil {
+		"flowlock_quarantine_active", "flowlock_risk_tracked_identities", "flowlock_risk_evictions_total",
+		"flowlock_quarantine_evictions_total"); err != nil {
 		t.Error(err)
 	}
 }
 
 func TestNewTwicePanics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	New(reg, "a")
+	New(reg, "a", vocab)
 	defer func() {
 		if recover() == nil {
 			t.Error("second New on one registry did not panic")
 		}
 	}()
-	New(reg, "b")
+	New(reg, "b", vocab)
 }
 
 func BenchmarkCheck(b *testing.B) {
-	m := New(prometheus.NewRegistry(), "bench")
+	m := New(prometheus.NewRegistry(), "bench", vocab)
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Check(DecisionAllow, ReasonAllowed, false)
+		m.Check(VerdictAllow, rAllowed, false)
 	}
 }

@@ -47,6 +47,23 @@ func (k EventKind) String() string {
 	return "unknown"
 }
 
+// Actor says who makes a transition of this kind: the detector admits, an
+// operator bans, extends and releases (only the admin API does), the TTL
+// expires, and the MaxEntries bound ("capacity") evicts.
+func (k EventKind) Actor() string {
+	switch k {
+	case EventAdmitted:
+		return "detector"
+	case EventBanned, EventExtended, EventReleased:
+		return "operator"
+	case EventExpired:
+		return "ttl"
+	case EventEvicted:
+		return "capacity"
+	}
+	return "unknown"
+}
+
 // Event is one quarantine transition, as Events returns it. It is a copy.
 type Event struct {
 	// Seq numbers events from 1, in the order the List recorded them.
@@ -63,6 +80,9 @@ type Event struct {
 	Strikes int
 	Score   uint8
 	Manual  bool
+	// Remote is set when the change came from another replica (Apply,
+	// Withdraw): whoever shares this list's changes must not send it back.
+	Remote bool
 }
 
 // EventsKept is how many of the latest events a List keeps for Events,
@@ -82,6 +102,11 @@ type eventLog struct {
 // add records an event about r. It does not allocate: the identity and
 // reason are shared with the record, whose strings never change.
 func (g *eventLog) add(kind EventKind, r *record, at int64) {
+	g.addFrom(kind, r, at, false)
+}
+
+// addFrom is add with the event's origin.
+func (g *eventLog) addFrom(kind EventKind, r *record, at int64, remote bool) {
 	if g == nil {
 		return // a shard being built by ReadState
 	}
@@ -97,6 +122,7 @@ func (g *eventLog) add(kind EventKind, r *record, at int64) {
 		Strikes: r.strikes,
 		Score:   r.score,
 		Manual:  r.manual,
+		Remote:  remote,
 	}
 	g.mu.Unlock()
 }

@@ -13,8 +13,6 @@ package quarantine
 import (
 	"cmp"
 	"container/heap"
-	"context"
-	"errors"
 	"hash/maphash"
 	"math"
 	"slices"
@@ -37,7 +35,7 @@ const (
 
 // MaxBanTTL is the longest manual ban Ban accepts; longer requests are cut to
 // it. For a permanent block use the deny list.
-const MaxBanTTL = 365 * 24 * time.Hour
+const MaxBanTTL = 30 * 24 * time.Hour
 
 // maxStrikes is how many strike times one identity remembers. Older strikes
 // beyond it are dropped, so Strikes never exceeds it; with the default
@@ -256,27 +254,16 @@ func newList(opts Options, n int) *List {
 	return l
 }
 
-// Options returns the effective options, with defaults filled in.
-func (l *List) Options() Options { return l.opts }
-
 func (l *List) shardFor(id identity.ID) *shard {
 	return &l.shards[l.shardIndex(id)]
 }
 
-// shardIndex hashes id's address or name. Grouped IPv6 identities that
-// differ only in prefix length share a shard, which is harmless.
+// shardIndex picks id's shard with a hash keyed by the list's seed.
 func (l *List) shardIndex(id identity.ID) uint64 {
 	if l.mask == 0 {
 		return 0
 	}
-	var h uint64
-	if a, ok := id.Addr(); ok {
-		b := a.As16()
-		h = maphash.Bytes(l.seed, b[:])
-	} else {
-		h = maphash.String(l.seed, id.Name())
-	}
-	return h & l.mask
+	return id.Hash(l.seed) & l.mask
 }
 
 // notify signals Changed without blocking.
@@ -530,54 +517,8 @@ func (l *List) Sweep(now time.Time) (expired int) {
 	return expired
 }
 
-// Run calls Sweep every interval until ctx is done, reading the time from
-// now (nil means time.Now), and passes each result to onSweep if it is not
-// nil. It returns nil when ctx is done, and an error at once if every is
-// not positive. The caller owns the goroutine Run runs on.
-func (l *List) Run(ctx context.Context, every time.Duration, now func() time.Time, onSweep func(expired int)) error {
-	if every <= 0 {
-		return errors.New("quarantine sweep interval must be positive")
-	}
-	if now == nil {
-		now = time.Now
-	}
-	tk := time.NewTicker(every)
-	defer tk.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tk.C:
-			n := l.Sweep(now())
-			if onSweep != nil {
-				onSweep(n)
-			}
-		}
-	}
-}
-
-// Snapshot returns the quarantines active at now, soonest release first
-// (ties in identity.Compare order). It copies every active entry: for a
-// listing that may be large, use SnapshotN.
-func (l *List) Snapshot(now time.Time) []Entry {
-	t := now.UnixNano()
-	var out []Entry
-	for i := range l.shards {
-		s := &l.shards[i]
-		s.mu.RLock()
-		for _, r := range s.m {
-			if r.until > t {
-				out = append(out, r.entry())
-			}
-		}
-		s.mu.RUnlock()
-	}
-	slices.SortFunc(out, compareEntries)
-	return out
-}
-
 // SnapshotN returns the limit quarantines active at now that end soonest,
-// in Snapshot's order, and total, the number of all quarantines active at
+// soonest release first (ties in identity.Compare order), and total, the number of all quarantines active at
 // now. It costs one pass over the entries, a shard at a time, in
 // O(n log limit) time, and allocates only for the limit entries it
 // returns, however many are active. limit <= 0 returns no entries, only

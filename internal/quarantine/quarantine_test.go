@@ -1,14 +1,12 @@
 package quarantine
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/netip"
 	"slices"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
@@ -538,52 +536,6 @@ func TestSweep(t *testing.T) {
 			t.Errorf("step %d: after Sweep(+%v) Stats = %+v, Len = %d; want active %d entries %d",
 				i, s.at, st, l.Len(), s.wantLen, s.wantEntries)
 		}
-	}
-}
-
-func TestRun(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		l := New(Options{BaseTTL: 5 * time.Minute})
-		start := time.Now()
-		l.Admit(ipID("192.0.2.1"), start, "auto", 90)
-		l.Admit(ipID("192.0.2.2"), start.Add(time.Minute), "auto", 90)
-
-		ctx, cancel := context.WithCancel(context.Background())
-		var (
-			mu     sync.Mutex
-			sweeps []int
-		)
-		done := make(chan error)
-		go func() {
-			done <- l.Run(ctx, time.Minute, time.Now, func(n int) {
-				mu.Lock()
-				sweeps = append(sweeps, n)
-				mu.Unlock()
-			})
-		}()
-
-		time.Sleep(7*time.Minute + time.Second) // fake time: seven sweeps
-		synctest.Wait()
-		mu.Lock()
-		got := fmt.Sprint(sweeps)
-		mu.Unlock()
-		// Sweeps at +1m…+7m; the first quarantine ends at +5m, the second at +6m.
-		if want := "[0 0 0 0 1 1 0]"; got != want {
-			t.Errorf("sweep results = %s, want %s", got, want)
-		}
-		if l.Len() != 0 {
-			t.Errorf("Len after the sweeps = %d, want 0", l.Len())
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run after cancel = %v, want nil", err)
-		}
-	})
-}
-
-func TestRunBadInterval(t *testing.T) {
-	if err := New(Options{}).Run(context.Background(), 0, nil, nil); err == nil {
-		t.Error("Run with interval 0 = nil, want an error")
 	}
 }
 

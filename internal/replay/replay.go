@@ -6,39 +6,10 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/identity"
-	"github.com/flowlock/flowlock/internal/quarantine"
-	"github.com/flowlock/flowlock/internal/risk"
-	"github.com/flowlock/flowlock/internal/volume"
+	"github.com/flowlock/flowlock/internal/wire"
 )
-
-// DefaultSweepInterval is how often, in virtual time, Run sweeps idle
-// timing state and ended quarantines when Options.SweepInterval is 0.
-const DefaultSweepInterval = 10 * time.Second
-
-// Options configure a replay: the same settings the service builds its
-// engine, quarantine and policy from.
-type Options struct {
-	Risk       risk.Options
-	Quarantine quarantine.Options
-	// Lists are the allow and deny lists; nil means none.
-	Lists *quarantine.Lists
-	// Volume is the per-identity volume limit; the zero value (Rate 0)
-	// means none.
-	Volume volume.Options
-	// Mode is the policy's mode. In shadow mode nothing is denied, but
-	// quarantines are still admitted, and Result reports them.
-	Mode authz.Mode
-	// ExcludePaths are the path prefixes left out of timing.
-	ExcludePaths []string
-	// Rules find the client of each record from its address,
-	// X-Forwarded-For and identity header.
-	Rules authz.ClientRules
-	// SweepInterval is how often, in virtual time, idle timing state and
-	// ended quarantines are swept, as the service does on its clock; 0
-	// means DefaultSweepInterval.
-	SweepInterval time.Duration
-}
 
 // Result is what the policy did to one identity over the replay.
 type Result struct {
@@ -95,12 +66,13 @@ type Summary struct {
 	OutOfOrder int
 }
 
-// Run replays recs through a fresh engine, quarantine and policy built
-// from opts, in time order, and returns one Result per identity in the
+// Run replays recs through a fresh decision stack built from cfg (see
+// wire.Build: the service's own), in time order, sweeping it every
+// cfg.SweepInterval of virtual time as the service does on its clock, and returns one Result per identity in the
 // order identities first appear, with a Summary. It sorts recs in place
 // (stably) when they are out of order. It stops early, returning ctx's
 // error, when ctx is done.
-func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, error) {
+func Run(ctx context.Context, recs []Record, cfg config.Config) ([]Result, Summary, error) {
 	var sum Summary
 	for i := 1; i < len(recs); i++ {
 		if recs[i].TS.Before(recs[i-1].TS) {
@@ -111,22 +83,8 @@ func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, e
 		slices.SortStableFunc(recs, func(a, b Record) int { return a.TS.Compare(b.TS) })
 	}
 
-	engine := risk.New(opts.Risk)
-	q := quarantine.New(opts.Quarantine)
-	limiter := volume.New(opts.Volume) // nil without a rate
-	policy := authz.NewPolicy(authz.Options{
-		Engine:       engine,
-		Quarantine:   q,
-		Lists:        opts.Lists,
-		Volume:       limiter,
-		Mode:         opts.Mode,
-		ExcludePaths: opts.ExcludePaths,
-	})
-	every := opts.SweepInterval
-	if every <= 0 {
-		every = DefaultSweepInterval
-	}
-
+	stack := wire.Build(cfg, wire.Extra{})
+	every := cfg.SweepInterval
 	var results []Result
 	index := make(map[identity.ID]int)
 	var nextSweep time.Time
@@ -145,16 +103,12 @@ func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, e
 			// Sweep once, at the last tick not after now: sweeping at every
 			// tick of a long gap would drop the same entries.
 			tick := nextSweep.Add(now.Sub(nextSweep) / every * every)
-			q.Sweep(tick)
-			engine.Sweep(tick)
-			if limiter != nil {
-				limiter.Sweep(tick)
-			}
+			stack.Sweep(tick)
 			nextSweep = tick.Add(every)
 		}
 
-		client := opts.Rules.Resolve(rec.Addr, rec.XFF, rec.Header(opts.Rules.IdentityHeader))
-		d := policy.Decide(authz.Request{Client: client, Path: rec.Path, Now: now})
+		client := stack.Rules.Resolve(rec.Addr, rec.XFF, rec.Header(stack.Rules.IdentityHeader))
+		d := stack.Policy.Decide(authz.Request{Client: client, Path: rec.Path, Now: now})
 		sum.Records++
 		if client.ID.IsZero() {
 			sum.NoIdentity++
@@ -192,7 +146,7 @@ func Run(ctx context.Context, recs []Record, opts Options) ([]Result, Summary, e
 			}
 		}
 		if !r.Shared {
-			if v, ok := engine.Peek(client.ID, now); ok && v.Shared {
+			if v, ok := stack.Engine.Peek(client.ID, now); ok && v.Shared {
 				r.Shared = true
 			}
 		}

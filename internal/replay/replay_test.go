@@ -7,8 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowlock/flowlock/internal/authz"
-	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/config"
 )
 
 // readFiles reads test data files in order and returns their records and
@@ -41,7 +40,7 @@ func TestRunSimulatedTraces(t *testing.T) {
 	if bad != 0 {
 		t.Fatalf("%d bad lines in simulated traces", bad)
 	}
-	results, sum, err := Run(context.Background(), recs, Options{})
+	results, sum, err := Run(context.Background(), recs, config.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,14 +87,14 @@ func TestRunUnsorted(t *testing.T) {
 	sorted := slices.Clone(recs)
 	slices.SortStableFunc(sorted, func(a, b Record) int { return a.TS.Compare(b.TS) })
 
-	got, sum, err := Run(context.Background(), recs, Options{})
+	got, sum, err := Run(context.Background(), recs, config.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sum.OutOfOrder == 0 {
 		t.Error("out-of-order records not counted")
 	}
-	want, sum2, _ := Run(context.Background(), sorted, Options{})
+	want, sum2, _ := Run(context.Background(), sorted, config.Default())
 	if sum2.OutOfOrder != 0 {
 		t.Errorf("sorted input counted %d out of order", sum2.OutOfOrder)
 	}
@@ -110,7 +109,7 @@ func TestRunEnvoy(t *testing.T) {
 	if bad != 2 {
 		t.Errorf("%d bad lines, want 2 (50 and the last)", bad)
 	}
-	results, sum, err := Run(context.Background(), recs, Options{})
+	results, sum, err := Run(context.Background(), recs, config.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +135,7 @@ func TestRunNginx(t *testing.T) {
 	}
 	// Whole seconds: a 2 s bot's gaps are 2 s exactly, or 1 or 3 s when the
 	// noise crosses a second boundary. Still machine-like.
-	results, _, err := Run(context.Background(), slices.Clone(recs), Options{})
+	results, _, err := Run(context.Background(), slices.Clone(recs), config.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,9 +151,7 @@ func TestRunNginx(t *testing.T) {
 	}
 
 	// Behind a trusted load balancer the client is the X-Forwarded-For entry.
-	results, _, err = Run(context.Background(), slices.Clone(recs), Options{
-		Rules: authz.ClientRules{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
-	})
+	results, _, err = Run(context.Background(), slices.Clone(recs), with(func(c *config.Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +159,13 @@ func TestRunNginx(t *testing.T) {
 	if got["192.0.2.77"].Requests != 2 || got["10.0.0.5"].Requests != 0 {
 		t.Errorf("trusted proxy: %v", keys(got))
 	}
+}
+
+// with returns the default configuration changed by set.
+func with(set func(*config.Config)) config.Config {
+	c := config.Default()
+	set(&c)
+	return c
 }
 
 func keys(m map[string]Result) []string {
@@ -178,7 +182,7 @@ func TestRunOptions(t *testing.T) {
 
 	// The identity header decides where it is present; the other records
 	// fall back to their address.
-	results, sum, err := Run(context.Background(), slices.Clone(recs), Options{Rules: authz.ClientRules{IdentityHeader: "x-api-key"}})
+	results, sum, err := Run(context.Background(), slices.Clone(recs), with(func(c *config.Config) { c.IdentityHeader = "x-api-key" }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +192,7 @@ func TestRunOptions(t *testing.T) {
 	}
 
 	// Deny-listed clients are reported as denied from their first request.
-	deny := quarantine.NewLists(nil, []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
-	results, _, err = Run(context.Background(), slices.Clone(recs), Options{Lists: deny})
+	results, _, err = Run(context.Background(), slices.Clone(recs), with(func(c *config.Config) { c.Deny = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")} }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +203,7 @@ func TestRunOptions(t *testing.T) {
 
 	// Shadow mode still reports what would have been denied.
 	bot, _ := readFiles(t, "fixed-2s.jsonl")
-	results, _, err = Run(context.Background(), bot, Options{Mode: authz.Shadow})
+	results, _, err = Run(context.Background(), bot, with(func(c *config.Config) { c.Mode = config.ModeShadow }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +218,7 @@ func TestRunNoIdentity(t *testing.T) {
 		{TS: time.Unix(101, 0), Addr: netip.MustParseAddr("2001:db8:1:2::1")},
 		{TS: time.Unix(102, 0), Addr: netip.MustParseAddr("2001:db8:1:2::2")},
 	}
-	results, sum, err := Run(context.Background(), recs, Options{Rules: authz.ClientRules{IPv6Prefix: 64}})
+	results, sum, err := Run(context.Background(), recs, with(func(c *config.Config) { c.IPv6Prefix = 64 }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +240,7 @@ func TestRunSweepsIdleState(t *testing.T) {
 	for i := range 8 {
 		recs = append(recs, Record{TS: t0.Add(time.Hour + time.Duration(i)*2*time.Second), Addr: a})
 	}
-	results, _, err := Run(context.Background(), recs, Options{})
+	results, _, err := Run(context.Background(), recs, config.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +251,7 @@ func TestRunSweepsIdleState(t *testing.T) {
 	for i := 8; i < 16; i++ {
 		recs[i].TS = t0.Add(time.Duration(i) * 2 * time.Second)
 	}
-	results, _, _ = Run(context.Background(), recs, Options{})
+	results, _, _ = Run(context.Background(), recs, config.Default())
 	if results[0].MaxRisk == 0 {
 		t.Errorf("16 requests 2 s apart scored 0: %+v", results[0])
 	}
@@ -258,7 +261,7 @@ func TestRunCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	recs, _ := readFiles(t, "fixed-2s.jsonl")
-	if _, _, err := Run(ctx, recs, Options{}); err == nil {
+	if _, _, err := Run(ctx, recs, config.Default()); err == nil {
 		t.Error("Run ignored a canceled context")
 	}
 }

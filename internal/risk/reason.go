@@ -2,8 +2,6 @@ package risk
 
 import (
 	"fmt"
-
-	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
 // Reason names the scoring component that contributed most to a score.
@@ -50,16 +48,6 @@ func (r Reason) String() string {
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }
 
-// ParseReason returns the reason whose String is s.
-func ParseReason(s string) (Reason, bool) {
-	for r, name := range reasonNames {
-		if name == s {
-			return Reason(r), true
-		}
-	}
-	return ReasonNone, false
-}
-
 // Reasons returns every reason, ReasonNone first, so that metric label
 // children can be resolved once at start-up.
 func Reasons() []Reason {
@@ -68,23 +56,4 @@ func Reasons() []Reason {
 		rs[i] = Reason(i)
 	}
 	return rs
-}
-
-// MarshalText implements encoding.TextMarshaler, so reasons appear by name
-// in JSON.
-func (r Reason) MarshalText() ([]byte, error) {
-	if r >= numReasons {
-		return nil, fmt.Errorf("unknown risk reason %d", uint8(r))
-	}
-	return []byte(reasonNames[r]), nil
-}
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (r *Reason) UnmarshalText(b []byte) error {
-	v, ok := ParseReason(string(b))
-	if !ok {
-		return fmt.Errorf("unknown risk reason %q", untrusted.Clip(string(b), 32))
-	}
-	*r = v
-	return nil
 }

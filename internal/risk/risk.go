@@ -99,17 +99,17 @@ type Verdict struct {
 
 // Summary describes one tracked identity for operators.
 type Summary struct {
-	ID        identity.ID `json:"identity"`
-	Score     uint8       `json:"score"`
-	Reason    Reason      `json:"reason"` // ReasonNone below the challenge band
-	Requests  uint32      `json:"requests"`
-	FirstSeen time.Time   `json:"first_seen"`
-	LastSeen  time.Time   `json:"last_seen"` // start of the latest batch (≤ 5 ms early)
-	Shared    bool        `json:"shared"`
+	ID        identity.ID
+	Score     uint8
+	Reason    Reason // ReasonNone below the challenge band
+	Requests  uint32
+	FirstSeen time.Time
+	LastSeen  time.Time // start of the latest batch (≤ 5 ms early)
+	Shared    bool
 	// Recent holds the last (up to 32) intervals in ms, oldest first, for
 	// a sparkline. Intervals of 2 s and more are stored to 11 significant
 	// bits, so they read back within 0.1 %.
-	Recent []uint32 `json:"recent_ms"`
+	Recent []uint32
 }
 
 // Explanation is a Summary plus every scoring component, for an operator
@@ -119,40 +119,40 @@ type Explanation struct {
 	// Features lists the components in a fixed order: periodic,
 	// low_entropy, anti_bursty, periodic_bursts, no_pause, continuity,
 	// human_signature, shared.
-	Features []Feature `json:"features"`
+	Features []Feature
 	// Intervals is how many intervals have been seen in all (batched
 	// requests add none).
-	Intervals int `json:"intervals"`
+	Intervals int
 	// Threshold, ChallengeThreshold and Confirm are the engine's settings.
-	Threshold          uint8 `json:"threshold"`
-	ChallengeThreshold uint8 `json:"challenge_threshold"`
-	Confirm            int   `json:"confirm"`
+	Threshold          uint8
+	ChallengeThreshold uint8
+	Confirm            int
 	// Consecutive is how many consecutive evaluations scored at least
 	// Threshold (saturating at 255).
-	Consecutive int `json:"consecutive"`
+	Consecutive int
 	// Confirmed is Verdict.Confirmed at the time of the explanation.
-	Confirmed bool `json:"confirmed"`
+	Confirmed bool
 }
 
 // Feature is one scoring component in an Explanation.
 type Feature struct {
 	// Name is the component: a Reason's name, or "human_signature" or
 	// "shared".
-	Name string `json:"name"`
+	Name string
 	// Value is the component's statistic, e.g. MAD/median for periodic,
 	// bits for low_entropy, max(A, A_ew) for anti_bursty, seconds without
 	// a pause for no_pause, active 5-minute buckets for continuity.
-	Value float64 `json:"value"`
+	Value float64
 	// Probability is the component's output in [0, 1] before its gate.
 	// For human_signature it is 1 when the discount applies, for shared 1
 	// when the label holds.
-	Probability float64 `json:"probability"`
+	Probability float64
 	// Gate is the weight the evidence gets (how much data there is times
 	// the component's fixed weight); the term in the fusion is
 	// Gate·Probability.
-	Gate float64 `json:"gate"`
+	Gate float64
 	// Threshold says, as text, when the component fires.
-	Threshold string `json:"threshold"`
+	Threshold string
 }
 
 // Engine scores identities. It is safe for concurrent use. Create it with
@@ -245,14 +245,7 @@ func New(opts Options) *Engine {
 // shardFor returns the shard that holds id. The hash is keyed by a random
 // per-engine seed, so clients cannot aim their addresses at one shard.
 func (e *Engine) shardFor(id identity.ID) *shard {
-	var h uint64
-	if a, ok := id.Addr(); ok {
-		b := a.As16()
-		h = maphash.Bytes(e.seed, b[:])
-	} else {
-		h = maphash.String(e.seed, id.Name())
-	}
-	return &e.shards[h&e.mask]
+	return &e.shards[id.Hash(e.seed)&e.mask]
 }
 
 // Observe records one request from id at now and returns the verdict after
@@ -458,22 +451,14 @@ func (f *features) list(shared bool) []Feature {
 		sh = 1
 	}
 	return []Feature{
-		{Name: ReasonPeriodic.String(), Value: f.rcv, Probability: f.pPer, Gate: f.gPer,
-			Threshold: "MAD/median of the last 32 intervals < 0.30 (certain at 0.05); weight full at 16 intervals, or at 32 when >= 1/8 of them are off the median by more than half"},
-		{Name: ReasonLowEntropy.String(), Value: f.entropy, Probability: f.pLowH, Gate: f.gLowH,
-			Threshold: "entropy of log2(ms) octaves < 2.0 bits (certain at 0.8); weight 0.8, full at 16 intervals; off while shared"},
-		{Name: ReasonAntiBursty.String(), Value: max(f.a, f.aEW), Probability: f.pAnti, Gate: f.gAnti,
-			Threshold: "max(Kim-Jo A_n, EW burstiness) < -0.25 (certain at -0.55), moving to < -0.05 (certain at -0.35) with symmetric gaps (skewness < 0.3 on ring and EW) or a sub-second median, and to < 0 (certain at -0.3) at a sub-second median with at most 1/32 of requests batched (one client, no fan-out); weight 0.9 from 32 intervals, full at 64, or at 40 when strong (symmetric and <= -0.5, or sub-second and <= -0.35); off while shared"},
-		{Name: ReasonPeriodicBursts.String(), Value: f.bRcv, Probability: f.pBper, Gate: f.gBper,
-			Threshold: "MAD/median of burst-start intervals (a burst starts after a gap >= 1 s) < 0.20 (certain at 0.05); weight from 8 bursts, full at 16; off at >= 0.7 req/s over 60 s (over the stream's life while under 60 s old)"},
-		{Name: ReasonNoPause.String(), Value: f.stretch, Probability: f.pFast, Gate: f.gFast,
-			Threshold: "seconds without a pause > 3 s above 60 (certain at 180); off while shared"},
-		{Name: ReasonContinuity.String(), Value: float64(f.activeN), Probability: f.pCont, Gate: f.gCont,
-			Threshold: "active 5-minute buckets of the last 24 above 20 (certain at 24) while max(A_n, EW burstiness) < 0; weight 0.5 after 2 h observed; off while shared"},
-		{Name: "human_signature", Value: f.a, Probability: human, Gate: humanDiscount,
-			Threshold: "15-90% of gaps < 1 s, >= 10% > 3 s and A_n > 0.25: score x 0.7"},
-		{Name: "shared", Value: f.rate, Probability: sh, Gate: 1,
-			Threshold: "> 64 intervals, EW burstiness >= -0.2 and over 60 s either >= 3 req/s or >= 0.8 req/s with no pause > 3 s for 40 s; renewed while >= 0.5 req/s and EW burstiness >= -0.5; holds 900 s, never confirmed"},
+		{Name: ReasonPeriodic.String(), Value: f.rcv, Probability: f.pPer, Gate: f.gPer, Threshold: thresholds.periodic},
+		{Name: ReasonLowEntropy.String(), Value: f.entropy, Probability: f.pLowH, Gate: f.gLowH, Threshold: thresholds.lowEntropy},
+		{Name: ReasonAntiBursty.String(), Value: max(f.a, f.aEW), Probability: f.pAnti, Gate: f.gAnti, Threshold: thresholds.antiBursty},
+		{Name: ReasonPeriodicBursts.String(), Value: f.bRcv, Probability: f.pBper, Gate: f.gBper, Threshold: thresholds.periodicBursts},
+		{Name: ReasonNoPause.String(), Value: f.stretch, Probability: f.pFast, Gate: f.gFast, Threshold: thresholds.noPause},
+		{Name: ReasonContinuity.String(), Value: float64(f.activeN), Probability: f.pCont, Gate: f.gCont, Threshold: thresholds.continuity},
+		{Name: "human_signature", Value: f.a, Probability: human, Gate: humanDiscount, Threshold: thresholds.human},
+		{Name: "shared", Value: f.rate, Probability: sh, Gate: 1, Threshold: thresholds.shared},
 	}
 }
 

@@ -36,18 +36,14 @@ const (
 	//
 	// At a sub-second median the cut is raised to antiCutPace: one
 	// person's sub-second gaps are bursty client fan-out, so a sub-second
-	// rhythm more regular than Poisson (A = 0) is code. With
-	// antiCutMachine there, a sequential scraper (B5) whose ring of 32
-	// read A ≈ −0.25 instead of its true −0.41 went past 70 requests about
-	// once in 70 streams; with 0, about once in 300.
+	// rhythm more regular than Poisson (A = 0) is code.
 	//
 	// The raise is for one client only: it needs at most
 	// paceMaxConcurrent of the requests to have come within 5 ms of
 	// another (a batch). Browser fan-out and many clients on one address
-	// overlap; a sequential script never does. Without this condition a
-	// CGNAT's first seconds (a few people's page loads interleaved, A ≈
-	// −0.3 before the shared label can be earned at 64 intervals) were
-	// quarantined once in 200 simulated streams.
+	// overlap; a sequential script never does, and a NAT's first seconds,
+	// before the shared label can be earned, must not be judged as one
+	// fast client.
 	antiCutHuman      = -0.25
 	antiCutMachine    = -0.05
 	antiCutPace       = 0.0
@@ -64,9 +60,7 @@ const (
 	// think times, pauses), additive jitter is symmetric. sym =
 	// clamp((symCut − skewness)/symSpan), with the larger of the moment
 	// skewness of the ring and of the EW statistics: symmetric on both
-	// horizons, as anti-burstiness must hold on both. In simulation a
-	// regular human's ring of 32 is right-skewed at 0.3 or more 95 % of
-	// the time, Gaussian jitter below 0.8 95 % of the time.
+	// horizons, as anti-burstiness must hold on both.
 	symCut  = 0.8
 	symSpan = 0.5
 
@@ -82,9 +76,8 @@ const (
 	contFloor = 20                   // active buckets of 24 above this count
 	contWidth = 4
 	// contMaxA: continuity counts only when max(A, A_ew) is below this (no
-	// burstier than Poisson on either horizon). DETECTION.md §7.2 uses
-	// A < 0.2; with that, half of our simulated calm humans (H4) working
-	// four hours without a 5-minute break were quarantined.
+	// burstier than Poisson on either horizon): calm humans who work for
+	// hours without a 5-minute break are Poisson-like, not regular.
 	contMaxA = 0.0
 	// contWeight: continuity is supporting evidence, never decisive alone:
 	// two busy hours are within human reach, and the bitmap sees no
@@ -103,10 +96,9 @@ const (
 	// either a 60 s rate of at least sharedFastRate, far beyond one person,
 	// or at least sharedMinRate with no pause longer than 3 s for
 	// sharedMinStretch. One person, however busy, pauses between actions;
-	// ten people on one NAT rarely leave the address quiet for 3 s. In
-	// simulation this labels under 0.5 % of single-human streams (the
-	// previous rule, 0.5 req/s alone, labelled 40-100 % of them, which
-	// made the label meaningless and an easy escape from timing).
+	// ten people on one NAT rarely leave the address quiet for 3 s. A rate
+	// alone would label busy single humans too, and the label would become
+	// an escape from timing.
 	sharedMinIntervals = 64     // more than this many intervals seen
 	sharedMinAEW       = -0.2   // and A_ew at least this (Poisson-like or bursty)
 	sharedFastRate     = 3.0    // req/s over 60 s: many clients at once

@@ -11,6 +11,7 @@
 package volume
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -39,6 +40,7 @@ type Limiter struct {
 	interval int64 // T: nanoseconds per request at the sustained rate
 	tau      int64 // burst tolerance: Burst × T
 	perShard int
+	seed     maphash.Seed
 	shards   [shards]shard
 }
 
@@ -62,7 +64,7 @@ func New(o Options) *Limiter {
 		maxClients = 1_000_000
 	}
 	interval := max(int64(float64(time.Second)/o.Rate), 1)
-	l := &Limiter{interval: interval, tau: int64(burst) * interval, perShard: max(1, maxClients/shards)}
+	l := &Limiter{interval: interval, tau: int64(burst) * interval, perShard: max(1, maxClients/shards), seed: maphash.MakeSeed()}
 	for i := range l.shards {
 		l.shards[i].tat = make(map[identity.ID]int64)
 	}
@@ -77,7 +79,7 @@ func (l *Limiter) Allow(id identity.ID, now time.Time) (ok bool, retryAfter time
 		return true, 0
 	}
 	t := now.UnixNano()
-	sh := &l.shards[shardOf(id)]
+	sh := &l.shards[l.shardOf(id)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	tat, known := sh.tat[id]
@@ -151,16 +153,8 @@ func (l *Limiter) Len() int {
 	return n
 }
 
-// shardOf spreads identities over shards without hashing the whole key:
-// the low address byte or the name's bytes.
-func shardOf(id identity.ID) int {
-	if a, ok := id.Addr(); ok {
-		b := a.As16()
-		return int(b[15]^b[13]^b[7]) % shards
-	}
-	var h uint32 = 2166136261
-	for _, c := range []byte(id.Name()) {
-		h = (h ^ uint32(c)) * 16777619
-	}
-	return int(h % shards)
+// shardOf picks id's shard with a hash keyed by the limiter's seed, so
+// that clients cannot aim their addresses at one shard.
+func (l *Limiter) shardOf(id identity.ID) int {
+	return int(id.Hash(l.seed) % shards)
 }

@@ -14,7 +14,7 @@ var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 func ip(s string) identity.ID { return identity.FromAddr(netip.MustParseAddr(s), 64) }
 
 func TestNilLimiterAllowsEverything(t *testing.T) {
-	var l *Limiter = New(Options{Rate: 0})
+	l := New(Options{Rate: 0})
 	if l != nil {
 		t.Fatal("rate 0 gave a limiter")
 	}

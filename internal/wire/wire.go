@@ -1,11 +1,18 @@
-// Package wire turns the one config.Config into the options of each
-// component. The service (serve), the backtest (replay) and the simulator
-// (flowlock-sim eval) all build their decision path through it, so the same
-// settings give the same engine everywhere. Domain packages never import
-// config; this package is where the two meet.
+// Package wire builds the decision stack from the one config.Config: the
+// timing engine, the quarantine list, the volume limit, the allow and deny
+// lists, the client rules and the policy over them. The service (serve),
+// the backtest (replay) and the simulator (flowlock-sim eval) all build
+// their decision path with Build, so the same settings decide the same way
+// everywhere and none of them can leave a piece out. Domain packages never
+// import config; this package is where the two meet.
 package wire
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/quarantine"
@@ -13,48 +20,97 @@ import (
 	"github.com/flowlock/flowlock/internal/volume"
 )
 
-// Risk returns the timing engine's options.
-func Risk(c config.Config) risk.Options {
-	return risk.Options{
-		MaxClients:         c.MaxClients,
-		Threshold:          uint8(c.RiskThreshold),
-		ChallengeThreshold: uint8(c.ChallengeThreshold),
-		Confirm:            c.Confirm,
+// Stack is the whole decision path of one process. Its parts are exported
+// for the views that read them (the dashboard, metrics gauges, replay's
+// report); decisions go through Policy.
+type Stack struct {
+	Engine     *risk.Engine
+	Quarantine *quarantine.List
+	Limiter    *volume.Limiter // nil without --volume-rate
+	Lists      *quarantine.Lists
+	Rules      authz.ClientRules
+	Policy     *authz.Policy
+}
+
+// Extra is what a stack needs beyond the configuration: things that are
+// not settings of the service.
+type Extra struct {
+	// Logger receives the policy's quarantine and ban lines; nil discards.
+	Logger *slog.Logger
+	// Shards overrides the timing engine's shard count; 0 keeps its
+	// default. The simulator runs one identity per stack, where sharding
+	// only costs set-up time.
+	Shards int
+}
+
+// Build returns the decision stack cfg describes. cfg must have passed
+// config.Validate (config.Load does that).
+func Build(cfg config.Config, x Extra) *Stack {
+	ro := risk.Options{
+		MaxClients:         cfg.MaxClients,
+		Threshold:          uint8(cfg.RiskThreshold),
+		ChallengeThreshold: uint8(cfg.ChallengeThreshold),
+		Confirm:            cfg.Confirm,
+		Shards:             x.Shards,
 	}
-}
-
-// Quarantine returns the quarantine list's options.
-func Quarantine(c config.Config) quarantine.Options {
-	return quarantine.Options{
-		BaseTTL:      c.QuarantineTTL,
-		MaxTTL:       c.QuarantineMaxTTL,
-		Factor:       c.QuarantineFactor,
-		StrikeWindow: c.StrikeWindow,
+	s := &Stack{
+		Engine: risk.New(ro),
+		Quarantine: quarantine.New(quarantine.Options{
+			BaseTTL:      cfg.QuarantineTTL,
+			MaxTTL:       cfg.QuarantineMaxTTL,
+			Factor:       cfg.QuarantineFactor,
+			StrikeWindow: cfg.StrikeWindow,
+		}),
+		Limiter: volume.New(volume.Options{Rate: cfg.VolumeRate, Burst: cfg.VolumeBurst, MaxClients: cfg.MaxClients}),
+		Lists:   quarantine.NewLists(cfg.Allow, cfg.Deny),
+		Rules: authz.ClientRules{
+			TrustedProxies: cfg.TrustedProxies,
+			XFFTrustedHops: cfg.XFFTrustedHops,
+			IdentityHeader: cfg.IdentityHeader,
+			IPv6Prefix:     cfg.IPv6Prefix,
+		},
 	}
+	mode, _ := authz.ParseMode(cfg.Mode) // validated by config
+	s.Policy = authz.NewPolicy(authz.Options{
+		Engine:       s.Engine,
+		Quarantine:   s.Quarantine,
+		Lists:        s.Lists,
+		Volume:       s.Limiter,
+		Mode:         mode,
+		ExcludePaths: cfg.ExcludePaths,
+		Logger:       x.Logger,
+	})
+	return s
 }
 
-// Volume returns the volume limit's options (Rate 0: no limit).
-func Volume(c config.Config) volume.Options {
-	return volume.Options{Rate: c.VolumeRate, Burst: c.VolumeBurst, MaxClients: c.MaxClients}
+// Sweep drops what has ended by now: quarantines past their time, timing
+// state of idle identities, and idle volume buckets. It returns how many
+// quarantines expired. The service calls it on a ticker, replay and the
+// simulator at the same interval in virtual time.
+func (s *Stack) Sweep(now time.Time) (expired int) {
+	expired = s.Quarantine.Sweep(now)
+	s.Engine.Sweep(now)
+	s.Limiter.Sweep(now) // nil-safe
+	return expired
 }
 
-// Lists returns the allow and deny lists.
-func Lists(c config.Config) *quarantine.Lists {
-	return quarantine.NewLists(c.Allow, c.Deny)
-}
-
-// Rules returns how the client of a request is found.
-func Rules(c config.Config) authz.ClientRules {
-	return authz.ClientRules{
-		TrustedProxies: c.TrustedProxies,
-		XFFTrustedHops: c.XFFTrustedHops,
-		IdentityHeader: c.IdentityHeader,
-		IPv6Prefix:     c.IPv6Prefix,
+// Run calls Sweep every interval until ctx is done, and passes each count
+// of expired quarantines to onExpired (nil ignores them). It returns nil
+// when ctx ends.
+func (s *Stack) Run(ctx context.Context, every time.Duration, now func() time.Time, onExpired func(int)) error {
+	if every <= 0 {
+		return errors.New("sweep interval must be positive")
 	}
-}
-
-// Mode returns the policy's mode; config.Load has validated it.
-func Mode(c config.Config) authz.Mode {
-	m, _ := authz.ParseMode(c.Mode)
-	return m
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tk.C:
+			if n := s.Sweep(now()); onExpired != nil {
+				onExpired(n)
+			}
+		}
+	}
 }

@@ -1,0 +1,53 @@
+package risk
+
+import (
+	"fmt"
+	"time"
+)
+
+// thresholds says, for the explain view, when each component fires. Every
+// number comes from the constants the score uses (score.go, state.go), so
+// the text cannot drift from the model; it is built once, at start-up.
+var thresholds = struct {
+	periodic, lowEntropy, antiBursty, periodicBursts, noPause, continuity, human, shared string
+}{
+	periodic: fmt.Sprintf("MAD/median of the last %d intervals < %.2f (certain at %.2f); weight full at %d intervals, "+
+		"or at %d when >= %s of them are off the median by more than half",
+		ringSize, perCut, perCut-perSpan, confFloor+confSpan, confFloor+perMixedSpan, fraction(perMixed)),
+	lowEntropy: fmt.Sprintf("entropy of log2(ms) octaves < %.1f bits (certain at %.1f); weight %.1f, full at %d intervals; off while shared",
+		entCut, entCut-entSpan, entWeight, confFloor+confSpan),
+	antiBursty: fmt.Sprintf("max(Kim-Jo A_n, EW burstiness) < %.2f (certain at %.2f), moving to < %.2f (certain at %.2f) "+
+		"with symmetric gaps (skewness < %.1f on ring and EW) or a sub-second median, and to < %.0f (certain at %.1f) "+
+		"at a sub-second median with at most %s of requests batched (one client, no fan-out); "+
+		"weight %.1f from %d intervals, full at %d, or at %d when strong (symmetric and <= %.1f, or sub-second and <= %.2f); off while shared",
+		antiCutHuman, antiCutHuman-antiWidth, antiCutMachine, antiCutMachine-antiWidth,
+		symCut-symSpan, antiCutPace, antiCutPace-antiWidth, fraction(paceMaxConcurrent),
+		antiWeight, antiMin, antiMin+antiSpan, antiMin+antiFast, antiStrongSym, antiStrongPace),
+	periodicBursts: fmt.Sprintf("MAD/median of burst-start intervals (a burst starts after a gap >= %v) < %.2f (certain at %.2f); "+
+		"weight from %d bursts, full at %d; off at >= %.1f req/s over %v (over the stream's life while under %v old)",
+		secs(burstGap), bperCut, bperCut-bperWidth, bperMin, bperMin+bperSpan, busyRate,
+		secs(rateWindow), secs(busyWait)),
+	noPause: fmt.Sprintf("seconds without a pause > %v above %.0f (certain at %.0f); off while shared",
+		secs(pauseGap), fastAfter, fastAfter+fastSpan),
+	continuity: fmt.Sprintf("active %d-minute buckets of the last 24 above %d (certain at %d) while max(A_n, EW burstiness) < %.0f; "+
+		"weight %.1f after %d h observed; off while shared",
+		bucketLen/int64(time.Minute), contFloor, contFloor+contWidth, contMaxA, contWeight, contSpan/int64(time.Hour)),
+	human: fmt.Sprintf("%.0f-%.0f%% of gaps < %v, >= %.0f%% > %v and A_n > %.2f: score x %.1f",
+		100*humanShortMin, 100*humanShortMax, secs(burstGap), 100*humanLongMin, secs(pauseGap),
+		humanMinA, 1-humanDiscount),
+	shared: fmt.Sprintf("> %d intervals, EW burstiness >= %.1f and over %v either >= %.0f req/s or >= %.1f req/s "+
+		"with no pause > %v for %v; renewed while >= %.1f req/s and EW burstiness >= %.1f; holds %v, never confirmed",
+		sharedMinIntervals, sharedMinAEW, secs(rateWindow), sharedFastRate, sharedMinRate,
+		secs(pauseGap), secs(sharedMinStretch*int64(time.Millisecond)), sharedKeepRate, sharedKeepAEW,
+		secs(sharedFor)),
+}
+
+// secs writes a duration in nanoseconds as seconds, e.g. "3 s".
+func secs(ns int64) string {
+	return fmt.Sprintf("%g s", float64(ns)/float64(time.Second))
+}
+
+// fraction writes a share such as 0.125 as "1/8".
+func fraction(x float64) string {
+	return fmt.Sprintf("1/%.0f", 1/x)
+}
