@@ -202,9 +202,30 @@ type Options struct {
 	// means DefaultMaxBanTTL.
 	MaxBanTTL time.Duration
 
-	// MaxStreams bounds the concurrent /api/v1/stream clients; more get
-	// 503. 0 means 64.
+	// MaxStreams bounds the concurrent /api/v1/stream clients without the
+	// admin token; more get 503. 0 means 64. Clients that present the
+	// admin token have AdminStreams places of their own, so a crowd of
+	// anonymous viewers cannot lock an operator out.
 	MaxStreams int
+
+	// AdminStreams bounds the concurrent streams of admin-token holders,
+	// beyond MaxStreams. 0 means 16.
+	AdminStreams int
+
+	// ShowIdentities shows identity-header values as they are (with
+	// non-printing characters made visible). false, the default, masks
+	// them: see mask.go.
+	ShowIdentities bool
+
+	// AllowedHosts are the names, beside IP literals, that the Host header
+	// may give: exact names, "*.example.com" or "*". nil means
+	// ["localhost"]. See hostGuard.
+	AllowedHosts []string
+
+	// BadToken, if not nil, is called for every request refused for a
+	// missing or wrong admin token, e.g. to count it in a metric. The log
+	// says so at most once per badTokenLogEvery.
+	BadToken func()
 }
 
 // server holds what the handlers need. Its fields are set by New; journal
@@ -228,6 +249,11 @@ type server struct {
 	journal    *journal
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
+	showNames  bool          // Options.ShowIdentities
+	aliases    aliases       // shown texts of name identities; see mask.go
+	hosts      hostGuard
+	badToken   func()      // Options.BadToken, never nil
+	badLog     logThrottle // WARN lines for rejected tokens
 }
 
 // New returns the HTTP handler for flowlock-authz's HTTP address, with the
@@ -259,6 +285,16 @@ func newServer(opts Options) *server {
 		mode:       opts.Mode,
 		maxBan:     opts.MaxBanTTL,
 		journal:    new(journal),
+		showNames:  opts.ShowIdentities,
+		badToken:   opts.BadToken,
+	}
+	allowed := opts.AllowedHosts
+	if allowed == nil {
+		allowed = []string{"localhost"}
+	}
+	s.hosts = newHostGuard(allowed)
+	if s.badToken == nil {
+		s.badToken = func() {}
 	}
 	if s.ipv6Prefix == 0 {
 		s.ipv6Prefix = 64
@@ -289,7 +325,12 @@ func newServer(opts Options) *server {
 	if maxStreams <= 0 {
 		maxStreams = defaultMaxStreams
 	}
+	adminStreams := opts.AdminStreams
+	if adminStreams <= 0 {
+		adminStreams = defaultAdminStreams
+	}
 	s.hub = newHub(s.snapshotEvent, maxStreams, streamInterval)
+	s.hub.maxAdmin = adminStreams
 	return s
 }
 
@@ -297,5 +338,5 @@ func newServer(opts Options) *server {
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	s.addRoutes(mux)
-	return securityHeaders(apiErrorsAsJSON(mux))
+	return securityHeaders(s.hosts.wrap(apiErrorsAsJSON(mux)))
 }

@@ -62,6 +62,10 @@ func (s *server) snapshot(clients int) Snapshot {
 	if lists.Deny == nil {
 		lists.Deny = []string{}
 	}
+	s.displayQuarantine(qs)
+	s.displayIdentities(ids)
+	events := s.journal.latest(streamEvents, nil)
+	s.displayDecisions(events)
 	return Snapshot{
 		Time:            now,
 		Version:         s.version,
@@ -73,7 +77,7 @@ func (s *server) snapshot(clients int) Snapshot {
 		Quarantine:      qs,
 		QuarantineTotal: total,
 		Lists:           lists,
-		Events:          s.journal.latest(streamEvents, nil),
+		Events:          events,
 	}
 }
 

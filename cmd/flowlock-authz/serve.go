@@ -26,6 +26,7 @@ import (
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
@@ -53,6 +54,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "version", buildVersion(), "mode", cfg.Mode, "grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr)
+	startExposure(cfg, args, log)
 
 	svc, err := newService(cfg, log)
 	if err != nil {
@@ -202,7 +204,7 @@ type servers struct {
 // side and forward-auth over the stack.
 func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	srv := &servers{}
-	rec := recorder{s.m, s.live}
+	rec := watchedRecorder{recorder{s.m, s.live}, identity.NewWatch(s.log, 0)}
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
 	})
@@ -239,6 +241,10 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 			Tracker:     s.live,
 			Mode:        s.cfg.Mode,
 			MaxBanTTL:   quarantine.MaxBanTTL,
+
+			ShowIdentities: s.cfg.ShowIdentities,
+			AllowedHosts:   s.cfg.HTTPAllowedHosts,
+			BadToken:       s.m.AdminRejected,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,

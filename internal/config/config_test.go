@@ -60,7 +60,7 @@ func TestDefault(t *testing.T) {
 		want any
 	}{
 		{"grpc-addr", ":9191"},
-		{"http-addr", ":8080"},
+		{"http-addr", "127.0.0.1:8080"},
 		{"forward-auth-addr", ""},
 		{"config", ""},
 		{"mode", "enforce"},
@@ -98,6 +98,8 @@ func TestDefault(t *testing.T) {
 		{"redis-tls", false},
 		{"redis-ca-file", ""},
 		{"redis-key-prefix", "flowlock:"},
+		{"show-identities", false},
+		{"http-allowed-hosts", []string{"localhost"}},
 	}
 	if len(tests) != len(settings) {
 		t.Errorf("test lists %d settings, the table has %d", len(tests), len(settings))
@@ -157,6 +159,8 @@ func TestLoadGoodFile(t *testing.T) {
 		RedisTLS:           true,
 		RedisCAFile:        filepath.Join("testdata", "secrets", "redis-ca.pem"),
 		RedisKeyPrefix:     "fl-test:",
+		ShowIdentities:     true,
+		HTTPAllowedHosts:   []string{"flowlock.example.com", "*.internal.example"},
 	}
 	if d := diffConfig(got, want); d != "" {
 		t.Errorf("Load(good.yaml) differs:%s", d)

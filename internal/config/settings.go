@@ -123,6 +123,10 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.RedisCAFile }},
 	{name: "redis-key-prefix", metavar: "PREFIX", help: "prefix of every Redis key Flow Lock writes (no braces)",
 		field: func(c *Config) any { return &c.RedisKeyPrefix }},
+	{name: "show-identities", help: "show identity-header values in clear on the dashboard and in the admin API (default: masked; logs always mask)",
+		field: func(c *Config) any { return &c.ShowIdentities }},
+	{name: "http-allowed-hosts", metavar: "HOST,...", help: `Host names the HTTP server answers to ("*.example.com", "*" for any); IP literals always; probes and /metrics any`,
+		field: func(c *Config) any { return &c.HTTPAllowedHosts }},
 }
 
 // envName returns the environment variable of a flag name.
