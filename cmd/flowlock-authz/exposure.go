@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/identity"
 )
@@ -20,17 +19,4 @@ func startExposure(cfg config.Config, args []string, log *slog.Logger) {
 	for _, w := range config.Warnings(cfg, args, os.Environ()) {
 		log.Warn(w)
 	}
-}
-
-// watchedRecorder is a Recorder that also feeds an identity.Watch, which
-// warns when most Checks find no identity.
-type watchedRecorder struct {
-	authz.Recorder
-	watch *identity.Watch
-}
-
-// RecordCheck implements authz.Recorder.
-func (r watchedRecorder) RecordCheck(c authz.Record) {
-	r.watch.Record(!c.Failed && c.Outcome == authz.NoIdentity, c.Start)
-	r.Recorder.RecordCheck(c)
 }

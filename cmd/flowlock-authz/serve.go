@@ -204,7 +204,7 @@ type servers struct {
 // side and forward-auth over the stack.
 func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	srv := &servers{}
-	rec := watchedRecorder{recorder{s.m, s.live}, identity.NewWatch(s.log, 0)}
+	rec := recorder{s.m, s.live, identity.NewWatch(s.log, 0)}
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
 	})
