@@ -200,6 +200,7 @@ func (r *Replica) Start(ctx context.Context, now time.Time) error {
 	for _, e := range local {
 		r.dirty[e.ID] = struct{}{}
 	}
+	_, r.cursor = r.opts.Quarantine.Events(^uint64(0)) // what came before is in local
 	r.mu.Unlock()
 	s, err := redisstore.Open(ctx, r.opts.Redis)
 	if err != nil {
@@ -246,7 +247,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		if s := r.store.Load(); s != nil && !subscribed {
 			subscribed = true
-			wg.Go(func() { r.follow(ctx, s) })
+			wg.Go(func() { r.Follow(ctx) })
 		}
 		r.Tick(ctx, now)
 	}
@@ -266,9 +267,14 @@ func (r *Replica) dial(ctx context.Context) {
 	r.log.Info("redis reachable: sharing state again", "redis", r.opts.Redis.String())
 }
 
-// follow merges the other replicas' changes into the local list until ctx
-// is done.
-func (r *Replica) follow(ctx context.Context, s *redisstore.Store) {
+// Follow merges the other replicas' changes into the local list until ctx
+// is done. Run starts it once connected; a virtual-time driver, which
+// calls Tick itself, starts it after Start.
+func (r *Replica) Follow(ctx context.Context) {
+	s := r.store.Load()
+	if s == nil {
+		return
+	}
 	_ = s.Subscribe(ctx, func(c redisstore.Change) {
 		now := time.Now()
 		switch c.Op {
