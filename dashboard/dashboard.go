@@ -141,6 +141,16 @@ type Backend interface {
 // an allow-listed client; the dashboard answers it with 400 and its text.
 var ErrInvalid = errors.New("invalid request")
 
+// Sharing is the state of the link to the other replicas, as the page
+// shows it.
+type Sharing struct {
+	// State is "shared" while detection and quarantine are shared through
+	// Redis, "fallback" while this replica decides on its own.
+	State string `json:"state"`
+	// Detail says why, e.g. the last Redis error.
+	Detail string `json:"detail,omitempty"`
+}
+
 // DefaultMaxBanTTL is Options.MaxBanTTL when it is 0.
 const DefaultMaxBanTTL = 30 * 24 * time.Hour
 
@@ -179,6 +189,10 @@ type Options struct {
 	// of the link to the other replicas: a replica on local state is still
 	// ready (it serves), but says so. nil adds nothing.
 	ReadyDetail func() string
+
+	// Sharing reports the link to the other replicas for the page; nil
+	// means this process keeps all state itself (no --redis-addr).
+	Sharing func() Sharing
 
 	// Config returns the effective configuration with secrets redacted, for
 	// GET /api/v1/config. It is encoded with encoding/json. nil serves {}.
@@ -246,6 +260,7 @@ type server struct {
 	mode       string
 	maxBan     time.Duration
 	readyMore  func() string
+	sharing    func() Sharing
 	journal    *journal
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
@@ -278,6 +293,7 @@ func newServer(opts Options) *server {
 		metrics:    opts.Metrics,
 		ready:      opts.Ready,
 		readyMore:  opts.ReadyDetail,
+		sharing:    opts.Sharing,
 		config:     opts.Config,
 		log:        opts.Logger,
 		version:    opts.Version,

@@ -30,6 +30,8 @@ type Snapshot struct {
 	Lists           Lists        `json:"lists"`
 	// Events are the latest quarantine transitions, newest first.
 	Events []Decision `json:"events"`
+	// Sharing is the link to the other replicas; absent without one.
+	Sharing *Sharing `json:"sharing,omitempty"`
 }
 
 // snapshot builds the current Snapshot.
@@ -66,7 +68,13 @@ func (s *server) snapshot(clients int) Snapshot {
 	s.displayIdentities(ids)
 	events := s.journal.latest(streamEvents, nil)
 	s.displayDecisions(events)
+	var sharing *Sharing
+	if s.sharing != nil {
+		sh := s.sharing()
+		sharing = &sh
+	}
 	return Snapshot{
+		Sharing:         sharing,
 		Time:            now,
 		Version:         s.version,
 		Mode:            s.mode,

@@ -235,6 +235,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 				return nil
 			},
 			ReadyDetail: s.sharedDetail,
+			Sharing:     s.sharing(),
 			Config:      func() any { return s.cfg.Redacted() },
 			Logger:      s.log,
 			Version:     buildVersion(),
@@ -389,6 +390,22 @@ func (s *service) shutdown(ctx context.Context, srv *servers, g *errgroup.Group)
 	}
 	s.log.Info("stopped")
 	return err
+}
+
+// sharing returns the dashboard's view of the link to the other
+// replicas; nil without --redis-addr.
+func (s *service) sharing() func() dashboard.Sharing {
+	rep := s.stack.Replica
+	if rep == nil {
+		return nil
+	}
+	return func() dashboard.Sharing {
+		st := rep.Status()
+		if st.Connected {
+			return dashboard.Sharing{State: "shared"}
+		}
+		return dashboard.Sharing{State: "fallback", Detail: st.Err}
+	}
 }
 
 // sharedDetail says, for /readyz, whether this replica shares state through

@@ -142,6 +142,7 @@ function render(snap) {
   setText(mode, snap.mode);
   setAttr(mode, 'data-mode', snap.mode);
 
+  renderSharing(snap.sharing);
   renderStats(snap);
   renderRisk(snap.identities || []);
   renderQuarantine(snap);
@@ -150,6 +151,20 @@ function render(snap) {
   setText($('clients'), `${snap.clients} ${snap.clients === 1 ? 'dashboard' : 'dashboards'} connected`);
 
   if (state.drawerId && Date.now() - state.drawerAt > 3000) refreshDrawer();
+}
+
+// renderSharing shows whether this replica shares detection and quarantine
+// with the others through Redis, or decides alone while Redis is away.
+function renderSharing(sharing) {
+  const pill = $('sharing');
+  pill.hidden = !sharing;
+  if (!sharing) return;
+  const fallback = sharing.state !== 'shared';
+  setText(pill, fallback ? 'Redis: local fallback' : 'Redis: shared');
+  setAttr(pill, 'data-state', fallback ? 'fallback' : 'shared');
+  setAttr(pill, 'title', fallback
+    ? `Deciding on this replica's own state until Redis answers${sharing.detail ? ': ' + sharing.detail : ''}`
+    : 'Detection and quarantine shared with the other replicas through Redis');
 }
 
 function renderStats(snap) {
