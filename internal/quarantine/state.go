@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"container/heap"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/untrusted"
@@ -134,12 +137,18 @@ func (l *List) ReadState(r io.Reader, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("read: %w", err)
 	}
-	_, err = l.readState(data, now)
+	_, err = l.readState(context.Background(), data, now)
 	return err
 }
 
+// ctxCheckEvery is how many entries readState decodes between looks at its
+// context: often enough to stop within milliseconds, rare enough to cost
+// nothing.
+const ctxCheckEvery = 1024
+
 // readState is ReadState on bytes; it returns the number of entries kept.
-func (l *List) readState(data []byte, now time.Time) (int, error) {
+// It stops with an error when ctx is done.
+func (l *List) readState(ctx context.Context, data []byte, now time.Time) (int, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return 0, errors.New("empty file, want a JSON object with a format and a version")
 	}
@@ -173,17 +182,23 @@ func (l *List) readState(data []byte, now time.Time) (int, error) {
 		fresh[i].m = make(map[identity.ID]*record)
 		fresh[i].limit = l.shards[i].limit
 	}
-	lines := make(map[identity.ID]int, len(body.Entries))
+	// Positions are worked out only for an error: counting lines from the
+	// start of the file for every entry made a restore quadratic (a million
+	// entries took hours). first keeps each identity's byte offset, for the
+	// duplicate message.
+	first := make(map[identity.ID]int, len(body.Entries))
 	pos := 0
 	for i, raw := range body.Entries {
 		// RawMessage holds the exact input bytes, and entries are in
-		// order, so the next match is this entry: its offset gives a line.
+		// order, so the next match is this entry, a few bytes on.
 		off := pos
 		if j := bytes.Index(data[pos:], raw); j >= 0 {
 			off = pos + j
 			pos = off + len(raw)
 		}
-		line, _ := lineCol(data, off)
+		if i%ctxCheckEvery == 0 && ctx.Err() != nil {
+			return 0, fmt.Errorf("restore interrupted at entry %d: %w", i+1, context.Cause(ctx))
+		}
 		var fe fileEntry
 		if err := json.Unmarshal(raw, &fe); err != nil {
 			line, _ := lineCol(data, off+valueErrorOffset(err))
@@ -191,12 +206,15 @@ func (l *List) readState(data []byte, now time.Time) (int, error) {
 		}
 		r, err := l.recordFromFile(fe, t)
 		if err != nil {
+			line, _ := lineCol(data, off)
 			return 0, fmt.Errorf("line %d: entry %d: %w", line, i+1, err)
 		}
-		if prev, dup := lines[r.id]; dup {
+		if prevOff, dup := first[r.id]; dup {
+			line, _ := lineCol(data, off)
+			prev, _ := lineCol(data, prevOff)
 			return 0, fmt.Errorf("line %d: entry %d: identity %q appears twice (also line %d)", line, i+1, untrusted.Clip(fe.ID, 64), prev)
 		}
-		lines[r.id] = line
+		first[r.id] = off
 		if r.until <= t && len(r.strikeT) == 0 {
 			continue // fully expired
 		}
@@ -249,12 +267,16 @@ func (l *List) recordFromFile(fe fileEntry, t int64) (*record, error) {
 	if fe.Strikes < 0 || fe.Strikes > maxStrikes {
 		return nil, fmt.Errorf("strikes %d out of range 0-%d", fe.Strikes, maxStrikes)
 	}
+	reason, err := fileReason(fe.Reason)
+	if err != nil {
+		return nil, err
+	}
 	r := &record{
 		id:      id,
 		since:   fe.Since.UnixNano(),
 		until:   fe.Until.UnixNano(),
 		strikes: fe.Strikes,
-		reason:  fe.Reason,
+		reason:  reason,
 		score:   fe.Score,
 		manual:  fe.Manual,
 	}
@@ -266,6 +288,46 @@ func (l *List) recordFromFile(fe fileEntry, t int64) (*record, error) {
 	}
 	r.pruneStrikes(t, l.opts.StrikeWindow)
 	return r, nil
+}
+
+// fileReason checks the reason of a file entry. Control characters (C0,
+// DEL, C1) are refused: nothing in Flow Lock writes them (the admin API
+// refuses them, the detector's reasons are fixed), so they mean the file was
+// edited or damaged, and they would break log lines and the dashboard.
+// (encoding/json has already turned invalid UTF-8 into U+FFFD.) Invisible
+// and bidi format characters (Unicode Cf, such as U+200B and U+202E, and the
+// line and paragraph separators) are escaped as "<U+202E>" instead: earlier
+// versions accepted them from the admin API, so an honest file may hold
+// one, and refusing to start over text that only misleads on screen would
+// be worse than showing it plainly.
+func fileReason(s string) (string, error) {
+	if !untrusted.Printable(s) {
+		for i, r := range s {
+			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+				return "", fmt.Errorf("reason has control character U+%04X at byte %d; Flow Lock never writes one", r, i)
+			}
+		}
+		return "", errors.New("reason is not valid UTF-8")
+	}
+	if !strings.ContainsFunc(s, hiddenRune) {
+		return s, nil
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if hiddenRune(r) {
+			fmt.Fprintf(&b, "<U+%04X>", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String(), nil
+}
+
+// hiddenRune reports whether r changes how text around it reads without
+// showing itself: a format character (Cf: bidi controls, zero-width
+// characters, the byte order mark) or a line or paragraph separator.
+func hiddenRune(r rune) bool {
+	return unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
 }
 
 // The List keeps times as Unix nanoseconds; these are the ones that fit.
@@ -387,32 +449,177 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// Bounds of a state file. A state file holds at most MaxEntries entries,
+// and one entry is at most maxEntryBytes long as WriteState writes it:
+//
+//	identity   "name:" + identity.MaxNameLen bytes, each escaped to 6 (\u003c)  ~ 800
+//	times      since, until and maxStrikes strike times of 36 bytes          ~ 2,400
+//	reason     200 bytes (the admin API's cap), each escaped to 6            ~ 1,200
+//	the rest   field names, strikes, score, manual, separators              ~   200
+//
+// so a file longer than MaxStateBytes(MaxEntries) was not written by Flow
+// Lock with this cap, and reading it would only spend memory. The slack
+// covers the header and hand edits (indentation).
+const (
+	maxEntryBytes   = 5 << 10
+	stateSlackBytes = 1 << 20
+)
+
+// MaxStateBytes is the largest state file LoadFile reads for a List of
+// maxEntries: maxEntries × 5 KiB + 1 MiB (5 GiB and a little at the default
+// of 1 M). A real file is far smaller: about 150 bytes an entry.
+func MaxStateBytes(maxEntries int) int64 {
+	return int64(maxEntries)*maxEntryBytes + stateSlackBytes
+}
+
 // LoadFile replaces l's contents with the state file at path (see
 // ReadState) and returns how many entries it kept: active quarantines and
 // strike-only history. A missing file gives (0, nil) and leaves l as it was:
-// a first start has no state. Any other problem (unreadable, a directory,
-// corrupt, truncated, an unknown format or version) is an error that names
-// the file and says what is wrong, and l is unchanged.
-func LoadFile(path string, l *List, now time.Time) (loaded int, err error) {
+// a first start has no state. Any other problem is an error that names the
+// file and says what is wrong, and l is unchanged: unreadable, not a
+// regular file (a directory, a device such as /dev/zero, a FIFO, a socket),
+// longer than MaxStateBytes(MaxEntries), corrupt, truncated, an unknown
+// format or version, or ctx done before the load finished (a shutdown
+// signal during a long restore).
+//
+// The file is opened without blocking, so a FIFO put in its place cannot
+// hang startup, and read in chunks that each check ctx.
+func LoadFile(ctx context.Context, path string, l *List, now time.Time) (loaded int, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("state file %q: %w", path, err)
+		}
+	}()
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("state file %q: %w", path, withoutPath(err))
+		return 0, withoutPath(err)
 	}
-	if fi.IsDir() {
-		return 0, fmt.Errorf("state file %q: is a directory, want a file", path)
+	if err := regular(fi); err != nil {
+		return 0, err
 	}
-	data, err := os.ReadFile(path)
+	// O_NONBLOCK: if the file was swapped for a FIFO since the Stat, open
+	// returns at once instead of waiting for a writer; fstat then refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return 0, fmt.Errorf("state file %q: %w", path, withoutPath(err))
+		return 0, withoutPath(err)
 	}
-	n, err := l.readState(data, now)
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return 0, withoutPath(err)
+	}
+	if err := regular(fi); err != nil {
+		return 0, err
+	}
+	limit := MaxStateBytes(l.opts.MaxEntries)
+	if fi.Size() > limit {
+		return 0, fmt.Errorf("%d bytes, more than the %d a state file of %d entries can be (%d bytes an entry at most); not a Flow Lock state file, or written with a larger cap",
+			fi.Size(), limit, l.opts.MaxEntries, maxEntryBytes)
+	}
+	data, err := readAllContext(ctx, f, fi.Size(), limit)
 	if err != nil {
-		return 0, fmt.Errorf("state file %q: %w", path, err)
+		return 0, err
 	}
-	return n, nil
+	return l.readState(ctx, data, now)
+}
+
+// regular refuses anything but a regular file, saying what it is.
+func regular(fi fs.FileInfo) error {
+	m := fi.Mode()
+	switch {
+	case m.IsRegular():
+		return nil
+	case m.IsDir():
+		return errors.New("is a directory, want a file")
+	case m&fs.ModeNamedPipe != 0:
+		return errors.New("is a named pipe (FIFO), want a regular file")
+	case m&fs.ModeSocket != 0:
+		return errors.New("is a socket, want a regular file")
+	case m&fs.ModeDevice != 0:
+		return errors.New("is a device, want a regular file")
+	}
+	return fmt.Errorf("is not a regular file (mode %s)", m)
+}
+
+// readChunk is how much readAllContext reads between looks at ctx.
+const readChunk = 1 << 20
+
+// readAllContext reads r to its end: at most limit bytes, size of them
+// expected, stopping when ctx is done.
+func readAllContext(ctx context.Context, r io.Reader, size, limit int64) ([]byte, error) {
+	data := make([]byte, 0, min(size, limit)+1) // +1: EOF without a regrow
+	for {
+		if err := context.Cause(ctx); err != nil {
+			return nil, fmt.Errorf("restore interrupted after %d bytes: %w", len(data), err)
+		}
+		if len(data) == cap(data) {
+			data = slices.Grow(data, min(readChunk, int(limit+1)-len(data)))
+		}
+		n, err := r.Read(data[len(data):min(cap(data), len(data)+readChunk)])
+		data = data[:len(data)+n]
+		if int64(len(data)) > limit {
+			return nil, fmt.Errorf("grew past %d bytes while being read, the most a state file of this cap can be", limit)
+		}
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+	}
+}
+
+// RemoveTemps removes the temporary files a SaveFile for path left behind
+// when the process was killed during a write: files in path's directory
+// named exactly as SaveFile names them, "."+base(path)+".tmp-" followed by
+// os.CreateTemp's random digits. Nothing else is touched: not other
+// files' temporaries, not directories, not symbolic links. Call it before
+// the first SaveFile. It returns the names it removed; the error is the
+// first removal that failed, and the others are still attempted.
+func RemoveTemps(path string) (removed []string, err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // no directory, no leftovers; the first write says so
+	}
+	if err != nil {
+		return nil, err
+	}
+	prefix := "." + base + ".tmp-"
+	for _, e := range ents {
+		name := e.Name()
+		digits, ok := strings.CutPrefix(name, prefix)
+		if !ok || !allDigits(digits) || !e.Type().IsRegular() {
+			continue
+		}
+		if rerr := os.Remove(filepath.Join(dir, name)); rerr != nil {
+			if err == nil {
+				err = rerr
+			}
+			continue
+		}
+		removed = append(removed, name)
+	}
+	return removed, err
+}
+
+// allDigits reports whether s is 1-20 decimal digits: what os.CreateTemp
+// puts for the "*" of a pattern.
+func allDigits(s string) bool {
+	if len(s) == 0 || len(s) > 20 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // withoutPath drops the path from an *fs.PathError, which the caller names.
