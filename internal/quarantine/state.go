@@ -148,45 +148,119 @@ const ctxCheckEvery = 1024
 
 // readState is ReadState on bytes; it returns the number of entries kept.
 // It stops with an error when ctx is done.
+//
+// A good file is decoded in one pass and no position is worked out. Only
+// when something is wrong does locate go through the file again, entry by
+// entry, to say on which line: counting lines from the start for every
+// entry made a restore quadratic (a million entries took hours).
 func (l *List) readState(ctx context.Context, data []byte, now time.Time) (int, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return 0, errors.New("empty file, want a JSON object with a format and a version")
 	}
+	// Entries are decoded one at a time into one fileEntry, so a restore
+	// holds the file and the List, not a third copy of either.
+	t := now.UnixNano()
+	b := l.newBuild(bytes.Count(data, []byte(`"id"`))) // about one per entry
+	var format *string
+	var version *int
+	dec := json.NewDecoder(bytes.NewReader(data))
+	entries, n := false, 0
+	err := func() error {
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			return errors.New("not a JSON object")
+		}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := tok.(string)
+			switch {
+			case strings.EqualFold(key, "format"): // as encoding/json matches names
+				if err := dec.Decode(&format); err != nil {
+					return err
+				}
+			case strings.EqualFold(key, "version"):
+				if err := dec.Decode(&version); err != nil {
+					return err
+				}
+			case strings.EqualFold(key, "entries") && !entries:
+				entries = true
+				if tok, err := dec.Token(); err != nil || (tok != json.Delim('[') && tok != nil) {
+					return errors.New(`"entries" is not an array`)
+				} else if tok == nil {
+					continue // null: no entries
+				}
+				for dec.More() {
+					if n%ctxCheckEvery == 0 && ctx.Err() != nil {
+						return fmt.Errorf("restore interrupted at entry %d: %w", n+1, context.Cause(ctx))
+					}
+					n++
+					var fe fileEntry
+					if err := dec.Decode(&fe); err != nil {
+						return err
+					}
+					r, err := l.recordFromFile(fe, t)
+					if err != nil {
+						return err
+					}
+					if b.seen(r.id) {
+						return errors.New("duplicate identity")
+					}
+					b.add(r, t)
+				}
+				if _, err := dec.Token(); err != nil { // ']'
+					return err
+				}
+			default: // unknown fields are ignored, as encoding/json does
+				var skip json.RawMessage
+				if err := dec.Decode(&skip); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := dec.Token(); err != nil { // '}'
+			return err
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return errors.New("data after the object")
+		}
+		return nil
+	}()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, l.locate(ctx, data, now, err)
+	}
+	if err := checkHead(format, version); err != nil {
+		return 0, err
+	}
+	return l.install(b), nil
+}
+
+// locate returns the first error in data, as readState's fast path found
+// fast, with its line: it decodes the file again entry by entry, keeping
+// byte offsets and turning one into a line only for the error.
+func (l *List) locate(ctx context.Context, data []byte, now time.Time, fast error) error {
 	var head struct {
 		Format  *string `json:"format"`
 		Version *int    `json:"version"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
-		return 0, jsonError(data, 0, err)
+		return jsonError(data, 0, err)
 	}
-	switch {
-	case head.Format == nil:
-		return 0, errors.New(`no "format" field: not a Flow Lock quarantine state file`)
-	case *head.Format != stateFormat:
-		return 0, fmt.Errorf("format %q: not a Flow Lock quarantine state file (want %q)", untrusted.Clip(*head.Format, 64), stateFormat)
-	case head.Version == nil:
-		return 0, errors.New(`no "version" field`)
-	case *head.Version != stateVersion:
-		return 0, fmt.Errorf("unsupported format version %d (this build reads version %d)", *head.Version, stateVersion)
+	if err := checkHead(head.Format, head.Version); err != nil {
+		return err
 	}
 	var body struct {
 		Entries []json.RawMessage `json:"entries"`
 	}
 	if err := json.Unmarshal(data, &body); err != nil {
-		return 0, jsonError(data, 0, err)
+		return jsonError(data, 0, err)
 	}
-
 	t := now.UnixNano()
-	fresh := make([]shard, len(l.shards))
-	for i := range fresh {
-		fresh[i].m = make(map[identity.ID]*record)
-		fresh[i].limit = l.shards[i].limit
-	}
-	// Positions are worked out only for an error: counting lines from the
-	// start of the file for every entry made a restore quadratic (a million
-	// entries took hours). first keeps each identity's byte offset, for the
-	// duplicate message.
-	first := make(map[identity.ID]int, len(body.Entries))
+	first := make(map[identity.ID]int, len(body.Entries)) // byte offsets
 	pos := 0
 	for i, raw := range body.Entries {
 		// RawMessage holds the exact input bytes, and entries are in
@@ -197,44 +271,101 @@ func (l *List) readState(ctx context.Context, data []byte, now time.Time) (int, 
 			pos = off + len(raw)
 		}
 		if i%ctxCheckEvery == 0 && ctx.Err() != nil {
-			return 0, fmt.Errorf("restore interrupted at entry %d: %w", i+1, context.Cause(ctx))
+			return fmt.Errorf("restore interrupted at entry %d: %w", i+1, context.Cause(ctx))
 		}
 		var fe fileEntry
 		if err := json.Unmarshal(raw, &fe); err != nil {
 			line, _ := lineCol(data, off+valueErrorOffset(err))
-			return 0, fmt.Errorf("line %d: entry %d: %s", line, i+1, valueError(err))
+			return fmt.Errorf("line %d: entry %d: %s", line, i+1, valueError(err))
 		}
 		r, err := l.recordFromFile(fe, t)
 		if err != nil {
 			line, _ := lineCol(data, off)
-			return 0, fmt.Errorf("line %d: entry %d: %w", line, i+1, err)
+			return fmt.Errorf("line %d: entry %d: %w", line, i+1, err)
 		}
 		if prevOff, dup := first[r.id]; dup {
 			line, _ := lineCol(data, off)
 			prev, _ := lineCol(data, prevOff)
-			return 0, fmt.Errorf("line %d: entry %d: identity %q appears twice (also line %d)", line, i+1, untrusted.Clip(fe.ID, 64), prev)
+			return fmt.Errorf("line %d: entry %d: identity %q appears twice (also line %d)", line, i+1, untrusted.Clip(fe.ID, 64), prev)
 		}
 		first[r.id] = off
-		if r.until <= t && len(r.strikeT) == 0 {
-			continue // fully expired
-		}
-		s := &fresh[l.shardIndex(r.id)]
-		nr := s.insertLocked(r.id, t) // evicts at MaxEntries
-		nr.since, nr.until, nr.strikes = r.since, r.until, r.strikes
-		nr.strikeT, nr.reason, nr.score, nr.manual = r.strikeT, r.reason, r.score, r.manual
-		if nr.until > t {
-			s.startLocked(nr)
-		} else {
-			heap.Fix(&s.h, nr.index)
-		}
 	}
+	return fast // not found again: say what the fast path saw
+}
 
+// checkHead checks a state file's format and version fields.
+func checkHead(format *string, version *int) error {
+	switch {
+	case format == nil:
+		return errors.New(`no "format" field: not a Flow Lock quarantine state file`)
+	case *format != stateFormat:
+		return fmt.Errorf("format %q: not a Flow Lock quarantine state file (want %q)", untrusted.Clip(*format, 64), stateFormat)
+	case version == nil:
+		return errors.New(`no "version" field`)
+	case *version != stateVersion:
+		return fmt.Errorf("unsupported format version %d (this build reads version %d)", *version, stateVersion)
+	}
+	return nil
+}
+
+// build is a List's contents being restored, in shards of its own, so that
+// the List is untouched until install.
+type build struct {
+	l      *List
+	shards []shard
+	ids    map[identity.ID]struct{} // every identity read, kept or not
+}
+
+// newBuild returns an empty build with l's shard layout and limits, its
+// maps sized for about hint entries (growing a map of a million costs more
+// than filling it).
+func (l *List) newBuild(hint int) *build {
+	hint = min(hint, 2*l.opts.MaxEntries)
+	b := &build{l: l, shards: make([]shard, len(l.shards)), ids: make(map[identity.ID]struct{}, hint)}
+	for i := range b.shards {
+		b.shards[i].m = make(map[identity.ID]*record, min(hint/len(b.shards), l.shards[i].limit))
+		b.shards[i].limit = l.shards[i].limit
+	}
+	return b
+}
+
+// seen reports whether id was read before, and remembers it.
+func (b *build) seen(id identity.ID) bool {
+	if _, dup := b.ids[id]; dup {
+		return true
+	}
+	b.ids[id] = struct{}{}
+	return false
+}
+
+// add puts r, a record of its own, into the build, unless it is over at t
+// with no strikes left. MaxEntries applies as if the entries were admitted
+// one by one.
+func (b *build) add(r *record, t int64) {
+	if r.until <= t && len(r.strikeT) == 0 {
+		return // fully expired
+	}
+	s := &b.shards[b.l.shardIndex(r.id)]
+	for len(s.m) >= s.limit && len(s.h) > 0 {
+		s.evictLocked(t) // as insertLocked does
+	}
+	r.state = stateEnded
+	s.m[r.id] = r
+	heap.Push(&s.h, r)
+	if r.until > t {
+		s.startLocked(r)
+	}
+}
+
+// install replaces l's contents by b's and returns how many entries it
+// holds.
+func (l *List) install(b *build) int {
 	loaded := 0
 	for i := range l.shards {
 		l.shards[i].mu.Lock()
 	}
 	for i := range l.shards {
-		s, f := &l.shards[i], &fresh[i]
+		s, f := &l.shards[i], &b.shards[i]
 		s.m, s.h, s.active = f.m, f.h, f.active
 		s.evictedHistory += f.evictedHistory
 		s.evictedActive += f.evictedActive
@@ -245,7 +376,7 @@ func (l *List) readState(ctx context.Context, data []byte, now time.Time) (int, 
 		l.shards[i].mu.Unlock()
 	}
 	l.notify()
-	return loaded, nil
+	return loaded
 }
 
 // recordFromFile validates one file entry and returns it as a record, with
@@ -272,7 +403,7 @@ func (l *List) recordFromFile(fe fileEntry, t int64) (*record, error) {
 		return nil, err
 	}
 	r := &record{
-		id:      id,
+		id:      id.Clone(),
 		since:   fe.Since.UnixNano(),
 		until:   fe.Until.UnixNano(),
 		strikes: fe.Strikes,
