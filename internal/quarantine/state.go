@@ -184,7 +184,11 @@ func (l *List) readState(ctx context.Context, data []byte, now time.Time) (int, 
 				if err := dec.Decode(&version); err != nil {
 					return err
 				}
-			case strings.EqualFold(key, "entries") && !entries:
+			case strings.EqualFold(key, "entries"):
+				if entries {
+					// encoding/json would keep the last; WriteState writes one.
+					return errTwoEntries
+				}
 				entries = true
 				if tok, err := dec.Token(); err != nil || (tok != json.Delim('[') && tok != nil) {
 					return errors.New(`"entries" is not an array`)
@@ -238,6 +242,10 @@ func (l *List) readState(ctx context.Context, data []byte, now time.Time) (int, 
 	}
 	return l.install(b), nil
 }
+
+// errTwoEntries refuses a file with two "entries" fields, which only a hand
+// edit can make: which one was meant?
+var errTwoEntries = errors.New(`two "entries" fields`)
 
 // locate returns the first error in data, as readState's fast path found
 // fast, with its line: it decodes the file again entry by entry, keeping

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -242,4 +243,35 @@ func TestReadStateReason(t *testing.T) {
 			t.Errorf("reason %q restored as %q, want %q", reason, e.Reason, want)
 		}
 	}
+}
+
+// errNoneFound is what locate returns when it finds nothing wrong.
+var errNoneFound = errors.New("none found")
+
+// FuzzReadStateLocate: the fast decoder and locate, which says where an
+// error is, agree on which files are good, so every refused file gets an
+// error with its position and no good file is refused.
+func FuzzReadStateLocate(f *testing.F) {
+	src, _ := sampleList(f)
+	var good bytes.Buffer
+	if err := src.WriteState(&good, t0); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good.Bytes())
+	f.Add([]byte(`{"format":"flowlock-quarantine","version":1,"entries":null}`))
+	f.Add([]byte(`{"FORMAT":"flowlock-quarantine","Version":1,"x":[1,{}],"Entries":[]}`))
+	f.Add([]byte(`{"format":"flowlock-quarantine","version":1,"entries":5}`))
+	f.Add([]byte(`{"format":"flowlock-quarantine","version":1,"entries":[],"entries":[]}`))
+	f.Add([]byte(`{"format":"flowlock-quarantine","version":1}` + "\n{}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l := New(Options{MaxEntries: 100})
+		_, err := l.readState(t.Context(), data, t0)
+		loc := l.locate(t.Context(), data, t0, errNoneFound)
+		switch {
+		case err == nil && loc != errNoneFound:
+			t.Fatalf("readState accepted a file locate refuses: %v", loc)
+		case err != nil && loc == errNoneFound && !errors.Is(err, errTwoEntries) && len(bytes.TrimSpace(data)) > 0:
+			t.Fatalf("readState refused a file locate accepts: %v", err)
+		}
+	})
 }
