@@ -80,7 +80,11 @@ func restoreState(ctx context.Context, path string, q *quarantine.List, log *slo
 		// directory is usable.
 		log.Warn("could not remove temporary state files", "state_file", path, "err", err)
 	}
-	return quarantine.LoadFile(ctx, path, q, time.Now())
+	n, err := quarantine.LoadFile(ctx, path, q, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("--state-file: %w", err)
+	}
+	return n, nil
 }
 
 // logRegrouped reports, in one line, what Regroup did to a state file

@@ -14,10 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/untrusted"
@@ -60,11 +62,7 @@ type fileEntry struct {
 // not be included.
 func (l *List) WriteState(w io.Writer, now time.Time) error {
 	t := now.UnixNano()
-	type item struct {
-		key string
-		fe  fileEntry
-	}
-	var items []item
+	var items []fileEntry
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.RLock()
@@ -74,6 +72,7 @@ func (l *List) WriteState(w io.Writer, now time.Time) error {
 				continue
 			}
 			fe := fileEntry{
+				ID:      idText(r.id),
 				Since:   time.Unix(0, r.since).UTC(),
 				Until:   time.Unix(0, r.until).UTC(),
 				Strikes: r.strikes,
@@ -84,13 +83,19 @@ func (l *List) WriteState(w io.Writer, now time.Time) error {
 			for _, st := range strikes {
 				fe.StrikeTimes = append(fe.StrikeTimes, time.Unix(0, st).UTC())
 			}
-			items = append(items, item{fe: fe, key: idText(r.id)})
+			items = append(items, fe)
 		}
 		s.mu.RUnlock()
 	}
-	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.key, b.key) })
+	// Sort pointers: moving the entries themselves costs more than the
+	// comparisons at a million.
+	order := make([]*fileEntry, len(items))
+	for i := range items {
+		order[i] = &items[i]
+	}
+	slices.SortFunc(order, func(a, b *fileEntry) int { return strings.Compare(a.ID, b.ID) })
 
-	bw := bufio.NewWriter(w)
+	bw := bufio.NewWriterSize(w, 64<<10)
 	head := struct {
 		Format    string    `json:"format"`
 		Version   int       `json:"version"`
@@ -102,20 +107,113 @@ func (l *List) WriteState(w io.Writer, now time.Time) error {
 	}
 	bw.Write(b[:len(b)-1]) // without the closing brace
 	bw.WriteString(`,"entries":[`)
-	for i, it := range items {
-		it.fe.ID = it.key
-		b, err := json.Marshal(it.fe)
-		if err != nil {
-			return err
-		}
+	var line []byte
+	for i, fe := range order {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
 		bw.WriteByte('\n')
-		bw.Write(b)
+		line = appendEntry(line[:0], fe)
+		bw.Write(line)
 	}
 	bw.WriteString("\n]}\n")
 	return bw.Flush()
+}
+
+// appendEntry appends fe as json.Marshal writes it, field for field, without
+// reflection: a million entries are written at startup, after changes and
+// twice at shutdown, inside the platform's grace period.
+func appendEntry(b []byte, fe *fileEntry) []byte {
+	b = append(b, `{"id":`...)
+	b = appendString(b, fe.ID)
+	b = append(b, `,"since":`...)
+	b = appendTime(b, fe.Since)
+	b = append(b, `,"until":`...)
+	b = appendTime(b, fe.Until)
+	b = append(b, `,"strikes":`...)
+	b = strconv.AppendInt(b, int64(fe.Strikes), 10)
+	if len(fe.StrikeTimes) > 0 {
+		b = append(b, `,"strike_times":[`...)
+		for i, st := range fe.StrikeTimes {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendTime(b, st)
+		}
+		b = append(b, ']')
+	}
+	if fe.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendString(b, fe.Reason)
+	}
+	b = append(b, `,"score":`...)
+	b = strconv.AppendUint(b, uint64(fe.Score), 10)
+	if fe.Manual {
+		b = append(b, `,"manual":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendTime appends v as time.Time.MarshalJSON does; every time the List
+// holds is in its range.
+func appendTime(b []byte, v time.Time) []byte {
+	b = append(b, '"')
+	b = v.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendString appends s as a JSON string, escaped as json.Marshal escapes
+// it: quotes, backslashes, control characters, <, > and &, U+2028 and
+// U+2029, and invalid UTF-8 as U+FFFD.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // idText returns id as the state file writes it.

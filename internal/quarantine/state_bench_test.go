@@ -43,3 +43,25 @@ func BenchmarkLoadState(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWriteState writes state files of 10 k, 100 k and 1 M entries:
+// the write at startup, after each change and twice at shutdown.
+func BenchmarkWriteState(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			l := New(Options{MaxEntries: 2 * n})
+			if err := l.ReadState(bytes.NewReader(stateText(n)), t0); err != nil {
+				b.Fatal(err)
+			}
+			var buf bytes.Buffer
+			b.ReportAllocs()
+			for b.Loop() {
+				buf.Reset()
+				if err := l.WriteState(&buf, t0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(buf.Len()))
+		})
+	}
+}
