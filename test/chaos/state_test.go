@@ -26,6 +26,11 @@ import (
 // growing until the kernel steps in.
 var tight = flowlocktest.Limits{AddressSpace: 1 << 30, OpenFiles: 256}
 
+// roomy is for services that restore a million entries: 4 GiB of address
+// space (Go reserves about 1 GiB of it up front; the restore peaks at about
+// 1.2 GB resident).
+var roomy = flowlocktest.Limits{AddressSpace: 4 << 30, OpenFiles: 4096}
+
 // writeMillion writes a state file of n quarantines, active for an hour
 // from now, as an attacker who made n addresses look like bots leaves it.
 func writeMillion(t *testing.T, path string, n int) {
@@ -75,15 +80,15 @@ func runRefused(t *testing.T, lim flowlocktest.Limits, limit time.Duration, args
 }
 
 // TestStateFileMillionEntries: a million quarantines restore and the
-// service answers within ListenTimeout, under 4 GiB of address space (Go
-// reserves about 1 GiB of it up front), and every one is in force. Before
+// service answers within ListenTimeout, under roomy limits, and they are
+// in force. Before
 // the restore was linear, this took hours.
 func TestStateFileMillionEntries(t *testing.T) {
 	const n = 1_000_000
 	path := filepath.Join(t.TempDir(), "q.json")
 	writeMillion(t, path, n)
 	begin := time.Now()
-	s := flowlocktest.StartLimited(t, flowlocktest.Limits{AddressSpace: 4 << 30, OpenFiles: 4096}, authz(), "--state-file", path)
+	s := flowlocktest.StartLimited(t, roomy, authz(), "--state-file", path)
 	took := time.Since(begin)
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.Cmd.Process.Pid))
 	peak := ""
@@ -137,7 +142,7 @@ func TestStateFileSpecialFiles(t *testing.T) {
 func TestStateFileSIGTERMDuringRestore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.json")
 	writeMillion(t, path, 1_000_000) // seconds to restore even when linear
-	cmd := flowlocktest.LimitedCommand(bounded, authz(), "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	cmd := flowlocktest.LimitedCommand(roomy, authz(), "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--log-format", "json", "--drain-delay", "0s", "--state-file", path)
 	cmd.Env = append(os.Environ(), "FLOWLOCK_CONFIG=")
 	p := flowlocktest.StartProcess(t, cmd)
