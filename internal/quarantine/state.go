@@ -62,7 +62,14 @@ type fileEntry struct {
 // not be included.
 func (l *List) WriteState(w io.Writer, now time.Time) error {
 	t := now.UnixNano()
-	var items []fileEntry
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	items := make([]fileEntry, 0, n+n/64) // a hint: the List may change meanwhile
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.RLock()
