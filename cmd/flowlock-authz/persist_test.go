@@ -16,11 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowlock/flowlock/dashboard"
-	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/identity"
-	"github.com/flowlock/flowlock/internal/metrics"
-	"github.com/flowlock/flowlock/internal/quarantine"
-	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/wire"
 )
 
 // TestAdminChangeNotPersisted: when the state file cannot be written, a
@@ -36,11 +34,11 @@ func TestAdminChangeNotPersisted(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	m := metrics.New(reg, "test")
-	q := quarantine.New(quarantine.Options{})
-	engine := risk.New(risk.Options{})
+	m := newMetrics(reg)
+	stack := wire.Build(config.Default(), wire.Extra{})
+	q := stack.Quarantine
 	state := &persister{path: filepath.Join(dir, "q.json"), list: q, every: time.Second, m: m, log: slog.New(slog.DiscardHandler)}
-	b := &backend{engine: engine, q: q, policy: authz.NewPolicy(authz.Options{Engine: engine, Quarantine: q}), state: state, m: m}
+	b := &backend{stack: stack, state: state, m: m}
 	const token = "test-admin-token-0123456789abcdef"
 	srv := httptest.NewServer(dashboard.New(dashboard.Options{Backend: b, AdminToken: token, IPv6Prefix: 64, Now: time.Now}))
 	defer srv.Close()
