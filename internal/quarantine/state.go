@@ -540,7 +540,8 @@ func (l *List) recordFromFile(fe fileEntry, t int64) (*record, error) {
 // edited or damaged, and they would break log lines and the dashboard.
 // (encoding/json has already turned invalid UTF-8 into U+FFFD.) Invisible
 // and bidi format characters (Unicode Cf, such as U+200B and U+202E, and the
-// line and paragraph separators) are escaped as "<U+202E>" instead: earlier
+// line and paragraph separators) are escaped as "\u{202E}" instead, the way
+// untrusted.Visible shows them: earlier
 // versions accepted them from the admin API, so an honest file may hold
 // one, and refusing to start over text that only misleads on screen would
 // be worse than showing it plainly.
@@ -553,13 +554,13 @@ func fileReason(s string) (string, error) {
 		}
 		return "", errors.New("reason is not valid UTF-8")
 	}
-	if !strings.ContainsFunc(s, hiddenRune) {
+	if untrusted.Plain(s) && !strings.ContainsFunc(s, hiddenRune) {
 		return s, nil
 	}
 	var b strings.Builder
 	for _, r := range s {
 		if hiddenRune(r) {
-			fmt.Fprintf(&b, "<U+%04X>", r)
+			fmt.Fprintf(&b, "\\u{%04X}", r) // as untrusted.Visible shows it
 			continue
 		}
 		b.WriteRune(r)

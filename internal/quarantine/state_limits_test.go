@@ -198,7 +198,7 @@ func TestSaveFileTempsAreRemoved(t *testing.T) {
 
 // TestReadStateReason: a control character in a reason is refused with
 // the line and what it is; an invisible or bidi character is shown as
-// "<U+XXXX>", so that it cannot disguise the text around it.
+// "\u{XXXX}", so that it cannot disguise the text around it.
 func TestReadStateReason(t *testing.T) {
 	const head = `{"format":"flowlock-quarantine","version":1,"entries":[` + "\n"
 	entry := func(reason string) string {
@@ -226,10 +226,10 @@ func TestReadStateReason(t *testing.T) {
 	}
 
 	for reason, want := range map[string]string{
-		"abuse\u202egnp.exe":      "abuse<U+202E>gnp.exe",
-		"zero\u200bwidth":         "zero<U+200B>width",
-		"\ufeffbom":               "<U+FEFF>bom",
-		"line\u2028sep":           "line<U+2028>sep",
+		"abuse\u202egnp.exe":      `abuse\u{202E}gnp.exe`,
+		"zero\u200bwidth":         `zero\u{200B}width`,
+		"\ufeffbom":               `\u{FEFF}bom`,
+		"line\u2028sep":           `line\u{2028}sep`,
 		"manual ban, día 2 €":     "manual ban, día 2 €",
 		`abuse ticket "42" <b>&c`: `abuse ticket "42" <b>&c`,
 	} {
