@@ -21,11 +21,6 @@ import (
 // shutdown during a long restore, temporary files left by kills, and a
 // disk that fills up under a running service.
 
-// tight is for services that must refuse their state file: 1 GiB of
-// address space, so a read without a bound fails the test fast instead of
-// growing until the kernel steps in.
-var tight = flowlocktest.Limits{AddressSpace: 1 << 30, OpenFiles: 256}
-
 // roomy is for services that restore a million entries: 4 GiB of address
 // space (Go reserves about 1 GiB of it up front; the restore peaks at about
 // 1.2 GB resident).
@@ -112,9 +107,9 @@ func TestStateFileMillionEntries(t *testing.T) {
 }
 
 // TestStateFileSpecialFiles: a device or a FIFO as --state-file is refused
-// at once with what it is, under a memory limit it would blow through if
-// read (/dev/zero never ends) and a time limit it would blow through if
-// opened (a FIFO waits for a writer).
+// at once with what it is, under the suite's 2 GiB address-space limit,
+// which a read would blow through in a second (/dev/zero never ends), and a
+// time limit that an open would blow through (a FIFO waits for a writer).
 func TestStateFileSpecialFiles(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "q.json")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -126,7 +121,7 @@ func TestStateFileSpecialFiles(t *testing.T) {
 		{fifo, "is a named pipe (FIFO), want a regular file"},
 	} {
 		t.Run(filepath.Base(tc.path), func(t *testing.T) {
-			out := runRefused(t, tight, 10*time.Second, "--state-file", tc.path)
+			out := runRefused(t, bounded, 10*time.Second, "--state-file", tc.path)
 			want := fmt.Sprintf("--state-file: state file %q: %s", tc.path, tc.want)
 			if !strings.Contains(out, want) {
 				t.Errorf("output does not say %q:\n%s", want, out)
