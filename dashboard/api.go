@@ -96,7 +96,9 @@ type banRequest struct {
 }
 
 // handleBan serves POST /api/v1/quarantine: it bans one identity and answers
-// with the resulting quarantine entry.
+// with the resulting quarantine entry, and "persisted": false with a
+// "persist_error" when the ban is in force but was not saved
+// (ErrNotPersisted). Release and extend answer the same way.
 func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 	var req banRequest
 	if !s.decodeBody(w, r, &req) {
@@ -131,15 +133,20 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 
 	now := s.now()
 	q, err := s.backend.Ban(id, ttl, reason, now)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotPersisted) {
 		s.backendError(w, r, "ban", id, err)
 		return
 	}
+	// Not persisted: the ban is in force, so it is a success that says so
+	// (the persister has logged why).
 	s.log.InfoContext(r.Context(), "admin ban",
 		"action", "ban", "identity", id.Masked(), "ttl", q.Until.Sub(q.Since), "reason", reason,
-		"until", q.Until, "remote_addr", r.RemoteAddr)
+		"until", q.Until, "persisted", err == nil, "remote_addr", r.RemoteAddr)
 	q.Identity = s.display(q.Identity)
-	s.writeJSON(w, q)
+	s.writeJSON(w, struct {
+		Quarantine
+		persistence
+	}{q, notPersisted(err)})
 }
 
 // handleRelease serves DELETE /api/v1/quarantine/{identity}: 200 when the
@@ -152,13 +159,13 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	released, err := s.backend.Release(id, now)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotPersisted) {
 		s.backendError(w, r, "release", id, err)
 		return
 	}
 	s.log.InfoContext(r.Context(), "admin release",
 		"action", "release", "identity", id.Masked(), "released", released,
-		"remote_addr", r.RemoteAddr)
+		"persisted", err == nil, "remote_addr", r.RemoteAddr)
 	if !released {
 		notListed(w, parseErr)
 		return
@@ -166,7 +173,8 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, struct {
 		Identity string `json:"identity"`
 		Released bool   `json:"released"`
-	}{s.displayID(id), true})
+		persistence
+	}{s.displayID(id), true, notPersisted(err)})
 }
 
 // backendError answers a failed Ban or Release: the caller's fault is a 400
@@ -284,19 +292,22 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	q, ok, err := s.backend.Extend(id, by, now)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotPersisted) {
 		s.backendError(w, r, "extend", id, err)
 		return
 	}
 	s.log.InfoContext(r.Context(), "admin extend",
 		"action", "extend", "identity", id.Masked(), "by", by, "found", ok,
-		"until", q.Until, "remote_addr", r.RemoteAddr)
+		"until", q.Until, "persisted", err == nil, "remote_addr", r.RemoteAddr)
 	if !ok {
 		notListed(w, parseErr)
 		return
 	}
 	q.Identity = s.display(q.Identity)
-	s.writeJSON(w, q)
+	s.writeJSON(w, struct {
+		Quarantine
+		persistence
+	}{q, notPersisted(err)})
 }
 
 // parseBanned reads the identity of a ban, or says in msg why it cannot be

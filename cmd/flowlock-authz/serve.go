@@ -56,7 +56,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	log.Info("starting", "version", buildVersion(), "mode", cfg.Mode, "grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr)
 	startExposure(cfg, args, log)
 
-	svc, err := newService(cfg, log)
+	svc, err := newService(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ type service struct {
 
 // newService builds the decision stack and its metrics, and restores the
 // quarantine from --state-file.
-func newService(cfg config.Config, log *slog.Logger) (*service, error) {
+func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*service, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
@@ -128,7 +128,7 @@ func newService(cfg config.Config, log *slog.Logger) (*service, error) {
 		})
 	}
 	if cfg.StateFile != "" {
-		if err := s.restore(); err != nil {
+		if err := s.restore(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -139,9 +139,9 @@ func newService(cfg config.Config, log *slog.Logger) (*service, error) {
 // written: a state file that cannot be written (no such directory,
 // read-only volume) must stop startup, not surface at the first quarantine
 // or, worse, lose them all at the next restart.
-func (s *service) restore() error {
+func (s *service) restore(ctx context.Context) error {
 	q, path := s.stack.Quarantine, s.cfg.StateFile
-	n, err := quarantine.LoadFile(path, q, time.Now())
+	n, err := restoreState(ctx, path, q, s.log) // ctx: SIGTERM stops a long restore
 	if err != nil {
 		return err // names the file and what is wrong: never start empty by accident
 	}
