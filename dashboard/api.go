@@ -244,7 +244,6 @@ func (s *server) handleExplain(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	name := IdentityText(id)
-	s.journal.catchUp(s.backend)
 	resp := explainResponse{Identity: s.display(name)}
 	if x, ok := s.backend.Explain(id, now); ok {
 		x.Identity.Identity = s.display(x.Identity.Identity)
@@ -254,7 +253,10 @@ func (s *server) handleExplain(w http.ResponseWriter, r *http.Request) {
 		q.Identity = s.display(q.Identity)
 		resp.Quarantine = &q
 	}
-	resp.Decisions = s.journal.latest(decisionsPerIdentity, func(d *Decision) bool { return d.Identity == name })
+	resp.Decisions = s.backend.Decisions(decisionsPerIdentity, id)
+	if resp.Decisions == nil {
+		resp.Decisions = []Decision{}
+	}
 	s.displayDecisions(resp.Decisions)
 	if !resp.Tracked && resp.Quarantine == nil && len(resp.Decisions) == 0 {
 		writeError(w, http.StatusNotFound, "identity is neither tracked nor in quarantine")

@@ -103,12 +103,10 @@ type Backend interface {
 	// not in quarantine. It must be cheap: anyone may ask.
 	QuarantineOf(id identity.ID, now time.Time) (Quarantine, bool)
 
-	// Events returns the quarantine transitions recorded after the one
-	// numbered after, oldest first, and the number of the latest (0 before
-	// the first): the cursor for the next call. Decisions are numbered from
-	// 1 in the order they happened. A backend keeps a bounded number of
-	// the latest, so a caller that falls behind misses the oldest.
-	Events(after uint64) (events []Decision, next uint64)
+	// Decisions returns the latest quarantine transitions the backend
+	// keeps (a bounded number), newest first, at most limit, and only those
+	// of `of` unless it is the zero ID.
+	Decisions(limit int, of identity.ID) []Decision
 
 	// Ban puts id in quarantine for ttl with the given reason and returns
 	// the resulting entry. A ttl of 0 means the backend's default. An error
@@ -242,8 +240,8 @@ type Options struct {
 	BadToken func()
 }
 
-// server holds what the handlers need. Its fields are set by New; journal
-// and hub are safe for concurrent use.
+// server holds what the handlers need. Its fields are set by New; the hub
+// is safe for concurrent use.
 type server struct {
 	backend    Backend
 	adminOn    bool
@@ -261,7 +259,6 @@ type server struct {
 	maxBan     time.Duration
 	readyMore  func() string
 	sharing    func() Sharing
-	journal    *journal
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
 	showNames  bool          // Options.ShowIdentities
@@ -271,11 +268,23 @@ type server struct {
 	badLog     logThrottle // WARN lines for rejected tokens
 }
 
+// Handler is the dashboard's HTTP handler. Its owner calls Close when
+// shutting down, before http.Server.Shutdown: an event stream is never
+// idle, so Shutdown would otherwise wait out its whole timeout.
+type Handler struct {
+	http.Handler
+	hub *hub
+}
+
+// Close ends every event stream and refuses new ones.
+func (h *Handler) Close() { h.hub.close() }
+
 // New returns the HTTP handler for flowlock-authz's HTTP address, with the
 // routes listed in routes.go and security headers on every response. It
 // panics if opts.Backend is nil, a wiring bug found at startup.
-func New(opts Options) http.Handler {
-	return newServer(opts).handler()
+func New(opts Options) *Handler {
+	s := newServer(opts)
+	return &Handler{Handler: s.handler(), hub: s.hub}
 }
 
 // newServer applies the defaults of opts.
@@ -300,7 +309,6 @@ func newServer(opts Options) *server {
 		tracker:    opts.Tracker,
 		mode:       opts.Mode,
 		maxBan:     opts.MaxBanTTL,
-		journal:    new(journal),
 		showNames:  opts.ShowIdentities,
 		badToken:   opts.BadToken,
 	}

@@ -93,14 +93,25 @@ func (f *fakeBackend) QuarantineOf(id identity.ID, now time.Time) (Quarantine, b
 	return Quarantine{}, false
 }
 
-func (f *fakeBackend) Events(after uint64) ([]Decision, uint64) {
+func (f *fakeBackend) Decisions(limit int, of identity.ID) []Decision {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := uint64(len(f.events))
-	if after >= n {
-		return nil, n
+	return latestOf(f.events, limit, of)
+}
+
+// latestOf is Backend.Decisions over ds, oldest first.
+func latestOf(ds []Decision, limit int, of identity.ID) []Decision {
+	var out []Decision
+	name := ""
+	if !of.IsZero() {
+		name = IdentityText(of)
 	}
-	return slices.Clone(f.events[after:]), n
+	for i := len(ds) - 1; i >= 0 && len(out) < limit; i-- {
+		if name == "" || ds[i].Identity == name {
+			out = append(out, ds[i])
+		}
+	}
+	return out
 }
 
 func (f *fakeBackend) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (Quarantine, error) {

@@ -57,12 +57,8 @@ func (b *largeBackend) QuarantineOf(id identity.ID, now time.Time) (Quarantine, 
 	return b.qs[i], true
 }
 
-func (b *largeBackend) Events(after uint64) ([]Decision, uint64) {
-	n := uint64(len(b.events))
-	if after >= n {
-		return nil, n
-	}
-	return slices.Clone(b.events[max(after, n-min(n, 1024)):]), n
+func (b *largeBackend) Decisions(limit int, of identity.ID) []Decision {
+	return latestOf(b.events[max(0, len(b.events)-1024):], limit, of)
 }
 
 func (b *largeBackend) Explain(id identity.ID, now time.Time) (Explanation, bool) {
@@ -85,7 +81,7 @@ func (b *largeBackend) Lists() Lists { return Lists{} }
 
 // largeCost returns the allocations and bytes of one f, averaged over runs.
 func largeCost(runs int, f func()) (allocs, bytes float64) {
-	f() // warm up: the journal's first catch-up, pools
+	f() // warm up: pools
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)

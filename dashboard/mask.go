@@ -108,7 +108,7 @@ func (s *server) displayQuarantine(qs []Quarantine) {
 }
 
 // displayDecisions masks a list in place; it must be a copy of the
-// journal's.
+// backend's.
 func (s *server) displayDecisions(ds []Decision) {
 	for i := range ds {
 		ds[i].Identity = s.display(ds[i].Identity)

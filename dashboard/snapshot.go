@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
 )
 
 const (
@@ -45,7 +47,6 @@ func (s *server) snapshot(clients int) Snapshot {
 		qs = []Quarantine{}
 	}
 	total = max(total, len(qs))
-	s.journal.catchUp(s.backend)
 	st := s.tracker.Stats(now)
 	st.Tracked = s.backend.Tracked()
 	st.Quarantined = total
@@ -66,7 +67,10 @@ func (s *server) snapshot(clients int) Snapshot {
 	}
 	s.displayQuarantine(qs)
 	s.displayIdentities(ids)
-	events := s.journal.latest(streamEvents, nil)
+	events := s.backend.Decisions(streamEvents, identity.ID{})
+	if events == nil {
+		events = []Decision{}
+	}
 	s.displayDecisions(events)
 	var sharing *Sharing
 	if s.sharing != nil {

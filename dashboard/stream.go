@@ -34,8 +34,8 @@ var (
 // Its ticker goroutine runs only while someone is subscribed: the first
 // subscriber starts it and it returns at the first tick without
 // subscribers, so an idle dashboard costs nothing and New starts no
-// goroutine. At server shutdown (see watch) the hub closes done, every
-// stream returns, and new subscriptions are refused.
+// goroutine. At shutdown (Handler.Close) the hub closes done, every stream
+// returns, and new subscriptions are refused.
 type hub struct {
 	build    func(clients int) []byte // encodes one event; called by the ticker goroutine only
 	max      int                      // most concurrent subscribers without the admin token
@@ -43,13 +43,12 @@ type hub struct {
 	interval time.Duration            // time between events
 	done     chan struct{}            // closed at server shutdown
 
-	mu      sync.Mutex            // guards the following fields
-	subs    map[chan []byte]bool  // one buffered channel (size 1) per stream: true for an admin's
-	admins  int                   // subscribers with the admin token
-	running bool                  // the ticker goroutine is running
-	latest  []byte                // the last event, for a new subscriber; nil when stale
-	closed  bool                  // done is closed
-	servers map[*http.Server]bool // servers whose shutdown closes the hub
+	mu      sync.Mutex           // guards the following fields
+	subs    map[chan []byte]bool // one buffered channel (size 1) per stream: true for an admin's
+	admins  int                  // subscribers with the admin token
+	running bool                 // the ticker goroutine is running
+	latest  []byte               // the last event, for a new subscriber; nil when stale
+	closed  bool                 // done is closed
 }
 
 func newHub(build func(clients int) []byte, maxSubs int, interval time.Duration) *hub {
@@ -59,7 +58,6 @@ func newHub(build func(clients int) []byte, maxSubs int, interval time.Duration)
 		interval: interval,
 		done:     make(chan struct{}),
 		subs:     make(map[chan []byte]bool),
-		servers:  make(map[*http.Server]bool),
 	}
 }
 
@@ -142,19 +140,6 @@ func (h *hub) run() {
 	}
 }
 
-// watch makes the shutdown of srv close the hub, once per server: an
-// event stream is never idle, so http.Server.Shutdown would otherwise wait
-// for its whole timeout and then leave the streams running.
-func (h *hub) watch(srv *http.Server) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed || h.servers[srv] {
-		return
-	}
-	h.servers[srv] = true
-	srv.RegisterOnShutdown(h.close)
-}
-
 // close ends every stream and refuses new ones.
 func (h *hub) close() {
 	h.mu.Lock()
@@ -174,9 +159,6 @@ func (s *server) handleStream(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead { // the headers only: a body would never end
 		w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
 		return
-	}
-	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
-		s.hub.watch(srv)
 	}
 	ch, err := s.hub.subscribe(s.adminOn && s.authorized(r))
 	if err != nil {

@@ -59,13 +59,13 @@ func (b *backend) QuarantineOf(id identity.ID, now time.Time) (dashboard.Quarant
 	return quarantineView(e, now), true
 }
 
-func (b *backend) Events(after uint64) ([]dashboard.Decision, uint64) {
-	evs, next := b.stack.Quarantine.Events(after)
+func (b *backend) Decisions(limit int, of identity.ID) []dashboard.Decision {
+	evs := b.stack.Quarantine.Latest(limit, of)
 	out := make([]dashboard.Decision, 0, len(evs))
 	for _, e := range evs {
 		out = append(out, decisionView(e))
 	}
-	return out, next
+	return out
 }
 
 func (b *backend) Ban(id identity.ID, ttl time.Duration, reason string, now time.Time) (dashboard.Quarantine, error) {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,7 +154,8 @@ func TestBackendDecisions(t *testing.T) {
 	b.stack.Quarantine.Admit(keyID, at(7*time.Minute), "burst", 80)
 	b.stack.Quarantine.Admit(identity.FromAddr(third, 64), at(8*time.Minute), "periodic", 90) // full: evicts the sooner one
 
-	evs, next := b.Events(0)
+	evs := b.Decisions(100, identity.ID{})
+	slices.Reverse(evs) // oldest first, as they happened
 	var got []string
 	for _, d := range evs {
 		got = append(got, fmt.Sprintf("%s %s by %s @%v", d.Identity, d.Action, d.By, d.Time.Sub(now)))
@@ -172,8 +174,11 @@ func TestBackendDecisions(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("decisions =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if next != uint64(len(want)) || evs[0].Score != 91 || evs[0].Until.IsZero() || !evs[3].Until.IsZero() {
-		t.Errorf("next %d; first %+v; release %+v", next, evs[0], evs[3])
+	if evs[0].Score != 91 || evs[0].Until.IsZero() || !evs[3].Until.IsZero() {
+		t.Errorf("first %+v; release %+v", evs[0], evs[3])
+	}
+	if of := b.Decisions(2, keyID); len(of) != 2 || of[0].Action != "evicted" || of[1].Action != "admitted" || of[0].Identity != "key-1" {
+		t.Errorf("latest 2 of key-1 = %+v, want evicted then admitted", of)
 	}
 
 	// The explain view shows an identity's decisions, newest first, and its

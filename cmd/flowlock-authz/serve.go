@@ -197,6 +197,7 @@ type servers struct {
 	grpc              *grpc.Server
 	health            *health.Server
 	http, forwardAuth *http.Server
+	dashboard         *dashboard.Handler
 	ready             atomic.Bool // /readyz: listeners up and not shutting down
 }
 
@@ -220,33 +221,34 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	srv.health.SetServingStatus(authzService, healthpb.HealthCheckResponse_NOT_SERVING)
 
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-	srv.http = &http.Server{
-		Handler: dashboard.New(dashboard.Options{
-			Backend:        &backend{stack: s.stack, state: s.state, m: s.m},
-			AdminToken:     adminToken(s.cfg, lis.http.Addr(), stderr),
-			IPv6Prefix:     s.cfg.IPv6Prefix,
-			NameIdentities: s.cfg.IdentityHeader != "",
-			Now:            time.Now,
-			Metrics:        promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
-			Ready: func() error {
-				if !srv.ready.Load() {
-					return errors.New("starting or shutting down")
-				}
-				return nil
-			},
-			ReadyDetail: s.sharedDetail,
-			Sharing:     s.sharing(),
-			Config:      func() any { return s.cfg.Redacted() },
-			Logger:      s.log,
-			Version:     buildVersion(),
-			Tracker:     s.live,
-			Mode:        s.cfg.Mode,
-			MaxBanTTL:   quarantine.MaxBanTTL,
+	srv.dashboard = dashboard.New(dashboard.Options{
+		Backend:        &backend{stack: s.stack, state: s.state, m: s.m},
+		AdminToken:     adminToken(s.cfg, lis.http.Addr(), stderr),
+		IPv6Prefix:     s.cfg.IPv6Prefix,
+		NameIdentities: s.cfg.IdentityHeader != "",
+		Now:            time.Now,
+		Metrics:        promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
+		Ready: func() error {
+			if !srv.ready.Load() {
+				return errors.New("starting or shutting down")
+			}
+			return nil
+		},
+		ReadyDetail: s.sharedDetail,
+		Sharing:     s.sharing(),
+		Config:      func() any { return s.cfg.Redacted() },
+		Logger:      s.log,
+		Version:     buildVersion(),
+		Tracker:     s.live,
+		Mode:        s.cfg.Mode,
+		MaxBanTTL:   quarantine.MaxBanTTL,
 
-			ShowIdentities: s.cfg.ShowIdentities,
-			AllowedHosts:   s.cfg.HTTPAllowedHosts,
-			BadToken:       s.m.AdminRejected,
-		}),
+		ShowIdentities: s.cfg.ShowIdentities,
+		AllowedHosts:   s.cfg.HTTPAllowedHosts,
+		BadToken:       s.m.AdminRejected,
+	})
+	srv.http = &http.Server{
+		Handler:           srv.dashboard,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -371,6 +373,7 @@ func (s *service) shutdown(ctx context.Context, srv *servers, g *errgroup.Group)
 	}
 	shutCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), httpDeadline)
 	defer cancel()
+	srv.dashboard.Close() // event streams are never idle: end them first
 	for _, hs := range []*http.Server{srv.forwardAuth, srv.http} {
 		if hs == nil {
 			continue

@@ -146,3 +146,20 @@ func (l *List) Events(after uint64) ([]Event, uint64) {
 	}
 	return out, g.last
 }
+
+// Latest returns, newest first, up to limit of the events the list keeps,
+// only those about of unless it is the zero ID. It copies only what it
+// returns, so a view of one identity costs little however full the log.
+func (l *List) Latest(limit int, of identity.ID) []Event {
+	g := l.events
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Event
+	oldest := g.last - min(g.last, EventsKept-1)
+	for seq := g.last; seq >= max(oldest, 1) && len(out) < limit; seq-- {
+		if ev := &g.ring[seq%EventsKept]; of.IsZero() || ev.ID == of {
+			out = append(out, *ev)
+		}
+	}
+	return out
+}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
 )
 
 // eventLines formats events for comparison: kind, identity, time and end
@@ -176,5 +178,34 @@ func TestEventsConcurrent(t *testing.T) {
 			t.Fatalf("event %d: %s %s after %s", e.Seq, e.Kind, e.ID, prev[e.ID.String()])
 		}
 		prev[e.ID.String()] = e.Kind
+	}
+}
+
+// TestLatest: newest first, limited, filtered by identity, and bounded by
+// the events kept.
+func TestLatest(t *testing.T) {
+	l := New(Options{})
+	a, b := ipID("192.0.2.1"), ipID("192.0.2.2")
+	l.Admit(a, t0, "periodic", 90)
+	l.Admit(b, t0.Add(time.Second), "periodic", 91)
+	l.Extend(a, t0.Add(2*time.Second), time.Minute)
+	got := l.Latest(10, identity.ID{})
+	if len(got) != 3 || got[0].Kind != EventExtended || got[2].ID != a {
+		t.Fatalf("Latest = %+v", got)
+	}
+	if of := l.Latest(10, b); len(of) != 1 || of[0].ID != b {
+		t.Errorf("Latest of b = %+v", of)
+	}
+	if one := l.Latest(1, a); len(one) != 1 || one[0].Kind != EventExtended {
+		t.Errorf("Latest 1 of a = %+v", one)
+	}
+	for i := range EventsKept + 10 {
+		l.Ban(ipID(fmt.Sprintf("10.0.%d.%d", i/256, i%256)), t0, time.Hour, "x")
+	}
+	if n := len(l.Latest(2*EventsKept, identity.ID{})); n != EventsKept {
+		t.Errorf("Latest kept %d events, want %d", n, EventsKept)
+	}
+	if of := l.Latest(10, a); len(of) != 0 {
+		t.Errorf("events that left the log are still returned: %+v", of)
 	}
 }
