@@ -396,39 +396,33 @@ func (s *setting) setNode(c *Config, n *yaml.Node, dir string) error {
 // loadAdminToken reads AdminTokenFile, if set, into AdminToken. Neither
 // its errors nor anything else here includes the token.
 func loadAdminToken(c *Config) error {
-	if c.AdminTokenFile == "" {
-		return nil
-	}
-	if c.AdminToken.IsSet() {
+	if c.AdminTokenFile != "" && c.AdminToken.IsSet() {
 		return fmt.Errorf("%s: cannot be combined with %s; set only one", label("admin-token-file"), label("admin-token"))
 	}
-	data, err := readLimited(c.AdminTokenFile, maxTokenFileSize)
-	if err != nil {
-		return fmt.Errorf("%s: %w", label("admin-token-file"), err)
-	}
-	tok := strings.TrimSpace(string(data))
-	if tok == "" {
-		return fmt.Errorf("%s: %s is empty", label("admin-token-file"), c.AdminTokenFile)
-	}
-	c.AdminToken = NewSecret(tok)
-	return nil
+	return readSecretFile("admin-token-file", c.AdminTokenFile, &c.AdminToken)
 }
 
 // loadRedisPassword reads RedisPasswordFile, if set, into RedisPassword.
-// Neither its errors nor anything else here includes the password.
 func loadRedisPassword(c *Config) error {
-	if c.RedisPasswordFile == "" {
+	return readSecretFile("redis-password-file", c.RedisPasswordFile, &c.RedisPassword)
+}
+
+// readSecretFile reads the secret in path (whitespace trimmed) into dst,
+// for the setting flag; "" reads nothing. Its errors name the setting and
+// the file, never the secret.
+func readSecretFile(flag, path string, dst *Secret) error {
+	if path == "" {
 		return nil
 	}
-	data, err := readLimited(c.RedisPasswordFile, maxTokenFileSize)
+	data, err := readLimited(path, maxTokenFileSize)
 	if err != nil {
-		return fmt.Errorf("%s: %w", label("redis-password-file"), err)
+		return fmt.Errorf("%s: %w", label(flag), err)
 	}
-	pw := strings.TrimSpace(string(data))
-	if pw == "" {
-		return fmt.Errorf("%s: %s is empty", label("redis-password-file"), c.RedisPasswordFile)
+	v := strings.TrimSpace(string(data))
+	if v == "" {
+		return fmt.Errorf("%s: %s is empty", label(flag), path)
 	}
-	c.RedisPassword = NewSecret(pw)
+	*dst = NewSecret(v)
 	return nil
 }
 

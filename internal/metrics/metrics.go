@@ -250,29 +250,21 @@ func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 	if reg == nil {
 		return
 	}
-	if src.TrackedIdentities != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: "risk", Name: "tracked_identities",
-			Help: "Identities whose request timing is tracked now.",
-		}, src.TrackedIdentities))
+	gauge := func(subsystem, name, help string, f func() float64) {
+		if f != nil {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Subsystem: subsystem, Name: name, Help: help,
+			}, f))
+		}
 	}
-	if src.ActiveQuarantines != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: "quarantine", Name: "active",
-			Help: "Identities in quarantine now.",
-		}, src.ActiveQuarantines))
-	}
+	gauge("risk", "tracked_identities", "Identities whose request timing is tracked now.", src.TrackedIdentities)
+	gauge("quarantine", "active", "Identities in quarantine now.", src.ActiveQuarantines)
+	gauge("shared", "redis_up", "1 while this replica shares detection and quarantine through Redis, 0 while it decides on local state.", src.SharedUp)
 	if src.RiskEvictions != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "risk", Name: "evictions_total",
 			Help: "Identities whose timing state was evicted to stay within the tracking cap.",
 		}, src.RiskEvictions))
-	}
-	if src.SharedUp != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: "shared", Name: "redis_up",
-			Help: "1 while this replica shares detection and quarantine through Redis, 0 while it decides on local state.",
-		}, src.SharedUp))
 	}
 	if src.Shared != nil {
 		reg.MustRegister(&shared{
