@@ -228,6 +228,78 @@ type Config struct {
 	// send at once. Must not be negative, and needs VolumeRate. Default 0,
 	// which means 10 times VolumeRate (at least 1).
 	VolumeBurst int
+
+	// GRPCMaxRecvBytes is the largest gRPC message the server reads; a
+	// larger one is refused with RESOURCE_EXHAUSTED before its body is
+	// buffered. Real CheckRequests are 1-2 KB, and Envoy caps request
+	// headers at 60 KiB by default. Range 4096-16777216. Default 262144.
+	GRPCMaxRecvBytes int
+
+	// GRPCMaxStreams is how many gRPC calls one connection may have in
+	// flight (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); Envoy opens another
+	// connection past it. Range 1-100000. Default 256.
+	GRPCMaxStreams int
+
+	// GRPCHandshakeTimeout bounds how long a new gRPC connection may take
+	// to finish its TLS handshake and send the HTTP/2 preface before it is
+	// closed. Range 100ms-1m. Default 5s.
+	GRPCHandshakeTimeout time.Duration
+
+	// GRPCIdleTimeout closes a gRPC connection that has had no call in
+	// flight for this long (with a GOAWAY, so a client reconnects
+	// cleanly). 0 never closes idle connections. Default 5m.
+	GRPCIdleTimeout time.Duration
+
+	// GRPCKeepaliveTime is how long a gRPC connection may be quiet before
+	// the server pings it; a ping not answered within as long again closes
+	// it, so dead peers do not hold connections. At least 1s. Default 30s.
+	GRPCKeepaliveTime time.Duration
+
+	// GRPCMaxConns caps the open connections of the gRPC listener. At the
+	// cap a new connection closes the oldest one that has not completed
+	// its handshake (TLS, or the HTTP/2 preface); if every open connection
+	// has, the new one is closed. The caps of the three listeners are
+	// lowered at start to fit the process's descriptor limit. Range
+	// 1-1000000. Default 4096.
+	GRPCMaxConns int
+
+	// HTTPMaxConns caps the open connections of the HTTP listener, with
+	// the same rule as GRPCMaxConns. Its budget is separate, so a flood of
+	// the gRPC port leaves health checks and the dashboard answering.
+	// Range 1-1000000. Default 256.
+	HTTPMaxConns int
+
+	// ForwardAuthMaxConns caps the open connections of the forward-auth
+	// listener, with the same rule. Range 1-1000000. Default 4096.
+	ForwardAuthMaxConns int
+
+	// GRPCAllowPeers, when not empty, lists the only peers that may
+	// connect to the gRPC listener; other connections are closed at
+	// accept. Default empty: any peer.
+	GRPCAllowPeers []netip.Prefix
+
+	// ForwardAuthAllowPeers is GRPCAllowPeers for the forward-auth
+	// listener. Default empty: any peer.
+	ForwardAuthAllowPeers []netip.Prefix
+
+	// GRPCTLSCert and GRPCTLSKey are PEM files of the gRPC listener's
+	// certificate chain and key; set both or neither. They are reloaded
+	// when they change, without a restart. Default "": plaintext.
+	GRPCTLSCert, GRPCTLSKey string
+
+	// GRPCClientCA is a PEM file of the CAs that sign the client
+	// certificates the gRPC listener requires (mutual TLS). Needs
+	// GRPCTLSCert. Default "": no client certificate is asked for.
+	GRPCClientCA string
+
+	// ForwardAuthTLSCert, ForwardAuthTLSKey and ForwardAuthClientCA are
+	// the same for the forward-auth listener. Default "": plaintext.
+	ForwardAuthTLSCert, ForwardAuthTLSKey, ForwardAuthClientCA string
+
+	// HTTPTLSCert, HTTPTLSKey and HTTPClientCA are the same for the HTTP
+	// listener. A client CA there locks out probes that present no
+	// certificate (the kubelet's). Default "": plaintext.
+	HTTPTLSCert, HTTPTLSKey, HTTPClientCA string
 }
 
 // Default returns the built-in defaults. They pass Validate.
@@ -253,6 +325,15 @@ func Default() Config {
 		StateWriteInterval: time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",
+
+		GRPCMaxRecvBytes:     256 << 10,
+		GRPCMaxStreams:       256,
+		GRPCHandshakeTimeout: 5 * time.Second,
+		GRPCIdleTimeout:      5 * time.Minute,
+		GRPCKeepaliveTime:    30 * time.Second,
+		GRPCMaxConns:         4096,
+		HTTPMaxConns:         256,
+		ForwardAuthMaxConns:  4096,
 	}
 }
 
