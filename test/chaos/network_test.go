@@ -137,8 +137,8 @@ func TestHugeCheckFlood(t *testing.T) {
 	t.Logf("RSS before %d MB, peak %d MB, after %d MB; %d of %d Checks refused RESOURCE_EXHAUSTED",
 		before>>20, peak>>20, after>>20, refused, refused+other)
 	if peak > ceiling {
-		t.Errorf("peak RSS %d MB under a flood of %d concurrent %d MB Checks, want at most %d MB",
-			peak>>20, concurrent, size>>20, ceiling>>20)
+		t.Errorf("peak RSS %d MB under a flood of %d concurrent %d KiB Checks, want at most %d MB",
+			peak>>20, concurrent, size>>10, ceiling>>20)
 	}
 	if refused != concurrent*rounds {
 		t.Errorf("%d of %d oversized Checks refused with RESOURCE_EXHAUSTED, want all", refused, concurrent*rounds)
