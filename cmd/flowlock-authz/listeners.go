@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/listen"
@@ -91,6 +96,8 @@ func openListeners(cfg config.Config, log *slog.Logger) (_ *listeners, err error
 			Timeout:           cfg.GRPCKeepaliveTime,
 		}),
 	}
+	calls := newCallLimit(cfg.GRPCMaxInflight, cfg.GRPCCheckTimeout)
+	ls.grpcOptions = append(ls.grpcOptions, grpc.InTapHandle(calls.admit))
 	if grpcCerts != nil {
 		ls.grpcOptions = append(ls.grpcOptions, grpc.Creds(credentials.NewTLS(grpcCerts.ServerConfig())))
 	}
@@ -158,4 +165,49 @@ func fitConnCaps(cfg config.Config, log *slog.Logger) (grpcCap, httpCap, faCap i
 	log.Warn("connection caps lowered to fit the open-file limit (raise it with ulimit -n or the container runtime)",
 		"open_file_limit", lim.Cur, "grpc_max_conns", g, "http_max_conns", h, "forward_auth_max_conns", f)
 	return g, h, f
+}
+
+// checkMethod is the full gRPC method name of ext_authz Check.
+const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
+
+// callLimit bounds the gRPC calls in flight across all connections. Each
+// call may hold up to --grpc-max-recv-bytes while its message arrives, and
+// the per-connection stream cap alone multiplies by the connection count,
+// so only a process-wide cap bounds that memory. It runs as the server's
+// tap, before a call's message is read.
+type callLimit struct {
+	max          int64
+	checkTimeout time.Duration // deadline of a Check that brings none
+	inflight     atomic.Int64
+	release      func() // releases a slot; made once, so admit does not allocate it
+}
+
+// newCallLimit returns a limit of max calls in flight.
+func newCallLimit(max int, checkTimeout time.Duration) *callLimit {
+	l := &callLimit{max: int64(max), checkTimeout: checkTimeout}
+	l.release = func() { l.inflight.Add(-1) }
+	return l
+}
+
+// admit counts a new call, or refuses it with RESOURCE_EXHAUSTED when max
+// calls are in flight. The slot is released when the call's context ends,
+// which gRPC guarantees when the call finishes, fails or its connection
+// closes. A Check without a deadline gets checkTimeout, so a client that
+// stalls halfway through a message cannot hold its slot for ever.
+func (l *callLimit) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if l.inflight.Add(1) > l.max {
+		l.inflight.Add(-1)
+		return nil, status.Errorf(codes.ResourceExhausted, "more than %d calls in flight (--grpc-max-inflight)", l.max)
+	}
+	if _, ok := ctx.Deadline(); !ok && info.FullMethodName == checkMethod {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.checkTimeout)
+		context.AfterFunc(ctx, func() {
+			cancel()
+			l.release()
+		})
+		return ctx, nil
+	}
+	context.AfterFunc(ctx, l.release)
+	return ctx, nil
 }

@@ -255,6 +255,21 @@ type Config struct {
 	// it, so dead peers do not hold connections. At least 1s. Default 30s.
 	GRPCKeepaliveTime time.Duration
 
+	// GRPCMaxInflight caps the gRPC calls in flight across all
+	// connections. Each may hold up to GRPCMaxRecvBytes while its message
+	// arrives, so together they bound that memory (1024 x 256 KiB = 256
+	// MiB); a call past the cap is refused with RESOURCE_EXHAUSTED, which
+	// Envoy fails open. A Check takes well under a millisecond, so 1024 in
+	// flight is hundreds of thousands a second. Range 1-1000000.
+	// Default 1024.
+	GRPCMaxInflight int
+
+	// GRPCCheckTimeout is the deadline given to a Check that arrives
+	// without one (Envoy sends grpc-timeout, its own ext_authz timeout), so
+	// a client that starts a large message and stalls frees its slot and
+	// memory. Range 100ms-1m. Default 10s.
+	GRPCCheckTimeout time.Duration
+
 	// GRPCMaxConns caps the open connections of the gRPC listener. At the
 	// cap a new connection closes the oldest one that has not completed
 	// its handshake (TLS, or the HTTP/2 preface); if every open connection
@@ -331,6 +346,8 @@ func Default() Config {
 		GRPCHandshakeTimeout: 5 * time.Second,
 		GRPCIdleTimeout:      5 * time.Minute,
 		GRPCKeepaliveTime:    30 * time.Second,
+		GRPCMaxInflight:      1024,
+		GRPCCheckTimeout:     10 * time.Second,
 		GRPCMaxConns:         4096,
 		HTTPMaxConns:         256,
 		ForwardAuthMaxConns:  4096,

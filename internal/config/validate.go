@@ -210,6 +210,13 @@ func checkNetwork(c Config, bad func(flag, format string, args ...any)) {
 	if c.GRPCKeepaliveTime < minGRPCKeepaliveTime {
 		bad("grpc-keepalive-time", "must be at least %s, got %s", minGRPCKeepaliveTime, formatDuration(c.GRPCKeepaliveTime))
 	}
+	if c.GRPCMaxInflight < 1 || c.GRPCMaxInflight > maxConns {
+		bad("grpc-max-inflight", "must be 1-%d, got %d", maxConns, c.GRPCMaxInflight)
+	}
+	if c.GRPCCheckTimeout < minGRPCHandshakeTimeout || c.GRPCCheckTimeout > maxGRPCHandshakeTimeout {
+		bad("grpc-check-timeout", "must be %s-%s, got %s", minGRPCHandshakeTimeout,
+			formatDuration(maxGRPCHandshakeTimeout), formatDuration(c.GRPCCheckTimeout))
+	}
 	for _, l := range []struct {
 		flag string
 		n    int

@@ -554,3 +554,69 @@ func TestHTTPAndForwardAuthTLS(t *testing.T) {
 		t.Error("forward-auth /check without a client certificate was answered")
 	}
 }
+
+// hpackLiteral encodes one header as an HPACK literal without indexing
+// and without Huffman coding (RFC 7541 §6.2.2); names and values must be
+// shorter than 127 bytes.
+func hpackLiteral(name, value string) []byte {
+	b := []byte{0, byte(len(name))}
+	b = append(b, name...)
+	b = append(b, byte(len(value)))
+	return append(b, value...)
+}
+
+// startStalledCheck opens stream id on c with the headers of a Check and
+// sends nothing more: a call whose message never arrives.
+func (c *h2conn) startStalledCheck(t *testing.T, id uint32) {
+	t.Helper()
+	var block []byte
+	for _, h := range [][2]string{
+		{":method", "POST"}, {":scheme", "http"}, {":path", "/envoy.service.auth.v3.Authorization/Check"},
+		{":authority", "flowlock"}, {"content-type", "application/grpc"}, {"te", "trailers"},
+	} {
+		block = append(block, hpackLiteral(h[0], h[1])...)
+	}
+	frame := []byte{byte(len(block) >> 16), byte(len(block) >> 8), byte(len(block)), 0x1, 0x4, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(frame[5:], id)
+	if _, err := c.Write(append(frame, block...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStalledChecksAreBounded holds calls open without sending their
+// message. Past --grpc-max-inflight further calls are refused, so the
+// memory that calls can hold (inflight x --grpc-max-recv-bytes) is bounded
+// across all connections; and a Check without a deadline is ended after
+// --grpc-check-timeout, so the stalled ones free their slots by themselves.
+func TestStalledChecksAreBounded(t *testing.T) {
+	const inflight = 8
+	s := start(t, "--grpc-max-inflight", strconv.Itoa(inflight), "--grpc-check-timeout", "2s")
+	// Two connections, so that the per-connection stream cap is no help.
+	for range 2 {
+		c := dialH2(t, s.GRPCAddr)
+		go func() { _, _ = io.Copy(io.Discard, c) }() // read, never answer
+		for j := range inflight / 2 {
+			c.startStalledCheck(t, uint32(2*j+1))
+		}
+	}
+	conn := s.Dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(time.Second)
+	var err error
+	for time.Now().Before(deadline) { // the stalled calls reach the server in a moment
+		if err = check(ctx, conn, checkRequest(t, 1000)); status.Code(err) == codes.ResourceExhausted {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a Check with %d stalled calls in flight: %v, want RESOURCE_EXHAUSTED", inflight, err)
+	}
+	// After the check timeout the stalled calls are gone and Checks are
+	// answered again.
+	time.Sleep(2500 * time.Millisecond)
+	if err := check(ctx, conn, checkRequest(t, 1000)); err != nil {
+		t.Errorf("a Check after the stalled calls timed out: %v", err)
+	}
+}
