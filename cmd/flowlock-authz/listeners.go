@@ -131,8 +131,8 @@ func loadCerts(prefix, cert, key, ca, proto string, log *slog.Logger) (*listen.C
 	if err != nil {
 		return nil, fmt.Errorf("--%s-tls-cert, --%s-tls-key, --%s-client-ca: %w", prefix, prefix, prefix, err)
 	}
-	if ca == "" {
-		log.Info("tls without client certificates: any peer that reaches the port is believed", "listener", prefix)
+	if ca == "" && prefix != "http" { // the HTTP side has its admin token
+		log.Info("tls without client certificates: any peer that reaches the port may send checks", "listener", prefix)
 	}
 	return certs, nil
 }
