@@ -167,8 +167,20 @@ func fitConnCaps(cfg config.Config, log *slog.Logger) (grpcCap, httpCap, faCap i
 	return g, h, f
 }
 
-// checkMethod is the full gRPC method name of ext_authz Check.
-const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
+// Methods the call limit treats apart.
+const (
+	checkMethod       = "/envoy.service.auth.v3.Authorization/Check"
+	healthCheckMethod = "/grpc.health.v1.Health/Check"
+)
+
+// Health checks have a pool of their own, so that a flood of Checks that
+// fills --grpc-max-inflight does not also fail the kubelet's liveness probe
+// (a restart would only make things worse). A health check answers in
+// microseconds, so a small pool and a short deadline are plenty.
+const (
+	healthInflight = 64
+	healthTimeout  = time.Second
+)
 
 // callLimit bounds the gRPC calls in flight across all connections. Each
 // call may hold up to --grpc-max-recv-bytes while its message arrives, and
@@ -176,38 +188,54 @@ const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
 // so only a process-wide cap bounds that memory. It runs as the server's
 // tap, before a call's message is read.
 type callLimit struct {
-	max          int64
-	checkTimeout time.Duration // deadline of a Check that brings none
-	inflight     atomic.Int64
-	release      func() // releases a slot; made once, so admit does not allocate it
+	calls, health pool
+	checkTimeout  time.Duration // deadline of a Check that brings none
 }
 
-// newCallLimit returns a limit of max calls in flight.
+// pool is a count of calls in flight with a cap.
+type pool struct {
+	max      int64
+	inflight atomic.Int64
+	release  func() // releases a slot; made once, so admit does not allocate it
+}
+
+// newCallLimit returns a limit of max calls in flight, besides
+// healthInflight health checks.
 func newCallLimit(max int, checkTimeout time.Duration) *callLimit {
-	l := &callLimit{max: int64(max), checkTimeout: checkTimeout}
-	l.release = func() { l.inflight.Add(-1) }
+	l := &callLimit{checkTimeout: checkTimeout}
+	l.calls.max, l.health.max = int64(max), healthInflight
+	l.calls.release = func() { l.calls.inflight.Add(-1) }
+	l.health.release = func() { l.health.inflight.Add(-1) }
 	return l
 }
 
-// admit counts a new call, or refuses it with RESOURCE_EXHAUSTED when max
-// calls are in flight. The slot is released when the call's context ends,
-// which gRPC guarantees when the call finishes, fails or its connection
-// closes. A Check without a deadline gets checkTimeout, so a client that
-// stalls halfway through a message cannot hold its slot for ever.
+// admit counts a new call, or refuses it with RESOURCE_EXHAUSTED when its
+// pool is full. The slot is released when the call's context ends, which
+// gRPC guarantees when the call finishes, fails or its connection closes.
+// A Check (or health check) without a deadline gets one, so a client that
+// stalls halfway through a message cannot hold its slot for ever; Watch
+// and reflection streams are meant to last and get none.
 func (l *callLimit) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if l.inflight.Add(1) > l.max {
-		l.inflight.Add(-1)
-		return nil, status.Errorf(codes.ResourceExhausted, "more than %d calls in flight (--grpc-max-inflight)", l.max)
+	p, timeout := &l.calls, time.Duration(0)
+	switch info.FullMethodName {
+	case checkMethod:
+		timeout = l.checkTimeout
+	case healthCheckMethod:
+		p, timeout = &l.health, healthTimeout
 	}
-	if _, ok := ctx.Deadline(); !ok && info.FullMethodName == checkMethod {
+	if p.inflight.Add(1) > p.max {
+		p.inflight.Add(-1)
+		return nil, status.Errorf(codes.ResourceExhausted, "more than %d calls in flight (--grpc-max-inflight)", p.max)
+	}
+	if _, ok := ctx.Deadline(); !ok && timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, l.checkTimeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		context.AfterFunc(ctx, func() {
 			cancel()
-			l.release()
+			p.release()
 		})
 		return ctx, nil
 	}
-	context.AfterFunc(ctx, l.release)
+	context.AfterFunc(ctx, p.release)
 	return ctx, nil
 }

@@ -36,14 +36,27 @@ func TestCallLimit(t *testing.T) {
 	if _, ok := got.Deadline(); ok {
 		t.Error("a health Watch was given a deadline")
 	}
-	// Both slots taken: the next call is refused.
+	// Both slots taken: the next call is refused, but health checks have
+	// their own pool.
 	if _, err := l.admit(context.Background(), check); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("a third call with max 2: %v, want RESOURCE_EXHAUSTED", err)
 	}
+	probe, endProbe := context.WithCancel(context.Background())
+	got, err = l.admit(probe, &tap.Info{FullMethodName: healthCheckMethod})
+	if err != nil {
+		t.Fatalf("a health check with the calls full: %v", err)
+	}
+	if d, ok := got.Deadline(); !ok || time.Until(d) > healthTimeout {
+		t.Errorf("a health check without a deadline got none or a long one (%v)", time.Until(d))
+	}
+	endProbe()
 	// Ending a call frees its slot.
 	endEnvoy()
 	endWatch()
 	waitInflight(t, l, 0)
+	if n := l.health.inflight.Load(); n != 0 {
+		t.Errorf("%d health checks in flight after they ended", n)
+	}
 
 	// A Check without a deadline gets checkTimeout, and frees its slot
 	// when it fires although gRPC never ends the call.
@@ -60,11 +73,11 @@ func TestCallLimit(t *testing.T) {
 func waitInflight(t *testing.T, l *callLimit, want int64) {
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if l.inflight.Load() == want {
+		if l.calls.inflight.Load() == want {
 			return
 		}
 	}
-	t.Fatalf("%d calls in flight, want %d", l.inflight.Load(), want)
+	t.Fatalf("%d calls in flight, want %d", l.calls.inflight.Load(), want)
 }
 
 // BenchmarkCallLimit is what the limit adds to each Envoy Check: the call

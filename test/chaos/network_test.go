@@ -613,6 +613,10 @@ func TestStalledChecksAreBounded(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("a Check with %d stalled calls in flight: %v, want RESOURCE_EXHAUSTED", inflight, err)
 	}
+	// Health checks have their own pool: the probes keep passing.
+	if err := grpcHealthy(s.GRPCAddr, 2*time.Second); err != nil {
+		t.Errorf("gRPC health with the calls full: %v", err)
+	}
 	// After the check timeout the stalled calls are gone and Checks are
 	// answered again.
 	time.Sleep(2500 * time.Millisecond)
