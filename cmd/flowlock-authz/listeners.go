@@ -199,11 +199,11 @@ type pool struct {
 	release  func() // releases a slot; made once, so admit does not allocate it
 }
 
-// newCallLimit returns a limit of max calls in flight, besides
+// newCallLimit returns a limit of n calls in flight, besides
 // healthInflight health checks.
-func newCallLimit(max int, checkTimeout time.Duration) *callLimit {
+func newCallLimit(n int, checkTimeout time.Duration) *callLimit {
 	l := &callLimit{checkTimeout: checkTimeout}
-	l.calls.max, l.health.max = int64(max), healthInflight
+	l.calls.max, l.health.max = int64(n), healthInflight
 	l.calls.release = func() { l.calls.inflight.Add(-1) }
 	l.health.release = func() { l.health.inflight.Add(-1) }
 	return l

@@ -79,10 +79,11 @@ type Listener struct {
 
 	evicted, refused, denied atomic.Uint64
 
-	mu       sync.Mutex // guards the following fields
-	open     int
-	pending  connList // open connections not yet established, oldest first
-	lastWarn time.Time
+	mu         sync.Mutex // guards the following fields
+	open       int
+	pending    connList // open connections not yet established, oldest first
+	lastWarn   time.Time
+	lastDenied time.Time
 }
 
 // Limit wraps inner with the cap and allow-list of opts.
@@ -111,6 +112,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		if !l.allowed(c.RemoteAddr()) {
 			l.denied.Add(1)
+			l.warnDenied(c.RemoteAddr())
 			c.Close()
 			continue
 		}
@@ -174,6 +176,22 @@ func (l *Listener) warnLocked() {
 	l.lastWarn = now
 	l.log.Warn("connection cap reached: closing connections that have not completed a handshake",
 		"listener", l.name, "max_conns", l.max, "evicted", l.evicted.Load(), "refused", l.refused.Load())
+}
+
+// warnDenied logs, at most once per capWarnEvery, that a peer outside
+// Allow was refused: a probe or proxy left off the list shows up here
+// rather than as a mystery timeout.
+func (l *Listener) warnDenied(peer net.Addr) {
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.lastDenied) < capWarnEvery {
+		l.mu.Unlock()
+		return
+	}
+	l.lastDenied = now
+	l.mu.Unlock()
+	l.log.Warn("connection from a peer outside the allow-list closed", "listener", l.name,
+		"peer", peer.String(), "denied", l.denied.Load())
 }
 
 // Stats returns the listener's counters.
