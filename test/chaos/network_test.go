@@ -391,7 +391,7 @@ func flood(t *testing.T, addr string, n int) int {
 // over new connections. Before the caps, accept failed with "too many open
 // files" and all three timed out.
 func TestConnectionFlood(t *testing.T) {
-	const attackers = 5000 // more than bounded.OpenFiles (4096)
+	const attackers = 5000 // more than bounded.OpenFiles (4096), and than the cap (1024)
 	s := start(t)
 	opened := flood(t, s.GRPCAddr, attackers)
 	t.Logf("%d of %d silent connections to the gRPC port opened", opened, attackers)
@@ -602,7 +602,7 @@ func TestStalledChecksAreBounded(t *testing.T) {
 	conn := s.Dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(4 * time.Second)
 	var err error
 	for time.Now().Before(deadline) { // the stalled calls reach the server in a moment
 		if err = check(ctx, conn, checkRequest(t, 1000)); status.Code(err) == codes.ResourceExhausted {
