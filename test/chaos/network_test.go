@@ -423,6 +423,9 @@ func TestConnectionFlood(t *testing.T) {
 	if err := grpcHealthy(s.GRPCAddr, 5*time.Second); err != nil {
 		t.Errorf("gRPC health during both floods: %v", err)
 	}
+	pid := s.Cmd.Process.Pid
+	t.Logf("service during both floods: RSS %d MB, peak %d MB, address space %d MB",
+		procStatus(t, pid, "VmRSS")>>20, procStatus(t, pid, "VmHWM")>>20, procStatus(t, pid, "VmSize")>>20)
 }
 
 // TestGRPCAllowPeers: with --grpc-allow-peers only the listed peers get an
