@@ -627,3 +627,25 @@ func TestStalledChecksAreBounded(t *testing.T) {
 		t.Errorf("a Check after the stalled calls timed out: %v", err)
 	}
 }
+
+// TestForwardAuthAllowPeers: --forward-auth-allow-peers closes other
+// peers at accept, like --grpc-allow-peers.
+func TestForwardAuthAllowPeers(t *testing.T) {
+	s := start(t, "--forward-auth-addr", "127.0.0.1:0", "--forward-auth-allow-peers", "127.0.0.2")
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	resp, err := from("127.0.0.2").Get("http://" + s.ForwardAuthAddr + "/check")
+	if err != nil {
+		t.Fatalf("an allowed peer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("an allowed peer got %d, want 200", resp.StatusCode)
+	}
+	if resp, err := from("127.0.0.3").Get("http://" + s.ForwardAuthAddr + "/check"); err == nil {
+		resp.Body.Close()
+		t.Errorf("a peer outside --forward-auth-allow-peers got %d, want the connection closed", resp.StatusCode)
+	}
+}
