@@ -175,6 +175,11 @@ type Options struct {
 	// cheap. nil means always ready.
 	Ready func() error
 
+	// ReadyDetail adds lines to a ready answer of /readyz, such as the state
+	// of the link to the other replicas: a replica on local state is still
+	// ready (it serves), but says so. nil adds nothing.
+	ReadyDetail func() string
+
 	// Config returns the effective configuration with secrets redacted, for
 	// GET /api/v1/config. It is encoded with encoding/json. nil serves {}.
 	Config func() any
@@ -219,6 +224,7 @@ type server struct {
 	tracker    *Tracker
 	mode       string
 	maxBan     time.Duration
+	readyMore  func() string
 	journal    *journal
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
@@ -245,6 +251,7 @@ func newServer(opts Options) *server {
 		now:        opts.Now,
 		metrics:    opts.Metrics,
 		ready:      opts.Ready,
+		readyMore:  opts.ReadyDetail,
 		config:     opts.Config,
 		log:        opts.Logger,
 		version:    opts.Version,

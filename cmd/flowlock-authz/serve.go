@@ -27,8 +27,13 @@ import (
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
 	"github.com/flowlock/flowlock/internal/wire"
 )
+
+// sharedStartTimeout bounds connecting to Redis and reading the shared
+// quarantine at startup; past it the replica starts on local state.
+const sharedStartTimeout = 3 * time.Second
 
 // authzService is the gRPC health service name of the Check API, so that a
 // health check can ask about it by name as well as about the server ("").
@@ -77,13 +82,17 @@ type service struct {
 func newService(cfg config.Config, log *slog.Logger) (*service, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg)
 	s := &service{
-		cfg:   cfg,
-		log:   log,
-		reg:   reg,
-		m:     newMetrics(reg),
-		stack: wire.Build(cfg, wire.Extra{Logger: log}),
-		live:  dashboard.NewTracker(),
+		cfg: cfg,
+		log: log,
+		reg: reg,
+		m:   m,
+		stack: wire.Build(cfg, wire.Extra{
+			Logger:        log,
+			OnSharedAdmit: func(r risk.Reason) { m.QuarantineAdmitted(int(r)) },
+		}),
+		live: dashboard.NewTracker(),
 	}
 	engine, q := s.stack.Engine, s.stack.Quarantine
 	s.m.RegisterSources(reg, metrics.Sources{
@@ -95,6 +104,26 @@ func newService(cfg config.Config, log *slog.Logger) (*service, error) {
 			return float64(st.EvictedActive), float64(st.EvictedHistory)
 		},
 	})
+	if rep := s.stack.Replica; rep != nil {
+		s.m.RegisterSources(reg, metrics.Sources{
+			SharedUp: func() float64 {
+				if rep.Status().Connected {
+					return 1
+				}
+				return 0
+			},
+			Shared: func() metrics.SharedCounts {
+				st := rep.Stats()
+				return metrics.SharedCounts{
+					Batches: float64(st.Batches.Load()), Fallbacks: float64(st.Fallbacks.Load()),
+					Merged: float64(st.Merged.Load()), Admitted: float64(st.Admitted.Load()),
+					Mirrored: float64(st.Mirrored.Load()), Applied: float64(st.Applied.Load()),
+					Resyncs: float64(st.Resyncs.Load()), Dropped: float64(st.Dropped.Load()),
+					CallFailures: float64(st.CallFailures.Load()),
+				}
+			},
+		})
+	}
 	if cfg.StateFile != "" {
 		if err := s.restore(); err != nil {
 			return nil, err
@@ -179,12 +208,13 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 				}
 				return nil
 			},
-			Config:    func() any { return s.cfg.Redacted() },
-			Logger:    s.log,
-			Version:   buildVersion(),
-			Tracker:   s.live,
-			Mode:      s.cfg.Mode,
-			MaxBanTTL: quarantine.MaxBanTTL,
+			ReadyDetail: s.sharedDetail,
+			Config:      func() any { return s.cfg.Redacted() },
+			Logger:      s.log,
+			Version:     buildVersion(),
+			Tracker:     s.live,
+			Mode:        s.cfg.Mode,
+			MaxBanTTL:   quarantine.MaxBanTTL,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -232,6 +262,17 @@ func (s *service) run(ctx context.Context, lis *listeners, stderr io.Writer) err
 	}
 	if s.cfg.Demo {
 		g.Go(func() error { return runDemo(gctx, lis.grpc.Addr().String(), s.log) })
+	}
+	if rep := s.stack.Replica; rep != nil {
+		// Every standing quarantine from Redis before SERVING; an
+		// unreachable Redis is retried in the background.
+		sctx, cancel := context.WithTimeout(gctx, sharedStartTimeout)
+		err := rep.Start(sctx, time.Now())
+		cancel()
+		if err != nil {
+			return errors.Join(err, s.shutdown(ctx, srv, g))
+		}
+		g.Go(func() error { return rep.Run(gctx) })
 	}
 
 	srv.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -318,6 +359,24 @@ func (s *service) shutdown(ctx context.Context, srv *servers, g *errgroup.Group)
 	}
 	s.log.Info("stopped")
 	return err
+}
+
+// sharedDetail says, for /readyz, whether this replica shares state through
+// Redis or decides on its own while Redis is away; "" without --redis-addr.
+func (s *service) sharedDetail() string {
+	rep := s.stack.Replica
+	if rep == nil {
+		return ""
+	}
+	st := rep.Status()
+	if st.Connected {
+		return "shared state: redis connected"
+	}
+	msg := "shared state: local fallback (breaker " + st.Breaker
+	if st.Err != "" {
+		msg += ": " + st.Err
+	}
+	return msg + ")"
 }
 
 // newLogger builds the process logger from --log-level and --log-format.

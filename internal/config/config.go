@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/quarantine"
@@ -229,6 +230,26 @@ type Config struct {
 	// which means 10 times VolumeRate (at least 1).
 	VolumeBurst int
 
+	// RedisAddr turns on state shared between replicas: one Redis (or
+	// Valkey) node, or the seed nodes of a Redis Cluster, as
+	// "host:port[,host:port...]". "" keeps all state in this process.
+	RedisAddr string
+	// RedisUsername is the ACL user; "" uses the default user.
+	RedisUsername string
+	// RedisPasswordFile is a file holding the Redis password (whitespace
+	// trimmed); Load reads it into RedisPassword.
+	RedisPasswordFile string
+	// RedisPassword is never set directly: only from RedisPasswordFile.
+	RedisPassword Secret
+	// RedisTLS connects with TLS, checked against the system roots or
+	// RedisCAFile.
+	RedisTLS bool
+	// RedisCAFile is a PEM file of the CAs that sign Redis's certificate.
+	RedisCAFile string
+	// RedisKeyPrefix starts every key Flow Lock writes. Default
+	// "flowlock:".
+	RedisKeyPrefix string
+
 	// GRPCMaxRecvBytes is the largest gRPC message the server reads; a
 	// larger one is refused with RESOURCE_EXHAUSTED before its body is
 	// buffered. Real CheckRequests are 1-2 KB, and Envoy caps request
@@ -319,6 +340,20 @@ type Config struct {
 	HTTPTLSCert, HTTPTLSKey, HTTPClientCA string
 }
 
+// RedisAddrs returns RedisAddr split at commas, nil when it is "".
+func (c Config) RedisAddrs() []string {
+	if c.RedisAddr == "" {
+		return nil
+	}
+	var out []string
+	for _, a := range strings.Split(c.RedisAddr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // Default returns the built-in defaults. They pass Validate.
 func Default() Config {
 	return Config{
@@ -342,6 +377,7 @@ func Default() Config {
 		StateWriteInterval: time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",
+		RedisKeyPrefix:     "flowlock:",
 
 		GRPCMaxRecvBytes:     256 << 10,
 		GRPCMaxStreams:       256,

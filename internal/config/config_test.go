@@ -92,6 +92,12 @@ func TestDefault(t *testing.T) {
 		{"demo", false},
 		{"volume-rate", 0.0},
 		{"volume-burst", 0},
+		{"redis-addr", ""},
+		{"redis-username", ""},
+		{"redis-password-file", ""},
+		{"redis-tls", false},
+		{"redis-ca-file", ""},
+		{"redis-key-prefix", "flowlock:"},
 		{"grpc-max-recv-bytes", 262144},
 		{"grpc-max-streams", 256},
 		{"grpc-handshake-timeout", "5s"},
@@ -165,6 +171,13 @@ func TestLoadGoodFile(t *testing.T) {
 		Demo:               true,
 		VolumeRate:         2.5,
 		VolumeBurst:        40,
+		RedisAddr:          "redis-a:6379, redis-b:6380",
+		RedisUsername:      "flowlock",
+		RedisPasswordFile:  filepath.Join("testdata", "secrets", "redis-password"),
+		RedisPassword:      NewSecret("redis-test-password"),
+		RedisTLS:           true,
+		RedisCAFile:        filepath.Join("testdata", "secrets", "redis-ca.pem"),
+		RedisKeyPrefix:     "fl-test:",
 
 		GRPCMaxRecvBytes:      65536,
 		GRPCMaxStreams:        64,
@@ -707,6 +720,9 @@ func TestReferenceMatchesFlagSet(t *testing.T) {
 	}
 	v := reflect.ValueOf(&c).Elem()
 	for i := range v.NumField() {
+		if v.Type().Field(i).Name == "RedisPassword" {
+			continue // read from --redis-password-file, never set directly (it would show in ps)
+		}
 		if _, ok := bound[v.Field(i).Addr().Pointer()]; !ok {
 			t.Errorf("Config.%s has no setting", v.Type().Field(i).Name)
 		}
@@ -776,5 +792,49 @@ func TestFormatDuration(t *testing.T) {
 		if back, err := time.ParseDuration(want); err != nil || back != d {
 			t.Errorf("%q does not parse back to %v", want, d)
 		}
+	}
+}
+
+// TestRedisSettings: each --redis-* mistake is refused with a message that
+// names the setting, and the password never appears in one.
+func TestRedisSettings(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("s3cret-redis-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--redis-tls"}, "--redis-tls (FLOWLOCK_REDIS_TLS): has no effect without --redis-addr"},
+		{[]string{"--redis-addr", "redis"}, "--redis-addr (FLOWLOCK_REDIS_ADDR): must be host:port"},
+		{[]string{"--redis-addr", "a:6379,:6379"}, "--redis-addr (FLOWLOCK_REDIS_ADDR): host must not be empty"},
+		{[]string{"--redis-addr", "a:0"}, "--redis-addr (FLOWLOCK_REDIS_ADDR): port must be a number 1-65535"},
+		{[]string{"--redis-addr", "a:6379", "--redis-key-prefix", "x{1}"}, "--redis-key-prefix (FLOWLOCK_REDIS_KEY_PREFIX): must be at most 64 bytes without { or }"},
+		{[]string{"--redis-addr", "a:6379", "--redis-ca-file", pw}, "--redis-ca-file (FLOWLOCK_REDIS_CA_FILE): needs --redis-tls"},
+		{[]string{"--redis-addr", "a:6379", "--redis-password-file", empty}, "is empty"},
+		{[]string{"--redis-addr", "a:6379", "--redis-password-file", pw + ".missing"}, "--redis-password-file (FLOWLOCK_REDIS_PASSWORD_FILE)"},
+	} {
+		_, err := Load(tc.args, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%q) = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	c, err := Load([]string{"--redis-addr", "a:6379, b:6380", "--redis-password-file", pw}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.RedisAddrs(); len(got) != 2 || got[0] != "a:6379" || got[1] != "b:6380" {
+		t.Errorf("RedisAddrs = %q", got)
+	}
+	if c.RedisPassword.Reveal() != "s3cret-redis-pw" {
+		t.Error("password not read from the file")
+	}
+	if out := fmt.Sprint(c.Redacted(), c); strings.Contains(out, "s3cret") {
+		t.Errorf("the password shows: %s", out)
 	}
 }

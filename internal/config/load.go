@@ -72,7 +72,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	// them lowercased, so X-Api-Key means x-api-key.
 	c.IdentityHeader = strings.ToLower(c.IdentityHeader)
 
-	if err := errors.Join(loadAdminToken(&c), c.Validate()); err != nil {
+	if err := errors.Join(loadAdminToken(&c), loadRedisPassword(&c), c.Validate()); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -411,6 +411,24 @@ func loadAdminToken(c *Config) error {
 		return fmt.Errorf("%s: %s is empty", label("admin-token-file"), c.AdminTokenFile)
 	}
 	c.AdminToken = NewSecret(tok)
+	return nil
+}
+
+// loadRedisPassword reads RedisPasswordFile, if set, into RedisPassword.
+// Neither its errors nor anything else here includes the password.
+func loadRedisPassword(c *Config) error {
+	if c.RedisPasswordFile == "" {
+		return nil
+	}
+	data, err := readLimited(c.RedisPasswordFile, maxTokenFileSize)
+	if err != nil {
+		return fmt.Errorf("%s: %w", label("redis-password-file"), err)
+	}
+	pw := strings.TrimSpace(string(data))
+	if pw == "" {
+		return fmt.Errorf("%s: %s is empty", label("redis-password-file"), c.RedisPasswordFile)
+	}
+	c.RedisPassword = NewSecret(pw)
 	return nil
 }
 

@@ -220,6 +220,25 @@ type Sources struct {
 	// ended early (the cap is too small for the attack) and strike
 	// "history".
 	QuarantineEvictions func() (active, history float64)
+	// SharedUp: flowlock_shared_redis_up, 1 while this replica shares
+	// state through Redis, 0 while it decides on local state (fallback).
+	SharedUp func() float64
+	// Shared: flowlock_shared_operations_total{op}, what the link to the
+	// other replicas did.
+	Shared func() SharedCounts
+}
+
+// SharedCounts are the counters of the link to the other replicas.
+type SharedCounts struct {
+	Batches      float64 // batches of observations merged in Redis
+	Fallbacks    float64 // batches decided on local state: Redis failed or was away
+	Merged       float64 // request times fed from the merged stream
+	Admitted     float64 // quarantines admitted from the merged stream
+	Mirrored     float64 // local quarantine changes written to Redis
+	Applied      float64 // other replicas' changes merged into the local list
+	Resyncs      float64 // full reads of the shared quarantine
+	Dropped      float64 // request times over the per-batch bound of one identity
+	CallFailures float64 // Redis calls that failed or ran past their deadline
 }
 
 // RegisterSources registers the metrics whose values live in other
@@ -247,6 +266,20 @@ func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 			Help: "Identities whose timing state was evicted to stay within the tracking cap.",
 		}, src.RiskEvictions))
 	}
+	if src.SharedUp != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "shared", Name: "redis_up",
+			Help: "1 while this replica shares detection and quarantine through Redis, 0 while it decides on local state.",
+		}, src.SharedUp))
+	}
+	if src.Shared != nil {
+		reg.MustRegister(&shared{
+			f: src.Shared,
+			desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "shared", "operations_total"),
+				"What the link to the other replicas did, by op: batches merged in Redis, batches decided locally (fallback), request times merged, admissions, quarantine changes written and applied, resyncs, dropped times, failed calls.",
+				[]string{"op"}, nil),
+		})
+	}
 	if src.QuarantineEvictions != nil {
 		reg.MustRegister(&evictions{
 			f: src.QuarantineEvictions,
@@ -254,6 +287,28 @@ func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 				"Quarantine entries dropped to stay within the list's cap, by kind: active quarantines ended early, or strike history.",
 				[]string{"kind"}, nil),
 		})
+	}
+}
+
+// shared collects flowlock_shared_operations_total from one reading.
+type shared struct {
+	f    func() SharedCounts
+	desc *prometheus.Desc
+}
+
+func (c *shared) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *shared) Collect(ch chan<- prometheus.Metric) {
+	v := c.f()
+	for _, x := range []struct {
+		op string
+		n  float64
+	}{
+		{"batch", v.Batches}, {"fallback", v.Fallbacks}, {"merged", v.Merged}, {"admitted", v.Admitted},
+		{"mirrored", v.Mirrored}, {"applied", v.Applied}, {"resync", v.Resyncs}, {"dropped", v.Dropped},
+		{"call_failure", v.CallFailures},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, x.n, x.op)
 	}
 }
 

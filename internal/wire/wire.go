@@ -15,8 +15,11 @@ import (
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/redisstore"
 	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/shared"
 	"github.com/flowlock/flowlock/internal/volume"
 )
 
@@ -30,6 +33,10 @@ type Stack struct {
 	Lists      *quarantine.Lists
 	Rules      authz.ClientRules
 	Policy     *authz.Policy
+	// Replica links this stack to the other replicas through Redis; nil
+	// without --redis-addr. The caller starts it (Start) and runs it
+	// (Run); until then it decides on local state.
+	Replica *shared.Replica
 }
 
 // Extra is what a stack needs beyond the configuration: things that are
@@ -37,6 +44,10 @@ type Stack struct {
 type Extra struct {
 	// Logger receives the policy's quarantine and ban lines; nil discards.
 	Logger *slog.Logger
+	// OnSharedAdmit is told of each quarantine a Replica admits from the
+	// merged stream (off the Check path, so no Check record counts it);
+	// nil tells nobody.
+	OnSharedAdmit func(risk.Reason)
 	// Shards overrides the timing engine's shard count; 0 keeps its
 	// default. The simulator runs one identity per stack, where sharding
 	// only costs set-up time.
@@ -70,9 +81,20 @@ func Build(cfg config.Config, x Extra) *Stack {
 			IPv6Prefix:     cfg.IPv6Prefix,
 		},
 	}
+	var observer authz.Observer // nil: the engine
+	if cfg.RedisAddr != "" {
+		s.Replica = shared.New(shared.Options{
+			Redis:      RedisOptions(cfg),
+			Engine:     s.Engine,
+			Quarantine: s.Quarantine,
+			Logger:     x.Logger,
+		})
+		observer = s.Replica
+	}
 	mode, _ := authz.ParseMode(cfg.Mode) // validated by config
 	s.Policy = authz.NewPolicy(authz.Options{
 		Engine:       s.Engine,
+		Observer:     observer,
 		Quarantine:   s.Quarantine,
 		Lists:        s.Lists,
 		Volume:       s.Limiter,
@@ -80,7 +102,30 @@ func Build(cfg config.Config, x Extra) *Stack {
 		ExcludePaths: cfg.ExcludePaths,
 		Logger:       x.Logger,
 	})
+	if s.Replica != nil {
+		policy, told := s.Policy, x.OnSharedAdmit
+		s.Replica.SetAdmitter(func(id identity.ID, v risk.Verdict, at time.Time) {
+			// Timing is keyed by identity: the allow list applies when the
+			// identity is an address.
+			addr, _ := id.Addr()
+			if _, admitted, _ := policy.Admit(id, addr, v, at); admitted && told != nil {
+				told(v.Reason)
+			}
+		})
+	}
 	return s
+}
+
+// RedisOptions returns the shared store's options from cfg.
+func RedisOptions(cfg config.Config) redisstore.Options {
+	return redisstore.Options{
+		Addrs:     cfg.RedisAddrs(),
+		Username:  cfg.RedisUsername,
+		Password:  cfg.RedisPassword.Reveal(),
+		TLS:       cfg.RedisTLS,
+		CAFile:    cfg.RedisCAFile,
+		KeyPrefix: cfg.RedisKeyPrefix,
+	}
 }
 
 // Sweep drops what has ended by now: quarantines past their time, timing
@@ -91,6 +136,9 @@ func (s *Stack) Sweep(now time.Time) (expired int) {
 	expired = s.Quarantine.Sweep(now)
 	s.Engine.Sweep(now)
 	s.Limiter.Sweep(now) // nil-safe
+	if s.Replica != nil {
+		s.Replica.Sweep(now)
+	}
 	return expired
 }
 

@@ -1,0 +1,612 @@
+// Package shared makes replicas of Flow Lock decide as one, through Redis.
+//
+// Envoy spreads one client's Checks over every replica, and a random share
+// of a metronome's requests looks human, so each replica ships what its
+// Checks saw (identity and request time) in batches, and feeds its local
+// engine the merged stream of every replica's requests, in request-time
+// order, as Redis returns it (redisstore.Merge). Admissions happen there,
+// off the Check path. The quarantine list is mirrored both ways: local
+// changes (admissions, bans, extensions, releases) are written to Redis,
+// and the other replicas' changes arrive by pub/sub and are merged into the
+// local list, which is what every Check reads.
+//
+// The Check path never waits on Redis: Observe only queues the time and
+// answers from local state. Every background call has a deadline of
+// milliseconds and goes through a breaker; while Redis is slow, down or
+// not yet reached, the replica feeds its engine its own requests and
+// keeps what it decides locally, and when Redis is back it writes the
+// quarantines it made meanwhile and reads the rest.
+package shared
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/redisstore"
+	"github.com/flowlock/flowlock/internal/risk"
+)
+
+// Defaults of Options.
+const (
+	// DefaultBatch is how often the queued observations are shipped.
+	DefaultBatch = 5 * time.Millisecond
+	// DefaultDeadline bounds every background call to Redis.
+	DefaultDeadline = 50 * time.Millisecond
+	// DefaultSettle is how long a request time may wait for the other
+	// replicas' before the merged stream passes it: a few batches plus
+	// the proxies' clock skew on one host or one cluster.
+	DefaultSettle = 25 * time.Millisecond
+	// DefaultRetry is how often an unreachable Redis is tried again.
+	DefaultRetry = 2 * time.Second
+)
+
+// perBatch bounds the request times one identity queues in one batch: a
+// flood beyond it (thousands a second from one identity) lands within the
+// engine's 5 ms batching anyway.
+const perBatch = 64
+
+// pendShards spreads the Check path's queue over this many locks.
+const pendShards = 64
+
+// Admitter quarantines id for a confirmed verdict at now: the policy's
+// Admit, with the client's address unknown (timing is keyed by identity).
+type Admitter func(id identity.ID, v risk.Verdict, now time.Time)
+
+// Options configure a Replica.
+type Options struct {
+	// Redis is where to connect; Open is retried until it works.
+	Redis redisstore.Options
+	// Engine and Quarantine are the replica's local state.
+	Engine     *risk.Engine
+	Quarantine *quarantine.List
+	// Batch, Deadline, Settle and Retry: 0 means the defaults above.
+	Batch, Deadline, Settle, Retry time.Duration
+	// Logger receives connection changes; nil discards.
+	Logger *slog.Logger
+}
+
+// Replica is one replica's link to the others. Create it with New, set its
+// Admitter, start it with Start, and run Run until shutdown. Observe is
+// safe for concurrent use; Tick, Sync and Run must not run at once.
+type Replica struct {
+	opts  Options
+	log   *slog.Logger
+	seed  maphash.Seed
+	admit Admitter
+
+	store   atomic.Pointer[redisstore.Store]
+	breaker redisstore.Breaker
+	lastErr atomic.Pointer[string]
+
+	pend [pendShards]pendShard
+
+	mu     sync.Mutex                 // guards fed, held, dirty and cursor: Tick's state
+	fed    map[identity.ID]int64      // last request time fed to the engine, Unix µs
+	held   map[identity.ID]struct{}   // identities with times held back in Redis
+	dirty  map[identity.ID]struct{}   // local quarantine changes not yet in Redis
+	cursor uint64                     // quarantine events read so far
+	resync atomic.Bool                // read the whole shared list at the next chance
+
+	stats Stats
+}
+
+// pendShard queues the request times of the Check path until the next
+// batch.
+type pendShard struct {
+	mu    sync.Mutex
+	m     map[identity.ID][]int64
+	spare map[identity.ID][]int64
+	_     [32]byte // keep neighbouring locks off one cache line
+}
+
+// Stats counts what a Replica did, for metrics. Read them with Snapshot.
+type Stats struct {
+	Batches      atomic.Uint64 // batches shipped to Redis
+	Fallbacks    atomic.Uint64 // batches fed locally because Redis failed or was off
+	Merged       atomic.Uint64 // request times fed from the merged stream
+	Admitted     atomic.Uint64 // quarantines admitted from the merged stream
+	Mirrored     atomic.Uint64 // local quarantine changes written to Redis
+	Applied      atomic.Uint64 // other replicas' changes merged into the local list
+	Resyncs      atomic.Uint64 // full reads of the shared list
+	Dropped      atomic.Uint64 // request times dropped over perBatch
+	CallFailures atomic.Uint64 // background calls that failed or timed out
+}
+
+// New returns a Replica over the local engine and quarantine. It does not
+// connect: Start does.
+func New(o Options) *Replica {
+	if o.Batch <= 0 {
+		o.Batch = DefaultBatch
+	}
+	if o.Deadline <= 0 {
+		o.Deadline = DefaultDeadline
+	}
+	if o.Settle <= 0 {
+		o.Settle = DefaultSettle
+	}
+	if o.Retry <= 0 {
+		o.Retry = DefaultRetry
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Replica{
+		opts:  o,
+		log:   log.With("component", "shared"),
+		seed:  maphash.MakeSeed(),
+		admit: func(identity.ID, risk.Verdict, time.Time) {},
+		fed:   make(map[identity.ID]int64),
+		held:  make(map[identity.ID]struct{}),
+		dirty: make(map[identity.ID]struct{}),
+	}
+	for i := range r.pend {
+		r.pend[i].m = make(map[identity.ID][]int64)
+		r.pend[i].spare = make(map[identity.ID][]int64)
+	}
+	return r
+}
+
+// SetAdmitter sets what a confirmed verdict from the merged stream does;
+// the decision stack sets the policy's Admit before the replica runs.
+func (r *Replica) SetAdmitter(a Admitter) { r.admit = a }
+
+// Observe queues one request of id at now for the next batch and returns
+// id's verdict from the merged stream so far. Its Confirmed is always
+// false: the replica admits from the merged stream itself, so that every
+// replica admits at the same request and the same time.
+func (r *Replica) Observe(id identity.ID, now time.Time) risk.Verdict {
+	if id.IsZero() {
+		return risk.Verdict{}
+	}
+	us := now.UnixMicro()
+	p := &r.pend[id.Hash(r.seed)%pendShards]
+	p.mu.Lock()
+	ts := p.m[id]
+	if len(ts) < perBatch {
+		p.m[id] = append(ts, us)
+		p.mu.Unlock()
+	} else {
+		p.mu.Unlock()
+		r.stats.Dropped.Add(1)
+	}
+	v, _ := r.opts.Engine.Peek(id, now)
+	v.Confirmed = false
+	return v
+}
+
+// Start connects to Redis and reads the whole shared list into the local
+// one, within ctx, so that a replica enforces every standing quarantine
+// before it serves. An unreachable Redis is not an error: the replica
+// starts on local state and Run keeps trying. A Redis that refuses the
+// credentials, is not Redis, or holds another format is an error naming
+// the setting, since retrying will not help.
+func (r *Replica) Start(ctx context.Context, now time.Time) error {
+	// What this replica holds already (restored from --state-file) may be
+	// missing from Redis: write it, so that no quarantine is lost.
+	r.mu.Lock()
+	local, _ := r.opts.Quarantine.SnapshotN(now, r.opts.Quarantine.Len()+1)
+	for _, e := range local {
+		r.dirty[e.ID] = struct{}{}
+	}
+	r.mu.Unlock()
+	s, err := redisstore.Open(ctx, r.opts.Redis)
+	if err != nil {
+		if errors.Is(err, redisstore.ErrUnreachable) {
+			r.setErr(err)
+			r.log.Warn("redis unreachable: deciding on local state until it answers", "redis", r.opts.Redis.String(), "err", err)
+			return nil
+		}
+		return err
+	}
+	r.store.Store(s)
+	r.resync.Store(true)
+	r.Sync(ctx, now)
+	r.log.Info("sharing state through redis", "redis", r.opts.Redis.String(), "cluster", s.Cluster())
+	return nil
+}
+
+// Run keeps the replica linked until ctx is done: it connects if Start
+// could not, ships a batch every Batch, mirrors the quarantine, and
+// follows the other replicas' changes. It closes the connection when it
+// returns.
+func (r *Replica) Run(ctx context.Context) error {
+	defer func() {
+		if s := r.store.Load(); s != nil {
+			s.Close()
+		}
+	}()
+	var subscribed bool
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tk := time.NewTicker(r.opts.Batch)
+	defer tk.Stop()
+	nextDial := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tk.C:
+		}
+		now := time.Now()
+		if r.store.Load() == nil && !now.Before(nextDial) {
+			nextDial = now.Add(r.opts.Retry)
+			r.dial(ctx)
+		}
+		if s := r.store.Load(); s != nil && !subscribed {
+			subscribed = true
+			wg.Go(func() { r.follow(ctx, s) })
+		}
+		r.Tick(ctx, now)
+	}
+}
+
+// dial tries to open the store once, bounded by the retry interval.
+func (r *Replica) dial(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(ctx, r.opts.Retry)
+	defer cancel()
+	s, err := redisstore.Open(dctx, r.opts.Redis)
+	if err != nil {
+		r.setErr(err)
+		return
+	}
+	r.store.Store(s)
+	r.resync.Store(true)
+	r.log.Info("redis reachable: sharing state again", "redis", r.opts.Redis.String())
+}
+
+// follow merges the other replicas' changes into the local list until ctx
+// is done.
+func (r *Replica) follow(ctx context.Context, s *redisstore.Store) {
+	_ = s.Subscribe(ctx, func(c redisstore.Change) {
+		now := time.Now()
+		switch c.Op {
+		case redisstore.OpResync:
+			r.resync.Store(true)
+		case redisstore.OpPut:
+			e, ok := localEntry(c.Entry)
+			if ok && r.opts.Quarantine.Apply(e, now) {
+				r.stats.Applied.Add(1)
+			}
+		case redisstore.OpDelete:
+			var id identity.ID
+			if id.UnmarshalText([]byte(c.Entry.ID)) == nil && r.opts.Quarantine.Withdraw(id, now) {
+				// As Policy.Release does: the client starts over.
+				r.opts.Engine.Forget(id)
+				r.stats.Applied.Add(1)
+			}
+		case redisstore.OpHits:
+			var id identity.ID
+			if id.UnmarshalText([]byte(c.Entry.ID)) != nil {
+				return
+			}
+			if e, ok := r.opts.Quarantine.Check(id, now); ok && c.Entry.Hits > e.Hits {
+				e.Hits = c.Entry.Hits
+				r.opts.Quarantine.Apply(e, now)
+			}
+		}
+	})
+}
+
+// Tick ships the queued observations and feeds the merged stream to the
+// engine, then mirrors the quarantine: what Run does every Batch, and what
+// a virtual-time driver (the simulator) calls at its own times.
+func (r *Replica) Tick(ctx context.Context, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushLocked(ctx, now)
+	r.mirrorLocked(ctx, now)
+}
+
+// Sync writes the local quarantine changes Redis does not have yet, reads
+// the whole shared list and merges it in, and withdraws local quarantines
+// the shared list no longer holds (released or ended elsewhere while this
+// replica was away). It does nothing while Redis is off.
+func (r *Replica) Sync(ctx context.Context, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.syncLocked(ctx, now)
+}
+
+// call runs f against Redis under the breaker and the deadline, and
+// reports whether it succeeded; false means Redis is off, open or failed.
+func (r *Replica) call(ctx context.Context, now time.Time, f func(context.Context, *redisstore.Store) error) bool {
+	s := r.store.Load()
+	if s == nil || !r.breaker.Allow(now) {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.opts.Deadline)
+	err := f(cctx, s)
+	cancel()
+	if ctx.Err() != nil {
+		return false // shutting down: not Redis's fault
+	}
+	r.breaker.Done(err, time.Now())
+	if err != nil {
+		r.stats.CallFailures.Add(1)
+		r.setErr(err)
+		if r.breaker.State() == redisstore.BreakerOpen {
+			r.resync.Store(true) // whatever was missed is read back later
+		}
+		return false
+	}
+	r.lastErr.Store(nil)
+	return true
+}
+
+// flushLocked ships one batch.
+func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
+	batch := r.takeBatch()
+	for id := range r.held {
+		if _, ok := batch[id]; !ok {
+			batch[id] = nil // ask for the times Redis held back
+		}
+	}
+	if len(batch) == 0 {
+		return
+	}
+	ids := make([]identity.ID, 0, len(batch))
+	obs := make([]redisstore.Observation, 0, len(batch))
+	before := now.Add(-r.opts.Settle).UnixMicro()
+	for id, times := range batch {
+		key, err := id.MarshalText()
+		if err != nil {
+			continue
+		}
+		ids = append(ids, id)
+		obs = append(obs, redisstore.Observation{ID: string(key), After: r.fed[id], Before: before, Times: times})
+	}
+	var merged []redisstore.Merged
+	ok := r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
+		var err error
+		merged, err = s.Merge(ctx, obs)
+		if err == nil && len(merged) != len(obs) {
+			err = fmt.Errorf("redis answered %d identities for %d", len(merged), len(obs))
+		}
+		return err
+	})
+	if !ok {
+		// Redis is off: decide on what this replica saw.
+		r.stats.Fallbacks.Add(1)
+		for i, id := range ids {
+			times := obs[i].Times
+			slices.Sort(times)
+			r.feedLocked(id, times)
+			delete(r.held, id)
+		}
+		return
+	}
+	r.stats.Batches.Add(1)
+	for i, id := range ids {
+		r.feedLocked(id, merged[i].Times)
+		if merged[i].Pending > 0 {
+			r.held[id] = struct{}{}
+		} else {
+			delete(r.held, id)
+		}
+	}
+}
+
+// feedLocked feeds id's request times (Unix µs, ascending) later than the
+// last one fed to the engine, and admits at the first that confirms.
+func (r *Replica) feedLocked(id identity.ID, times []int64) {
+	last := r.fed[id]
+	admitted := false
+	for _, us := range times {
+		if us <= last {
+			continue
+		}
+		last = us
+		at := time.UnixMicro(us).UTC()
+		v := r.opts.Engine.Observe(id, at)
+		r.stats.Merged.Add(1)
+		if v.Confirmed && !admitted {
+			admitted = true
+			r.stats.Admitted.Add(1)
+			r.admit(id, v, at)
+		}
+	}
+	if last != 0 {
+		r.fed[id] = last
+	}
+}
+
+// takeBatch swaps out every shard's queue.
+func (r *Replica) takeBatch() map[identity.ID][]int64 {
+	out := make(map[identity.ID][]int64)
+	for i := range r.pend {
+		p := &r.pend[i]
+		p.mu.Lock()
+		m := p.m
+		p.m, p.spare = p.spare, m
+		p.mu.Unlock()
+		for id, ts := range m {
+			out[id] = ts
+		}
+		clear(m)
+	}
+	return out
+}
+
+// mirrorLocked writes the local quarantine changes since the last call to
+// Redis, or the whole list after a gap, and reads the shared list back
+// when a resync is due.
+func (r *Replica) mirrorLocked(ctx context.Context, now time.Time) {
+	r.noteLocalLocked(now)
+	if r.resync.Load() {
+		r.syncLocked(ctx, now)
+		return
+	}
+	r.pushDirtyLocked(ctx, now)
+}
+
+// noteLocalLocked marks the identities whose quarantine changed here
+// (not by another replica) since the last call, to be written to Redis.
+func (r *Replica) noteLocalLocked(now time.Time) {
+	q := r.opts.Quarantine
+	events, next := q.Events(r.cursor)
+	if len(events) > 0 && events[0].Seq > r.cursor+1 {
+		// The event log wrapped: every local quarantine may be unsent.
+		entries, _ := q.SnapshotN(now, q.Len()+1)
+		for _, e := range entries {
+			r.dirty[e.ID] = struct{}{}
+		}
+	}
+	r.cursor = next
+	for _, ev := range events {
+		switch {
+		case ev.Remote:
+		case ev.Kind == quarantine.EventAdmitted, ev.Kind == quarantine.EventBanned,
+			ev.Kind == quarantine.EventExtended, ev.Kind == quarantine.EventReleased:
+			r.dirty[ev.ID] = struct{}{}
+		}
+	}
+}
+
+// pushDirtyLocked writes each changed identity's current quarantine (or
+// its release) to Redis, until a call fails.
+func (r *Replica) pushDirtyLocked(ctx context.Context, now time.Time) bool {
+	q := r.opts.Quarantine
+	for id := range r.dirty {
+		key, err := id.MarshalText()
+		if err != nil {
+			delete(r.dirty, id)
+			continue
+		}
+		e, active := q.Check(id, now)
+		ok := r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
+			if !active {
+				_, err := s.Delete(ctx, string(key))
+				return err
+			}
+			_, err := s.Put(ctx, sharedEntry(string(key), e))
+			return err
+		})
+		if !ok {
+			return false
+		}
+		r.stats.Mirrored.Add(1)
+		delete(r.dirty, id)
+	}
+	return true
+}
+
+// syncLocked writes what Redis lacks and merges in what it has.
+func (r *Replica) syncLocked(ctx context.Context, now time.Time) {
+	if !r.pushDirtyLocked(ctx, now) {
+		return
+	}
+	q := r.opts.Quarantine
+	// What this replica held before reading the shared list: of these, the
+	// ones the list no longer has were released or ended elsewhere. Entries
+	// that arrive while it is read are left alone.
+	before, _ := q.SnapshotN(now, q.Len()+1)
+	var all []redisstore.Entry
+	// A long list takes more than one deadline to read: give it ten.
+	ok := r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*r.opts.Deadline)
+		defer cancel()
+		var err error
+		all, err = s.All(lctx, now)
+		return err
+	})
+	if !ok {
+		return
+	}
+	r.resync.Store(false)
+	r.stats.Resyncs.Add(1)
+	standing := make(map[identity.ID]struct{}, len(all))
+	for _, se := range all {
+		e, ok := localEntry(se)
+		if !ok {
+			continue
+		}
+		standing[e.ID] = struct{}{}
+		if q.Apply(e, now) {
+			r.stats.Applied.Add(1)
+		}
+	}
+	r.noteLocalLocked(now) // a ban made while the list was read is not withdrawn
+	for _, e := range before {
+		if _, ok := standing[e.ID]; ok {
+			continue
+		}
+		if _, ok := r.dirty[e.ID]; ok {
+			continue
+		}
+		if q.Withdraw(e.ID, now) {
+			r.opts.Engine.Forget(e.ID)
+		}
+	}
+}
+
+// Sweep forgets the merge positions of identities the engine no longer
+// tracks, so that the replica's own state stays bounded by the engine's.
+func (r *Replica) Sweep(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id := range r.fed {
+		if _, ok := r.opts.Engine.Peek(id, now); !ok {
+			delete(r.fed, id)
+		}
+	}
+}
+
+// Status is what a replica reports about its link, for readiness,
+// metrics and the dashboard.
+type Status struct {
+	// Connected reports that Redis was reached and the breaker is closed.
+	Connected bool
+	// Breaker is "closed", "open" or "half-open".
+	Breaker string
+	// Err is the last failure, "" after a success.
+	Err string
+}
+
+// Status returns the link's current state.
+func (r *Replica) Status() Status {
+	st := Status{Breaker: r.breaker.State().String()}
+	st.Connected = r.store.Load() != nil && r.breaker.State() == redisstore.BreakerClosed
+	if p := r.lastErr.Load(); p != nil {
+		st.Err = *p
+	}
+	return st
+}
+
+// Stats returns the replica's counters.
+func (r *Replica) Stats() *Stats { return &r.stats }
+
+func (r *Replica) setErr(err error) {
+	s := err.Error()
+	r.lastErr.Store(&s)
+}
+
+// sharedEntry is e as the shared list holds it.
+func sharedEntry(key string, e quarantine.Entry) redisstore.Entry {
+	return redisstore.Entry{
+		ID: key, Since: e.Since, Until: e.Until, Strikes: e.Strikes,
+		Reason: e.Reason, Score: int(e.Score), Manual: e.Manual, Hits: e.Hits,
+	}
+}
+
+// localEntry is a shared entry as the local list holds it; false when its
+// identity does not parse (written by another build, or damaged).
+func localEntry(se redisstore.Entry) (quarantine.Entry, bool) {
+	var id identity.ID
+	if id.UnmarshalText([]byte(se.ID)) != nil {
+		return quarantine.Entry{}, false
+	}
+	return quarantine.Entry{
+		ID: id, Since: se.Since, Until: se.Until, Strikes: se.Strikes,
+		Reason: se.Reason, Score: uint8(min(max(se.Score, 0), 100)), Manual: se.Manual, Hits: se.Hits,
+	}, true
+}
