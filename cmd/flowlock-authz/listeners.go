@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -146,11 +145,11 @@ func fitConnCaps(cfg config.Config, log *slog.Logger) (grpcCap, httpCap, faCap i
 	if cfg.ForwardAuthAddr != "" {
 		faCap = cfg.ForwardAuthMaxConns
 	}
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+	limit, ok := listen.OpenFileLimit()
+	if !ok || limit > 1<<30 {
 		return grpcCap, httpCap, faCap
 	}
-	avail := int(lim.Cur) - fdReserve
+	avail := int(limit) - fdReserve
 	sum := grpcCap + httpCap + faCap
 	if sum <= avail {
 		return grpcCap, httpCap, faCap
@@ -163,7 +162,7 @@ func fitConnCaps(cfg config.Config, log *slog.Logger) (grpcCap, httpCap, faCap i
 	}
 	g, h, f := scale(grpcCap), scale(httpCap), scale(faCap)
 	log.Warn("connection caps lowered to fit the open-file limit (raise it with ulimit -n or the container runtime)",
-		"open_file_limit", lim.Cur, "grpc_max_conns", g, "http_max_conns", h, "forward_auth_max_conns", f)
+		"open_file_limit", limit, "grpc_max_conns", g, "http_max_conns", h, "forward_auth_max_conns", f)
 	return g, h, f
 }
 

@@ -592,8 +592,11 @@ func (c *h2conn) startStalledCheck(t *testing.T, id uint32) {
 // across all connections; and a Check without a deadline is ended after
 // --grpc-check-timeout, so the stalled ones free their slots by themselves.
 func TestStalledChecksAreBounded(t *testing.T) {
-	const inflight = 8
-	s := start(t, "--grpc-max-inflight", strconv.Itoa(inflight), "--grpc-check-timeout", "2s")
+	const (
+		inflight     = 8
+		checkTimeout = 5 * time.Second // long enough to observe the cap on a loaded machine
+	)
+	s := start(t, "--grpc-max-inflight", strconv.Itoa(inflight), "--grpc-check-timeout", checkTimeout.String())
 	// Two connections, so that the per-connection stream cap is no help.
 	for range 2 {
 		c := dialH2(t, s.GRPCAddr)
@@ -602,12 +605,12 @@ func TestStalledChecksAreBounded(t *testing.T) {
 			c.startStalledCheck(t, uint32(2*j+1))
 		}
 	}
+	stalledAt := time.Now()
 	conn := s.Dial(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	deadline := time.Now().Add(4 * time.Second)
 	var err error
-	for time.Now().Before(deadline) { // the stalled calls reach the server in a moment
+	for time.Since(stalledAt) < checkTimeout-time.Second { // the stalled calls reach the server in a moment
 		if err = check(ctx, conn, checkRequest(t, 1000)); status.Code(err) == codes.ResourceExhausted {
 			break
 		}
@@ -622,7 +625,7 @@ func TestStalledChecksAreBounded(t *testing.T) {
 	}
 	// After the check timeout the stalled calls are gone and Checks are
 	// answered again.
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(time.Until(stalledAt.Add(checkTimeout + time.Second)))
 	if err := check(ctx, conn, checkRequest(t, 1000)); err != nil {
 		t.Errorf("a Check after the stalled calls timed out: %v", err)
 	}
