@@ -55,6 +55,10 @@ USER nonroot:nonroot
 # 9191: ext_authz gRPC (Check, grpc.health.v1, reflection).
 # 8080: dashboard, /api/v1, /metrics, /healthz, /readyz.
 EXPOSE 9191 8080
+# Outside a container the HTTP side defaults to loopback; inside one,
+# loopback is unreachable from the published port, so listen on every
+# interface here (the admin token and --http-allowed-hosts still apply).
+ENV FLOWLOCK_HTTP_ADDR=:8080
 # Asks the gRPC health service on --grpc-addr (FLOWLOCK_GRPC_ADDR, default
 # :9191) and exits 0 only when it says SERVING.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

@@ -58,6 +58,13 @@ var forbidden = map[string]map[string]string{
 		module + "/internal/volume":  "config describes settings; wire builds components",
 		module + "/dashboard":        "config imports no transport or view",
 	},
+	"internal/redisstore": {
+		module + "/internal/risk":       "the store moves plain values; the decision stack maps them",
+		module + "/internal/quarantine": "the store moves plain values; the decision stack maps them",
+		module + "/internal/config":     "domain packages are configured through Go APIs",
+		"google.golang.org/grpc":        "the store knows nothing of the Check transport",
+		"github.com/prometheus":         "metrics are recorded by callers",
+	},
 	"dashboard": {
 		module + "/internal/authz":      "the dashboard defines the views it needs",
 		module + "/internal/risk":       "the dashboard defines the views it needs",

@@ -38,6 +38,7 @@ func (s *server) handleIdentities(w http.ResponseWriter, r *http.Request) {
 	if ids == nil {
 		ids = []Identity{}
 	}
+	s.displayIdentities(ids)
 	s.writeJSON(w, struct {
 		Identities []Identity `json:"identities"`
 	}{ids})
@@ -59,6 +60,7 @@ func (s *server) handleQuarantine(w http.ResponseWriter, r *http.Request) {
 	if qs == nil {
 		qs = []Quarantine{}
 	}
+	s.displayQuarantine(qs)
 	s.writeJSON(w, struct {
 		Quarantine []Quarantine `json:"quarantine"`
 		Total      int          `json:"total"`
@@ -94,7 +96,9 @@ type banRequest struct {
 }
 
 // handleBan serves POST /api/v1/quarantine: it bans one identity and answers
-// with the resulting quarantine entry.
+// with the resulting quarantine entry, and "persisted": false with a
+// "persist_error" when the ban is in force but was not saved
+// (ErrNotPersisted). Release and extend answer the same way.
 func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 	var req banRequest
 	if !s.decodeBody(w, r, &req) {
@@ -122,21 +126,27 @@ func (s *server) handleBan(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = defaultBanReason
 	}
-	if len(reason) > maxReasonBytes || !untrusted.Printable(reason) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of printable UTF-8", maxReasonBytes))
+	if len(reason) > maxReasonBytes || !untrusted.Plain(reason) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reason must be at most %d bytes of printable UTF-8 without invisible or bidirectional format characters", maxReasonBytes))
 		return
 	}
 
 	now := s.now()
 	q, err := s.backend.Ban(id, ttl, reason, now)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotPersisted) {
 		s.backendError(w, r, "ban", id, err)
 		return
 	}
+	// Not persisted: the ban is in force, so it is a success that says so
+	// (the persister has logged why).
 	s.log.InfoContext(r.Context(), "admin ban",
-		"action", "ban", "identity", id.String(), "ttl", q.Until.Sub(q.Since), "reason", reason,
-		"until", q.Until, "remote_addr", r.RemoteAddr)
-	s.writeJSON(w, q)
+		"action", "ban", "identity", id.Masked(), "ttl", q.Until.Sub(q.Since), "reason", reason,
+		"until", q.Until, "persisted", err == nil, "remote_addr", r.RemoteAddr)
+	q.Identity = s.display(q.Identity)
+	s.writeJSON(w, struct {
+		Quarantine
+		persistence
+	}{q, notPersisted(err)})
 }
 
 // handleRelease serves DELETE /api/v1/quarantine/{identity}: 200 when the
@@ -149,21 +159,22 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	released, err := s.backend.Release(id, now)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotPersisted) {
 		s.backendError(w, r, "release", id, err)
 		return
 	}
 	s.log.InfoContext(r.Context(), "admin release",
-		"action", "release", "identity", id.String(), "released", released,
-		"remote_addr", r.RemoteAddr)
+		"action", "release", "identity", id.Masked(), "released", released,
+		"persisted", err == nil, "remote_addr", r.RemoteAddr)
 	if !released {
 		notListed(w, parseErr)
 		return
 	}
 	s.writeJSON(w, struct {
-		Identity identity.ID `json:"identity"`
-		Released bool        `json:"released"`
-	}{id, true})
+		Identity string `json:"identity"`
+		Released bool   `json:"released"`
+		persistence
+	}{s.displayID(id), true, notPersisted(err)})
 }
 
 // backendError answers a failed Ban or Release: the caller's fault is a 400
@@ -174,7 +185,7 @@ func (s *server) backendError(w http.ResponseWriter, r *http.Request, action str
 		return
 	}
 	s.log.ErrorContext(r.Context(), "admin "+action+" failed",
-		"action", action, "identity", id.String(), "remote_addr", r.RemoteAddr, "err", err)
+		"action", action, "identity", id.Masked(), "remote_addr", r.RemoteAddr, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal error; see the flowlock-authz log")
 }
 
@@ -218,22 +229,33 @@ type explainResponse struct {
 // scores what it scores, its quarantine, and its recent decisions; 404 when
 // Flow Lock knows nothing of it.
 func (s *server) handleExplain(w http.ResponseWriter, r *http.Request) {
-	id, err := identity.Parse(r.PathValue("identity"), s.ipv6Prefix)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	text := r.PathValue("identity")
+	id, known, ok := s.shown(text)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf(errUnknownMask, untrusted.Clip(text, 64)))
 		return
+	}
+	if !known {
+		var err error
+		if id, err = identity.Parse(text, s.ipv6Prefix); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
 	now := s.now()
 	name := IdentityText(id)
 	s.journal.catchUp(s.backend)
-	resp := explainResponse{Identity: name}
+	resp := explainResponse{Identity: s.display(name)}
 	if x, ok := s.backend.Explain(id, now); ok {
+		x.Identity.Identity = s.display(x.Identity.Identity)
 		resp.Tracked, resp.Explanation = true, &x
 	}
 	if q, ok := s.backend.QuarantineOf(id, now); ok {
+		q.Identity = s.display(q.Identity)
 		resp.Quarantine = &q
 	}
 	resp.Decisions = s.journal.latest(decisionsPerIdentity, func(d *Decision) bool { return d.Identity == name })
+	s.displayDecisions(resp.Decisions)
 	if !resp.Tracked && resp.Quarantine == nil && len(resp.Decisions) == 0 {
 		writeError(w, http.StatusNotFound, "identity is neither tracked nor in quarantine")
 		return
@@ -270,18 +292,22 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	q, ok, err := s.backend.Extend(id, by, now)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotPersisted) {
 		s.backendError(w, r, "extend", id, err)
 		return
 	}
 	s.log.InfoContext(r.Context(), "admin extend",
-		"action", "extend", "identity", id.String(), "by", by, "found", ok,
-		"until", q.Until, "remote_addr", r.RemoteAddr)
+		"action", "extend", "identity", id.Masked(), "by", by, "found", ok,
+		"until", q.Until, "persisted", err == nil, "remote_addr", r.RemoteAddr)
 	if !ok {
 		notListed(w, parseErr)
 		return
 	}
-	s.writeJSON(w, q)
+	q.Identity = s.display(q.Identity)
+	s.writeJSON(w, struct {
+		Quarantine
+		persistence
+	}{q, notPersisted(err)})
 }
 
 // parseBanned reads the identity of a ban, or says in msg why it cannot be
@@ -291,6 +317,11 @@ func (s *server) handleExtend(w http.ResponseWriter, r *http.Request) {
 // is configured, and a name that looks like a mistyped address (write
 // "name:" before a header value that really looks like that).
 func (s *server) parseBanned(text string) (id identity.ID, msg string) {
+	if id, known, ok := s.shown(text); known {
+		return id, ""
+	} else if !ok {
+		return identity.ID{}, fmt.Sprintf(errUnknownMask, untrusted.Clip(text, 64))
+	}
 	if strings.TrimSpace(text) != text {
 		return identity.ID{}, fmt.Sprintf("identity %q has leading or trailing spaces", untrusted.Clip(text, 64))
 	}
@@ -337,6 +368,11 @@ func addressLike(s string) bool {
 // parseErr is Parse's error, for the answer when no such entry exists; id
 // is zero when the text is no identity at all.
 func (s *server) parseListed(text string) (id identity.ID, parseErr error) {
+	if id, known, ok := s.shown(text); known {
+		return id, nil
+	} else if !ok {
+		return identity.ID{}, fmt.Errorf(errUnknownMask, untrusted.Clip(text, 64))
+	}
 	id, parseErr = identity.Parse(text, s.ipv6Prefix)
 	if parseErr == nil {
 		return id, nil

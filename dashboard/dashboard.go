@@ -141,6 +141,16 @@ type Backend interface {
 // an allow-listed client; the dashboard answers it with 400 and its text.
 var ErrInvalid = errors.New("invalid request")
 
+// Sharing is the state of the link to the other replicas, as the page
+// shows it.
+type Sharing struct {
+	// State is "shared" while detection and quarantine are shared through
+	// Redis, "fallback" while this replica decides on its own.
+	State string `json:"state"`
+	// Detail says why, e.g. the last Redis error.
+	Detail string `json:"detail,omitempty"`
+}
+
 // DefaultMaxBanTTL is Options.MaxBanTTL when it is 0.
 const DefaultMaxBanTTL = 30 * 24 * time.Hour
 
@@ -180,6 +190,10 @@ type Options struct {
 	// ready (it serves), but says so. nil adds nothing.
 	ReadyDetail func() string
 
+	// Sharing reports the link to the other replicas for the page; nil
+	// means this process keeps all state itself (no --redis-addr).
+	Sharing func() Sharing
+
 	// Config returns the effective configuration with secrets redacted, for
 	// GET /api/v1/config. It is encoded with encoding/json. nil serves {}.
 	Config func() any
@@ -202,9 +216,30 @@ type Options struct {
 	// means DefaultMaxBanTTL.
 	MaxBanTTL time.Duration
 
-	// MaxStreams bounds the concurrent /api/v1/stream clients; more get
-	// 503. 0 means 64.
+	// MaxStreams bounds the concurrent /api/v1/stream clients without the
+	// admin token; more get 503. 0 means 64. Clients that present the
+	// admin token have AdminStreams places of their own, so a crowd of
+	// anonymous viewers cannot lock an operator out.
 	MaxStreams int
+
+	// AdminStreams bounds the concurrent streams of admin-token holders,
+	// beyond MaxStreams. 0 means 16.
+	AdminStreams int
+
+	// ShowIdentities shows identity-header values as they are (with
+	// non-printing characters made visible). false, the default, masks
+	// them: see mask.go.
+	ShowIdentities bool
+
+	// AllowedHosts are the names, beside IP literals, that the Host header
+	// may give: exact names, "*.example.com" or "*". nil means
+	// ["localhost"]. See hostGuard.
+	AllowedHosts []string
+
+	// BadToken, if not nil, is called for every request refused for a
+	// missing or wrong admin token, e.g. to count it in a metric. The log
+	// says so at most once per badTokenLogEvery.
+	BadToken func()
 }
 
 // server holds what the handlers need. Its fields are set by New; journal
@@ -225,9 +260,15 @@ type server struct {
 	mode       string
 	maxBan     time.Duration
 	readyMore  func() string
+	sharing    func() Sharing
 	journal    *journal
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
+	showNames  bool          // Options.ShowIdentities
+	aliases    aliases       // shown texts of name identities; see mask.go
+	hosts      hostGuard
+	badToken   func()      // Options.BadToken, never nil
+	badLog     logThrottle // WARN lines for rejected tokens
 }
 
 // New returns the HTTP handler for flowlock-authz's HTTP address, with the
@@ -252,6 +293,7 @@ func newServer(opts Options) *server {
 		metrics:    opts.Metrics,
 		ready:      opts.Ready,
 		readyMore:  opts.ReadyDetail,
+		sharing:    opts.Sharing,
 		config:     opts.Config,
 		log:        opts.Logger,
 		version:    opts.Version,
@@ -259,6 +301,16 @@ func newServer(opts Options) *server {
 		mode:       opts.Mode,
 		maxBan:     opts.MaxBanTTL,
 		journal:    new(journal),
+		showNames:  opts.ShowIdentities,
+		badToken:   opts.BadToken,
+	}
+	allowed := opts.AllowedHosts
+	if allowed == nil {
+		allowed = []string{"localhost"}
+	}
+	s.hosts = newHostGuard(allowed)
+	if s.badToken == nil {
+		s.badToken = func() {}
 	}
 	if s.ipv6Prefix == 0 {
 		s.ipv6Prefix = 64
@@ -289,7 +341,12 @@ func newServer(opts Options) *server {
 	if maxStreams <= 0 {
 		maxStreams = defaultMaxStreams
 	}
+	adminStreams := opts.AdminStreams
+	if adminStreams <= 0 {
+		adminStreams = defaultAdminStreams
+	}
 	s.hub = newHub(s.snapshotEvent, maxStreams, streamInterval)
+	s.hub.maxAdmin = adminStreams
 	return s
 }
 
@@ -297,5 +354,5 @@ func newServer(opts Options) *server {
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	s.addRoutes(mux)
-	return securityHeaders(apiErrorsAsJSON(mux))
+	return securityHeaders(s.hosts.wrap(apiErrorsAsJSON(mux)))
 }

@@ -216,6 +216,9 @@ func newTest(t *testing.T, edit func(*Options)) (http.Handler, *fakeBackend) {
 		AdminToken: testToken,
 		Now:        func() time.Time { return testNow },
 		Version:    "v0.1.0-test",
+		// The tests of hostile identities need to see them as they are;
+		// TestMaskedIdentities covers the default.
+		ShowIdentities: true,
 	}
 	if edit != nil {
 		edit(&opts)
@@ -230,7 +233,12 @@ func do(t testing.TB, h http.Handler, method, target, body string, hdr ...string
 		rd = strings.NewReader(body)
 	}
 	req := httptest.NewRequest(method, target, rd)
+	req.Host = "localhost:8080" // httptest's example.com is not an allowed host
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if http.CanonicalHeaderKey(hdr[i]) == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	rec := httptest.NewRecorder()

@@ -30,6 +30,8 @@ type Snapshot struct {
 	Lists           Lists        `json:"lists"`
 	// Events are the latest quarantine transitions, newest first.
 	Events []Decision `json:"events"`
+	// Sharing is the link to the other replicas; absent without one.
+	Sharing *Sharing `json:"sharing,omitempty"`
 }
 
 // snapshot builds the current Snapshot.
@@ -62,7 +64,17 @@ func (s *server) snapshot(clients int) Snapshot {
 	if lists.Deny == nil {
 		lists.Deny = []string{}
 	}
+	s.displayQuarantine(qs)
+	s.displayIdentities(ids)
+	events := s.journal.latest(streamEvents, nil)
+	s.displayDecisions(events)
+	var sharing *Sharing
+	if s.sharing != nil {
+		sh := s.sharing()
+		sharing = &sh
+	}
 	return Snapshot{
+		Sharing:         sharing,
 		Time:            now,
 		Version:         s.version,
 		Mode:            s.mode,
@@ -73,7 +85,7 @@ func (s *server) snapshot(clients int) Snapshot {
 		Quarantine:      qs,
 		QuarantineTotal: total,
 		Lists:           lists,
-		Events:          s.journal.latest(streamEvents, nil),
+		Events:          events,
 	}
 }
 

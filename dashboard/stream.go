@@ -8,9 +8,10 @@ import (
 )
 
 const (
-	defaultMaxStreams = 64               // concurrent streams when Options.MaxStreams is 0
-	streamWriteWait   = 10 * time.Second // longest one event may take to reach a client
-	retryMillis       = "2000"           // how soon EventSource reconnects after the stream ends
+	defaultMaxStreams   = 64               // concurrent streams when Options.MaxStreams is 0
+	defaultAdminStreams = 16               // admin-token streams when Options.AdminStreams is 0
+	streamWriteWait     = 10 * time.Second // longest one event may take to reach a client
+	retryMillis         = "2000"           // how soon EventSource reconnects after the stream ends
 )
 
 // streamInterval is the time between snapshots, and heartbeatEvery the
@@ -37,16 +38,18 @@ var (
 // stream returns, and new subscriptions are refused.
 type hub struct {
 	build    func(clients int) []byte // encodes one event; called by the ticker goroutine only
-	max      int                      // most concurrent subscribers
+	max      int                      // most concurrent subscribers without the admin token
+	maxAdmin int                      // most concurrent subscribers with it, beyond max
 	interval time.Duration            // time between events
 	done     chan struct{}            // closed at server shutdown
 
-	mu      sync.Mutex               // guards the following fields
-	subs    map[chan []byte]struct{} // one buffered channel (size 1) per stream
-	running bool                     // the ticker goroutine is running
-	latest  []byte                   // the last event, for a new subscriber; nil when stale
-	closed  bool                     // done is closed
-	servers map[*http.Server]bool    // servers whose shutdown closes the hub
+	mu      sync.Mutex            // guards the following fields
+	subs    map[chan []byte]bool  // one buffered channel (size 1) per stream: true for an admin's
+	admins  int                   // subscribers with the admin token
+	running bool                  // the ticker goroutine is running
+	latest  []byte                // the last event, for a new subscriber; nil when stale
+	closed  bool                  // done is closed
+	servers map[*http.Server]bool // servers whose shutdown closes the hub
 }
 
 func newHub(build func(clients int) []byte, maxSubs int, interval time.Duration) *hub {
@@ -55,25 +58,31 @@ func newHub(build func(clients int) []byte, maxSubs int, interval time.Duration)
 		max:      maxSubs,
 		interval: interval,
 		done:     make(chan struct{}),
-		subs:     make(map[chan []byte]struct{}),
+		subs:     make(map[chan []byte]bool),
 		servers:  make(map[*http.Server]bool),
 	}
 }
 
-// subscribe adds a stream. Its channel receives the latest event at once
-// if there is a fresh one, then every new event; a slow stream skips
-// events rather than holding the others up.
-func (h *hub) subscribe() (chan []byte, error) {
+// subscribe adds a stream; admin says that its client presented the admin
+// token, which gives it a place among maxAdmin of its own. Its channel
+// receives the latest event at once if there is a fresh one, then every
+// new event; a slow stream skips events rather than holding the others up.
+func (h *hub) subscribe(admin bool) (chan []byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case h.closed:
 		return nil, errHubClosed
-	case len(h.subs) >= h.max:
+	case admin && h.admins >= h.maxAdmin:
+		return nil, errStreamsFull
+	case !admin && len(h.subs)-h.admins >= h.max:
 		return nil, errStreamsFull
 	}
 	ch := make(chan []byte, 1)
-	h.subs[ch] = struct{}{}
+	h.subs[ch] = admin
+	if admin {
+		h.admins++
+	}
 	if h.latest != nil {
 		ch <- h.latest
 	}
@@ -88,6 +97,9 @@ func (h *hub) subscribe() (chan []byte, error) {
 func (h *hub) unsubscribe(ch chan []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if admin, ok := h.subs[ch]; ok && admin {
+		h.admins--
+	}
 	delete(h.subs, ch)
 }
 
@@ -166,7 +178,7 @@ func (s *server) handleStream(w http.ResponseWriter, r *http.Request) {
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
 		s.hub.watch(srv)
 	}
-	ch, err := s.hub.subscribe()
+	ch, err := s.hub.subscribe(s.adminOn && s.authorized(r))
 	if err != nil {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, err.Error())

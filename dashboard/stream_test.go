@@ -297,7 +297,7 @@ func TestStreamEndsOnShutdown(t *testing.T) {
 		}
 	}
 	waitIdle(t, hb)
-	if _, err := hb.subscribe(); !errors.Is(err, errHubClosed) {
+	if _, err := hb.subscribe(false); !errors.Is(err, errHubClosed) {
 		t.Errorf("subscribe after shutdown: %v, want errHubClosed", err)
 	}
 }

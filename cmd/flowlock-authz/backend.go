@@ -151,12 +151,17 @@ func finite(x float64) float64 {
 }
 
 // flush writes an operator's change to the state file before answering, so
-// that a 200 means the change survives a restart.
+// that a 200 means the change survives a restart, unless the answer says
+// "persisted": false: a failed write is wrapped in dashboard.ErrNotPersisted,
+// since the change is in force all the same.
 func (b *backend) flush() error {
 	if b.state == nil {
 		return nil
 	}
-	return b.state.Flush()
+	if err := b.state.Flush(); err != nil {
+		return fmt.Errorf("%w: %w", dashboard.ErrNotPersisted, err) // enforced all the same
+	}
+	return nil
 }
 
 func quarantineView(e quarantine.Entry, now time.Time) dashboard.Quarantine {

@@ -178,7 +178,7 @@ func TestBackendDecisions(t *testing.T) {
 
 	// The explain view shows an identity's decisions, newest first, and its
 	// quarantine from QuarantineOf.
-	h := dashboard.New(dashboard.Options{Backend: b, Now: func() time.Time { return at(9 * time.Minute) }})
+	h := dashboard.New(dashboard.Options{Backend: b, Now: func() time.Time { return at(9 * time.Minute) }, AllowedHosts: []string{"example.com"}})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/identities/192.0.2.1", nil))
 	body := rec.Body.String()
@@ -196,7 +196,7 @@ func TestBanAllowListedRefused(t *testing.T) {
 	lists := quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, nil)
 	b.stack.Policy = authz.NewPolicy(authz.Options{Engine: b.stack.Engine, Quarantine: b.stack.Quarantine, Lists: lists})
 	const token = "0123456789abcdef0123456789abcdef"
-	h := dashboard.New(dashboard.Options{Backend: b, AdminToken: token, Now: func() time.Time { return now }})
+	h := dashboard.New(dashboard.Options{Backend: b, AdminToken: token, Now: func() time.Time { return now }, AllowedHosts: []string{"example.com"}})
 	req := httptest.NewRequest("POST", "/api/v1/quarantine", strings.NewReader(`{"identity":"192.0.2.9","ttl":"10m"}`))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")

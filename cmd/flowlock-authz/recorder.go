@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/risk"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,14 +42,18 @@ func newMetrics(reg prometheus.Registerer) *metrics.Metrics {
 // recorder turns Check records into metrics and the dashboard's live
 // figures.
 type recorder struct {
-	m    *metrics.Metrics
-	live *dashboard.Tracker // nil records no live figures
+	m     *metrics.Metrics
+	live  *dashboard.Tracker // nil records no live figures
+	watch *identity.Watch    // warns when most Checks find no identity; nil watches nothing
 }
 
 var _ authz.Recorder = recorder{}
 
 // RecordCheck implements authz.Recorder without allocating.
 func (r recorder) RecordCheck(c authz.Record) {
+	if r.watch != nil {
+		r.watch.Record(!c.Failed && c.Outcome == authz.NoIdentity, c.Start)
+	}
 	verdict := metrics.VerdictAllow
 	switch {
 	case c.Failed:

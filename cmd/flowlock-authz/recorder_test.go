@@ -14,7 +14,7 @@ import (
 // TestRecorderZeroAllocs pins that recording a Check, metrics and live
 // figures together, allocates nothing: it runs on every request.
 func TestRecorderZeroAllocs(t *testing.T) {
-	r := recorder{newMetrics(prometheus.NewRegistry()), dashboard.NewTracker()}
+	r := recorder{m: newMetrics(prometheus.NewRegistry()), live: dashboard.NewTracker()}
 	for _, rec := range []authz.Record{
 		{Outcome: authz.Allowed, Score: 12, Detector: risk.ReasonNone, Duration: 40 * time.Microsecond},
 		{Outcome: authz.Admitted, Score: 91, Detector: risk.ReasonPeriodic, Duration: 90 * time.Microsecond},
@@ -29,7 +29,7 @@ func TestRecorderZeroAllocs(t *testing.T) {
 
 func TestRecorderFeedsTracker(t *testing.T) {
 	live := dashboard.NewTracker()
-	r := recorder{newMetrics(prometheus.NewRegistry()), live}
+	r := recorder{m: newMetrics(prometheus.NewRegistry()), live: live}
 	// The checks happened in the previous whole second: the tracker files
 	// them by the record's own time, not by when the recorder runs.
 	at := time.Now().Truncate(time.Second).Add(-500 * time.Millisecond)

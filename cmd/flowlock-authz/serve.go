@@ -25,6 +25,7 @@ import (
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
@@ -52,8 +53,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "version", buildVersion(), "mode", cfg.Mode, "grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr)
+	startExposure(cfg, args, log)
 
-	svc, err := newService(cfg, log)
+	svc, err := newService(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -79,7 +81,7 @@ type service struct {
 
 // newService builds the decision stack and its metrics, and restores the
 // quarantine from --state-file.
-func newService(cfg config.Config, log *slog.Logger) (*service, error) {
+func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*service, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
@@ -125,7 +127,7 @@ func newService(cfg config.Config, log *slog.Logger) (*service, error) {
 		})
 	}
 	if cfg.StateFile != "" {
-		if err := s.restore(); err != nil {
+		if err := s.restore(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -136,9 +138,9 @@ func newService(cfg config.Config, log *slog.Logger) (*service, error) {
 // written: a state file that cannot be written (no such directory,
 // read-only volume) must stop startup, not surface at the first quarantine
 // or, worse, lose them all at the next restart.
-func (s *service) restore() error {
+func (s *service) restore(ctx context.Context) error {
 	q, path := s.stack.Quarantine, s.cfg.StateFile
-	n, err := quarantine.LoadFile(path, q, time.Now())
+	n, err := restoreState(ctx, path, q, s.log) // ctx: SIGTERM stops a long restore
 	if err != nil {
 		return err // names the file and what is wrong: never start empty by accident
 	}
@@ -181,7 +183,7 @@ type servers struct {
 // side and forward-auth over the stack.
 func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	srv := &servers{}
-	rec := recorder{s.m, s.live}
+	rec := recorder{s.m, s.live, identity.NewWatch(s.log, 0)}
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
 	})
@@ -209,12 +211,17 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 				return nil
 			},
 			ReadyDetail: s.sharedDetail,
+			Sharing:     s.sharing(),
 			Config:      func() any { return s.cfg.Redacted() },
 			Logger:      s.log,
 			Version:     buildVersion(),
 			Tracker:     s.live,
 			Mode:        s.cfg.Mode,
 			MaxBanTTL:   quarantine.MaxBanTTL,
+
+			ShowIdentities: s.cfg.ShowIdentities,
+			AllowedHosts:   s.cfg.HTTPAllowedHosts,
+			BadToken:       s.m.AdminRejected,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -359,6 +366,22 @@ func (s *service) shutdown(ctx context.Context, srv *servers, g *errgroup.Group)
 	}
 	s.log.Info("stopped")
 	return err
+}
+
+// sharing returns the dashboard's view of the link to the other
+// replicas; nil without --redis-addr.
+func (s *service) sharing() func() dashboard.Sharing {
+	rep := s.stack.Replica
+	if rep == nil {
+		return nil
+	}
+	return func() dashboard.Sharing {
+		st := rep.Status()
+		if st.Connected {
+			return dashboard.Sharing{State: "shared"}
+		}
+		return dashboard.Sharing{State: "fallback", Detail: st.Err}
+	}
 }
 
 // sharedDetail says, for /readyz, whether this replica shares state through

@@ -65,6 +65,28 @@ func (p *persister) Flush() error {
 	return err
 }
 
+// restoreState loads --state-file into q at startup (quarantine.LoadFile:
+// regular files only, bounded by the List's cap, stopped by ctx, the
+// shutdown signal) after removing the temporary files that a kill during a
+// write left next to it. Those are counted in the log, never listed one by
+// one: each is up to the size of the state file, one per kill.
+func restoreState(ctx context.Context, path string, q *quarantine.List, log *slog.Logger) (int, error) {
+	removed, err := quarantine.RemoveTemps(path)
+	if len(removed) > 0 {
+		log.Info("removed temporary state files left by an interrupted write", "state_file", path, "removed", len(removed))
+	}
+	if err != nil {
+		// Not fatal: the load and the first write say whether the
+		// directory is usable.
+		log.Warn("could not remove temporary state files", "state_file", path, "err", err)
+	}
+	n, err := quarantine.LoadFile(ctx, path, q, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("--state-file: %w", err)
+	}
+	return n, nil
+}
+
 // logRegrouped reports, in one line, what Regroup did to a state file
 // written under another --ipv6-prefix: counts and prefix lengths only, never
 // identities, however many entries moved. Nothing is logged when nothing

@@ -43,31 +43,77 @@ function setConn(s, label) {
   toggle(document.body, 'stale', s !== 'live');
 }
 
+function onSnapshot(data) {
+  lastEvent = Date.now();
+  retryDelay = 1000;
+  let snap;
+  try {
+    snap = JSON.parse(data);
+  } catch (err) {
+    console.warn('flowlock: bad snapshot', err);
+    return;
+  }
+  setConn('live', 'Live');
+  render(snap);
+}
+
+function retryLater() {
+  setConn('disconnected', 'Disconnected');
+  retryTimer = setTimeout(connect, retryDelay);
+  retryDelay = Math.min(retryDelay * 2, 10000);
+}
+
+// With the admin token the stream is read with fetch, which can send it
+// (EventSource cannot): the service keeps places for token holders, so a
+// crowd of anonymous viewers never locks an operator out.
+async function readTokenStream(ctrl) {
+  const res = await fetch('/api/v1/stream', { headers: { Authorization: `Bearer ${state.token}` }, signal: ctrl.signal });
+  if (res.status === 401) {
+    state.token = '';
+    sessionStorage.removeItem(TOKEN_KEY);
+    updateAdminUI();
+  }
+  if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error('stream ended');
+    buf += value;
+    let end;
+    while ((end = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let event = 'message';
+      let data = '';
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event: ')) event = line.slice(7);
+        else if (line.startsWith('data: ')) data += line.slice(6);
+      }
+      if (event === 'snapshot') onSnapshot(data);
+    }
+  }
+}
+
 function connect() {
   clearTimeout(retryTimer);
   if (source) source.close();
   setConn(state.snap ? 'reconnecting' : 'connecting', state.snap ? 'Reconnecting…' : 'Connecting…');
+  if (state.token) {
+    const ctrl = new AbortController();
+    source = { close: () => ctrl.abort() };
+    readTokenStream(ctrl).catch(() => {
+      if (!ctrl.signal.aborted) retryLater();
+    });
+    return;
+  }
   source = new EventSource('/api/v1/stream');
-  source.addEventListener('snapshot', (ev) => {
-    lastEvent = Date.now();
-    retryDelay = 1000;
-    let snap;
-    try {
-      snap = JSON.parse(ev.data);
-    } catch (err) {
-      console.warn('flowlock: bad snapshot', err);
-      return;
-    }
-    setConn('live', 'Live');
-    render(snap);
-  });
+  source.addEventListener('snapshot', (ev) => onSnapshot(ev.data));
   source.addEventListener('error', () => {
     if (!source || source.readyState === EventSource.CLOSED) {
       // The browser gave up (the server answered with an error status):
       // try again ourselves, backing off to 10 s.
-      setConn('disconnected', 'Disconnected');
-      retryTimer = setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 10000);
+      retryLater();
     } else {
       setConn('disconnected', 'Disconnected · retrying');
     }
@@ -96,6 +142,7 @@ function render(snap) {
   setText(mode, snap.mode);
   setAttr(mode, 'data-mode', snap.mode);
 
+  renderSharing(snap.sharing);
   renderStats(snap);
   renderRisk(snap.identities || []);
   renderQuarantine(snap);
@@ -104,6 +151,20 @@ function render(snap) {
   setText($('clients'), `${snap.clients} ${snap.clients === 1 ? 'dashboard' : 'dashboards'} connected`);
 
   if (state.drawerId && Date.now() - state.drawerAt > 3000) refreshDrawer();
+}
+
+// renderSharing shows whether this replica shares detection and quarantine
+// with the others through Redis, or decides alone while Redis is away.
+function renderSharing(sharing) {
+  const pill = $('sharing');
+  pill.hidden = !sharing;
+  if (!sharing) return;
+  const fallback = sharing.state !== 'shared';
+  setText(pill, fallback ? 'Redis: local fallback' : 'Redis: shared');
+  setAttr(pill, 'data-state', fallback ? 'fallback' : 'shared');
+  setAttr(pill, 'title', fallback
+    ? `Deciding on this replica's own state until Redis answers${sharing.detail ? ': ' + sharing.detail : ''}`
+    : 'Detection and quarantine shared with the other replicas through Redis');
 }
 
 function renderStats(snap) {
@@ -403,6 +464,7 @@ adminButton.addEventListener('click', () => {
     state.token = '';
     sessionStorage.removeItem(TOKEN_KEY);
     updateAdminUI();
+    connect();
     toast('Controls locked.');
     return;
   }
@@ -427,6 +489,7 @@ $('token-form').addEventListener('submit', async (e) => {
     sessionStorage.setItem(TOKEN_KEY, token);
     dialog.close();
     updateAdminUI();
+    connect(); // now with the token: a stream place of its own
     toast('Controls unlocked.');
   } else {
     setText($('token-error'), res.status === 403 ? 'The admin API is off on this service.' : 'That token is not right.');

@@ -180,7 +180,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			method = r.Method
 		}
 		f.log.LogAttrs(r.Context(), slog.LevelDebug, "check",
-			slog.String("identity", client.ID.String()), slog.String("method", method), slog.String("path", path),
+			slog.String("identity", client.ID.Masked()), slog.String("method", method), slog.String("path", path),
 			slog.String("decision", d.Outcome.String()), slog.Bool("allow", d.Allow), slog.Int("score", int(d.Score)),
 			slog.String("reason", d.Reason), slog.String("fallback", client.Fallback.String()))
 	}

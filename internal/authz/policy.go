@@ -283,7 +283,7 @@ func (p *Policy) Admit(id identity.ID, addr netip.Addr, v risk.Verdict, now time
 	if e.Since.Before(now) {
 		return e, false, true
 	}
-	p.log.Info("quarantined", "identity", id.String(), "score", v.Score, "reason", e.Reason,
+	p.log.Info("quarantined", "identity", id.Masked(), "score", v.Score, "reason", e.Reason,
 		"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
 	return e, true, true
 }
@@ -371,7 +371,7 @@ func (p *Policy) Ban(id identity.ID, ttl time.Duration, reason string, now time.
 		}
 	}
 	e := p.q.Ban(id, now, ttl, reason)
-	p.log.Info("banned", "identity", id.String(), "reason", reason, "ttl", e.Until.Sub(now).String())
+	p.log.Info("banned", "identity", id.Masked(), "reason", reason, "ttl", e.Until.Sub(now).String())
 	return e, nil
 }
 
@@ -385,7 +385,7 @@ func (p *Policy) Release(id identity.ID, now time.Time) bool {
 	p.engine.Forget(id)
 	ok := p.q.Release(id, now)
 	if ok {
-		p.log.Info("released", "identity", id.String())
+		p.log.Info("released", "identity", id.Masked())
 	}
 	return ok
 }

@@ -128,7 +128,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "check",
-			slog.String("identity", client.ID.String()), slog.String("decision", d.Outcome.String()),
+			slog.String("identity", client.ID.Masked()), slog.String("decision", d.Outcome.String()),
 			slog.Bool("allow", d.Allow), slog.Int("score", int(d.Score)), slog.String("reason", d.Reason),
 			slog.String("fallback", client.Fallback.String()))
 	}

@@ -66,7 +66,10 @@ type Config struct {
 
 	// HTTPAddr is the listen address (host:port) of the HTTP server for the
 	// dashboard, the admin API, /metrics, /healthz and /readyz.
-	// Default ":8080". Must not be empty.
+	// Default "127.0.0.1:8080": reads need no token, so the default keeps
+	// them on this machine; containers and Kubernetes set ":8080" so that
+	// probes and Prometheus reach the pod (see docs/RATIONALE.md). Must
+	// not be empty.
 	HTTPAddr string
 
 	// ForwardAuthAddr is the listen address (host:port) of the HTTP
@@ -250,6 +253,21 @@ type Config struct {
 	// "flowlock:".
 	RedisKeyPrefix string
 
+	// ShowIdentities shows identity-header values as they are on the
+	// dashboard and in the admin API. Default false: they are masked as a
+	// keyed hash and their last characters ("key:3f9a1c0d7b2e…Xk2e"),
+	// because they are usually credentials. Logs mask them always.
+	ShowIdentities bool
+
+	// HTTPAllowedHosts are the host names the HTTP server answers to, as
+	// the Host header gives them: exact names, "*.example.com" for any
+	// name below example.com, or "*" for any. IP literals are always
+	// accepted, and /healthz, /readyz and /metrics answer any Host, for
+	// probes and scrapers. A request for any other name is refused, which
+	// stops a DNS-rebinding page in an operator's browser from reading
+	// the API. Default ["localhost"].
+	HTTPAllowedHosts []string
+
 	// GRPCMaxRecvBytes is the largest gRPC message the server reads; a
 	// larger one is refused with RESOURCE_EXHAUSTED before its body is
 	// buffered. Real CheckRequests are 1-2 KB, and Envoy caps request
@@ -358,7 +376,7 @@ func (c Config) RedisAddrs() []string {
 func Default() Config {
 	return Config{
 		GRPCAddr:           ":9191",
-		HTTPAddr:           ":8080",
+		HTTPAddr:           "127.0.0.1:8080",
 		Mode:               ModeEnforce,
 		XFFTrustedHops:     0,
 		IPv6Prefix:         64,
@@ -378,6 +396,7 @@ func Default() Config {
 		LogLevel:           "info",
 		LogFormat:          "text",
 		RedisKeyPrefix:     "flowlock:",
+		HTTPAllowedHosts:   []string{"localhost"},
 
 		GRPCMaxRecvBytes:     256 << 10,
 		GRPCMaxStreams:       256,

@@ -60,7 +60,7 @@ func TestDefault(t *testing.T) {
 		want any
 	}{
 		{"grpc-addr", ":9191"},
-		{"http-addr", ":8080"},
+		{"http-addr", "127.0.0.1:8080"},
 		{"forward-auth-addr", ""},
 		{"config", ""},
 		{"mode", "enforce"},
@@ -98,6 +98,8 @@ func TestDefault(t *testing.T) {
 		{"redis-tls", false},
 		{"redis-ca-file", ""},
 		{"redis-key-prefix", "flowlock:"},
+		{"show-identities", false},
+		{"http-allowed-hosts", []string{"localhost"}},
 		{"grpc-max-recv-bytes", 262144},
 		{"grpc-max-streams", 256},
 		{"grpc-handshake-timeout", "5s"},
@@ -178,6 +180,8 @@ func TestLoadGoodFile(t *testing.T) {
 		RedisTLS:           true,
 		RedisCAFile:        filepath.Join("testdata", "secrets", "redis-ca.pem"),
 		RedisKeyPrefix:     "fl-test:",
+		ShowIdentities:     true,
+		HTTPAllowedHosts:   []string{"flowlock.example.com", "*.internal.example"},
 
 		GRPCMaxRecvBytes:      65536,
 		GRPCMaxStreams:        64,

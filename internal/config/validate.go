@@ -86,6 +86,16 @@ func (c Config) Validate() error {
 		bad("ipv6-prefix", "must be 1-128, got %d", c.IPv6Prefix)
 	}
 	checkPrefixes("trusted-proxies", c.TrustedProxies, bad)
+	for _, p := range c.TrustedProxies {
+		if p.IsValid() && p.Bits() == 0 {
+			bad("trusted-proxies", "%s trusts every address, so any client could write its own X-Forwarded-For and detection would stop; list the ranges of your own proxies", p)
+		}
+	}
+	for _, h := range c.HTTPAllowedHosts {
+		if err := checkAllowedHost(h); err != nil {
+			bad("http-allowed-hosts", "%v", err)
+		}
+	}
 	checkPrefixes("allow", c.Allow, bad)
 	checkPrefixes("deny", c.Deny, bad)
 	inAllow := make(map[netip.Prefix]bool, len(c.Allow))
@@ -291,6 +301,9 @@ func checkListenerClash(c Config, bad func(flag, format string, args ...any)) {
 		if n, err := strconv.Atoi(port); err == nil {
 			port = strconv.Itoa(n) // "09191" is 9191
 		}
+		if host == "localhost" {
+			host = "127.0.0.1" // where Go's listener binds it first
+		}
 		ls = append(ls, listener{l[0], host, port})
 	}
 	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
@@ -350,6 +363,29 @@ func checkPrefixes(flag string, list []netip.Prefix, bad func(flag, format strin
 			bad(flag, "%s has host bits set; write %s", p, p.Masked())
 		}
 	}
+}
+
+// checkAllowedHost checks one --http-allowed-hosts entry: "*", a host name,
+// or "*." and a host name; lowercase, without a port.
+func checkAllowedHost(h string) error {
+	if h == "*" {
+		return nil
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if name == "" || len(name) > 253 || strings.Contains(name, "*") {
+		return fmt.Errorf("%q must be a host name, \"*.\" and a host name, or \"*\"", h)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q is not a host name", h)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("%q must be a lowercase host name without a port", h)
+			}
+		}
+	}
+	return nil
 }
 
 // Bounds of the network settings checked by Validate.

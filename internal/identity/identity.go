@@ -57,11 +57,13 @@ func FromAddr(a netip.Addr, ipv6Prefix int) ID {
 }
 
 // ErrBadName reports an identity-header value that cannot be an identity.
-var ErrBadName = errors.New("identity name must be 1-128 bytes of printable UTF-8")
+var ErrBadName = errors.New("identity name must be 1-128 bytes of printable UTF-8 without invisible or bidirectional format characters")
 
 // FromName returns the identity for an identity-header value. It refuses
-// empty or over-long values, invalid UTF-8 and control characters, so that a
-// hostile header cannot grow state without bound or break log lines. The
+// empty or over-long values, invalid UTF-8, control characters and format
+// characters (zero-width, bidirectional; see untrusted.Plain), so that a
+// hostile header cannot grow state without bound, break log lines, or pass
+// on the dashboard for another identity ("203.0.113.7" + U+200B). The
 // returned ID shares memory with s; keep it with Clone.
 func FromName(s string) (ID, error) {
 	if !ValidName(s) {
@@ -70,9 +72,20 @@ func FromName(s string) (ID, error) {
 	return ID{name: s}, nil
 }
 
+// storedName is FromName as it was before format characters were refused:
+// a state file written then may hold such a name in quarantine, and it
+// must still restore (and be shown masked or made visible) rather than
+// stop startup.
+func storedName(s string) (ID, error) {
+	if len(s) == 0 || len(s) > MaxNameLen || !untrusted.Printable(s) {
+		return ID{}, ErrBadName
+	}
+	return ID{name: s}, nil
+}
+
 // ValidName reports whether s is acceptable to FromName.
 func ValidName(s string) bool {
-	return len(s) > 0 && len(s) <= MaxNameLen && untrusted.Printable(s)
+	return len(s) > 0 && len(s) <= MaxNameLen && untrusted.Plain(s)
 }
 
 // IsZero reports whether id is the zero ID (no identity).
@@ -162,11 +175,16 @@ func Parse(s string, ipv6Prefix int) (ID, error) {
 	return parse(s, ipv6Prefix, true)
 }
 
-// parse is Parse; strict=false accepts any IPv6 prefix length as written,
-// for reading back what MarshalText wrote.
+// parse is Parse; strict=false reads back what MarshalText wrote: it
+// accepts any IPv6 prefix length as written, and names that were valid
+// when they were stored (see storedName).
 func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
+	fromName := FromName
+	if !strict {
+		fromName = storedName
+	}
 	if n, ok := strings.CutPrefix(s, "name:"); ok {
-		id, err := FromName(n)
+		id, err := fromName(n)
 		if err != nil {
 			return ID{}, fmt.Errorf("identity %q: %w", untrusted.Clip(s, 64), err)
 		}
@@ -191,7 +209,7 @@ func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 		}
 		return FromAddr(p.Addr(), ipv6Prefix), nil
 	}
-	id, err := FromName(s)
+	id, err := fromName(s)
 	if err != nil {
 		return ID{}, fmt.Errorf("identity %q: not an IP address, and %w", untrusted.Clip(s, 64), err)
 	}

@@ -225,3 +225,85 @@ func TestHash(t *testing.T) {
 		t.Errorf("Hash allocates %v times", got)
 	}
 }
+
+func TestFromNameRefusesFormatCharacters(t *testing.T) {
+	for _, s := range []string{"203.0.113.7\u200b", "abc\u202etxt.exe", "\ufeffkey", "a\u2066b\u2069", "zw\u200djoin"} {
+		if _, err := FromName(s); err == nil {
+			t.Errorf("FromName(%q) = ok, want error", s)
+		}
+	}
+}
+
+func TestMasked(t *testing.T) {
+	name := func(s string) ID {
+		id, err := FromName(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	long := name("sk_live_4eC39HqLyjWDarjtT1zdp7dc")
+	short := name("alice")
+	odd := name("ключ-ключ-ключ-ключ")
+	addr := FromAddr(netip.MustParseAddr("203.0.113.7"), 64)
+
+	if got := addr.Masked(); got != "203.0.113.7" {
+		t.Errorf("address Masked = %q, want it as it is", got)
+	}
+	for _, id := range []ID{long, short, odd} {
+		m := id.Masked()
+		if strings.Contains(m, id.Name()[:min(len(id.Name()), 8)]) || !IsMask(m) {
+			t.Errorf("Masked(%q) = %q: shows the value or is not a mask", id.Name(), m)
+		}
+		if m != id.Masked() {
+			t.Errorf("Masked(%q) is not stable", id.Name())
+		}
+	}
+	if m := long.Masked(); !strings.HasSuffix(m, "…p7dc") {
+		t.Errorf("Masked of a long key = %q, want its last 4 characters", m)
+	}
+	if m := short.Masked(); strings.Contains(m, "…") {
+		t.Errorf("Masked of a short value = %q, want no tail", m)
+	}
+	if long.Masked() == name("sk_live_4eC39HqLyjWDarjtT1zdp7dd").Masked() {
+		t.Error("two values mask alike")
+	}
+
+	before := long.Masked()
+	SetMaskKey("an admin token of some length")
+	after := long.Masked()
+	SetMaskKey("an admin token of some length")
+	if after == before || long.Masked() != after {
+		t.Errorf("SetMaskKey: masks %q, %q, %q; want a new key, then the same mask for the same secret", before, after, long.Masked())
+	}
+
+	for s, want := range map[string]bool{
+		"key:0123456789ab":         true,
+		"key:0123456789ab…p7dc":    true,
+		"key:0123456789AB":         false,
+		"key:0123456789a":          false,
+		"key:0123456789ab…":        false,
+		"key:0123456789ab…toolong": false,
+		"203.0.113.7":              false,
+	} {
+		if got := IsMask(s); got != want {
+			t.Errorf("IsMask(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestStoredNamesWithFormatCharactersRestore(t *testing.T) {
+	// Accepted before format characters were refused, so a state file may
+	// hold it; reading it back must not stop startup.
+	old := "203.0.113.7\u200b"
+	var id ID
+	if err := id.UnmarshalText([]byte(old)); err != nil || id.Name() != old {
+		t.Fatalf("UnmarshalText(%q) = %#v, %v; want the stored name", old, id, err)
+	}
+	if _, err := Parse(old, 64); err == nil {
+		t.Errorf("Parse(%q) = ok; the admin API must refuse it", old)
+	}
+	if err := id.UnmarshalText([]byte("a\nb")); err == nil {
+		t.Error("UnmarshalText accepted a control character")
+	}
+}

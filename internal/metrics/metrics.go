@@ -87,6 +87,7 @@ type Metrics struct {
 	stateWriteOK  prometheus.Counter
 	stateWriteErr prometheus.Counter
 	lastWrite     prometheus.Gauge
+	adminRejected prometheus.Counter
 }
 
 // New creates Flow Lock's metrics with the label values of v and registers
@@ -166,6 +167,7 @@ func New(reg prometheus.Registerer, version string, v Vocabulary) *Metrics {
 		reg.MustRegister(m.checkVec, m.checkDuration, fallbackVec, m.riskScore,
 			admissionVec, releaseVec, stateWrites, m.lastWrite, buildInfo)
 	}
+	m.newAdminMetrics(reg)
 	return m
 }
 
@@ -381,3 +383,17 @@ func (m *Metrics) StateWrite(err error, now time.Time) {
 	m.stateWriteOK.Inc()
 	m.lastWrite.Set(float64(now.UnixNano()) / 1e9)
 }
+
+// newAdminMetrics creates and registers the admin API's metrics.
+func (m *Metrics) newAdminMetrics(reg prometheus.Registerer) {
+	m.adminRejected = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "admin", Name: "rejected_requests_total",
+		Help: "Admin API requests refused for a missing or wrong admin token (the log says so at most once a minute).",
+	})
+	if reg != nil {
+		reg.MustRegister(m.adminRejected)
+	}
+}
+
+// AdminRejected counts one admin API request refused for its token.
+func (m *Metrics) AdminRejected() { m.adminRejected.Inc() }

@@ -54,6 +54,7 @@ func record(t *testing.T, m *Metrics) {
 	m.QuarantineReleased(ReleaseExpired)
 	m.StateWrite(nil, time.Unix(1_790_000_000, 500_000_000))
 	m.StateWrite(errors.New("disk full"), time.Unix(1_790_000_001, 0))
+	m.AdminRejected()
 }
 
 func newGathered(t *testing.T) (*prometheus.Registry, *Metrics) {

@@ -52,7 +52,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := New(Options{})
-	n, err := LoadFile(path, dst, t0)
+	n, err := LoadFile(t.Context(), path, dst, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestWriteStateFormat(t *testing.T) {
 func TestLoadFileMissing(t *testing.T) {
 	l, _ := sampleList(t)
 	before := l.Snapshot(t0)
-	n, err := LoadFile(filepath.Join(t.TempDir(), "none.json"), l, t0)
+	n, err := LoadFile(t.Context(), filepath.Join(t.TempDir(), "none.json"), l, t0)
 	if n != 0 || err != nil {
 		t.Errorf("LoadFile(missing) = %d, %v; want 0, nil", n, err)
 	}
@@ -235,7 +235,7 @@ func TestLoadFileErrors(t *testing.T) {
 			before, beforeStats := l.Snapshot(t0), l.Stats()
 			drain(l)
 
-			n, err := LoadFile(path, l, t0)
+			n, err := LoadFile(t.Context(), path, l, t0)
 			if err == nil {
 				t.Fatalf("LoadFile = %d, nil; want an error", n)
 			}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -100,8 +101,10 @@ func TestPutConcurrentAdmissionsLoseNothing(t *testing.T) {
 		t.Fatalf("All has %d entries, want %d", len(all), ids)
 	}
 	for _, e := range all {
-		var i int
-		fmt.Sscan(strings.TrimPrefix(e.ID, "id"), &i)
+		i, err := strconv.Atoi(strings.TrimPrefix(e.ID, "id"))
+		if err != nil {
+			t.Fatalf("All returned %q", e.ID)
+		}
 		var maxUntil time.Time
 		for r := range replicas {
 			if u := now.Add(time.Duration(10+r*7%replicas+i) * time.Second); u.After(maxUntil) {
@@ -281,5 +284,60 @@ func TestParseChangeRefusesGarbage(t *testing.T) {
 		if c, err := parseChange(msg); err == nil {
 			t.Errorf("parseChange(%q) = %+v, want an error", msg, c)
 		}
+	}
+}
+
+func TestSubscribeSlowCallerGetsResyncNotUnboundedQueue(t *testing.T) {
+	srv := redistest.Start(t)
+	pub := open(t, Options{Addrs: []string{srv.Addr}})
+	sub := open(t, Options{Addrs: []string{srv.Addr}})
+	release := make(chan struct{})
+	var mu sync.Mutex // guards the following fields
+	var puts, resyncs int
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = sub.Subscribe(ctx, func(c Change) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch c.Op {
+			case OpResync:
+				resyncs++
+				if resyncs == 1 {
+					mu.Unlock()
+					<-release // the caller is stuck while the events pile up
+					mu.Lock()
+				}
+			case OpPut:
+				puts++
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond) // subscribed and stuck in the first resync
+	n := subscribeQueue + 1000
+	now := time.Now()
+	for i := range n {
+		if _, err := pub.Put(ctxT(t), entryAt(fmt.Sprint("id", i), now, time.Minute, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		p, r := puts, resyncs
+		mu.Unlock()
+		if r >= 2 && p >= subscribeQueue {
+			if p >= n {
+				t.Errorf("all %d puts delivered: the queue was not bounded at %d", p, subscribeQueue)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the overflow: %d puts, %d resyncs; want a second resync", p, r)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

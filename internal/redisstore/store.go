@@ -22,6 +22,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -151,8 +152,9 @@ type Store struct {
 
 // Open connects to Redis, detects a cluster, and checks (or writes) the
 // format version. It fails with ErrUnreachable when nothing answers, so
-// the caller can start on local state and retry; with ErrAuth, ErrNotRedis
-// or ErrFormat when retrying will not help.
+// the caller can start on local state and retry; with ErrAuth, ErrTLS,
+// ErrNotRedis or ErrFormat when retrying will not help. Connecting is
+// bounded by Options.DialTimeout.
 func Open(ctx context.Context, o Options) (*Store, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -217,6 +219,9 @@ func classify(o Options, err error) error {
 	hint := " (if it expects TLS, set --redis-tls)"
 	if o.TLS {
 		hint = " (if it does not speak TLS, unset --redis-tls)"
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		hint = ""
 	}
 	if isNetError(err) {
 		return fmt.Errorf("%w: --redis-addr %s%s: %w", ErrUnreachable, addrs, hint, err)
@@ -353,4 +358,15 @@ func idHash(id string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func (k keys) timingKey(id string) string { return k.timing + idHash(id) + "}" }
+// timingKey returns the key of id's ring, in one allocation.
+func (k keys) timingKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	var hx [16]byte
+	hex.Encode(hx[:], sum[:8])
+	var b strings.Builder
+	b.Grow(len(k.timing) + len(hx) + 1)
+	b.WriteString(k.timing)
+	b.Write(hx[:])
+	b.WriteByte('}')
+	return b.String()
+}

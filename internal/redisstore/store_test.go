@@ -36,14 +36,14 @@ func TestOpenErrorsNameTheSetting(t *testing.T) {
 	srv := redistest.Start(t, redistest.Args("--requirepass", "right-secret"))
 
 	// A port that accepts and answers something other than Redis.
-	http, err := net.Listen("tcp", "127.0.0.1:0")
+	foreign, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer http.Close()
+	defer func() { _ = foreign.Close() }()
 	go func() {
 		for {
-			c, err := http.Accept()
+			c, err := foreign.Accept()
 			if err != nil {
 				return
 			}
@@ -61,7 +61,7 @@ func TestOpenErrorsNameTheSetting(t *testing.T) {
 	}{
 		{"wrong password", Options{Addrs: []string{srv.Addr}, Password: "wrong-secret"}, ErrAuth, "--redis-password-file"},
 		{"no password", Options{Addrs: []string{srv.Addr}}, ErrAuth, "--redis-password-file"},
-		{"not redis", Options{Addrs: []string{http.Addr().String()}}, ErrNotRedis, "--redis-addr"},
+		{"not redis", Options{Addrs: []string{foreign.Addr().String()}}, ErrNotRedis, "--redis-addr"},
 		{"unreachable", Options{Addrs: []string{closed}, DialTimeout: 500 * time.Millisecond}, ErrUnreachable, "--redis-addr"},
 		{"prefix with brace", Options{Addrs: []string{srv.Addr}, KeyPrefix: "a{b"}, nil, "--redis-key-prefix"},
 		{"no port", Options{Addrs: []string{"localhost"}}, nil, "--redis-addr"},
@@ -78,6 +78,7 @@ func TestOpenErrorsNameTheSetting(t *testing.T) {
 				s.Close()
 				t.Fatal("Open succeeded, want an error")
 			}
+			t.Log(err)
 			if tc.want != nil && !errors.Is(err, tc.want) {
 				t.Errorf("Open: %v, want errors.Is %v", err, tc.want)
 			}

@@ -92,7 +92,8 @@ func (s *Store) subscribeOnce(ctx context.Context, fn func(Change)) bool {
 			return true
 		case it := <-q:
 			deliver(it)
-		case <-closed:
+		case err := <-closed:
+			_ = err // the connection broke (or the client closed): deliver what came, then reconnect
 			for {
 				select {
 				case it := <-q:

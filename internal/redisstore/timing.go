@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/rueidis"
 )
@@ -47,11 +48,13 @@ type Merged struct {
 	Pending int
 }
 
-// mergeScript adds the request times in ARGV[5:] to the identity's ring
-// (a sorted set scored by time), keeps the newest ARGV[3], refreshes the
-// idle TTL (ARGV[4] ms) and returns the number of members at or after
-// ARGV[2] (0: no bound) followed by every member later than ARGV[1] and
-// before ARGV[2].
+// mergeScript adds the request times in ARGV[5] (decimal, comma
+// separated: one argument, not one each, saves the client an allocation
+// per time) to the identity's ring (a sorted set scored by time), keeps
+// the newest ARGV[3], refreshes the idle TTL (ARGV[4] ms), and returns the
+// number of members at or after ARGV[2] (0: no bound) and, comma
+// separated in one string, every member later than ARGV[1] and before
+// ARGV[2].
 //
 // A member is time*1000+k, the lowest k in 0..999 not yet taken, so two
 // replicas that saw the same microsecond both count. (So it is not
@@ -60,8 +63,7 @@ type Merged struct {
 // strings: Lua's numbers are doubles and would round it.
 var mergeScript = newScript(`
 local key = KEYS[1]
-for i = 5, #ARGV do
-  local t = ARGV[i]
+for t in string.gmatch(ARGV[5], '%d+') do
   for k = 0, 999 do
     if redis.call('ZADD', key, 'NX', t, t .. string.format('%03d', k)) == 1 then break end
   end
@@ -76,8 +78,7 @@ if ARGV[2] ~= '0' then
   pending = redis.call('ZCOUNT', key, ARGV[2], '+inf')
 end
 local r = redis.call('ZRANGEBYSCORE', key, '(' .. ARGV[1], upto)
-table.insert(r, 1, pending)
-return r
+return {pending, table.concat(r, ',')}
 `)
 
 // Merge sends the batch, one script call per identity in one pipeline
@@ -100,35 +101,71 @@ func (s *Store) merge(ctx context.Context, batch []Observation) ([]Merged, error
 	ringCap := strconv.Itoa(s.opts.RingSize)
 	ttl := strconv.FormatInt(s.opts.IdleTTL.Milliseconds(), 10)
 	calls := make([]scriptCall, len(batch))
+	// One backing array each for the keys and arguments of the batch.
+	keys := make([]string, len(batch))
+	argv := make([]string, 5*len(batch))
+	var buf []byte
 	for i, o := range batch {
-		args := make([]string, 4, 4+len(o.Times))
-		args[0], args[1] = strconv.FormatInt(max(o.After, 0), 10), strconv.FormatInt(max(o.Before, 0), 10)
-		args[2], args[3] = ringCap, ttl
-		for _, t := range o.Times {
+		buf = buf[:0]
+		for j, t := range o.Times {
 			if t < 1 || t > MaxTime {
 				return nil, fmt.Errorf("merge %d: request time %d out of range", i, t)
 			}
-			args = append(args, strconv.FormatInt(t, 10))
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = strconv.AppendInt(buf, t, 10)
 		}
-		calls[i] = scriptCall{keys: []string{s.keys.timingKey(o.ID)}, args: args}
+		args := argv[5*i : 5*i+5 : 5*i+5]
+		args[0], args[1] = strconv.FormatInt(max(o.After, 0), 10), strconv.FormatInt(max(o.Before, 0), 10)
+		args[2], args[3], args[4] = ringCap, ttl, string(buf)
+		keys[i] = s.keys.timingKey(o.ID)
+		calls[i] = scriptCall{keys: keys[i : i+1 : i+1], args: args}
 	}
 	res := s.evalMulti(ctx, mergeScript, calls)
 	out := make([]Merged, len(batch))
 	for i, r := range res {
-		members, err := r.AsIntSlice()
+		m, err := parseMerged(r)
 		if err != nil {
 			return nil, fmt.Errorf("merge: %w", err)
 		}
-		if len(members) == 0 {
-			return nil, errors.New("merge: empty reply")
-		}
-		times := make([]int64, len(members)-1)
-		for j, m := range members[1:] {
-			times[j] = m / 1000
-		}
-		out[i] = Merged{ID: batch[i].ID, Times: times, Pending: int(members[0])}
+		m.ID = batch[i].ID
+		out[i] = m
 	}
 	return out, nil
+}
+
+// parseMerged decodes the merge script's reply: {pending, "m1,m2,..."}.
+func parseMerged(r rueidis.RedisResult) (Merged, error) {
+	arr, err := r.ToArray()
+	if err != nil {
+		return Merged{}, err
+	}
+	if len(arr) != 2 {
+		return Merged{}, fmt.Errorf("reply of %d elements, want 2", len(arr))
+	}
+	pending, err := arr[0].AsInt64()
+	if err != nil {
+		return Merged{}, err
+	}
+	list, err := arr[1].ToString()
+	if err != nil {
+		return Merged{}, err
+	}
+	var times []int64
+	if list != "" {
+		times = make([]int64, 0, strings.Count(list, ",")+1)
+	}
+	for list != "" {
+		f, rest, _ := strings.Cut(list, ",")
+		m, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || m < 0 {
+			return Merged{}, errors.New("member not an integer")
+		}
+		times = append(times, m/1000)
+		list = rest
+	}
+	return Merged{Times: times, Pending: int(pending)}, nil
 }
 
 // script is a Lua script called by its SHA-1, loaded on first NOSCRIPT.

@@ -89,12 +89,13 @@ type Replica struct {
 
 	pend [pendShards]pendShard
 
-	mu     sync.Mutex                 // guards fed, held, dirty and cursor: Tick's state
-	fed    map[identity.ID]int64      // last request time fed to the engine, Unix µs
-	held   map[identity.ID]struct{}   // identities with times held back in Redis
-	dirty  map[identity.ID]struct{}   // local quarantine changes not yet in Redis
-	cursor uint64                     // quarantine events read so far
-	resync atomic.Bool                // read the whole shared list at the next chance
+	mu     sync.Mutex               // guards fed, held, dirty, unsent and cursor: Tick's state
+	fed    map[identity.ID]int64    // last request time fed to the engine, Unix µs
+	held   map[identity.ID]struct{} // identities with times held back in Redis
+	dirty  map[identity.ID]struct{} // local quarantine changes not yet in Redis
+	unsent map[identity.ID][]int64  // times fed locally while Redis was away, for the others
+	cursor uint64                   // quarantine events read so far
+	resync atomic.Bool              // read the whole shared list at the next chance
 
 	stats Stats
 }
@@ -141,13 +142,14 @@ func New(o Options) *Replica {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Replica{
-		opts:  o,
-		log:   log.With("component", "shared"),
-		seed:  maphash.MakeSeed(),
-		admit: func(identity.ID, risk.Verdict, time.Time) {},
-		fed:   make(map[identity.ID]int64),
-		held:  make(map[identity.ID]struct{}),
-		dirty: make(map[identity.ID]struct{}),
+		opts:   o,
+		log:    log.With("component", "shared"),
+		seed:   maphash.MakeSeed(),
+		admit:  func(identity.ID, risk.Verdict, time.Time) {},
+		fed:    make(map[identity.ID]int64),
+		held:   make(map[identity.ID]struct{}),
+		dirty:  make(map[identity.ID]struct{}),
+		unsent: make(map[identity.ID][]int64),
 	}
 	for i := range r.pend {
 		r.pend[i].m = make(map[identity.ID][]int64)
@@ -198,6 +200,7 @@ func (r *Replica) Start(ctx context.Context, now time.Time) error {
 	for _, e := range local {
 		r.dirty[e.ID] = struct{}{}
 	}
+	_, r.cursor = r.opts.Quarantine.Events(^uint64(0)) // what came before is in local
 	r.mu.Unlock()
 	s, err := redisstore.Open(ctx, r.opts.Redis)
 	if err != nil {
@@ -244,7 +247,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		if s := r.store.Load(); s != nil && !subscribed {
 			subscribed = true
-			wg.Go(func() { r.follow(ctx, s) })
+			wg.Go(func() { r.Follow(ctx) })
 		}
 		r.Tick(ctx, now)
 	}
@@ -264,9 +267,14 @@ func (r *Replica) dial(ctx context.Context) {
 	r.log.Info("redis reachable: sharing state again", "redis", r.opts.Redis.String())
 }
 
-// follow merges the other replicas' changes into the local list until ctx
-// is done.
-func (r *Replica) follow(ctx context.Context, s *redisstore.Store) {
+// Follow merges the other replicas' changes into the local list until ctx
+// is done. Run starts it once connected; a virtual-time driver, which
+// calls Tick itself, starts it after Start.
+func (r *Replica) Follow(ctx context.Context) {
+	s := r.store.Load()
+	if s == nil {
+		return
+	}
 	_ = s.Subscribe(ctx, func(c redisstore.Change) {
 		now := time.Now()
 		switch c.Op {
@@ -346,6 +354,12 @@ func (r *Replica) call(ctx context.Context, now time.Time, f func(context.Contex
 // flushLocked ships one batch.
 func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 	batch := r.takeBatch()
+	// Times this replica decided on alone while Redis was away: the other
+	// replicas count them too once they are shipped. They are older than
+	// this replica's merge position, so they are stored, not fed twice.
+	for id, times := range r.unsent {
+		batch[id] = append(batch[id], times...)
+	}
 	for id := range r.held {
 		if _, ok := batch[id]; !ok {
 			batch[id] = nil // ask for the times Redis held back
@@ -382,9 +396,11 @@ func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 			slices.Sort(times)
 			r.feedLocked(id, times)
 			delete(r.held, id)
+			r.keepUnsentLocked(id, times)
 		}
 		return
 	}
+	clear(r.unsent)
 	r.stats.Batches.Add(1)
 	for i, id := range ids {
 		r.feedLocked(id, merged[i].Times)
@@ -418,6 +434,26 @@ func (r *Replica) feedLocked(id identity.ID, times []int64) {
 	if last != 0 {
 		r.fed[id] = last
 	}
+}
+
+// maxUnsent bounds the identities whose times wait for Redis to return.
+const maxUnsent = 100_000
+
+// keepUnsentLocked keeps id's latest times (at most perBatch) for the next
+// batch that reaches Redis.
+func (r *Replica) keepUnsentLocked(id identity.ID, times []int64) {
+	if len(times) == 0 {
+		return
+	}
+	if _, ok := r.unsent[id]; !ok && len(r.unsent) >= maxUnsent {
+		r.stats.Dropped.Add(uint64(len(times)))
+		return
+	}
+	if len(times) > perBatch {
+		r.stats.Dropped.Add(uint64(len(times) - perBatch))
+		times = times[len(times)-perBatch:]
+	}
+	r.unsent[id] = times
 }
 
 // takeBatch swaps out every shard's queue.

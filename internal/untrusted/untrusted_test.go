@@ -46,3 +46,42 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+func TestPlain(t *testing.T) {
+	for s, want := range map[string]bool{
+		"api-key-123":          true,
+		"ключ €":               true,
+		"203.0.113.7\u200b":    false, // zero-width space
+		"abc\u202egnp.exe":     false, // right-to-left override
+		"\ufeffbom":            false,
+		"soft\u00adhyphen":     false,
+		"iso\u2066late\u2069":  false,
+		"a\nb":                 false, // and everything Printable refuses
+		"<img src=x onerror=>": true,
+	} {
+		if got := Plain(s); got != want {
+			t.Errorf("Plain(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestVisible(t *testing.T) {
+	for in, want := range map[string]string{
+		"api-key 123":        "api-key 123",
+		"ключ":               "ключ",
+		"203.0.113.7\u200b":  `203.0.113.7\u{200B}`,
+		"a\u202eb":           `a\u{202E}b`,
+		"nb\u00a0sp":         `nb\u{00A0}sp`,
+		"hangul\u3164filler": `hangul\u{3164}filler`,
+		"tab\tnl\n":          `tab\u{0009}nl\u{000A}`,
+		"bad\xffutf8":        `bad\x{FF}utf8`,
+	} {
+		if got := Visible(in); got != want {
+			t.Errorf("Visible(%q) = %q, want %q", in, got, want)
+		}
+	}
+	s := "plain-text-key"
+	if n := testing.AllocsPerRun(100, func() { _ = Visible(s) }); n != 0 {
+		t.Errorf("Visible of plain text allocates %v times, want 0", n)
+	}
+}

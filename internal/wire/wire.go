@@ -71,6 +71,9 @@ func Build(cfg config.Config, x Extra) *Stack {
 			MaxTTL:       cfg.QuarantineMaxTTL,
 			Factor:       cfg.QuarantineFactor,
 			StrikeWindow: cfg.StrikeWindow,
+			// The list holds as many identities as the engine tracks; the
+			// state file's size cap follows from it.
+			MaxEntries: cfg.MaxClients,
 		}),
 		Limiter: volume.New(volume.Options{Rate: cfg.VolumeRate, Burst: cfg.VolumeBurst, MaxClients: cfg.MaxClients}),
 		Lists:   quarantine.NewLists(cfg.Allow, cfg.Deny),

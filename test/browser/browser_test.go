@@ -170,7 +170,7 @@ func js(s string) string {
 // error and no CSP violation throughout.
 func TestCommandCenter(t *testing.T) {
 	execPath := chromium(t)
-	svc := start(t, "--demo", "--admin-token", adminToken, "--identity-header", identityHeader)
+	svc := start(t, "--demo", "--admin-token", adminToken, "--identity-header", identityHeader, "--show-identities") // hostile identities shown as they are: that is what the test checks
 	client := authv3.NewAuthorizationClient(svc.Dial(t))
 
 	ctx := browser(t, execPath, 3*time.Minute)
