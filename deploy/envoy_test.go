@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
 const (
@@ -263,6 +265,7 @@ type envoyFacts struct {
 	upstreamHost   string
 	upstreamPort   uint32
 	listenerPort   uint32
+	authzTLS       bool // the ext_authz cluster has a TLS transport_socket
 }
 
 // flowlockPolicyErrors reports deviations from what Flow Lock needs of an
@@ -419,6 +422,24 @@ func authzClusterErrors(where string, c *clusterv3.Cluster, facts *envoyFacts) [
 	if len(eps) > 0 && len(eps[0].GetLbEndpoints()) > 0 {
 		sa := eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
 		facts.authzHost, facts.authzPort = sa.GetAddress(), sa.GetPortValue()
+	}
+	if ts := c.GetTransportSocket(); ts != nil {
+		tlsCtx := new(tlsv3.UpstreamTlsContext)
+		if ts.GetTypedConfig().UnmarshalTo(tlsCtx) != nil {
+			bad("transport_socket must be TLS (UpstreamTlsContext) to match --grpc-tls-cert")
+			return errs
+		}
+		facts.authzTLS = true
+		ctx := tlsCtx.GetCommonTlsContext()
+		if !slices.Contains(ctx.GetAlpnProtocols(), "h2") {
+			bad("transport_socket: common_tls_context.alpn_protocols must offer h2: gRPC servers refuse TLS without it, and fail-open would hide that")
+		}
+		if ctx.GetValidationContext().GetTrustedCa() == nil && ctx.GetValidationContextSdsSecretConfig() == nil {
+			bad("transport_socket: common_tls_context.validation_context.trusted_ca must be set, or Envoy believes any server")
+		}
+		if len(ctx.GetTlsCertificates()) == 0 && len(ctx.GetTlsCertificateSdsSecretConfigs()) == 0 {
+			bad("transport_socket: common_tls_context must present a client certificate for --grpc-client-ca")
+		}
 	}
 	return errs
 }
@@ -891,4 +912,97 @@ func clusterNamed(t *testing.T, b *bootstrapv3.Bootstrap, name string) *clusterv
 	}
 	t.Fatalf("no cluster %q", name)
 	return nil
+}
+
+const (
+	tlsExampleStart = "# transport-socket-example:start"
+	tlsExampleEnd   = "# transport-socket-example:end"
+)
+
+// withTLSExample returns the demo bootstrap with the commented
+// transport_socket example of the flowlock cluster uncommented, as an
+// operator would, after edit has changed the commented text.
+func withTLSExample(t *testing.T, edit func(string) string) string {
+	t.Helper()
+	doc := string(readEnvoyFile(t))
+	i, j := strings.Index(doc, tlsExampleStart), strings.Index(doc, tlsExampleEnd)
+	if i < 0 || j < i {
+		t.Fatalf("%s lacks the commented transport_socket example between %q and %q", envoyFile, tlsExampleStart, tlsExampleEnd)
+	}
+	i = strings.Index(doc[i:], "\n") + i + 1
+	block := edit(doc[i:j])
+	var out strings.Builder
+	for line := range strings.Lines(block) {
+		trimmed := strings.TrimLeft(line, " ")
+		indent := line[:len(line)-len(trimmed)]
+		switch {
+		case strings.HasPrefix(trimmed, "# "):
+			out.WriteString(indent + trimmed[2:])
+		case strings.TrimSpace(trimmed) == "":
+			out.WriteString(line)
+		default:
+			t.Fatalf("line %q of the example is not commented out", line)
+		}
+	}
+	return doc[:i] + out.String() + doc[j:]
+}
+
+// TestEnvoyTransportSocketExample validates the commented mutual-TLS
+// example for real: uncommented, the bootstrap must load, pass Envoy's
+// startup checks and Flow Lock's, and put TLS on the flowlock cluster.
+func TestEnvoyTransportSocketExample(t *testing.T) {
+	b, err := loadBootstrap([]byte(withTLSExample(t, func(s string) string { return s })))
+	if err != nil {
+		t.Fatalf("the uncommented example does not load: %v", err)
+	}
+	if err := envoyStartupErrors(b); err != nil {
+		t.Fatalf("Envoy would refuse the uncommented example:\n%v", err)
+	}
+	facts, err := flowlockPolicyErrors(b)
+	if err != nil {
+		t.Fatalf("the uncommented example breaks Flow Lock's settings:\n%v", err)
+	}
+	if !facts.authzTLS {
+		t.Fatal("the uncommented example does not put TLS on the flowlock cluster")
+	}
+	tlsCtx := new(tlsv3.UpstreamTlsContext)
+	if err := clusterNamed(t, b, "flowlock").GetTransportSocket().GetTypedConfig().UnmarshalTo(tlsCtx); err != nil {
+		t.Fatal(err)
+	}
+	if got := tlsCtx.GetCommonTlsContext().GetTlsCertificates()[0].GetCertificateChain().GetFilename(); got == "" {
+		t.Error("the example presents no client certificate file")
+	}
+	if facts := loadDemoEnvoy(t); facts.authzTLS {
+		t.Error("the shipped demo (plaintext Flow Lock) has TLS on the flowlock cluster; the example must stay commented")
+	}
+}
+
+// TestEnvoyTransportSocketExampleMistakes shows that the policy catches
+// the mistakes an operator could make when adapting the example.
+func TestEnvoyTransportSocketExampleMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"no ALPN", "    #       alpn_protocols: [h2]\n", "", "alpn_protocols must offer h2"},
+		{"server not verified", "validation_context:", "validation_context_unused:", "unknown field"},
+		{"no trusted CA", "    #         trusted_ca: { filename: /etc/envoy/flowlock/ca.pem }\n", "", "trusted_ca must be set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := withTLSExample(t, func(s string) string {
+				if strings.Count(s, tc.old) != 1 {
+					t.Fatalf("%q occurs %d times in the example, want 1", tc.old, strings.Count(s, tc.old))
+				}
+				return strings.Replace(s, tc.old, tc.new, 1)
+			})
+			b, err := loadBootstrap([]byte(doc))
+			if err == nil {
+				if err = envoyStartupErrors(b); err == nil {
+					_, err = flowlockPolicyErrors(b)
+				}
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
 }

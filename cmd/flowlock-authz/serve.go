@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/flowlock/flowlock/dashboard"
@@ -60,7 +59,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	lis, err := listen(cfg)
+	lis, err := openListeners(cfg, log) // listeners.go: caps, allow-lists, TLS, gRPC limits
 	if err != nil {
 		return err
 	}
@@ -160,27 +159,7 @@ func (s *service) restore(ctx context.Context) error {
 // --forward-auth-addr is set.
 type listeners struct {
 	grpc, http, forwardAuth net.Listener
-}
-
-// listen opens every listener, so that an address in use stops startup
-// with the flag that names it.
-func listen(cfg config.Config) (*listeners, error) {
-	l := &listeners{}
-	var err error
-	if l.grpc, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("--grpc-addr %s: %w", cfg.GRPCAddr, err)
-	}
-	if l.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		l.close()
-		return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
-	}
-	if cfg.ForwardAuthAddr != "" {
-		if l.forwardAuth, err = net.Listen("tcp", cfg.ForwardAuthAddr); err != nil {
-			l.close()
-			return nil, fmt.Errorf("--forward-auth-addr %s: %w", cfg.ForwardAuthAddr, err)
-		}
-	}
-	return l, nil
+	grpcOptions             []grpc.ServerOption // limits and TLS of the gRPC server
 }
 
 func (l *listeners) close() {
@@ -209,10 +188,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
 	})
-	srv.grpc = grpc.NewServer(
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(4<<20),
-	)
+	srv.grpc = grpc.NewServer(lis.grpcOptions...)
 	srv.health = health.NewServer()
 	authv3.RegisterAuthorizationServer(srv.grpc, checker)
 	healthpb.RegisterHealthServer(srv.grpc, srv.health)

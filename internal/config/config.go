@@ -267,6 +267,95 @@ type Config struct {
 	// stops a DNS-rebinding page in an operator's browser from reading
 	// the API. Default ["localhost"].
 	HTTPAllowedHosts []string
+
+	// GRPCMaxRecvBytes is the largest gRPC message the server reads; a
+	// larger one is refused with RESOURCE_EXHAUSTED before its body is
+	// buffered. Real CheckRequests are 1-2 KB, and Envoy caps request
+	// headers at 60 KiB by default. Range 4096-16777216. Default 262144.
+	GRPCMaxRecvBytes int
+
+	// GRPCMaxStreams is how many gRPC calls one connection may have in
+	// flight (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); Envoy opens another
+	// connection past it. Range 1-100000. Default 256.
+	GRPCMaxStreams int
+
+	// GRPCHandshakeTimeout bounds how long a new gRPC connection may take
+	// to finish its TLS handshake and send the HTTP/2 preface before it is
+	// closed. Range 100ms-1m. Default 5s.
+	GRPCHandshakeTimeout time.Duration
+
+	// GRPCIdleTimeout closes a gRPC connection that has had no call in
+	// flight for this long (with a GOAWAY, so a client reconnects
+	// cleanly). 0 never closes idle connections. Default 5m.
+	GRPCIdleTimeout time.Duration
+
+	// GRPCKeepaliveTime is how long a gRPC connection may be quiet before
+	// the server pings it; a ping not answered within as long again closes
+	// it, so dead peers do not hold connections. At least 1s. Default 30s.
+	GRPCKeepaliveTime time.Duration
+
+	// GRPCMaxInflight caps the gRPC calls in flight across all
+	// connections. Each may hold up to GRPCMaxRecvBytes while its message
+	// arrives, so together they bound that memory (1024 x 256 KiB = 256
+	// MiB); a call past the cap is refused with RESOURCE_EXHAUSTED, which
+	// Envoy fails open. A Check takes well under a millisecond, so 1024 in
+	// flight is hundreds of thousands a second. Range 1-1000000.
+	// Default 1024.
+	GRPCMaxInflight int
+
+	// GRPCCheckTimeout is the deadline given to a Check that arrives
+	// without one (Envoy sends grpc-timeout, its own ext_authz timeout), so
+	// a client that starts a large message and stalls frees its slot and
+	// memory. Range 100ms-1m. Default 10s.
+	GRPCCheckTimeout time.Duration
+
+	// GRPCMaxConns caps the open connections of the gRPC listener. At the
+	// cap a new connection closes the oldest one that has not completed
+	// its handshake (TLS, or the HTTP/2 preface); if every open connection
+	// has, the new one is closed. The caps of the three listeners are
+	// lowered at start to fit the process's descriptor limit. A
+	// connection costs about 10 KB resident and 90 KB of address space
+	// before it says anything; Envoy opens one or two per worker thread.
+	// Range 1-1000000. Default 1024.
+	GRPCMaxConns int
+
+	// HTTPMaxConns caps the open connections of the HTTP listener, with
+	// the same rule as GRPCMaxConns. Its budget is separate, so a flood of
+	// the gRPC port leaves health checks and the dashboard answering.
+	// Range 1-1000000. Default 256.
+	HTTPMaxConns int
+
+	// ForwardAuthMaxConns caps the open connections of the forward-auth
+	// listener, with the same rule. Range 1-1000000. Default 1024.
+	ForwardAuthMaxConns int
+
+	// GRPCAllowPeers, when not empty, lists the only peers that may
+	// connect to the gRPC listener; other connections are closed at
+	// accept. Default empty: any peer.
+	GRPCAllowPeers []netip.Prefix
+
+	// ForwardAuthAllowPeers is GRPCAllowPeers for the forward-auth
+	// listener. Default empty: any peer.
+	ForwardAuthAllowPeers []netip.Prefix
+
+	// GRPCTLSCert and GRPCTLSKey are PEM files of the gRPC listener's
+	// certificate chain and key; set both or neither. They are reloaded
+	// when they change, without a restart. Default "": plaintext.
+	GRPCTLSCert, GRPCTLSKey string
+
+	// GRPCClientCA is a PEM file of the CAs that sign the client
+	// certificates the gRPC listener requires (mutual TLS). Needs
+	// GRPCTLSCert. Default "": no client certificate is asked for.
+	GRPCClientCA string
+
+	// ForwardAuthTLSCert, ForwardAuthTLSKey and ForwardAuthClientCA are
+	// the same for the forward-auth listener. Default "": plaintext.
+	ForwardAuthTLSCert, ForwardAuthTLSKey, ForwardAuthClientCA string
+
+	// HTTPTLSCert, HTTPTLSKey and HTTPClientCA are the same for the HTTP
+	// listener. A client CA there locks out probes that present no
+	// certificate (the kubelet's). Default "": plaintext.
+	HTTPTLSCert, HTTPTLSKey, HTTPClientCA string
 }
 
 // RedisAddrs returns RedisAddr split at commas, nil when it is "".
@@ -308,6 +397,17 @@ func Default() Config {
 		LogFormat:          "text",
 		RedisKeyPrefix:     "flowlock:",
 		HTTPAllowedHosts:   []string{"localhost"},
+
+		GRPCMaxRecvBytes:     256 << 10,
+		GRPCMaxStreams:       256,
+		GRPCHandshakeTimeout: 5 * time.Second,
+		GRPCIdleTimeout:      5 * time.Minute,
+		GRPCKeepaliveTime:    30 * time.Second,
+		GRPCMaxInflight:      1024,
+		GRPCCheckTimeout:     10 * time.Second,
+		GRPCMaxConns:         1024,
+		HTTPMaxConns:         256,
+		ForwardAuthMaxConns:  1024,
 	}
 }
 

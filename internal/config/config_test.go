@@ -100,6 +100,27 @@ func TestDefault(t *testing.T) {
 		{"redis-key-prefix", "flowlock:"},
 		{"show-identities", false},
 		{"http-allowed-hosts", []string{"localhost"}},
+		{"grpc-max-recv-bytes", 262144},
+		{"grpc-max-streams", 256},
+		{"grpc-handshake-timeout", "5s"},
+		{"grpc-idle-timeout", "5m"},
+		{"grpc-keepalive-time", "30s"},
+		{"grpc-max-inflight", 1024},
+		{"grpc-check-timeout", "10s"},
+		{"grpc-max-conns", 1024},
+		{"http-max-conns", 256},
+		{"forward-auth-max-conns", 1024},
+		{"grpc-allow-peers", []string{}},
+		{"forward-auth-allow-peers", []string{}},
+		{"grpc-tls-cert", ""},
+		{"grpc-tls-key", ""},
+		{"grpc-client-ca", ""},
+		{"forward-auth-tls-cert", ""},
+		{"forward-auth-tls-key", ""},
+		{"forward-auth-client-ca", ""},
+		{"http-tls-cert", ""},
+		{"http-tls-key", ""},
+		{"http-client-ca", ""},
 	}
 	if len(tests) != len(settings) {
 		t.Errorf("test lists %d settings, the table has %d", len(tests), len(settings))
@@ -161,6 +182,28 @@ func TestLoadGoodFile(t *testing.T) {
 		RedisKeyPrefix:     "fl-test:",
 		ShowIdentities:     true,
 		HTTPAllowedHosts:   []string{"flowlock.example.com", "*.internal.example"},
+
+		GRPCMaxRecvBytes:      65536,
+		GRPCMaxStreams:        64,
+		GRPCHandshakeTimeout:  2 * time.Second,
+		GRPCIdleTimeout:       0,
+		GRPCKeepaliveTime:     time.Minute,
+		GRPCMaxInflight:       512,
+		GRPCCheckTimeout:      3 * time.Second,
+		GRPCMaxConns:          2000,
+		HTTPMaxConns:          100,
+		ForwardAuthMaxConns:   3000,
+		GRPCAllowPeers:        []netip.Prefix{mustPrefix("10.1.0.0/16")},
+		ForwardAuthAllowPeers: []netip.Prefix{mustPrefix("10.2.0.0/16")},
+		GRPCTLSCert:           filepath.Join("testdata", "tls", "grpc.crt"),
+		GRPCTLSKey:            filepath.Join("testdata", "tls", "grpc.key"),
+		GRPCClientCA:          filepath.Join("testdata", "tls", "envoy-ca.pem"),
+		ForwardAuthTLSCert:    filepath.Join("testdata", "tls", "fa.crt"),
+		ForwardAuthTLSKey:     filepath.Join("testdata", "tls", "fa.key"),
+		ForwardAuthClientCA:   filepath.Join("testdata", "tls", "proxy-ca.pem"),
+		HTTPTLSCert:           filepath.Join("testdata", "tls", "http.crt"),
+		HTTPTLSKey:            filepath.Join("testdata", "tls", "http.key"),
+		HTTPClientCA:          filepath.Join("testdata", "tls", "ops-ca.pem"),
 	}
 	if d := diffConfig(got, want); d != "" {
 		t.Errorf("Load(good.yaml) differs:%s", d)
@@ -320,6 +363,15 @@ func TestValidate(t *testing.T) {
 		{"clock skew zero", func(c *Config) { c.ClockSkew = 0 }, nil},
 		{"clock skew too large", func(c *Config) { c.ClockSkew = 2 * time.Hour }, []string{"--clock-skew (FLOWLOCK_CLOCK_SKEW): must be 0-1h, got 2h"}},
 		{"volume burst with rate", func(c *Config) { c.VolumeRate, c.VolumeBurst = 5, 50 }, nil},
+		{"mutual TLS on every listener", func(c *Config) {
+			c.ForwardAuthAddr = "127.0.0.1:0"
+			c.GRPCTLSCert, c.GRPCTLSKey, c.GRPCClientCA = "g.crt", "g.key", "ca.pem"
+			c.ForwardAuthTLSCert, c.ForwardAuthTLSKey, c.ForwardAuthClientCA = "f.crt", "f.key", "ca.pem"
+			c.HTTPTLSCert, c.HTTPTLSKey, c.HTTPClientCA = "h.crt", "h.key", "ca.pem"
+		}, nil},
+		{"idle timeout off", func(c *Config) { c.GRPCIdleTimeout = 0 }, nil},
+		{"forward-auth TLS without its listener", func(c *Config) { c.ForwardAuthTLSCert, c.ForwardAuthTLSKey = "f.crt", "f.key" },
+			[]string{"--forward-auth-tls-cert (FLOWLOCK_FORWARD_AUTH_TLS_CERT): has no effect without --forward-auth-addr"}},
 		{"every problem reported", func(c *Config) {
 			c.IPv6Prefix, c.Mode, c.LogLevel, c.Confirm = 200, "block", "trace", 0
 		}, []string{

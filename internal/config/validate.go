@@ -187,6 +187,8 @@ func (c Config) Validate() error {
 		bad("volume-burst", "has no effect without --volume-rate; set both or neither")
 	}
 
+	checkNetwork(c, bad)
+
 	return errors.Join(errs...)
 }
 
@@ -384,4 +386,79 @@ func checkAllowedHost(h string) error {
 		}
 	}
 	return nil
+}
+
+// Bounds of the network settings checked by Validate.
+const (
+	minGRPCMaxRecvBytes     = 4 << 10
+	maxGRPCMaxRecvBytes     = 16 << 20
+	maxGRPCMaxStreams       = 100_000
+	minGRPCHandshakeTimeout = 100 * time.Millisecond
+	maxGRPCHandshakeTimeout = time.Minute
+	minGRPCKeepaliveTime    = time.Second
+	maxConns                = 1_000_000
+)
+
+// checkNetwork checks the listeners' limits, allow-lists and TLS files.
+func checkNetwork(c Config, bad func(flag, format string, args ...any)) {
+	if c.GRPCMaxRecvBytes < minGRPCMaxRecvBytes || c.GRPCMaxRecvBytes > maxGRPCMaxRecvBytes {
+		bad("grpc-max-recv-bytes", "must be %d-%d, got %d", minGRPCMaxRecvBytes, maxGRPCMaxRecvBytes, c.GRPCMaxRecvBytes)
+	}
+	if c.GRPCMaxStreams < 1 || c.GRPCMaxStreams > maxGRPCMaxStreams {
+		bad("grpc-max-streams", "must be 1-%d, got %d", maxGRPCMaxStreams, c.GRPCMaxStreams)
+	}
+	if c.GRPCHandshakeTimeout < minGRPCHandshakeTimeout || c.GRPCHandshakeTimeout > maxGRPCHandshakeTimeout {
+		bad("grpc-handshake-timeout", "must be %s-%s, got %s", minGRPCHandshakeTimeout,
+			formatDuration(maxGRPCHandshakeTimeout), formatDuration(c.GRPCHandshakeTimeout))
+	}
+	if c.GRPCIdleTimeout < 0 || (c.GRPCIdleTimeout > 0 && c.GRPCIdleTimeout < time.Second) {
+		bad("grpc-idle-timeout", "must be 0 (never) or at least 1s, got %s", formatDuration(c.GRPCIdleTimeout))
+	}
+	if c.GRPCKeepaliveTime < minGRPCKeepaliveTime {
+		bad("grpc-keepalive-time", "must be at least %s, got %s", minGRPCKeepaliveTime, formatDuration(c.GRPCKeepaliveTime))
+	}
+	if c.GRPCMaxInflight < 1 || c.GRPCMaxInflight > maxConns {
+		bad("grpc-max-inflight", "must be 1-%d, got %d", maxConns, c.GRPCMaxInflight)
+	}
+	if c.GRPCCheckTimeout < minGRPCHandshakeTimeout || c.GRPCCheckTimeout > maxGRPCHandshakeTimeout {
+		bad("grpc-check-timeout", "must be %s-%s, got %s", minGRPCHandshakeTimeout,
+			formatDuration(maxGRPCHandshakeTimeout), formatDuration(c.GRPCCheckTimeout))
+	}
+	for _, l := range []struct {
+		flag string
+		n    int
+	}{{"grpc-max-conns", c.GRPCMaxConns}, {"http-max-conns", c.HTTPMaxConns}, {"forward-auth-max-conns", c.ForwardAuthMaxConns}} {
+		if l.n < 1 || l.n > maxConns {
+			bad(l.flag, "must be 1-%d, got %d", maxConns, l.n)
+		}
+	}
+	checkPrefixes("grpc-allow-peers", c.GRPCAllowPeers, bad)
+	checkPrefixes("forward-auth-allow-peers", c.ForwardAuthAllowPeers, bad)
+	for _, l := range []struct {
+		prefix, cert, key, ca string
+	}{
+		{"grpc", c.GRPCTLSCert, c.GRPCTLSKey, c.GRPCClientCA},
+		{"forward-auth", c.ForwardAuthTLSCert, c.ForwardAuthTLSKey, c.ForwardAuthClientCA},
+		{"http", c.HTTPTLSCert, c.HTTPTLSKey, c.HTTPClientCA},
+	} {
+		switch {
+		case l.cert != "" && l.key == "":
+			bad(l.prefix+"-tls-key", "must be set with --%s-tls-cert", l.prefix)
+		case l.cert == "" && l.key != "":
+			bad(l.prefix+"-tls-cert", "must be set with --%s-tls-key", l.prefix)
+		}
+		if l.ca != "" && l.cert == "" {
+			bad(l.prefix+"-client-ca", "needs --%s-tls-cert and --%s-tls-key: client certificates are only asked for over TLS", l.prefix, l.prefix)
+		}
+	}
+	if c.ForwardAuthAddr == "" {
+		for flag, set := range map[string]bool{
+			"forward-auth-allow-peers": len(c.ForwardAuthAllowPeers) > 0,
+			"forward-auth-tls-cert":    c.ForwardAuthTLSCert != "",
+		} {
+			if set {
+				bad(flag, "has no effect without --forward-auth-addr")
+			}
+		}
+	}
 }
