@@ -163,7 +163,7 @@ func (l *Listener) admit(c *conn) bool {
 			return false
 		}
 		l.evicted.Add(1)
-		victim.Close() // releases its slot and leaves the pending list
+		_ = victim.Close() // releases its slot and leaves the pending list
 	}
 }
 
