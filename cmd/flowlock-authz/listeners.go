@@ -19,6 +19,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/listen"
+	"github.com/flowlock/flowlock/internal/metrics"
 )
 
 // fdReserve is how many file descriptors are kept out of the listeners'
@@ -65,18 +66,18 @@ func openListeners(cfg config.Config, log *slog.Logger) (_ *listeners, err error
 			ls.close()
 		}
 	}()
-	if ls.grpc, err = listenTCP("grpc-addr", cfg.GRPCAddr, listen.Options{
+	if ls.grpc, err = ls.listenTCP("grpc-addr", cfg.GRPCAddr, listen.Options{
 		Name: "grpc", MaxConns: grpcCap, Allow: cfg.GRPCAllowPeers, TLS: grpcCerts != nil, Logger: log,
 	}, nil); err != nil {
 		return nil, err
 	}
-	if ls.http, err = listenTCP("http-addr", cfg.HTTPAddr, listen.Options{
+	if ls.http, err = ls.listenTCP("http-addr", cfg.HTTPAddr, listen.Options{
 		Name: "http", MaxConns: httpCap, TLS: httpCerts != nil, Logger: log,
 	}, httpCerts); err != nil {
 		return nil, err
 	}
 	if cfg.ForwardAuthAddr != "" {
-		if ls.forwardAuth, err = listenTCP("forward-auth-addr", cfg.ForwardAuthAddr, listen.Options{
+		if ls.forwardAuth, err = ls.listenTCP("forward-auth-addr", cfg.ForwardAuthAddr, listen.Options{
 			Name: "forward-auth", MaxConns: faCap, Allow: cfg.ForwardAuthAllowPeers, TLS: faCerts != nil, Logger: log,
 		}, faCerts); err != nil {
 			return nil, err
@@ -105,16 +106,31 @@ func openListeners(cfg config.Config, log *slog.Logger) (_ *listeners, err error
 
 // listenTCP listens on addr with opts, and serves TLS from certs when it is
 // not nil. The gRPC listener gets nil: gRPC does its own TLS.
-func listenTCP(flag, addr string, opts listen.Options, certs *listen.Certs) (net.Listener, error) {
+func (ls *listeners) listenTCP(flag, addr string, opts listen.Options, certs *listen.Certs) (net.Listener, error) {
 	inner, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--%s %s: %w", flag, addr, err)
 	}
-	var l net.Listener = listen.Limit(inner, opts)
+	limited := listen.Limit(inner, opts)
+	ls.limited = append(ls.limited, limited)
+	var l net.Listener = limited
 	if certs != nil {
 		l = tls.NewListener(l, certs.ServerConfig())
 	}
 	return l, nil
+}
+
+// counts reads every listener's connection counts, for metrics.
+func (ls *listeners) counts() []metrics.ListenerCounts {
+	out := make([]metrics.ListenerCounts, 0, len(ls.limited))
+	for _, l := range ls.limited {
+		st := l.Stats()
+		out = append(out, metrics.ListenerCounts{
+			Name: l.Name(), Open: float64(st.Open),
+			Evicted: float64(st.Evicted), Refused: float64(st.Refused), Denied: float64(st.Denied),
+		})
+	}
+	return out
 }
 
 // loadCerts loads the TLS files of the listener whose flags start with

@@ -26,6 +26,7 @@ import (
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/listen"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
@@ -63,6 +64,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	svc.m.RegisterSources(svc.reg, metrics.Sources{Listeners: lis.counts})
 	defer lis.close()
 	return svc.run(ctx, lis, stderr)
 }
@@ -160,10 +162,11 @@ func (s *service) restore(ctx context.Context) error {
 type listeners struct {
 	grpc, http, forwardAuth net.Listener
 	grpcOptions             []grpc.ServerOption // limits and TLS of the gRPC server
+	limited                 []*listen.Listener  // the connection caps, for metrics
 }
 
-func (l *listeners) close() {
-	for _, x := range []net.Listener{l.grpc, l.http, l.forwardAuth} {
+func (ls *listeners) close() {
+	for _, x := range []net.Listener{ls.grpc, ls.http, ls.forwardAuth} {
 		if x != nil {
 			x.Close()
 		}

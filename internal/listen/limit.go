@@ -194,6 +194,9 @@ func (l *Listener) warnDenied(peer net.Addr) {
 		"peer", peer.String(), "denied", l.denied.Load())
 }
 
+// Name returns the listener's name (Options.Name).
+func (l *Listener) Name() string { return l.name }
+
 // Stats returns the listener's counters.
 func (l *Listener) Stats() Stats {
 	l.mu.Lock()

@@ -228,6 +228,19 @@ type Sources struct {
 	// Shared: flowlock_shared_operations_total{op}, what the link to the
 	// other replicas did.
 	Shared func() SharedCounts
+	// Listeners: flowlock_listener_open_connections{listener} and
+	// flowlock_listener_closed_connections_total{listener,reason}, the
+	// connection caps and peer allow-lists at work.
+	Listeners func() []ListenerCounts
+}
+
+// ListenerCounts are one listener's connection figures.
+type ListenerCounts struct {
+	Name    string  // "grpc", "http" or "forward-auth"
+	Open    float64 // connections open now
+	Evicted float64 // unestablished connections closed to make room (a flood)
+	Refused float64 // new connections closed at the cap
+	Denied  float64 // connections from peers off the allow-list
 }
 
 // SharedCounts are the counters of the link to the other replicas.
@@ -266,6 +279,16 @@ func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 			Help: "Identities whose timing state was evicted to stay within the tracking cap.",
 		}, src.RiskEvictions))
 	}
+	if src.Listeners != nil {
+		reg.MustRegister(&listenerCollector{
+			f: src.Listeners,
+			open: prometheus.NewDesc(prometheus.BuildFQName(namespace, "listener", "open_connections"),
+				"Connections open now, by listener.", []string{"listener"}, nil),
+			closed: prometheus.NewDesc(prometheus.BuildFQName(namespace, "listener", "closed_connections_total"),
+				"Connections the service closed itself, by listener and reason: evicted (unestablished, to make room under a flood), refused (at the cap), denied (peer off the allow-list).",
+				[]string{"listener", "reason"}, nil),
+		})
+	}
 	if src.Shared != nil {
 		reg.MustRegister(&shared{
 			f: src.Shared,
@@ -281,6 +304,23 @@ func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 				"Quarantine entries dropped to stay within the list's cap, by kind: active quarantines ended early, or strike history.",
 				[]string{"kind"}, nil),
 		})
+	}
+}
+
+// listenerCollector collects the listeners' figures from one reading.
+type listenerCollector struct {
+	f            func() []ListenerCounts
+	open, closed *prometheus.Desc
+}
+
+func (c *listenerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.open; ch <- c.closed }
+
+func (c *listenerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.f() {
+		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, l.Open, l.Name)
+		ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, l.Evicted, l.Name, "evicted")
+		ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, l.Refused, l.Name, "refused")
+		ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, l.Denied, l.Name, "denied")
 	}
 }
 

@@ -66,6 +66,11 @@ func newGathered(t *testing.T) (*prometheus.Registry, *Metrics) {
 		ActiveQuarantines:   func() float64 { return 3 },
 		RiskEvictions:       func() float64 { return 7 },
 		QuarantineEvictions: func() (float64, float64) { return 2, 5 },
+		SharedUp:            func() float64 { return 1 },
+		Shared:              func() SharedCounts { return SharedCounts{Batches: 10, Merged: 40, Admitted: 1, Mirrored: 2} },
+		Listeners: func() []ListenerCounts {
+			return []ListenerCounts{{Name: "grpc", Open: 3, Evicted: 7}, {Name: "http", Open: 1, Denied: 2}}
+		},
 	})
 	record(t, m)
 	return reg, m
