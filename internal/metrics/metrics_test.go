@@ -127,6 +127,7 @@ func TestNoForbiddenLabels(t *testing.T) {
 	allowed := map[string]bool{
 		"decision": true, "reason": true, "mode": true, "kind": true,
 		"result": true, "version": true, "goversion": true, "le": true,
+		"op": true, "listener": true, // set by code: shared-state operations, the three listeners
 	}
 	for _, mf := range mfs {
 		if !strings.HasPrefix(mf.GetName(), "flowlock_") {
