@@ -252,6 +252,16 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 // run serves on lis until ctx is cancelled or a server fails, then shuts
 // down in order.
 func (s *service) run(ctx context.Context, lis *listeners, stderr io.Writer) error {
+	if rep := s.stack.Replica; rep != nil {
+		// Every standing quarantine from Redis before anything serves; an
+		// unreachable Redis is retried in the background (Run).
+		sctx, cancel := context.WithTimeout(ctx, sharedStartTimeout)
+		err := rep.Start(sctx, time.Now())
+		cancel()
+		if err != nil {
+			return err // names the setting: retrying cannot help
+		}
+	}
 	srv := s.newServers(lis, stderr)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -276,14 +286,6 @@ func (s *service) run(ctx context.Context, lis *listeners, stderr io.Writer) err
 		g.Go(func() error { return runDemo(gctx, lis.grpc.Addr().String(), s.log) })
 	}
 	if rep := s.stack.Replica; rep != nil {
-		// Every standing quarantine from Redis before SERVING; an
-		// unreachable Redis is retried in the background.
-		sctx, cancel := context.WithTimeout(gctx, sharedStartTimeout)
-		err := rep.Start(sctx, time.Now())
-		cancel()
-		if err != nil {
-			return errors.Join(err, s.shutdown(ctx, srv, g))
-		}
 		g.Go(func() error { return rep.Run(gctx) })
 	}
 

@@ -72,7 +72,14 @@ func Binaries(t testing.TB) (server, cli string) {
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	Binaries(t)
-	port := FreePort(t, false)
+	return StartOn(t, FreePort(t, false), opts...)
+}
+
+// StartOn starts one redis-server on the given loopback port, for a test
+// that needs the address before the server exists.
+func StartOn(t testing.TB, port int, opts ...Option) *Server {
+	t.Helper()
+	Binaries(t)
 	var extra []string
 	for _, o := range opts {
 		extra = append(extra, o...)
