@@ -3,8 +3,10 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -258,8 +260,7 @@ func routerLast(path string, filters []*hcmv3.HttpFilter) []error {
 // agree with.
 type envoyFacts struct {
 	xffTrustedHops uint32 // HTTP connection manager xff_num_trusted_hops
-	authzHost      string // address of the ext_authz cluster's endpoint
-	authzPort      uint32
+	authzHosts     string // the ext_authz cluster's endpoints, "host:port,host:port"
 	upstreamHost   string
 	upstreamPort   uint32
 	listenerPort   uint32
@@ -415,11 +416,14 @@ func authzClusterErrors(where string, c *clusterv3.Cluster, facts *envoyFacts) [
 	if !grpcHC {
 		bad("needs an active gRPC health check (grpc_health_check, service_name %s)", authzHealthService)
 	}
-	eps := c.GetLoadAssignment().GetEndpoints()
-	if len(eps) > 0 && len(eps[0].GetLbEndpoints()) > 0 {
-		sa := eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
-		facts.authzHost, facts.authzPort = sa.GetAddress(), sa.GetPortValue()
+	var hosts []string
+	for _, ep := range c.GetLoadAssignment().GetEndpoints() {
+		for _, lb := range ep.GetLbEndpoints() {
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			hosts = append(hosts, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+		}
 	}
+	facts.authzHosts = strings.Join(hosts, ",")
 	return errs
 }
 
@@ -529,8 +533,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 	facts := loadDemoEnvoy(t)
 	want := envoyFacts{
 		xffTrustedHops: 0,
-		authzHost:      "flowlock",
-		authzPort:      9191,
+		authzHosts:     "flowlock-1:9191,flowlock-2:9191",
 		upstreamHost:   "sample-api",
 		upstreamPort:   8081,
 		listenerPort:   8000,
