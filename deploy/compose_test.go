@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -57,7 +58,151 @@ func loadCompose(t *testing.T, file string, env map[string]string, profiles ...s
 // composeFacts are the values of the compose file that the test compares
 // across files.
 type composeFacts struct {
-	flowlock config.Config // flowlock-authz settings as the container gets them
+	flowlock config.Config // flowlock-authz settings of the first replica
+	replicas []string      // the Flow Lock services, sorted
+}
+
+// flowlockReplicas returns the services that run flowlock-authz: built from
+// the flowlock stage, with the image's entrypoint (the attacker runs
+// flowlock-sim from the same image).
+func flowlockReplicas(p *types.Project) []string {
+	var names []string
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		if s.Build != nil && s.Build.Target == "flowlock" && len(s.Entrypoint) == 0 {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// replicaErrors checks one Flow Lock service and returns its settings; ok
+// is false when flowlock-authz would refuse them. stateVolumes maps each
+// state volume to the replica that uses it.
+func replicaErrors(p *types.Project, name string, df *dockerfile, stateVolumes map[string]string, bad func(string, ...any)) (cfg config.Config, ok bool) {
+	fl := p.Services[name]
+	if len(fl.Command) == 0 || fl.Command[0] != "serve" {
+		bad("service %s: command %v, want serve and flags", name, fl.Command)
+	}
+	getenv := func(k string) string {
+		if v := fl.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	cfg, err := config.Load(fl.Command[min(1, len(fl.Command)):], getenv)
+	if err != nil {
+		bad("service %s: flowlock-authz would refuse its settings: %v", name, err)
+		return cfg, false
+	}
+	dashboard := false
+	for _, port := range fl.Ports {
+		if port.HostIP != "127.0.0.1" {
+			bad("service %s: port %d is published on all interfaces; Flow Lock's ports are for this host only", name, port.Target)
+		}
+		dashboard = dashboard || port.Target == listenPort(cfg.HTTPAddr) && port.HostIP == "127.0.0.1"
+	}
+	if !dashboard {
+		bad("service %s: dashboard port %d (--http-addr) must be published on 127.0.0.1 only", name, listenPort(cfg.HTTPAddr))
+	}
+	if cfg.StateFile == "" {
+		bad("service %s: no --state-file: quarantines would not survive a restart", name)
+	} else {
+		dir := filepath.Dir(cfg.StateFile)
+		m := mountOf(fl, dir)
+		switch {
+		case m == nil || m.Type != types.VolumeTypeVolume:
+			bad("service %s: --state-file %s is not on a named volume", name, cfg.StateFile)
+		case p.Volumes[m.Source].Name == "":
+			bad("service %s: volume %s is not declared", name, m.Source)
+		case !slices.Contains(df.stage(fl.Build.Target).ownedDirs("65532"), m.Target):
+			bad("service %s: volume target %s is not a nonroot-owned directory of the image, so nonroot cannot write the state file", name, m.Target)
+		case stateVolumes[m.Source] != "":
+			bad("service %s: state volume %s is %s's too: two processes would overwrite one state file", name, m.Source, stateVolumes[m.Source])
+		default:
+			stateVolumes[m.Source] = name
+		}
+	}
+	if !fl.ReadOnly {
+		bad("service %s: read_only must be true (it writes only to its state volume)", name)
+	}
+	if fl.StopGracePeriod == nil || time.Duration(*fl.StopGracePeriod) <= cfg.ShutdownTimeout {
+		bad("service %s: stop_grace_period must exceed --shutdown-timeout (%v)", name, cfg.ShutdownTimeout)
+	}
+	if !hasHealthcheck(fl, df) || !slices.Equal(fl.HealthCheck.Test, []string{"CMD", "flowlock-authz", "healthcheck"}) {
+		bad("service %s: healthcheck must be [CMD flowlock-authz healthcheck], got %v", name, healthTest(fl))
+	}
+	return cfg, true
+}
+
+// sharedStateErrors checks that several replicas share one Redis: Envoy
+// spreads a client's Checks over them, and a replica that sees a random
+// share of a metronome's requests takes it for a human (issue 13: 17 % of
+// bots detected with three replicas instead of 100 %). The Redis is a
+// service of the file, not published, persistent (a Redis restarted empty
+// would make every replica release every quarantined client), and on a
+// network only the replicas share.
+func sharedStateErrors(p *types.Project, replicas []string, cfgs map[string]config.Config, bad func(string, ...any)) {
+	if len(replicas) < 2 {
+		return
+	}
+	first := replicas[0]
+	for _, name := range replicas {
+		cfg := cfgs[name]
+		switch {
+		case cfg.RedisAddr == "":
+			bad("service %s: no --redis-addr: with %d Flow Lock replicas behind Envoy, each sees a random share of a client's requests and detection breaks; give every replica the same --redis-addr", name, len(replicas))
+		case cfg.RedisAddr != cfgs[first].RedisAddr:
+			bad("service %s: --redis-addr %s differs from %s's %s: the replicas must share one Redis", name, cfg.RedisAddr, first, cfgs[first].RedisAddr)
+		case cfg.RedisKeyPrefix != cfgs[first].RedisKeyPrefix:
+			bad("service %s: --redis-key-prefix %q differs from %s's %q: the replicas would not see each other's keys", name, cfg.RedisKeyPrefix, first, cfgs[first].RedisKeyPrefix)
+		}
+	}
+	addrs := cfgs[first].RedisAddrs()
+	if len(addrs) != 1 {
+		return // a cluster outside this file: nothing more to check here
+	}
+	host, port, _ := net.SplitHostPort(addrs[0])
+	redis, ok := p.Services[host]
+	if !ok {
+		bad("--redis-addr %s: no service %s in this file", addrs[0], host)
+		return
+	}
+	if !strings.HasPrefix(redis.Image, "redis:") && !strings.HasPrefix(redis.Image, "valkey/valkey:") {
+		bad("service %s: image %q is not the official redis or valkey image", host, redis.Image)
+	}
+	if want := flagValue(redis.Command, "--port"); want != "" && want != port || want == "" && port != "6379" {
+		bad("--redis-addr %s: service %s listens on port %s", addrs[0], host, cmp.Or(want, "6379"))
+	}
+	if len(redis.Ports) > 0 {
+		bad("service %s: publishes ports; Redis holds the quarantine list and takes no password here, keep it unpublished", host)
+	}
+	if flagValue(redis.Command, "--appendonly") != "yes" || mountOf(redis, "/data") == nil || mountOf(redis, "/data").Type != types.VolumeTypeVolume {
+		bad("service %s: needs --appendonly yes and /data on a named volume: a Redis restarted empty would make every replica release every quarantined client", host)
+	}
+	if flagValue(redis.Command, "--maxmemory-policy") != "noeviction" {
+		bad("service %s: --maxmemory-policy must be noeviction: an evicting Redis would drop quarantines", host)
+	}
+	for _, name := range replicas {
+		if !sharesNetwork(p.Services[name], redis) {
+			bad("service %s: shares no network with %s", name, host)
+		}
+	}
+	for _, name := range p.ServiceNames() {
+		if name != host && !slices.Contains(replicas, name) && sharesNetwork(p.Services[name], redis) {
+			bad("service %s can reach %s: only the Flow Lock replicas may (anyone who reaches Redis can quarantine or release any client)", name, host)
+		}
+	}
+}
+
+// sharesNetwork reports whether a and b have a network in common.
+func sharesNetwork(a, b types.ServiceConfig) bool {
+	for n := range a.Networks {
+		if _, ok := b.Networks[n]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // composeErrors checks a loaded project against the rest of the repository:
@@ -69,13 +214,30 @@ func composeErrors(p *types.Project, envoy envoyFacts, df *dockerfile) (composeF
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	root, _ := filepath.Abs(repoRoot)
 
-	for _, want := range []string{"envoy", "flowlock", "sample-api"} {
+	for _, want := range []string{"envoy", "sample-api"} {
 		if _, err := p.GetService(want); err != nil {
 			bad("service %s: %v", want, err)
 		}
 	}
+	facts.replicas = flowlockReplicas(p)
+	if len(facts.replicas) == 0 {
+		bad("no Flow Lock service (build target flowlock running flowlock-authz)")
+	}
 	if len(errs) > 0 {
 		return facts, errors.Join(errs...)
+	}
+
+	// Host ports: compose-go accepts the same host port twice; the second
+	// container would fail to start.
+	hostPorts := make(map[string]string)
+	for _, name := range p.ServiceNames() {
+		for _, port := range p.Services[name].Ports {
+			key := port.HostIP + ":" + port.Published
+			if other, ok := hostPorts[key]; ok && port.Published != "" {
+				bad("service %s: host port %s is already published by %s", name, key, other)
+			}
+			hostPorts[key] = name
+		}
 	}
 
 	for name, s := range p.Services {
@@ -134,58 +296,28 @@ func composeErrors(p *types.Project, envoy envoyFacts, df *dockerfile) (composeF
 		bad("service envoy: does not publish its listener port %d", envoy.listenerPort)
 	}
 
-	// Flow Lock: flags valid for flowlock-authz, ports and addresses agree
-	// with envoy.yaml, the state file is on the named volume.
-	fl, _ := p.GetService("flowlock")
-	if len(fl.Command) == 0 || fl.Command[0] != "serve" {
-		bad("service flowlock: command %v, want serve and flags", fl.Command)
-	}
-	getenv := func(k string) string {
-		if v := fl.Environment[k]; v != nil {
-			return *v
+	// Flow Lock: each replica's flags are valid for flowlock-authz, its
+	// ports and addresses agree with envoy.yaml, its state file is on its
+	// own named volume; Envoy's ext_authz cluster lists every replica.
+	cfgs := make(map[string]config.Config)
+	var endpoints []string
+	stateVolumes := make(map[string]string)
+	for _, name := range facts.replicas {
+		cfg, ok := replicaErrors(p, name, df, stateVolumes, bad)
+		if !ok {
+			continue
 		}
-		return ""
+		cfgs[name] = cfg
+		endpoints = append(endpoints, net.JoinHostPort(name, strconv.Itoa(int(listenPort(cfg.GRPCAddr)))))
 	}
-	cfg, err := config.Load(fl.Command[min(1, len(fl.Command)):], getenv)
-	if err != nil {
-		bad("service flowlock: flowlock-authz would refuse its settings: %v", err)
+	if len(cfgs) < len(facts.replicas) {
 		return facts, errors.Join(errs...)
 	}
-	facts.flowlock = cfg
-	if envoy.authzHost != "flowlock" || envoy.authzPort != listenPort(cfg.GRPCAddr) {
-		bad("envoy.yaml sends Checks to %s:%d, but flowlock listens on %s", envoy.authzHost, envoy.authzPort, cfg.GRPCAddr)
+	facts.flowlock = cfgs[facts.replicas[0]]
+	if got := strings.Join(endpoints, ","); envoy.authzHosts != got {
+		bad("envoy.yaml sends Checks to %s, but the Flow Lock replicas listen on %s", envoy.authzHosts, got)
 	}
-	if !publishes(fl, listenPort(cfg.HTTPAddr), "127.0.0.1") {
-		bad("service flowlock: dashboard port %d (--http-addr) must be published on 127.0.0.1 only", listenPort(cfg.HTTPAddr))
-	}
-	for _, port := range fl.Ports {
-		if port.HostIP != "127.0.0.1" {
-			bad("service flowlock: port %d is published on all interfaces; Flow Lock's ports are for this host only", port.Target)
-		}
-	}
-	if cfg.StateFile == "" {
-		bad("service flowlock: no --state-file: quarantines would not survive a restart")
-	} else {
-		dir := filepath.Dir(cfg.StateFile)
-		m := mountOf(fl, dir)
-		switch {
-		case m == nil || m.Type != types.VolumeTypeVolume:
-			bad("service flowlock: --state-file %s is not on a named volume", cfg.StateFile)
-		case p.Volumes[m.Source].Name == "":
-			bad("service flowlock: volume %s is not declared", m.Source)
-		case !slices.Contains(df.stage(fl.Build.Target).ownedDirs("65532"), m.Target):
-			bad("service flowlock: volume target %s is not a nonroot-owned directory of the image, so nonroot cannot write the state file", m.Target)
-		}
-	}
-	if !fl.ReadOnly {
-		bad("service flowlock: read_only must be true (it writes only to its state volume)")
-	}
-	if fl.StopGracePeriod == nil || time.Duration(*fl.StopGracePeriod) <= cfg.ShutdownTimeout {
-		bad("service flowlock: stop_grace_period must exceed --shutdown-timeout (%v)", cfg.ShutdownTimeout)
-	}
-	if !hasHealthcheck(fl, df) || !slices.Equal(fl.HealthCheck.Test, []string{"CMD", "flowlock-authz", "healthcheck"}) {
-		bad("service flowlock: healthcheck must be [CMD flowlock-authz healthcheck], got %v", healthTest(fl))
-	}
+	sharedStateErrors(p, facts.replicas, cfgs, bad)
 
 	// sample-api: the upstream envoy.yaml routes to.
 	api, _ := p.GetService("sample-api")
@@ -218,9 +350,11 @@ func composeErrors(p *types.Project, envoy envoyFacts, df *dockerfile) (composeF
 			bad("service prometheus: %v", err)
 			break
 		}
-		want := net.JoinHostPort("flowlock", strconv.Itoa(int(listenPort(cfg.HTTPAddr))))
-		if !slices.Contains(targets, want) {
-			bad("prometheus scrapes %v, want %s (flowlock's --http-addr)", targets, want)
+		for _, name := range facts.replicas {
+			want := net.JoinHostPort(name, strconv.Itoa(int(listenPort(cfgs[name].HTTPAddr))))
+			if !slices.Contains(targets, want) {
+				bad("prometheus scrapes %v, want %s (%s's --http-addr) among them", targets, want, name)
+			}
 		}
 	}
 	return facts, errors.Join(errs...)
@@ -351,8 +485,12 @@ func TestCompose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s:\n%v", composeFile, err)
 	}
-	if got := p.ServiceNames(); !slices.Equal(got, []string{"envoy", "flowlock", "sample-api"}) {
-		t.Errorf("services without profiles = %v, want envoy, flowlock, sample-api", got)
+	if got := p.ServiceNames(); !slices.Equal(got, []string{"envoy", "flowlock-1", "flowlock-2", "redis", "sample-api"}) {
+		t.Errorf("services without profiles = %v, want envoy, flowlock-1, flowlock-2, redis, sample-api", got)
+	}
+	// Two replicas behind Envoy, one brain: both on the same Redis.
+	if !slices.Equal(facts.replicas, []string{"flowlock-1", "flowlock-2"}) || facts.flowlock.RedisAddr != "redis:6379" {
+		t.Errorf("replicas %v sharing %q, want flowlock-1 and flowlock-2 sharing redis:6379", facts.replicas, facts.flowlock.RedisAddr)
 	}
 	if facts.flowlock.Mode != config.ModeEnforce {
 		t.Errorf("default mode = %q, want %q", facts.flowlock.Mode, config.ModeEnforce)
@@ -438,17 +576,17 @@ type composeBroken struct {
 var composeBrokenCopies = []composeBroken{
 	{
 		name:    "unknown key",
-		old:     "    stop_grace_period: 20s\n",
-		new:     "    stop_grace_perod: 20s\n",
+		old:     "  stop_grace_period: 20s\n",
+		new:     "  stop_grace_perod: 20s\n",
 		stage:   "compose-go",
-		wantErr: "services.flowlock.stop_grace_perod",
+		wantErr: "stop_grace_perod false schema",
 	},
 	{
 		name:    "wrong type",
-		old:     "      retries: 5\n      start_period: 10s\n",
-		new:     "      retries: five\n      start_period: 10s\n",
+		old:     "    retries: 5\n    start_period: 10s\n",
+		new:     "    retries: five\n    start_period: 10s\n",
 		stage:   "compose-go",
-		wantErr: `services.flowlock.healthcheck.retries: failed to cast to expected type: strconv.Atoi: parsing "five"`,
+		wantErr: `services.flowlock-1.healthcheck.retries: failed to cast to expected type: strconv.Atoi: parsing "five"`,
 	},
 	{
 		name:    "depends_on a missing service",
@@ -459,10 +597,10 @@ var composeBrokenCopies = []composeBroken{
 	},
 	{
 		name:    "undeclared named volume",
-		old:     "      - flowlock-state:/var/lib/flowlock\n",
-		new:     "      - flowlock-stat:/var/lib/flowlock\n",
+		old:     "      - flowlock-2-state:/var/lib/flowlock\n",
+		new:     "      - flowlock-2-stat:/var/lib/flowlock\n",
 		stage:   "compose-go",
-		wantErr: "undefined volume flowlock-stat",
+		wantErr: "undefined volume flowlock-2-stat",
 	},
 	{
 		name:    "mounted file missing from the repository",
@@ -487,17 +625,17 @@ var composeBrokenCopies = []composeBroken{
 	},
 	{
 		name:    "flag flowlock-authz does not have",
-		old:     "      - --log-format=json\n",
-		new:     "      - --log-formt=json\n",
+		old:     "    - --log-format=json\n",
+		new:     "    - --log-formt=json\n",
 		stage:   "checks",
 		wantErr: "flowlock-authz would refuse its settings",
 	},
 	{
 		name:    "gRPC port that envoy.yaml does not call",
-		old:     "      - --grpc-addr=:9191\n",
-		new:     "      - --grpc-addr=:9192\n",
+		old:     "    - --grpc-addr=:9191\n",
+		new:     "    - --grpc-addr=:9192\n",
 		stage:   "checks",
-		wantErr: "envoy.yaml sends Checks to flowlock:9191, but flowlock listens on :9192",
+		wantErr: "envoy.yaml sends Checks to flowlock-1:9191,flowlock-2:9191, but the Flow Lock replicas listen on flowlock-1:9192,flowlock-2:9192",
 	},
 	{
 		name:    "state file off the volume",
@@ -515,10 +653,10 @@ var composeBrokenCopies = []composeBroken{
 	},
 	{
 		name:    "healthy dependency without a healthcheck",
-		old:     "      test: [\"CMD\", \"flowlock-authz\", \"healthcheck\"]\n",
-		new:     "      disable: true\n",
+		old:     "    test: [\"CMD\", \"flowlock-authz\", \"healthcheck\"]\n",
+		new:     "    disable: true\n",
 		stage:   "checks",
-		wantErr: "envoy waits for flowlock to be healthy, but flowlock has no healthcheck",
+		wantErr: "envoy waits for flowlock-1 to be healthy, but flowlock-1 has no healthcheck",
 	},
 	{
 		name:    "prometheus outside the metrics profile",
@@ -535,9 +673,79 @@ var composeBrokenCopies = []composeBroken{
 		wantErr: `build target "sampleapi" is not a stage of the Dockerfile`,
 	},
 	{
+		name:    "one replica without Redis",
+		old:     "  flowlock-2:\n    <<: *flowlock\n",
+		new:     "  flowlock-2:\n    <<: *flowlock\n    command: [serve, --grpc-addr=:9191, --http-addr=:8080, --state-file=/var/lib/flowlock/state.json]\n",
+		stage:   "checks",
+		wantErr: "service flowlock-2: no --redis-addr: with 2 Flow Lock replicas behind Envoy",
+	},
+	{
+		name:    "replicas on different key prefixes",
+		old:     "  flowlock-2:\n    <<: *flowlock\n",
+		new:     "  flowlock-2:\n    <<: *flowlock\n    command: [serve, --grpc-addr=:9191, --http-addr=:8080, --state-file=/var/lib/flowlock/state.json, --redis-addr=redis:6379, --redis-key-prefix=fl2:]\n",
+		stage:   "checks",
+		wantErr: `service flowlock-2: --redis-key-prefix "fl2:" differs from flowlock-1's "flowlock:"`,
+	},
+	{
+		name:    "replicas on different Redis servers",
+		old:     "  flowlock-2:\n    <<: *flowlock\n",
+		new:     "  flowlock-2:\n    <<: *flowlock\n    command: [serve, --grpc-addr=:9191, --http-addr=:8080, --state-file=/var/lib/flowlock/state.json, --redis-addr=redis2:6379]\n",
+		stage:   "checks",
+		wantErr: "service flowlock-2: --redis-addr redis2:6379 differs from flowlock-1's redis:6379",
+	},
+	{
+		name:    "replicas sharing one state volume",
+		old:     "      - flowlock-2-state:/var/lib/flowlock\n",
+		new:     "      - flowlock-1-state:/var/lib/flowlock\n",
+		stage:   "checks",
+		wantErr: "service flowlock-2: state volume flowlock-1-state is flowlock-1's too",
+	},
+	{
+		name:    "two replicas on one host port",
+		old:     `      - "127.0.0.1:8082:8080"`,
+		new:     `      - "127.0.0.1:8080:8080"`,
+		stage:   "checks",
+		wantErr: "service flowlock-2: host port 127.0.0.1:8080 is already published by flowlock-1",
+	},
+	{
+		name:    "Redis published",
+		old:     "    networks: [state]\n",
+		new:     "    networks: [state]\n    ports:\n      - \"127.0.0.1:6379:6379\"\n",
+		stage:   "checks",
+		wantErr: "service redis: publishes ports",
+	},
+	{
+		name:    "Redis reachable from Envoy",
+		old:     "    networks: [state]\n",
+		new:     "    networks: [state, default]\n",
+		stage:   "checks",
+		wantErr: "service envoy can reach redis: only the Flow Lock replicas may",
+	},
+	{
+		name:    "Redis without persistence",
+		old:     "      - --appendonly\n      - \"yes\"\n",
+		new:     "      - --appendonly\n      - \"no\"\n",
+		stage:   "checks",
+		wantErr: "service redis: needs --appendonly yes and /data on a named volume",
+	},
+	{
+		name:    "Redis that evicts quarantines",
+		old:     "      - noeviction\n",
+		new:     "      - allkeys-lru\n",
+		stage:   "checks",
+		wantErr: "--maxmemory-policy must be noeviction",
+	},
+	{
+		name:    "Redis on a floating tag",
+		old:     "image: redis:7.4.5",
+		new:     "image: redis:latest",
+		stage:   "checks",
+		wantErr: `image "redis:latest" is not pinned`,
+	},
+	{
 		name:    "stop grace shorter than the drain",
-		old:     "    stop_grace_period: 20s\n",
-		new:     "    stop_grace_period: 10s\n",
+		old:     "  stop_grace_period: 20s\n",
+		new:     "  stop_grace_period: 10s\n",
 		stage:   "checks",
 		wantErr: "stop_grace_period must exceed --shutdown-timeout",
 	},
@@ -571,4 +779,27 @@ func TestComposeRejectsBrokenCopies(t *testing.T) {
 			checkRejected(t, "checks", err, tc.wantErr)
 		})
 	}
+	// The agreement also breaks from Envoy's side: a cluster that sends
+	// every Check to one replica leaves the other idle.
+	t.Run("Envoy balances over one replica only", func(t *testing.T) {
+		one := "        - endpoint:\n            address:\n              socket_address: { address: flowlock-2, port_value: 9191 }\n"
+		doc := string(readEnvoyFile(t))
+		if n := strings.Count(doc, one); n != 1 {
+			t.Fatalf("%q occurs %d times in %s, want 1: update the mutation", one, n, envoyFile)
+		}
+		b, err := loadBootstrap([]byte(strings.Replace(doc, one, "", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		facts, err := flowlockPolicyErrors(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := loadCompose(t, composeFile, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = composeErrors(p, facts, df)
+		checkRejected(t, "checks", err, "envoy.yaml sends Checks to flowlock-1:9191, but the Flow Lock replicas listen on flowlock-1:9191,flowlock-2:9191")
+	})
 }

@@ -3,9 +3,11 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -260,8 +262,7 @@ func routerLast(path string, filters []*hcmv3.HttpFilter) []error {
 // agree with.
 type envoyFacts struct {
 	xffTrustedHops uint32 // HTTP connection manager xff_num_trusted_hops
-	authzHost      string // address of the ext_authz cluster's endpoint
-	authzPort      uint32
+	authzHosts     string // the ext_authz cluster's endpoints, "host:port,host:port"
 	upstreamHost   string
 	upstreamPort   uint32
 	listenerPort   uint32
@@ -418,10 +419,12 @@ func authzClusterErrors(where string, c *clusterv3.Cluster, facts *envoyFacts) [
 	if !grpcHC {
 		bad("needs an active gRPC health check (grpc_health_check, service_name %s)", authzHealthService)
 	}
-	eps := c.GetLoadAssignment().GetEndpoints()
-	if len(eps) > 0 && len(eps[0].GetLbEndpoints()) > 0 {
-		sa := eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
-		facts.authzHost, facts.authzPort = sa.GetAddress(), sa.GetPortValue()
+	var hosts []string
+	for _, ep := range c.GetLoadAssignment().GetEndpoints() {
+		for _, lb := range ep.GetLbEndpoints() {
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			hosts = append(hosts, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+		}
 	}
 	if ts := c.GetTransportSocket(); ts != nil {
 		tlsCtx := new(tlsv3.UpstreamTlsContext)
@@ -441,6 +444,7 @@ func authzClusterErrors(where string, c *clusterv3.Cluster, facts *envoyFacts) [
 			bad("transport_socket: common_tls_context must present a client certificate for --grpc-client-ca")
 		}
 	}
+	facts.authzHosts = strings.Join(hosts, ",")
 	return errs
 }
 
@@ -550,8 +554,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 	facts := loadDemoEnvoy(t)
 	want := envoyFacts{
 		xffTrustedHops: 0,
-		authzHost:      "flowlock",
-		authzPort:      9191,
+		authzHosts:     "flowlock-1:9191,flowlock-2:9191",
 		upstreamHost:   "sample-api",
 		upstreamPort:   8081,
 		listenerPort:   8000,

@@ -300,10 +300,10 @@ func TestIstioRejectsBrokenCopies(t *testing.T) {
 	}
 	// The agreement also breaks from the Kubernetes side.
 	t.Run("Flow Lock trusts more hops than the gateway", func(t *testing.T) {
-		kfiles := applyEdit(t, readDir(t, kubernetesDir), fileEdit{
-			file: "deployment.yaml", old: "--xff-trusted-hops=0", new: "--xff-trusted-hops=2",
+		kfiles := applyEdit(t, readTree(t, kubernetesDir), fileEdit{
+			file: "base/deployment.yaml", old: "--xff-trusted-hops=0", new: "--xff-trusted-hops=2",
 		})
-		k8s, err := checkKubernetes(kfiles)
+		k8s, err := checkKubernetes(kfiles, kubernetesOverlays[0])
 		if err != nil {
 			t.Fatal(err)
 		}
