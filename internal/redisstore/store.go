@@ -12,6 +12,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -284,6 +285,25 @@ func (s *Store) checkFormat(ctx context.Context) error {
 	return nil
 }
 
+// Epoch returns the shared state's epoch, a random value the first replica
+// writes (SET NX) and every later one reads. A Redis that lost its data
+// (restarted without persistence, flushed, evicted) answers a new epoch:
+// the replicas must then write back all they hold, not take the empty list
+// as the truth.
+func (s *Store) Epoch(ctx context.Context) (string, error) {
+	return within(ctx, func() (string, error) {
+		fresh := rand.Text()
+		old, err := s.c.Do(ctx, s.c.B().Set().Key(s.keys.epoch).Value(fresh).Nx().Get().Build()).ToString()
+		if rueidis.IsRedisNil(err) {
+			return fresh, nil // this call wrote it
+		}
+		if err != nil {
+			return "", fmt.Errorf("epoch: %w", err)
+		}
+		return old, nil
+	})
+}
+
 // Cluster reports whether the store is a Redis Cluster.
 func (s *Store) Cluster() bool { return s.c.Mode() == rueidis.ClientModeCluster }
 
@@ -331,6 +351,7 @@ func (s *Store) Close() { s.c.Close() }
 type keys struct {
 	prefix string
 	format string
+	epoch  string
 	// timing is the prefix of an identity's ring: prefix + "t:{" + hash + "}".
 	timing string
 	// quarantine entries and their index share one slot, so one script
@@ -344,6 +365,7 @@ func newKeys(prefix string) keys {
 	return keys{
 		prefix: prefix,
 		format: prefix + "format",
+		epoch:  prefix + "epoch",
 		timing: prefix + "t:{",
 		qEntry: prefix + "q:{q}:",
 		qIndex: prefix + "q:{q}",

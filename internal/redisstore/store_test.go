@@ -299,3 +299,25 @@ func TestMergeHoldsBackTimesNotYetSettled(t *testing.T) {
 		t.Fatalf("a got %v pending %d, want %v pending 0", got[0].Times, got[0].Pending, want)
 	}
 }
+
+// TestEpoch: every store on one Redis reads the same epoch, and a Redis
+// that lost its data answers a new one.
+func TestEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	a := open(t, Options{Addrs: []string{srv.Addr}})
+	b := open(t, Options{Addrs: []string{srv.Addr}})
+	ctx := context.Background()
+	ea, err := a.Epoch(ctx)
+	if err != nil || ea == "" {
+		t.Fatalf("Epoch = %q, %v", ea, err)
+	}
+	if eb, err := b.Epoch(ctx); err != nil || eb != ea {
+		t.Fatalf("second store's epoch = %q, %v; want %q", eb, err, ea)
+	}
+	if _, err := srv.CLI("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.Epoch(ctx); err != nil || again == ea {
+		t.Fatalf("epoch after FLUSHALL = %q, %v; want a new one", again, err)
+	}
+}

@@ -95,6 +95,7 @@ type Replica struct {
 	dirty  map[identity.ID]struct{} // local quarantine changes not yet in Redis
 	unsent map[identity.ID][]int64  // times fed locally while Redis was away, for the others
 	cursor uint64                   // quarantine events read so far
+	epoch  string                   // the shared state's epoch when last read; "" before
 	resync atomic.Bool              // read the whole shared list at the next chance
 
 	stats Stats
@@ -538,10 +539,28 @@ func (r *Replica) pushDirtyLocked(ctx context.Context, now time.Time) bool {
 
 // syncLocked writes what Redis lacks and merges in what it has.
 func (r *Replica) syncLocked(ctx context.Context, now time.Time) {
+	q := r.opts.Quarantine
+	var epoch string
+	if !r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
+		var err error
+		epoch, err = s.Epoch(ctx)
+		return err
+	}) {
+		return
+	}
+	if r.epoch != "" && epoch != r.epoch {
+		// Redis lost its data (restarted empty, flushed): what this
+		// replica holds is the truth now, not the empty list.
+		r.log.Warn("redis lost the shared state: writing back this replica's quarantines", "redis", r.opts.Redis.String())
+		local, _ := q.SnapshotN(now, q.Len()+1)
+		for _, e := range local {
+			r.dirty[e.ID] = struct{}{}
+		}
+	}
+	r.epoch = epoch
 	if !r.pushDirtyLocked(ctx, now) {
 		return
 	}
-	q := r.opts.Quarantine
 	// What this replica held before reading the shared list: of these, the
 	// ones the list no longer has were released or ended elsewhere. Entries
 	// that arrive while it is read are left alone.

@@ -218,3 +218,42 @@ func commands(b *testing.B, srv *redistest.Server) int64 {
 	}
 	return n
 }
+
+// TestRedisThatLostItsDataGetsItBack: a Redis restarted empty (or
+// flushed) is not taken as "every quarantine was released": the replicas
+// write back what they hold.
+func TestRedisThatLostItsDataGetsItBack(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	now := time.Now()
+	a, b := stack(t, srv.Addr, "e:"), stack(t, srv.Addr, "e:")
+	for _, s := range []*wire.Stack{a, b} {
+		if err := s.Replica.Start(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bot := addrID("192.0.2.9")
+	a.Policy.Ban(bot, time.Hour, "test", now)
+	a.Replica.Tick(ctx, now)
+	b.Replica.Sync(ctx, now)
+	if _, ok := b.Quarantine.Check(bot, now); !ok {
+		t.Fatal("b did not get a's ban")
+	}
+	if _, err := srv.CLI("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	b.Replica.Sync(ctx, now) // sees a new epoch: writes back
+	a.Replica.Sync(ctx, now)
+	for name, s := range map[string]*wire.Stack{"a": a, "b": b} {
+		if _, ok := s.Quarantine.Check(bot, now); !ok {
+			t.Errorf("replica %s dropped the ban after Redis lost its data", name)
+		}
+	}
+	c := stack(t, srv.Addr, "e:")
+	if err := c.Replica.Start(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Quarantine.Check(bot, now); !ok {
+		t.Error("a replica started after the loss does not get the ban written back")
+	}
+}

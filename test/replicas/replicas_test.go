@@ -204,6 +204,21 @@ func TestRedisDiesMidLoad(t *testing.T) {
 	redis := redistest.Start(t)
 	rs := startReplicas(t, 3, redis.Addr)
 
+	// A ban from before the outage: Redis comes back empty, and that must
+	// not release it.
+	const before = "192.0.2.76"
+	if code, body := rs[1].API(t, "POST", "/api/v1/quarantine", token, `{"identity":"`+before+`","ttl":"10m"}`); code != 200 {
+		t.Fatalf("ban: %d %s", code, body)
+	}
+	waitFor(t, time.Second, "every replica has the first ban", func() bool {
+		for _, r := range rs {
+			if d, _, err := r.check(t, before); err != nil || !d {
+				return false
+			}
+		}
+		return true
+	})
+
 	var errs, checks atomic.Int64
 	var slowest atomic.Int64
 	stop := make(chan struct{})
@@ -273,6 +288,15 @@ func TestRedisDiesMidLoad(t *testing.T) {
 		_, body := rs[1].API(t, "GET", "/readyz", "", "")
 		return strings.Contains(body, "redis connected")
 	})
+	time.Sleep(500 * time.Millisecond) // every replica has resynced
+	for i, r := range rs {
+		if d, _, err := r.check(t, before); err != nil || !d {
+			t.Errorf("replica %d released the ban from before the outage when Redis came back empty", i+1)
+		}
+	}
+	if out, _ := redis.CLI("KEYS", "flowlock:q:*"); !strings.Contains(out, "flowlock:q:") {
+		t.Errorf("the bans were not written back to the restarted Redis: %q", out)
+	}
 }
 
 // TestRestartedReplicaEnforcesStandingBans: a replica killed with SIGKILL
