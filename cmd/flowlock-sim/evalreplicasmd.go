@@ -185,13 +185,17 @@ as detected at the request after it). Streams stop after --max-requests requests
 		}
 	}
 	word := strings.ToLower(numberOr(n))
+	rate := "is the same as one replica's on every bot scenario"
+	if gap > 0 {
+		rate = fmt.Sprintf("differs from one replica's by at most %.1f points (%s)", 100*gap, gapID)
+	}
 	fmt.Fprintf(w, "**%s shared replicas quarantine %s of the bot streams, one replica %s, %s unshared replicas %s** "+
-		"(median requests to detection %s, %s and %s). Per bot scenario the shared rate differs from one replica's by "+
-		"at most %.1f points (%s), and the median requests to detection by at most %+d (%s); one request is the "+
-		"batch lag. Human streams quarantined, H6-all (its timer route not excluded) left out: %d of %d with "+
-		"shared replicas, %d with one, %d with unshared ones.\n\n",
+		"(median requests to detection %s, %s and %s). The shared replicas' detection rate %s, and their median "+
+		"requests to detection differ by at most %+d (%s); one request is the batch lag. Human streams quarantined, "+
+		"H6-all (its timer route not excluded) left out: %d of %d with shared replicas, %d with one, %d with "+
+		"unshared ones.\n\n",
 		numberOr(n), share(bds, bn), share(bd1, bn), word, share(bdu, bn),
-		medianOr(brtds), medianOr(brtd1), medianOr(brtdu), 100*gap, orDash(gapID), later, orDash(laterID),
+		medianOr(brtds), medianOr(brtd1), medianOr(brtdu), rate, later, orDash(laterID),
 		hds, hn, hd1, hdu)
 
 	cells := []string{"ID", "NAME", "LABEL", "STREAMS", "1 REPLICA", "RTD 50/90",
