@@ -150,8 +150,9 @@ type evalReport struct {
 	// --replicas N --markdown); nil otherwise.
 	replicas *replicaComparison
 	// settleTimeouts counts the waits for shared replicas to agree that
-	// reached their limit (stderr only: it depends on the machine).
-	settleTimeouts int64
+	// reached their limit, fallbacks the batches a shared replica decided
+	// alone (stderr only: they depend on the machine).
+	settleTimeouts, fallbacks int64
 }
 
 // runEval implements "flowlock-sim eval".
@@ -193,6 +194,10 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if rep.settleTimeouts > 0 {
 		fmt.Fprintf(stderr, "eval: %d times the replicas did not agree within %v: Redis was slow, and those decisions may lag\n",
 			rep.settleTimeouts, settleLimit)
+	}
+	if rep.fallbacks > 0 {
+		fmt.Fprintf(stderr, "eval: %d batches decided by one replica alone (a Redis call failed or ran past its deadline): "+
+			"rerun on a less busy machine for the shared figures\n", rep.fallbacks)
 	}
 	if failed := rep.failed(); failed > 0 {
 		fmt.Fprintf(stderr, "eval: %d of %d targets FAIL\n", failed, len(rep.targets))
@@ -271,7 +276,7 @@ func evaluateWith(ctx context.Context, o evalOptions, setup evalSetup) (evalRepo
 	}
 	rep := evalReport{opts: o, setup: plan.setup, requests: res.reqs}
 	if run := setup.rep.run; run != nil {
-		rep.settleTimeouts = run.timeouts.Load()
+		rep.settleTimeouts, rep.fallbacks = run.timeouts.Load(), run.fallbacks.Load()
 	}
 	challenge := uint8(plan.setup.cfg.ChallengeThreshold)
 	for i, s := range plan.scenarios {

@@ -74,9 +74,10 @@ func (r replicaSetup) shared() bool { return r.n > 1 && r.redis != "" }
 
 // replicaRun is what the streams of one run report beside their results.
 type replicaRun struct {
-	errOnce  sync.Once
-	err      error
-	timeouts atomic.Int64 // settle waits that reached settleLimit
+	errOnce   sync.Once
+	err       error
+	timeouts  atomic.Int64 // settle waits that reached settleLimit
+	fallbacks atomic.Int64 // batches a replica decided alone: a Redis call failed or ran past its deadline
 }
 
 func (r *replicaRun) fail(err error) {
@@ -120,6 +121,11 @@ func (s evalSetup) runReplicated(sc traffic.Scenario, seed uint64, addr netip.Ad
 	if shared {
 		stop, err := startReplicas(ctx, stacks, base)
 		defer stop()
+		defer func() {
+			for _, stack := range stacks {
+				s.rep.run.fallbacks.Add(int64(stack.Replica.Stats().Fallbacks.Load()))
+			}
+		}()
 		if err != nil {
 			s.rep.run.fail(err)
 			return streamResult{}

@@ -92,6 +92,7 @@ func compareReplicas(ctx context.Context, o evalOptions) (evalReport, error) {
 		requests:       one.requests + sh.requests + un.requests,
 		replicas:       &replicaComparison{n: o.replicas, one: one.stats, shared: sh.stats, unshared: un.stats},
 		settleTimeouts: sh.settleTimeouts,
+		fallbacks:      sh.fallbacks,
 	}, nil
 }
 

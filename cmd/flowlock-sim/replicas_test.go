@@ -59,8 +59,11 @@ func TestReplicasShareDetection(t *testing.T) {
 				one.id, un.quarantined, un.medianRTD(), one.quarantined, one.medianRTD())
 		}
 	}
-	if rep.settleTimeouts > 0 {
-		t.Logf("%d settle waits timed out", rep.settleTimeouts)
+	// On a loaded machine (or under -race) a Merge may run past its
+	// deadline and a replica decide a batch alone; the figures above held
+	// anyway, so that is only reported.
+	if rep.settleTimeouts > 0 || rep.fallbacks > 0 {
+		t.Logf("%d settle waits timed out, %d batches decided alone", rep.settleTimeouts, rep.fallbacks)
 	}
 	// Every key of the run is gone.
 	if out, err := srv.CLI("--scan", "--pattern", "flowlock-sim:*"); err != nil || strings.TrimSpace(out) != "" {
