@@ -34,9 +34,12 @@ import (
 //
 // Virtual time runs from the wall clock: Follow applies the others'
 // quarantines by time.Now, so a quarantine that ended in the past would be
-// dropped. Each stream is generated at the usual start and shifted to
-// begin now, which keeps every gap; the times are whole milliseconds either
-// way. Before each request every replica is ticked at its time (ships what
+// dropped. Each stream is generated at the usual start and shifted by whole
+// hours to begin at the next hour (virtualStart), which keeps every gap and
+// the engine's alignment with its clock-aligned windows (the 1-minute rate
+// window, the 5-minute activity buckets): shifted by any other amount, a
+// stream near a threshold can be decided differently from one run to the
+// next. Before each request every replica is ticked at its time (ships what
 // it queued and feeds its engine the merged stream; with nothing queued it
 // does not call Redis), and the stream waits until the replicas agree on the
 // client's quarantine, since pub/sub is asynchronous.
@@ -115,7 +118,7 @@ func (s evalSetup) runReplicated(sc traffic.Scenario, seed uint64, addr netip.Ad
 		stacks[i] = wire.Build(cfg, wire.Extra{Shards: 1})
 	}
 	client := stacks[0].Rules.Resolve(addr, "", "")
-	base := time.Now().Truncate(time.Millisecond)
+	base := virtualStart(time.Now())
 	shift := base.Sub(s.start)
 	ctx := context.Background()
 	if shared {
@@ -206,6 +209,12 @@ func (s evalSetup) runReplicated(sc traffic.Scenario, seed uint64, addr netip.Ad
 		}
 	}
 	return res
+}
+
+// virtualStart is where replicated streams start: the next whole hour
+// after now, a whole number of hours after eval's usual start.
+func virtualStart(now time.Time) time.Time {
+	return now.Truncate(time.Hour).Add(time.Hour)
 }
 
 // startReplicas connects every stack's replica, starts following the

@@ -154,12 +154,13 @@ at random (seeded by the stream's seed). A shared replica is the service's own s
 `+"`shared.Replica`"+` ticked at every request's virtual time (shipping what it saw and feeding its
 engine the merged, request-time-ordered stream of every replica) and following the others'
 quarantines by pub/sub; the run waits for the replicas to agree on the client's quarantine before
-the next request. Virtual time starts at the wall clock, so that pub/sub applies quarantines as in
-the service. A stream is detected at the first request a replica denies: shared replicas admit
-from the merged stream at the next batch, so they enforce from the request after the one that
-confirmed, one request later than a single replica (a stream quarantined at its last request counts
-as detected at the request after it). Streams stop after --max-requests requests
-(humans included), so this sample is smaller than the one above.
+the next request. Virtual time starts at the next whole hour of the wall clock, so that pub/sub
+applies quarantines as in the service, and the shift by whole hours keeps the engine's
+clock-aligned windows where they were. A stream is detected at the first request a replica
+denies: shared replicas admit from the merged stream at the next batch, so they enforce from the
+request after the one that confirmed, one request later than a single replica (a stream
+quarantined at its last request counts as detected at the request after it). Streams stop after
+--max-requests requests (humans included), so this sample is smaller than the one above.
 
 `, strings.ToLower(numberOr(n)))
 	bd1, bn, brtd1 := pooled(c.one, traffic.Bot)
