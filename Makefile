@@ -2,7 +2,7 @@
 GO ?= go
 .DEFAULT_GOAL := help
 
-.PHONY: help run build test test-short bench fuzz check fmt-check vet lint tidy-check eval detection-doc
+.PHONY: help run build test test-short bench fuzz check fmt-check vet lint tidy-check eval detection-doc detection-replicas
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -13,8 +13,18 @@ run: ## run Flow Lock with built-in demo traffic; dashboard on http://127.0.0.1:
 eval: ## detection evaluation on held-out seeds (about a minute)
 	$(GO) run ./cmd/flowlock-sim eval --seed-set holdout
 
-detection-doc: ## regenerate docs/detection.md from a full held-out evaluation
-	$(GO) run ./cmd/flowlock-sim eval --markdown --seed-set holdout --threshold-sweep --output docs/detection.md
+detection-doc: ## regenerate docs/detection.md from a full held-out evaluation (with docs/detection-replicas.md)
+	$(GO) run ./cmd/flowlock-sim eval --markdown --seed-set holdout --threshold-sweep --replicas-section docs/detection-replicas.md --output docs/detection.md
+
+# The three-replica comparison needs a redis-server: this starts one on
+# REDIS_PORT (loopback, no persistence) and stops it by PID.
+REDIS_PORT ?= 6399
+detection-replicas: ## regenerate docs/detection-replicas.md: one vs three shared vs three unshared replicas (needs redis-server; a few minutes)
+	@redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & pid=$$!; \
+	trap 'kill $$pid' EXIT; \
+	for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	$(GO) run ./cmd/flowlock-sim eval --markdown --seed-set holdout --streams 50 --max-requests 3000 \
+		--replicas 3 --redis-addr 127.0.0.1:$(REDIS_PORT) --output docs/detection-replicas.md
 
 build: ## build the binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...

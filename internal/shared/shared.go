@@ -393,7 +393,9 @@ func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 		// Redis is off: decide on what this replica saw.
 		r.stats.Fallbacks.Add(1)
 		for i, id := range ids {
-			times := obs[i].Times
+			// A copy: a Merge that ran out of its deadline may still be
+			// reading obs in its own goroutine (redisstore.within).
+			times := slices.Clone(obs[i].Times)
 			slices.Sort(times)
 			r.feedLocked(id, times)
 			delete(r.held, id)
