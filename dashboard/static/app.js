@@ -291,7 +291,9 @@ function renderRadar(ids) {
       group.append(blip);
     }
     const score = Math.max(0, Math.min(100, id.score));
-    const r = 4 + (100 - score) * 0.94;
+    // A quarantined identity sits inside the zone ring (r < 20) whatever
+    // its score (a ban needs none): its pin glides in as it is caught.
+    const r = 4 + (100 - score) * (id.quarantined ? 0.14 : 0.94);
     const a = angleOf(id.identity);
     const b = band(id.score, id.reason, id.quarantined);
     setAttr(blip, 'class', `blip ${b}`);
@@ -370,10 +372,10 @@ function enterZone(row, identity) {
   setVar(ghost, '--gw', b.width.toFixed(0));
   setVar(ghost, '--gh', b.height.toFixed(0));
   ghost.animate([
-    { transform: `translate3d(${a.left.toFixed(0)}px, ${a.top.toFixed(0)}px, 0) scale(${(a.width / b.width).toFixed(3)}, 1)`, opacity: 0.9 },
-    { transform: `translate3d(${((a.left + b.left) / 2).toFixed(0)}px, ${(Math.min(a.top, b.top) - 40).toFixed(0)}px, 0) scale(0.8)`, opacity: 0.8, offset: 0.5 },
+    { transform: `translate3d(${a.left.toFixed(0)}px, ${a.top.toFixed(0)}px, 0) scale(${(a.width / b.width).toFixed(3)}, 1)`, opacity: 1 },
+    { transform: `translate3d(${((a.left + b.left) / 2).toFixed(0)}px, ${(Math.min(a.top, b.top) - 40).toFixed(0)}px, 0) scale(0.85)`, opacity: 1, offset: 0.5 },
     { transform: `translate3d(${b.left.toFixed(0)}px, ${b.top.toFixed(0)}px, 0)`, opacity: 0 },
-  ], { id: 'enter-zone-ghost', duration: 1000, easing: 'cubic-bezier(0.4, 0, 0.2, 1)' }).finished.then(() => ghost.remove(), () => ghost.remove());
+  ], { id: 'enter-zone-ghost', duration: 1200, easing: 'cubic-bezier(0.4, 0, 0.2, 1)' }).finished.then(() => ghost.remove(), () => ghost.remove());
 }
 
 function quarantineRow(identity) {
