@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"time"
@@ -11,6 +12,10 @@ import (
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/wire"
 )
+
+// explainRefresh bounds the read of an identity's merged times for the
+// explain view.
+const explainRefresh = 100 * time.Millisecond
 
 // backend adapts the engine, the quarantine and the policy to the views the
 // dashboard needs, so the dashboard depends on none of them.
@@ -95,6 +100,13 @@ func (b *backend) Extend(id identity.ID, by time.Duration, now time.Time) (dashb
 }
 
 func (b *backend) Explain(id identity.ID, now time.Time) (dashboard.Explanation, bool) {
+	if rep := b.stack.Replica; rep != nil {
+		// Read the identity's merged times first: this replica may have had
+		// no Check for it lately, while the others had.
+		ctx, cancel := context.WithTimeout(context.Background(), explainRefresh)
+		rep.Refresh(ctx, id, now)
+		cancel()
+	}
 	x, ok := b.stack.Engine.Explain(id, now)
 	if !ok {
 		return dashboard.Explanation{}, false

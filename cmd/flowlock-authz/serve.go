@@ -78,6 +78,8 @@ type service struct {
 	stack *wire.Stack
 	live  *dashboard.Tracker
 	state *persister // nil without --state-file
+	// stopShared stops the link to the other replicas; nil without one.
+	stopShared context.CancelFunc
 }
 
 // newService builds the decision stack and its metrics, and restores the
@@ -286,7 +288,12 @@ func (s *service) run(ctx context.Context, lis *listeners, stderr io.Writer) err
 		g.Go(func() error { return runDemo(gctx, lis.grpc.Addr().String(), s.log) })
 	}
 	if rep := s.stack.Replica; rep != nil {
-		g.Go(func() error { return rep.Run(gctx) })
+		// The replica outlives the servers: a ban made through the admin
+		// API while the service drains is still written to Redis. The
+		// shutdown stops it (stopShared) once nothing can change the list.
+		repCtx, stop := context.WithCancel(context.WithoutCancel(gctx))
+		s.stopShared = stop
+		g.Go(func() error { return rep.Run(repCtx) })
 	}
 
 	srv.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -362,6 +369,9 @@ func (s *service) shutdown(ctx context.Context, srv *servers, g *errgroup.Group)
 		if err := hs.Shutdown(shutCtx); err != nil {
 			s.log.Warn("http shutdown", "err", err)
 		}
+	}
+	if s.stopShared != nil {
+		s.stopShared() // the replica writes its last changes and stops
 	}
 	err := g.Wait()
 	if s.state != nil {

@@ -67,12 +67,15 @@ type Summary struct {
 }
 
 // Run replays recs through a fresh decision stack built from cfg (see
-// wire.Build: the service's own), in time order, sweeping it every
+// wire.Build: the service's own, on local state: --redis-addr is ignored), in time order, sweeping it every
 // cfg.SweepInterval of virtual time as the service does on its clock, and returns one Result per identity in the
 // order identities first appear, with a Summary. It sorts recs in place
 // (stably) when they are out of order. It stops early, returning ctx's
 // error, when ctx is done.
 func Run(ctx context.Context, recs []Record, cfg config.Config) ([]Result, Summary, error) {
+	// A backtest runs in virtual time on its own: it shares nothing with
+	// running replicas, whatever the configuration says about Redis.
+	cfg.RedisAddr = ""
 	var sum Summary
 	for i := 1; i < len(recs); i++ {
 		if recs[i].TS.Before(recs[i-1].TS) {

@@ -265,3 +265,21 @@ func TestRunCanceled(t *testing.T) {
 		t.Error("Run ignored a canceled context")
 	}
 }
+
+// TestRunIgnoresRedis: a configuration that shares state through Redis
+// (a production config file) backtests on local state, with the same
+// result as without it.
+func TestRunIgnoresRedis(t *testing.T) {
+	bot, _ := readFiles(t, "fixed-2s.jsonl")
+	want, _, err := Run(context.Background(), slices.Clone(bot), config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := Run(context.Background(), slices.Clone(bot), with(func(c *config.Config) { c.RedisAddr = "127.0.0.1:1" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !got[0].Quarantined || got[0].FirstQuarantineRequest != want[0].FirstQuarantineRequest {
+		t.Errorf("with --redis-addr: %+v; without: %+v", got, want)
+	}
+}
