@@ -177,10 +177,10 @@ func (l *Listener) allowed(addr net.Addr) bool {
 	return false
 }
 
-// admit counts c as open while the listener is at its cap, first closing
-// the oldest pending connection, or when there is none the established
-// connection idle longest if it has been idle for IdleEvictAfter. It
-// reports false when the cap is reached and no connection can make room.
+// admit counts c as open. At the cap it first closes the oldest pending
+// connection or, when there is none, the established connection idle
+// longest if it has been idle for IdleEvictAfter. It reports false when
+// the cap is reached and no connection can make room.
 func (l *Listener) admit(c *conn) bool {
 	for {
 		l.mu.Lock()
