@@ -312,10 +312,12 @@ type Config struct {
 	// GRPCMaxConns caps the open connections of the gRPC listener. At the
 	// cap a new connection closes the oldest one that has not completed
 	// its handshake (TLS, or the HTTP/2 preface); if every open connection
-	// has, the new one is closed. The caps of the three listeners are
-	// lowered at start to fit the process's descriptor limit. A
-	// connection costs about 10 KB resident and 90 KB of address space
-	// before it says anything; Envoy opens one or two per worker thread.
+	// has, the one that has read nothing for longest, if for at least a
+	// second (listen.IdleEvictAfter); otherwise the new one is closed. The
+	// caps of the three listeners are lowered at start to fit the
+	// process's descriptor limit. A connection costs about 10 KB resident
+	// and 90 KB of address space before it says anything; Envoy opens one
+	// or two per worker thread.
 	// Range 1-1000000. Default 1024.
 	GRPCMaxConns int
 

@@ -842,3 +842,44 @@ func TestRedisSettings(t *testing.T) {
 		t.Errorf("the password shows: %s", out)
 	}
 }
+
+// TestTrustedProxiesCoveringAFamily checks that ranges which add up to every
+// IPv4 or every IPv6 address are refused like a /0, and that ranges which
+// leave any address out are not.
+func TestTrustedProxiesCoveringAFamily(t *testing.T) {
+	refused := []struct{ list, want string }{
+		{"0.0.0.0/1,128.0.0.0/1", "0.0.0.0/1,128.0.0.0/1 together trust every IPv4 address"},
+		{"::/1,8000::/1", "::/1,8000::/1 together trust every IPv6 address"},
+		{"10.0.0.0/8,0.0.0.0/2,64.0.0.0/2,128.0.0.0/2,192.0.0.0/3,224.0.0.0/4,240.0.0.0/4", "every IPv4 address"},
+		{"0.0.0.0/1,128.0.0.0/2,192.0.0.0/2,2001:db8::/32", "every IPv4 address"},
+		{"0.0.0.0/1,128.0.0.0/1,::/1,8000::/1", "every IPv6 address"},
+	}
+	for _, tc := range refused {
+		_, err := Load([]string{"--trusted-proxies", tc.list}, nil)
+		if err == nil {
+			t.Errorf("--trusted-proxies %s: accepted, want refused", tc.list)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "--trusted-proxies") || !strings.Contains(msg, tc.want) {
+			t.Errorf("--trusted-proxies %s: error %q, want it to name the flag and say %q", tc.list, msg, tc.want)
+		}
+	}
+	_, err := Load([]string{"--trusted-proxies", "0.0.0.0/1,128.0.0.0/1,::/1,8000::/1"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "every IPv4 address") {
+		t.Errorf("both families covered: %v, want both reported", err)
+	}
+	_, err = Load([]string{"--trusted-proxies", "0.0.0.0/0,10.0.0.0/8"}, nil)
+	if err == nil || strings.Count(err.Error(), "every") != 1 {
+		t.Errorf("a /0 beside another range: %v, want it reported once", err)
+	}
+	for _, list := range []string{
+		"0.0.0.0/1,128.0.0.0/2,192.0.0.0/3,224.0.0.0/4,240.0.0.0/5,248.0.0.0/6,252.0.0.0/7,254.0.0.0/8,255.0.0.0/9", // 255.128.0.0/9 left out
+		"0.0.0.0/1,::/1", // half of each family
+		"0.0.0.0/1,128.0.0.0/2,255.255.255.255/32", // 192.0.0.0/2 but one address left out
+		"::/1,8000::/2,c000::/3,e000::/4,f000::/5,f800::/6,fc00::/7,fe00::/8,ff00::/9,ff80::/10,ffc0::/11",
+	} {
+		if _, err := Load([]string{"--trusted-proxies", list}, nil); err != nil && strings.Contains(err.Error(), "every I") {
+			t.Errorf("--trusted-proxies %s: %v, want no whole-family refusal", list, err)
+		}
+	}
+}

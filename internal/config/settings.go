@@ -141,7 +141,7 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.GRPCMaxInflight }},
 	{name: "grpc-check-timeout", metavar: "DURATION", help: "deadline of a Check that brings none (Envoy sends its own), so a stalled call frees its memory (100ms-1m)",
 		field: func(c *Config) any { return &c.GRPCCheckTimeout }},
-	{name: "grpc-max-conns", metavar: "N", help: "open gRPC connections; at the cap the oldest one without a completed handshake is closed (1-1000000)",
+	{name: "grpc-max-conns", metavar: "N", help: "open gRPC connections; at the cap the oldest one without a completed handshake is closed, or else the one idle longest if idle 1s (1-1000000)",
 		field: func(c *Config) any { return &c.GRPCMaxConns }},
 	{name: "http-max-conns", metavar: "N", help: "open connections to the dashboard, API, metrics and health listener, a budget of its own (1-1000000)",
 		field: func(c *Config) any { return &c.HTTPMaxConns }},

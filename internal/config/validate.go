@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,6 +90,13 @@ func (c Config) Validate() error {
 	for _, p := range c.TrustedProxies {
 		if p.IsValid() && p.Bits() == 0 {
 			bad("trusted-proxies", "%s trusts every address, so any client could write its own X-Forwarded-For and detection would stop; list the ranges of your own proxies", p)
+		}
+	}
+	for _, fam := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		// One /0 is reported above; here, ranges that add up to one.
+		if in := overlapping(fam, c.TrustedProxies); !slices.ContainsFunc(in, isWhole) && covers(in, fam) {
+			bad("trusted-proxies", "%s together trust every %s address, so any client could write its own X-Forwarded-For and detection would stop; list the ranges of your own proxies",
+				joinPrefixes(in), familyName(fam))
 		}
 	}
 	for _, h := range c.HTTPAllowedHosts {
@@ -363,6 +371,60 @@ func checkPrefixes(flag string, list []netip.Prefix, bad func(flag, format strin
 			bad(flag, "%s has host bits set; write %s", p, p.Masked())
 		}
 	}
+}
+
+// overlapping returns the valid prefixes of list that share an address
+// with p.
+func overlapping(p netip.Prefix, list []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, q := range list {
+		if q.IsValid() && q.Overlaps(p) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// covers reports whether the union of list holds every address of p. A
+// prefix that holds p answers yes; none overlapping it answers no;
+// otherwise both halves of p must be covered. Only halves that some prefix
+// splits are visited, so the work is at most the prefixes times the
+// address bits.
+func covers(list []netip.Prefix, p netip.Prefix) bool {
+	list = overlapping(p, list)
+	if len(list) == 0 {
+		return false
+	}
+	for _, q := range list {
+		if q.Bits() <= p.Bits() { // overlaps and is no longer: holds p
+			return true
+		}
+	}
+	lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
+	hiAddr := p.Addr().AsSlice()
+	hiAddr[p.Bits()/8] |= 0x80 >> (p.Bits() % 8)
+	hi, _ := netip.AddrFromSlice(hiAddr)
+	return covers(list, lo) && covers(list, netip.PrefixFrom(hi, p.Bits()+1))
+}
+
+// isWhole reports whether p is a /0.
+func isWhole(p netip.Prefix) bool { return p.Bits() == 0 }
+
+// joinPrefixes writes list the way the flag takes it.
+func joinPrefixes(list []netip.Prefix) string {
+	s := make([]string, len(list))
+	for i, p := range list {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// familyName names the address family of p.
+func familyName(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 // checkAllowedHost checks one --http-allowed-hosts entry: "*", a host name,

@@ -57,14 +57,15 @@ func FromAddr(a netip.Addr, ipv6Prefix int) ID {
 }
 
 // ErrBadName reports an identity-header value that cannot be an identity.
-var ErrBadName = errors.New("identity name must be 1-128 bytes of printable UTF-8 without invisible or bidirectional format characters")
+var ErrBadName = errors.New("identity name must be 1-128 bytes of UTF-8 whose characters all show: no control, invisible, blank-looking or bidirectional format characters")
 
 // FromName returns the identity for an identity-header value. It refuses
-// empty or over-long values, invalid UTF-8, control characters and format
-// characters (zero-width, bidirectional; see untrusted.Plain), so that a
-// hostile header cannot grow state without bound, break log lines, or pass
-// on the dashboard for another identity ("203.0.113.7" + U+200B). The
-// returned ID shares memory with s; keep it with Clone.
+// empty or over-long values, invalid UTF-8, control characters, format
+// characters (zero-width, bidirectional) and blank-looking ones (see
+// ValidName), so that a hostile header cannot grow state without bound,
+// break log lines, or pass on the dashboard for another identity
+// ("203.0.113.7" + U+200B). The returned ID shares memory with s; keep it
+// with Clone.
 func FromName(s string) (ID, error) {
 	if !ValidName(s) {
 		return ID{}, ErrBadName
@@ -83,9 +84,16 @@ func storedName(s string) (ID, error) {
 	return ID{name: s}, nil
 }
 
-// ValidName reports whether s is acceptable to FromName.
+// ValidName reports whether s is acceptable to FromName: every character
+// shows as itself (untrusted.AllVisible), which refuses what Plain refuses
+// and also the characters that print blank without being format characters
+// (no-break and wide spaces, line separators, U+3164 and the other Hangul
+// fillers, the braille blank, the combining grapheme joiner), since
+// "203.0.113.7" followed by any of them passes on screen for the address.
+// The ASCII space stays allowed, as it always was: names in state files
+// written before may hold one.
 func ValidName(s string) bool {
-	return len(s) > 0 && len(s) <= MaxNameLen && untrusted.Plain(s)
+	return len(s) > 0 && len(s) <= MaxNameLen && untrusted.AllVisible(s)
 }
 
 // IsZero reports whether id is the zero ID (no identity).

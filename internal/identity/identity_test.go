@@ -234,6 +234,38 @@ func TestFromNameRefusesFormatCharacters(t *testing.T) {
 	}
 }
 
+// TestFromNameRefusesBlankLookingCharacters lists characters that are not
+// format characters (Plain lets them through) but print as nothing or as a
+// space, so that a name holding one passes on screen for another.
+func TestFromNameRefusesBlankLookingCharacters(t *testing.T) {
+	for _, s := range []string{
+		"203.0.113.7\u3164", // Hangul filler
+		"203.0.113.7\u2800", // braille blank
+		"203.0.113.7\u00a0", // no-break space
+		"203.0.113.7\u2028", // line separator
+		"\u115f203.0.113.7", // Hangul choseong filler
+		"203.0.113\u034f.7", // combining grapheme joiner
+		"203.0.113.7\u3000", // ideographic space
+		"203.0.113.7\u2029", // paragraph separator
+		"203.0.113.7\u1160", // Hangul jungseong filler
+		"203.0.113.7\uffa0", // halfwidth Hangul filler
+		"203.0.113.7\u2003", // em space
+		"203.0.113.7\u205f", // medium mathematical space
+		"203.0.113.7\u1680", // ogham space mark
+	} {
+		if _, err := FromName(s); err == nil {
+			t.Errorf("FromName(%q) = ok, want error", s)
+		}
+	}
+	// The ASCII space was always allowed, and names with one may be in
+	// state files; graphic text of any script stays allowed.
+	for _, s := range []string{"key with spaces", "ключ", "鍵-키", "😀"} {
+		if _, err := FromName(s); err != nil {
+			t.Errorf("FromName(%q) = %v, want ok", s, err)
+		}
+	}
+}
+
 func TestMasked(t *testing.T) {
 	name := func(s string) ID {
 		id, err := FromName(s)

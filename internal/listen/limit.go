@@ -1,9 +1,10 @@
 // Package listen hardens the service's TCP listeners against peers that
 // open connections and then do nothing useful with them: a cap on open
 // connections that keeps room for real clients by closing the oldest
-// connection that never got past its handshake, an allow-list of peer
-// networks checked at accept, and TLS (optionally mutual) whose files are
-// reloaded when they change, without a restart.
+// connection that never got past its handshake, or else the one that has
+// been idle longest, an allow-list of peer networks checked at accept, and
+// TLS (optionally mutual) whose files are reloaded when they change,
+// without a restart.
 //
 // It knows nothing of gRPC or HTTP beyond one fact: a real client of
 // either sends at least PrefaceBytes as soon as it connects.
@@ -27,6 +28,24 @@ const PrefaceBytes = 24
 // capWarnEvery is how often, at most, Listener logs that its cap was hit.
 const capWarnEvery = time.Minute
 
+// IdleEvictAfter is how long an established connection must have read
+// nothing before the cap may close it to make room. A handshake proves only
+// that a peer can speak the protocol, not that it will: a flood of
+// connections that send one request (or the HTTP/2 preface and SETTINGS)
+// and then sit idle would otherwise hold every slot for the servers' idle
+// timeouts (minutes), and health probes would be refused. A second is far
+// longer than the gap between frames of a busy client (Envoy's connection
+// carries Checks and its pings), and long enough that a client whose
+// request was just read, and which is waiting for the answer, keeps its
+// connection.
+const IdleEvictAfter = time.Second
+
+// activityGrain is how stale the order of the established list may be: a
+// Read moves its connection to the back of the list at most this often, so
+// a busy connection takes the listener's lock about ten times a second, not
+// once per Read. The idlest connection is therefore found to within this.
+const activityGrain = 100 * time.Millisecond
+
 // Options configure a Listener.
 type Options struct {
 	// Name names the listener in logs, e.g. "grpc".
@@ -35,7 +54,9 @@ type Options struct {
 	// MaxConns caps the connections open at once. When a new connection
 	// arrives at the cap, the oldest connection that is not yet
 	// established is closed to make room; when every open connection is
-	// established, the new one is closed instead. 0 means no cap.
+	// established, the one that has read nothing for longest is closed if
+	// that is at least IdleEvictAfter, and the new one otherwise. 0 means
+	// no cap.
 	MaxConns int
 
 	// Allow lists the peer networks accepted; a connection from any other
@@ -58,10 +79,15 @@ type Options struct {
 type Stats struct {
 	// Open is the number of connections open now.
 	Open int
-	// Evicted counts connections closed to make room for a new one.
+	// Evicted counts connections closed to make room for a new one,
+	// EvictedIdle among them.
 	Evicted uint64
-	// Refused counts new connections closed because the cap was reached
-	// and every open connection was established.
+	// EvictedIdle counts the established connections evicted because
+	// they had read nothing for at least IdleEvictAfter.
+	EvictedIdle uint64
+	// Refused counts new connections closed because the cap was reached,
+	// every open connection was established and none had been idle for
+	// IdleEvictAfter.
 	Refused uint64
 	// Denied counts connections closed because the peer is not in Allow.
 	Denied uint64
@@ -76,14 +102,16 @@ type Listener struct {
 	tls   bool
 	name  string
 	log   *slog.Logger
+	epoch time.Time // the zero of the connections' read clocks (monotonic)
 
-	evicted, refused, denied atomic.Uint64
+	evicted, evictedIdle, refused, denied atomic.Uint64
 
-	mu         sync.Mutex // guards the following fields
-	open       int
-	pending    connList // open connections not yet established, oldest first
-	lastWarn   time.Time
-	lastDenied time.Time
+	mu          sync.Mutex // guards the following fields
+	open        int
+	pending     connList // open connections not yet established, oldest first
+	established connList // established connections, the one read least recently first (to within activityGrain)
+	lastWarn    time.Time
+	lastDenied  time.Time
 }
 
 // Limit wraps inner with the cap and allow-list of opts.
@@ -99,8 +127,12 @@ func Limit(inner net.Listener, opts Options) *Listener {
 		tls:      opts.TLS,
 		name:     opts.Name,
 		log:      log,
+		epoch:    time.Now(),
 	}
 }
+
+// now returns the time since l was made, for the connections' read clocks.
+func (l *Listener) now() int64 { return int64(time.Since(l.epoch)) }
 
 // Accept returns the next connection from an allowed peer that fits under
 // the cap. Connections that do not are closed here and never returned.
@@ -117,6 +149,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		tc := &conn{Conn: c, l: l}
+		tc.lastRead.Store(l.now()) // a new connection is not idle yet
 		if !l.admit(tc) {
 			l.refused.Add(1)
 			c.Close()
@@ -144,9 +177,10 @@ func (l *Listener) allowed(addr net.Addr) bool {
 	return false
 }
 
-// admit counts c as open, first closing the oldest pending connections
-// while the listener is at its cap. It reports false when the cap is
-// reached and no connection can make room.
+// admit counts c as open. At the cap it first closes the oldest pending
+// connection or, when there is none, the established connection idle
+// longest if it has been idle for IdleEvictAfter. It reports false when
+// the cap is reached and no connection can make room.
 func (l *Listener) admit(c *conn) bool {
 	for {
 		l.mu.Lock()
@@ -156,15 +190,32 @@ func (l *Listener) admit(c *conn) bool {
 			l.mu.Unlock()
 			return true
 		}
-		victim := l.pending.front()
+		victim, idle := l.pending.front(), false
+		if victim == nil {
+			victim = l.idlestLocked()
+			idle = victim != nil
+		}
 		l.warnLocked()
 		l.mu.Unlock()
 		if victim == nil {
 			return false
 		}
 		l.evicted.Add(1)
-		_ = victim.Close() // releases its slot and leaves the pending list
+		if idle {
+			l.evictedIdle.Add(1)
+		}
+		_ = victim.Close() // releases its slot and leaves its list
 	}
+}
+
+// idlestLocked returns the established connection that has read nothing
+// for longest, if that is at least IdleEvictAfter, or nil.
+func (l *Listener) idlestLocked() *conn {
+	c := l.established.front()
+	if c == nil || l.now()-c.lastRead.Load() < int64(IdleEvictAfter) {
+		return nil
+	}
+	return c
 }
 
 // warnLocked logs, at most once per capWarnEvery, that the cap was hit.
@@ -174,8 +225,9 @@ func (l *Listener) warnLocked() {
 		return
 	}
 	l.lastWarn = now
-	l.log.Warn("connection cap reached: closing connections that have not completed a handshake",
-		"listener", l.name, "max_conns", l.max, "evicted", l.evicted.Load(), "refused", l.refused.Load())
+	l.log.Warn("connection cap reached: closing connections that have not completed a handshake, or else the one idle longest",
+		"listener", l.name, "max_conns", l.max, "idle_after", IdleEvictAfter.String(),
+		"evicted", l.evicted.Load(), "evicted_idle", l.evictedIdle.Load(), "refused", l.refused.Load())
 }
 
 // warnDenied logs, at most once per capWarnEvery, that a peer outside
@@ -202,12 +254,13 @@ func (l *Listener) Stats() Stats {
 	l.mu.Lock()
 	open := l.open
 	l.mu.Unlock()
-	return Stats{Open: open, Evicted: l.evicted.Load(), Refused: l.refused.Load(), Denied: l.denied.Load()}
+	return Stats{Open: open, Evicted: l.evicted.Load(), EvictedIdle: l.evictedIdle.Load(),
+		Refused: l.refused.Load(), Denied: l.denied.Load()}
 }
 
 // MarkEstablished records that c completed its handshake, so that the cap
-// never closes it to make room. It does nothing for a connection that did
-// not come from a Listener.
+// closes it to make room only once it has been idle for IdleEvictAfter. It
+// does nothing for a connection that did not come from a Listener.
 func MarkEstablished(c net.Conn) {
 	if tc, ok := c.(*conn); ok {
 		tc.establish()
@@ -222,30 +275,59 @@ type conn struct {
 	established atomic.Bool
 	closed      atomic.Bool
 	seen        atomic.Int64 // bytes read while not established (plaintext)
+	lastRead    atomic.Int64 // l.now() when a Read last returned data (or at accept)
+	listedAt    atomic.Int64 // lastRead when c was last put at the back of l.established; written under l.mu
 
-	// prev and next link the listener's pending list; guarded by l.mu.
+	// prev, next and list link c into the listener's pending or
+	// established list; guarded by l.mu.
 	prev, next *conn
-	inList     bool
+	list       *connList
 }
 
-// Read counts the bytes of a plaintext connection until it is established.
+// Read notes the time of every Read that returns data, and counts the
+// bytes of a plaintext connection until it is established.
 func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 && !c.l.tls && !c.established.Load() && c.seen.Add(int64(n)) >= PrefaceBytes {
-		c.establish()
+	if n > 0 {
+		now := c.l.now()
+		c.lastRead.Store(now)
+		if !c.established.Load() {
+			if !c.l.tls && c.seen.Add(int64(n)) >= PrefaceBytes {
+				c.establish()
+			}
+		} else if now-c.listedAt.Load() >= int64(activityGrain) {
+			c.touch(now)
+		}
 	}
 	return n, err
 }
 
-// establish takes c off the pending list: it is no longer closed to make
-// room.
+// establish moves c from the pending list to the back of the established
+// one: it is no longer closed to make room unless it falls idle.
 func (c *conn) establish() {
 	if c.established.Swap(true) {
 		return
 	}
 	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	if c.list != &c.l.pending {
+		return // closed (or being closed): it must not enter a list again
+	}
 	c.l.pending.remove(c)
-	c.l.mu.Unlock()
+	c.listedAt.Store(c.lastRead.Load())
+	c.l.established.pushBack(c)
+}
+
+// touch moves established c to the back of the established list: it read
+// at now.
+func (c *conn) touch(now int64) {
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	if c.list == &c.l.established {
+		c.l.established.remove(c)
+		c.listedAt.Store(now)
+		c.l.established.pushBack(c)
+	}
 }
 
 // Close closes the connection and releases its slot, once.
@@ -255,7 +337,9 @@ func (c *conn) Close() error {
 	}
 	c.l.mu.Lock()
 	c.l.open--
-	c.l.pending.remove(c)
+	if c.list != nil {
+		c.list.remove(c)
+	}
 	c.l.mu.Unlock()
 	return c.Conn.Close()
 }
@@ -269,11 +353,12 @@ type connList struct {
 	head, tail *conn
 }
 
+// pushBack appends c, which must be in no list.
 func (q *connList) pushBack(c *conn) {
-	if c.inList {
+	if c.list != nil {
 		return
 	}
-	c.prev, c.next, c.inList = q.tail, nil, true
+	c.prev, c.next, c.list = q.tail, nil, q
 	if q.tail != nil {
 		q.tail.next = c
 	} else {
@@ -282,8 +367,9 @@ func (q *connList) pushBack(c *conn) {
 	q.tail = c
 }
 
+// remove takes c out of q, if it is there.
 func (q *connList) remove(c *conn) {
-	if !c.inList {
+	if c.list != q {
 		return
 	}
 	if c.prev != nil {
@@ -296,7 +382,7 @@ func (q *connList) remove(c *conn) {
 	} else {
 		q.tail = c.prev
 	}
-	c.prev, c.next, c.inList = nil, nil, false
+	c.prev, c.next, c.list = nil, nil, nil
 }
 
 func (q *connList) front() *conn { return q.head }

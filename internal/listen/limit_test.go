@@ -3,6 +3,7 @@ package listen
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"testing"
@@ -131,7 +132,8 @@ func TestCapKeepsEstablishedConnections(t *testing.T) {
 	if closedByServer(b, 100*time.Millisecond) {
 		t.Error("an established connection was closed to make room")
 	}
-	// With every open connection established, a newcomer is refused.
+	// With every open connection established and none idle for
+	// IdleEvictAfter, a newcomer is refused.
 	if _, err := io.WriteString(c, preface); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +149,99 @@ func TestCapKeepsEstablishedConnections(t *testing.T) {
 	}
 	if s := l.Stats(); s.Refused != 1 || s.Evicted != 2 {
 		t.Errorf("stats = %+v, want 2 evicted and 1 refused", s)
+	}
+}
+
+// establishAll sends the preface on each of cs and waits until the
+// listener counts none of its open connections as pending.
+func establishAll(t *testing.T, l *Listener, cs ...net.Conn) {
+	t.Helper()
+	for _, c := range cs {
+		if _, err := io.WriteString(c, preface); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return l.pendingLen() == 0 })
+}
+
+// TestCapEvictsIdlestEstablishedConnection: at the cap, with no connection
+// left that is still in its handshake, the established connection that has
+// read nothing for longest makes room, once it has been idle for
+// IdleEvictAfter. Connections that sent their preface and then went quiet
+// (HTTP keep-alive after one request, gRPC after the preface and SETTINGS)
+// would otherwise hold the cap, and health probes would be refused.
+func TestCapEvictsIdlestEstablishedConnection(t *testing.T) {
+	l := listenLimited(t, Options{MaxConns: 3})
+	accepted := server(t, l)
+	a, b, c := dial(t, l, ""), dial(t, l, ""), dial(t, l, "")
+	waitAccepted(t, accepted, 3)
+	establishAll(t, l, a, b, c)
+
+	time.Sleep(IdleEvictAfter + 200*time.Millisecond)
+	// c and then a speak again; b, established second, is now the idlest.
+	for _, cn := range []net.Conn{c, a} {
+		if _, err := io.WriteString(cn, "more"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return l.lastReadAge(a) < IdleEvictAfter && l.lastReadAge(c) < IdleEvictAfter })
+
+	d := dial(t, l, "")
+	waitAccepted(t, accepted, 1)
+	if !closedByServer(b, 2*time.Second) {
+		t.Fatal("the idlest established connection is still open after a new one arrived at the full cap")
+	}
+	for name, cn := range map[string]net.Conn{"a": a, "c": c, "new": d} {
+		if closedByServer(cn, 100*time.Millisecond) {
+			t.Errorf("connection %s was closed; only the idlest should be", name)
+		}
+	}
+	if s := l.Stats(); s.Open != 3 || s.Evicted != 1 || s.EvictedIdle != 1 || s.Refused != 0 {
+		t.Errorf("stats = %+v, want 3 open, 1 evicted (idle), 0 refused", s)
+	}
+}
+
+// TestCapKeepsBusyEstablishedConnections: connections that keep reading,
+// as Envoy's gRPC connections do, are never evicted; a newcomer is refused
+// instead.
+func TestCapKeepsBusyEstablishedConnections(t *testing.T) {
+	l := listenLimited(t, Options{MaxConns: 2})
+	accepted := server(t, l)
+	a, b := dial(t, l, ""), dial(t, l, "")
+	waitAccepted(t, accepted, 2)
+	establishAll(t, l, a, b)
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // a and b send a frame every 50ms, like a busy client
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_, _ = io.WriteString(a, "frame")
+				_, _ = io.WriteString(b, "frame")
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
+	time.Sleep(IdleEvictAfter + 300*time.Millisecond)
+	for range 3 {
+		if c := dial(t, l, ""); !closedByServer(c, 2*time.Second) {
+			t.Error("a connection over the cap was kept although every open one is busy")
+		}
+	}
+	for name, cn := range map[string]net.Conn{"a": a, "b": b} {
+		if closedByServer(cn, 100*time.Millisecond) {
+			t.Errorf("busy connection %s was closed to make room", name)
+		}
+	}
+	if s := l.Stats(); s.Evicted != 0 || s.Refused != 3 {
+		t.Errorf("stats = %+v, want 0 evicted and 3 refused", s)
 	}
 }
 
@@ -195,6 +290,21 @@ func (l *Listener) pendingLen() int {
 	return n
 }
 
+// lastReadAge returns how long ago the accepted connection whose peer is
+// the local end of c last read data, or a very long time if there is none.
+func (l *Listener) lastReadAge(c net.Conn) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, list := range []*connList{&l.pending, &l.established} {
+		for sc := list.front(); sc != nil; sc = sc.next {
+			if sc.RemoteAddr().String() == c.LocalAddr().String() {
+				return time.Duration(l.now() - sc.lastRead.Load())
+			}
+		}
+	}
+	return time.Duration(math.MaxInt64)
+}
+
 // waitFor polls cond for up to 5 seconds.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
@@ -204,4 +314,27 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("condition not met within 5s")
+}
+
+// endless is a net.Conn whose Read fills b at once: the cost measured is
+// the wrapper's.
+type endless struct{ net.Conn }
+
+func (endless) Read(b []byte) (int, error) { return len(b), nil }
+
+// BenchmarkEstablishedRead is the cost conn.Read adds to every Read of an
+// established connection: a clock read and an atomic store, and the lock
+// at most once per activityGrain.
+func BenchmarkEstablishedRead(b *testing.B) {
+	l := Limit(nil, Options{MaxConns: 1})
+	c := &conn{Conn: endless{}, l: l}
+	if !l.admit(c) {
+		b.Fatal("not admitted")
+	}
+	c.establish()
+	buf := make([]byte, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = c.Read(buf)
+	}
 }

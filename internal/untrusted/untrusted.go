@@ -61,13 +61,7 @@ func Plain(s string) bool {
 // Plain text of graphic characters comes back unchanged, without
 // allocating. It is for showing text as it is, never for storing it.
 func Visible(s string) string {
-	clean := true
-	for i := 0; i < len(s) && clean; {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		clean = (r != utf8.RuneError || size > 1) && visibleRune(r)
-		i += size
-	}
-	if clean {
+	if AllVisible(s) {
 		return s
 	}
 	var b strings.Builder
@@ -84,6 +78,22 @@ func Visible(s string) string {
 		i += size
 	}
 	return b.String()
+}
+
+// AllVisible reports whether Visible(s) is s: valid UTF-8 of graphic
+// characters and ASCII spaces only, every one of them showing as itself.
+// It is stricter than Plain, which lets no-break and other wide spaces,
+// line separators and blank-looking letters (U+3164 and the other Hangul
+// fillers, the braille blank) through.
+func AllVisible(s string) bool {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size <= 1) || !visibleRune(r) {
+			return false
+		}
+		i += size
+	}
+	return true
 }
 
 // visibleRune reports whether r shows as itself: a graphic character that

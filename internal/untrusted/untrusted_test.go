@@ -65,6 +65,30 @@ func TestPlain(t *testing.T) {
 	}
 }
 
+func TestAllVisible(t *testing.T) {
+	for s, want := range map[string]bool{
+		"api-key 123":        true,
+		"ключ €":             true,
+		"":                   true,
+		"203.0.113.7\u200b":  false,
+		"nb\u00a0sp":         false,
+		"hangul\u3164filler": false,
+		"braille\u2800":      false,
+		"line\u2028sep":      false,
+		"cgj\u034f":          false,
+		"wide\u3000space":    false,
+		"tab\t":              false,
+		"bad\xffutf8":        false,
+	} {
+		if got := AllVisible(s); got != want {
+			t.Errorf("AllVisible(%q) = %v, want %v", s, got, want)
+		}
+		if got := Visible(s) == s; got != want {
+			t.Errorf("Visible(%q) == itself is %v, want %v as AllVisible", s, got, want)
+		}
+	}
+}
+
 func TestVisible(t *testing.T) {
 	for in, want := range map[string]string{
 		"api-key 123":        "api-key 123",

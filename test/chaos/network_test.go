@@ -428,6 +428,82 @@ func TestConnectionFlood(t *testing.T) {
 		procStatus(t, pid, "VmRSS")>>20, procStatus(t, pid, "VmHWM")>>20, procStatus(t, pid, "VmSize")>>20)
 }
 
+// keepAliveIdle opens a connection to the HTTP listener at addr, gets
+// /healthz on it with keep-alive, and leaves it open and quiet: a client
+// past its handshake that sends nothing more.
+func keepAliveIdle(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("keep-alive GET /healthz: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("keep-alive GET /healthz: status %d, close %v; want 200 on a kept connection", resp.StatusCode, resp.Close)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c
+}
+
+// TestEstablishedIdleConnectionFlood fills both connection caps with
+// connections that complete their handshake and then sit idle (HTTP
+// keep-alive after one GET; the HTTP/2 preface and SETTINGS), the kind the
+// cap cannot tell from real clients by their first bytes. Before the fix
+// the cap kept them for the servers' idle timeouts (2 min HTTP, 5 min
+// gRPC) and refused /healthz, /readyz and gRPC health; now a newcomer
+// closes the connection idle longest once it has been idle a second.
+func TestEstablishedIdleConnectionFlood(t *testing.T) {
+	const maxConns = 8
+	s := start(t, "--http-max-conns", strconv.Itoa(maxConns), "--grpc-max-conns", strconv.Itoa(maxConns),
+		"--grpc-handshake-timeout", "1s")
+	var idle []net.Conn
+	for range maxConns {
+		idle = append(idle, keepAliveIdle(t, s.HTTPAddr))
+		idle = append(idle, dialH2(t, s.GRPCAddr))
+	}
+	// Past the handshake timeout, so the gRPC ones are established for
+	// good, and past the idle threshold of the cap.
+	time.Sleep(1500 * time.Millisecond)
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get("http://" + s.HTTPAddr + path)
+		if err != nil {
+			t.Errorf("%s with the HTTP cap full of idle keep-alive connections: %v", path, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s with the HTTP cap full of idle keep-alive connections: status %d", path, resp.StatusCode)
+		}
+	}
+	if err := grpcHealthy(s.GRPCAddr, 5*time.Second); err != nil {
+		t.Errorf("gRPC health with the gRPC cap full of idle HTTP/2 connections: %v", err)
+	}
+	// Each probe made room by closing one idle connection (/readyz may
+	// have found the slot /healthz left), and only that many were closed.
+	closed := map[bool]int{} // by "is HTTP/2"
+	for _, c := range idle {
+		if ok, _ := closedWithin(c, 50*time.Millisecond); ok {
+			_, h2 := c.(*h2conn)
+			closed[h2]++
+		}
+	}
+	if closed[false] < 1 || closed[false] > 2 || closed[true] != 1 {
+		t.Errorf("closed %d idle HTTP/1 and %d idle HTTP/2 connections, want 1-2 and 1: one for each probe", closed[false], closed[true])
+	}
+}
+
 // TestGRPCAllowPeers: with --grpc-allow-peers only the listed peers get an
 // answer; others are closed at accept.
 func TestGRPCAllowPeers(t *testing.T) {
