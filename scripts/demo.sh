@@ -32,9 +32,13 @@ trap stop EXIT
 	--quarantine-ttl "$ttl" --drain-delay 0s &
 flowlock_pid=$!
 
-wait_ok() { # url what
+wait_ok() { # url what pid
 	i=0
 	until "$bin/sample-api" healthcheck --url "$1" --timeout 1s >/dev/null 2>&1; do
+		if ! kill -0 "$3" 2>/dev/null; then
+			echo "demo: $2 exited (its error is above; is something else using its port?)" >&2
+			exit 1
+		fi
 		i=$((i + 1))
 		if [ $i -gt 60 ]; then
 			echo "demo: $2 did not come up at $1 within 30 s" >&2
@@ -43,11 +47,11 @@ wait_ok() { # url what
 		sleep 0.5
 	done
 }
-wait_ok "http://$dashboard/readyz" "Flow Lock"
+wait_ok "http://$dashboard/readyz" "Flow Lock" "$flowlock_pid"
 
 "$bin/sample-api" --addr "$listen" --flowlock-addr "$grpc" &
 api_pid=$!
-wait_ok "http://$api/healthz" "the sample API"
+wait_ok "http://$api/healthz" "the sample API" "$api_pid"
 
 cat <<MSG
 
