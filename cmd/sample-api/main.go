@@ -19,7 +19,7 @@
 //
 //	GET /data     {"items":[...],"served_at":"<RFC 3339>"}, plus
 //	              "flowlock_risk" when Flow Lock sent x-flowlock-risk and
-//	              "unchecked": true when Envoy failed open
+//	              "unchecked": true when Envoy or the middleware failed open
 //	GET /healthz  {"status":"ok"}
 //	anything else {"method":"POST","path":"/login", ...}: any other method
 //	              and path answers 200 like a generic API endpoint, so that
