@@ -2,7 +2,7 @@
 GO ?= go
 .DEFAULT_GOAL := help
 
-.PHONY: help run demo attack build test test-short bench fuzz check fmt-check vet lint tidy-check eval detection-doc
+.PHONY: help run demo attack build test test-short bench fuzz check fmt-check vet lint tidy-check eval detection-doc detection-replicas
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,8 +19,18 @@ attack: ## while make demo runs: a bot from its own address (127.0.0.2) against 
 eval: ## detection evaluation on held-out seeds (about a minute)
 	$(GO) run ./cmd/flowlock-sim eval --seed-set holdout
 
-detection-doc: ## regenerate docs/detection.md from a full held-out evaluation
-	$(GO) run ./cmd/flowlock-sim eval --markdown --seed-set holdout --threshold-sweep --output docs/detection.md
+detection-doc: ## regenerate docs/detection.md from a full held-out evaluation (with docs/detection-replicas.md)
+	$(GO) run ./cmd/flowlock-sim eval --markdown --seed-set holdout --threshold-sweep --replicas-section docs/detection-replicas.md --output docs/detection.md
+
+# The three-replica comparison needs a redis-server: this starts one on
+# REDIS_PORT (loopback, no persistence) and stops it by PID.
+REDIS_PORT ?= 6399
+detection-replicas: ## regenerate docs/detection-replicas.md: one vs three shared vs three unshared replicas (needs redis-server; a few minutes)
+	@redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & pid=$$!; \
+	trap 'kill $$pid' EXIT; \
+	for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	$(GO) run ./cmd/flowlock-sim eval --markdown --seed-set holdout --streams 50 --max-requests 3000 \
+		--replicas 3 --redis-addr 127.0.0.1:$(REDIS_PORT) --output docs/detection-replicas.md
 
 build: ## build the binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
@@ -34,7 +44,14 @@ test: ## the full suite CI runs: format, vet, lint, race tests, end-to-end tests
 	# under -race; run every one of them again without it.
 	$(GO) test -count=1 -run 'Allocs|DoesNotAllocate' ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
-	$(GO) test -run '^$$' -bench . -benchtime 100x -benchmem ./internal/...
+	# Benchmarks whose one op is a whole state file or a large population
+	# run once; every other benchmark a hundred times.
+	$(GO) test -run '^$$' -bench . -skip '$(BIG_BENCH)' -benchtime 100x -benchmem ./internal/...
+	$(GO) test -run '^$$' -bench '$(BIG_BENCH)' -benchtime 1x -benchmem ./internal/...
+
+# Benchmarks that cost seconds per op (1 M-entry state files, 100 k
+# identities in Redis): the smoke run in `make test` runs them once.
+BIG_BENCH = BenchmarkLoadState|BenchmarkWriteState|BenchmarkMemoryPer
 
 test-short: ## unit tests only (no binaries, no browsers, no proxies)
 	$(GO) test -race -short ./...

@@ -149,6 +149,21 @@ type Sharing struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// Warning is a misconfiguration the page shows as a banner: requests that
+// Flow Lock could not read the configured way, and what to change. main
+// fills it from its identity.Watch; every text in it is plain text that
+// the page inserts as text.
+type Warning struct {
+	Cause    string    `json:"cause"`    // e.g. "no_forwarded_for"
+	Peer     string    `json:"peer"`     // the proxy (or client) address that sent them, or "unknown"
+	Count    uint64    `json:"count"`    // requests with this cause since the start
+	Unscored bool      `json:"unscored"` // they were allowed without being scored
+	Problem  string    `json:"problem"`  // what is wrong, in a sentence
+	Fix      string    `json:"fix"`      // what to change
+	Since    time.Time `json:"since"`    // first reported
+	Last     time.Time `json:"last"`     // latest request with it
+}
+
 // DefaultMaxBanTTL is Options.MaxBanTTL when it is 0.
 const DefaultMaxBanTTL = 30 * 24 * time.Hour
 
@@ -234,6 +249,11 @@ type Options struct {
 	// ["localhost"]. See hostGuard.
 	AllowedHosts []string
 
+	// Warnings reports misconfigurations for the page's banner, at most a
+	// handful; it must be cheap, the stream asks every second. nil shows
+	// none.
+	Warnings func(now time.Time) []Warning
+
 	// BadToken, if not nil, is called for every request refused for a
 	// missing or wrong admin token, e.g. to count it in a metric. The log
 	// says so at most once per badTokenLogEvery.
@@ -266,6 +286,8 @@ type server struct {
 	hosts      hostGuard
 	badToken   func()      // Options.BadToken, never nil
 	badLog     logThrottle // WARN lines for rejected tokens
+
+	warnings func(time.Time) []Warning // Options.Warnings, may be nil
 }
 
 // Handler is the dashboard's HTTP handler. Its owner calls Close when
@@ -311,6 +333,7 @@ func newServer(opts Options) *server {
 		maxBan:     opts.MaxBanTTL,
 		showNames:  opts.ShowIdentities,
 		badToken:   opts.BadToken,
+		warnings:   opts.Warnings,
 	}
 	allowed := opts.AllowedHosts
 	if allowed == nil {

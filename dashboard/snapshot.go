@@ -32,6 +32,9 @@ type Snapshot struct {
 	Lists           Lists        `json:"lists"`
 	// Events are the latest quarantine transitions, newest first.
 	Events []Decision `json:"events"`
+	// Warnings are misconfigurations to show as a banner: requests that
+	// could not be read the configured way. Empty when all is well.
+	Warnings []Warning `json:"warnings"`
 	// Sharing is the link to the other replicas; absent without one.
 	Sharing *Sharing `json:"sharing,omitempty"`
 }
@@ -77,7 +80,14 @@ func (s *server) snapshot(clients int) Snapshot {
 		sh := s.sharing()
 		sharing = &sh
 	}
+	warnings := []Warning{}
+	if s.warnings != nil {
+		if w := s.warnings(now); w != nil {
+			warnings = w
+		}
+	}
 	return Snapshot{
+		Warnings:        warnings,
 		Sharing:         sharing,
 		Time:            now,
 		Version:         s.version,

@@ -171,7 +171,7 @@ func TestStreamFraming(t *testing.T) {
 	if err := json.Unmarshal([]byte(last.data), &snap); err != nil {
 		t.Fatal(err)
 	}
-	wantKeys := []string{"admin", "clients", "events", "identities", "lists", "mode", "quarantine", "quarantine_total", "stats", "time", "version"}
+	wantKeys := []string{"admin", "clients", "events", "identities", "lists", "mode", "quarantine", "quarantine_total", "stats", "time", "version", "warnings"}
 	if got := slices.Sorted(mapKeys(snap)); !slices.Equal(got, wantKeys) {
 		t.Errorf("snapshot keys = %v, want %v", got, wantKeys)
 	}

@@ -269,3 +269,21 @@ func adminToken(cfg config.Config, httpAddr net.Addr, w io.Writer) string {
 	fmt.Fprintf(w, "flowlock-authz demo: dashboard at %s\nflowlock-authz demo: demo admin token: %s (generated for this run; --admin-token sets your own)\n", url, tok)
 	return tok
 }
+
+// demoTokenNote is what /api/v1/config shows for the admin token that
+// --demo generated: "(unset)" would send a newcomer looking for a token
+// that exists, printed at startup.
+const demoTokenNote = "(generated for this demo run; printed at startup)"
+
+// configView returns the effective configuration with secrets redacted,
+// for /api/v1/config: the admin token a demo generated is named as such.
+func configView(cfg config.Config) func() any {
+	generated := cfg.Demo && cfg.AdminToken.Reveal() == ""
+	return func() any {
+		m := cfg.Redacted()
+		if generated {
+			m["admin-token"] = demoTokenNote
+		}
+		return m
+	}
+}

@@ -21,6 +21,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/flowlock/flowlock/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; when it
@@ -58,11 +60,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := fmt.Fprintln(stdout, "flowlock-authz", buildVersion())
 		return err
 	case "help":
-		fmt.Fprintln(stdout, "usage: flowlock-authz [serve|replay|healthcheck|version] [flags]; flowlock-authz serve -h lists the flags")
+		usage(stdout)
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q (want serve, replay, healthcheck or version)", cmd)
 	}
+}
+
+// usage writes the subcommands and serve's flags: what --help, -h and
+// help show.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: flowlock-authz [command] [flags]
+
+Commands:
+  serve        run the service (the default when no command is given)
+  replay       backtest access logs through the same engine: flowlock-authz replay [flags] TRACE...
+  healthcheck  exit 0 when the local service is SERVING (for container health checks)
+  version      print the version
+  help         show this help
+
+"flowlock-authz COMMAND -h" shows a command's own flags. serve's flags:
+
+`)
+	config.Usage(w)
 }
 
 // buildVersion returns the version stamped at build time or read from the

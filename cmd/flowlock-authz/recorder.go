@@ -44,15 +44,15 @@ func newMetrics(reg prometheus.Registerer) *metrics.Metrics {
 type recorder struct {
 	m     *metrics.Metrics
 	live  *dashboard.Tracker // nil records no live figures
-	watch *identity.Watch    // warns when most Checks find no identity; nil watches nothing
+	watch *identity.Watch    // diagnoses proxies that send what the rules cannot read; nil watches nothing
 }
 
 var _ authz.Recorder = recorder{}
 
 // RecordCheck implements authz.Recorder without allocating.
 func (r recorder) RecordCheck(c authz.Record) {
-	if r.watch != nil {
-		r.watch.Record(!c.Failed && c.Outcome == authz.NoIdentity, c.Start)
+	if !c.Failed {
+		r.watch.Record(uint8(c.Cause), c.Peer, c.Start)
 	}
 	verdict := metrics.VerdictAllow
 	switch {

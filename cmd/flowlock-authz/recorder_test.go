@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -14,8 +15,14 @@ import (
 // TestRecorderZeroAllocs pins that recording a Check, metrics and live
 // figures together, allocates nothing: it runs on every request.
 func TestRecorderZeroAllocs(t *testing.T) {
-	r := recorder{m: newMetrics(prometheus.NewRegistry()), live: dashboard.NewTracker()}
+	r := recorder{m: newMetrics(prometheus.NewRegistry()), live: dashboard.NewTracker(), watch: newWatch(nil, authz.ClientRules{}, 0)}
+	misread := authz.Record{Outcome: authz.NoIdentity, Fallback: authz.FallbackBadForwardedFor, Cause: authz.CauseNoForwardedFor,
+		Peer: netip.MustParseAddr("127.0.0.1"), Start: time.Now()}
+	for range 30 { // past the one report of the window, which logs
+		r.RecordCheck(misread)
+	}
 	for _, rec := range []authz.Record{
+		misread,
 		{Outcome: authz.Allowed, Score: 12, Detector: risk.ReasonNone, Duration: 40 * time.Microsecond},
 		{Outcome: authz.Admitted, Score: 91, Detector: risk.ReasonPeriodic, Duration: 90 * time.Microsecond},
 		{Outcome: authz.Quarantined, Score: 95, Detector: risk.ReasonPeriodic, Mode: authz.Shadow},

@@ -25,7 +25,6 @@ import (
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
-	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/listen"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
@@ -48,7 +47,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	cfg, err := config.Load(args, getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			config.Usage(stderr)
+			usage(stderr)
 		}
 		return err
 	}
@@ -187,7 +186,7 @@ type servers struct {
 // side and forward-auth over the stack.
 func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	srv := &servers{}
-	rec := recorder{s.m, s.live, identity.NewWatch(s.log, 0)}
+	rec := recorder{s.m, s.live, newWatch(s.log, s.stack.Rules, 0)}
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
 	})
@@ -215,7 +214,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		},
 		ReadyDetail: s.sharedDetail,
 		Sharing:     s.sharing(),
-		Config:      func() any { return s.cfg.Redacted() },
+		Config:      configView(s.cfg),
 		Logger:      s.log,
 		Version:     buildVersion(),
 		Tracker:     s.live,
@@ -225,6 +224,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		ShowIdentities: s.cfg.ShowIdentities,
 		AllowedHosts:   s.cfg.HTTPAllowedHosts,
 		BadToken:       s.m.AdminRejected,
+		Warnings:       warnings(rec.watch),
 	})
 	srv.http = &http.Server{
 		Handler:           srv.dashboard,

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -59,6 +60,12 @@ type evalOptions struct {
 	workers   int
 	strict    bool
 	output    string // write here (atomically) instead of stdout
+
+	maxRequests     int    // stop each stream after this many requests; 0: at the horizon
+	replicas        int    // spread each stream over this many replicas (1: one stack)
+	redisAddr       string // the replicas share state through this Redis
+	unshared        bool   // the replicas share nothing (no Redis)
+	replicasSection string // markdown file appended to --markdown (eval --replicas --markdown's output)
 }
 
 // parseEval parses and validates the flags of "flowlock-sim eval".
@@ -75,11 +82,21 @@ func parseEval(args []string, stderr io.Writer) (evalOptions, error) {
 	workers := fs.Int("workers", 0, "parallel workers (0: GOMAXPROCS)")
 	strict := fs.Bool("strict", false, "exit with status 1 when a target fails")
 	output := fs.String("output", "", "write the report to `file` (replaced only when the run succeeds) instead of stdout")
+	maxRequests := fs.Int("max-requests", 0, "stop each stream after `N` requests (0: at the scenario's horizon)")
+	replicas := fs.Int("replicas", 1, "send each request of a stream to one of `N` replicas at random (2 or more need --redis-addr or --unshared)")
+	redisAddr := fs.String("redis-addr", "", "with --replicas: the replicas share state through this Redis `HOST:PORT[,...]` (keys under a prefix of the run, removed after it)")
+	unshared := fs.Bool("unshared", false, "with --replicas: the replicas share nothing, as without Redis")
+	replicasSection := fs.String("replicas-section", "", "with --markdown: append this `file`, the section eval --replicas N --markdown wrote")
 	if err := parse(fs, args); err != nil {
 		return evalOptions{}, err
 	}
 	o := evalOptions{seedSet: *seedSet, seed: *seed, streams: *streams, format: *format, markdown: *markdown,
-		sweep: *sweep, workers: *workers, strict: *strict, output: *output}
+		sweep: *sweep, workers: *workers, strict: *strict, output: *output,
+		maxRequests: *maxRequests, replicas: *replicas, redisAddr: *redisAddr, unshared: *unshared,
+		replicasSection: *replicasSection}
+	if err := o.checkReplicas(); err != nil {
+		return o, err
+	}
 	switch o.seedSet {
 	case "tune":
 		if o.seed == 0 {
@@ -128,6 +145,14 @@ type evalReport struct {
 	targets   []targetResult
 	requests  int64
 	sweepCols []uint8 // thresholds in the sweep table; nil without one
+
+	// replicas compares one replica with shared and unshared ones (eval
+	// --replicas N --markdown); nil otherwise.
+	replicas *replicaComparison
+	// settleTimeouts counts the waits for shared replicas to agree that
+	// reached their limit, fallbacks the batches a shared replica decided
+	// alone (stderr only: they depend on the machine).
+	settleTimeouts, fallbacks int64
 }
 
 // runEval implements "flowlock-sim eval".
@@ -144,6 +169,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	elapsed := time.Since(began)
 	var buf bytes.Buffer
 	switch {
+	case rep.replicas != nil:
+		err = writeReplicasMarkdown(&buf, &rep)
 	case o.markdown:
 		err = writeMarkdown(&buf, &rep)
 	case o.format == "json":
@@ -164,6 +191,14 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// Timing goes to stderr, so stdout is the same for the same flags.
 	fmt.Fprintf(stderr, "eval: %d scenarios, %d requests decided in %.1fs (%.2f M requests/s)\n",
 		len(rep.stats), rep.requests, elapsed.Seconds(), float64(rep.requests)/elapsed.Seconds()/1e6)
+	if rep.settleTimeouts > 0 {
+		fmt.Fprintf(stderr, "eval: %d times the replicas did not agree within %v: Redis was slow, and those decisions may lag\n",
+			rep.settleTimeouts, settleLimit)
+	}
+	if rep.fallbacks > 0 {
+		fmt.Fprintf(stderr, "eval: %d batches decided by one replica alone (a Redis call failed or ran past its deadline): "+
+			"rerun on a less busy machine for the shared figures\n", rep.fallbacks)
+	}
 	if failed := rep.failed(); failed > 0 {
 		fmt.Fprintf(stderr, "eval: %d of %d targets FAIL\n", failed, len(rep.targets))
 		if o.strict {
@@ -201,20 +236,48 @@ var errTargets = errors.New("eval: targets failed")
 
 // evaluate runs the evaluation described by o.
 func evaluate(ctx context.Context, o evalOptions) (evalReport, error) {
+	if o.replicas > 1 && o.markdown {
+		return compareReplicas(ctx, o)
+	}
+	setup := newSetup()
+	if o.replicas > 1 {
+		rep, cleanup, err := o.replicaSetup(ctx)
+		if err != nil {
+			return evalReport{}, err
+		}
+		defer cleanup()
+		setup.rep = rep
+	}
+	return evaluateWith(ctx, o, setup)
+}
+
+// evaluateWith runs the evaluation described by o with setup.
+func evaluateWith(ctx context.Context, o evalOptions, setup evalSetup) (evalReport, error) {
 	scenarios, ids := withUnexcluded(o.scenarios)
-	plan := evalPlan{scenarios: scenarios, seed: o.seed, setup: newSetup(), sweep: o.sweep, workers: o.workers}
+	plan := evalPlan{scenarios: scenarios, seed: o.seed, setup: setup, sweep: o.sweep, workers: o.workers}
+	if setup.rep.shared() && plan.workers == 0 {
+		// A shared stream mostly waits on Redis round trips.
+		plan.workers = 4 * runtime.GOMAXPROCS(0)
+	}
 	for _, s := range plan.scenarios {
 		n := o.streams
 		if n == 0 {
 			n = defaultStreams(s)
 		}
 		plan.streams = append(plan.streams, n)
+		plan.limits = append(plan.limits, o.maxRequests)
 	}
 	res, err := plan.run(ctx)
 	if err != nil {
 		return evalReport{}, err
 	}
+	if run := setup.rep.run; run != nil && run.err != nil {
+		return evalReport{}, run.err
+	}
 	rep := evalReport{opts: o, setup: plan.setup, requests: res.reqs}
+	if run := setup.rep.run; run != nil {
+		rep.settleTimeouts, rep.fallbacks = run.timeouts.Load(), run.fallbacks.Load()
+	}
 	challenge := uint8(plan.setup.cfg.ChallengeThreshold)
 	for i, s := range plan.scenarios {
 		var sweep map[uint8][]streamResult

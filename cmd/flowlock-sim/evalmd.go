@@ -33,6 +33,21 @@ func (r *evalReport) command() string {
 	if o.sweep {
 		b.WriteString(" --threshold-sweep")
 	}
+	if o.maxRequests != 0 {
+		fmt.Fprintf(&b, " --max-requests %d", o.maxRequests)
+	}
+	if o.replicas > 1 {
+		fmt.Fprintf(&b, " --replicas %d", o.replicas)
+	}
+	if o.redisAddr != "" {
+		b.WriteString(" --redis-addr " + o.redisAddr)
+	}
+	if o.unshared {
+		b.WriteString(" --unshared")
+	}
+	if o.replicasSection != "" {
+		b.WriteString(" --replicas-section " + o.replicasSection)
+	}
 	return b.String()
 }
 
@@ -259,6 +274,13 @@ human false-positive rate on them would mean the model overfits the generator.
   logs with `+"`flowlock-authz replay`"+` before trusting these numbers for a new site.
 
 `)
+
+	if r.opts.replicasSection != "" {
+		if err := appendSection(w, r.opts.replicasSection); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
 
 	fmt.Fprintf(w, "## How to rerun\n\nFrom the repository root (the file is replaced only when the run succeeds):\n\n"+
 		"```sh\n%s --output docs/detection.md\n```\n\n", r.command())

@@ -142,6 +142,16 @@ func describe(w io.Writer, r *evalReport, prefix string) {
 	fmt.Fprintf(w, "%spolicy: authz.Policy over risk.Engine and quarantine.List with the service defaults "+
 		"(risk threshold %d, challenge %d, confirm %d, quarantine TTL %s, sweep every %s), virtual time, one address per stream\n",
 		prefix, cfg.RiskThreshold, cfg.ChallengeThreshold, cfg.Confirm, shortDuration(cfg.QuarantineTTL), shortDuration(cfg.SweepInterval))
+	switch {
+	case r.opts.replicas > 1 && r.opts.unshared:
+		fmt.Fprintf(w, "%sreplicas: each request to one of %d replicas at random; they share nothing\n", prefix, r.opts.replicas)
+	case r.opts.replicas > 1:
+		fmt.Fprintf(w, "%sreplicas: each request to one of %d replicas at random; they share state through Redis at %s\n",
+			prefix, r.opts.replicas, r.opts.redisAddr)
+	}
+	if r.opts.maxRequests > 0 {
+		fmt.Fprintf(w, "%sstreams stop after %d requests\n", prefix, r.opts.maxRequests)
+	}
 	n, h := r.singleHumanTotals()
 	fmt.Fprintf(w, "%ssingle-user humans with a target (%s): %s streams, %s IP-hours\n",
 		prefix, strings.Join(singleHumans, ", "), num(float64(n)), num(h))

@@ -66,6 +66,7 @@ type evalSetup struct {
 	cfg       config.Config
 	threshold uint8 // 0: cfg.RiskThreshold
 	start     time.Time
+	rep       replicaSetup // --replicas: spread each stream over replicas
 }
 
 // newSetup returns the service's default configuration.
@@ -83,6 +84,9 @@ func newSetup() evalSetup {
 // same requests. A nil naive skips it (threshold sweeps). limit > 0 stops
 // the stream after that many requests.
 func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, naive *traffic.Naive, limit int) streamResult {
+	if s.rep.n > 1 {
+		return s.runReplicated(sc, seed, addr, naive, limit)
+	}
 	cfg := s.cfg
 	cfg.Mode = config.ModeEnforce
 	cfg.ExcludePaths = sc.ExcludedPaths

@@ -9,6 +9,8 @@
 //	                   [--start RFC3339] [--ipv6 | --first-addr ADDR] [--raw] [--max-requests N]
 //	flowlock-sim eval [--seed-set tune|holdout] [--seed N] [--streams K] [--scenarios a,b]
 //	                  [--format table|json | --markdown] [--threshold-sweep] [--workers N] [--strict]
+//	                  [--max-requests N] [--replicas N (--redis-addr HOST:PORT | --unshared)]
+//	                  [--replicas-section FILE]
 //	flowlock-sim grpc --target HOST:PORT --scenario NAME[,NAME] [live flags] [--virtual-time]
 //	flowlock-sim http --target URL --scenario NAME[,NAME] [live flags] [--source-ip ADDR]
 //
@@ -47,6 +49,15 @@
 // flags. --markdown prints the whole docs/detection.md:
 //
 //	go run ./cmd/flowlock-sim eval --markdown --seed-set holdout --threshold-sweep > docs/detection.md
+//
+// --replicas N sends each request of a stream to one of N replicas drawn
+// at random (issue 13): with --redis-addr the service's stacks sharing
+// state through that Redis (each stream under its own key prefix, all
+// deleted after the run), with --unshared N stacks that share nothing.
+// --replicas N --redis-addr A --markdown prints instead the docs/detection.md
+// section comparing one replica, N shared and N unshared on the same
+// streams (make detection-replicas writes it to docs/detection-replicas.md,
+// and --replicas-section appends that file to the document).
 //
 // grpc and http send a scenario's traffic live, in real time or compressed
 // by --speed (10 = ten times faster), from --clients K clients per

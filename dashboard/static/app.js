@@ -17,7 +17,8 @@ const state = {
   released: new Map(),     // identity -> server time (ms) of a release from this page
   riskRows: new Map(),     // identity -> row element
   qRows: new Map(),        // identity -> row element
-  blips: new Map(),        // identity -> blip group
+  blips: new Map(),        // identity -> radar pin
+  qSeen: false,            // the quarantine was rendered once: new rows enter the zone from now on
   drawerId: null,          // identity shown in the explain drawer
   drawerAt: 0,             // when the drawer was last refreshed
 };
@@ -143,6 +144,7 @@ function render(snap) {
   setAttr(mode, 'data-mode', snap.mode);
 
   renderSharing(snap.sharing);
+  renderWarnings(snap.warnings || []);
   renderStats(snap);
   renderRisk(snap.identities || []);
   renderQuarantine(snap);
@@ -151,6 +153,25 @@ function render(snap) {
   setText($('clients'), `${snap.clients} ${snap.clients === 1 ? 'dashboard' : 'dashboards'} connected`);
 
   if (state.drawerId && Date.now() - state.drawerAt > 3000) refreshDrawer();
+}
+
+// renderWarnings shows the misconfigurations the service found: requests
+// it could not read the configured way (a proxy that sends no
+// X-Forwarded-For, a wrong hop count, an identity header nobody sends),
+// with the count, the proxy and the fix. All of it goes in as text.
+function renderWarnings(warnings) {
+  const box = $('warnings');
+  box.hidden = warnings.length === 0;
+  const key = warnings.map((w) => [w.cause, w.peer, w.count, w.problem, w.fix].join('|')).join('\n');
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.replaceChildren(...warnings.map((w) => el('article', { class: 'warning', data: { testid: 'warning', cause: w.cause } },
+    el('h3', {},
+      el('span', { class: 'w-count', data: { testid: 'warning-count' } }, `${fmtInt(w.count)} requests ${w.unscored ? 'not scored' : 'scored by address only'}`),
+      el('span', { class: 'w-cause mono' }, w.cause),
+      el('span', { class: 'w-peer' }, `from ${w.peer}`)),
+    el('p', { class: 'w-problem', data: { testid: 'warning-problem' } }, w.problem),
+    el('p', { class: 'w-fix', data: { testid: 'warning-fix' } }, el('strong', {}, 'Fix: '), w.fix))));
 }
 
 // renderSharing shows whether this replica shares detection and quarantine
@@ -248,25 +269,37 @@ function updateRiskRow(row, id, now) {
 }
 
 // The radar places each identity by its score (the rim is 0, the centre
-// 100) at an angle fixed by its name.
+// 100) at an angle fixed by its name, on a disc tilted back in 3D: each
+// identity is a pin standing on the disc, taller the riskier, so the
+// quarantine zone at the centre is a cluster of tall red beacons. The pins
+// are placed through custom properties and moved by CSS transitions on
+// transform (the compositor's work, not a script loop); under
+// prefers-reduced-motion the CSS lays the disc flat and drops the stalks.
 function renderRadar(ids) {
   const group = $('blips');
+  const unit = $('disc').clientWidth / 220; // px per radar unit (the SVG's viewBox is 220 wide)
   const seen = new Set();
   for (const id of ids) {
     seen.add(id.identity);
     let blip = state.blips.get(id.identity);
     if (!blip) {
-      const title = svg('title', {}, id.identity);
-      blip = svg('g', { class: 'blip', on: { click: () => openDrawer(id.identity) } },
-        svg('circle', { class: 'halo', r: 3 }), svg('circle', { class: 'core', r: 3.4 }), title);
+      blip = el('button', {
+        type: 'button', class: 'blip', title: `${id.identity}: why?`, 'aria-label': `${id.identity}: why?`,
+        data: { testid: 'radar-blip', identity: id.identity }, on: { click: () => openDrawer(id.identity) },
+      }, el('span', { class: 'stalk' }), el('span', { class: 'head' }));
       state.blips.set(id.identity, blip);
       group.append(blip);
     }
-    const r = 4 + (100 - Math.max(0, Math.min(100, id.score))) * 0.94;
+    const score = Math.max(0, Math.min(100, id.score));
+    // A quarantined identity sits inside the zone ring (r < 20) whatever
+    // its score (a ban needs none): its pin glides in as it is caught.
+    const r = 4 + (100 - score) * (id.quarantined ? 0.14 : 0.94);
     const a = angleOf(id.identity);
     const b = band(id.score, id.reason, id.quarantined);
     setAttr(blip, 'class', `blip ${b}`);
-    blip.style.transform = `translate(${(r * Math.cos(a)).toFixed(1)}px, ${(r * Math.sin(a)).toFixed(1)}px)`;
+    setVar(blip, '--bx', (r * Math.cos(a) * unit).toFixed(1));
+    setVar(blip, '--by', (r * Math.sin(a) * unit).toFixed(1));
+    setVar(blip, '--h', (6 + score * 0.34).toFixed(1));
   }
   for (const [key, blip] of state.blips) {
     if (!seen.has(key)) {
@@ -294,14 +327,18 @@ function renderQuarantine(snap) {
   list.forEach((q, i) => {
     seen.add(q.identity);
     let row = state.qRows.get(q.identity);
+    let entering = false;
     if (!row) {
       row = quarantineRow(q.identity);
       state.qRows.set(q.identity, row);
+      entering = state.qSeen; // not the rows already there when the page opened
     }
     row.q = q;
     updateQuarantineRow(row);
     if (box.children[i] !== row) box.insertBefore(row, box.children[i] || null);
+    if (entering) enterZone(row, q.identity);
   });
+  state.qSeen = true;
   for (const [key, row] of state.qRows) {
     if (!seen.has(key)) {
       row.remove();
@@ -313,6 +350,32 @@ function renderQuarantine(snap) {
   const more = snap.quarantine_total - (snap.quarantine || []).length;
   setText($('q-sub'), more > 0 ? `${fmtInt(snap.quarantine_total)} in all · soonest release first` : 'heals by itself · soonest release first');
   tickCountdowns();
+}
+
+// enterZone shows a newly quarantined identity moving into the zone: a
+// ghost of its risk row (or of its radar pin) flies to the new quarantine
+// row, which rises out of depth into place. Web Animations on transform
+// and opacity only, so the compositor runs them; nothing under
+// prefers-reduced-motion.
+function enterZone(row, identity) {
+  if (reducedMotion.matches) return;
+  row.animate([
+    { transform: 'perspective(800px) translate3d(-36px, 0, 160px) rotateY(18deg)', opacity: 0 },
+    { transform: 'perspective(800px) translate3d(0, 0, 0)', opacity: 1 },
+  ], { id: 'enter-zone', duration: 900, easing: 'cubic-bezier(0.2, 0.7, 0.2, 1)', delay: 250, fill: 'backwards' });
+  const from = state.riskRows.get(identity) || state.blips.get(identity);
+  if (!from || !from.isConnected) return;
+  const a = from.getBoundingClientRect(), b = row.getBoundingClientRect();
+  if (a.width === 0 || b.width === 0) return;
+  const ghost = el('div', { class: 'zone-ghost', 'aria-hidden': 'true' }, identity);
+  document.body.append(ghost);
+  setVar(ghost, '--gw', b.width.toFixed(0));
+  setVar(ghost, '--gh', b.height.toFixed(0));
+  ghost.animate([
+    { transform: `translate3d(${a.left.toFixed(0)}px, ${a.top.toFixed(0)}px, 0) scale(${(a.width / b.width).toFixed(3)}, 1)`, opacity: 1 },
+    { transform: `translate3d(${((a.left + b.left) / 2).toFixed(0)}px, ${(Math.min(a.top, b.top) - 40).toFixed(0)}px, 0) scale(0.85)`, opacity: 1, offset: 0.5 },
+    { transform: `translate3d(${b.left.toFixed(0)}px, ${b.top.toFixed(0)}px, 0)`, opacity: 0 },
+  ], { id: 'enter-zone-ghost', duration: 1200, easing: 'cubic-bezier(0.4, 0, 0.2, 1)' }).finished.then(() => ghost.remove(), () => ghost.remove());
 }
 
 function quarantineRow(identity) {
@@ -761,8 +824,8 @@ function setupMotion() {
   const cards = document.querySelectorAll('.tilt');
   const tilt = (e) => {
     const r = e.currentTarget.getBoundingClientRect();
-    setVar(e.currentTarget, '--tx', (((e.clientX - r.left) / r.width - 0.5) * 8).toFixed(2));
-    setVar(e.currentTarget, '--ty', (((e.clientY - r.top) / r.height - 0.5) * -8).toFixed(2));
+    setVar(e.currentTarget, '--tx', (((e.clientX - r.left) / r.width - 0.5) * 14).toFixed(2));
+    setVar(e.currentTarget, '--ty', (((e.clientY - r.top) / r.height - 0.5) * -12).toFixed(2));
   };
   const untilt = (e) => {
     setVar(e.currentTarget, '--tx', 0);

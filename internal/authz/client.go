@@ -79,6 +79,11 @@ type Client struct {
 	ID       identity.ID
 	Addr     netip.Addr
 	Fallback Fallback
+	// Cause says, finer than Fallback, what the proxy sent that kept the
+	// client from being read the configured way: the diagnosis that the
+	// log and the dashboard give an operator (see diagnose.go). CauseNone
+	// when nothing is wrong, or a valid identity header made it moot.
+	Cause Cause
 }
 
 // Resolve finds the client from the proxy's view of a request: the source
@@ -87,10 +92,13 @@ type Client struct {
 // does not allocate, whatever the size of the headers.
 func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
 	var c Client
-	c.Addr, c.Fallback = r.clientAddr(source, xff)
+	c.Addr, c.Cause = r.clientAddr(source, xff)
+	if c.Cause != CauseNone {
+		c.Fallback = FallbackBadForwardedFor
+	}
 	if r.IdentityHeader != "" && idHeader != "" {
 		if id, err := identity.FromName(idHeader); err == nil {
-			c.ID = id
+			c.ID, c.Cause = id, CauseNone
 			return c
 		}
 		c.Fallback = FallbackBadIdentityHeader
@@ -99,7 +107,19 @@ func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
 		if c.Fallback == FallbackNone {
 			c.Fallback = FallbackNoIdentity
 		}
+		if c.Cause == CauseNone {
+			c.Cause = CauseNoSource
+		}
 		return c
+	}
+	// Scored by address: say why when an identity header was configured,
+	// for the case where no request ever carries it.
+	switch {
+	case r.IdentityHeader == "":
+	case idHeader == "":
+		c.Cause = CauseNoIdentityHeader
+	default:
+		c.Cause = CauseBadIdentityHeader
 	}
 	c.ID = identity.FromAddr(c.Addr, r.IPv6Prefix)
 	return c
@@ -113,32 +133,42 @@ func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
 // this on purpose: what it writes into the header stands left of what your
 // proxies append, and is never reached. It is a configuration problem, and
 // is counted as such.
-func (r *ClientRules) clientAddr(source netip.Addr, xff string) (netip.Addr, Fallback) {
+//
+// In particular a trusted proxy that sends no X-Forwarded-For at all does
+// not make its own address the client (CauseNoForwardedFor): see
+// docs/RATIONALE.md for the trade-off.
+func (r *ClientRules) clientAddr(source netip.Addr, xff string) (netip.Addr, Cause) {
 	source = source.Unmap()
 	useXFF := r.XFFTrustedHops > 0 ||
 		(len(r.TrustedProxies) > 0 && (!source.IsValid() || r.trusted(source)))
 	if !useXFF {
-		return source, FallbackNone
+		return source, CauseNone
+	}
+	if _, _, ok := lastEntry(xff); !ok {
+		return netip.Addr{}, CauseNoForwardedFor
 	}
 	rest := xff
 	// Skip the entries that trusted hops appended after the client's own.
 	for range r.XFFTrustedHops {
 		var ok bool
 		if _, rest, ok = lastEntry(rest); !ok {
-			return netip.Addr{}, FallbackBadForwardedFor
+			return netip.Addr{}, CauseShortForwardedFor
 		}
 	}
-	for {
+	for skipped := false; ; skipped = true {
 		entry, before, ok := lastEntry(rest)
 		if !ok {
-			return netip.Addr{}, FallbackBadForwardedFor
+			if skipped {
+				return netip.Addr{}, CauseAllTrusted
+			}
+			return netip.Addr{}, CauseShortForwardedFor
 		}
 		a, ok := parseForwarded(entry)
 		if !ok {
-			return netip.Addr{}, FallbackBadForwardedFor
+			return netip.Addr{}, CauseBadForwardedFor
 		}
 		if !r.trusted(a) {
-			return a, FallbackNone
+			return a, CauseNone
 		}
 		rest = before
 	}

@@ -97,3 +97,40 @@ func FuzzResolve(f *testing.F) {
 		}
 	})
 }
+
+// TestResolveCause pins the diagnosis behind each fallback: what the log
+// and the dashboard tell an operator to change.
+func TestResolveCause(t *testing.T) {
+	proxy := netip.MustParseAddr("127.0.0.1")
+	trusted := ClientRules{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	hops := ClientRules{XFFTrustedHops: 2}
+	keyed := ClientRules{IdentityHeader: "x-api-key"}
+	for _, tc := range []struct {
+		name     string
+		rules    ClientRules
+		source   netip.Addr
+		xff, idh string
+		want     Cause
+		unscored bool
+	}{
+		{"fine", trusted, proxy, "203.0.113.7", "", CauseNone, false},
+		{"trusted proxy, no header", trusted, proxy, "", "", CauseNoForwardedFor, true},
+		{"trusted proxy, blank header", trusted, proxy, " , ", "", CauseNoForwardedFor, true},
+		{"hops, no header", hops, proxy, "", "", CauseNoForwardedFor, true},
+		{"hops larger than the header", hops, proxy, "203.0.113.7, 10.0.0.1", "", CauseShortForwardedFor, true},
+		{"every entry trusted", trusted, proxy, "127.0.0.2, 127.0.0.3", "", CauseAllTrusted, true},
+		{"malformed entry", trusted, proxy, "unknown", "", CauseBadForwardedFor, true},
+		{"no source", ClientRules{}, netip.Addr{}, "", "", CauseNoSource, true},
+		{"bad identity header", keyed, proxy, "", "\u200b", CauseBadIdentityHeader, false},
+		{"no identity header", keyed, proxy, "", "", CauseNoIdentityHeader, false},
+		{"identity header makes the address moot", ClientRules{TrustedProxies: trusted.TrustedProxies, IdentityHeader: "x-api-key"}, proxy, "", "key-1", CauseNone, false},
+	} {
+		c := tc.rules.Resolve(tc.source, tc.xff, tc.idh)
+		if c.Cause != tc.want || tc.want.Unscored() != tc.unscored || c.ID.IsZero() != tc.unscored {
+			t.Errorf("%s: cause %v (unscored %v, id %v), want %v (unscored %v)", tc.name, c.Cause, c.Cause.Unscored(), c.ID, tc.want, tc.unscored)
+		}
+		if problem, fix := tc.rules.Explain(c.Cause, tc.source); tc.want != CauseNone && (problem == "" || fix == "") {
+			t.Errorf("%s: no explanation for %v", tc.name, c.Cause)
+		}
+	}
+}

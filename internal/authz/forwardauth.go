@@ -160,7 +160,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	h := r.Header
-	client := f.client(r)
+	client, peer := f.client(r)
 	path := lastValue(h, hdrOriginalURI)
 	if path == "" {
 		path = lastValue(h, hdrForwardedURI)
@@ -201,7 +201,8 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Mode: f.policy.Mode(), Score: d.Score, Detector: d.Detector,
-		Fallback: client.Fallback, Excluded: d.Excluded, Start: start, Duration: time.Since(start),
+		Fallback: client.Fallback, Cause: client.Cause, Peer: peer,
+		Excluded: d.Excluded, Start: start, Duration: time.Since(start),
 	})
 }
 
@@ -235,27 +236,28 @@ func cachedHTTPDeny(d Decision) *httpDeny {
 // client finds the client behind a check. The peer is the proxy: forwarded
 // addresses are believed only when it is a trusted proxy, and then
 // X-Forwarded-For goes through ClientRules (trusted entries and hops
-// skipped), or, when the proxy sent none, X-Real-IP is the client.
-func (f *ForwardAuth) client(r *http.Request) Client {
+// skipped), or, when the proxy sent none, X-Real-IP is the client. It
+// returns the peer too, for the diagnosis of a misconfigured proxy.
+func (f *ForwardAuth) client(r *http.Request) (Client, netip.Addr) {
 	peer := peerAddr(r.RemoteAddr)
 	var idh string
 	if f.idKey != "" {
 		idh = lastValue(r.Header, f.idKey)
 	}
 	if !peer.IsValid() || !f.rules.trusted(peer) {
-		return f.plain.Resolve(peer, "", idh)
+		return f.plain.Resolve(peer, "", idh), peer
 	}
 	xff := forwardedFor(r.Header)
 	if xff == "" {
 		if rip := lastValue(r.Header, hdrRealIP); rip != "" {
 			if a, ok := parseForwarded(strings.TrimSpace(rip)); ok {
-				return f.plain.Resolve(a, "", idh)
+				return f.plain.Resolve(a, "", idh), peer
 			}
 		}
 	}
 	// With no usable header there is no client identity (never the proxy's
 	// own address); Resolve says why.
-	return f.rules.Resolve(peer, xff, idh)
+	return f.rules.Resolve(peer, xff, idh), peer
 }
 
 // checkSuffix reports whether r is for /check or a path under it, and

@@ -23,6 +23,12 @@ type Record struct {
 	Detector risk.Reason // see Decision.Detector
 	Excluded bool        // the path was left out of timing (--exclude-path)
 	Fallback Fallback
+	// Cause is the precise reason behind Fallback (see Client.Cause), and
+	// Peer the address that sent the request: the proxy, or the client
+	// itself with no proxy in front; invalid when unknown. Together they
+	// let a recorder say which proxy is misconfigured and how.
+	Cause Cause
+	Peer  netip.Addr
 	// TimeSkewed is set when Envoy's request time was present but too far
 	// from the local clock to be believed.
 	TimeSkewed bool
@@ -140,7 +146,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	s.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Mode: s.policy.Mode(), Score: d.Score, Detector: d.Detector,
 		Excluded: d.Excluded,
-		Fallback: client.Fallback, TimeSkewed: skewed, Start: local, Duration: time.Since(local),
+		Fallback: client.Fallback, Cause: client.Cause, Peer: src,
+		TimeSkewed: skewed, Start: local, Duration: time.Since(local),
 	})
 	return resp, nil
 }

@@ -3,53 +3,82 @@ package identity
 import (
 	"bytes"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestWatch(t *testing.T) {
+	const (
+		noXFF    = 1
+		noHeader = 2
+	)
 	var buf bytes.Buffer
-	w := NewWatch(slog.New(slog.NewTextHandler(&buf, nil)), time.Minute)
+	w := NewWatch(WatchOptions{
+		Logger: slog.New(slog.NewTextHandler(&buf, nil)),
+		Window: time.Minute,
+		Names:  []string{"none", "no_xff", "no_header"},
+		Explain: func(c uint8, peer netip.Addr) (string, string) {
+			return "problem " + string(rune('0'+c)) + " from " + peer.String(), "fix it"
+		},
+		Every: func(c uint8) bool { return c == noHeader },
+	})
+	proxy := netip.MustParseAddr("127.0.0.1")
 	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	feed := func(from time.Time, n, missing int) {
+	feed := func(from time.Time, n int, cause uint8) {
 		for i := range n {
-			w.Record(i < missing, from.Add(time.Duration(i)*time.Millisecond))
+			w.Record(cause, proxy, from.Add(time.Duration(i)*time.Millisecond))
 		}
 	}
+	warnings := func() int { return strings.Count(buf.String(), "level=WARN") }
 
-	feed(t0, 100, 90)                     // window 1: 90 % without identity
-	feed(t0.Add(61*time.Second), 100, 10) // judges window 1: one warning
-	if n := strings.Count(buf.String(), "no client identity"); n != 1 {
-		t.Fatalf("after a window of 90%% without identity: %d warnings, want 1:\n%s", n, buf.String())
+	feed(t0, 100, 0)
+	feed(t0.Add(time.Second), WatchMinChecks-1, noXFF)
+	if warnings() != 0 || len(w.Findings(t0.Add(2*time.Second))) != 0 {
+		t.Fatalf("%d Checks with a cause reported: %s", WatchMinChecks-1, buf.String())
 	}
-	if !strings.Contains(buf.String(), "no_identity=90") {
-		t.Errorf("warning does not count the Checks: %s", buf.String())
+	feed(t0.Add(2*time.Second), 1000, noXFF) // reaches the bound: one line for the window
+	if n := warnings(); n != 1 {
+		t.Fatalf("after %d Checks with a cause: %d warnings, want 1:\n%s", WatchMinChecks+999, n, buf.String())
 	}
+	for _, want := range []string{`msg="problem 1 from 127.0.0.1"`, "cause=no_xff", "peer=127.0.0.1", `fix="fix it"`, "checks=20"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("warning lacks %s: %s", want, buf.String())
+		}
+	}
+	fs := w.Findings(t0.Add(3 * time.Second))
+	if len(fs) != 1 || fs[0].Cause != "no_xff" || fs[0].Count != 1019 || fs[0].Peer != proxy || fs[0].Fix != "fix it" {
+		t.Errorf("findings = %+v, want no_xff with 1019 Checks", fs)
+	}
+
+	feed(t0.Add(61*time.Second), 100, noXFF) // the next window reports again
+	if n := warnings(); n != 2 {
+		t.Errorf("a new window with the cause: %d warnings in all, want 2", n)
+	}
+	if fs := w.Findings(t0.Add(62*time.Second + 2*time.Minute)); len(fs) != 0 {
+		t.Errorf("findings two windows after the last such Check: %+v, want none", fs)
+	}
+
+	// A cause that counts only when every Check has it.
 	buf.Reset()
-	feed(t0.Add(122*time.Second), 100, 100) // judges window 2 (about 10 %): quiet
-	if buf.Len() != 0 {
-		t.Errorf("a window of 10%% without identity warned: %s", buf.String())
+	feed(t0.Add(10*time.Minute), 1, 0)
+	feed(t0.Add(10*time.Minute+time.Second), 100, noHeader)
+	if warnings() != 0 {
+		t.Errorf("a header missing from some Checks reported: %s", buf.String())
 	}
-	feed(t0.Add(123*time.Second), 1000, 1000) // same window: no warning until it ends
-	if buf.Len() != 0 {
-		t.Errorf("warned inside a window: %s", buf.String())
-	}
-	feed(t0.Add(190*time.Second), 1, 0)
-	if n := strings.Count(buf.String(), "no client identity"); n != 1 {
-		t.Errorf("after the window ended: %d warnings, want 1", n)
+	feed(t0.Add(12*time.Minute), 100, noHeader)
+	if warnings() != 1 || !strings.Contains(buf.String(), "cause=no_header") {
+		t.Errorf("a header missing from every Check: %s", buf.String())
 	}
 
-	buf.Reset()
-	quiet := NewWatch(slog.New(slog.NewTextHandler(&buf, nil)), time.Minute)
-	for i := range 5 { // too few Checks to judge
-		quiet.Record(true, t0.Add(time.Duration(i)*time.Minute))
-	}
-	if buf.Len() != 0 {
-		t.Errorf("a few Checks without identity warned: %s", buf.String())
-	}
-
-	if n := testing.AllocsPerRun(100, func() { w.Record(true, t0.Add(200*time.Second)) }); n != 0 {
+	feed(t0.Add(20*time.Minute), 2*WatchMinChecks, noXFF) // reported: what follows is the common path
+	if n := testing.AllocsPerRun(100, func() { w.Record(noXFF, proxy, t0.Add(20*time.Minute+time.Second)) }); n != 0 {
 		t.Errorf("Record allocates %v times, want 0", n)
+	}
+	var none *Watch
+	none.Record(noXFF, proxy, t0)
+	if none.Findings(t0) != nil {
+		t.Error("a nil Watch has findings")
 	}
 }

@@ -57,6 +57,12 @@ func (l *List) Apply(e Entry, now time.Time) bool {
 		}
 		changed = true
 	}
+	if r.until > t && e.Manual && until > t && until <= r.until && (!r.manual || r.reason != e.Reason) {
+		// An operator's ban over a longer quarantine: the same end, but
+		// manual, with the operator's reason, as a local Ban does.
+		r.manual, r.reason = true, strings.Clone(e.Reason)
+		changed = true
+	}
 	if r.until > t && e.Hits > r.hits.Load() {
 		r.hits.Store(e.Hits)
 	}

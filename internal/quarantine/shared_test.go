@@ -66,3 +66,20 @@ func TestApplyOverAndWithdraw(t *testing.T) {
 		t.Errorf("last event = %+v, want a remote release", last)
 	}
 }
+
+// TestApplyManualBanOverLongerQuarantine: a ban shorter than the
+// quarantine it lands on keeps the end but makes it manual, with the
+// operator's reason, on every replica.
+func TestApplyManualBanOverLongerQuarantine(t *testing.T) {
+	l := New(Options{})
+	id := ipID("192.0.2.10")
+	now := t0.Add(time.Second)
+	l.Apply(Entry{ID: id, Since: t0, Until: t0.Add(time.Hour), Strikes: 1, Reason: "periodic", Score: 90}, now)
+	if !l.Apply(Entry{ID: id, Since: t0, Until: t0.Add(time.Hour), Strikes: 1, Reason: "operator: confirmed scraper", Manual: true}, now) {
+		t.Fatal("a manual ban over the same end changed nothing")
+	}
+	e, _ := l.Check(id, now)
+	if !e.Manual || e.Reason != "operator: confirmed scraper" || !e.Until.Equal(t0.Add(time.Hour)) {
+		t.Errorf("entry = %+v", e)
+	}
+}

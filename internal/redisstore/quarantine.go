@@ -70,7 +70,12 @@ type Change struct {
 // when the quarantine ends) and its end time in the index sorted set, in
 // one slot, and publish the change. An event is a version digit, an op
 // letter and netstrings (len:bytes), so an identity of any bytes survives.
-const luaHelpers = `
+//
+// The quarantine's scripts carry the allow-oom flag: a Redis filled up by
+// a flood of identities' timing rings refuses new rings (the replicas fall
+// back to local timing) but still takes bans, releases and hit counts, so
+// the quarantine stays one list through the flood.
+const luaHelpers = `#!lua flags=allow-oom
 local function ns(v) v = tostring(v); return #v .. ':' .. v end
 local function gt(a, b) if #a ~= #b then return #a > #b end return a > b end
 local function expireAt(key, untilUS)
@@ -81,15 +86,22 @@ end
 // putScript: KEYS entry, index; ARGV hash, channel, id, since, until,
 // strikes, reason, score, manual, hits. It merges with what is there: the
 // later Until (with its Since, Reason and Score), the larger Strikes and
-// Hits, and Manual if either is. It returns the event it published.
+// Hits, and Manual if either is; on an Until that does not grow, a manual
+// ban's reason still replaces the one there (an operator's ban over a
+// longer quarantine, as a local ban does). It returns the event it published, and 1 if this call
+// started or lengthened the quarantine (0 if it was there already).
 var putScript = newIdempotentScript(luaHelpers + `
 local e = KEYS[1]
 local since, untilUS, reason, score = ARGV[4], ARGV[5], ARGV[7], ARGV[8]
 local strikes, manual, hits = tonumber(ARGV[6]), ARGV[9], tonumber(ARGV[10])
 local cur = redis.call('HMGET', e, 'until', 'strikes', 'manual', 'hits', 'since', 'reason', 'score')
+local grew = 1
 if cur[1] then
   if not gt(untilUS, cur[1]) then
-    untilUS, since, reason, score = cur[1], cur[5], cur[6], cur[7]
+    grew = 0
+    local keepReason = cur[6]
+    if manual == '1' then keepReason = reason end
+    untilUS, since, reason, score = cur[1], cur[5], keepReason, cur[7]
   end
   strikes = math.max(strikes, tonumber(cur[2]) or 0)
   if cur[3] == '1' then manual = '1' end
@@ -102,7 +114,7 @@ expireAt(e, untilUS)
 redis.call('ZADD', KEYS[2], untilUS, ARGV[1])
 local ev = '1P' .. ns(ARGV[3]) .. ns(since) .. ns(untilUS) .. ns(strikes) .. ns(reason) .. ns(score) .. ns(manual) .. ns(hits)
 redis.call('PUBLISH', ARGV[2], ev)
-return ev
+return {ev, grew}
 `)
 
 // deleteScript: KEYS entry, index; ARGV hash, channel, id. It returns
@@ -133,12 +145,28 @@ const maxReason = 256
 // land: neither the later Until nor the larger Strikes is lost. Being a
 // merge, it is idempotent, and is resent on a broken connection.
 func (s *Store) Put(ctx context.Context, e Entry) (Entry, error) {
-	return within(ctx, func() (Entry, error) { return s.put(ctx, e) })
+	merged, _, err := s.PutGrew(ctx, e)
+	return merged, err
 }
 
-func (s *Store) put(ctx context.Context, e Entry) (Entry, error) {
+// PutGrew is Put, and also reports whether this call started or lengthened
+// the quarantine: when every replica puts the same admission, exactly one
+// of them sees true, so that one counts it.
+func (s *Store) PutGrew(ctx context.Context, e Entry) (Entry, bool, error) {
+	type result struct {
+		e    Entry
+		grew bool
+	}
+	r, err := within(ctx, func() (result, error) {
+		e, grew, err := s.put(ctx, e)
+		return result{e, grew}, err
+	})
+	return r.e, r.grew, err
+}
+
+func (s *Store) put(ctx context.Context, e Entry) (Entry, bool, error) {
 	if e.Until.IsZero() || e.Until.UnixMicro() < 1000 {
-		return Entry{}, errors.New("quarantine put: no until")
+		return Entry{}, false, errors.New("quarantine put: no until")
 	}
 	reason := e.Reason
 	if len(reason) > maxReason {
@@ -149,20 +177,45 @@ func (s *Store) put(ctx context.Context, e Entry) (Entry, error) {
 	if e.Manual {
 		manual = "1"
 	}
-	ev, err := s.eval(ctx, putScript, []string{s.keys.qEntry + h, s.keys.qIndex},
+	res, err := s.eval(ctx, putScript, []string{s.keys.qEntry + h, s.keys.qIndex},
 		h, s.keys.events, e.ID,
 		strconv.FormatInt(max(e.Since.UnixMicro(), 0), 10),
 		strconv.FormatInt(e.Until.UnixMicro(), 10),
 		strconv.Itoa(max(e.Strikes, 0)), reason, strconv.Itoa(min(max(e.Score, 0), 100)), manual,
-		strconv.FormatUint(e.Hits, 10)).ToString()
+		strconv.FormatUint(e.Hits, 10)).ToArray()
 	if err != nil {
-		return Entry{}, fmt.Errorf("quarantine put: %w", err)
+		return Entry{}, false, fmt.Errorf("quarantine put: %w", err)
+	}
+	if len(res) != 2 {
+		return Entry{}, false, fmt.Errorf("quarantine put: %d values in the answer, want 2", len(res))
+	}
+	ev, err := res[0].ToString()
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("quarantine put: %w", err)
+	}
+	grew, err := res[1].AsInt64()
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("quarantine put: %w", err)
 	}
 	c, err := parseChange(ev)
 	if err != nil {
-		return Entry{}, fmt.Errorf("quarantine put: %w", err)
+		return Entry{}, false, fmt.Errorf("quarantine put: %w", err)
 	}
-	return c.Entry, nil
+	return c.Entry, grew == 1, nil
+}
+
+// ForgetTiming deletes id's ring of request times, so that a released
+// client starts over on every replica: a replica that joins later (or
+// never fed the client) would otherwise replay the times from before the
+// release and quarantine it again.
+func (s *Store) ForgetTiming(ctx context.Context, id string) error {
+	_, err := within(ctx, func() (struct{}, error) {
+		return struct{}{}, s.c.Do(ctx, s.c.B().Del().Key(s.keys.timingKey(id)).Build()).Error()
+	})
+	if err != nil {
+		return fmt.Errorf("forget timing: %w", err)
+	}
+	return nil
 }
 
 // Delete releases id on every replica. It reports whether Redis held an
@@ -215,39 +268,53 @@ func (s *Store) all(ctx context.Context, now time.Time) ([]Entry, error) {
 	if err := s.c.Do(ctx, s.c.B().Zremrangebyscore().Key(s.keys.qIndex).Min("-inf").Max("("+nowUS).Build()).Error(); err != nil {
 		return nil, fmt.Errorf("quarantine all: %w", err)
 	}
+	// ZSCAN walks the index in pages at O(1) each, whatever the list
+	// holds: paging by offset costs O(offset) a page, and paging by score
+	// stalls on a run of equal end times (a flood banned in one
+	// microsecond). ZSCAN may return a member twice; seen drops repeats.
 	var out []Entry
-	for off := int64(0); ; off += allPage {
-		hashes, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.keys.qIndex).Min("("+nowUS).Max("+inf").
-			Byscore().Limit(off, allPage).Build()).AsStrSlice()
+	seen := map[string]bool{}
+	cursor := uint64(0)
+	for {
+		res, err := s.c.Do(ctx, s.c.B().Zscan().Key(s.keys.qIndex).Cursor(cursor).Count(allPage).Build()).AsScanEntry()
 		if err != nil {
 			return nil, fmt.Errorf("quarantine all: %w", err)
 		}
-		if len(hashes) == 0 {
+		var hashes []string
+		for i := 0; i+1 < len(res.Elements); i += 2 {
+			h := res.Elements[i]
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			hashes = append(hashes, h)
+		}
+		if len(hashes) > 0 {
+			cmds := make(rueidis.Commands, len(hashes))
+			for i, h := range hashes {
+				cmds[i] = s.c.B().Hgetall().Key(s.keys.qEntry + h).Build()
+			}
+			for _, r := range s.c.DoMulti(ctx, cmds...) {
+				m, err := r.AsStrMap()
+				if err != nil {
+					return nil, fmt.Errorf("quarantine all: %w", err)
+				}
+				if len(m) == 0 {
+					continue // ended between the two reads
+				}
+				e, err := entryFromMap(m)
+				if err != nil {
+					return nil, fmt.Errorf("quarantine all: %w", err)
+				}
+				if e.Until.After(now) {
+					out = append(out, e)
+				}
+			}
+		}
+		if res.Cursor == 0 {
 			return out, nil
 		}
-		cmds := make(rueidis.Commands, len(hashes))
-		for i, h := range hashes {
-			cmds[i] = s.c.B().Hgetall().Key(s.keys.qEntry + h).Build()
-		}
-		for _, r := range s.c.DoMulti(ctx, cmds...) {
-			m, err := r.AsStrMap()
-			if err != nil {
-				return nil, fmt.Errorf("quarantine all: %w", err)
-			}
-			if len(m) == 0 {
-				continue // ended between the two reads
-			}
-			e, err := entryFromMap(m)
-			if err != nil {
-				return nil, fmt.Errorf("quarantine all: %w", err)
-			}
-			if e.Until.After(now) {
-				out = append(out, e)
-			}
-		}
-		if len(hashes) < allPage {
-			return out, nil
-		}
+		cursor = res.Cursor
 	}
 }
 

@@ -341,3 +341,60 @@ func TestSubscribeSlowCallerGetsResyncNotUnboundedQueue(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestAllPagesByEndTime: All reads every standing entry exactly once, also
+// when many share one end time across page boundaries, and in time linear
+// in the list (it pages by score, not by offset).
+func TestAllPagesByEndTime(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, Options{Addrs: []string{srv.Addr}})
+	ctx := context.Background()
+	now := time.Now()
+	const n = 1500 // three end times, 500 each: every page boundary falls inside a run
+	cmds := make([]Entry, 0, n)
+	for i := range n {
+		cmds = append(cmds, entryAt(fmt.Sprint("id", i), now, time.Duration(1+i%3)*time.Hour, 1))
+	}
+	for _, e := range cmds {
+		if _, err := s.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.All(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range all {
+		seen[e.ID]++
+	}
+	if len(all) != n || len(seen) != n {
+		t.Fatalf("All returned %d entries, %d distinct; want %d once each", len(all), len(seen), n)
+	}
+}
+
+// TestPutGrewAndManualReason: of identical puts, only the first grew the
+// quarantine; a manual ban that does not lengthen a quarantine still marks
+// it manual with the operator's reason.
+func TestPutGrewAndManualReason(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, Options{Addrs: []string{srv.Addr}})
+	ctx := context.Background()
+	now := time.Now()
+	e := entryAt("bot", now, time.Hour, 1)
+	if _, grew, err := s.PutGrew(ctx, e); err != nil || !grew {
+		t.Fatalf("first put: grew %v, %v", grew, err)
+	}
+	if _, grew, err := s.PutGrew(ctx, e); err != nil || grew {
+		t.Fatalf("same put again: grew %v, %v; want false", grew, err)
+	}
+	ban := entryAt("bot", now, 10*time.Minute, 1)
+	ban.Manual, ban.Reason = true, "operator: confirmed scraper"
+	got, grew, err := s.PutGrew(ctx, ban)
+	if err != nil || grew {
+		t.Fatalf("shorter ban: grew %v, %v", grew, err)
+	}
+	if !got.Manual || got.Reason != ban.Reason || !got.Until.Equal(e.Until.Truncate(time.Microsecond)) {
+		t.Errorf("merged = %+v; want the longer quarantine, manual, with the operator's reason", got)
+	}
+}

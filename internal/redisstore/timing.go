@@ -51,7 +51,9 @@ type Merged struct {
 // mergeScript adds the request times in ARGV[5] (decimal, comma
 // separated: one argument, not one each, saves the client an allocation
 // per time) to the identity's ring (a sorted set scored by time), keeps
-// the newest ARGV[3], refreshes the idle TTL (ARGV[4] ms), and returns the
+// the newest ARGV[3], refreshes the idle TTL (ARGV[4] ms; at most 2 min
+// while the ring holds fewer than 8 times, too few to score, so that a
+// flood of one-request identities leaves Redis soon), and returns the
 // number of members at or after ARGV[2] (0: no bound) and, comma
 // separated in one string, every member later than ARGV[1] and before
 // ARGV[2].
@@ -71,7 +73,9 @@ end
 local n = redis.call('ZCARD', key)
 local cap = tonumber(ARGV[3])
 if n > cap then redis.call('ZREMRANGEBYRANK', key, 0, n - cap - 1) end
-redis.call('PEXPIRE', key, ARGV[4])
+local ttl = tonumber(ARGV[4])
+if n < 8 then ttl = math.min(ttl, 120000) end
+redis.call('PEXPIRE', key, ttl)
 local upto, pending = '+inf', 0
 if ARGV[2] ~= '0' then
   upto = '(' .. ARGV[2]

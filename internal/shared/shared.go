@@ -57,9 +57,31 @@ const perBatch = 64
 // pendShards spreads the Check path's queue over this many locks.
 const pendShards = 64
 
-// Admitter quarantines id for a confirmed verdict at now: the policy's
-// Admit, with the client's address unknown (timing is keyed by identity).
-type Admitter func(id identity.ID, v risk.Verdict, now time.Time)
+// maxPerMerge bounds the identities of one Merge call: a flood of new
+// identities is shipped in several calls, each within the deadline,
+// rather than one call that never makes it.
+const maxPerMerge = 512
+
+// staleAdmit is how far behind the newest request time a confirming time
+// may be and still admit: a replica that (re)joins and replays an old
+// ring must not quarantine a client for what it did long ago.
+const staleAdmit = 10 * time.Second
+
+// resyncBudget bounds one read of the whole shared list after the first
+// (Start gives its own context): 100,000 bans read in about a second.
+const resyncBudget = 5 * time.Second
+
+// resyncRetry is how long a failed resync waits before the next try.
+const resyncRetry = time.Second
+
+// hitsEvery is how often a replica adds the refusals it counted to the
+// shared entries: each addition is also an event to every replica.
+const hitsEvery = time.Second
+
+// Admitter quarantines id for a confirmed verdict at now (the policy's
+// Admit, with the client's address unknown: timing is keyed by identity)
+// and reports whether that started a quarantine here.
+type Admitter func(id identity.ID, v risk.Verdict, now time.Time) bool
 
 // Options configure a Replica.
 type Options struct {
@@ -72,6 +94,10 @@ type Options struct {
 	Batch, Deadline, Settle, Retry time.Duration
 	// Logger receives connection changes; nil discards.
 	Logger *slog.Logger
+	// OnAdmit is told of each quarantine the replicas admit, once over all
+	// replicas: on the one whose write to Redis started it (or, while
+	// Redis is away, when it is written back). nil tells nobody.
+	OnAdmit func(risk.Reason)
 }
 
 // Replica is one replica's link to the others. Create it with New, set its
@@ -89,14 +115,20 @@ type Replica struct {
 
 	pend [pendShards]pendShard
 
-	mu     sync.Mutex               // guards fed, held, dirty, unsent and cursor: Tick's state
-	fed    map[identity.ID]int64    // last request time fed to the engine, Unix µs
-	held   map[identity.ID]struct{} // identities with times held back in Redis
-	dirty  map[identity.ID]struct{} // local quarantine changes not yet in Redis
-	unsent map[identity.ID][]int64  // times fed locally while Redis was away, for the others
-	cursor uint64                   // quarantine events read so far
-	epoch  string                   // the shared state's epoch when last read; "" before
-	resync atomic.Bool              // read the whole shared list at the next chance
+	// Tick's state, guarded by mu.
+	mu         sync.Mutex
+	fed        map[identity.ID]int64       // last request time fed to the engine, Unix µs
+	held       map[identity.ID]int64       // identities with times held back in Redis: when to ask again, Unix µs
+	dirty      map[identity.ID]struct{}    // local quarantine changes not yet in Redis
+	admitted   map[identity.ID]risk.Reason // local admissions not yet counted (see Options.OnAdmit)
+	unsent     map[identity.ID][]int64     // times fed locally while Redis was away, for the others
+	hitsBase   map[identity.ID]uint64      // each quarantine's refusals already added to Redis
+	knocking   map[identity.ID]struct{}    // quarantined identities seen since the last hits round
+	cursor     uint64                      // quarantine events read so far
+	epoch      string                      // the shared state's epoch when last read; "" before
+	nextResync time.Time                   // a failed resync waits until then
+	nextHits   time.Time                   // the next hits round
+	resync     atomic.Bool                 // read the whole shared list at the next chance
 
 	stats Stats
 }
@@ -143,14 +175,17 @@ func New(o Options) *Replica {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Replica{
-		opts:   o,
-		log:    log.With("component", "shared"),
-		seed:   maphash.MakeSeed(),
-		admit:  func(identity.ID, risk.Verdict, time.Time) {},
-		fed:    make(map[identity.ID]int64),
-		held:   make(map[identity.ID]struct{}),
-		dirty:  make(map[identity.ID]struct{}),
-		unsent: make(map[identity.ID][]int64),
+		opts:     o,
+		log:      log.With("component", "shared"),
+		seed:     maphash.MakeSeed(),
+		admit:    func(identity.ID, risk.Verdict, time.Time) bool { return false },
+		fed:      make(map[identity.ID]int64),
+		held:     make(map[identity.ID]int64),
+		dirty:    make(map[identity.ID]struct{}),
+		admitted: make(map[identity.ID]risk.Reason),
+		unsent:   make(map[identity.ID][]int64),
+		hitsBase: make(map[identity.ID]uint64),
+		knocking: make(map[identity.ID]struct{}),
 	}
 	for i := range r.pend {
 		r.pend[i].m = make(map[identity.ID][]int64)
@@ -214,8 +249,18 @@ func (r *Replica) Start(ctx context.Context, now time.Time) error {
 	}
 	r.store.Store(s)
 	r.resync.Store(true)
-	r.Sync(ctx, now)
-	r.log.Info("sharing state through redis", "redis", r.opts.Redis.String(), "cluster", s.Cluster())
+	r.mu.Lock()
+	budget := resyncBudget
+	if d, ok := ctx.Deadline(); ok {
+		budget = time.Until(d)
+	}
+	r.syncLocked(ctx, now, budget)
+	r.mu.Unlock()
+	if r.resync.Load() {
+		r.log.Warn("could not read the shared quarantine before serving: deciding on local state until it is read", "redis", r.opts.Redis.String(), "err", r.Status().Err)
+	} else {
+		r.log.Info("sharing state through redis", "redis", r.opts.Redis.String(), "cluster", s.Cluster(), "quarantined", r.opts.Quarantine.Len())
+	}
 	return nil
 }
 
@@ -238,6 +283,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			r.final()
 			return nil
 		case <-tk.C:
 		}
@@ -252,6 +298,19 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		r.Tick(ctx, now)
 	}
+}
+
+// final ships what is queued and writes the last local quarantine
+// changes (a ban made while the service drained), within a second.
+func (r *Replica) final() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushLocked(ctx, now)
+	r.noteLocalLocked(now)
+	r.pushDirtyLocked(ctx, now)
 }
 
 // dial tries to open the store once, bounded by the retry interval.
@@ -298,10 +357,15 @@ func (r *Replica) Follow(ctx context.Context) {
 			if id.UnmarshalText([]byte(c.Entry.ID)) != nil {
 				return
 			}
+			r.mu.Lock()
 			if e, ok := r.opts.Quarantine.Check(id, now); ok && c.Entry.Hits > e.Hits {
+				// Others' refusals: raise the count, and the base this
+				// replica's own refusals are measured from.
+				r.hitsBase[id] += c.Entry.Hits - e.Hits
 				e.Hits = c.Entry.Hits
 				r.opts.Quarantine.Apply(e, now)
 			}
+			r.mu.Unlock()
 		}
 	})
 }
@@ -323,7 +387,29 @@ func (r *Replica) Tick(ctx context.Context, now time.Time) {
 func (r *Replica) Sync(ctx context.Context, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.syncLocked(ctx, now)
+	r.syncLocked(ctx, now, resyncBudget)
+}
+
+// Refresh feeds the engine id's merged request times now, for a view of
+// one identity (the explain view) on a replica that may not have had a
+// Check for it lately. It is bounded by the call deadline, and does
+// nothing while Redis is away.
+func (r *Replica) Refresh(ctx context.Context, id identity.ID, now time.Time) {
+	key, err := id.MarshalText()
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	obs := []redisstore.Observation{{ID: string(key), After: r.fed[id], Before: now.Add(-r.opts.Settle).UnixMicro()}}
+	var merged []redisstore.Merged
+	if r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
+		var err error
+		merged, err = s.Merge(ctx, obs)
+		return err
+	}) && len(merged) == 1 {
+		r.feedLocked(id, merged[0].Times, now.UnixMicro())
+	}
 }
 
 // call runs f against Redis under the breaker and the deadline, and
@@ -354,6 +440,7 @@ func (r *Replica) call(ctx context.Context, now time.Time, f func(context.Contex
 
 // flushLocked ships one batch.
 func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
+	nowUS := now.UnixMicro()
 	batch := r.takeBatch()
 	// Times this replica decided on alone while Redis was away: the other
 	// replicas count them too once they are shipped. They are older than
@@ -361,14 +448,17 @@ func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 	for id, times := range r.unsent {
 		batch[id] = append(batch[id], times...)
 	}
-	for id := range r.held {
-		if _, ok := batch[id]; !ok {
-			batch[id] = nil // ask for the times Redis held back
+	// Identities whose times Redis held back are asked again once those
+	// times have settled, not at every batch.
+	for id, due := range r.held {
+		if _, ok := batch[id]; !ok && nowUS >= due {
+			batch[id] = nil
 		}
 	}
 	if len(batch) == 0 {
 		return
 	}
+	q := r.opts.Quarantine
 	ids := make([]identity.ID, 0, len(batch))
 	obs := make([]redisstore.Observation, 0, len(batch))
 	before := now.Add(-r.opts.Settle).UnixMicro()
@@ -377,9 +467,25 @@ func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 		if err != nil {
 			continue
 		}
+		if len(times) > 0 {
+			if _, ok := q.Check(id, now); ok {
+				r.knocking[id] = struct{}{} // for the hits round
+			}
+		}
 		ids = append(ids, id)
 		obs = append(obs, redisstore.Observation{ID: string(key), After: r.fed[id], Before: before, Times: times})
 	}
+	clear(r.unsent)
+	for start := 0; start < len(ids); start += maxPerMerge {
+		end := min(start+maxPerMerge, len(ids))
+		r.mergeLocked(ctx, now, ids[start:end], obs[start:end])
+	}
+}
+
+// mergeLocked sends one part of a batch and feeds what comes back, or
+// decides on this replica's own times if Redis fails.
+func (r *Replica) mergeLocked(ctx context.Context, now time.Time, ids []identity.ID, obs []redisstore.Observation) {
+	nowUS := now.UnixMicro()
 	var merged []redisstore.Merged
 	ok := r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
 		var err error
@@ -393,20 +499,21 @@ func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 		// Redis is off: decide on what this replica saw.
 		r.stats.Fallbacks.Add(1)
 		for i, id := range ids {
-			times := obs[i].Times
+			// A copy: a Merge that ran out of its deadline may still be
+			// reading obs in its own goroutine (redisstore.within).
+			times := slices.Clone(obs[i].Times)
 			slices.Sort(times)
-			r.feedLocked(id, times)
+			r.feedLocked(id, times, nowUS)
 			delete(r.held, id)
 			r.keepUnsentLocked(id, times)
 		}
 		return
 	}
-	clear(r.unsent)
 	r.stats.Batches.Add(1)
 	for i, id := range ids {
-		r.feedLocked(id, merged[i].Times)
+		r.feedLocked(id, merged[i].Times, nowUS)
 		if merged[i].Pending > 0 {
-			r.held[id] = struct{}{}
+			r.held[id] = nowUS + r.opts.Settle.Microseconds()
 		} else {
 			delete(r.held, id)
 		}
@@ -414,8 +521,9 @@ func (r *Replica) flushLocked(ctx context.Context, now time.Time) {
 }
 
 // feedLocked feeds id's request times (Unix µs, ascending) later than the
-// last one fed to the engine, and admits at the first that confirms.
-func (r *Replica) feedLocked(id identity.ID, times []int64) {
+// last one fed to the engine, and admits at the first that confirms, unless
+// that time is long past (a replay of old times, not new evidence).
+func (r *Replica) feedLocked(id identity.ID, times []int64, nowUS int64) {
 	last := r.fed[id]
 	admitted := false
 	for _, us := range times {
@@ -426,10 +534,12 @@ func (r *Replica) feedLocked(id identity.ID, times []int64) {
 		at := time.UnixMicro(us).UTC()
 		v := r.opts.Engine.Observe(id, at)
 		r.stats.Merged.Add(1)
-		if v.Confirmed && !admitted {
+		if v.Confirmed && !admitted && us >= nowUS-staleAdmit.Microseconds() {
 			admitted = true
 			r.stats.Admitted.Add(1)
-			r.admit(id, v, at)
+			if r.admit(id, v, at) {
+				r.admitted[id] = v.Reason
+			}
 		}
 	}
 	if last != 0 {
@@ -475,15 +585,57 @@ func (r *Replica) takeBatch() map[identity.ID][]int64 {
 }
 
 // mirrorLocked writes the local quarantine changes since the last call to
-// Redis, or the whole list after a gap, and reads the shared list back
-// when a resync is due.
+// Redis, or the whole list after a gap, reads the shared list back when a
+// resync is due, and adds this replica's refusals to the shared counts.
 func (r *Replica) mirrorLocked(ctx context.Context, now time.Time) {
 	r.noteLocalLocked(now)
 	if r.resync.Load() {
-		r.syncLocked(ctx, now)
+		if now.Before(r.nextResync) {
+			return
+		}
+		r.syncLocked(ctx, now, resyncBudget)
+		if r.resync.Load() {
+			r.nextResync = now.Add(resyncRetry)
+		}
 		return
 	}
 	r.pushDirtyLocked(ctx, now)
+	if !now.Before(r.nextHits) {
+		r.nextHits = now.Add(hitsEvery)
+		r.pushHitsLocked(ctx, now)
+	}
+}
+
+// pushHitsLocked adds the refusals this replica counted since the last
+// round, for the quarantined identities that knocked, to Redis.
+func (r *Replica) pushHitsLocked(ctx context.Context, now time.Time) {
+	q := r.opts.Quarantine
+	for id := range r.knocking {
+		delete(r.knocking, id)
+		e, ok := q.Check(id, now)
+		if !ok || e.Hits <= r.hitsBase[id] {
+			continue
+		}
+		key, err := id.MarshalText()
+		if err != nil {
+			continue
+		}
+		delta := e.Hits - r.hitsBase[id]
+		var total uint64
+		if !r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
+			var err error
+			total, err = s.AddHits(ctx, string(key), delta)
+			return err
+		}) {
+			return
+		}
+		r.hitsBase[id] += delta
+		if total > e.Hits {
+			r.hitsBase[id] += total - e.Hits
+			e.Hits = total
+			q.Apply(e, now)
+		}
+	}
 }
 
 // noteLocalLocked marks the identities whose quarantine changed here
@@ -520,12 +672,18 @@ func (r *Replica) pushDirtyLocked(ctx context.Context, now time.Time) bool {
 			continue
 		}
 		e, active := q.Check(id, now)
+		var grew bool
 		ok := r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
 			if !active {
-				_, err := s.Delete(ctx, string(key))
-				return err
+				// A release: the client starts over everywhere, also on a
+				// replica that would replay its old request times.
+				if _, err := s.Delete(ctx, string(key)); err != nil {
+					return err
+				}
+				return s.ForgetTiming(ctx, string(key))
 			}
-			_, err := s.Put(ctx, sharedEntry(string(key), e))
+			var err error
+			_, grew, err = s.PutGrew(ctx, sharedEntry(string(key), e))
 			return err
 		})
 		if !ok {
@@ -533,12 +691,18 @@ func (r *Replica) pushDirtyLocked(ctx context.Context, now time.Time) bool {
 		}
 		r.stats.Mirrored.Add(1)
 		delete(r.dirty, id)
+		if reason, ok := r.admitted[id]; ok {
+			delete(r.admitted, id)
+			if grew && r.opts.OnAdmit != nil {
+				r.opts.OnAdmit(reason) // this replica's write started it: count it once
+			}
+		}
 	}
 	return true
 }
 
 // syncLocked writes what Redis lacks and merges in what it has.
-func (r *Replica) syncLocked(ctx context.Context, now time.Time) {
+func (r *Replica) syncLocked(ctx context.Context, now time.Time, budget time.Duration) {
 	q := r.opts.Quarantine
 	var epoch string
 	if !r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
@@ -566,9 +730,9 @@ func (r *Replica) syncLocked(ctx context.Context, now time.Time) {
 	// that arrive while it is read are left alone.
 	before, _ := q.SnapshotN(now, q.Len()+1)
 	var all []redisstore.Entry
-	// A long list takes more than one deadline to read: give it ten.
+	// A long list takes more than one call deadline to read.
 	ok := r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*r.opts.Deadline)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(budget, r.opts.Deadline))
 		defer cancel()
 		var err error
 		all, err = s.All(lctx, now)
@@ -614,6 +778,11 @@ func (r *Replica) Sweep(now time.Time) {
 			delete(r.fed, id)
 		}
 	}
+	for id := range r.hitsBase {
+		if _, ok := r.opts.Quarantine.Check(id, now); !ok {
+			delete(r.hitsBase, id)
+		}
+	}
 }
 
 // Status is what a replica reports about its link, for readiness,
@@ -630,7 +799,9 @@ type Status struct {
 // Status returns the link's current state.
 func (r *Replica) Status() Status {
 	st := Status{Breaker: r.breaker.State().String()}
-	st.Connected = r.store.Load() != nil && r.breaker.State() == redisstore.BreakerClosed
+	// Connected only once the shared list has been read: until then this
+	// replica decides on what it holds itself.
+	st.Connected = r.store.Load() != nil && r.breaker.State() == redisstore.BreakerClosed && !r.resync.Load()
 	if p := r.lastErr.Load(); p != nil {
 		st.Err = *p
 	}

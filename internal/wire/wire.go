@@ -91,6 +91,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 			Engine:     s.Engine,
 			Quarantine: s.Quarantine,
 			Logger:     x.Logger,
+			OnAdmit:    x.OnSharedAdmit,
 		})
 		observer = s.Replica
 	}
@@ -106,14 +107,13 @@ func Build(cfg config.Config, x Extra) *Stack {
 		Logger:       x.Logger,
 	})
 	if s.Replica != nil {
-		policy, told := s.Policy, x.OnSharedAdmit
-		s.Replica.SetAdmitter(func(id identity.ID, v risk.Verdict, at time.Time) {
+		policy := s.Policy
+		s.Replica.SetAdmitter(func(id identity.ID, v risk.Verdict, at time.Time) bool {
 			// Timing is keyed by identity: the allow list applies when the
 			// identity is an address.
 			addr, _ := id.Addr()
-			if _, admitted, _ := policy.Admit(id, addr, v, at); admitted && told != nil {
-				told(v.Reason)
-			}
+			_, admitted, _ := policy.Admit(id, addr, v, at)
+			return admitted
 		})
 	}
 	return s

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/flowlock/flowlock/internal/traffic"
+)
+
+// checkReplicas validates the replica flags of o.
+func (o evalOptions) checkReplicas() error {
+	switch {
+	case o.maxRequests < 0:
+		return usagef("--max-requests %d: must not be negative", o.maxRequests)
+	case o.replicas < 1 || o.replicas > maxReplicas:
+		return usagef("--replicas %d: want 1 to %d", o.replicas, maxReplicas)
+	case o.replicas == 1 && (o.redisAddr != "" || o.unshared):
+		return usagef("--redis-addr and --unshared go with --replicas 2 or more")
+	case o.replicas > 1 && o.redisAddr == "" && !o.unshared:
+		return usagef("--replicas %d shares state through Redis: give --redis-addr HOST:PORT, or --unshared for replicas that share nothing", o.replicas)
+	case o.redisAddr != "" && o.unshared:
+		return usagef("--unshared replicas use no Redis: drop --redis-addr")
+	case o.replicas > 1 && o.sweep:
+		return usagef("--threshold-sweep is not run over --replicas")
+	case o.replicas > 1 && o.markdown && o.unshared:
+		return usagef("--markdown with --replicas compares one replica, shared and unshared replicas itself: drop --unshared")
+	case o.replicasSection != "" && (!o.markdown || o.replicas > 1):
+		return usagef("--replicas-section goes with --markdown and one replica")
+	}
+	return nil
+}
+
+// replicaSetup returns the replica setup of o, checking that its Redis is
+// reachable; cleanup removes the run's keys from Redis.
+func (o evalOptions) replicaSetup(ctx context.Context) (rep replicaSetup, cleanup func(), err error) {
+	rep = replicaSetup{n: o.replicas, redis: o.redisAddr, run: &replicaRun{}}
+	cleanup = func() {}
+	if !rep.shared() {
+		return rep, cleanup, nil
+	}
+	rep.prefix = newRunPrefix()
+	if err := checkRedis(ctx, rep.redis, rep.prefix); err != nil {
+		return rep, cleanup, err
+	}
+	cleanup = func() {
+		if err := dropKeys(context.WithoutCancel(ctx), rep.redis, rep.prefix); err != nil {
+			fmt.Fprintln(os.Stderr, "eval:", err)
+		}
+	}
+	return rep, cleanup, nil
+}
+
+// replicaComparison is every scenario through one replica, through n
+// replicas sharing state through Redis, and through n that share nothing,
+// on the same streams.
+type replicaComparison struct {
+	n                     int
+	one, shared, unshared []scenarioStats
+}
+
+// compareReplicas runs o's streams three ways: one replica, o.replicas
+// shared, o.replicas unshared.
+func compareReplicas(ctx context.Context, o evalOptions) (evalReport, error) {
+	one, err := evaluateWith(ctx, o, newSetup())
+	if err != nil {
+		return evalReport{}, err
+	}
+	shared := newSetup()
+	rep, cleanup, err := o.replicaSetup(ctx)
+	if err != nil {
+		return evalReport{}, err
+	}
+	defer cleanup()
+	shared.rep = rep
+	sh, err := evaluateWith(ctx, o, shared)
+	if err != nil {
+		return evalReport{}, err
+	}
+	unshared := newSetup()
+	unshared.rep = replicaSetup{n: o.replicas, run: &replicaRun{}}
+	un, err := evaluateWith(ctx, o, unshared)
+	if err != nil {
+		return evalReport{}, err
+	}
+	return evalReport{
+		opts: o, setup: one.setup, stats: one.stats,
+		requests:       one.requests + sh.requests + un.requests,
+		replicas:       &replicaComparison{n: o.replicas, one: one.stats, shared: sh.stats, unshared: un.stats},
+		settleTimeouts: sh.settleTimeouts,
+		fallbacks:      sh.fallbacks,
+	}, nil
+}
+
+// numberWords names small replica counts in the section's title.
+var numberWords = map[int]string{2: "Two", 3: "Three", 4: "Four", 5: "Five"}
+
+// replicasTitle is the heading of the section for n replicas.
+func replicasTitle(n int) string {
+	if w, ok := numberWords[n]; ok {
+		return w + " replicas"
+	}
+	return fmt.Sprintf("%d replicas", n)
+}
+
+// pooled sums the detected streams and collects the requests to detection
+// of the scenarios labelled l.
+func pooled(stats []scenarioStats, l traffic.Label) (detected, streams int, rtd []int) {
+	for i := range stats {
+		if stats[i].sc.Label != l || stats[i].id != stats[i].sc.ID {
+			continue // and variants such as H6-all
+		}
+		detected += stats[i].quarantined
+		streams += stats[i].streams
+		rtd = append(rtd, stats[i].rtd...)
+	}
+	return detected, streams, rtd
+}
+
+// rtdCell is a scenario's median/p90 requests to detection, or "-".
+func rtdCell(rtd []int) string {
+	if len(rtd) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", percentile(rtd, 0.5), percentile(rtd, 0.9))
+}
+
+// share formats k of n streams as a percentage.
+func share(k, n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return pct1(float64(k) / float64(n))
+}
+
+// writeReplicasMarkdown prints the docs/detection.md section that compares
+// one replica with shared and unshared ones: what eval --replicas N
+// --markdown writes, and eval --markdown --replicas-section appends.
+func writeReplicasMarkdown(w io.Writer, r *evalReport) error {
+	c := r.replicas
+	n := c.n
+	fmt.Fprintf(w, "## %s\n\n", replicasTitle(n))
+	fmt.Fprintf(w, "<!-- Generated by `%s`. Do not edit by hand: rerun it (`make detection-replicas`). -->\n\n", r.command())
+	fmt.Fprintf(w, `A deployment runs two or more replicas, and Envoy spreads one client's Checks over them (issue 13).
+Here every stream is run three ways on the same requests: through one replica (the path of the
+tables above), through %[1]s replicas that share detection and quarantine through a real Redis
+(`+"`--redis-addr`"+`), and through %[1]s replicas that share nothing. Each request goes to one replica drawn
+at random (seeded by the stream's seed). A shared replica is the service's own stack: built by
+`+"`wire.Build`"+` with the Redis address and a key prefix of its own per stream, its
+`+"`shared.Replica`"+` ticked at every request's virtual time (shipping what it saw and feeding its
+engine the merged, request-time-ordered stream of every replica) and following the others'
+quarantines by pub/sub; the run waits for the replicas to agree on the client's quarantine before
+the next request. Virtual time starts at the next whole hour of the wall clock, so that pub/sub
+applies quarantines as in the service, and the shift by whole hours keeps the engine's
+clock-aligned windows where they were. A stream is detected at the first request a replica
+denies: shared replicas admit from the merged stream at the next batch, so they enforce from the
+request after the one that confirmed, one request later than a single replica (a stream
+quarantined at its last request counts as detected at the request after it). Streams stop after
+--max-requests requests (humans included), so this sample is smaller than the one above.
+
+`, strings.ToLower(numberOr(n)))
+	bd1, bn, brtd1 := pooled(c.one, traffic.Bot)
+	bds, _, brtds := pooled(c.shared, traffic.Bot)
+	bdu, _, brtdu := pooled(c.unshared, traffic.Bot)
+	hd1, hn, _ := pooled(c.one, traffic.Human)
+	hds, _, _ := pooled(c.shared, traffic.Human)
+	hdu, _, _ := pooled(c.unshared, traffic.Human)
+	// The largest differences between shared replicas and one, per bot
+	// scenario.
+	gap, gapID, later, laterID := 0.0, "", 0, ""
+	for i := range c.one {
+		a, b := &c.one[i], &c.shared[i]
+		if a.sc.Label != traffic.Bot {
+			continue
+		}
+		if d := math.Abs(a.rate(a.quarantined) - b.rate(b.quarantined)); d > gap || gapID == "" {
+			gap, gapID = d, a.id
+		}
+		if len(a.rtd) > 0 && len(b.rtd) > 0 {
+			if d := b.medianRTD() - a.medianRTD(); d > later || laterID == "" {
+				later, laterID = d, a.id
+			}
+		}
+	}
+	word := strings.ToLower(numberOr(n))
+	rate := "is the same as one replica's on every bot scenario"
+	if gap > 0 {
+		rate = fmt.Sprintf("differs from one replica's by at most %.1f points (%s)", 100*gap, gapID)
+	}
+	fmt.Fprintf(w, "**%s shared replicas quarantine %s of the bot streams, one replica %s, %s unshared replicas %s** "+
+		"(median requests to detection %s, %s and %s). The shared replicas' detection rate %s, and their median "+
+		"requests to detection differ by at most %+d (%s); one request is the batch lag. Human streams quarantined, "+
+		"H6-all (its timer route not excluded) left out: %d of %d with shared replicas, %d with one, %d with "+
+		"unshared ones.\n\n",
+		numberOr(n), share(bds, bn), share(bd1, bn), word, share(bdu, bn),
+		medianOr(brtds), medianOr(brtd1), medianOr(brtdu), rate, later, orDash(laterID),
+		hds, hn, hd1, hdu)
+
+	cells := []string{"ID", "NAME", "LABEL", "STREAMS", "1 REPLICA", "RTD 50/90",
+		fmt.Sprintf("%d SHARED", n), "RTD 50/90", fmt.Sprintf("%d UNSHARED", n), "RTD 50/90"}
+	mdRow(w, cells)
+	mdSeparator(w, len(cells))
+	for i := range c.one {
+		a, b, u := &c.one[i], &c.shared[i], &c.unshared[i]
+		mdRow(w, []string{a.id, a.sc.Name, string(a.sc.Label), num(float64(a.streams)),
+			pct1(a.rate(a.quarantined)), rtdCell(a.rtd),
+			pct1(b.rate(b.quarantined)), rtdCell(b.rtd),
+			pct1(u.rate(u.quarantined)), rtdCell(u.rtd)})
+	}
+	for _, l := range []traffic.Label{traffic.Bot, traffic.Human} {
+		d1, total, r1 := pooled(c.one, l)
+		ds, _, rs := pooled(c.shared, l)
+		du, _, ru := pooled(c.unshared, l)
+		if total == 0 {
+			continue
+		}
+		what := "every bot scenario"
+		if l == traffic.Human {
+			what = "every human scenario but H6-all"
+		}
+		mdRow(w, []string{"**all**", what, string(l), num(float64(total)),
+			share(d1, total), rtdCell(sorted(r1)), share(ds, total), rtdCell(sorted(rs)),
+			share(du, total), rtdCell(sorted(ru))})
+	}
+	fmt.Fprintf(w, "\nRTD is requests from a stream's first request to the first denied, median/p90 over the detected "+
+		"streams. To rerun, start a redis-server on a free port and run, from the repository root:\n\n"+
+		"```sh\n%s --output docs/detection-replicas.md\n```\n\n"+
+		"`make detection-replicas` does both; `make detection-doc` then includes this section.\n", r.command())
+	return nil
+}
+
+// numberOr is n as a word when there is one.
+func numberOr(n int) string {
+	if w, ok := numberWords[n]; ok {
+		return w
+	}
+	return fmt.Sprint(n)
+}
+
+// medianOr is the median of rtd, or "-".
+func medianOr(rtd []int) string {
+	if len(rtd) == 0 {
+		return "-"
+	}
+	return fmt.Sprint(percentile(sorted(rtd), 0.5))
+}
+
+// sorted returns v sorted in place.
+func sorted(v []int) []int {
+	slices.Sort(v)
+	return v
+}
+
+// appendSection appends the file at path (the replicas section) to the
+// document in w.
+func appendSection(w io.Writer, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--replicas-section: %w", err)
+	}
+	if !strings.HasPrefix(string(b), "## ") {
+		return fmt.Errorf("--replicas-section %s: not a section (want a \"## \" heading first; eval --replicas N --markdown writes one)", path)
+	}
+	_, err = w.Write(b)
+	return err
+}
