@@ -2,13 +2,19 @@
 GO ?= go
 .DEFAULT_GOAL := help
 
-.PHONY: help run build test test-short bench fuzz check fmt-check vet lint tidy-check eval detection-doc detection-replicas
+.PHONY: help run demo attack build test test-short bench fuzz check fmt-check vet lint tidy-check eval detection-doc detection-replicas
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## run Flow Lock with built-in demo traffic; dashboard on http://127.0.0.1:8080/
 	$(GO) run ./cmd/flowlock-authz --demo --quarantine-ttl 30s --drain-delay 0s --grpc-addr 127.0.0.1:9191 --http-addr 127.0.0.1:8080
+
+demo: ## the brief's two demonstrations, no Docker: the sample API on http://127.0.0.1:8000 behind Flow Lock (dashboard http://127.0.0.1:8080/status)
+	GO=$(GO) ./scripts/demo.sh
+
+attack: ## while make demo runs: a bot from its own address (127.0.0.2) against http://127.0.0.1:8000
+	GO=$(GO) ./scripts/attack.sh
 
 eval: ## detection evaluation on held-out seeds (about a minute)
 	$(GO) run ./cmd/flowlock-sim eval --seed-set holdout

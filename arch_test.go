@@ -70,6 +70,12 @@ var forbidden = map[string]map[string]string{
 		module + "/internal/risk":       "the dashboard defines the views it needs",
 		module + "/internal/quarantine": "the dashboard defines the views it needs",
 	},
+	"middleware": {
+		module + "/internal/":   "middleware is the package other modules import; it speaks the public ext_authz API only",
+		module + "/dashboard":   "middleware is the package other modules import; it speaks the public ext_authz API only",
+		module + "/test/":       "test helpers are for tests",
+		"github.com/prometheus": "a library leaves metrics to its caller",
+	},
 }
 
 // TestDependencies fails when a package depends on what DESIGN.md §2 says it

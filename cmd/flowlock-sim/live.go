@@ -41,6 +41,7 @@ type liveOptions struct {
 	concurrency int
 	timeout     time.Duration
 	firstAddr   netip.Addr // invalid: 10.0.0.1, 10.0.0.2, ...
+	bindSource  bool       // http: connect from each client's address, send no X-Forwarded-For
 	virtualTime bool       // gRPC: stamp request.time with scenario time
 }
 
@@ -66,6 +67,11 @@ func parseLive(name string, args []string, stderr io.Writer) (liveOptions, error
 	timeout := fs.Duration("timeout", 5*time.Second, "per-request timeout")
 	first := fs.String("first-addr", "", "`address` of the first client (default 10.0.0.1); the others follow")
 	var virtual *bool
+	var source *string
+	if name == "http" {
+		source = fs.String("source-ip", "", "connect from this local `address` (the next clients from the ones after it) and send no "+
+			"X-Forwarded-For: the proxy or service sees each client at its real address, e.g. 127.0.0.2 on Linux")
+	}
 	if name == "grpc" {
 		virtual = fs.Bool("virtual-time", false, "stamp request.time with the scenario's own time instead of the send time "+
 			"(with --speed > 1 it runs ahead of the clock: the server believes it only within its --clock-skew)")
@@ -108,6 +114,16 @@ func parseLive(name string, args []string, stderr io.Writer) (liveOptions, error
 		return o, usagef("--concurrency %d: must be at least 1", o.concurrency)
 	case o.timeout <= 0:
 		return o, usagef("--timeout %v: must be positive", o.timeout)
+	}
+	if source != nil && *source != "" {
+		if *first != "" {
+			return o, usagef("--source-ip and --first-addr: give one; with --source-ip the clients' addresses are the source addresses")
+		}
+		a, err := parseSourceIP(*source, o.clients*len(o.scenarios))
+		if err != nil {
+			return o, err
+		}
+		o.firstAddr, o.bindSource = a, true
 	}
 	if *first != "" {
 		a, err := parseFirstAddr(*first, o.clients*len(o.scenarios))

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -260,5 +261,61 @@ func TestLiveErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err = %v, want %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestHTTPLiveSourceIP: with --source-ip every client connects from its
+// own address, the first given and the next ones after it, and names
+// itself in no header: the server sees the real peers.
+func TestHTTPLiveSourceIP(t *testing.T) {
+	var mu sync.Mutex
+	peers := map[string]int{}
+	var forwarded []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+		mu.Lock()
+		peers[ap.Addr().String()]++
+		if v := r.Header.Values("X-Forwarded-For"); len(v) > 0 {
+			forwarded = append(forwarded, v...)
+		}
+		mu.Unlock()
+		w.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
+	out, errOut, err := runArgs(t, "http", "--target", srv.URL, "--scenario", "fixed-0.5s", "--clients", "3",
+		"--speed", "20", "--duration", "1s", "--source-ip", "127.0.0.40")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(peers) != 3 || peers["127.0.0.40"] == 0 || peers["127.0.0.41"] == 0 || peers["127.0.0.42"] == 0 {
+		t.Errorf("peers %v, want 127.0.0.40-42\n%s", peers, out)
+	}
+	if len(forwarded) != 0 {
+		t.Errorf("X-Forwarded-For sent with --source-ip: %v", forwarded)
+	}
+}
+
+func TestHTTPLiveSourceIPErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--source-ip", "127.0.0.2", "--first-addr", "10.0.0.1"}, "give one"},
+		{[]string{"--source-ip", "nope"}, "want a local IP address"},
+		{[]string{"--source-ip", "::1", "--clients", "2"}, "serves one client"},
+		{[]string{"--source-ip", "::1"}, "one is IPv4, the other IPv6"},
+		// TEST-NET-1 is on no interface here: the hint names the fix.
+		{[]string{"--source-ip", "192.0.2.1"}, "sudo ifconfig lo0 alias 192.0.2.1 up"},
+	} {
+		args := append([]string{"http", "--target", "http://127.0.0.1:1", "--scenario", "fixed-2s", "--duration", "1s"}, tc.args...)
+		_, _, err := runArgs(t, args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if _, _, err := runArgs(t, "grpc", "--target", "127.0.0.1:1", "--scenario", "fixed-2s", "--source-ip", "127.0.0.2"); err == nil {
+		t.Error("grpc accepted --source-ip; it is an http option")
 	}
 }

@@ -12,7 +12,7 @@
 //	                  [--max-requests N] [--replicas N (--redis-addr HOST:PORT | --unshared)]
 //	                  [--replicas-section FILE]
 //	flowlock-sim grpc --target HOST:PORT --scenario NAME[,NAME] [live flags] [--virtual-time]
-//	flowlock-sim http --target URL --scenario NAME[,NAME] [live flags]
+//	flowlock-sim http --target URL --scenario NAME[,NAME] [live flags] [--source-ip ADDR]
 //
 // scenarios lists every scenario with its id, name, label, horizon, number of
 // clients per identity and generating parameters, one per line (a table, or
@@ -67,7 +67,10 @@
 // request.time is the send time (--virtual-time: the scenario's time). http
 // sends the requests to a proxy URL with X-Forwarded-For set to the client
 // (the proxy or Flow Lock must trust one hop of it: --xff-trusted-hops 1, or
-// --trusted-proxies with the sender's address);
+// --trusted-proxies with the sender's address), or, with --source-ip ADDR,
+// connects from ADDR (the next clients from the addresses after it) and
+// sends no X-Forwarded-For, so the proxy or the Go middleware sees each
+// client at its real address, as `make attack` does with 127.0.0.2;
 // 403 with Retry-After counts as denied, 429 with Retry-After as limited,
 // any other status as the upstream's. Both print one line per request, or
 // with --quiet a summary every --every, and stop with exit status 1 after

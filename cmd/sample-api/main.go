@@ -1,15 +1,25 @@
 // Command sample-api is the upstream API of the Flow Lock demo: the service
-// Envoy protects. It serves a small JSON document and a health endpoint, and
-// shows which Flow Lock headers reached it.
+// Envoy or a proxy protects, or, with --flowlock-addr, that protects itself
+// with the Go middleware (package middleware), as `make demo` runs it. It
+// serves a small JSON document and a health endpoint, and shows which Flow
+// Lock headers reached it.
 //
-//	sample-api [--addr :8081]                       serve until SIGINT or SIGTERM
+//	sample-api [--addr :8081[,ADDR...]] [--flowlock-addr HOST:PORT]
+//	           [--flowlock-timeout D] [--flowlock-identity-header NAME]
+//	                                                serve until SIGINT or SIGTERM
 //	sample-api healthcheck [--url URL] [--timeout]  exit 0 when /healthz answers 200
+//
+// With --flowlock-addr every route but /healthz asks Flow Lock's gRPC
+// ext_authz API first, and a quarantined client gets Flow Lock's 403 with
+// Retry-After and JSON body; without it the API is unprotected (behind
+// Envoy or a proxy that asks Flow Lock itself). --addr may list several
+// addresses, comma-separated, such as 127.0.0.1:8000,[::1]:8000.
 //
 // Endpoints:
 //
 //	GET /data     {"items":[...],"served_at":"<RFC 3339>"}, plus
 //	              "flowlock_risk" when Flow Lock sent x-flowlock-risk and
-//	              "unchecked": true when Envoy failed open
+//	              "unchecked": true when Envoy or the middleware failed open
 //	GET /healthz  {"status":"ok"}
 //	anything else {"method":"POST","path":"/login", ...}: any other method
 //	              and path answers 200 like a generic API endpoint, so that
@@ -32,8 +42,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flowlock/flowlock/middleware"
 )
 
 // Server limits. ReadHeaderTimeout bounds slow-header (Slowloris) clients;
@@ -67,7 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fs := flag.NewFlagSet("sample-api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", ":8081", "listen address")
+	addrs := fs.String("addr", ":8081", "listen `address`es, comma-separated")
+	flowlockAddr := fs.String("flowlock-addr", "", "protect every route but /healthz with the Flow Lock gRPC ext_authz service at `host:port`; empty: unprotected")
+	timeout := fs.Duration("flowlock-timeout", middleware.DefaultTimeout, "with --flowlock-addr: the longest a request waits for Flow Lock before it goes on unchecked")
+	identityHeader := fs.String("flowlock-identity-header", "", "with --flowlock-addr: the request header Flow Lock's --identity-header names, passed on to it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,12 +93,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
+	var protect func(http.Handler) http.Handler
+	if *flowlockAddr != "" {
+		m, err := middleware.New(*flowlockAddr, middleware.Options{Timeout: *timeout, IdentityHeader: *identityHeader, Logger: log})
+		if err != nil {
+			return fmt.Errorf("--flowlock-addr: %w", err)
+		}
+		defer func() { _ = m.Close() }() // nothing left to tell at exit
+		protect = m.Handler
+		log.Info("protected by flow lock", "flowlock_addr", *flowlockAddr, "timeout", timeout.String())
 	}
-	log.Info("listening", "addr", ln.Addr().String())
-	err = serve(ctx, ln, newHandler(time.Now))
+	var lns []net.Listener
+	for _, a := range strings.Split(*addrs, ",") {
+		ln, err := net.Listen("tcp", strings.TrimSpace(a))
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("--addr: %w", err)
+		}
+		lns = append(lns, ln)
+		log.Info("listening", "addr", ln.Addr().String())
+	}
+	h := newHandler(time.Now, protect)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, ln := range lns {
+		g.Go(func() error { return serve(gctx, ln, h) })
+	}
+	err := g.Wait()
 	log.Info("stopped", "err", err)
 	return err
 }
@@ -141,10 +181,12 @@ type anyResponse struct {
 	Unchecked    bool   `json:"unchecked,omitempty"`
 }
 
-// newHandler returns the API's routes. now is the clock for served_at.
-func newHandler(now func() time.Time) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /data", func(w http.ResponseWriter, r *http.Request) {
+// newHandler returns the API's routes. now is the clock for served_at;
+// protect, unless nil, wraps every route but /healthz (a health poller's
+// rhythm is a machine's, and says nothing about a client).
+func newHandler(now func() time.Time, protect func(http.Handler) http.Handler) http.Handler {
+	api := http.NewServeMux()
+	api.HandleFunc("GET /data", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, dataResponse{
 			Items:        items,
 			ServedAt:     now().UTC().Format(time.RFC3339Nano),
@@ -152,10 +194,7 @@ func newHandler(now func() time.Time) http.Handler {
 			Unchecked:    r.Header.Get("X-Envoy-Auth-Failure-Mode-Allowed") == "true",
 		})
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, anyResponse{
 			Method:       r.Method,
 			Path:         r.URL.Path,
@@ -163,6 +202,15 @@ func newHandler(now func() time.Time) http.Handler {
 			Unchecked:    r.Header.Get("X-Envoy-Auth-Failure-Mode-Allowed") == "true",
 		})
 	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]string{"status": "ok"})
+	})
+	if protect != nil {
+		mux.Handle("/", protect(api))
+	} else {
+		mux.Handle("/", api)
+	}
 	return mux
 }
 

@@ -42,7 +42,7 @@ func get(t *testing.T, url string, header http.Header) (*http.Response, []byte) 
 }
 
 func TestData(t *testing.T) {
-	srv := httptest.NewServer(newHandler(clock))
+	srv := httptest.NewServer(newHandler(clock, nil))
 	defer srv.Close()
 
 	resp, body := get(t, srv.URL+"/data", nil)
@@ -73,7 +73,7 @@ func TestData(t *testing.T) {
 }
 
 func TestDataShowsFlowLockHeaders(t *testing.T) {
-	srv := httptest.NewServer(newHandler(clock))
+	srv := httptest.NewServer(newHandler(clock, nil))
 	defer srv.Close()
 
 	_, body := get(t, srv.URL+"/data", http.Header{
@@ -90,7 +90,7 @@ func TestDataShowsFlowLockHeaders(t *testing.T) {
 }
 
 func TestRoutes(t *testing.T) {
-	srv := httptest.NewServer(newHandler(clock))
+	srv := httptest.NewServer(newHandler(clock, nil))
 	defer srv.Close()
 
 	for _, tc := range []struct {
@@ -142,7 +142,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	mux := http.NewServeMux()
-	mux.Handle("/", newHandler(clock))
+	mux.Handle("/", newHandler(clock, nil))
 	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, _ *http.Request) {
 		close(entered)
 		<-release
@@ -203,7 +203,7 @@ func TestServeReadHeaderTimeoutSet(t *testing.T) {
 }
 
 func TestHealthcheck(t *testing.T) {
-	ok := httptest.NewServer(newHandler(clock))
+	ok := httptest.NewServer(newHandler(clock, nil))
 	defer ok.Close()
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)

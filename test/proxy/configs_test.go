@@ -47,7 +47,7 @@ func TestShippedConfigsValidate(t *testing.T) {
 		t.Setenv("HOME", dir)
 		t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 		t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-		for _, v := range []string{"CADDY_ADMIN", "FLOWLOCK_LISTEN_HOST", "FLOWLOCK_LISTEN_PORT", "FLOWLOCK_FORWARD_AUTH", "FLOWLOCK_UPSTREAM"} {
+		for _, v := range []string{"CADDY_ADMIN", "FLOWLOCK_LISTEN_HOST", "FLOWLOCK_LISTEN_PORT", "FLOWLOCK_FORWARD_AUTH", "FLOWLOCK_UPSTREAM", "FLOWLOCK_CADDY_TRUSTED_PROXIES"} {
 			unsetenv(t, v)
 		}
 		file := deployFile("caddy/Caddyfile")

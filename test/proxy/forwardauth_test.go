@@ -327,6 +327,13 @@ func startNginx(t *testing.T, bin, forwardAuth, upstream string) string {
 // the environment and its state in a directory of its own.
 func startCaddy(t *testing.T, bin, forwardAuth, upstream string) string {
 	t.Helper()
+	return startCaddyTrusting(t, bin, forwardAuth, upstream, "")
+}
+
+// startCaddyTrusting is startCaddy with FLOWLOCK_CADDY_TRUSTED_PROXIES set
+// to trusted.
+func startCaddyTrusting(t *testing.T, bin, forwardAuth, upstream, trusted string) string {
+	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	env := []string{
@@ -334,6 +341,7 @@ func startCaddy(t *testing.T, bin, forwardAuth, upstream string) string {
 		"CADDY_ADMIN=off",
 		"FLOWLOCK_LISTEN_HOST=127.0.0.1", "FLOWLOCK_LISTEN_PORT=" + port,
 		"FLOWLOCK_FORWARD_AUTH=" + forwardAuth, "FLOWLOCK_UPSTREAM=" + upstream,
+		"FLOWLOCK_CADDY_TRUSTED_PROXIES=" + trusted,
 	}
 	p := startProcess(t, dir, bin, env, "run", "--config", deployFile("caddy/Caddyfile"), "--adapter", "caddyfile")
 	waitListening(t, p, "127.0.0.1:"+port)

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
-	os.Exit(flowlocktest.Main(m, "flowlock-authz"))
+	os.Exit(flowlocktest.Main(m, "flowlock-authz", "flowlock-sim"))
 }
 
 // requireProxies makes a missing program a failure rather than a skip.
@@ -254,3 +254,6 @@ func runTool(t *testing.T, stdin string, bin string, args ...string) (string, in
 	}
 	return out, 0
 }
+
+// simBin is the flowlock-sim built by TestMain.
+func simBin() string { return flowlocktest.Bin("flowlock-sim") }
