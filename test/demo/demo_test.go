@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
@@ -175,6 +176,10 @@ func runDemo(t *testing.T, attackerIP, attackerID string) {
 		t.Errorf("identities %+v, want the person 127.0.0.1 and the attacker %s", ids.Identities, attackerID)
 	}
 
+	// The dashboard in Chromium, at /status, shows both: the person in the
+	// threat radar, the attacker in the Quarantine Zone.
+	seeInBrowser(t, dashboard+"/status", attackerID)
+
 	if errs := <-humanDone; len(errs) > 0 {
 		t.Errorf("the person was not served throughout: %v", errs)
 	}
@@ -287,5 +292,60 @@ func decode(t *testing.T, url string, v any) {
 	}
 	if err := json.Unmarshal([]byte(body), v); err != nil {
 		t.Fatalf("GET %s: %v\n%s", url, err, body)
+	}
+}
+
+// seeInBrowser opens page in headless Debian Chromium (the flags CI uses,
+// a fresh profile) and waits until the page lists the person 127.0.0.1
+// among the identities and attackerID in the quarantine zone.
+func seeInBrowser(t *testing.T, page, attackerID string) {
+	t.Helper()
+	path := os.Getenv("FLOWLOCK_CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(path); err != nil {
+		msg := fmt.Sprintf("the demo's dashboard check needs Chromium at %s (apt-get install -y chromium, or set FLOWLOCK_CHROMIUM): %v", path, err)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + "; CI must install it and must not skip this check")
+		}
+		t.Log(msg + ": checked through the API only")
+		return
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1600, 1000),
+	)
+	defer cancelAlloc()
+	ctx, cancelTab := chromedp.NewContext(actx)
+	defer cancelTab()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	both := fmt.Sprintf(`document.querySelector('[data-testid="quarantine-row"][data-identity=%q]') !== null &&
+		document.querySelector('[data-testid="risk-row"][data-identity="127.0.0.1"]') !== null`, attackerID)
+	err := chromedp.Do(ctx, chromedp.Navigate(page))
+	for err == nil {
+		var shown bool
+		if shown, err = chromedp.Run(ctx, chromedp.Evaluate[bool](both)); shown {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		t.Errorf("the dashboard at %s never showed the person 127.0.0.1 and the attacker %s in quarantine: %v", page, attackerID, err)
 	}
 }
