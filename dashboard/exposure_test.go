@@ -164,7 +164,12 @@ func TestShowIdentities(t *testing.T) {
 		t.Errorf("a no-break space is not shown visibly: %s", rec.Body)
 	}
 	rec = doAdmin(t, h, "DELETE", "/api/v1/quarantine/"+url.PathEscape(shown), "")
-	oddID, _ := identity.FromName(odd)
+	// Such a name is refused from a header now, but one restored from an
+	// older state file still stands, and must still be released.
+	var oddID identity.ID
+	if err := oddID.UnmarshalText([]byte(odd)); err != nil {
+		t.Fatal(err)
+	}
 	if rec.Code != http.StatusOK || len(fb.releases) != 1 || fb.releases[0] != oddID {
 		t.Errorf("release by the shown text = %d %s, releases %v", rec.Code, rec.Body, fb.releases)
 	}
