@@ -8,7 +8,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## run Flow Lock with built-in demo traffic; dashboard on http://127.0.0.1:8080/
-	@echo "building flowlock-authz into bin/ (the first build takes a minute)..."
+	@echo "compiling flowlock-authz into bin/ (the first time takes a minute)..."
 	@$(GO) build -o bin/flowlock-authz ./cmd/flowlock-authz
 	./bin/flowlock-authz --demo --quarantine-ttl 30s --drain-delay 0s --grpc-addr 127.0.0.1:9191 --http-addr 127.0.0.1:8080
 

@@ -46,12 +46,26 @@ wait_ok() { # url what pid
 		fi
 		sleep 0.5
 	done
+	# Something already on the port answers too (an earlier make demo):
+	# ours must still be running, or its port was taken.
+	sleep 0.3
+	if ! kill -0 "$3" 2>/dev/null; then
+		echo "demo: $2 exited (its error is above; is something else using its port?)" >&2
+		exit 1
+	fi
 }
 wait_ok "http://$dashboard/readyz" "Flow Lock" "$flowlock_pid"
 
 "$bin/sample-api" --addr "$listen" --flowlock-addr "$grpc" &
 api_pid=$!
 wait_ok "http://$api/healthz" "the sample API" "$api_pid"
+
+for pid in "$flowlock_pid" "$api_pid"; do
+	if ! kill -0 "$pid" 2>/dev/null; then
+		echo "demo: a process of the demo exited before it was ready (its error is above)" >&2
+		exit 1
+	fi
+done
 
 cat <<MSG
 

@@ -78,6 +78,9 @@ func (r recorder) RecordCheck(c authz.Record) {
 	if c.TimeSkewed {
 		r.m.IdentityFallback(int(authz.FallbackRequestTimeSkew))
 	}
+	if c.Cause == authz.CauseNoIdentityHeader {
+		r.m.IdentityFallback(int(authz.FallbackNoIdentityHeader))
+	}
 	r.m.ObserveCheckDuration(c.Duration)
 	r.live.Record(c.Start.Add(c.Duration), !c.Failed && c.Outcome.Denies(), c.Failed, c.Duration)
 }

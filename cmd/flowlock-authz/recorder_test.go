@@ -53,3 +53,27 @@ func TestRecorderFeedsTracker(t *testing.T) {
 	}
 	recorder{m: newMetrics(nil)}.RecordCheck(authz.Record{}) // a nil tracker records nothing
 }
+
+// TestRecorderCountsAMissingIdentityHeader: a Check scored by its address
+// because --identity-header was missing shows in the fallback metric, as
+// it does in the log and the dashboard's banner.
+func TestRecorderCountsAMissingIdentityHeader(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := recorder{m: newMetrics(reg)}
+	r.RecordCheck(authz.Record{Outcome: authz.Allowed, Cause: authz.CauseNoIdentityHeader})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "flowlock_authz_identity_fallbacks_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == "no_identity_header" && m.GetCounter().GetValue() == 1 {
+				return
+			}
+		}
+	}
+	t.Error(`flowlock_authz_identity_fallbacks_total{kind="no_identity_header"} is not 1`)
+}

@@ -49,6 +49,10 @@ const (
 	// FallbackRequestTimeSkew is never a Client's: it counts a request
 	// whose time from Envoy was too far off, so the local clock was used.
 	FallbackRequestTimeSkew
+	// FallbackNoIdentityHeader is never a Client's either: it counts a
+	// request without --identity-header, scored by its address
+	// (CauseNoIdentityHeader).
+	FallbackNoIdentityHeader
 
 	numFallbacks
 )
@@ -68,6 +72,8 @@ func (f Fallback) String() string {
 		return "no_identity"
 	case FallbackRequestTimeSkew:
 		return "request_time_skew"
+	case FallbackNoIdentityHeader:
+		return "no_identity_header"
 	default:
 		return "none"
 	}

@@ -14,9 +14,11 @@ const (
 	// WatchWindow is how often a Watch may report each cause, and the
 	// window it counts in.
 	WatchWindow = time.Minute
-	// WatchMinChecks is how many Checks with one cause within a window make
-	// it a finding: a handful of odd probes is no misconfiguration.
-	WatchMinChecks = 20
+	// WatchMinChecks is how many Checks with one cause make it a finding: a
+	// stray probe or two is no misconfiguration. They need not come within
+	// one window: a person refreshing by hand behind a misconfigured proxy
+	// sends a few requests a minute, and must be reported too.
+	WatchMinChecks = 5
 	// MaxCauses bounds the cause codes a Watch counts (0 … MaxCauses-1).
 	MaxCauses = 16
 )
@@ -71,7 +73,8 @@ type Watch struct {
 
 	start  atomic.Int64  // Unix nanoseconds at which the current window began; 0 before the first Check
 	checks atomic.Uint64 // Checks in the current window
-	counts [MaxCauses]atomic.Uint64
+	counts [MaxCauses]atomic.Uint64 // since the cause was last reported (for Every causes: in this window)
+	told   [MaxCauses]atomic.Bool   // the cause was reported in this window
 	totals [MaxCauses]atomic.Uint64 // since the start
 	last   [MaxCauses]atomic.Int64  // Unix nanoseconds of the latest Check with the cause
 
@@ -117,8 +120,11 @@ func (w *Watch) Record(cause uint8, peer netip.Addr, now time.Time) {
 	w.totals[cause].Add(1)
 	w.last[cause].Store(t)
 	n := w.counts[cause].Add(1)
-	if n != WatchMinChecks || (w.every[cause] && n != checks) {
-		return // exactly one Check per window and cause reports it
+	if n < WatchMinChecks || (w.every[cause] && n != checks) {
+		return
+	}
+	if !w.told[cause].CompareAndSwap(false, true) {
+		return // one Check per window and cause reports it
 	}
 	w.report(cause, peer, now, n)
 }
@@ -136,7 +142,12 @@ func (w *Watch) turn(t int64) {
 	}
 	w.checks.Store(0)
 	for i := range w.counts {
-		w.counts[i].Store(0)
+		// A cause reported in the window that ended counts afresh; one not
+		// yet reported keeps counting across windows, so a slow trickle is
+		// reported too. An Every cause is judged window by window.
+		if w.told[i].Swap(false) || w.every[i] {
+			w.counts[i].Store(0)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,14 +43,14 @@ func TestWatch(t *testing.T) {
 	if n := warnings(); n != 1 {
 		t.Fatalf("after %d Checks with a cause: %d warnings, want 1:\n%s", WatchMinChecks+999, n, buf.String())
 	}
-	for _, want := range []string{`msg="problem 1 from 127.0.0.1"`, "cause=no_xff", "peer=127.0.0.1", `fix="fix it"`, "checks=20"} {
+	for _, want := range []string{`msg="problem 1 from 127.0.0.1"`, "cause=no_xff", "peer=127.0.0.1", `fix="fix it"`, "checks=" + strconv.Itoa(WatchMinChecks)} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("warning lacks %s: %s", want, buf.String())
 		}
 	}
 	fs := w.Findings(t0.Add(3 * time.Second))
-	if len(fs) != 1 || fs[0].Cause != "no_xff" || fs[0].Count != 1019 || fs[0].Peer != proxy || fs[0].Fix != "fix it" {
-		t.Errorf("findings = %+v, want no_xff with 1019 Checks", fs)
+	if want := uint64(WatchMinChecks - 1 + 1000); len(fs) != 1 || fs[0].Cause != "no_xff" || fs[0].Count != want || fs[0].Peer != proxy || fs[0].Fix != "fix it" {
+		t.Errorf("findings = %+v, want no_xff with %d Checks", fs, want)
 	}
 
 	feed(t0.Add(61*time.Second), 100, noXFF) // the next window reports again
@@ -80,5 +81,21 @@ func TestWatch(t *testing.T) {
 	none.Record(noXFF, proxy, t0)
 	if none.Findings(t0) != nil {
 		t.Error("a nil Watch has findings")
+	}
+}
+
+// TestWatchReportsASlowTrickle: a person refreshing by hand behind a
+// misconfigured proxy sends a request every few seconds, never many within
+// one window; the cause is still reported, once the Checks add up.
+func TestWatchReportsASlowTrickle(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWatch(WatchOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Window: time.Minute, Names: []string{"none", "no_xff"}})
+	proxy := netip.MustParseAddr("127.0.0.1")
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for i := range 10 { // one Check every 40 s: at most 2 a window
+		w.Record(1, proxy, t0.Add(time.Duration(i)*40*time.Second))
+	}
+	if !strings.Contains(buf.String(), "cause=no_xff") || len(w.Findings(t0.Add(7*time.Minute))) != 1 {
+		t.Errorf("a slow trickle of unscored Checks was never reported: %q", buf.String())
 	}
 }

@@ -311,6 +311,7 @@ func (r *Replica) final() {
 	r.flushLocked(ctx, now)
 	r.noteLocalLocked(now)
 	r.pushDirtyLocked(ctx, now)
+	r.pushHitsLocked(ctx, now)
 }
 
 // dial tries to open the store once, bounded by the retry interval.
@@ -351,6 +352,9 @@ func (r *Replica) Follow(ctx context.Context) {
 				// As Policy.Release does: the client starts over.
 				r.opts.Engine.Forget(id)
 				r.stats.Applied.Add(1)
+				r.mu.Lock()
+				delete(r.hitsBase, id) // a later quarantine counts from 0
+				r.mu.Unlock()
 			}
 		case redisstore.OpHits:
 			var id identity.ID
@@ -496,8 +500,10 @@ func (r *Replica) mergeLocked(ctx context.Context, now time.Time, ids []identity
 		return err
 	})
 	if !ok {
-		// Redis is off: decide on what this replica saw.
+		// Redis is off: decide on what this replica saw. What it admits
+		// now is its own decision, counted now (see countLocalAdmissions).
 		r.stats.Fallbacks.Add(1)
+		defer r.countLocalAdmissionsLocked(ids)
 		for i, id := range ids {
 			// A copy: a Merge that ran out of its deadline may still be
 			// reading obs in its own goroutine (redisstore.within).
@@ -516,6 +522,21 @@ func (r *Replica) mergeLocked(ctx context.Context, now time.Time, ids []identity
 			r.held[id] = nowUS + r.opts.Settle.Microseconds()
 		} else {
 			delete(r.held, id)
+		}
+	}
+}
+
+// countLocalAdmissionsLocked counts the admissions this replica made on
+// its own state (Redis away) at once: they would otherwise wait for Redis,
+// or never be counted if they ended first. Their later write to Redis then
+// counts nothing more.
+func (r *Replica) countLocalAdmissionsLocked(ids []identity.ID) {
+	for _, id := range ids {
+		if reason, ok := r.admitted[id]; ok {
+			delete(r.admitted, id)
+			if r.opts.OnAdmit != nil {
+				r.opts.OnAdmit(reason)
+			}
 		}
 	}
 }
@@ -675,8 +696,8 @@ func (r *Replica) pushDirtyLocked(ctx context.Context, now time.Time) bool {
 		var grew bool
 		ok := r.call(ctx, now, func(ctx context.Context, s *redisstore.Store) error {
 			if !active {
-				// A release: the client starts over everywhere, also on a
-				// replica that would replay its old request times.
+				// A release (or an end): the client starts over everywhere,
+				// also on a replica that would replay its old request times.
 				if _, err := s.Delete(ctx, string(key)); err != nil {
 					return err
 				}
@@ -691,6 +712,9 @@ func (r *Replica) pushDirtyLocked(ctx context.Context, now time.Time) bool {
 		}
 		r.stats.Mirrored.Add(1)
 		delete(r.dirty, id)
+		if !active {
+			delete(r.hitsBase, id) // a later quarantine counts from 0
+		}
 		if reason, ok := r.admitted[id]; ok {
 			delete(r.admitted, id)
 			if grew && r.opts.OnAdmit != nil {
