@@ -71,8 +71,8 @@ type Watch struct {
 	explain func(uint8, netip.Addr) (string, string)
 	every   [MaxCauses]bool
 
-	start  atomic.Int64  // Unix nanoseconds at which the current window began; 0 before the first Check
-	checks atomic.Uint64 // Checks in the current window
+	start  atomic.Int64             // Unix nanoseconds at which the current window began; 0 before the first Check
+	checks atomic.Uint64            // Checks in the current window
 	counts [MaxCauses]atomic.Uint64 // since the cause was last reported (for Every causes: in this window)
 	told   [MaxCauses]atomic.Bool   // the cause was reported in this window
 	totals [MaxCauses]atomic.Uint64 // since the start
