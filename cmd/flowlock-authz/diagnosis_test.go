@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,25 +22,8 @@ import (
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/wire"
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
-
-// syncBuffer is a log sink that the Check goroutines and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestMisconfigurationIsReported sends, for each way a proxy setup can
 // keep Flow Lock from reading the client, a burst of real requests over
@@ -114,7 +95,7 @@ func TestMisconfigurationIsReported(t *testing.T) {
 				t.Fatal(err)
 			}
 			stack := wire.Build(cfg, wire.Extra{})
-			var logs syncBuffer
+			var logs flowlocktest.SyncBuffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			m := newMetrics(prometheus.NewRegistry())
 			rec := recorder{m, dashboard.NewTracker(), newWatch(log, stack.Rules, time.Minute)}

@@ -11,9 +11,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
 var fixedNow = time.Date(2026, 11, 26, 10, 0, 0, 123456000, time.UTC)
@@ -253,7 +254,7 @@ func TestRunArgs(t *testing.T) {
 // the way SIGTERM does.
 func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	var logs syncBuffer
+	var logs flowlocktest.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--addr", "127.0.0.1:0"}, io.Discard, &logs) }()
 	deadline := time.Now().Add(5 * time.Second)
@@ -272,22 +273,4 @@ func TestRunStopsOnCancel(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("run did not stop after cancel")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

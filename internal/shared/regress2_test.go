@@ -2,13 +2,14 @@ package shared_test
 
 import (
 	"context"
-	"github.com/flowlock/flowlock/internal/config"
-	"github.com/flowlock/flowlock/internal/risk"
-	"github.com/flowlock/flowlock/internal/wire"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/risk"
+	"github.com/flowlock/flowlock/internal/wire"
 
 	"github.com/flowlock/flowlock/internal/redisstore/redistest"
 )
@@ -19,17 +20,8 @@ func TestHitsOfASecondQuarantineAreShared(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	now := time.Now()
-	a, b := stack(t, srv.Addr, "rh:"), stack(t, srv.Addr, "rh:")
-	if err := a.Replica.Start(ctx, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Replica.Start(ctx, now); err != nil {
-		t.Fatal(err)
-	}
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go a.Replica.Follow(fctx)
-	go b.Replica.Follow(fctx)
+	rs := following(t, srv.Addr, "rh:", 2, now)
+	a, b := rs[0], rs[1]
 	id := addrID("198.51.100.9")
 	round := func(at time.Time, refusals int) {
 		t.Helper()
@@ -118,16 +110,8 @@ func TestFinalWritesTheLastRefusals(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	now := time.Now()
-	a, b := stack(t, srv.Addr, "fh:"), stack(t, srv.Addr, "fh:")
-	if err := a.Replica.Start(ctx, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Replica.Start(ctx, now); err != nil {
-		t.Fatal(err)
-	}
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go a.Replica.Follow(fctx)
+	a := following(t, srv.Addr, "fh:", 1, now)[0]
+	b := started(t, srv.Addr, "fh:", now) // its Run follows
 	id := addrID("198.51.100.10")
 	if _, err := a.Policy.Ban(id, time.Hour, "test", now); err != nil {
 		t.Fatal(err)

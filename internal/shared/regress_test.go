@@ -28,20 +28,8 @@ func TestHitsAreShared(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	now := time.Now()
-	a, b := stack(t, srv.Addr, "h:"), stack(t, srv.Addr, "h:")
-	for _, s := range []any{a, b} {
-		_ = s
-	}
-	if err := a.Replica.Start(ctx, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Replica.Start(ctx, now); err != nil {
-		t.Fatal(err)
-	}
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go a.Replica.Follow(fctx)
-	go b.Replica.Follow(fctx)
+	rs := following(t, srv.Addr, "h:", 2, now)
+	a, b := rs[0], rs[1]
 	id := addrID("198.51.100.9")
 	if _, err := a.Policy.Ban(id, time.Hour, "test", now); err != nil {
 		t.Fatal(err)
@@ -128,10 +116,7 @@ func TestStartReadsALargeList(t *testing.T) {
 func TestBanAtShutdownIsWritten(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	a := stack(t, srv.Addr, "d:")
-	if err := a.Replica.Start(ctx, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	a := started(t, srv.Addr, "d:", time.Now())
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { a.Replica.Run(rctx); close(done) }()
@@ -140,10 +125,7 @@ func TestBanAtShutdownIsWritten(t *testing.T) {
 	a.Policy.Ban(id, time.Hour, "operator", time.Now())
 	cancel()
 	<-done
-	b := stack(t, srv.Addr, "d:")
-	if err := b.Replica.Start(ctx, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	b := started(t, srv.Addr, "d:", time.Now())
 	if _, ok := b.Quarantine.Check(id, time.Now()); !ok {
 		t.Error("ban acknowledged on replica a just before shutdown never reached Redis")
 	}
@@ -156,17 +138,8 @@ func TestRefreshFeedsAnIdentityAnotherReplicaSaw(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	start := time.Now()
-	a, b := stack(t, srv.Addr, "e:"), stack(t, srv.Addr, "e:")
-	if err := a.Replica.Start(ctx, start); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Replica.Start(ctx, start); err != nil {
-		t.Fatal(err)
-	}
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go a.Replica.Follow(fctx)
-	go b.Replica.Follow(fctx)
+	rs := following(t, srv.Addr, "e:", 2, start)
+	a, b := rs[0], rs[1]
 	bot := addrID("203.0.113.99")
 	var now time.Time
 	for i := 1; i <= 40; i++ {
@@ -194,17 +167,8 @@ func TestReleaseIsNotUndoneByAReplicaThatJoinsLater(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	start := time.Now().Add(-45 * time.Second)
-	a, b := stack(t, srv.Addr, "r:"), stack(t, srv.Addr, "r:")
-	if err := a.Replica.Start(ctx, start); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Replica.Start(ctx, start); err != nil {
-		t.Fatal(err)
-	}
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go a.Replica.Follow(fctx)
-	go b.Replica.Follow(fctx)
+	rs := following(t, srv.Addr, "r:", 2, start)
+	a, b := rs[0], rs[1]
 	bot := addrID("203.0.113.120")
 	var now time.Time
 	for i := 1; i <= 40; i++ {
@@ -234,11 +198,7 @@ func TestReleaseIsNotUndoneByAReplicaThatJoinsLater(t *testing.T) {
 	// One ordinary request, 5 s later, lands on b.
 	time.Sleep(time.Second)
 	// b restarts (a rolling deploy, or a new replica scaling up).
-	b = stack(t, srv.Addr, "r:")
-	if err := b.Replica.Start(ctx, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	go b.Replica.Follow(fctx)
+	b = following(t, srv.Addr, "r:", 1, time.Now())[0]
 	now = time.Now()
 	d := decide(b, bot, now)
 	t.Logf("first request after release on b: %v", d.Outcome)

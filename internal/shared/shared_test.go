@@ -26,6 +26,31 @@ func stack(t testing.TB, redisAddr, prefix string) *wire.Stack {
 	return wire.Build(c, wire.Extra{})
 }
 
+// started builds a stack sharing state through redisAddr under prefix and
+// starts its replica at now.
+func started(t testing.TB, redisAddr, prefix string, now time.Time) *wire.Stack {
+	t.Helper()
+	s := stack(t, redisAddr, prefix)
+	if err := s.Replica.Start(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// following starts n replicas at now, each following the others'
+// quarantine changes (pub/sub) until t ends.
+func following(t testing.TB, redisAddr, prefix string, n int, now time.Time) []*wire.Stack {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	rs := make([]*wire.Stack, n)
+	for i := range rs {
+		rs[i] = started(t, redisAddr, prefix, now)
+		go rs[i].Replica.Follow(ctx)
+	}
+	return rs
+}
+
 func addrID(s string) identity.ID { return identity.FromAddr(netip.MustParseAddr(s), 64) }
 
 // decide sends one request of id at now to s.
@@ -138,10 +163,7 @@ func TestStartWritesWhatTheReplicaHeld(t *testing.T) {
 	if err := a.Replica.Start(ctx, now); err != nil {
 		t.Fatal(err)
 	}
-	b := stack(t, srv.Addr, "s:")
-	if err := b.Replica.Start(ctx, now); err != nil {
-		t.Fatal(err)
-	}
+	b := started(t, srv.Addr, "s:", now)
 	for _, id := range []identity.ID{kept, gone} {
 		if _, ok := b.Quarantine.Check(id, now); !ok {
 			t.Fatalf("replica b lacks %v after Start", id)
@@ -249,10 +271,7 @@ func TestRedisThatLostItsDataGetsItBack(t *testing.T) {
 			t.Errorf("replica %s dropped the ban after Redis lost its data", name)
 		}
 	}
-	c := stack(t, srv.Addr, "e:")
-	if err := c.Replica.Start(ctx, now); err != nil {
-		t.Fatal(err)
-	}
+	c := started(t, srv.Addr, "e:", now)
 	if _, ok := c.Quarantine.Check(bot, now); !ok {
 		t.Error("a replica started after the loss does not get the ban written back")
 	}

@@ -47,26 +47,6 @@ func start(t *testing.T, args ...string) *flowlocktest.Service {
 	return flowlocktest.Start(t, flowlocktest.Bin("flowlock-authz"), args...)
 }
 
-// chromium returns the browser to drive, or skips (fails under CI).
-func chromium(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("browser test: skipped with -short")
-	}
-	path := os.Getenv("FLOWLOCK_CHROMIUM")
-	if path == "" {
-		path = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(path); err != nil {
-		msg := fmt.Sprintf("browser test needs Chromium at %s (apt-get install -y chromium, or set FLOWLOCK_CHROMIUM): %v", path, err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; CI must install it and must not skip this test")
-		}
-		t.Skip(msg)
-	}
-	return path
-}
-
 // quarantined lists the identities in quarantine, from the admin API.
 func quarantined(t *testing.T, s *flowlocktest.Service) []string {
 	t.Helper()
@@ -104,31 +84,6 @@ func check(t *testing.T, client authv3.AuthorizationClient, addr, id string) boo
 		t.Fatalf("Check from %s: %v", addr, err)
 	}
 	return codes.Code(resp.GetStatus().GetCode()) == codes.OK
-}
-
-// browser starts a headless Chromium with the flags CI uses and a fresh
-// profile, and returns a tab context bounded by timeout.
-func browser(t *testing.T, execPath string, timeout time.Duration) context.Context {
-	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(execPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1600, 1000),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	ctx, cancelTime := context.WithTimeout(ctx, timeout)
-	t.Cleanup(func() { cancelTime(); cancelTab(); cancelAlloc() })
-	return ctx
 }
 
 // eval runs a JavaScript expression in the page.
@@ -169,11 +124,11 @@ func js(s string) string {
 // shows a hostile identity and checks it stays text. The page must log no
 // error and no CSP violation throughout.
 func TestCommandCenter(t *testing.T) {
-	execPath := chromium(t)
+	execPath := flowlocktest.Chromium(t)
 	svc := start(t, "--demo", "--admin-token", adminToken, "--identity-header", identityHeader, "--show-identities") // hostile identities shown as they are: that is what the test checks
 	client := authv3.NewAuthorizationClient(svc.Dial(t))
 
-	ctx := browser(t, execPath, 3*time.Minute)
+	ctx := flowlocktest.Browser(t, execPath, 3*time.Minute)
 
 	// Watch the console (errors, exceptions, the browser log with its CSP
 	// reports) and JavaScript dialogs from the first byte on.
@@ -356,9 +311,9 @@ func TestCommandCenter(t *testing.T) {
 // starts it again on the same address: the page must say it is
 // disconnected meanwhile, and be live again by itself.
 func TestReconnectsAfterRestart(t *testing.T) {
-	execPath := chromium(t)
+	execPath := flowlocktest.Chromium(t)
 	svc := start(t) // no --demo, no --admin-token: the admin API is off
-	ctx := browser(t, execPath, 2*time.Minute)
+	ctx := flowlocktest.Browser(t, execPath, 2*time.Minute)
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
 		Source: `window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective));`,
 	}); err != nil {

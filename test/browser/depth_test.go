@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/performance"
 	"github.com/chromedp/chromedp"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
 // clippedJS lists, as "what: why", the elements an operator must be able to
@@ -57,12 +58,12 @@ const clippedJS = `(() => {
 // prefers-reduced-motion, and a main thread that stays nearly idle.
 // Screenshots of both widths go to test/artifacts.
 func TestCommandCenterDepth(t *testing.T) {
-	execPath := chromium(t)
+	execPath := flowlocktest.Chromium(t)
 	// 127.0.0.1 is a proxy by --trusted-proxies, and the test's own Checks
 	// from it carry no X-Forwarded-For: the banner must say so.
 	svc := start(t, "--demo", "--admin-token", adminToken, "--trusted-proxies", "127.0.0.1/32")
 	client := authv3.NewAuthorizationClient(svc.Dial(t))
-	ctx := browser(t, execPath, 4*time.Minute)
+	ctx := flowlocktest.Browser(t, execPath, 4*time.Minute)
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
 		Source: `window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
 window.__long = []; new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push({start: e.startTime, duration: e.duration}); }).observe({type: 'longtask', buffered: true});`,

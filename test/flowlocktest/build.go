@@ -88,14 +88,15 @@ func Bin(name string) string {
 // the environment the tests run in reaches a program they start.
 const configEnv = "FLOWLOCK_CONFIG="
 
-// Run runs bin with args to completion, killing it after timeout, with
-// stdin as its input and FLOWLOCK_CONFIG empty. It returns the combined
-// output and the error from exec.Cmd.CombinedOutput (an *exec.ExitError when the
-// program ran and failed).
+// Run runs bin with args to completion, killing it after timeout, under
+// DefaultLimits, with stdin as its input and FLOWLOCK_CONFIG empty. It
+// returns the combined output and the error from exec.Cmd.CombinedOutput
+// (an *exec.ExitError when the program ran and failed).
 func Run(timeout time.Duration, stdin, bin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	name, argv := limitedArgs(DefaultLimits, bin, args)
+	cmd := exec.CommandContext(ctx, name, argv...)
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), configEnv)
 	out, err := cmd.CombinedOutput()

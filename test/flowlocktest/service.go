@@ -1,6 +1,7 @@
 package flowlocktest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,8 +39,13 @@ type Service struct {
 // Process.Stop), and its log is shown if t failed.
 func Start(t *testing.T, bin string, args ...string) *Service {
 	t.Helper()
-	return StartLimited(t, Limits{}, bin, args...)
+	return StartLimited(t, DefaultLimits, bin, args...)
 }
+
+// DefaultLimits bound every process Start and Run start: room for what the
+// tests need (the Go runtime reserves address space generously), not for a
+// runaway.
+var DefaultLimits = Limits{AddressSpace: 4 << 30, OpenFiles: 4096}
 
 // Limits bound a started process, so that a regression under attack-sized
 // input fails the test instead of exhausting the machine. Zero fields leave
@@ -85,7 +92,16 @@ func StartLimited(t *testing.T, lim Limits, bin string, args ...string) *Service
 }
 
 // LimitedCommand returns the command that runs bin with args under lim.
+// The limits are inherited by bin's children, so a script run this way
+// bounds what it starts too.
 func LimitedCommand(lim Limits, bin string, args ...string) *exec.Cmd {
+	name, argv := limitedArgs(lim, bin, args)
+	return exec.Command(name, argv...)
+}
+
+// limitedArgs returns the program and arguments that run bin with args
+// under lim: prlimit(1) in front, unless lim sets nothing.
+func limitedArgs(lim Limits, bin string, args []string) (string, []string) {
 	var pre []string
 	if lim.AddressSpace > 0 {
 		pre = append(pre, fmt.Sprintf("--as=%d", lim.AddressSpace))
@@ -94,9 +110,29 @@ func LimitedCommand(lim Limits, bin string, args ...string) *exec.Cmd {
 		pre = append(pre, fmt.Sprintf("--nofile=%d", lim.OpenFiles))
 	}
 	if len(pre) == 0 {
-		return exec.Command(bin, args...)
+		return bin, args
 	}
-	return exec.Command("prlimit", append(append(pre, "--", bin), args...)...)
+	return "prlimit", append(append(pre, "--", bin), args...)
+}
+
+// SyncBuffer is a bytes.Buffer that a process's writers and the test may
+// use at once.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // listeningRecord returns the string fields of line if it is the JSON
