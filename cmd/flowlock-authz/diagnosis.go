@@ -19,15 +19,21 @@ func newWatch(log *slog.Logger, rules authz.ClientRules, window time.Duration) *
 	for _, c := range authz.Causes() {
 		names = append(names, c.String())
 	}
-	return identity.NewWatch(identity.WatchOptions{
+	o := identity.WatchOptions{
 		Logger: log,
 		Window: window,
 		Names:  names,
 		Explain: func(c uint8, peer netip.Addr) (string, string) {
 			return rules.Explain(authz.Cause(c), peer)
 		},
-		Every: func(c uint8) bool { return authz.Cause(c).OnlyWhenEvery() },
-	})
+	}
+	if rules.IdentityHeader != "" {
+		// The one cause judged against every Check (a missing identity
+		// header) exists only with --identity-header; without it no Check
+		// needs counting.
+		o.Every = func(c uint8) bool { return authz.Cause(c).OnlyWhenEvery() }
+	}
+	return identity.NewWatch(o)
 }
 
 // warnings turns the Watch's findings into the dashboard's banner.

@@ -70,6 +70,10 @@ type Watch struct {
 	names   []string
 	explain func(uint8, netip.Addr) (string, string)
 	every   [MaxCauses]bool
+	// anyEvery is set when some cause is judged against every Check; only
+	// then is each Check counted (a counter every Check of every core
+	// would otherwise write).
+	anyEvery bool
 
 	start  atomic.Int64             // Unix nanoseconds at which the current window began; 0 before the first Check
 	checks atomic.Uint64            // Checks in the current window
@@ -100,6 +104,7 @@ func NewWatch(o WatchOptions) *Watch {
 	if o.Every != nil {
 		for c := range uint8(MaxCauses) {
 			w.every[c] = o.Every(c)
+			w.anyEvery = w.anyEvery || w.every[c]
 		}
 	}
 	return w
@@ -113,7 +118,10 @@ func (w *Watch) Record(cause uint8, peer netip.Addr, now time.Time) {
 	}
 	t := now.UnixNano()
 	w.turn(t)
-	checks := w.checks.Add(1)
+	var checks uint64
+	if w.anyEvery {
+		checks = w.checks.Add(1)
+	}
 	if cause == 0 || cause >= MaxCauses {
 		return
 	}

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -97,5 +98,28 @@ func TestWatchReportsASlowTrickle(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "cause=no_xff") || len(w.Findings(t0.Add(7*time.Minute))) != 1 {
 		t.Errorf("a slow trickle of unscored Checks was never reported: %q", buf.String())
+	}
+}
+
+// BenchmarkWatchRecord is the Watch's cost on every Check, from all cores
+// at once, with and without a cause judged against every Check (only
+// then does each Check write a shared counter).
+func BenchmarkWatchRecord(b *testing.B) {
+	peer := netip.MustParseAddr("127.0.0.1")
+	for _, every := range []bool{false, true} {
+		b.Run(fmt.Sprintf("every=%v", every), func(b *testing.B) {
+			o := WatchOptions{Logger: slog.New(slog.DiscardHandler)}
+			if every {
+				o.Every = func(c uint8) bool { return c == 7 }
+			}
+			w := NewWatch(o)
+			now := time.Now()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					w.Record(0, peer, now)
+				}
+			})
+		})
 	}
 }
