@@ -114,10 +114,10 @@ func freePort(t *testing.T) string {
 
 // startProcess runs bin with args and extra environment variables (which
 // replace any of the same name) in dir, and stops it by PID when the test
-// ends (see flowlocktest.Process).
+// ends (see flowlocktest.Process), under flowlocktest.DefaultLimits.
 func startProcess(t *testing.T, dir, bin string, env []string, args ...string) *flowlocktest.Process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd := flowlocktest.LimitedCommand(flowlocktest.DefaultLimits, bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...) // the last of a name wins
 	return flowlocktest.StartProcess(t, cmd)
