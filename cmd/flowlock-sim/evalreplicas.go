@@ -95,12 +95,21 @@ func newRunPrefix() string {
 	return "flowlock-sim:" + hex.EncodeToString(b[:]) + ":"
 }
 
-// runReplicated runs one stream of sc through s.rep.n replicas, each
-// request to one drawn at random; otherwise as runStream. The stream is
-// detected at the first request a replica denies: with shared replicas a
+// runStream runs one stream of sc the way the service decides: through
+// fresh decision stacks built by wire.Build from the service's
+// configuration with the scenario's excluded paths, the client resolved by
+// authz.ClientRules from its own address, every request decided by
+// Policy.Decide in virtual time, and the service's periodic sweep at the
+// same virtual interval. There are s.rep.n stacks (one when s.rep.n is 0
+// or 1: eval's usual path), each request going to one drawn at random. The
+// naive baseline sees the same requests; a nil naive skips it (threshold
+// sweeps). limit > 0 stops the stream after that many requests.
+//
+// The stream is detected at the first request a replica denies (with one
+// replica, the request that admits it): with shared replicas a
 // quarantine is admitted from the merged stream at the next tick, so it is
 // enforced from the request after the one that confirmed it.
-func (s evalSetup) runReplicated(sc traffic.Scenario, seed uint64, addr netip.Addr, naive *traffic.Naive, limit int) streamResult {
+func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, naive *traffic.Naive, limit int) streamResult {
 	cfg := s.cfg
 	cfg.Mode = config.ModeEnforce
 	cfg.ExcludePaths = sc.ExcludedPaths
@@ -113,12 +122,16 @@ func (s evalSetup) runReplicated(sc traffic.Scenario, seed uint64, addr netip.Ad
 		// Its own state: streams run side by side in one Redis.
 		cfg.RedisKeyPrefix = s.rep.prefix + sc.Name + ":" + strconv.FormatUint(seed, 10) + ":"
 	}
-	stacks := make([]*wire.Stack, s.rep.n)
+	// One identity per stack: sharding changes nothing but the set-up cost.
+	stacks := make([]*wire.Stack, max(s.rep.n, 1))
 	for i := range stacks {
 		stacks[i] = wire.Build(cfg, wire.Extra{Shards: 1})
 	}
 	client := stacks[0].Rules.Resolve(addr, "", "")
-	base := virtualStart(time.Now())
+	base := s.start
+	if len(stacks) > 1 {
+		base = virtualStart(time.Now())
+	}
 	shift := base.Sub(s.start)
 	ctx := context.Background()
 	if shared {

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/traffic"
-	"github.com/flowlock/flowlock/internal/wire"
 )
 
 // Seed sets (DETECTION.md §6.1): thresholds are tuned on one and reported on
@@ -73,68 +70,6 @@ type evalSetup struct {
 func newSetup() evalSetup {
 	start, _ := time.Parse(time.RFC3339, defaultStart)
 	return evalSetup{cfg: config.Default(), start: start}
-}
-
-// runStream runs one stream of sc through a fresh decision stack built by
-// wire.Build, the way the service decides: the service's configuration
-// with the scenario's excluded paths, the
-// client resolved by authz.ClientRules from its own address, every request
-// decided by Policy.Decide in virtual time, and the periodic sweep of the
-// service run at the same virtual interval. The naive baseline sees the
-// same requests. A nil naive skips it (threshold sweeps). limit > 0 stops
-// the stream after that many requests.
-func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, naive *traffic.Naive, limit int) streamResult {
-	if s.rep.n > 1 {
-		return s.runReplicated(sc, seed, addr, naive, limit)
-	}
-	cfg := s.cfg
-	cfg.Mode = config.ModeEnforce
-	cfg.ExcludePaths = sc.ExcludedPaths
-	if s.threshold != 0 {
-		cfg.RiskThreshold = int(s.threshold)
-	}
-	// One identity per stack: sharding changes nothing but the set-up cost.
-	stack := wire.Build(cfg, wire.Extra{Shards: 1})
-	client := stack.Rules.Resolve(addr, "", "")
-
-	var res streamResult
-	st := sc.Stream(seed, s.start)
-	var first time.Time
-	nextSweep := s.start.Add(cfg.SweepInterval)
-	for limit <= 0 || res.requests < limit {
-		req, ok := st.Next()
-		if !ok {
-			break
-		}
-		res.requests++
-		if res.requests == 1 {
-			first = req.TS
-		}
-		for !req.TS.Before(nextSweep) {
-			stack.Sweep(nextSweep)
-			nextSweep = nextSweep.Add(cfg.SweepInterval)
-		}
-		d := stack.Policy.Decide(authz.Request{Client: client, Path: req.Path, Now: req.TS})
-		if d.Score > res.maxScore || res.maxReason == "" {
-			res.maxScore, res.maxReason = d.Score, d.Reason
-		}
-		if d.Outcome == authz.Admitted && !res.detected {
-			res.detected, res.rtd, res.std, res.reason = true, res.requests, req.TS.Sub(first), d.Reason
-		}
-		if !res.shared {
-			if v, ok := stack.Engine.Peek(client.ID, req.TS); ok && v.Shared {
-				res.shared, res.sharedAt = true, req.TS.Sub(first)
-			}
-		}
-		// The baseline's quarantine never expires, so once it has fired
-		// there is nothing more to observe.
-		if naive != nil && !res.naive {
-			if _, quarantined := naive.Observe(req.TS); quarantined {
-				res.naive, res.naiveRTD, res.naiveSTD = true, res.requests, req.TS.Sub(first)
-			}
-		}
-	}
-	return res
 }
 
 // evalPlan is the set of scenarios and streams to evaluate.
