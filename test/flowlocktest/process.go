@@ -29,7 +29,7 @@ type Process struct {
 	// Cmd is the running command; Cmd.Process.Pid is its PID.
 	Cmd *exec.Cmd
 
-	t    *testing.T
+	t    testing.TB
 	out  *lines
 	done chan struct{}
 
@@ -41,14 +41,14 @@ type Process struct {
 // process's output is kept for Logs. At the end of t the process is
 // stopped (see Stop) and, if t failed, its output and the files named by
 // ShowOnFailure are logged.
-func StartProcess(t *testing.T, cmd *exec.Cmd) *Process {
+func StartProcess(t testing.TB, cmd *exec.Cmd) *Process {
 	t.Helper()
 	return startProcess(t, cmd, nil)
 }
 
 // startProcess is StartProcess with a function called on each whole line
 // of output, as it is written.
-func startProcess(t *testing.T, cmd *exec.Cmd, onLine func(string)) *Process {
+func startProcess(t testing.TB, cmd *exec.Cmd, onLine func(string)) *Process {
 	t.Helper()
 	name := filepath.Base(cmd.Path)
 	if name == "prlimit" && len(cmd.Args) > 0 {

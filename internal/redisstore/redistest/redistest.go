@@ -42,7 +42,7 @@ type Server struct {
 
 	t    testing.TB
 	args []string
-	proc *process
+	proc *flowlocktest.Process
 }
 
 // Option adds redis-server arguments, e.g. Args("--requirepass", "s3cret").
@@ -96,29 +96,33 @@ func (s *Server) start() {
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--maxmemory", "1gb", "--maxclients", "512", "--loglevel", "warning",
 	}, s.args...)
-	s.proc = startProcess(s.t, flowlocktest.LimitedCommand(limits, server, args...))
+	s.proc = flowlocktest.StartProcess(s.t, flowlocktest.LimitedCommand(limits, server, args...))
+	proc := s.proc
+	// Runs before the process is stopped (cleanups run last first): a
+	// test may have left it stopped with SIGSTOP.
+	s.t.Cleanup(func() { _ = proc.Signal(syscall.SIGCONT) })
 	deadline := time.Now().Add(StartTimeout)
 	for {
 		if out, err := s.CLI("PING"); err == nil && strings.TrimSpace(out) == "PONG" || strings.Contains(out, "NOAUTH") {
 			return
 		}
-		if s.proc.exited() || time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on %s not ready within %v:\n%s", s.Addr, StartTimeout, s.proc.out.String())
+		if s.proc.Exited() || time.Now().After(deadline) {
+			s.t.Fatalf("redis-server on %s not ready within %v:\n%s", s.Addr, StartTimeout, s.proc.Logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // PID returns the server's process ID.
-func (s *Server) PID() int { return s.proc.cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.Cmd.Process.Pid }
 
 // Stop stops the server (SIGTERM, by PID) and waits for it.
-func (s *Server) Stop() { s.proc.stop() }
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Kill kills the server with SIGKILL, by PID, and waits for it.
 func (s *Server) Kill() {
-	_ = s.proc.cmd.Process.Kill()
-	<-s.proc.done
+	_ = s.proc.Signal(syscall.SIGKILL)
+	<-s.proc.Done()
 }
 
 // Restart stops the server and starts it again on the same port and
@@ -246,62 +250,4 @@ func (s *Server) String() string {
 
 // Signal sends sig to the server, by its PID (SIGSTOP hangs it, SIGCONT
 // resumes it).
-func (s *Server) Signal(sig os.Signal) error { return s.proc.cmd.Process.Signal(sig) }
-
-// stopTimeout is how long stop waits after SIGTERM before SIGKILL.
-const stopTimeout = 10 * time.Second
-
-// process is a started redis-server. (flowlocktest.StartProcess wants a
-// *testing.T; benchmarks start Redis too.)
-type process struct {
-	cmd  *exec.Cmd
-	out  *flowlocktest.SyncBuffer
-	done chan struct{}
-}
-
-// startProcess starts cmd and stops it by PID when t ends, logging its
-// output if t failed.
-func startProcess(t testing.TB, cmd *exec.Cmd) *process {
-	t.Helper()
-	p := &process{cmd: cmd, out: &flowlocktest.SyncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", cmd.Path, err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT) // in case a test left it stopped
-		p.stop()
-		if t.Failed() {
-			t.Logf("redis-server (pid %d) output:\n%s", cmd.Process.Pid, p.out.String())
-		}
-	})
-	return p
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM by PID and waits; SIGKILL after stopTimeout.
-func (p *process) stop() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (s *Server) Signal(sig os.Signal) error { return s.proc.Signal(sig) }
