@@ -164,6 +164,18 @@ type Warning struct {
 	Last     time.Time `json:"last"`     // latest request with it
 }
 
+// ReadyLine is the line /readyz adds for the link: "shared state: redis
+// connected", or "shared state: local fallback (why)".
+func (sh Sharing) ReadyLine() string {
+	if sh.State == "shared" {
+		return "shared state: redis connected"
+	}
+	if sh.Detail == "" {
+		return "shared state: local fallback"
+	}
+	return "shared state: local fallback (" + sh.Detail + ")"
+}
+
 // DefaultMaxBanTTL is Options.MaxBanTTL when it is 0.
 const DefaultMaxBanTTL = 30 * 24 * time.Hour
 
@@ -198,13 +210,9 @@ type Options struct {
 	// cheap. nil means always ready.
 	Ready func() error
 
-	// ReadyDetail adds lines to a ready answer of /readyz, such as the state
-	// of the link to the other replicas: a replica on local state is still
-	// ready (it serves), but says so. nil adds nothing.
-	ReadyDetail func() string
-
-	// Sharing reports the link to the other replicas for the page; nil
-	// means this process keeps all state itself (no --redis-addr).
+	// Sharing reports the link to the other replicas for the page and
+	// /readyz; nil means this process keeps all state itself (no
+	// --redis-addr).
 	Sharing func() Sharing
 
 	// Config returns the effective configuration with secrets redacted, for
@@ -277,7 +285,6 @@ type server struct {
 	tracker    *Tracker
 	mode       string
 	maxBan     time.Duration
-	readyMore  func() string
 	sharing    func() Sharing
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
@@ -323,7 +330,6 @@ func newServer(opts Options) *server {
 		now:        opts.Now,
 		metrics:    opts.Metrics,
 		ready:      opts.Ready,
-		readyMore:  opts.ReadyDetail,
 		sharing:    opts.Sharing,
 		config:     opts.Config,
 		log:        opts.Logger,

@@ -1030,3 +1030,24 @@ func isConstantOne(e *ast.BinaryExpr) bool {
 	l, ok := e.Y.(*ast.BasicLit)
 	return ok && l.Value == "1"
 }
+
+// TestReadyzSaysHowStateIsShared: a replica on local state is ready (200)
+// and says why; one sharing through Redis says so; without Redis nothing
+// is added.
+func TestReadyzSaysHowStateIsShared(t *testing.T) {
+	for _, tc := range []struct {
+		sharing func() Sharing
+		want    string
+	}{
+		{nil, "ok\n"},
+		{func() Sharing { return Sharing{State: "shared"} }, "ok\nshared state: redis connected\n"},
+		{func() Sharing { return Sharing{State: "fallback", Detail: "breaker open: dial tcp: refused"} },
+			"ok\nshared state: local fallback (breaker open: dial tcp: refused)\n"},
+	} {
+		h, _ := newTest(t, func(o *Options) { o.Sharing = tc.sharing })
+		rec := do(t, h, "GET", "/readyz", "")
+		if rec.Code != http.StatusOK || rec.Body.String() != tc.want {
+			t.Errorf("/readyz = %d %q, want 200 %q", rec.Code, rec.Body, tc.want)
+		}
+	}
+}

@@ -52,11 +52,6 @@ func assetHandler() http.Handler {
 func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ok\n"))
-	if s.readyMore != nil {
-		if more := s.readyMore(); more != "" {
-			w.Write([]byte(more + "\n"))
-		}
-	}
 }
 
 // handleReadyz serves GET /readyz: 200 when Options.Ready reports nothing
@@ -69,9 +64,8 @@ func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Write([]byte("ok\n"))
-	if s.readyMore != nil {
-		if more := s.readyMore(); more != "" {
-			w.Write([]byte(more + "\n"))
-		}
+	if s.sharing != nil {
+		// A replica on local state still serves (it is ready), but says so.
+		w.Write([]byte(s.sharing().ReadyLine() + "\n"))
 	}
 }

@@ -214,14 +214,13 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 			}
 			return nil
 		},
-		ReadyDetail: s.sharedDetail,
-		Sharing:     s.sharing(),
-		Config:      configView(s.cfg),
-		Logger:      s.log,
-		Version:     buildVersion(),
-		Tracker:     s.live,
-		Mode:        s.cfg.Mode,
-		MaxBanTTL:   quarantine.MaxBanTTL,
+		Sharing:   s.sharing(),
+		Config:    configView(s.cfg),
+		Logger:    s.log,
+		Version:   buildVersion(),
+		Tracker:   s.live,
+		Mode:      s.cfg.Mode,
+		MaxBanTTL: quarantine.MaxBanTTL,
 
 		ShowIdentities: s.cfg.ShowIdentities,
 		AllowedHosts:   s.cfg.HTTPAllowedHosts,
@@ -398,26 +397,12 @@ func (s *service) sharing() func() dashboard.Sharing {
 		if st.Connected {
 			return dashboard.Sharing{State: "shared"}
 		}
-		return dashboard.Sharing{State: "fallback", Detail: st.Err}
+		detail := "breaker " + st.Breaker
+		if st.Err != "" {
+			detail += ": " + st.Err
+		}
+		return dashboard.Sharing{State: "fallback", Detail: detail}
 	}
-}
-
-// sharedDetail says, for /readyz, whether this replica shares state through
-// Redis or decides on its own while Redis is away; "" without --redis-addr.
-func (s *service) sharedDetail() string {
-	rep := s.stack.Replica
-	if rep == nil {
-		return ""
-	}
-	st := rep.Status()
-	if st.Connected {
-		return "shared state: redis connected"
-	}
-	msg := "shared state: local fallback (breaker " + st.Breaker
-	if st.Err != "" {
-		msg += ": " + st.Err
-	}
-	return msg + ")"
 }
 
 // newLogger builds the process logger from --log-level and --log-format.
