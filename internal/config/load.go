@@ -429,7 +429,12 @@ func readSecretFile(flag, path string, dst *Secret) error {
 // suggest returns the candidate closest to name (by edit distance, at most
 // 2, or equal after swapping - and _), or "".
 func suggest(name string, candidates []string) string {
-	best, bestDist := "", 3
+	return suggestWithin(name, candidates, 2)
+}
+
+// suggestWithin is suggest with the largest edit distance it accepts.
+func suggestWithin(name string, candidates []string, maxDist int) string {
+	best, bestDist := "", maxDist+1
 	alt := strings.NewReplacer("-", "_", "_", "-").Replace(strings.ToLower(name))
 	for _, cand := range candidates {
 		if cand == alt {

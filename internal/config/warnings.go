@@ -90,17 +90,8 @@ func clipName(s string) string {
 
 // suggestEnv is suggest for environment variable names, which are long
 // and share their FLOWLOCK_ start: it accepts a distance of up to 3 (one
-// in four characters for shorter suffixes), so that FLOWLOCK_TRUSTED_PROXY
-// finds FLOWLOCK_TRUSTED_PROXIES.
+// in four characters for shorter suffixes, and never less than suggest's
+// 2), so that FLOWLOCK_TRUSTED_PROXY finds FLOWLOCK_TRUSTED_PROXIES.
 func suggestEnv(name string, candidates []string) string {
-	if hint := suggest(name, candidates); hint != "" {
-		return hint
-	}
-	best, bestDist := "", min(3, max(1, (len(name)-len("flowlock_"))/4))+1
-	for _, cand := range candidates {
-		if d := editDistance(name, cand); d < bestDist {
-			best, bestDist = cand, d
-		}
-	}
-	return best
+	return suggestWithin(name, candidates, max(2, min(3, max(1, (len(name)-len("flowlock_"))/4))))
 }
