@@ -69,20 +69,9 @@ func init() {
 
 // allowResponse lets the request through with x-flowlock-risk set for the
 // upstream, and strips any other x-flowlock-* header the client sent.
-func allowResponse(score uint8, http *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+func allowResponse(score uint8, strip []string) *authv3.CheckResponse {
 	score = min(score, 100)
-	var strip []string
-	for k := range http.GetHeaders() {
-		if k != riskHeader && hasPrefixFold(k, headerPrefix) {
-			strip = append(strip, k)
-		}
-	}
-	for _, h := range http.GetHeaderMap().GetHeaders() {
-		if k := h.GetKey(); k != riskHeader && hasPrefixFold(k, headerPrefix) {
-			strip = append(strip, k)
-		}
-	}
-	if strip == nil {
+	if len(strip) == 0 {
 		return allowByScore[score]
 	}
 	return &authv3.CheckResponse{

@@ -403,10 +403,14 @@ func TestRequestTime(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, skewed := requestTime(tc.ts, local, 0); !got.Equal(local) || skewed {
+			var in Input
+			readInput(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request: &authv3.AttributeContext_Request{Time: tc.ts},
+			}}, "", &in)
+			if got, skewed := requestTime(in.Time, local, 0); !got.Equal(local) || skewed {
 				t.Errorf("with --clock-skew 0: %v, %v; want the local clock, not skewed", got, skewed)
 			}
-			got, skewed := requestTime(tc.ts, local, 5*time.Second)
+			got, skewed := requestTime(in.Time, local, 5*time.Second)
 			if !got.Equal(tc.want) || skewed != tc.wantSkewed {
 				t.Errorf("requestTime = %v, %v; want %v, %v", got, skewed, tc.want, tc.wantSkewed)
 			}
