@@ -53,6 +53,10 @@ type setup struct {
 	mode    Mode
 	lists   *quarantine.Lists
 	exclude []string
+	// standard serves Check with the generated handler and the standard
+	// codec; by default the fixture serves it as flowlock-authz does,
+	// through the lean codec (NewGRPCServer).
+	standard bool
 }
 
 // newFixture starts the real gRPC server on an in-memory listener; the
@@ -69,9 +73,22 @@ func newFixture(t testing.TB, s setup) *fixture {
 	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude})
 	f.srv = NewServer(ServerOptions{Policy: f.policy, Rules: s.rules, MaxSkew: 5 * time.Second, Now: func() time.Time { return f.now }, Recorder: f.recs})
 
+	var gs *grpc.Server
+	if s.standard {
+		gs = grpc.NewServer()
+		authv3.RegisterAuthorizationServer(gs, f.srv)
+	} else {
+		gs = f.srv.NewGRPCServer()
+	}
+	f.client = authv3.NewAuthorizationClient(bufconnServe(t, gs))
+	return f
+}
+
+// bufconnServe serves gs on an in-memory listener until the test ends and
+// returns a client connection to it.
+func bufconnServe(t testing.TB, gs *grpc.Server) *grpc.ClientConn {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, f.srv)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
@@ -81,8 +98,7 @@ func newFixture(t testing.TB, s setup) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	f.client = authv3.NewAuthorizationClient(conn)
-	return f
+	return conn
 }
 
 func (f *fixture) check(t testing.TB, req *authv3.CheckRequest) *authv3.CheckResponse {
@@ -406,7 +422,7 @@ func TestRequestTime(t *testing.T) {
 			var in Input
 			readInput(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 				Request: &authv3.AttributeContext_Request{Time: tc.ts},
-			}}, "", &in)
+			}}, newHeaderTable(""), &in)
 			if got, skewed := requestTime(in.Time, local, 0); !got.Equal(local) || skewed {
 				t.Errorf("with --clock-skew 0: %v, %v; want the local clock, not skewed", got, skewed)
 			}
