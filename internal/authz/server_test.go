@@ -40,6 +40,7 @@ type fixture struct {
 	policy *Policy
 	srv    *Server
 	client authv3.AuthorizationClient
+	conn   *grpc.ClientConn
 	now    time.Time
 	recs   *records
 }
@@ -80,7 +81,8 @@ func newFixture(t testing.TB, s setup) *fixture {
 	} else {
 		gs = f.srv.NewGRPCServer()
 	}
-	f.client = authv3.NewAuthorizationClient(bufconnServe(t, gs))
+	f.conn = bufconnServe(t, gs)
+	f.client = authv3.NewAuthorizationClient(f.conn)
 	return f
 }
 
