@@ -33,28 +33,51 @@ func leanCall(s *Server, buf mem.BufferSlice) (mem.BufferSlice, error) {
 	return checkCodec{}.Marshal(a)
 }
 
+// pathFixture is a fixture on which the Istio fixture's client
+// (10.44.0.22) takes the allow path (allow-listed: timed and scored, never
+// quarantined) or the deny path (banned), by the fixture's clock or, with
+// realClock, by the real one (for benchmarks). Checks are not recorded.
+func pathFixture(t testing.TB, path string, s setup, realClock bool) *fixture {
+	t.Helper()
+	if path == "allow" {
+		s.lists = quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.44.0.0/16")}, nil)
+	}
+	f := newFixture(t, s)
+	f.srv.rec = nopRecorder{}
+	now := f.now
+	if realClock {
+		f.srv.now = time.Now
+		now = time.Now()
+	}
+	if path == "deny" {
+		if _, err := f.policy.Ban(identity.FromAddr(netip.MustParseAddr("10.44.0.22"), 64), time.Hour, "manual", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// istioRequest is the captured Istio request marshalled, without its
+// request time (so that the server's clock is used).
+func istioRequest(t testing.TB) []byte {
+	t.Helper()
+	req := loadFixture(t, "istio-authz-custom-allowed.json")
+	req.Attributes.Request.Time = nil
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestLeanCheckDoesNotAllocate pins the lean path (codec, pooled call,
 // wire decode, decision, encoded answer) at 0 allocations, on allow and on
 // a repeated deny; gRPC's own transport comes on top.
 func TestLeanCheckDoesNotAllocate(t *testing.T) {
 	for _, name := range []string{"allow", "deny"} {
 		t.Run(name, func(t *testing.T) {
-			var lists *quarantine.Lists
-			if name == "allow" {
-				lists = quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.44.0.0/16")}, nil)
-			}
-			f := newFixture(t, setup{lists: lists, rules: ClientRules{IdentityHeader: "x-user-id"}})
-			f.srv.rec = nopRecorder{}
-			if name == "deny" {
-				if _, err := f.policy.Ban(identity.FromAddr(netip.MustParseAddr("10.44.0.22"), 64), time.Hour, "manual", f.now); err != nil {
-					t.Fatal(err)
-				}
-			}
-			b, err := proto.Marshal(loadFixture(t, "istio-authz-custom-allowed.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			buf := mem.BufferSlice{mem.SliceBuffer(b)}
+			f := pathFixture(t, name, setup{rules: ClientRules{IdentityHeader: "x-user-id"}}, false)
+			buf := mem.BufferSlice{mem.SliceBuffer(istioRequest(t))}
 			out, err := leanCall(f.srv, buf)
 			if err != nil {
 				t.Fatal(err)
@@ -186,10 +209,7 @@ func TestWireInputIsNotKept(t *testing.T) {
 // request with the generated decoder (proto.Unmarshal, then readInput) and
 // with the wire decoder.
 func BenchmarkDecodeCheckRequest(b *testing.B) {
-	raw, err := proto.Marshal(loadFixture(b, "istio-authz-custom-allowed.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	raw := istioRequest(b)
 	want := newHeaderTable("x-user-id")
 	b.Run("decoder=generated", func(b *testing.B) {
 		b.ReportAllocs()
@@ -226,29 +246,14 @@ func BenchmarkCheckGRPCCodec(b *testing.B) {
 	for _, codec := range []string{"standard", "lean"} {
 		for _, path := range []string{"allow", "deny"} {
 			b.Run("codec="+codec+"/path="+path, func(b *testing.B) {
-				var lists *quarantine.Lists
-				if path == "allow" {
-					lists = quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.44.0.0/16")}, nil)
-				}
-				f := newFixture(b, setup{lists: lists, standard: codec == "standard"})
-				f.srv.now = time.Now
-				f.srv.rec = nopRecorder{}
-				if path == "deny" {
-					if _, err := f.policy.Ban(identity.FromAddr(netip.MustParseAddr("10.44.0.22"), 64), time.Hour, "manual", time.Now()); err != nil {
-						b.Fatal(err)
-					}
-				}
+				f := pathFixture(b, path, setup{standard: codec == "standard"}, true)
+				ctx := context.Background()
 				req := loadFixture(b, "istio-authz-custom-allowed.json")
 				req.Attributes.Request.Time = nil
-				ctx := context.Background()
 				if resp, err := f.client.Check(ctx, req); err != nil || (resp.GetOkResponse() != nil) != (path == "allow") {
 					b.Fatalf("Check = %v, %v", resp, err)
 				}
-				raw, err := proto.Marshal(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out := mem.BufferSlice{mem.SliceBuffer(raw)}
+				out := mem.BufferSlice{mem.SliceBuffer(istioRequest(b))}
 				var answered int
 				b.ReportAllocs()
 				cpu := processCPU()
@@ -291,25 +296,8 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 func BenchmarkLeanCheck(b *testing.B) {
 	for _, path := range []string{"allow", "deny"} {
 		b.Run("path="+path, func(b *testing.B) {
-			var lists *quarantine.Lists
-			if path == "allow" {
-				lists = quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.44.0.0/16")}, nil)
-			}
-			f := newFixture(b, setup{lists: lists})
-			f.srv.now = time.Now
-			f.srv.rec = nopRecorder{}
-			if path == "deny" {
-				if _, err := f.policy.Ban(identity.FromAddr(netip.MustParseAddr("10.44.0.22"), 64), time.Hour, "manual", time.Now()); err != nil {
-					b.Fatal(err)
-				}
-			}
-			req := loadFixture(b, "istio-authz-custom-allowed.json")
-			req.Attributes.Request.Time = nil
-			raw, err := proto.Marshal(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			buf := mem.BufferSlice{mem.SliceBuffer(raw)}
+			f := pathFixture(b, path, setup{}, true)
+			buf := mem.BufferSlice{mem.SliceBuffer(istioRequest(b))}
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := leanCall(f.srv, buf); err != nil {

@@ -126,44 +126,75 @@ func (f field) isVarint(num protowire.Number) bool {
 	return f.num == num && f.typ == protowire.VarintType
 }
 
-// nextField reads the first field of b and returns it with the rest of b.
-func nextField(b []byte) (field, []byte, error) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
-		return field{}, nil, protowire.ParseError(n)
+// fields reads the fields of one message in wire order:
+//
+//	r := fields{b: msg}
+//	for r.next() {
+//		switch f := r.f; { ... r.check(read(f)) ... }
+//	}
+//	return r.err
+//
+// The first malformed field, or the first error passed to check, ends the
+// loop and is r.err.
+type fields struct {
+	b   []byte
+	f   field // the field next read
+	err error
+}
+
+// next reads the next field into r.f, and reports whether there was one.
+func (r *fields) next() bool {
+	if len(r.b) == 0 || r.err != nil {
+		return false
 	}
-	b = b[n:]
-	f := field{num: num, typ: typ}
+	num, typ, n := protowire.ConsumeTag(r.b)
+	if n < 0 {
+		r.err = protowire.ParseError(n)
+		return false
+	}
+	b := r.b[n:]
+	r.f = field{num: num, typ: typ}
 	switch typ {
 	case protowire.VarintType:
-		f.n, n = protowire.ConsumeVarint(b)
+		r.f.n, n = protowire.ConsumeVarint(b)
 	case protowire.Fixed64Type:
-		f.n, n = protowire.ConsumeFixed64(b)
+		r.f.n, n = protowire.ConsumeFixed64(b)
 	case protowire.Fixed32Type:
 		var v uint32
 		v, n = protowire.ConsumeFixed32(b)
-		f.n = uint64(v)
+		r.f.n = uint64(v)
 	case protowire.BytesType:
-		f.b, n = protowire.ConsumeBytes(b)
+		r.f.b, n = protowire.ConsumeBytes(b)
 	default: // groups, and reserved wire types, which are an error
 		n = protowire.ConsumeFieldValue(num, typ, b)
 	}
 	if n < 0 {
-		return field{}, nil, protowire.ParseError(n)
+		r.err = protowire.ParseError(n)
+		return false
 	}
-	return f, b[n:], nil
+	r.b = b[n:]
+	return true
+}
+
+// check ends the loop with err, unless it is nil.
+func (r *fields) check(err error) {
+	if err != nil {
+		r.err = err
+	}
 }
 
 // alias returns b as a string without copying: the string is valid only as
 // long as b is, which for a request is until its Check ends.
 func alias(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// text is alias for a proto string field, which must be valid UTF-8.
-func text(b []byte) (string, error) {
-	if !utf8.Valid(b) {
-		return "", errInvalidUTF8
+// text reads the current field as a proto string, which must be valid
+// UTF-8, into *s (see alias).
+func (r *fields) text(s *string) {
+	if !utf8.Valid(r.f.b) {
+		r.err = errInvalidUTF8
+		return
 	}
-	return alias(b), nil
+	*s = alias(r.f.b)
 }
 
 // headerHit is what one wire decode found for a wanted header: the last
@@ -213,17 +244,14 @@ type claimPath struct {
 // a request protobuf could not decode; d.in is then incomplete.
 func (d *wireDecoder) decode(b []byte, want headerTable, claims *claimPath) error {
 	*d = wireDecoder{in: Input{Strip: d.in.Strip[:0]}, want: want, strip: d.strip[:0], claims: claims}
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
+	r := fields{b: b}
+	for r.next() {
+		if r.f.is(fieldCheckAttributes) {
+			r.check(d.attributes(r.f.b))
 		}
-		b = rest
-		if f.is(fieldCheckAttributes) {
-			if err := d.attributes(f.b); err != nil {
-				return err
-			}
-		}
+	}
+	if r.err != nil {
+		return r.err
 	}
 	in := &d.in
 	in.Source = sourceIP(d.addr)
@@ -256,181 +284,124 @@ func (d *wireDecoder) decode(b []byte, want headerTable, claims *claimPath) erro
 }
 
 func (d *wireDecoder) attributes(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := fields{b: b}
+	for r.next() {
+		switch f := r.f; {
 		case f.is(fieldAttrSource):
-			err = d.peer(f.b)
+			r.check(d.peer(f.b))
 		case f.is(fieldAttrRequest):
-			err = d.request(f.b)
+			r.check(d.request(f.b))
 		case f.is(fieldAttrMetadata) && d.claims != nil:
 			// Metadata messages merge, and filter_metadata is a map: the
 			// last entry for the namespace, in any of them, wins.
-			var s []byte
-			s, err = mapValue(f.b, fieldMetadataFilter, d.claims.namespace)
+			s, err := mapValue(f.b, fieldMetadataFilter, d.claims.namespace)
 			if s != nil {
 				d.claim = s
 			}
-		}
-		if err != nil {
-			return err
+			r.check(err)
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (d *wireDecoder) peer(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		if f.is(fieldPeerAddress) {
-			if err := d.address(f.b); err != nil {
-				return err
-			}
+	r := fields{b: b}
+	for r.next() {
+		if r.f.is(fieldPeerAddress) {
+			r.check(d.address(r.f.b))
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (d *wireDecoder) address(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := fields{b: b}
+	for r.next() {
+		switch f := r.f; {
 		case f.is(fieldAddressSocket):
-			if err := d.socketAddress(f.b); err != nil {
-				return err
-			}
+			r.check(d.socketAddress(f.b))
 		case f.is(fieldAddressPipe), f.is(fieldAddressInternal):
 			// Another member of the oneof replaces the socket address.
 			d.addr, d.in.SourcePort = "", 0
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (d *wireDecoder) socketAddress(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := fields{b: b}
+	for r.next() {
+		switch f := r.f; {
 		case f.is(fieldSocketAddress):
-			if d.addr, err = text(f.b); err != nil {
-				return err
-			}
+			r.text(&d.addr)
 		case f.isVarint(fieldSocketPortValue):
 			d.in.SourcePort = uint32(f.n)
 		case f.is(fieldSocketNamedPort):
-			if !utf8.Valid(f.b) {
-				return errInvalidUTF8
-			}
+			var name string
+			r.text(&name)
 			d.in.SourcePort = 0 // the other member of the port oneof
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (d *wireDecoder) request(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := fields{b: b}
+	for r.next() {
+		switch f := r.f; {
 		case f.is(fieldRequestTime):
 			d.time = true
-			err = d.timestamp(f.b)
+			r.check(d.timestamp(f.b))
 		case f.is(fieldRequestHTTP):
-			err = d.http(f.b)
-		}
-		if err != nil {
-			return err
+			r.check(d.http(f.b))
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (d *wireDecoder) timestamp(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := fields{b: b}
+	for r.next() {
+		switch f := r.f; {
 		case f.isVarint(fieldTimeSeconds):
 			d.secs = int64(f.n)
 		case f.isVarint(fieldTimeNanos):
 			d.nanos = int32(f.n)
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (d *wireDecoder) http(b []byte) error {
-	in := &d.in
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := fields{b: b}
+	for r.next() {
+		switch f := r.f; {
 		case f.is(fieldHTTPMethod):
-			in.Method, err = text(f.b)
+			r.text(&d.in.Method)
 		case f.is(fieldHTTPPath):
-			in.Path, err = text(f.b)
+			r.text(&d.in.Path)
 		case f.is(fieldHTTPHost):
-			in.Host, err = text(f.b)
+			r.text(&d.in.Host)
 		case f.is(fieldHTTPHeaders):
-			err = d.headerEntry(f.b)
+			r.check(d.headerEntry(f.b))
 		case f.is(fieldHTTPHeaderMap):
-			err = d.headerMap(f.b)
-		}
-		if err != nil {
-			return err
+			r.check(d.headerMap(f.b))
 		}
 	}
-	return nil
+	return r.err
 }
 
 // headerEntry reads one entry of the headers map.
 func (d *wireDecoder) headerEntry(b []byte) error {
-	var key, value []byte
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
-		case f.is(fieldMapKey):
-			key = f.b
-		case f.is(fieldMapValue):
-			value = f.b
-		}
+	key, value, err := mapEntry(b)
+	if err != nil {
+		return err
 	}
 	k := alias(key)
 	wanted := d.match(k, func(h *headerHit) { h.inMap, h.mapValue = true, alias(value) })
 	strip := k != riskHeader && hasPrefixFold(k, headerPrefix)
-	if wanted || strip {
-		if !utf8.Valid(key) || !utf8.Valid(value) {
-			return errInvalidUTF8
-		}
+	if (wanted || strip) && (!utf8.Valid(key) || !utf8.Valid(value)) {
+		return errInvalidUTF8
 	}
 	if strip {
 		d.in.Strip = append(d.in.Strip, k)
@@ -439,32 +410,22 @@ func (d *wireDecoder) headerEntry(b []byte) error {
 }
 
 func (d *wireDecoder) headerMap(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		if f.is(fieldHeaderMapHeaders) {
-			if err := d.headerValue(f.b); err != nil {
-				return err
-			}
+	r := fields{b: b}
+	for r.next() {
+		if r.f.is(fieldHeaderMapHeaders) {
+			r.check(d.headerValue(r.f.b))
 		}
 	}
-	return nil
+	return r.err
 }
 
 // headerValue reads one raw header (HeaderValue): its value, or raw_value
 // when the value is empty.
 func (d *wireDecoder) headerValue(b []byte) error {
 	var key, value, raw []byte
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		switch {
+	r := fields{b: b}
+	for r.next() {
+		switch f := r.f; {
 		case f.is(fieldHeaderKey):
 			key = f.b
 		case f.is(fieldHeaderValue):
@@ -472,6 +433,9 @@ func (d *wireDecoder) headerValue(b []byte) error {
 		case f.is(fieldHeaderRawValue):
 			raw = f.b
 		}
+	}
+	if r.err != nil {
+		return r.err
 	}
 	k := alias(key)
 	wanted := d.match(k, func(h *headerHit) {
@@ -508,6 +472,21 @@ func (d *wireDecoder) match(name string, set func(*headerHit)) bool {
 	return found
 }
 
+// mapEntry returns the key and value of a map entry whose key and value
+// are length-delimited (strings, bytes, messages); the last of each wins.
+func mapEntry(b []byte) (key, value []byte, err error) {
+	r := fields{b: b}
+	for r.next() {
+		switch f := r.f; {
+		case f.is(fieldMapKey):
+			key = f.b
+		case f.is(fieldMapValue):
+			value = f.b
+		}
+	}
+	return key, value, r.err
+}
+
 // claimFromWire returns the claim at path in metadataContext (the bytes of
 // an envoy.config.core.v3.Metadata): filter_metadata[namespace], then one
 // nested Struct a name, the last being the claim. A string claim is
@@ -532,36 +511,21 @@ func claimFromWire(metadataContext []byte, namespace string, path []string) stri
 // entry wins, and replaces earlier ones whole, as protobuf's maps do.
 func mapValue(b []byte, num protowire.Number, key string) ([]byte, error) {
 	var found []byte
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return nil, err
-		}
-		b = rest
-		if !f.is(num) {
+	r := fields{b: b}
+	for r.next() {
+		if !r.f.is(num) {
 			continue
 		}
-		var k, v []byte
-		for e := f.b; len(e) > 0; {
-			var g field
-			if g, e, err = nextField(e); err != nil {
-				return nil, err
-			}
-			switch {
-			case g.is(fieldMapKey):
-				k = g.b
-			case g.is(fieldMapValue):
-				v = g.b
-			}
-		}
-		if alias(k) == key {
+		k, v, err := mapEntry(r.f.b)
+		r.check(err)
+		if err == nil && alias(k) == key {
 			found = v
 			if found == nil {
 				found = []byte{} // present, and empty
 			}
 		}
 	}
-	return found, nil
+	return found, r.err
 }
 
 // claimIn follows path through the Struct s and returns the claim at its
@@ -584,27 +548,21 @@ func claimIn(s []byte, path []string) (string, error) {
 func claimValue(v []byte, rest []string) (string, error) {
 	var (
 		kind   protowire.Number // the member last seen, 0 for none
-		str    []byte
+		str    string
 		num    float64
 		isTrue bool
 		nested []byte // the Value of rest[0], if a struct_value held it
 	)
-	for len(v) > 0 {
-		f, r, err := nextField(v)
-		if err != nil {
-			return "", err
-		}
-		v = r
-		switch {
+	r := fields{b: v}
+	for r.next() {
+		switch f := r.f; {
 		case f.isVarint(fieldValueNull), f.is(fieldValueList):
 			kind = f.num
 		case f.num == fieldValueNumber && f.typ == protowire.Fixed64Type:
 			kind, num = f.num, math.Float64frombits(f.n)
 		case f.is(fieldValueString):
-			if !utf8.Valid(f.b) {
-				return "", errInvalidUTF8
-			}
-			kind, str = f.num, f.b
+			kind = f.num
+			r.text(&str)
 		case f.isVarint(fieldValueBool):
 			kind, isTrue = f.num, f.n != 0
 		case f.is(fieldValueStruct):
@@ -614,14 +572,15 @@ func claimValue(v []byte, rest []string) (string, error) {
 			kind = f.num
 			if len(rest) > 0 {
 				n, err := mapValue(f.b, fieldStructFields, rest[0])
-				if err != nil {
-					return "", err
-				}
+				r.check(err)
 				if n != nil {
 					nested = n
 				}
 			}
 		}
+	}
+	if r.err != nil {
+		return "", r.err
 	}
 	if len(rest) > 0 {
 		if kind != fieldValueStruct || nested == nil {
@@ -631,7 +590,7 @@ func claimValue(v []byte, rest []string) (string, error) {
 	}
 	switch kind {
 	case fieldValueString:
-		return alias(str), nil
+		return str, nil
 	case fieldValueBool:
 		return strconv.FormatBool(isTrue), nil
 	case fieldValueNumber:
