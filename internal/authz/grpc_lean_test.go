@@ -214,6 +214,7 @@ func BenchmarkDecodeCheckRequest(b *testing.B) {
 	b.Run("decoder=generated", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(raw)))
+		cpu := processCPU()
 		for b.Loop() {
 			var req authv3.CheckRequest
 			if err := proto.Unmarshal(raw, &req); err != nil {
@@ -222,16 +223,19 @@ func BenchmarkDecodeCheckRequest(b *testing.B) {
 			var in Input
 			readInput(&req, want, &in)
 		}
+		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 	})
 	b.Run("decoder=wire", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(raw)))
 		var d wireDecoder
+		cpu := processCPU()
 		for b.Loop() {
 			if err := d.decode(raw, want, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 	})
 }
 
@@ -299,11 +303,13 @@ func BenchmarkLeanCheck(b *testing.B) {
 			f := pathFixture(b, path, setup{}, true)
 			buf := mem.BufferSlice{mem.SliceBuffer(istioRequest(b))}
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
 				if _, err := leanCall(f.srv, buf); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
