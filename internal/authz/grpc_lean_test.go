@@ -313,3 +313,21 @@ func BenchmarkLeanCheck(b *testing.B) {
 		})
 	}
 }
+
+// TestLeanCheckInterceptor: a unary interceptor on the lean server sees
+// the Check's method and wraps the lean handler.
+func TestLeanCheckInterceptor(t *testing.T) {
+	f := newFixture(t, setup{})
+	var seen []string
+	gs := f.srv.NewGRPCServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		seen = append(seen, info.FullMethod)
+		return h(ctx, req)
+	}))
+	resp, err := authv3.NewAuthorizationClient(bufconnServe(t, gs)).Check(context.Background(), request("203.0.113.6", nil))
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("Check through an interceptor: %v, %v", resp, err)
+	}
+	if len(seen) != 1 || seen[0] != authv3.Authorization_Check_FullMethodName {
+		t.Errorf("interceptor saw %q", seen)
+	}
+}

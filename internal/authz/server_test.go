@@ -192,30 +192,32 @@ func TestCheckEnvoyFixtures(t *testing.T) {
 		{"opa-envoy-plugin-protomap-test.json", ClientRules{}, "127.0.0.1", FallbackNone},
 	}
 	for _, tc := range tests {
-		t.Run(tc.file, func(t *testing.T) {
-			f := newFixture(t, setup{rules: tc.rules})
-			resp := f.check(t, loadFixture(t, tc.file))
-			h := okHeaders(t, resp)
-			if h[riskHeader] == "" {
-				t.Errorf("allow lacks %s: %v", riskHeader, h)
-			}
-			got := tracked(f)
-			if tc.identity == "" {
-				if len(got) != 0 {
-					t.Errorf("tracked %v, want nothing", got)
+		for _, standard := range []bool{false, true} { // both codecs (see NewGRPCServer)
+			t.Run(fmt.Sprintf("%s/standard=%v", tc.file, standard), func(t *testing.T) {
+				f := newFixture(t, setup{rules: tc.rules, standard: standard})
+				resp := f.check(t, loadFixture(t, tc.file))
+				h := okHeaders(t, resp)
+				if h[riskHeader] == "" {
+					t.Errorf("allow lacks %s: %v", riskHeader, h)
 				}
-			} else if len(got) != 1 || got[0] != tc.identity {
-				t.Errorf("tracked %v, want [%s]", got, tc.identity)
-			}
-			if n := len(f.recs.got); n != 1 || f.recs.got[0].Fallback != tc.fallback {
-				t.Errorf("records = %+v, want one with fallback %v", f.recs.got, tc.fallback)
-			}
-			// The fixtures carry request times from years ago: the local
-			// clock must be used and the skew counted.
-			if ts := loadFixture(t, tc.file).GetAttributes().GetRequest().GetTime(); ts != nil && !f.recs.got[0].TimeSkewed {
-				t.Errorf("a request time of %v was not reported as skewed", ts.AsTime())
-			}
-		})
+				got := tracked(f)
+				if tc.identity == "" {
+					if len(got) != 0 {
+						t.Errorf("tracked %v, want nothing", got)
+					}
+				} else if len(got) != 1 || got[0] != tc.identity {
+					t.Errorf("tracked %v, want [%s]", got, tc.identity)
+				}
+				if n := len(f.recs.got); n != 1 || f.recs.got[0].Fallback != tc.fallback {
+					t.Errorf("records = %+v, want one with fallback %v", f.recs.got, tc.fallback)
+				}
+				// The fixtures carry request times from years ago: the local
+				// clock must be used and the skew counted.
+				if ts := loadFixture(t, tc.file).GetAttributes().GetRequest().GetTime(); ts != nil && !f.recs.got[0].TimeSkewed {
+					t.Errorf("a request time of %v was not reported as skewed", ts.AsTime())
+				}
+			})
+		}
 	}
 }
 
