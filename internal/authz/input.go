@@ -43,9 +43,9 @@ type Input struct {
 	Strip []string
 }
 
-// readInput fills in from req, as Check needs it. identityHeader is the
-// configured --identity-header ("" for none).
-func readInput(req *authv3.CheckRequest, identityHeader string, in *Input) {
+// readInput fills in from req, as Check needs it; want names the headers
+// it reads (see headerTable).
+func readInput(req *authv3.CheckRequest, want headerTable, in *Input) {
 	attrs := req.GetAttributes()
 	http := attrs.GetRequest().GetHttp()
 	sock := attrs.GetSource().GetAddress().GetSocketAddress()
@@ -60,11 +60,9 @@ func readInput(req *authv3.CheckRequest, identityHeader string, in *Input) {
 	if ts := attrs.GetRequest().GetTime(); ts != nil && ts.IsValid() {
 		in.Time = ts.AsTime()
 	}
-	in.ForwardedFor = header(http, "x-forwarded-for")
-	if identityHeader != "" {
-		in.IdentityValue = header(http, identityHeader)
+	for _, h := range want {
+		*in.header(h.field) = header(http, h.name)
 	}
-	in.UserAgent = header(http, "user-agent")
 	for k := range http.GetHeaders() {
 		if k != riskHeader && hasPrefixFold(k, headerPrefix) {
 			in.Strip = append(in.Strip, k)
@@ -79,7 +77,13 @@ func readInput(req *authv3.CheckRequest, identityHeader string, in *Input) {
 
 // sourceAddr reads the socket address Envoy saw, or the zero Addr.
 func sourceAddr(a *corev3.Address) netip.Addr {
-	ip, err := netip.ParseAddr(a.GetSocketAddress().GetAddress())
+	return sourceIP(a.GetSocketAddress().GetAddress())
+}
+
+// sourceIP parses a socket address, unmapped and without zone, or returns
+// the zero Addr.
+func sourceIP(s string) netip.Addr {
+	ip, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}
 	}
@@ -103,4 +107,59 @@ func header(http *authv3.AttributeContext_HttpRequest, name string) string {
 		}
 	}
 	return ""
+}
+
+// headerTable names the request headers a Check reads and the Input field
+// each fills. NewServer builds it once from the configuration; both
+// readInput and the wire decoder read exactly these, so a new header is a
+// row in newHeaderTable (and, for a new field, a case in Input.header). A
+// name may appear twice (--identity-header user-agent): each row gets the
+// value.
+type headerTable []wantedHeader
+
+type wantedHeader struct {
+	name  string // lowercase, as Envoy sends names
+	field headerField
+}
+
+// headerField names an Input field that holds a header value. It is a
+// number rather than a func(*Input) *string, which would make every Input
+// escape to the heap.
+type headerField uint8
+
+const (
+	forwardedForField headerField = iota
+	userAgentField
+	identityField
+)
+
+// header returns the field f of in.
+func (in *Input) header(f headerField) *string {
+	switch f {
+	case forwardedForField:
+		return &in.ForwardedFor
+	case userAgentField:
+		return &in.UserAgent
+	case identityField:
+		return &in.IdentityValue
+	}
+	panic("authz: unknown header field")
+}
+
+// maxWantedHeaders bounds the table so the wire decoder keeps its state in
+// a fixed array; rows come from code, not from input.
+const maxWantedHeaders = 8
+
+func newHeaderTable(identityHeader string) headerTable {
+	t := headerTable{
+		{"x-forwarded-for", forwardedForField},
+		{"user-agent", userAgentField},
+	}
+	if identityHeader != "" {
+		t = append(t, wantedHeader{identityHeader, identityField})
+	}
+	if len(t) > maxWantedHeaders {
+		panic("authz: more wanted headers than maxWantedHeaders")
+	}
+	return t
 }

@@ -75,6 +75,8 @@ type ServerOptions struct {
 type Server struct {
 	policy  *Policy
 	rules   ClientRules
+	headers headerTable // the request headers a Check reads
+	claims  *claimPath  // the JWT claim the wire decoder reads; nil for none
 	maxSkew time.Duration
 	now     func() time.Time
 	rec     Recorder
@@ -85,7 +87,8 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 
 // NewServer returns a Check server over the given policy.
 func NewServer(o ServerOptions) *Server {
-	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger}
+	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger,
+		headers: newHeaderTable(o.Rules.IdentityHeader)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -109,22 +112,27 @@ func (nopRecorder) RecordCheck(Record) {}
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	local := s.now()
 	defer func() {
-		// A bug must cost one request its check, never the process: Envoy
-		// fails open on the error, and the panic is logged for a fix.
 		if r := recover(); r != nil {
-			s.log.Error("check panicked", "panic", r, "stack", string(debug.Stack()))
-			s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Start: local, Duration: time.Since(local)})
-			resp, err = nil, status.Error(codes.Internal, "flowlock: internal error")
+			resp, err = nil, s.failed(local, r)
 		}
 	}()
 
 	var in Input
-	readInput(req, s.rules.IdentityHeader, &in)
+	readInput(req, s.headers, &in)
 	d := s.decide(ctx, &in, local)
 	if d.Allow {
 		return allowResponse(d.Score, in.Strip), nil
 	}
 	return cachedDenyResponse(d), nil
+}
+
+// failed answers a Check that panicked. A bug must cost one request its
+// check, never the process: Envoy fails open on the error, and the panic
+// is logged for a fix.
+func (s *Server) failed(local time.Time, r any) error {
+	s.log.Error("check panicked", "panic", r, "stack", string(debug.Stack()))
+	s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Start: local, Duration: time.Since(local)})
+	return status.Error(codes.Internal, "flowlock: internal error")
 }
 
 // decide is a Check after its request was read: it resolves the client,
