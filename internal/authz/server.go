@@ -119,7 +119,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	}()
 
 	var in Input
-	readInput(req, s.rules.IdentityHeader, &in)
+	readInput(req, &s.rules, &in)
 	d := s.decide(ctx, &in, local)
 	if d.Allow {
 		return allowResponse(d.Score, in.Strip), nil
@@ -131,7 +131,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 // asks the policy, and records the decision. Every way of reading a
 // CheckRequest ends here.
 func (s *Server) decide(ctx context.Context, in *Input, local time.Time) Decision {
-	client := s.rules.Resolve(in.Source, in.ForwardedFor, in.IdentityValue)
+	client := s.rules.ResolveWith(in.Source, in.ForwardedFor, in.IdentityValue, in.Claim, in.Fingerprint)
 	now, skewed := requestTime(in.Time, local, s.maxSkew)
 	d := s.policy.Decide(Request{Client: client, Path: in.Path, Now: now})
 

@@ -406,7 +406,7 @@ func TestRequestTime(t *testing.T) {
 			var in Input
 			readInput(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 				Request: &authv3.AttributeContext_Request{Time: tc.ts},
-			}}, "", &in)
+			}}, &ClientRules{}, &in)
 			if got, skewed := requestTime(in.Time, local, 0); !got.Equal(local) || skewed {
 				t.Errorf("with --clock-skew 0: %v, %v; want the local clock, not skewed", got, skewed)
 			}
