@@ -109,6 +109,11 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 			return float64(st.EvictedActive), float64(st.EvictedHistory)
 		},
 	})
+	if ev := s.stack.Evidence; ev != nil {
+		s.m.RegisterSources(reg, metrics.Sources{
+			FlaggedFingerprints: func() float64 { return float64(ev.Count(time.Now())) },
+		})
+	}
 	if rep := s.stack.Replica; rep != nil {
 		s.m.RegisterSources(reg, metrics.Sources{
 			SharedUp: func() float64 {

@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 
@@ -75,5 +77,21 @@ func TestReadInputFingerprint(t *testing.T) {
 	readInput(request("203.0.113.7", map[string]string{"x-ja4": chromeJA4}), &ClientRules{}, &in)
 	if in.Fingerprint != "" {
 		t.Errorf("read %q with no --fingerprint-header", in.Fingerprint)
+	}
+}
+
+// TestForwardAuthFingerprint: a forward-auth proxy that sets the
+// fingerprint header gets the same composition as the gRPC Check, and a
+// configured claim is neither read nor counted missing there.
+func TestForwardAuthFingerprint(t *testing.T) {
+	rules := ClientRules{FingerprintHeader: "x-ja4", Compose: ComposeAddressFingerprint, IPv6Prefix: 64,
+		ClaimNamespace: jwtNamespace, ClaimPath: []string{"payload", "sub"}}
+	f := NewForwardAuth(ForwardAuthOptions{Rules: rules})
+	r := httptest.NewRequest(http.MethodGet, "/check", nil)
+	r.RemoteAddr = "203.0.113.7:4711"
+	r.Header.Set("X-Ja4", chromeJA4)
+	c, _ := f.client(r)
+	if want := identity.Composed(netip.MustParseAddr("203.0.113.7"), 64, identity.FingerprintKey(chromeJA4)); c.ID != want || c.Fallback != FallbackNone {
+		t.Errorf("client = %+v, want %v", c, want)
 	}
 }
