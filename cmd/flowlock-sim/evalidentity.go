@@ -61,9 +61,9 @@ type identityResult struct {
 // identityCell sums one scenario under one mode.
 type identityCell struct {
 	streams, humanHit, botHit, prior int
-	botReqs, botDenied              int
-	firsts                          []int
-	identities                      []int
+	botReqs, botDenied               int
+	firsts                           []int
+	identities                       []int
 }
 
 // identityComparison is the Identity section: cells[scenario][mode].
