@@ -215,6 +215,12 @@ type Options struct {
 	// --redis-addr).
 	Sharing func() Sharing
 
+	// Fingerprints returns the TLS fingerprints flagged at now (keys,
+	// never values), most recently quarantined first, for the page and
+	// GET /api/v1/fingerprints; nil means no fingerprint evidence is kept
+	// (no --fingerprint-header).
+	Fingerprints func(now time.Time) []FlaggedFingerprint
+
 	// Config returns the effective configuration with secrets redacted, for
 	// GET /api/v1/config. It is encoded with encoding/json. nil serves {}.
 	Config func() any
@@ -286,6 +292,9 @@ type server struct {
 	mode       string
 	maxBan     time.Duration
 	sharing    func() Sharing
+	// fingerprints lists the flagged TLS fingerprints; nil without
+	// fingerprint evidence (Options.Fingerprints).
+	fingerprints func(now time.Time) []FlaggedFingerprint
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
 	showNames  bool          // Options.ShowIdentities
@@ -331,6 +340,8 @@ func newServer(opts Options) *server {
 		metrics:    opts.Metrics,
 		ready:      opts.Ready,
 		sharing:    opts.Sharing,
+
+		fingerprints: opts.Fingerprints,
 		config:     opts.Config,
 		log:        opts.Logger,
 		version:    opts.Version,

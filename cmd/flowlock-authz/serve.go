@@ -210,7 +210,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		Backend:        &backend{stack: s.stack, state: s.state, m: s.m},
 		AdminToken:     adminToken(s.cfg, lis.http.Addr(), stderr),
 		IPv6Prefix:     s.cfg.IPv6Prefix,
-		NameIdentities: s.cfg.IdentityHeader != "",
+		NameIdentities: s.cfg.IdentityHeader != "" || s.cfg.IdentityJWTClaim != "" || s.cfg.Identity != config.IdentityAddress,
 		Now:            time.Now,
 		Metrics:        promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
 		Ready: func() error {
@@ -231,6 +231,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		AllowedHosts:   s.cfg.HTTPAllowedHosts,
 		BadToken:       s.m.AdminRejected,
 		Warnings:       warnings(rec.watch),
+		Fingerprints:   flaggedView(s.stack.Evidence),
 	})
 	srv.http = &http.Server{
 		Handler:           srv.dashboard,
