@@ -295,13 +295,13 @@ type server struct {
 	// fingerprints lists the flagged TLS fingerprints; nil without
 	// fingerprint evidence (Options.Fingerprints).
 	fingerprints func(now time.Time) []FlaggedFingerprint
-	hub        *hub
-	seq        atomic.Uint64 // numbers stream events
-	showNames  bool          // Options.ShowIdentities
-	aliases    aliases       // shown texts of name identities; see mask.go
-	hosts      hostGuard
-	badToken   func()      // Options.BadToken, never nil
-	badLog     logThrottle // WARN lines for rejected tokens
+	hub          *hub
+	seq          atomic.Uint64 // numbers stream events
+	showNames    bool          // Options.ShowIdentities
+	aliases      aliases       // shown texts of name identities; see mask.go
+	hosts        hostGuard
+	badToken     func()      // Options.BadToken, never nil
+	badLog       logThrottle // WARN lines for rejected tokens
 
 	warnings func(time.Time) []Warning // Options.Warnings, may be nil
 }
@@ -342,15 +342,15 @@ func newServer(opts Options) *server {
 		sharing:    opts.Sharing,
 
 		fingerprints: opts.Fingerprints,
-		config:     opts.Config,
-		log:        opts.Logger,
-		version:    opts.Version,
-		tracker:    opts.Tracker,
-		mode:       opts.Mode,
-		maxBan:     opts.MaxBanTTL,
-		showNames:  opts.ShowIdentities,
-		badToken:   opts.BadToken,
-		warnings:   opts.Warnings,
+		config:       opts.Config,
+		log:          opts.Logger,
+		version:      opts.Version,
+		tracker:      opts.Tracker,
+		mode:         opts.Mode,
+		maxBan:       opts.MaxBanTTL,
+		showNames:    opts.ShowIdentities,
+		badToken:     opts.BadToken,
+		warnings:     opts.Warnings,
 	}
 	allowed := opts.AllowedHosts
 	if allowed == nil {
