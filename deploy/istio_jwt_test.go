@@ -77,31 +77,16 @@ func istioJWTErrors(files map[string][]byte, policySelector map[string]string) e
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	var ras []requestAuthentication
 	var efs []envoyFilter
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		for i, doc := range splitDocuments(files[name]) {
-			var tm typeMeta
-			if err := sigsyaml.Unmarshal(doc, &tm); err != nil {
-				bad("%s doc %d: %v", name, i, err)
-				continue
-			}
-			var err error
-			switch tm.APIVersion + " " + tm.Kind {
-			case "security.istio.io/v1 RequestAuthentication":
-				var o requestAuthentication
-				err = decodeManifest(doc, &o)
-				ras = append(ras, o)
-			case "networking.istio.io/v1alpha3 EnvoyFilter":
-				var o envoyFilter
-				err = decodeManifest(doc, &o)
-				efs = append(efs, o)
-			default:
-				err = fmt.Errorf("apiVersion %q kind %q is not checked by this test", tm.APIVersion, tm.Kind)
-			}
-			if err != nil {
-				bad("%s doc %d (%s): %v", name, i, tm.Kind, err)
-			}
-		}
-	}
+	errs = append(errs, decodeByKind(files, map[string]func([]byte) error{
+		"security.istio.io/v1 RequestAuthentication": func(doc []byte) error {
+			ras = append(ras, requestAuthentication{})
+			return decodeManifest(doc, &ras[len(ras)-1])
+		},
+		"networking.istio.io/v1alpha3 EnvoyFilter": func(doc []byte) error {
+			efs = append(efs, envoyFilter{})
+			return decodeManifest(doc, &efs[len(efs)-1])
+		},
+	})...)
 	if len(errs) > 0 || len(ras) != 1 || len(efs) != 1 {
 		bad("want one RequestAuthentication and one EnvoyFilter, got %d and %d", len(ras), len(efs))
 		return errors.Join(errs...)
@@ -146,6 +131,31 @@ func istioJWTErrors(files map[string][]byte, policySelector map[string]string) e
 		bad("envoyfilter %s: metadata_context_namespaces must list %s", ef.Metadata.Name, jwtNamespace)
 	}
 	return errors.Join(errs...)
+}
+
+// decodeByKind decodes every document of files, in file name order, with
+// the decoder its "apiVersion kind" names; a document of any other kind is
+// an error, so no file goes unchecked.
+func decodeByKind(files map[string][]byte, decoders map[string]func(doc []byte) error) []error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		for i, doc := range splitDocuments(files[name]) {
+			var tm typeMeta
+			if err := sigsyaml.Unmarshal(doc, &tm); err != nil {
+				errs = append(errs, fmt.Errorf("%s doc %d: %v", name, i, err))
+				continue
+			}
+			decode, ok := decoders[tm.APIVersion+" "+tm.Kind]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s doc %d (%s): apiVersion %q kind %q is not checked by this test", name, i, tm.Kind, tm.APIVersion, tm.Kind))
+				continue
+			}
+			if err := decode(doc); err != nil {
+				errs = append(errs, fmt.Errorf("%s doc %d (%s): %v", name, i, tm.Kind, err))
+			}
+		}
+	}
+	return errs
 }
 
 // istioPolicySelector returns the AuthorizationPolicy's selector.

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
@@ -108,33 +105,18 @@ func compareIdentities(ctx context.Context, o evalOptions, setup evalSetup) (*id
 			}
 		}
 	}
-	workers := o.workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	var next, reqs atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(len(jobs)) {
-					return
-				}
-				j := jobs[i]
-				cfg := setup.cfg
-				identityModes[j.mode].edit(&cfg)
-				r, n := runIdentityStream(cfg, c.scenarios[j.sc], o.seed+uint64(j.k), streamAddr(j.k, false), setup)
-				res[j.sc][j.mode][j.k] = r
-				reqs.Add(int64(n))
-			}
-		})
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	reqs, err := forEachJob(ctx, o.workers, len(jobs), func(i int) int {
+		j := jobs[i]
+		cfg := setup.cfg
+		identityModes[j.mode].edit(&cfg)
+		r, n := runIdentityStream(cfg, c.scenarios[j.sc], o.seed+uint64(j.k), streamAddr(j.k, false), setup)
+		res[j.sc][j.mode][j.k] = r
+		return n
+	})
+	if err != nil {
 		return nil, err
 	}
-	c.requests = reqs.Load()
+	c.requests = reqs
 	c.cells = make([][]identityCell, len(c.scenarios))
 	for i := range c.scenarios {
 		c.cells[i] = make([]identityCell, len(identityModes))

@@ -97,43 +97,43 @@ func New(o Options) *Evidence {
 // Quarantined records that id, carrying the fingerprint key, was
 // quarantined at now.
 func (e *Evidence) Quarantined(key string, id identity.ID, now time.Time) {
-	if e == nil || key == "" {
-		return
-	}
-	h, t := id.Hash(e.seed), now.UnixNano()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	en := e.entryLocked(key, t)
-	if en == nil {
-		return
-	}
-	was := e.flaggedLocked(en, t)
-	// A calm identity that turned out a bot is no evidence of people.
-	en.calm = slices.DeleteFunc(en.calm, func(c uint64) bool { return c == h })
-	en.quarantined = slices.DeleteFunc(en.quarantined, func(s stamp) bool { return s.id == h })
-	if len(en.quarantined) == e.opts.FlagAfter {
-		en.quarantined = slices.Delete(en.quarantined, 0, 1)
-	}
-	en.quarantined = append(en.quarantined, stamp{id: h, at: t})
-	if !was && e.flaggedLocked(en, t) {
-		en.since = t
-	}
+	e.update(key, id, now, func(en *entry, h uint64, t int64) {
+		was := e.flaggedLocked(en, t)
+		// A calm identity that turned out a bot is no evidence of people.
+		en.calm = slices.DeleteFunc(en.calm, func(c uint64) bool { return c == h })
+		en.quarantined = slices.DeleteFunc(en.quarantined, func(s stamp) bool { return s.id == h })
+		if len(en.quarantined) == e.opts.FlagAfter {
+			en.quarantined = slices.Delete(en.quarantined, 0, 1)
+		}
+		en.quarantined = append(en.quarantined, stamp{id: h, at: t})
+		if !was && e.flaggedLocked(en, t) {
+			en.since = t
+		}
+	})
 }
 
 // Calm records that id, carrying the fingerprint key, has been seen long
 // enough without scoring in the challenge band and without a quarantine.
 func (e *Evidence) Calm(key string, id identity.ID, now time.Time) {
+	e.update(key, id, now, func(en *entry, h uint64, _ int64) {
+		if len(en.calm) < e.opts.CalmLimit && !slices.Contains(en.calm, h) {
+			en.calm = append(en.calm, h)
+		}
+	})
+}
+
+// update calls f with key's entry (created if need be), id's hash and now
+// in Unix ns, under the lock; it does nothing without evidence, key or room.
+func (e *Evidence) update(key string, id identity.ID, now time.Time, f func(en *entry, h uint64, t int64)) {
 	if e == nil || key == "" {
 		return
 	}
 	h, t := id.Hash(e.seed), now.UnixNano()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	en := e.entryLocked(key, t)
-	if en == nil || len(en.calm) >= e.opts.CalmLimit || slices.Contains(en.calm, h) {
-		return
+	if en := e.entryLocked(key, t); en != nil {
+		f(en, h, t)
 	}
-	en.calm = append(en.calm, h)
 }
 
 // Flagged reports whether the fingerprint key is flagged at now: FlagAfter
