@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/quarantine"
 )
 
 // jwtNamespace is where Envoy's jwt_authn filter writes verified payloads.
@@ -189,5 +191,36 @@ func TestCheckQuarantinesTheVerifiedSubject(t *testing.T) {
 	f.check(t, request("192.0.2.99", nil))
 	if rec := f.recs.got[len(f.recs.got)-1]; rec.Fallback != FallbackNoClaim || rec.Outcome != Allowed {
 		t.Errorf("anonymous request: outcome %v fallback %v, want allowed with no_jwt_claim", rec.Outcome, rec.Fallback)
+	}
+}
+
+// BenchmarkCheckIdentitySources is the allow path of a Check as Envoy
+// sends it with the JWT and fingerprint examples on, against the same
+// Check by address: what reading the claim and hashing the fingerprint
+// cost.
+func BenchmarkCheckIdentitySources(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		rules ClientRules
+	}{
+		{"address", ClientRules{IPv6Prefix: 64}},
+		{"jwt-claim", claimRules("verified_jwt", "sub")},
+		{"address+fingerprint", ClientRules{IPv6Prefix: 64, FingerprintHeader: "x-tls-ja4", Compose: ComposeAddressFingerprint}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			f := newFixture(b, setup{rules: tc.rules,
+				lists: quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil)})
+			f.srv.now = time.Now
+			req := loadFixture(b, "opa-envoy-jwt-authn-verified.json")
+			req.Attributes.Request.Time = nil
+			req.Attributes.Request.Http.Headers["x-tls-ja4"] = "t13d1516h2_8daaf6152771_02713d6af862"
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if resp, err := f.srv.Check(ctx, req); err != nil || resp.GetOkResponse() == nil {
+					b.Fatalf("Check = %v, %v", resp, err)
+				}
+			}
+		})
 	}
 }

@@ -43,7 +43,8 @@ func FingerprintKey(v string) string {
 			return ""
 		}
 	}
-	sum := sha256.Sum256([]byte(v))
+	var in [maxFingerprintLen]byte // on the stack: []byte(v) would allocate
+	sum := sha256.Sum256(in[:copy(in[:], v)])
 	var buf [fingerprintKeyLen]byte
 	out := append(buf[:0], FingerprintPrefix...)
 	out = hex.AppendEncode(out, sum[:fingerprintHex/2])
