@@ -223,6 +223,10 @@ type explainResponse struct {
 	Explanation *Explanation `json:"explanation"` // null when not tracked
 	Quarantine  *Quarantine  `json:"quarantine"`  // null when not in quarantine
 	Decisions   []Decision   `json:"decisions"`   // newest first
+	// Fingerprint is the TLS fingerprint the identity is keyed by (with
+	// --identity fingerprint or address+fingerprint), as its hash; null
+	// for identities keyed otherwise.
+	Fingerprint *FingerprintView `json:"fingerprint"`
 }
 
 // handleExplain serves GET /api/v1/identities/{identity}: why the identity
@@ -253,6 +257,7 @@ func (s *server) handleExplain(w http.ResponseWriter, r *http.Request) {
 		q.Identity = s.display(q.Identity)
 		resp.Quarantine = &q
 	}
+	resp.Fingerprint = s.fingerprintOf(id, now)
 	resp.Decisions = s.backend.Decisions(decisionsPerIdentity, id)
 	if resp.Decisions == nil {
 		resp.Decisions = []Decision{}

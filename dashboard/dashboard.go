@@ -215,6 +215,12 @@ type Options struct {
 	// --redis-addr).
 	Sharing func() Sharing
 
+	// Fingerprints returns the TLS fingerprints flagged at now (keys,
+	// never values), most recently quarantined first, for the page and
+	// GET /api/v1/fingerprints; nil means no fingerprint evidence is kept
+	// (no --fingerprint-header).
+	Fingerprints func(now time.Time) []FlaggedFingerprint
+
 	// Config returns the effective configuration with secrets redacted, for
 	// GET /api/v1/config. It is encoded with encoding/json. nil serves {}.
 	Config func() any
@@ -286,13 +292,16 @@ type server struct {
 	mode       string
 	maxBan     time.Duration
 	sharing    func() Sharing
-	hub        *hub
-	seq        atomic.Uint64 // numbers stream events
-	showNames  bool          // Options.ShowIdentities
-	aliases    aliases       // shown texts of name identities; see mask.go
-	hosts      hostGuard
-	badToken   func()      // Options.BadToken, never nil
-	badLog     logThrottle // WARN lines for rejected tokens
+	// fingerprints lists the flagged TLS fingerprints; nil without
+	// fingerprint evidence (Options.Fingerprints).
+	fingerprints func(now time.Time) []FlaggedFingerprint
+	hub          *hub
+	seq          atomic.Uint64 // numbers stream events
+	showNames    bool          // Options.ShowIdentities
+	aliases      aliases       // shown texts of name identities; see mask.go
+	hosts        hostGuard
+	badToken     func()      // Options.BadToken, never nil
+	badLog       logThrottle // WARN lines for rejected tokens
 
 	warnings func(time.Time) []Warning // Options.Warnings, may be nil
 }
@@ -331,15 +340,17 @@ func newServer(opts Options) *server {
 		metrics:    opts.Metrics,
 		ready:      opts.Ready,
 		sharing:    opts.Sharing,
-		config:     opts.Config,
-		log:        opts.Logger,
-		version:    opts.Version,
-		tracker:    opts.Tracker,
-		mode:       opts.Mode,
-		maxBan:     opts.MaxBanTTL,
-		showNames:  opts.ShowIdentities,
-		badToken:   opts.BadToken,
-		warnings:   opts.Warnings,
+
+		fingerprints: opts.Fingerprints,
+		config:       opts.Config,
+		log:          opts.Logger,
+		version:      opts.Version,
+		tracker:      opts.Tracker,
+		mode:         opts.Mode,
+		maxBan:       opts.MaxBanTTL,
+		showNames:    opts.ShowIdentities,
+		badToken:     opts.BadToken,
+		warnings:     opts.Warnings,
 	}
 	allowed := opts.AllowedHosts
 	if allowed == nil {

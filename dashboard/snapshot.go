@@ -37,6 +37,9 @@ type Snapshot struct {
 	Warnings []Warning `json:"warnings"`
 	// Sharing is the link to the other replicas; absent without one.
 	Sharing *Sharing `json:"sharing,omitempty"`
+	// Fingerprints are the flagged TLS fingerprints (at most 20); absent
+	// without fingerprint evidence.
+	Fingerprints []FlaggedFingerprint `json:"fingerprints,omitempty"`
 }
 
 // snapshot builds the current Snapshot.
@@ -100,6 +103,7 @@ func (s *server) snapshot(clients int) Snapshot {
 		QuarantineTotal: total,
 		Lists:           lists,
 		Events:          events,
+		Fingerprints:    s.flagged(now, streamFingerprints),
 	}
 }
 

@@ -413,7 +413,7 @@ func TestExplain(t *testing.T) {
 	}
 	var got map[string]json.RawMessage
 	json.Unmarshal(rec.Body.Bytes(), &got)
-	if keys := slices.Sorted(mapKeys(got)); !slices.Equal(keys, []string{"decisions", "explanation", "identity", "quarantine", "tracked"}) {
+	if keys := slices.Sorted(mapKeys(got)); !slices.Equal(keys, []string{"decisions", "explanation", "fingerprint", "identity", "quarantine", "tracked"}) {
 		t.Errorf("keys = %v", keys)
 	}
 	var x explainResponse

@@ -917,37 +917,12 @@ func clusterNamed(t *testing.T, b *bootstrapv3.Bootstrap, name string) *clusterv
 	return nil
 }
 
-const (
-	tlsExampleStart = "# transport-socket-example:start"
-	tlsExampleEnd   = "# transport-socket-example:end"
-)
-
 // withTLSExample returns the demo bootstrap with the commented
 // transport_socket example of the flowlock cluster uncommented, as an
 // operator would, after edit has changed the commented text.
 func withTLSExample(t *testing.T, edit func(string) string) string {
 	t.Helper()
-	doc := string(readEnvoyFile(t))
-	i, j := strings.Index(doc, tlsExampleStart), strings.Index(doc, tlsExampleEnd)
-	if i < 0 || j < i {
-		t.Fatalf("%s lacks the commented transport_socket example between %q and %q", envoyFile, tlsExampleStart, tlsExampleEnd)
-	}
-	i = strings.Index(doc[i:], "\n") + i + 1
-	block := edit(doc[i:j])
-	var out strings.Builder
-	for line := range strings.Lines(block) {
-		trimmed := strings.TrimLeft(line, " ")
-		indent := line[:len(line)-len(trimmed)]
-		switch {
-		case strings.HasPrefix(trimmed, "# "):
-			out.WriteString(indent + trimmed[2:])
-		case strings.TrimSpace(trimmed) == "":
-			out.WriteString(line)
-		default:
-			t.Fatalf("line %q of the example is not commented out", line)
-		}
-	}
-	return doc[:i] + out.String() + doc[j:]
+	return uncommentExamples(t, string(readEnvoyFile(t)), "transport-socket-example", edit)
 }
 
 // TestEnvoyTransportSocketExample validates the commented mutual-TLS

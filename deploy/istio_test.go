@@ -3,13 +3,10 @@ package deploy
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	sigsyaml "sigs.k8s.io/yaml"
 )
 
 const istioDir = "istio"
@@ -97,31 +94,16 @@ func istioErrors(files map[string][]byte, k8s k8sFacts) error {
 
 	var ops []istioOperator
 	var pols []authorizationPolicy
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		for i, doc := range splitDocuments(files[name]) {
-			var tm typeMeta
-			if err := sigsyaml.Unmarshal(doc, &tm); err != nil {
-				bad("%s doc %d: %v", name, i, err)
-				continue
-			}
-			var err error
-			switch tm.APIVersion + " " + tm.Kind {
-			case "install.istio.io/v1alpha1 IstioOperator":
-				var o istioOperator
-				err = decodeManifest(doc, &o)
-				ops = append(ops, o)
-			case "security.istio.io/v1 AuthorizationPolicy":
-				var o authorizationPolicy
-				err = decodeManifest(doc, &o)
-				pols = append(pols, o)
-			default:
-				err = fmt.Errorf("apiVersion %q kind %q is not checked by this test", tm.APIVersion, tm.Kind)
-			}
-			if err != nil {
-				bad("%s doc %d (%s): %v", name, i, tm.Kind, err)
-			}
-		}
-	}
+	errs = append(errs, decodeByKind(files, map[string]func([]byte) error{
+		"install.istio.io/v1alpha1 IstioOperator": func(doc []byte) error {
+			ops = append(ops, istioOperator{})
+			return decodeManifest(doc, &ops[len(ops)-1])
+		},
+		"security.istio.io/v1 AuthorizationPolicy": func(doc []byte) error {
+			pols = append(pols, authorizationPolicy{})
+			return decodeManifest(doc, &pols[len(pols)-1])
+		},
+	})...)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}

@@ -108,6 +108,11 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 			return float64(st.EvictedActive), float64(st.EvictedHistory)
 		},
 	})
+	if ev := s.stack.Evidence; ev != nil {
+		s.m.RegisterSources(reg, metrics.Sources{
+			FlaggedFingerprints: func() float64 { return float64(ev.Count(time.Now())) },
+		})
+	}
 	if rep := s.stack.Replica; rep != nil {
 		s.m.RegisterSources(reg, metrics.Sources{
 			SharedUp: func() float64 {
@@ -203,7 +208,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		Backend:        &backend{stack: s.stack, state: s.state, m: s.m},
 		AdminToken:     adminToken(s.cfg, lis.http.Addr(), stderr),
 		IPv6Prefix:     s.cfg.IPv6Prefix,
-		NameIdentities: s.cfg.IdentityHeader != "",
+		NameIdentities: s.cfg.IdentityHeader != "" || s.cfg.IdentityJWTClaim != "" || s.cfg.Identity != config.IdentityAddress,
 		Now:            time.Now,
 		Metrics:        promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
 		Ready: func() error {
@@ -224,6 +229,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		AllowedHosts:   s.cfg.HTTPAllowedHosts,
 		BadToken:       s.m.AdminRejected,
 		Warnings:       warnings(rec.watch),
+		Fingerprints:   flaggedView(s.stack.Evidence),
 	})
 	srv.http = &http.Server{
 		Handler:           srv.dashboard,

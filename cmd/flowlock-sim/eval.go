@@ -149,6 +149,9 @@ type evalReport struct {
 	// replicas compares one replica with shared and unshared ones (eval
 	// --replicas N --markdown); nil otherwise.
 	replicas *replicaComparison
+	// identity compares identity compositions on the fingerprinted
+	// scenarios (eval --markdown); nil otherwise.
+	identity *identityComparison
 	// settleTimeouts counts the waits for shared replicas to agree that
 	// reached their limit, fallbacks the batches a shared replica decided
 	// alone (stderr only: they depend on the machine).
@@ -293,6 +296,12 @@ func evaluateWith(ctx context.Context, o evalOptions, setup evalSetup) (evalRepo
 		rep.sweepCols = sweepThresholds
 	}
 	rep.targets = checkTargets(rep.stats)
+	if o.markdown {
+		if rep.identity, err = compareIdentities(ctx, o, plan.setup); err != nil {
+			return evalReport{}, err
+		}
+		rep.requests += rep.identity.requests
+	}
 	return rep, nil
 }
 

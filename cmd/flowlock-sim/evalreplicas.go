@@ -127,6 +127,10 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 	for i := range stacks {
 		stacks[i] = wire.Build(cfg, wire.Extra{Shards: 1})
 	}
+	// A stream is one client address, unless it rotates (B13) or its
+	// members carry TLS fingerprints that the identity composes (B12, H14
+	// under --identity): then each request is resolved on its own.
+	perRequest := sc.RotateEvery > 0 || cfg.FingerprintHeader != ""
 	client := stacks[0].Rules.Resolve(addr, "", "")
 	base := s.start
 	if len(stacks) > 1 {
@@ -184,6 +188,9 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 					return res
 				}
 			}
+		}
+		if perRequest {
+			client = stacks[0].Rules.ResolveWith(hopAddr(addr, req.Hop), "", "", "", req.Fingerprint)
 		}
 		stack := stacks[pick.IntN(len(stacks))]
 		d := stack.Policy.Decide(authz.Request{Client: client, Path: req.Path, Now: now, UserAgent: req.UserAgent})

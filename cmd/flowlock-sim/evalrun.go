@@ -140,7 +140,39 @@ func (p evalPlan) run(ctx context.Context) (evalResults, error) {
 		return 0
 	})
 
-	workers := p.workers
+	reqs, err := forEachJob(ctx, p.workers, len(jobs), func(i int) int {
+		j := jobs[i]
+		sc := p.scenarios[j.sc]
+		seed := p.seed + uint64(j.k)
+		addr := streamAddr(j.k, false)
+		limit := 0
+		if j.sc < len(p.limits) {
+			limit = p.limits[j.sc]
+		}
+		if j.threshold == 0 {
+			var nv traffic.Naive
+			r := p.setup.runStream(sc, seed, addr, &nv, limit)
+			res.main[j.sc][j.k] = r
+			return r.requests
+		}
+		s := p.setup
+		s.threshold = j.threshold
+		r := s.runStream(sc, seed, addr, nil, limit)
+		res.sweep[j.threshold][j.sc][j.k] = r
+		return r.requests
+	})
+	if err != nil {
+		return evalResults{}, err
+	}
+	res.reqs = reqs
+	return res, nil
+}
+
+// forEachJob calls do for jobs 0 … n-1 on workers goroutines (0:
+// GOMAXPROCS), each job once, and returns the sum of what do returned (the
+// requests decided) or ctx's error. do must store its result at its own
+// index: the order in which jobs run is not fixed.
+func forEachJob(ctx context.Context, workers, n int, do func(i int) int) (int64, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -150,36 +182,13 @@ func (p evalPlan) run(ctx context.Context) (evalResults, error) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
-				if i >= int64(len(jobs)) {
+				if i >= int64(n) {
 					return
 				}
-				j := jobs[i]
-				sc := p.scenarios[j.sc]
-				seed := p.seed + uint64(j.k)
-				addr := streamAddr(j.k, false)
-				limit := 0
-				if j.sc < len(p.limits) {
-					limit = p.limits[j.sc]
-				}
-				if j.threshold == 0 {
-					var nv traffic.Naive
-					r := p.setup.runStream(sc, seed, addr, &nv, limit)
-					res.main[j.sc][j.k] = r
-					reqs.Add(int64(r.requests))
-					continue
-				}
-				s := p.setup
-				s.threshold = j.threshold
-				r := s.runStream(sc, seed, addr, nil, limit)
-				res.sweep[j.threshold][j.sc][j.k] = r
-				reqs.Add(int64(r.requests))
+				reqs.Add(int64(do(int(i))))
 			}
 		})
 	}
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return evalResults{}, err
-	}
-	res.reqs = reqs.Load()
-	return res, nil
+	return reqs.Load(), ctx.Err()
 }

@@ -273,3 +273,17 @@ func (m *merger) Pop() any {
 	*m = old[:len(old)-1]
 	return x
 }
+
+// hopAddr returns the address of a stream's client after hop moves
+// (traffic.Scenario.RotateEvery): the stream's own address for hop 0, then
+// one /16 (IPv4) or /64 (IPv6) further per hop, within the stream's own
+// stack, so every hop is an identity of its own.
+func hopAddr(a netip.Addr, hop int) netip.Addr {
+	if hop == 0 {
+		return a
+	}
+	if a.Is4() {
+		return addrPlus(a, hop<<16)
+	}
+	return addrPlus(a, hop)
+}

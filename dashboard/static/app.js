@@ -149,6 +149,7 @@ function render(snap) {
   renderRisk(snap.identities || []);
   renderQuarantine(snap);
   renderLists(snap.lists || { allow: [], deny: [] });
+  renderFingerprints(snap.fingerprints);
   renderEvents(snap.events || []);
   setText($('clients'), `${snap.clients} ${snap.clients === 1 ? 'dashboard' : 'dashboards'} connected`);
 
@@ -451,6 +452,21 @@ function renderLists(lists) {
   }
 }
 
+// renderFingerprints lists the flagged TLS fingerprints (by their hash),
+// or hides the block when the service keeps no fingerprint evidence.
+function renderFingerprints(fps) {
+  const block = $('fp-block');
+  block.hidden = !fps;
+  if (!fps) return;
+  const ul = $('fp-list');
+  const key = fps.map((f) => `${f.key}:${f.quarantined}:${f.calm}`).join(',');
+  if (ul.dataset.key === key && ul.children.length) return;
+  ul.dataset.key = key;
+  ul.replaceChildren(...(fps.length
+    ? fps.map((f) => el('li', { class: 'mono', title: `flagged since ${fmtClock(Date.parse(f.since))}; ${f.calm} calm clients seen with it`, text: `${f.key} · ${f.quarantined} caught` }))
+    : [el('li', { class: 'none', text: 'none' })]));
+}
+
 const actionWords = {
   admitted: 'caught', banned: 'banned', extended: 'extended', released: 'released', expired: 'healed',
   evicted: 'evicted (quarantine full)',
@@ -735,6 +751,9 @@ function explainView(d) {
     fact('Quarantined', `${fmtLeft(Date.parse(q.until) - serverNow())} left`);
     fact('Strikes', `${q.strikes}${q.manual ? ' · manual ban' : ''}`);
     fact('Refused', `${fmtInt(q.hits || 0)} requests during this quarantine`);
+  }
+  if (d.fingerprint) {
+    fact('TLS fingerprint', `${d.fingerprint.key}${d.fingerprint.flagged ? ' · flagged: confirmed on its first evaluation over the line' : ''}`);
   }
   parts.push(el('div', { class: 'x-summary' }, wrap, facts));
 

@@ -34,6 +34,72 @@ type ClientRules struct {
 	// IPv6Prefix groups IPv6 clients by this many leading bits; 0 (or 128)
 	// means no grouping. The service passes --ipv6-prefix (default 64).
 	IPv6Prefix int
+
+	// ClaimNamespace and ClaimPath say where a verified JWT claim is in
+	// the CheckRequest's attributes.metadata_context (--identity-jwt-claim):
+	// filter_metadata[ClaimNamespace] is the Struct that Envoy's jwt_authn
+	// filter wrote (namespace envoy.filters.http.jwt_authn), ClaimPath[0]
+	// is the provider's payload_in_metadata key, and the rest is the claim's
+	// dotted path split at the dots ("act.sub" is act, sub). The claim, a
+	// string or an integer, is the identity when present and valid: it
+	// wins over IdentityHeader and the address, since Envoy verified it.
+	// An empty ClaimPath reads no claim. It is never read from a header.
+	ClaimNamespace string
+	ClaimPath      []string
+
+	// FingerprintHeader, when set, names the lowercase request header in
+	// which the proxy passes the client's TLS fingerprint (JA4 or JA3,
+	// from %TLS_JA4_FINGERPRINT% in Envoy's request_headers_to_add). Only
+	// its hash is kept (identity.FingerprintKey). It is evidence for
+	// --fingerprint-flag-after and, with Compose, part of the identity.
+	FingerprintHeader string
+
+	// Compose says how the identity of a client scored by address is made
+	// (--identity): by address alone (the zero value), by fingerprint
+	// alone, or by both. A request without a usable fingerprint is scored
+	// by its address (FallbackNoFingerprint).
+	Compose Compose
+}
+
+// Compose is the --identity setting: what the identity of a client without
+// a claim or identity header is made of.
+type Compose uint8
+
+// Identity compositions.
+const (
+	// ComposeAddress keys a client by its address: one NAT is one client.
+	ComposeAddress Compose = iota
+	// ComposeFingerprint keys a client by its TLS fingerprint alone: a bot
+	// that rotates addresses but keeps its TLS stack stays one client, and
+	// every person on one browser build is one client too (see README).
+	ComposeFingerprint
+	// ComposeAddressFingerprint keys a client by address and fingerprint:
+	// browsers behind one NAT that differ in TLS stack are apart.
+	ComposeAddressFingerprint
+)
+
+// ParseCompose reads an --identity value.
+func ParseCompose(s string) (Compose, bool) {
+	switch s {
+	case "address":
+		return ComposeAddress, true
+	case "fingerprint":
+		return ComposeFingerprint, true
+	case "address+fingerprint":
+		return ComposeAddressFingerprint, true
+	}
+	return ComposeAddress, false
+}
+
+// String returns the --identity value of c.
+func (c Compose) String() string {
+	switch c {
+	case ComposeFingerprint:
+		return "fingerprint"
+	case ComposeAddressFingerprint:
+		return "address+fingerprint"
+	}
+	return "address"
 }
 
 // Fallback says why the client could not be read the configured way. The
@@ -53,6 +119,17 @@ const (
 	// request without --identity-header, scored by its address
 	// (CauseNoIdentityHeader).
 	FallbackNoIdentityHeader
+	// FallbackNoClaim: --identity-jwt-claim is set and the request's
+	// metadata_context carried no such verified claim (no token, or
+	// ext_authz does not forward the jwt_authn namespace); it is scored by
+	// the next rule down, usually the address.
+	FallbackNoClaim
+	// FallbackBadClaim: the claim is there but not a usable identity (not
+	// a string or integer, empty, longer than 128 bytes, or not printable).
+	FallbackBadClaim
+	// FallbackNoFingerprint: --identity composes the fingerprint and the
+	// request carried none that can be used; it is scored by address.
+	FallbackNoFingerprint
 
 	numFallbacks
 )
@@ -74,6 +151,12 @@ func (f Fallback) String() string {
 		return "request_time_skew"
 	case FallbackNoIdentityHeader:
 		return "no_identity_header"
+	case FallbackNoClaim:
+		return "no_jwt_claim"
+	case FallbackBadClaim:
+		return "bad_jwt_claim"
+	case FallbackNoFingerprint:
+		return "no_fingerprint"
 	default:
 		return "none"
 	}
@@ -90,6 +173,11 @@ type Client struct {
 	// log and the dashboard give an operator (see diagnose.go). CauseNone
 	// when nothing is wrong, or a valid identity header made it moot.
 	Cause Cause
+	// Fingerprint is the key of the client's TLS fingerprint
+	// (identity.FingerprintKey), "" when none was configured or sent: the
+	// evidence that --fingerprint-flag-after gathers, whatever the
+	// identity is made of.
+	Fingerprint string
 }
 
 // Resolve finds the client from the proxy's view of a request: the source
@@ -97,10 +185,37 @@ type Client struct {
 // as the proxy passed it, and the identity header value ("" if absent). It
 // does not allocate, whatever the size of the headers.
 func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
+	return r.ResolveWith(source, xff, idHeader, "", "")
+}
+
+// ResolveWith is Resolve with the verified JWT claim from metadata_context
+// ("" if absent; see claimFromMetadata) and the fingerprint header value
+// ("" if absent). Rules in order: a valid claim, a valid identity header,
+// then the address, composed with the fingerprint as Compose says. It
+// allocates only the fingerprint's key, when one is configured and sent.
+func (r *ClientRules) ResolveWith(source netip.Addr, xff, idHeader, claim, fingerprint string) Client {
 	var c Client
 	c.Addr, c.Cause = r.clientAddr(source, xff)
 	if c.Cause != CauseNone {
 		c.Fallback = FallbackBadForwardedFor
+	}
+	if r.FingerprintHeader != "" && fingerprint != "" {
+		c.Fingerprint = identity.FingerprintKey(fingerprint)
+	}
+	if len(r.ClaimPath) > 0 {
+		if claim != "" {
+			if id, err := identity.FromName(claim); err == nil {
+				c.ID, c.Cause = id, CauseNone
+				return c
+			}
+		}
+		// Say why, unless the address is already lost: that is worse.
+		if c.Fallback == FallbackNone {
+			c.Fallback, c.Cause = FallbackNoClaim, CauseNoClaim
+			if claim != "" {
+				c.Fallback, c.Cause = FallbackBadClaim, CauseBadClaim
+			}
+		}
 	}
 	if r.IdentityHeader != "" && idHeader != "" {
 		if id, err := identity.FromName(idHeader); err == nil {
@@ -119,15 +234,31 @@ func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
 		return c
 	}
 	// Scored by address: say why when an identity header was configured,
-	// for the case where no request ever carries it.
+	// for the case where no request ever carries it. A missing claim
+	// (checked first) says more.
 	switch {
-	case r.IdentityHeader == "":
+	case r.IdentityHeader == "" || c.Cause == CauseNoClaim || c.Cause == CauseBadClaim:
 	case idHeader == "":
 		c.Cause = CauseNoIdentityHeader
 	default:
 		c.Cause = CauseBadIdentityHeader
 	}
-	c.ID = identity.FromAddr(c.Addr, r.IPv6Prefix)
+	switch {
+	case r.Compose == ComposeAddress:
+		c.ID = identity.FromAddr(c.Addr, r.IPv6Prefix)
+	case c.Fingerprint == "":
+		c.ID = identity.FromAddr(c.Addr, r.IPv6Prefix)
+		if c.Fallback == FallbackNone {
+			c.Fallback = FallbackNoFingerprint
+		}
+		if c.Cause == CauseNone {
+			c.Cause = CauseNoFingerprint
+		}
+	case r.Compose == ComposeFingerprint:
+		c.ID = identity.FromFingerprint(c.Fingerprint)
+	default:
+		c.ID = identity.Composed(c.Addr, r.IPv6Prefix, c.Fingerprint)
+	}
 	return c
 }
 

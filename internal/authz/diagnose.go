@@ -42,6 +42,17 @@ const (
 	// not carry it; it is scored by its address. Normal for some requests,
 	// a misconfiguration when no request carries it (see Watched).
 	CauseNoIdentityHeader
+	// CauseNoClaim: --identity-jwt-claim is set and the request's
+	// metadata_context had no such claim; it is scored by the next rule.
+	// Normal for anonymous requests, a misconfiguration when no request
+	// has it (ext_authz without metadata_context_namespaces).
+	CauseNoClaim
+	// CauseBadClaim: the claim is present but not a usable identity.
+	CauseBadClaim
+	// CauseNoFingerprint: --identity composes the fingerprint and the
+	// request carried none (a plain-HTTP request, or a proxy that does not
+	// set --fingerprint-header); it is scored by address.
+	CauseNoFingerprint
 
 	numCauses
 )
@@ -66,6 +77,12 @@ func (c Cause) String() string {
 		return "bad_identity_header"
 	case CauseNoIdentityHeader:
 		return "no_identity_header"
+	case CauseNoClaim:
+		return "no_jwt_claim"
+	case CauseBadClaim:
+		return "bad_jwt_claim"
+	case CauseNoFingerprint:
+		return "no_fingerprint"
 	default:
 		return "none"
 	}
@@ -80,7 +97,9 @@ func (c Cause) Unscored() bool {
 // OnlyWhenEvery reports whether the cause is a misconfiguration only when
 // every request shows it, not when some do: anonymous requests without an
 // API key are normal beside keyed ones.
-func (c Cause) OnlyWhenEvery() bool { return c == CauseNoIdentityHeader }
+func (c Cause) OnlyWhenEvery() bool {
+	return c == CauseNoIdentityHeader || c == CauseNoClaim || c == CauseNoFingerprint
+}
 
 // Explain says, for an operator, what requests with cause c coming from
 // peer (the proxy, or the client when there is none; may be invalid) mean
@@ -125,8 +144,30 @@ func (r *ClientRules) Explain(c Cause, peer netip.Addr) (problem, fix string) {
 	case CauseNoIdentityHeader:
 		return "no request from " + from + " carries the " + r.IdentityHeader + " header that --identity-header names: every client is scored by address",
 			"make the proxy forward " + r.IdentityHeader + " to Flow Lock (Envoy: it is in the CheckRequest unless allowed_headers drops it), or drop --identity-header"
+	case CauseNoClaim:
+		return "no request from " + from + " carries the verified JWT claim that --identity-jwt-claim names (" + r.claimWhere() + "): every client is scored by address",
+			"verify tokens with Envoy's jwt_authn filter (payload_in_metadata: " + r.payloadKey() + ") and list " + r.ClaimNamespace + " in the ext_authz filter's metadata_context_namespaces (see deploy/envoy.yaml), or drop --identity-jwt-claim"
+	case CauseBadClaim:
+		return "requests from " + from + " carry the JWT claim " + r.claimWhere() + " with a value that is not a string or integer of 1-128 printable characters: they are scored by address instead",
+			"name a claim that identifies the caller (sub, or a nested one such as act.sub) in --identity-jwt-claim"
+	case CauseNoFingerprint:
+		return "no request from " + from + " carries the " + r.FingerprintHeader + " header (--fingerprint-header) that --identity " + r.Compose.String() + " needs: every client is scored by address",
+			"enable JA4 in Envoy's tls_inspector and add " + r.FingerprintHeader + ": %TLS_JA4_FINGERPRINT% with request_headers_to_add (see deploy/envoy.yaml); fingerprints exist only on TLS listeners"
 	}
 	return "", ""
+}
+
+// claimWhere writes where the claim is read, for Explain.
+func (r *ClientRules) claimWhere() string {
+	return "metadata_context " + r.ClaimNamespace + " " + strings.Join(r.ClaimPath, ".")
+}
+
+// payloadKey is the payload_in_metadata key the claim is read under.
+func (r *ClientRules) payloadKey() string {
+	if len(r.ClaimPath) == 0 {
+		return ""
+	}
+	return r.ClaimPath[0]
 }
 
 // trustedPrefix returns the --trusted-proxies entry that contains a.

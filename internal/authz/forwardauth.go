@@ -96,6 +96,7 @@ type ForwardAuth struct {
 	// peer), where no proxy list or hop count applies.
 	plain ClientRules
 	idKey string // canonical identity header name, "" for none
+	fpKey string // canonical fingerprint header name, "" for none
 	now   func() time.Time
 	rec   Recorder
 	log   *slog.Logger
@@ -110,13 +111,20 @@ func NewForwardAuth(o ForwardAuthOptions) *ForwardAuth {
 	f := &ForwardAuth{
 		policy: o.Policy,
 		rules:  o.Rules,
-		plain:  ClientRules{IdentityHeader: o.Rules.IdentityHeader, IPv6Prefix: o.Rules.IPv6Prefix},
-		now:    o.Now,
-		rec:    o.Recorder,
-		log:    o.Logger,
+		plain: ClientRules{IdentityHeader: o.Rules.IdentityHeader, IPv6Prefix: o.Rules.IPv6Prefix,
+			FingerprintHeader: o.Rules.FingerprintHeader, Compose: o.Rules.Compose},
+		now: o.Now,
+		rec: o.Recorder,
+		log: o.Logger,
 	}
+	// No claim reaches forward-auth (there is no metadata_context), so
+	// none is looked for, nor counted missing on every check.
+	f.rules.ClaimNamespace, f.rules.ClaimPath = "", nil
 	if o.Rules.IdentityHeader != "" {
 		f.idKey = http.CanonicalHeaderKey(o.Rules.IdentityHeader)
+	}
+	if o.Rules.FingerprintHeader != "" {
+		f.fpKey = http.CanonicalHeaderKey(o.Rules.FingerprintHeader)
 	}
 	if f.now == nil {
 		f.now = time.Now
@@ -244,20 +252,28 @@ func (f *ForwardAuth) client(r *http.Request) (Client, netip.Addr) {
 	if f.idKey != "" {
 		idh = lastValue(r.Header, f.idKey)
 	}
+	// A forward-auth request carries no Envoy metadata, so never a
+	// verified claim: a proxy that verifies tokens passes the subject in
+	// --identity-header instead (README). The fingerprint is a header the
+	// proxy sets from the TLS handshake it terminated.
+	var fp string
+	if f.fpKey != "" {
+		fp = lastValue(r.Header, f.fpKey)
+	}
 	if !peer.IsValid() || !f.rules.trusted(peer) {
-		return f.plain.Resolve(peer, "", idh), peer
+		return f.plain.ResolveWith(peer, "", idh, "", fp), peer
 	}
 	xff := forwardedFor(r.Header)
 	if xff == "" {
 		if rip := lastValue(r.Header, hdrRealIP); rip != "" {
 			if a, ok := parseForwarded(strings.TrimSpace(rip)); ok {
-				return f.plain.Resolve(a, "", idh), peer
+				return f.plain.ResolveWith(a, "", idh, "", fp), peer
 			}
 		}
 	}
 	// With no usable header there is no client identity (never the proxy's
 	// own address); Resolve says why.
-	return f.rules.Resolve(peer, xff, idh), peer
+	return f.rules.ResolveWith(peer, xff, idh, "", fp), peer
 }
 
 // checkSuffix reports whether r is for /check or a path under it, and

@@ -210,7 +210,7 @@ func TestWireInputIsNotKept(t *testing.T) {
 // with the wire decoder.
 func BenchmarkDecodeCheckRequest(b *testing.B) {
 	raw := istioRequest(b)
-	want := newHeaderTable("x-user-id")
+	want := newHeaderTable(&ClientRules{IdentityHeader: "x-user-id"})
 	b.Run("decoder=generated", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(raw)))
@@ -221,7 +221,7 @@ func BenchmarkDecodeCheckRequest(b *testing.B) {
 				b.Fatal(err)
 			}
 			var in Input
-			readInput(&req, want, &in)
+			readInput(&req, want, nil, &in)
 		}
 		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 	})

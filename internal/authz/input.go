@@ -1,11 +1,14 @@
 package authz
 
 import (
+	"math"
 	"net/netip"
+	"strconv"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Input is everything a Check reads from Envoy's CheckRequest, and nothing
@@ -36,6 +39,12 @@ type Input struct {
 	ForwardedFor  string // x-forwarded-for
 	IdentityValue string // the --identity-header, "" when none is configured
 	UserAgent     string // user-agent
+	Fingerprint   string // the --fingerprint-header, "" when none is configured
+
+	// Claim is the verified JWT claim --identity-jwt-claim names, read
+	// from attributes.metadata_context (claimFromMetadata), never from a
+	// header; "" when none is configured or the request has none.
+	Claim string
 
 	// Strip lists the x-flowlock-* headers the client sent (other than
 	// x-flowlock-risk, which the allow answer overwrites): the upstream
@@ -44,8 +53,8 @@ type Input struct {
 }
 
 // readInput fills in from req, as Check needs it; want names the headers
-// it reads (see headerTable).
-func readInput(req *authv3.CheckRequest, want headerTable, in *Input) {
+// it reads (see headerTable), and claims the JWT claim (nil: none).
+func readInput(req *authv3.CheckRequest, want headerTable, claims *claimPath, in *Input) {
 	attrs := req.GetAttributes()
 	http := attrs.GetRequest().GetHttp()
 	sock := attrs.GetSource().GetAddress().GetSocketAddress()
@@ -62,6 +71,9 @@ func readInput(req *authv3.CheckRequest, want headerTable, in *Input) {
 	}
 	for _, h := range want {
 		*in.header(h.field) = header(http, h.name)
+	}
+	if claims != nil {
+		in.Claim = claimFromMetadata(attrs.GetMetadataContext(), claims.namespace, claims.path)
 	}
 	for k := range http.GetHeaders() {
 		if k != riskHeader && hasPrefixFold(k, headerPrefix) {
@@ -131,6 +143,7 @@ const (
 	forwardedForField headerField = iota
 	userAgentField
 	identityField
+	fingerprintField
 )
 
 // header returns the field f of in.
@@ -142,6 +155,8 @@ func (in *Input) header(f headerField) *string {
 		return &in.UserAgent
 	case identityField:
 		return &in.IdentityValue
+	case fingerprintField:
+		return &in.Fingerprint
 	}
 	panic("authz: unknown header field")
 }
@@ -150,16 +165,67 @@ func (in *Input) header(f headerField) *string {
 // a fixed array; rows come from code, not from input.
 const maxWantedHeaders = 8
 
-func newHeaderTable(identityHeader string) headerTable {
+func newHeaderTable(r *ClientRules) headerTable {
 	t := headerTable{
 		{"x-forwarded-for", forwardedForField},
 		{"user-agent", userAgentField},
 	}
-	if identityHeader != "" {
-		t = append(t, wantedHeader{identityHeader, identityField})
+	if r.IdentityHeader != "" {
+		t = append(t, wantedHeader{r.IdentityHeader, identityField})
+	}
+	if r.FingerprintHeader != "" {
+		t = append(t, wantedHeader{r.FingerprintHeader, fingerprintField})
 	}
 	if len(t) > maxWantedHeaders {
 		panic("authz: more wanted headers than maxWantedHeaders")
 	}
 	return t
+}
+
+// newClaimPath returns the claim r configures, nil for none.
+func newClaimPath(r *ClientRules) *claimPath {
+	if len(r.ClaimPath) == 0 {
+		return nil
+	}
+	return &claimPath{namespace: r.ClaimNamespace, path: r.ClaimPath}
+}
+
+// claimFromMetadata reads a verified JWT claim from a CheckRequest's
+// metadata_context, where Envoy's ext_authz filter copies the namespaces
+// its metadata_context_namespaces lists. Envoy's jwt_authn filter, once it
+// has verified a token, writes the payload as a Struct under
+// filter_metadata[namespace][payload_in_metadata]; path is that key
+// followed by the claim's path ("payload", "act", "sub" for the claim
+// act.sub). The claim must be a string, or a number that is a whole
+// number (a numeric user id, written in decimal); anything else, or a
+// missing step, gives "". It does not allocate for a string claim.
+func claimFromMetadata(md *corev3.Metadata, namespace string, path []string) string {
+	if len(path) == 0 {
+		return ""
+	}
+	st := md.GetFilterMetadata()[namespace]
+	for _, key := range path[:len(path)-1] {
+		st = st.GetFields()[key].GetStructValue()
+		if st == nil {
+			return ""
+		}
+	}
+	switch v := st.GetFields()[path[len(path)-1]].GetKind().(type) {
+	case *structpb.Value_StringValue:
+		return v.StringValue
+	case *structpb.Value_NumberValue:
+		return wholeNumber(v.NumberValue)
+	}
+	return ""
+}
+
+// wholeNumber writes f in decimal when it is a whole number that a float64
+// holds exactly (|f| < 2^53), "" otherwise: JSON numbers reach Flow Lock as
+// float64, and a larger id may already have lost digits.
+func wholeNumber(f float64) string {
+	const exact = 1 << 53
+	if f != math.Trunc(f) || f <= -exact || f >= exact {
+		return ""
+	}
+	return strconv.FormatInt(int64(f), 10)
 }

@@ -13,7 +13,7 @@ import (
 func TestReadInputFromEnvoy(t *testing.T) {
 	req := loadFixture(t, "istio-authz-custom-allowed.json")
 	var in Input
-	readInput(req, newHeaderTable("user-agent"), &in)
+	readRules(req, ClientRules{IdentityHeader: "user-agent"}, &in)
 	want := Input{
 		Source:        netip.MustParseAddr("10.44.0.22"),
 		SourcePort:    52184,
@@ -38,7 +38,7 @@ func TestReadInputFromEnvoy(t *testing.T) {
 func TestReadInputStripsClientFlowlockHeaders(t *testing.T) {
 	req := request("203.0.113.7", map[string]string{"x-flowlock-route": "admin", riskHeader: "0", "x-other": "1"})
 	var in Input
-	readInput(req, newHeaderTable(""), &in)
+	readRules(req, ClientRules{}, &in)
 	if len(in.Strip) != 1 || in.Strip[0] != "x-flowlock-route" {
 		t.Errorf("Strip = %q, want [x-flowlock-route]", in.Strip)
 	}
@@ -47,9 +47,14 @@ func TestReadInputStripsClientFlowlockHeaders(t *testing.T) {
 	}
 	var empty authv3.CheckRequest
 	in = Input{}
-	readInput(&empty, newHeaderTable("x-user"), &in)
+	readRules(&empty, ClientRules{IdentityHeader: "x-user", FingerprintHeader: "x-ja4", ClaimNamespace: jwtNamespace, ClaimPath: []string{"payload", "sub"}}, &in)
 	if in.Source.IsValid() || in.SourcePort != 0 || in.Path != "" || in.Method != "" || in.Host != "" ||
 		!in.Time.IsZero() || in.ForwardedFor != "" || in.IdentityValue != "" || in.UserAgent != "" || in.Strip != nil {
 		t.Errorf("an empty CheckRequest read as %+v", in)
 	}
+}
+
+// readRules is readInput with the header table and claim that r configures.
+func readRules(req *authv3.CheckRequest, r ClientRules, in *Input) {
+	readInput(req, newHeaderTable(&r), newClaimPath(&r), in)
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"slices"
-	"strconv"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -220,17 +219,16 @@ func (h headerHit) value() string {
 // say which occurrence counts. Slot 0 of hits is ":path" (readInput's
 // fallback for Input.Path), slot i+1 is want[i].
 type wireDecoder struct {
-	in      Input
-	want    headerTable
-	hits    [1 + maxWantedHeaders]headerHit
-	strip   []string // x-flowlock-* names from header_map, after the map's
-	addr    string
-	time    bool // a request time was present, even empty
-	secs    int64
-	nanos   int32
-	claims  *claimPath // nil: no claim is read
-	claim   []byte     // the last filter_metadata Struct of claims' namespace
-	claimed string     // the claim read from it
+	in     Input
+	want   headerTable
+	hits   [1 + maxWantedHeaders]headerHit
+	strip  []string // x-flowlock-* names from header_map, after the map's
+	addr   string
+	time   bool // a request time was present, even empty
+	secs   int64
+	nanos  int32
+	claims *claimPath // nil: no claim is read
+	claim  []byte     // the last filter_metadata Struct of claims' namespace
 }
 
 // claimPath names a claim the JWT filter put into the request's metadata:
@@ -280,7 +278,7 @@ func (d *wireDecoder) decode(b []byte, want headerTable, claims *claimPath) erro
 		if err != nil {
 			return err
 		}
-		d.claimed = claim // becomes Input.Claim when the JWT issue adds it
+		d.in.Claim = claim
 	}
 	return nil
 }
@@ -503,10 +501,9 @@ func mapEntry(b []byte) (key, value []byte, err error) {
 // claimFromWire returns the claim at path in metadataContext (the bytes of
 // an envoy.config.core.v3.Metadata): filter_metadata[namespace], then one
 // nested Struct a name, the last being the claim. A string claim is
-// returned as it is (pointing into metadataContext), a bool as "true" or
-// "false", a number in Go's shortest form ('f' up to 2^53, 'g' beyond, so
-// that a numeric user id reads as digits); anything else, or a missing or
-// malformed claim, is "".
+// returned as it is (pointing into metadataContext), a whole number below
+// 2^53 in decimal (wholeNumber, as claimFromMetadata); anything else, or a
+// missing or malformed claim, is "".
 func claimFromWire(metadataContext []byte, namespace string, path []string) string {
 	s, err := mapValue(metadataContext, fieldMetadataFilter, namespace)
 	if err != nil || s == nil {
@@ -563,7 +560,6 @@ func claimValue(v []byte, rest []string) (string, error) {
 		kind   protowire.Number // the member last seen, 0 for none
 		str    string
 		num    float64
-		isTrue bool
 		nested []byte // the Value of rest[0], if a struct_value held it
 	)
 	r := fields{b: v}
@@ -577,7 +573,7 @@ func claimValue(v []byte, rest []string) (string, error) {
 			kind = f.num
 			r.text(&str)
 		case f.isVarint(fieldValueBool):
-			kind, isTrue = f.num, f.n != 0
+			kind = f.num
 		case f.is(fieldValueStruct):
 			if kind != fieldValueStruct {
 				nested = nil // a new Struct: what an earlier one held is gone
@@ -604,13 +600,8 @@ func claimValue(v []byte, rest []string) (string, error) {
 	switch kind {
 	case fieldValueString:
 		return str, nil
-	case fieldValueBool:
-		return strconv.FormatBool(isTrue), nil
 	case fieldValueNumber:
-		if num == math.Trunc(num) && math.Abs(num) <= 1<<53 {
-			return strconv.FormatFloat(num, 'f', -1, 64), nil
-		}
-		return strconv.FormatFloat(num, 'g', -1, 64), nil
+		return wholeNumber(num), nil
 	}
 	return "", nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/internal/crowd"
+	"github.com/flowlock/flowlock/internal/fingerprint"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
@@ -140,6 +141,9 @@ type Decision struct {
 	RetryAfter int
 	// Excluded is true when the path was left out of timing.
 	Excluded bool
+	// Prior is set when the client's flagged fingerprint confirmed it
+	// before Confirm consecutive evaluations (see Options.Evidence).
+	Prior bool
 }
 
 // Observer records the time of a request for scoring and returns the
@@ -176,6 +180,12 @@ type Options struct {
 	// sooner than timing alone would, when timing agrees (risk.Engine.Crowd).
 	Crowd  *crowd.Agents
 	Logger *slog.Logger // nil discards
+	// Evidence is the record of quarantined fingerprints
+	// (--fingerprint-flag-after); nil keeps none. A client whose
+	// fingerprint is flagged is confirmed on its first evaluation at or
+	// over the threshold instead of Confirm consecutive ones: a prior,
+	// never a ban by itself.
+	Evidence *fingerprint.Evidence
 }
 
 // Policy is the decision shared by every transport. It is safe for
@@ -192,6 +202,7 @@ type Policy struct {
 	denyWait int
 	crowd    *crowd.Agents
 	log      *slog.Logger
+	evidence *fingerprint.Evidence
 }
 
 // NewPolicy returns a policy over the given engine and quarantine.
@@ -223,6 +234,7 @@ func NewPolicy(o Options) *Policy {
 		denyWait: int((wait + time.Second - 1) / time.Second),
 		crowd:    o.Crowd,
 		log:      log.With("component", "policy"),
+		evidence: o.Evidence,
 	}
 }
 
@@ -263,15 +275,26 @@ func (p *Policy) decide(r Request) Decision {
 		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
 		return d
 	}
+	fp := r.Client.Fingerprint
+	if !v.Confirmed && priorConfirms(v) && p.evidence.Flagged(fp, r.Now) {
+		v.Confirmed, d.Prior = true, true
+	}
 	if v.Confirmed {
 		if e, admitted, ok := p.Admit(id, addr, v, r.Now); ok {
 			d.Reason, d.RetryAfter = e.Reason, e.RetryAfterSeconds(r.Now)
 			d.Outcome = Quarantined // a concurrent request admitted it first: count it once
 			if admitted {
 				d.Outcome = Admitted
+				p.evidence.Quarantined(fp, id, r.Now)
+				if d.Prior {
+					p.log.Info("confirmed early by a flagged fingerprint", "identity", id.Masked(), "fingerprint", fp, "score", v.Score)
+				}
 			}
 			return d
 		}
+	}
+	if calm(v) {
+		p.evidence.Calm(fp, id, r.Now)
 	}
 	if ok, wait := p.volume.Allow(id, r.Now); !ok {
 		d.Outcome, d.Reason = VolumeLimited, "volume"
@@ -318,6 +341,33 @@ func (p *Policy) Admit(id identity.ID, addr netip.Addr, v risk.Verdict, now time
 	p.log.Info("quarantined", "identity", id.Masked(), "score", v.Score, "reason", e.Reason,
 		"strikes", e.Strikes, "ttl", e.Until.Sub(e.Since).String(), "mode", p.mode.String())
 	return e, true, true
+}
+
+// What a flagged fingerprint changes, and what makes an identity calm.
+const (
+	// priorConfirm is how many consecutive evaluations at or over the
+	// threshold confirm a client whose fingerprint is flagged: the score
+	// must still be there, only the wait for Confirm is cut.
+	priorConfirm = 1
+	// calmAfter and calmEvery: an identity is counted calm for its
+	// fingerprint after this many requests with a score below the
+	// challenge band (checked every calmEvery requests, so that most
+	// Checks never touch the evidence).
+	calmAfter = 50
+	calmEvery = 25
+)
+
+// priorConfirms reports whether v would be confirmed with a prior: its
+// latest evaluations reached the threshold, and the stream is not one of
+// many humans behind an address (which timing never confirms).
+func priorConfirms(v risk.Verdict) bool {
+	return v.Consecutive >= priorConfirm && !v.Shared
+}
+
+// calm reports whether v shows an identity long seen below the challenge
+// band: evidence that its fingerprint is carried by people.
+func calm(v risk.Verdict) bool {
+	return v.Requests >= calmAfter && v.Requests%calmEvery == 0 && v.Reason == risk.ReasonNone && v.Consecutive == 0
 }
 
 // excluded reports whether path falls under an --exclude-path prefix.

@@ -88,7 +88,7 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 // NewServer returns a Check server over the given policy.
 func NewServer(o ServerOptions) *Server {
 	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger,
-		headers: newHeaderTable(o.Rules.IdentityHeader)}
+		headers: newHeaderTable(&o.Rules), claims: newClaimPath(&o.Rules)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -118,7 +118,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	}()
 
 	var in Input
-	readInput(req, s.headers, &in)
+	readInput(req, s.headers, s.claims, &in)
 	d := s.decide(ctx, &in, local)
 	if d.Allow {
 		return allowResponse(d.Score, in.Strip), nil
@@ -139,7 +139,7 @@ func (s *Server) failed(local time.Time, r any) error {
 // asks the policy, and records the decision. Every way of reading a
 // CheckRequest ends here.
 func (s *Server) decide(ctx context.Context, in *Input, local time.Time) Decision {
-	client := s.rules.Resolve(in.Source, in.ForwardedFor, in.IdentityValue)
+	client := s.rules.ResolveWith(in.Source, in.ForwardedFor, in.IdentityValue, in.Claim, in.Fingerprint)
 	now, skewed := requestTime(in.Time, local, s.maxSkew)
 	d := s.policy.Decide(Request{Client: client, Path: in.Path, Now: now, UserAgent: in.UserAgent})
 

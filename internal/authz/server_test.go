@@ -424,9 +424,9 @@ func TestRequestTime(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var in Input
-			readInput(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			readRules(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 				Request: &authv3.AttributeContext_Request{Time: tc.ts},
-			}}, newHeaderTable(""), &in)
+			}}, ClientRules{}, &in)
 			if got, skewed := requestTime(in.Time, local, 0); !got.Equal(local) || skewed {
 				t.Errorf("with --clock-skew 0: %v, %v; want the local clock, not skewed", got, skewed)
 			}

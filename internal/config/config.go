@@ -358,6 +358,46 @@ type Config struct {
 	// listener. A client CA there locks out probes that present no
 	// certificate (the kubelet's). Default "": plaintext.
 	HTTPTLSCert, HTTPTLSKey, HTTPClientCA string
+
+	// IdentityJWTClaim is the claim of a JWT that Envoy's jwt_authn filter
+	// verified whose value identifies the client, read from the
+	// CheckRequest's metadata_context, never from a header: "sub", or a
+	// dotted path into nested claims such as "act.sub". It wins over
+	// IdentityHeader and the address. Default "": no claim is read.
+	IdentityJWTClaim string
+
+	// IdentityJWTPayloadKey is the payload_in_metadata key of the
+	// jwt_authn providers, under which the verified payload sits in the
+	// envoy.filters.http.jwt_authn namespace. Default "payload" (Istio's).
+	IdentityJWTPayloadKey string
+
+	// FingerprintHeader is a lowercase request header in which the proxy
+	// passes the client's TLS fingerprint (JA4, or JA3), set by the proxy
+	// itself (%TLS_JA4_FINGERPRINT%). Only its hash is kept. Default "":
+	// no fingerprint.
+	FingerprintHeader string
+
+	// Identity says what a client scored by address is keyed by:
+	// "address" (default), "fingerprint" or "address+fingerprint". The
+	// last two need FingerprintHeader.
+	Identity string
+
+	// FingerprintFlagAfter flags a fingerprint once this many distinct
+	// identities carrying it were quarantined within FingerprintWindow;
+	// new identities with a flagged fingerprint are confirmed on their
+	// first evaluation over the threshold instead of Confirm. Range 0-50;
+	// 0 turns the evidence off. Default 5. Needs FingerprintHeader.
+	FingerprintFlagAfter int
+
+	// FingerprintWindow is how recent those quarantines must be. Range
+	// 1m-24h. Default 1h.
+	FingerprintWindow time.Duration
+
+	// FingerprintCalmLimit is how many calm identities (enough requests,
+	// scored below the challenge band, never quarantined) may carry a
+	// fingerprint before it can never be flagged: a fingerprint common
+	// among people is no evidence. Range 1-200. Default 20.
+	FingerprintCalmLimit int
 }
 
 // RedisAddrs returns RedisAddr split at commas, nil when it is "".
@@ -410,6 +450,12 @@ func Default() Config {
 		GRPCMaxConns:         1024,
 		HTTPMaxConns:         256,
 		ForwardAuthMaxConns:  1024,
+
+		IdentityJWTPayloadKey: "payload",
+		Identity:              IdentityAddress,
+		FingerprintFlagAfter:  5,
+		FingerprintWindow:     time.Hour,
+		FingerprintCalmLimit:  20,
 	}
 }
 

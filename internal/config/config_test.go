@@ -121,6 +121,13 @@ func TestDefault(t *testing.T) {
 		{"http-tls-cert", ""},
 		{"http-tls-key", ""},
 		{"http-client-ca", ""},
+		{"identity-jwt-claim", ""},
+		{"identity-jwt-payload-key", "payload"},
+		{"fingerprint-header", ""},
+		{"identity", "address"},
+		{"fingerprint-flag-after", 5},
+		{"fingerprint-window", "1h"},
+		{"fingerprint-calm-limit", 20},
 	}
 	if len(tests) != len(settings) {
 		t.Errorf("test lists %d settings, the table has %d", len(tests), len(settings))
@@ -204,6 +211,14 @@ func TestLoadGoodFile(t *testing.T) {
 		HTTPTLSCert:           filepath.Join("testdata", "tls", "http.crt"),
 		HTTPTLSKey:            filepath.Join("testdata", "tls", "http.key"),
 		HTTPClientCA:          filepath.Join("testdata", "tls", "ops-ca.pem"),
+
+		IdentityJWTClaim:      "act.sub",
+		IdentityJWTPayloadKey: "verified_jwt",
+		FingerprintHeader:     "x-ja4",
+		Identity:              IdentityAddressFingerprint,
+		FingerprintFlagAfter:  3,
+		FingerprintWindow:     30 * time.Minute,
+		FingerprintCalmLimit:  50,
 	}
 	if d := diffConfig(got, want); d != "" {
 		t.Errorf("Load(good.yaml) differs:%s", d)

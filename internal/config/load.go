@@ -71,6 +71,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	// Header names are case-insensitive (RFC 9110 §5.1) and Envoy passes
 	// them lowercased, so X-Api-Key means x-api-key.
 	c.IdentityHeader = strings.ToLower(c.IdentityHeader)
+	c.FingerprintHeader = strings.ToLower(c.FingerprintHeader)
 
 	if err := errors.Join(loadAdminToken(&c), loadRedisPassword(&c), c.Validate()); err != nil {
 		return Config{}, err

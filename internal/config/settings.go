@@ -169,6 +169,20 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.HTTPTLSKey }},
 	{name: "http-client-ca", metavar: "FILE", help: "PEM CAs whose client certificates the HTTP listener requires (mutual TLS; kubelet probes have none)", path: true,
 		field: func(c *Config) any { return &c.HTTPClientCA }},
+	{name: "identity-jwt-claim", metavar: "CLAIM", help: `claim of a JWT verified by Envoy's jwt_authn (metadata_context, never a header) that identifies the client, e.g. sub or act.sub; "" reads none`,
+		field: func(c *Config) any { return &c.IdentityJWTClaim }},
+	{name: "identity-jwt-payload-key", metavar: "KEY", help: "payload_in_metadata key of the jwt_authn providers, under envoy.filters.http.jwt_authn",
+		field: func(c *Config) any { return &c.IdentityJWTPayloadKey }},
+	{name: "fingerprint-header", metavar: "NAME", help: `request header in which the proxy passes the client's TLS fingerprint (JA4 or JA3); only its hash is kept; "" reads none`,
+		field: func(c *Config) any { return &c.FingerprintHeader }},
+	{name: "identity", metavar: "KEY", help: "what a client scored by address is keyed by: address, fingerprint or address+fingerprint (the last two need fingerprint-header)",
+		field: func(c *Config) any { return &c.Identity }},
+	{name: "fingerprint-flag-after", metavar: "N", help: "flag a fingerprint after N distinct identities carrying it were quarantined within fingerprint-window: new ones confirm faster, never banned (0 = off; 0-50)",
+		field: func(c *Config) any { return &c.FingerprintFlagAfter }},
+	{name: "fingerprint-window", metavar: "DURATION", help: "how recent the quarantines that flag a fingerprint must be (1m-24h)",
+		field: func(c *Config) any { return &c.FingerprintWindow }},
+	{name: "fingerprint-calm-limit", metavar: "N", help: "calm identities carrying a fingerprint that keep it from ever being flagged (1-200)",
+		field: func(c *Config) any { return &c.FingerprintCalmLimit }},
 }
 
 // envName returns the environment variable of a flag name.

@@ -196,6 +196,7 @@ func (c Config) Validate() error {
 	}
 
 	checkNetwork(c, bad)
+	checkIdentitySources(c, bad)
 
 	return errors.Join(errs...)
 }

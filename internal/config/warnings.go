@@ -30,6 +30,11 @@ func Warnings(c Config, args, environ []string) []string {
 			"(and remove it from client requests), or any client can pick its identity, rotate it to evade detection, "+
 			"or send another client's value to get that client quarantined", c.IdentityHeader))
 	}
+	if c.Identity == IdentityFingerprint {
+		out = append(out, "--identity fingerprint keys clients by TLS stack alone: everyone on one browser build is one client "+
+			"(a crowd that timing never confirms, with one volume budget); use it only where clients are few and their stacks distinct, "+
+			"or use --identity address+fingerprint")
+	}
 	return out
 }
 

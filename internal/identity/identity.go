@@ -99,8 +99,8 @@ func ValidName(s string) bool {
 // IsZero reports whether id is the zero ID (no identity).
 func (id ID) IsZero() bool { return !id.addr.IsValid() && id.name == "" }
 
-// Addr returns the client address of an address identity (masked for grouped
-// IPv6) and true, or false for a name identity.
+// Addr returns the client address of an address or composed identity
+// (masked for grouped IPv6) and true, or false for a name identity.
 func (id ID) Addr() (netip.Addr, bool) { return id.addr, id.addr.IsValid() }
 
 // IPv6Bits returns the prefix length an IPv6 address identity is grouped by
@@ -108,7 +108,7 @@ func (id ID) Addr() (netip.Addr, bool) { return id.addr, id.addr.IsValid() }
 // returns 0 and false. A restored quarantine uses it to tell entries grouped
 // under another --ipv6-prefix from the current grouping.
 func (id ID) IPv6Bits() (int, bool) {
-	if !id.addr.Is6() {
+	if !id.addr.Is6() || id.composed() {
 		return 0, false
 	}
 	if id.bits == 0 {
@@ -117,7 +117,8 @@ func (id ID) IPv6Bits() (int, bool) {
 	return int(id.bits), true
 }
 
-// Name returns the identity-header value of a name identity, or "".
+// Name returns the identity-header value of a name identity, the
+// fingerprint key of a fingerprint or composed identity, or "".
 func (id ID) Name() string { return id.name }
 
 // Clone returns an ID that does not share memory with the request it came
@@ -162,6 +163,10 @@ func (id ID) kind() int {
 // It allocates; keep it off the hot path.
 func (id ID) String() string {
 	switch {
+	case id.composed() && id.bits != 0:
+		return netip.PrefixFrom(id.addr, int(id.bits)).String() + composedSep + id.name
+	case id.composed():
+		return id.addr.String() + composedSep + id.name
 	case id.name != "":
 		return id.name
 	case !id.addr.IsValid():
@@ -177,7 +182,8 @@ func (id ID) String() string {
 // address gives an address identity grouped by ipv6Prefix like FromAddr; an
 // IPv6 prefix must be the group itself (its length equal to ipv6Prefix, or
 // /128 for one address), since any other range matches no client: ranges
-// belong in --deny. Any other valid name gives a name identity; prefix
+// belong in --deny. "ADDR+fp:HEX" gives the composed identity of
+// --identity address+fingerprint. Any other valid name gives a name identity; prefix
 // "name:" forces one, for header values that look like addresses.
 func Parse(s string, ipv6Prefix int) (ID, error) {
 	return parse(s, ipv6Prefix, true)
@@ -200,6 +206,9 @@ func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		return FromAddr(a, ipv6Prefix), nil
+	}
+	if id, ok := parseComposed(s, ipv6Prefix); ok {
+		return id, nil
 	}
 	if p, err := netip.ParsePrefix(s); err == nil {
 		if p.Addr().Is4() || p.Addr().Is4In6() {
@@ -227,7 +236,7 @@ func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 // MarshalText implements encoding.TextMarshaler, so IDs appear as strings in
 // JSON state files and API responses.
 func (id ID) MarshalText() ([]byte, error) {
-	if id.name != "" && needsNamePrefix(id.name) {
+	if id.name != "" && !id.composed() && needsNamePrefix(id.name) {
 		return []byte("name:" + id.name), nil
 	}
 	return []byte(id.String()), nil
@@ -239,6 +248,9 @@ func needsNamePrefix(n string) bool {
 		return true
 	}
 	if _, err := netip.ParseAddr(n); err == nil {
+		return true
+	}
+	if _, ok := parseComposed(n, 128); ok {
 		return true
 	}
 	_, err := netip.ParsePrefix(n)
@@ -260,11 +272,17 @@ func (id *ID) UnmarshalText(b []byte) error {
 // table keys it with a random seed of its own (maphash.MakeSeed), so that
 // clients cannot choose addresses or names that all land in one shard.
 // Grouped IPv6 identities that differ only in prefix length hash alike,
-// which is harmless. It does not allocate.
+// which is harmless. A composed identity hashes its fingerprint too, so
+// that one address with many TLS stacks spreads over the shards. It does
+// not allocate.
 func (id ID) Hash(seed maphash.Seed) uint64 {
 	if a, ok := id.Addr(); ok {
 		b := a.As16()
-		return maphash.Bytes(seed, b[:])
+		h := maphash.Bytes(seed, b[:])
+		if id.name != "" {
+			h ^= maphash.String(seed, id.name)
+		}
+		return h
 	}
 	return maphash.String(seed, id.Name())
 }

@@ -62,8 +62,11 @@ func SetMaskKey(secret string) {
 // as "key:" and 12 hex digits of a keyed hash, followed for a value of at
 // least 16 bytes by "…" and its last 4 characters when those are ASCII
 // letters, digits, '-', '_' or '.': "key:3f9a1c0d7b2e…Xk2e". It allocates.
+//
+// A fingerprint or composed identity is shown as String writes it: its
+// name is already a hash (FingerprintKey).
 func (id ID) Masked() string {
-	if id.name == "" {
+	if id.name == "" || IsFingerprintKey(id.name) {
 		return id.String()
 	}
 	mac := hmac.New(sha256.New, maskKey.Load()[:])

@@ -232,6 +232,9 @@ type Sources struct {
 	// flowlock_listener_closed_connections_total{listener,reason}, the
 	// connection caps and peer allow-lists at work.
 	Listeners func() []ListenerCounts
+	// FlaggedFingerprints: flowlock_fingerprint_flagged, TLS fingerprints
+	// flagged now by the quarantines of identities carrying them.
+	FlaggedFingerprints func() float64
 }
 
 // ListenerCounts are one listener's connection figures.
@@ -273,6 +276,7 @@ func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 	gauge("risk", "tracked_identities", "Identities whose request timing is tracked now.", src.TrackedIdentities)
 	gauge("quarantine", "active", "Identities in quarantine now.", src.ActiveQuarantines)
 	gauge("shared", "redis_up", "1 while this replica shares detection and quarantine through Redis, 0 while it decides on local state.", src.SharedUp)
+	gauge("fingerprint", "flagged", "TLS fingerprints flagged now: enough distinct identities carrying them were quarantined recently; new ones are confirmed faster, never banned.", src.FlaggedFingerprints)
 	if src.RiskEvictions != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "risk", Name: "evictions_total",

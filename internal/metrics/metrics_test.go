@@ -71,6 +71,7 @@ func newGathered(t *testing.T) (*prometheus.Registry, *Metrics) {
 		Listeners: func() []ListenerCounts {
 			return []ListenerCounts{{Name: "grpc", Open: 3, Evicted: 7}, {Name: "http", Open: 1, Denied: 2}}
 		},
+		FlaggedFingerprints: func() float64 { return 2 },
 	})
 	record(t, m)
 	return reg, m

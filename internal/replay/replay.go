@@ -110,7 +110,8 @@ func Run(ctx context.Context, recs []Record, cfg config.Config) ([]Result, Summa
 			nextSweep = tick.Add(every)
 		}
 
-		client := stack.Rules.Resolve(rec.Addr, rec.XFF, rec.Header(stack.Rules.IdentityHeader))
+		// Access logs hold headers, never Envoy's metadata: no JWT claim.
+		client := stack.Rules.ResolveWith(rec.Addr, rec.XFF, rec.Header(stack.Rules.IdentityHeader), "", rec.Header(stack.Rules.FingerprintHeader))
 		d := stack.Policy.Decide(authz.Request{Client: client, Path: rec.Path, Now: now, UserAgent: rec.Header("user-agent")})
 		sum.Records++
 		if client.ID.IsZero() {

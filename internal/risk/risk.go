@@ -95,6 +95,11 @@ type Verdict struct {
 	// Requests is the number of requests seen for this identity
 	// (saturating at 2³²−1).
 	Requests uint32
+	// Consecutive is how many consecutive evaluations, up to this one,
+	// scored at least Threshold (saturating at 255): a policy with a prior
+	// against the client (a flagged fingerprint) may confirm before
+	// Confirm.
+	Consecutive uint8
 }
 
 // Summary describes one tracked identity for operators.
@@ -293,6 +298,8 @@ func (e *Engine) verdict(st *state, now int64) Verdict {
 		Confirmed: st.over >= e.confirm && !shared,
 		Shared:    shared,
 		Requests:  st.n,
+
+		Consecutive: st.over,
 	}
 }
 

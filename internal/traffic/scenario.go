@@ -55,6 +55,10 @@ type Scenario struct {
 	// ExcludedPaths are the routes an operator would leave out of timing
 	// (--exclude-path), such as H6's poller route.
 	ExcludedPaths []string
+	// RotateEvery, when above 0, moves each client to a new address after
+	// that many requests (a bot rotating through proxies): Request.Hop
+	// counts the moves. Identities keyed by address then change with it.
+	RotateEvery int
 
 	// member builds client i of n, drawing from r; it returns the client's
 	// process and user agent.
@@ -62,6 +66,10 @@ type Scenario struct {
 	// rotateAgents, when set, replaces the members' user agents: every
 	// request carries one drawn at random from it (a bot faking a crowd).
 	rotateAgents []string
+	// fingerprint returns client i of n's TLS fingerprint; nil for a
+	// scenario that models none. It draws no random numbers, so adding one
+	// leaves the times unchanged.
+	fingerprint func(i, n int) string
 }
 
 // Scenarios returns every scenario in a stable order, humans (H1–H13) then
@@ -333,6 +341,12 @@ var all = []Scenario{
 			}
 			return humans(h1Model, desktopAgents)(i, n, r)
 		},
+		fingerprint: func(i, n int) string {
+			if i == n-1 {
+				return ScriptFingerprint
+			}
+			return BrowserFingerprint(i)
+		},
 	},
 	{
 		ID: "B2-ua", Name: "rotating-ua-20pct-2s", Family: "B2", Label: Bot, Horizon: min30, Clients: 1,
@@ -341,6 +355,33 @@ var all = []Scenario{
 		member:       bots(gap{kind: gapUniform, a: 1.6, b: 2.4}, botFixed, scriptAgents),
 		rotateAgents: append(append([]string(nil), desktopAgents...), mobileAgents...),
 	},
+	// Identity composition (--identity, --fingerprint-header): scenarios
+	// whose clients carry TLS fingerprints.
+	{
+		ID: "H14", Name: "nat-browsers", Family: "H14", Label: Human, Horizon: min30, Clients: 20,
+		Description: "an office NAT of 20 humans, each on a browser build of its own (distinct TLS fingerprints)",
+		Params:      "20 × H1, starts staggered U[0, 60s]; member i has fingerprint browser-i",
+		member:      humans(h1Model, desktopAgents),
+		fingerprint: func(i, _ int) string { return BrowserFingerprint(i) },
+	},
+	{
+		ID: "B13", Name: "rotating-bot", Family: "B13", Label: Bot, Horizon: min30, Clients: 1,
+		Description: "a jittered 2 s bot that moves to a new address every 50 requests and keeps its TLS stack",
+		Params:      "U[1.6s, 2.4s]; one endpoint; new address every 50 requests; one fingerprint",
+		RotateEvery: 50,
+		member:      bots(gap{kind: gapUniform, a: 1.6, b: 2.4}, botFixed, scriptAgents),
+		fingerprint: func(int, int) string { return ScriptFingerprint },
+	},
+}
+
+// ScriptFingerprint is the TLS fingerprint of the scripted clients of the
+// fingerprinted scenarios (a JA4 of an HTTP library, not a browser), and
+// BrowserFingerprint(i) that of browser build i.
+const ScriptFingerprint = "t13d1311h1_e8f1e7e78f70_3c5b8b3e2d4f"
+
+// BrowserFingerprint returns a JA4-shaped fingerprint for browser build i.
+func BrowserFingerprint(i int) string {
+	return "t13d1516h2_8daaf6152771_" + strconv.Itoa(100000+i) + "beef0"
 }
 
 func init() {

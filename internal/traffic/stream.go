@@ -21,6 +21,14 @@ type Request struct {
 	// scenario's Clients merged on this identity (0 for single-client
 	// scenarios). In B12 (nat-bot) the last member is the bot.
 	Member int
+	// Fingerprint is the member's TLS fingerprint, as a proxy would pass
+	// it (a JA4-shaped label), for scenarios that model one (B12, H14,
+	// B13); "" otherwise.
+	Fingerprint string
+	// Hop counts the addresses a rotating client has left behind
+	// (Scenario.RotateEvery): 0 for its first address, then 1, 2, ...; 0
+	// for every other client.
+	Hop int
 }
 
 // Option changes how a stream is generated.
@@ -51,8 +59,11 @@ type Stream struct {
 	noise   *rand.Rand    // observation noise; separate, so Raw sees the same process
 	last    time.Duration // offset of the last observed request
 	members []member      // a binary min-heap on (ev.at, idx)
-	rotate  []string      // see Scenario.rotateAgents
-	agents  *rand.Rand    // draws from rotate; separate, so the process is unchanged
+	uaPool  []string      // see Scenario.rotateAgents
+	uaDraw  *rand.Rand    // draws from uaPool; separate, so the process is unchanged
+	fps     []string      // per member: its fingerprint; nil when the scenario models none
+	rotate  int           // Scenario.RotateEvery
+	sent    []int         // per member, requests sent so far, with rotate > 0
 }
 
 // member is one client of a stream, with its pending request.
@@ -85,8 +96,8 @@ func (s Scenario) Stream(seed uint64, start time.Time, opts ...Option) *Stream {
 	salt := scenarioSalt(s.ID)
 	st.noise = rand.New(rand.NewPCG(seed, mix(salt, 1<<63)))
 	if len(s.rotateAgents) > 0 {
-		st.rotate = s.rotateAgents
-		st.agents = rand.New(rand.NewPCG(seed, mix(salt, 1<<62)))
+		st.uaPool = s.rotateAgents
+		st.uaDraw = rand.New(rand.NewPCG(seed, mix(salt, 1<<62)))
 	}
 	n := max(1, s.Clients)
 	st.members = make([]member, n)
@@ -97,6 +108,15 @@ func (s Scenario) Stream(seed uint64, start time.Time, opts ...Option) *Stream {
 	}
 	for i := n/2 - 1; i >= 0; i-- {
 		st.down(i)
+	}
+	if s.fingerprint != nil {
+		st.fps = make([]string, n)
+		for i := range n {
+			st.fps[i] = s.fingerprint(i, n)
+		}
+	}
+	if s.RotateEvery > 0 {
+		st.rotate, st.sent = s.RotateEvery, make([]int, n)
 	}
 	return st
 }
@@ -122,8 +142,15 @@ func (st *Stream) Next() (Request, bool) {
 		UserAgent: top.ua,
 		Member:    top.idx,
 	}
-	if st.rotate != nil {
-		req.UserAgent = pick(st.agents, st.rotate)
+	if st.uaPool != nil {
+		req.UserAgent = pick(st.uaDraw, st.uaPool)
+	}
+	if st.fps != nil {
+		req.Fingerprint = st.fps[top.idx]
+	}
+	if st.rotate > 0 {
+		req.Hop = st.sent[top.idx] / st.rotate
+		st.sent[top.idx]++
 	}
 	top.ev = top.p.next()
 	st.down(0)

@@ -40,6 +40,7 @@ func TestScenarioTable(t *testing.T) {
 		"B1-0.5s", "B1-2s", "B1-10s", "B1-60s", "B2-5", "B2-20", "B2-50", "B2b", "B2c",
 		"B3-5", "B3-20", "B3-50", "B4", "B5", "B5b", "B6", "B7", "B8", "B9", "B10", "B10b", "B11", "B12",
 		"B2-ua",
+		"H14", "B13", // identity composition: fingerprints, a rotating address
 	}
 	outOfScope := []string{"B5b", "B6", "B7", "B8", "B9", "B10b", "B12"}
 
@@ -691,6 +692,54 @@ func TestRotatingAgents(t *testing.T) {
 	for ua := range agents {
 		if !strings.HasPrefix(ua, "Mozilla/5.0") {
 			t.Errorf("user agent %q is not a browser's", ua)
+		}
+	}
+}
+
+// TestFingerprintsAndRotation: the fingerprinted scenarios carry one
+// fingerprint per member, B13 moves address every RotateEvery requests,
+// and the rest carry neither; B12's times are those it had before it
+// carried fingerprints (the fingerprint draws no random numbers).
+func TestFingerprintsAndRotation(t *testing.T) {
+	start := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for _, name := range []string{"H14", "B12", "B13", "H7", "B1-2s"} {
+		sc, _ := Lookup(name)
+		st := sc.Stream(3, start)
+		fps := map[int]string{}
+		n := 0
+		for req, ok := st.Next(); ok; req, ok = st.Next() {
+			if prev, seen := fps[req.Member]; seen && prev != req.Fingerprint {
+				t.Fatalf("%s: member %d changed fingerprint", name, req.Member)
+			}
+			fps[req.Member] = req.Fingerprint
+			if want := n / max(sc.RotateEvery, 1); sc.RotateEvery > 0 && req.Hop != want {
+				t.Fatalf("%s: request %d at hop %d, want %d", name, n, req.Hop, want)
+			} else if sc.RotateEvery == 0 && req.Hop != 0 {
+				t.Fatalf("%s: hop %d without rotation", name, req.Hop)
+			}
+			n++
+		}
+		distinct := map[string]bool{}
+		for _, fp := range fps {
+			distinct[fp] = true
+		}
+		switch name {
+		case "H14":
+			if len(distinct) != sc.Clients {
+				t.Errorf("H14: %d fingerprints for %d browsers", len(distinct), sc.Clients)
+			}
+		case "B12":
+			if fps[sc.Clients-1] != ScriptFingerprint || len(distinct) != sc.Clients {
+				t.Errorf("B12: the bot has %q; %d fingerprints", fps[sc.Clients-1], len(distinct))
+			}
+		case "B13":
+			if len(distinct) != 1 || fps[0] != ScriptFingerprint || n < 10*sc.RotateEvery {
+				t.Errorf("B13: fingerprints %v over %d requests", distinct, n)
+			}
+		default:
+			if !distinct[""] || len(distinct) != 1 {
+				t.Errorf("%s carries fingerprints %v", name, distinct)
+			}
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/crowd"
+	"github.com/flowlock/flowlock/internal/fingerprint"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/redisstore"
@@ -34,6 +35,10 @@ type Stack struct {
 	Lists      *quarantine.Lists
 	Rules      authz.ClientRules
 	Policy     *authz.Policy
+	// Evidence is the record of quarantined TLS fingerprints; nil without
+	// --fingerprint-header or with --fingerprint-flag-after 0. It is this
+	// replica's own: replicas do not share it.
+	Evidence *fingerprint.Evidence
 	// Replica links this stack to the other replicas through Redis; nil
 	// without --redis-addr. The caller starts it (Start) and runs it
 	// (Run); until then it decides on local state.
@@ -85,6 +90,14 @@ func Build(cfg config.Config, x Extra) *Stack {
 			IPv6Prefix:     cfg.IPv6Prefix,
 		},
 	}
+	s.Rules.ClaimNamespace, s.Rules.ClaimPath = JWTNamespace, cfg.ClaimPath()
+	s.Rules.FingerprintHeader = cfg.FingerprintHeader
+	s.Rules.Compose, _ = authz.ParseCompose(cfg.Identity) // validated by config
+	if cfg.FingerprintHeader != "" {
+		s.Evidence = fingerprint.New(fingerprint.Options{
+			FlagAfter: cfg.FingerprintFlagAfter, Window: cfg.FingerprintWindow, CalmLimit: cfg.FingerprintCalmLimit,
+		})
+	}
 	var observer authz.Observer // nil: the engine
 	if cfg.RedisAddr != "" {
 		s.Replica = shared.New(shared.Options{
@@ -106,6 +119,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		Mode:         mode,
 		ExcludePaths: cfg.ExcludePaths,
 		Crowd:        crowd.New(0, 0),
+		Evidence:     s.Evidence,
 		Logger:       x.Logger,
 	})
 	if s.Replica != nil {
@@ -120,6 +134,11 @@ func Build(cfg config.Config, x Extra) *Stack {
 	}
 	return s
 }
+
+// JWTNamespace is the dynamic metadata namespace of Envoy's jwt_authn
+// filter, where --identity-jwt-claim is read: ext_authz forwards it when
+// its metadata_context_namespaces lists it.
+const JWTNamespace = "envoy.filters.http.jwt_authn"
 
 // RedisOptions returns the shared store's options from cfg.
 func RedisOptions(cfg config.Config) redisstore.Options {
