@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
@@ -168,6 +169,9 @@ type Options struct {
 	// 0 means one hour.
 	DenyListRetryAfter time.Duration
 	Logger             *slog.Logger // nil discards
+	// Fleet is told of every timed request, to find fleets off the Check
+	// path; nil tells nothing.
+	Fleet *fleet.Detector
 }
 
 // Policy is the decision shared by every transport. It is safe for
@@ -183,6 +187,7 @@ type Policy struct {
 	exclude  []string
 	denyWait int
 	log      *slog.Logger
+	fleet    *fleet.Detector
 }
 
 // NewPolicy returns a policy over the given engine and quarantine.
@@ -213,6 +218,7 @@ func NewPolicy(o Options) *Policy {
 		exclude:  append([]string(nil), o.ExcludePaths...),
 		denyWait: int((wait + time.Second - 1) / time.Second),
 		log:      log.With("component", "policy"),
+		fleet:    o.Fleet,
 	}
 }
 
@@ -245,6 +251,7 @@ func (p *Policy) decide(r Request) Decision {
 		v, _ = p.engine.Peek(id, r.Now)
 	} else {
 		v = p.observer.Observe(id, r.Now)
+		p.fleet.Note(id, r.Path, r.Now) // fleet detection: a non-blocking hand-over
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
 )
@@ -358,6 +359,12 @@ type Config struct {
 	// listener. A client CA there locks out probes that present no
 	// certificate (the kubelet's). Default "": plaintext.
 	HTTPTLSCert, HTTPTLSKey, HTTPClientCA string
+
+	// FleetMinMembers is the smallest group of identities sharing one
+	// schedule or script that internal/fleet calls a fleet and
+	// quarantines (reason "fleet"). 0 turns fleet detection off. Range 0
+	// or 5-100000. Default 20.
+	FleetMinMembers int
 }
 
 // RedisAddrs returns RedisAddr split at commas, nil when it is "".
@@ -410,6 +417,7 @@ func Default() Config {
 		GRPCMaxConns:         1024,
 		HTTPMaxConns:         256,
 		ForwardAuthMaxConns:  1024,
+		FleetMinMembers:      fleet.DefaultMinMembers,
 	}
 }
 

@@ -121,6 +121,7 @@ func TestDefault(t *testing.T) {
 		{"http-tls-cert", ""},
 		{"http-tls-key", ""},
 		{"http-client-ca", ""},
+		{"fleet-min-members", 20},
 	}
 	if len(tests) != len(settings) {
 		t.Errorf("test lists %d settings, the table has %d", len(tests), len(settings))
@@ -204,6 +205,7 @@ func TestLoadGoodFile(t *testing.T) {
 		HTTPTLSCert:           filepath.Join("testdata", "tls", "http.crt"),
 		HTTPTLSKey:            filepath.Join("testdata", "tls", "http.key"),
 		HTTPClientCA:          filepath.Join("testdata", "tls", "ops-ca.pem"),
+		FleetMinMembers:       50,
 	}
 	if d := diffConfig(got, want); d != "" {
 		t.Errorf("Load(good.yaml) differs:%s", d)

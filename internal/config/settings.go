@@ -169,6 +169,8 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.HTTPTLSKey }},
 	{name: "http-client-ca", metavar: "FILE", help: "PEM CAs whose client certificates the HTTP listener requires (mutual TLS; kubelet probes have none)", path: true,
 		field: func(c *Config) any { return &c.HTTPClientCA }},
+	{name: "fleet-min-members", metavar: "N", help: "quarantine fleets: N or more identities sharing one schedule or script (reason fleet; 0 = off)",
+		field: func(c *Config) any { return &c.FleetMinMembers }},
 }
 
 // envName returns the environment variable of a flag name.

@@ -59,6 +59,18 @@ type Scenario struct {
 	// member builds client i of n, drawing from r; it returns the client's
 	// process and user agent.
 	member func(i, n int, r *rand.Rand) (proc, string)
+
+	// Spread is, for a group scenario (Groups), the number of identities
+	// the clients send from: client i from identity Identity(i). 0 for
+	// the scenarios of one identity.
+	Spread int
+	// Fleet is, for a group scenario, how many of the first clients are
+	// a fleet of bots; the others are people.
+	Fleet int
+	// group builds client i of n of a group scenario, like member, with
+	// common, a generator that starts alike for every client of a stream
+	// (a fleet's controller).
+	group func(i, n int, r, common *rand.Rand) (proc, string)
 }
 
 // Scenarios returns every scenario in a stable order, humans (H1–H13) then
