@@ -526,15 +526,19 @@ func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 	if v, ok := d.judged[k]; ok {
 		return v
 	}
+	// Chance is judged from the other identities: the group is left out
+	// of the counts it would otherwise inflate, so a fleet alone on a quiet
+	// site is no less surprising than one in a crowd.
+	c := float64(d.counts[k])
 	expected := math.Inf(1)
 	switch s := t.find(cut, k); s.kind {
 	case Lockstep:
 		// Identities with episodes in all three windows, were they
-		// independent.
-		n := float64(d.episodic)
+		// independent: N·Π(n_w/N) over the others.
+		n := max(float64(d.episodic)-c, 1)
 		expected = n
 		for _, at := range s.v[:minEpisodes] {
-			expected *= float64(d.windows[windowKey(int(s.grid), at)]) / n
+			expected *= max(float64(d.windows[windowKey(int(s.grid), at)])-c, 0) / n
 		}
 	case Period:
 		// The density of periods beside it: the buckets two and three
@@ -546,14 +550,21 @@ func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 		above := d.counts[periodKey(g, b+2)] + d.counts[periodKey(g, b+3)]
 		expected = float64(max(below, above)) / 2
 	case Script:
-		// Runs of these four paths, were paths drawn independently.
-		m := float64(d.scripts)
+		// Runs of these four paths among the other runs, were paths
+		// drawn independently.
+		m := max(float64(d.scripts)-c, 1)
 		expected = m
 		for _, p := range s.v {
-			expected *= float64(d.pathUse[uint32(p)]) / (scriptLen * m)
+			occ := 0.0
+			for _, q := range s.v {
+				if q == p {
+					occ++
+				}
+			}
+			expected *= max(float64(d.pathUse[uint32(p)])-c*occ, 0) / (scriptLen * m)
 		}
 	}
-	v := float64(d.counts[k]) >= surprise*expected
+	v := c >= surprise*expected
 	d.judged[k] = v
 	return v
 }

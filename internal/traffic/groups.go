@@ -78,7 +78,7 @@ var groups = []Scenario{
 		}),
 	},
 	{
-		ID: "F2", Name: "fleet-period", Family: "F2", Label: Bot, Horizon: min15,
+		ID: "F2", Name: "fleet-period", Family: "F2", Label: Bot, Horizon: 20 * time.Minute,
 		Clients: fleetBots + fleetHumans, Spread: fleetBots + fleetHumans, Fleet: fleetBots,
 		Description: "25 slow bots on one configured sleep, each at its own phase and address, among 100 people browsing",
 		Params:      "sleep P ~ U[30s, 300s] per fleet, each gap P·U[0.95, 1.05], phase U[0, P]; a random endpoint; 100 × H1 sessions beside them",
