@@ -215,6 +215,11 @@ type Options struct {
 	// --redis-addr).
 	Sharing func() Sharing
 
+	// Fleets reports the fleets the fleet detector found, for GET
+	// /api/v1/fleets and the page's fleet panel; nil means fleet detection
+	// is off.
+	Fleets func() Fleets
+
 	// Config returns the effective configuration with secrets redacted, for
 	// GET /api/v1/config. It is encoded with encoding/json. nil serves {}.
 	Config func() any
@@ -286,6 +291,7 @@ type server struct {
 	mode       string
 	maxBan     time.Duration
 	sharing    func() Sharing
+	fleets     func() Fleets
 	hub        *hub
 	seq        atomic.Uint64 // numbers stream events
 	showNames  bool          // Options.ShowIdentities
@@ -331,6 +337,7 @@ func newServer(opts Options) *server {
 		metrics:    opts.Metrics,
 		ready:      opts.Ready,
 		sharing:    opts.Sharing,
+		fleets:     opts.Fleets,
 		config:     opts.Config,
 		log:        opts.Logger,
 		version:    opts.Version,
