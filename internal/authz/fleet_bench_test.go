@@ -1,0 +1,51 @@
+package authz
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/fleet"
+	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
+)
+
+// BenchmarkDecideFleet is one decision for 256 allow-listed clients (timed,
+// never quarantined), without a fleet detector ("off", the old policy) and
+// with one ("on": the detector's queue is drained between batches, off the
+// clock, so every note is queued; "full": the queue is full and every note
+// dropped and counted). The difference is fleet detection's cost per Check.
+func BenchmarkDecideFleet(b *testing.B) {
+	lists := quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, nil)
+	var clients [256]Client
+	var rules ClientRules
+	for i := range clients {
+		clients[i] = rules.Resolve(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), "", "")
+	}
+	start := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for _, mode := range []string{"off", "on", "full"} {
+		b.Run(mode, func(b *testing.B) {
+			var d *fleet.Detector
+			if mode != "off" {
+				d = fleet.New(fleet.Options{QueueSize: 1 << 14})
+			}
+			p := NewPolicy(Options{Engine: risk.New(risk.Options{}), Quarantine: quarantine.New(quarantine.Options{}), Lists: lists, Fleet: d})
+			if mode == "full" {
+				for i := range 1 << 14 {
+					d.Note(clients[0].ID, "/", start.Add(time.Duration(i)))
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if mode == "on" && i%(1<<13) == 0 {
+					b.StopTimer()
+					d.Sweep(start.Add(time.Duration(i) * time.Millisecond))
+					b.StartTimer()
+				}
+				p.Decide(Request{Client: clients[i%len(clients)], Path: "/api/items?page=2", Now: start.Add(time.Duration(i) * time.Millisecond)})
+				i++
+			}
+		})
+	}
+}
