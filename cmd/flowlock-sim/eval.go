@@ -308,7 +308,7 @@ func evaluateWith(ctx context.Context, o evalOptions, setup evalSetup) (evalRepo
 	}
 	rep.targets = checkTargets(rep.stats)
 	if len(o.groups) > 0 && setup.rep.n <= 1 {
-		groups, ids := withUnexcludedGroups(o.groups)
+		groups, ids := withUnexcluded(o.groups)
 		trials := make([]int, len(groups))
 		for i, g := range groups {
 			trials[i] = o.streams

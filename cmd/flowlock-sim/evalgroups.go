@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -203,26 +201,13 @@ func runGroups(ctx context.Context, setup evalSetup, scenarios []traffic.Scenari
 			jobs = append(jobs, job{i, k})
 		}
 	}
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	var next, reqs atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(len(jobs)) {
-					return
-				}
-				j := jobs[i]
-				r := setup.runGroup(scenarios[j.sc], seed+uint64(j.k))
-				out[j.sc].res[j.k] = r
-				reqs.Add(int64(r.requests))
-			}
-		})
-	}
-	wg.Wait()
+	var reqs atomic.Int64
+	parallel(ctx, len(jobs), workers, func(i int) {
+		j := jobs[i]
+		r := setup.runGroup(scenarios[j.sc], seed+uint64(j.k))
+		out[j.sc].res[j.k] = r
+		reqs.Add(int64(r.requests))
+	})
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
@@ -400,22 +385,4 @@ refresh route (`+"`--exclude-path /api/refresh`"+`); C2-all is the same crowd wi
 		fmt.Fprintf(w, "| %s | %s. %s |\n", g.id, mdEscape(g.sc.Description), mdEscape(g.sc.Params))
 	}
 	fmt.Fprintln(w)
-}
-
-// withUnexcludedGroups returns groups with, after each that excludes
-// paths, a copy that excludes none, and the ids to show them by (C2 and
-// C2-all), as withUnexcluded does for H6. The copy keeps the scenario's ID,
-// which salts the generator, so both see the same traffic.
-func withUnexcludedGroups(groups []traffic.Scenario) (out []traffic.Scenario, ids []string) {
-	for _, s := range groups {
-		out, ids = append(out, s), append(ids, s.ID)
-		if len(s.ExcludedPaths) > 0 {
-			all := s
-			all.Name = s.Name + "-unexcluded"
-			all.Description = s.Description + "; here with no route excluded"
-			all.ExcludedPaths = nil
-			out, ids = append(out, all), append(ids, s.ID+"-all")
-		}
-	}
-	return out, ids
 }

@@ -140,46 +140,54 @@ func (p evalPlan) run(ctx context.Context) (evalResults, error) {
 		return 0
 	})
 
-	workers := p.workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	var next, reqs atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(len(jobs)) {
-					return
-				}
-				j := jobs[i]
-				sc := p.scenarios[j.sc]
-				seed := p.seed + uint64(j.k)
-				addr := streamAddr(j.k, false)
-				limit := 0
-				if j.sc < len(p.limits) {
-					limit = p.limits[j.sc]
-				}
-				if j.threshold == 0 {
-					var nv traffic.Naive
-					r := p.setup.runStream(sc, seed, addr, &nv, limit)
-					res.main[j.sc][j.k] = r
-					reqs.Add(int64(r.requests))
-					continue
-				}
-				s := p.setup
-				s.threshold = j.threshold
-				r := s.runStream(sc, seed, addr, nil, limit)
-				res.sweep[j.threshold][j.sc][j.k] = r
-				reqs.Add(int64(r.requests))
-			}
-		})
-	}
-	wg.Wait()
+	var reqs atomic.Int64
+	parallel(ctx, len(jobs), p.workers, func(i int) {
+		j := jobs[i]
+		sc := p.scenarios[j.sc]
+		seed := p.seed + uint64(j.k)
+		addr := streamAddr(j.k, false)
+		limit := 0
+		if j.sc < len(p.limits) {
+			limit = p.limits[j.sc]
+		}
+		if j.threshold == 0 {
+			var nv traffic.Naive
+			r := p.setup.runStream(sc, seed, addr, &nv, limit)
+			res.main[j.sc][j.k] = r
+			reqs.Add(int64(r.requests))
+			return
+		}
+		s := p.setup
+		s.threshold = j.threshold
+		r := s.runStream(sc, seed, addr, nil, limit)
+		res.sweep[j.threshold][j.sc][j.k] = r
+		reqs.Add(int64(r.requests))
+	})
 	if err := ctx.Err(); err != nil {
 		return evalResults{}, err
 	}
 	res.reqs = reqs.Load()
 	return res, nil
+}
+
+// parallel calls do(i) for every i in [0, n) from workers goroutines (0:
+// GOMAXPROCS), taking the indexes in order, until ctx is done.
+func parallel(ctx context.Context, n, workers int, do func(i int)) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				do(int(i))
+			}
+		})
+	}
+	wg.Wait()
 }

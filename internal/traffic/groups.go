@@ -3,7 +3,6 @@ package traffic
 import (
 	"math"
 	"math/rand/v2"
-	"strings"
 	"time"
 )
 
@@ -22,14 +21,7 @@ func Groups() []Scenario {
 
 // LookupGroup returns the group scenario whose Name or ID equals name,
 // ignoring case.
-func LookupGroup(name string) (Scenario, bool) {
-	for _, s := range groups {
-		if strings.EqualFold(s.Name, name) || strings.EqualFold(s.ID, name) {
-			return s, true
-		}
-	}
-	return Scenario{}, false
-}
+func LookupGroup(name string) (Scenario, bool) { return lookupIn(groups, name) }
 
 // Identity returns the index of the identity that sends the requests of
 // member m: m itself, or for a scenario with fewer identities than

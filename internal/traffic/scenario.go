@@ -81,8 +81,12 @@ func Scenarios() []Scenario {
 }
 
 // Lookup returns the scenario whose Name or ID equals name, ignoring case.
-func Lookup(name string) (Scenario, bool) {
-	for _, s := range all {
+func Lookup(name string) (Scenario, bool) { return lookupIn(all, name) }
+
+// lookupIn returns the scenario of list whose Name or ID equals name,
+// ignoring case.
+func lookupIn(list []Scenario, name string) (Scenario, bool) {
+	for _, s := range list {
 		if strings.EqualFold(s.Name, name) || strings.EqualFold(s.ID, name) {
 			return s, true
 		}
