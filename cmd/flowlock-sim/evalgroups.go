@@ -378,6 +378,40 @@ refresh route (`+"`--exclude-path /api/refresh`"+`); C2-all is the same crowd wi
 		mdRow(w, r.groups[i].cells())
 	}
 	fmt.Fprintln(w)
+	var by, bp int
+	var caught75 []string
+	for i := range r.groups {
+		g := &r.groups[i]
+		if g.sc.Fleet > 0 {
+			by, bp = by+g.sum.peopleFleet, bp+g.sum.people
+			if w := g.caughtWithin(fleetCatchWithin); w < minFleetCaught {
+				caught75 = append(caught75, fmt.Sprintf("%s %s", g.id, pct0(w)))
+			}
+		}
+	}
+	if bp > 0 {
+		fmt.Fprintf(w, "- **People beside a fleet:** %s of %s quarantined with it. A person whose episodes happen to "+
+			"fall in a fleet's windows, or whose gaps match its sleep, is taken for a member; the chance test keeps "+
+			"it rare, not impossible.\n", num(float64(by)), num(float64(bp)))
+	}
+	if len(caught75) > 0 {
+		fmt.Fprintf(w, "- **Within 15 minutes:** %s. A period member is quarantined on its third agreeing gap, "+
+			"which a bot sleeping up to 300 s reaches only by its fourth request (20 minutes).\n", strings.Join(caught75, ", "))
+	}
+	for i := range r.groups {
+		g := &r.groups[i]
+		if strings.HasSuffix(g.id, "-all") {
+			fmt.Fprintf(w, "- **%s, no route excluded:** %s of the app's users quarantined as a %s fleet. A push that "+
+				"wakes every device at once is a fleet by every measure; put such routes in `--exclude-path`.\n",
+				g.id, ofIDs(g.sum.peopleFleet, g.sum.people), orDash(g.kind()))
+		}
+	}
+	fmt.Fprint(w, `- **Not caught:** a fleet whose bots each draw their own schedule and their own paths shares no
+  signature; nor is a fleet that spreads over more identities than the detector tracks (50,000)
+  without being evicted first. With several replicas each detects on its own share of the Checks
+  until they exchange their notes (docs/RATIONALE.md, "Fleet detection").
+`)
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| id | scenario |")
 	fmt.Fprintln(w, "|---|---|")
 	for i := range r.groups {
