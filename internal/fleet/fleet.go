@@ -167,6 +167,7 @@ type Detector struct {
 	evicted  uint64
 	admitted uint64
 	fleets   []Fleet
+	memberOf map[identity.ID]uint64 // member → its fleet's key, at the last Sweep
 
 	// scratch of Sweep, kept between calls
 	keys     []uint64
@@ -183,15 +184,16 @@ type Detector struct {
 func New(o Options) *Detector {
 	o = withDefaults(o)
 	d := &Detector{
-		o:       o,
-		queue:   make(chan note, o.QueueSize),
-		index:   make(map[identity.ID]int32),
-		paths:   make(map[uint32]string),
-		rng:     rand.New(rand.NewPCG(1, 2)),
-		counts:  make(map[uint64]int32),
-		judged:  make(map[uint64]bool),
-		windows: make(map[uint64]int32),
-		pathUse: make(map[uint32]int32),
+		o:        o,
+		queue:    make(chan note, o.QueueSize),
+		index:    make(map[identity.ID]int32),
+		paths:    make(map[uint32]string),
+		rng:      rand.New(rand.NewPCG(1, 2)),
+		counts:   make(map[uint64]int32),
+		judged:   make(map[uint64]bool),
+		memberOf: make(map[identity.ID]uint64),
+		windows:  make(map[uint64]int32),
+		pathUse:  make(map[uint32]int32),
 	}
 	if o.SampleRate > 0 && o.SampleRate < 1 {
 		d.sample = uint64(o.SampleRate * (1 << 63) * 2)
@@ -295,6 +297,30 @@ func (d *Detector) Fleets() []Fleet {
 	}
 	return out
 }
+
+// Of returns the fleet id belonged to at the last Sweep (without its
+// members), or false: for the explain view.
+func (d *Detector) Of(id identity.ID) (Fleet, bool) {
+	if d == nil {
+		return Fleet{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key, ok := d.memberOf[id]
+	if !ok {
+		return Fleet{}, false
+	}
+	for _, f := range d.fleets {
+		if f.Key == key {
+			f.Members = nil
+			return f, true
+		}
+	}
+	return Fleet{}, false
+}
+
+// MinMembers returns the smallest group the detector calls a fleet.
+func (d *Detector) MinMembers() int { return d.o.MinMembers }
 
 // Stats returns the detector's counters.
 func (d *Detector) Stats() Stats {
@@ -465,6 +491,7 @@ func (d *Detector) analyse(now time.Time) int {
 
 	d.fleets = d.fleets[:0]
 	clear(d.judged)
+	clear(d.memberOf)
 	found := make(map[uint64]int) // key → index in d.fleets
 	started := 0
 	for i := range d.tracks {
@@ -486,6 +513,7 @@ func (d *Detector) analyse(now time.Time) int {
 			d.fleets = append(d.fleets, Fleet{Kind: sig.kind, Key: best, Size: int(size), Signature: d.text(sig)})
 		}
 		f := &d.fleets[fi]
+		d.memberOf[t.id] = best
 		if len(f.Members) < maxShown {
 			f.Members = append(f.Members, t.id)
 		}

@@ -149,6 +149,12 @@ func TestFleets(t *testing.T) {
 			if len(fs) > 0 {
 				t.Logf("%s: %d members: %s", fs[0].Kind, fs[0].Size, fs[0].Signature)
 			}
+			if f, ok := d.Of(addr(0)); !ok || f.Key != fs[0].Key {
+				t.Errorf("Of(fleet member) = %+v, %v", f, ok)
+			}
+			if _, ok := d.Of(addr(999_999)); ok {
+				t.Error("Of(stranger) found a fleet")
+			}
 		})
 	}
 }
