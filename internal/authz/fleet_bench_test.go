@@ -49,3 +49,25 @@ func BenchmarkDecideFleet(b *testing.B) {
 		})
 	}
 }
+
+// TestDecideFleetDoesNotAllocate: with a fleet detector, a decision still
+// allocates nothing, whether its note is queued or dropped.
+func TestDecideFleetDoesNotAllocate(t *testing.T) {
+	d := fleet.New(fleet.Options{QueueSize: 64})
+	var rules ClientRules
+	c := rules.Resolve(netip.MustParseAddr("10.1.0.1"), "", "")
+	p := NewPolicy(Options{Engine: risk.New(risk.Options{}), Quarantine: quarantine.New(quarantine.Options{}),
+		Lists: quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, nil), Fleet: d})
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	p.Decide(Request{Client: c, Path: "/api/x", Now: at}) // the client's state
+	n := testing.AllocsPerRun(500, func() {
+		at = at.Add(time.Second)
+		p.Decide(Request{Client: c, Path: "/api/x", Now: at})
+	})
+	if n != 0 {
+		t.Fatalf("Decide with a fleet detector allocates %v times", n)
+	}
+	if st := d.Stats(); st.Dropped == 0 {
+		t.Fatal("the queue of 64 never filled: the dropping path was not measured")
+	}
+}
