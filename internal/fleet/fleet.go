@@ -130,8 +130,9 @@ type Stats struct {
 // note is one request handed over by Note.
 type note struct {
 	id   identity.ID
-	path string
-	at   int64 // Unix ms
+	path string // "" when hashed already (a long path, not kept)
+	hash uint32 // the path's hash when path is ""
+	at   int64  // Unix ms
 }
 
 // track is the latest requests of one identity, oldest first.
@@ -242,8 +243,15 @@ func (d *Detector) Note(id identity.ID, path string, now time.Time) {
 	if d.sample != 0 && idHash(id) >= d.sample {
 		return
 	}
+	n := note{id: id, path: path, at: now.UnixMilli()}
+	if len(path) > maxPathName {
+		// Queued, a path keeps the request's memory alive until the
+		// drain: only short ones wait, so the queue's memory is bounded
+		// whatever the clients send.
+		n.path, n.hash = "", pathHash(path)
+	}
 	select {
-	case d.queue <- note{id: id, path: path, at: now.UnixMilli()}:
+	case d.queue <- n:
 	default:
 		d.dropped.Add(1)
 	}
@@ -368,7 +376,11 @@ func (d *Detector) drain() {
 	for range cap(d.queue) {
 		select {
 		case n := <-d.queue:
-			d.addHashed(n.id, n.path, pathHash(n.path), n.at)
+			h := n.hash
+			if n.path != "" {
+				h = pathHash(n.path)
+			}
+			d.addHashed(n.id, n.path, h, n.at)
 		default:
 			return
 		}

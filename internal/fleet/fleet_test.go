@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -292,18 +293,26 @@ func TestRace(t *testing.T) {
 func TestBound(t *testing.T) {
 	o := Options{}
 	d := New(o)
+	// Long paths, each its own allocation: a queued note must not keep
+	// them alive.
+	long := strings.Repeat("x", 60<<10)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range 1_000_000 {
-		d.Note(addr(i), "/api/items/"+string(rune('a'+i%26)), t0.Add(time.Duration(i)*time.Millisecond))
+		path := "/api/items/" + string(rune('a'+i%26))
+		if i >= 1_000_000-5000 { // still queued at the end
+
+			path = strings.Clone("/" + long[:60<<10-1-i%7])
+		}
+		d.Note(addr(i), path, t0.Add(time.Duration(i)*time.Millisecond))
 		if i%(DefaultQueueSize/2) == 0 {
 			d.Sweep(t0.Add(time.Duration(i) * time.Millisecond))
 		}
 	}
-	d.Sweep(t0.Add(1000 * time.Second))
 	runtime.GC()
-	runtime.ReadMemStats(&after)
+	runtime.ReadMemStats(&after) // with the last notes still queued
+	d.Sweep(t0.Add(1000 * time.Second))
 	st := d.Stats()
 	if st.Tracked > DefaultMaxIdentities {
 		t.Errorf("tracked %d identities, cap %d", st.Tracked, DefaultMaxIdentities)
