@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
 // Defaults of Options.
@@ -394,11 +395,9 @@ func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) {
 		if len(d.paths) >= maxPaths {
 			clear(d.paths) // names are for display only: start over
 		}
-		name := routeOf(path)
-		if len(name) > maxPathName {
-			name = name[:maxPathName] + "…"
-		}
-		d.paths[ph] = strings.Clone(name)
+		// A client's path, shown on the dashboard: clipped, and with what
+		// a reader cannot see written out.
+		d.paths[ph] = strings.Clone(untrusted.Visible(untrusted.Clip(routeOf(path), maxPathName)))
 	}
 	i, ok := d.index[id]
 	if !ok {

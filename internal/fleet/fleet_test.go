@@ -329,3 +329,28 @@ func TestBound(t *testing.T) {
 	}
 	runtime.KeepAlive(d)
 }
+
+// TestScriptNamesShown: a script's paths are described with invisible
+// characters written out (a right-to-left override here), whatever a
+// client sends.
+func TestScriptNamesShown(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	var reqs []request
+	for _, q := range scriptFleet(r, 0, 25, 15*time.Minute) {
+		q.path = "/api/\u202e" + q.path[len("/api/"):] + strings.Repeat("x", 90)
+		reqs = append(reqs, q)
+	}
+	reqs = append(reqs, loners(r, 1000, 200, 15*time.Minute)...)
+	sortByTime(reqs)
+	d := New(Options{})
+	run(d, reqs, t0.Add(15*time.Minute))
+	fs := d.Fleets()
+	if len(fs) == 0 {
+		t.Fatal("no fleet found")
+	}
+	for _, f := range fs {
+		if strings.ContainsRune(f.Signature, '\u202e') || !strings.Contains(f.Signature, `\u{202E}`) {
+			t.Errorf("signature shows the path as sent: %q", f.Signature)
+		}
+	}
+}
