@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -193,9 +192,8 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
 	})
-	srv.grpc = grpc.NewServer(lis.grpcOptions...)
+	srv.grpc = checker.NewGRPCServer(lis.grpcOptions...) // Check through the lean codec
 	srv.health = health.NewServer()
-	authv3.RegisterAuthorizationServer(srv.grpc, checker)
 	healthpb.RegisterHealthServer(srv.grpc, srv.health)
 	reflection.Register(srv.grpc)
 	srv.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

@@ -145,7 +145,7 @@ func (s evalSetup) runGroup(sc traffic.Scenario, seed uint64) groupResult {
 		}
 		res.requests++
 		j := sc.Identity(req.Member)
-		d := stack.Policy.Decide(authz.Request{Client: clients[j], Path: req.Path, Now: req.TS})
+		d := stack.Policy.Decide(authz.Request{Client: clients[j], Path: req.Path, Now: req.TS, UserAgent: req.UserAgent})
 		if d.Outcome == authz.Admitted && status[j] == free {
 			status[j] = byOwnTiming
 		}

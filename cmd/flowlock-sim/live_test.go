@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
@@ -36,8 +33,7 @@ func startAuthz(t *testing.T, maxSkew time.Duration) (string, *quarantine.List) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, authz.NewServer(authz.ServerOptions{Policy: policy, MaxSkew: maxSkew}))
+	srv := authz.NewServer(authz.ServerOptions{Policy: policy, MaxSkew: maxSkew}).NewGRPCServer() // as flowlock-authz serves
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String(), q

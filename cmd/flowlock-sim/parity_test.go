@@ -88,11 +88,10 @@ func TestServeReplayEvalDecideAlike(t *testing.T) {
 // virtual time as serve does on its clock.
 func checkOverGRPC(t *testing.T, stack *wire.Stack, sweep time.Duration, addr string, reqs []traffic.Request) pathResult {
 	t.Helper()
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, authz.NewServer(authz.ServerOptions{
+	srv := authz.NewServer(authz.ServerOptions{
 		Policy: stack.Policy, Rules: stack.Rules,
 		MaxSkew: 100 * 365 * 24 * time.Hour, // believe the stream's virtual request times
-	}))
+	}).NewGRPCServer() // as flowlock-authz serves
 	lis := bufconn.Listen(1 << 20)
 	go srv.Serve(lis)
 	defer srv.Stop()

@@ -12,6 +12,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -38,7 +40,7 @@ var (
 	// Allow responses are immutable and shared, one per score, so that the
 	// common case builds nothing. gRPC only reads them while marshalling,
 	// which protobuf-go allows concurrently.
-	allowByScore [101]*authv3.CheckResponse
+	allowByScore [101]*checkAnswer
 	riskHeaders  [101]*corev3.HeaderValueOption
 
 	// The constant headers of a deny, shared the same way.
@@ -58,32 +60,21 @@ func overwrite(key, value string) *corev3.HeaderValueOption {
 func init() {
 	for s := range allowByScore {
 		riskHeaders[s] = overwrite(riskHeader, strconv.Itoa(s))
-		allowByScore[s] = &authv3.CheckResponse{
+		allowByScore[s] = newCheckAnswer(&authv3.CheckResponse{
 			Status: okStatus,
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 				Headers: []*corev3.HeaderValueOption{riskHeaders[s]},
 			}},
-		}
+		})
 	}
 }
 
 // allowResponse lets the request through with x-flowlock-risk set for the
 // upstream, and strips any other x-flowlock-* header the client sent.
-func allowResponse(score uint8, http *authv3.AttributeContext_HttpRequest) *authv3.CheckResponse {
+func allowResponse(score uint8, strip []string) *authv3.CheckResponse {
 	score = min(score, 100)
-	var strip []string
-	for k := range http.GetHeaders() {
-		if k != riskHeader && hasPrefixFold(k, headerPrefix) {
-			strip = append(strip, k)
-		}
-	}
-	for _, h := range http.GetHeaderMap().GetHeaders() {
-		if k := h.GetKey(); k != riskHeader && hasPrefixFold(k, headerPrefix) {
-			strip = append(strip, k)
-		}
-	}
-	if strip == nil {
-		return allowByScore[score]
+	if len(strip) == 0 {
+		return allowByScore[score].msg
 	}
 	return &authv3.CheckResponse{
 		Status: okStatus,
@@ -100,7 +91,7 @@ func allowResponse(score uint8, http *authv3.AttributeContext_HttpRequest) *auth
 // answer until its Retry-After ticks down a second or its score moves:
 // rebuilding it costs about 20 allocations on gRPC, 8 on forward-auth.
 var (
-	grpcDenies = newResponseCache[*authv3.CheckResponse]()
+	grpcDenies = newResponseCache[*checkAnswer]()
 	httpDenies = newResponseCache[*httpDeny]()
 )
 
@@ -150,14 +141,37 @@ func (c *responseCache[V]) load(k denyKey) (V, bool) {
 func (c *responseCache[V]) store(k denyKey, v V) { c.slot(k).Store(&cached[V]{key: k, val: v}) }
 
 // cachedDenyResponse is denyResponse through the cache.
-func cachedDenyResponse(d Decision) *authv3.CheckResponse {
+func cachedDenyResponse(d Decision) *authv3.CheckResponse { return cachedDenyAnswer(d).msg }
+
+// cachedDenyAnswer is denyResponse through the cache, with its encoding.
+func cachedDenyAnswer(d Decision) *checkAnswer {
 	k := denyKeyOf(d)
-	if resp, ok := grpcDenies.load(k); ok {
-		return resp
+	if a, ok := grpcDenies.load(k); ok {
+		return a
 	}
-	resp := denyResponse(d)
-	grpcDenies.store(k, resp)
-	return resp
+	a := newCheckAnswer(denyResponse(d))
+	grpcDenies.store(k, a)
+	return a
+}
+
+// A checkAnswer is an immutable CheckResponse with its wire encoding, made
+// once by marshalling it: the generated response stays the one source of
+// what an answer says (the standard codec marshals msg, the lean codec
+// sends wire as it is), and any response cached this way is sent from
+// bytes for free.
+type checkAnswer struct {
+	msg  *authv3.CheckResponse
+	wire mem.BufferSlice // nil when msg does not marshal (see checkCodec.Marshal)
+}
+
+func newCheckAnswer(msg *authv3.CheckResponse) *checkAnswer {
+	a := &checkAnswer{msg: msg}
+	// Deterministic: the same answer is the same bytes (the deny metadata
+	// is a map).
+	if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(msg); err == nil {
+		a.wire = mem.BufferSlice{mem.SliceBuffer(b)}
+	}
+	return a
 }
 
 // denyResponse answers 403 (429 for the volume limit) with Retry-After and

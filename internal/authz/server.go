@@ -7,12 +7,10 @@ import (
 	"runtime/debug"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/flowlock/flowlock/internal/risk"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Record is what one Check reports to a Recorder.
@@ -77,6 +75,8 @@ type ServerOptions struct {
 type Server struct {
 	policy  *Policy
 	rules   ClientRules
+	headers headerTable // the request headers a Check reads
+	claims  *claimPath  // the JWT claim the wire decoder reads; nil for none
 	maxSkew time.Duration
 	now     func() time.Time
 	rec     Recorder
@@ -87,7 +87,8 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 
 // NewServer returns a Check server over the given policy.
 func NewServer(o ServerOptions) *Server {
-	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger}
+	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger,
+		headers: newHeaderTable(o.Rules.IdentityHeader)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -111,26 +112,36 @@ func (nopRecorder) RecordCheck(Record) {}
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	local := s.now()
 	defer func() {
-		// A bug must cost one request its check, never the process: Envoy
-		// fails open on the error, and the panic is logged for a fix.
 		if r := recover(); r != nil {
-			s.log.Error("check panicked", "panic", r, "stack", string(debug.Stack()))
-			s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Start: local, Duration: time.Since(local)})
-			resp, err = nil, status.Error(codes.Internal, "flowlock: internal error")
+			resp, err = nil, s.failed(local, r)
 		}
 	}()
 
-	attrs := req.GetAttributes()
-	http := attrs.GetRequest().GetHttp()
-	src := sourceAddr(attrs.GetSource().GetAddress())
-	client := s.rules.Resolve(src, header(http, "x-forwarded-for"), s.identityHeader(http))
-	now, skewed := requestTime(attrs.GetRequest().GetTime(), local, s.maxSkew)
-	path := http.GetPath()
-	if path == "" {
-		path = header(http, ":path")
+	var in Input
+	readInput(req, s.headers, &in)
+	d := s.decide(ctx, &in, local)
+	if d.Allow {
+		return allowResponse(d.Score, in.Strip), nil
 	}
+	return cachedDenyResponse(d), nil
+}
 
-	d := s.policy.Decide(Request{Client: client, Path: path, Now: now})
+// failed answers a Check that panicked. A bug must cost one request its
+// check, never the process: Envoy fails open on the error, and the panic
+// is logged for a fix.
+func (s *Server) failed(local time.Time, r any) error {
+	s.log.Error("check panicked", "panic", r, "stack", string(debug.Stack()))
+	s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Start: local, Duration: time.Since(local)})
+	return status.Error(codes.Internal, "flowlock: internal error")
+}
+
+// decide is a Check after its request was read: it resolves the client,
+// asks the policy, and records the decision. Every way of reading a
+// CheckRequest ends here.
+func (s *Server) decide(ctx context.Context, in *Input, local time.Time) Decision {
+	client := s.rules.Resolve(in.Source, in.ForwardedFor, in.IdentityValue)
+	now, skewed := requestTime(in.Time, local, s.maxSkew)
+	d := s.policy.Decide(Request{Client: client, Path: in.Path, Now: now, UserAgent: in.UserAgent})
 
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "check",
@@ -138,64 +149,23 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 			slog.Bool("allow", d.Allow), slog.Int("score", int(d.Score)), slog.String("reason", d.Reason),
 			slog.String("fallback", client.Fallback.String()))
 	}
-	if d.Allow {
-		resp = allowResponse(d.Score, http)
-	} else {
-		resp = cachedDenyResponse(d)
-	}
 	s.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Mode: s.policy.Mode(), Score: d.Score, Detector: d.Detector,
 		Excluded: d.Excluded,
-		Fallback: client.Fallback, Cause: client.Cause, Peer: src,
+		Fallback: client.Fallback, Cause: client.Cause, Peer: in.Source,
 		TimeSkewed: skewed, Start: local, Duration: time.Since(local),
 	})
-	return resp, nil
-}
-
-func (s *Server) identityHeader(http *authv3.AttributeContext_HttpRequest) string {
-	if s.rules.IdentityHeader == "" {
-		return ""
-	}
-	return header(http, s.rules.IdentityHeader)
-}
-
-// sourceAddr reads the socket address Envoy saw, or the zero Addr.
-func sourceAddr(a *corev3.Address) netip.Addr {
-	ip, err := netip.ParseAddr(a.GetSocketAddress().GetAddress())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ip.Unmap().WithZone("")
-}
-
-// header returns a request header by lowercase name. Envoy sends headers in
-// the headers map, or, with encode_raw_headers, in header_map; for repeated
-// raw headers the last one wins (the one the nearest proxy wrote).
-func header(http *authv3.AttributeContext_HttpRequest, name string) string {
-	if v, ok := http.GetHeaders()[name]; ok {
-		return v
-	}
-	hm := http.GetHeaderMap().GetHeaders()
-	for i := len(hm) - 1; i >= 0; i-- {
-		if hm[i].GetKey() == name {
-			if v := hm[i].GetValue(); v != "" {
-				return v
-			}
-			return string(hm[i].GetRawValue())
-		}
-	}
-	return ""
+	return d
 }
 
 // requestTime uses the time Envoy stamped on the request when it is within
 // maxSkew of the local clock: it is closer to the client's real rhythm than
 // the time the Check reaches us, after queueing in Envoy and the network.
 // skewed reports a stamp that was present but not believed.
-func requestTime(ts *timestamppb.Timestamp, local time.Time, maxSkew time.Duration) (t time.Time, skewed bool) {
-	if ts == nil || !ts.IsValid() || maxSkew <= 0 {
+func requestTime(t, local time.Time, maxSkew time.Duration) (time.Time, bool) {
+	if t.IsZero() || maxSkew <= 0 {
 		return local, false
 	}
-	t = ts.AsTime()
 	if d := t.Sub(local); d > maxSkew || d < -maxSkew {
 		return local, true
 	}

@@ -40,6 +40,7 @@ type fixture struct {
 	policy *Policy
 	srv    *Server
 	client authv3.AuthorizationClient
+	conn   *grpc.ClientConn
 	now    time.Time
 	recs   *records
 }
@@ -53,6 +54,10 @@ type setup struct {
 	mode    Mode
 	lists   *quarantine.Lists
 	exclude []string
+	// standard serves Check with the generated handler and the standard
+	// codec; by default the fixture serves it as flowlock-authz does,
+	// through the lean codec (NewGRPCServer).
+	standard bool
 }
 
 // newFixture starts the real gRPC server on an in-memory listener; the
@@ -69,9 +74,23 @@ func newFixture(t testing.TB, s setup) *fixture {
 	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude})
 	f.srv = NewServer(ServerOptions{Policy: f.policy, Rules: s.rules, MaxSkew: 5 * time.Second, Now: func() time.Time { return f.now }, Recorder: f.recs})
 
+	var gs *grpc.Server
+	if s.standard {
+		gs = grpc.NewServer()
+		authv3.RegisterAuthorizationServer(gs, f.srv)
+	} else {
+		gs = f.srv.NewGRPCServer()
+	}
+	f.conn = bufconnServe(t, gs)
+	f.client = authv3.NewAuthorizationClient(f.conn)
+	return f
+}
+
+// bufconnServe serves gs on an in-memory listener until the test ends and
+// returns a client connection to it.
+func bufconnServe(t testing.TB, gs *grpc.Server) *grpc.ClientConn {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, f.srv)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
@@ -81,8 +100,7 @@ func newFixture(t testing.TB, s setup) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	f.client = authv3.NewAuthorizationClient(conn)
-	return f
+	return conn
 }
 
 func (f *fixture) check(t testing.TB, req *authv3.CheckRequest) *authv3.CheckResponse {
@@ -174,30 +192,32 @@ func TestCheckEnvoyFixtures(t *testing.T) {
 		{"opa-envoy-plugin-protomap-test.json", ClientRules{}, "127.0.0.1", FallbackNone},
 	}
 	for _, tc := range tests {
-		t.Run(tc.file, func(t *testing.T) {
-			f := newFixture(t, setup{rules: tc.rules})
-			resp := f.check(t, loadFixture(t, tc.file))
-			h := okHeaders(t, resp)
-			if h[riskHeader] == "" {
-				t.Errorf("allow lacks %s: %v", riskHeader, h)
-			}
-			got := tracked(f)
-			if tc.identity == "" {
-				if len(got) != 0 {
-					t.Errorf("tracked %v, want nothing", got)
+		for _, standard := range []bool{false, true} { // both codecs (see NewGRPCServer)
+			t.Run(fmt.Sprintf("%s/standard=%v", tc.file, standard), func(t *testing.T) {
+				f := newFixture(t, setup{rules: tc.rules, standard: standard})
+				resp := f.check(t, loadFixture(t, tc.file))
+				h := okHeaders(t, resp)
+				if h[riskHeader] == "" {
+					t.Errorf("allow lacks %s: %v", riskHeader, h)
 				}
-			} else if len(got) != 1 || got[0] != tc.identity {
-				t.Errorf("tracked %v, want [%s]", got, tc.identity)
-			}
-			if n := len(f.recs.got); n != 1 || f.recs.got[0].Fallback != tc.fallback {
-				t.Errorf("records = %+v, want one with fallback %v", f.recs.got, tc.fallback)
-			}
-			// The fixtures carry request times from years ago: the local
-			// clock must be used and the skew counted.
-			if ts := loadFixture(t, tc.file).GetAttributes().GetRequest().GetTime(); ts != nil && !f.recs.got[0].TimeSkewed {
-				t.Errorf("a request time of %v was not reported as skewed", ts.AsTime())
-			}
-		})
+				got := tracked(f)
+				if tc.identity == "" {
+					if len(got) != 0 {
+						t.Errorf("tracked %v, want nothing", got)
+					}
+				} else if len(got) != 1 || got[0] != tc.identity {
+					t.Errorf("tracked %v, want [%s]", got, tc.identity)
+				}
+				if n := len(f.recs.got); n != 1 || f.recs.got[0].Fallback != tc.fallback {
+					t.Errorf("records = %+v, want one with fallback %v", f.recs.got, tc.fallback)
+				}
+				// The fixtures carry request times from years ago: the local
+				// clock must be used and the skew counted.
+				if ts := loadFixture(t, tc.file).GetAttributes().GetRequest().GetTime(); ts != nil && !f.recs.got[0].TimeSkewed {
+					t.Errorf("a request time of %v was not reported as skewed", ts.AsTime())
+				}
+			})
+		}
 	}
 }
 
@@ -403,10 +423,14 @@ func TestRequestTime(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, skewed := requestTime(tc.ts, local, 0); !got.Equal(local) || skewed {
+			var in Input
+			readInput(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request: &authv3.AttributeContext_Request{Time: tc.ts},
+			}}, newHeaderTable(""), &in)
+			if got, skewed := requestTime(in.Time, local, 0); !got.Equal(local) || skewed {
 				t.Errorf("with --clock-skew 0: %v, %v; want the local clock, not skewed", got, skewed)
 			}
-			got, skewed := requestTime(tc.ts, local, 5*time.Second)
+			got, skewed := requestTime(in.Time, local, 5*time.Second)
 			if !got.Equal(tc.want) || skewed != tc.wantSkewed {
 				t.Errorf("requestTime = %v, %v; want %v, %v", got, skewed, tc.want, tc.wantSkewed)
 			}
