@@ -220,6 +220,10 @@ type Options struct {
 	// GET /api/v1/fingerprints; nil means no fingerprint evidence is kept
 	// (no --fingerprint-header).
 	Fingerprints func(now time.Time) []FlaggedFingerprint
+	// Fleets reports the fleets the fleet detector found, for GET
+	// /api/v1/fleets and the page's fleet panel; nil means fleet detection
+	// is off.
+	Fleets func() Fleets
 
 	// Config returns the effective configuration with secrets redacted, for
 	// GET /api/v1/config. It is encoded with encoding/json. nil serves {}.
@@ -295,6 +299,7 @@ type server struct {
 	// fingerprints lists the flagged TLS fingerprints; nil without
 	// fingerprint evidence (Options.Fingerprints).
 	fingerprints func(now time.Time) []FlaggedFingerprint
+	fleets       func() Fleets // Options.Fleets, may be nil
 	hub          *hub
 	seq          atomic.Uint64 // numbers stream events
 	showNames    bool          // Options.ShowIdentities
@@ -351,6 +356,7 @@ func newServer(opts Options) *server {
 		showNames:    opts.ShowIdentities,
 		badToken:     opts.BadToken,
 		warnings:     opts.Warnings,
+		fleets:       opts.Fleets,
 	}
 	allowed := opts.AllowedHosts
 	if allowed == nil {

@@ -24,6 +24,7 @@ func (s *server) addRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/quarantine", s.handleQuarantine)
 	mux.HandleFunc("GET /api/v1/config", s.handleConfig)
 	mux.HandleFunc("GET /api/v1/fingerprints", s.handleFingerprints)
+	mux.HandleFunc("GET /api/v1/fleets", s.handleFleets)
 	mux.HandleFunc("GET /api/v1/stream", s.handleStream)
 
 	// Admin API: bearer token required.

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/dashboard"
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/risk"
 	"github.com/flowlock/flowlock/internal/wire"
 )
 
@@ -118,6 +120,9 @@ func (b *backend) Explain(id identity.ID, now time.Time) (dashboard.Explanation,
 			Name: f.Name, Value: finite(f.Value), Probability: finite(f.Probability), Gate: finite(f.Gate), Threshold: f.Threshold,
 		}
 	}
+	if d := b.stack.Fleet; d != nil {
+		features = append(features, fleetFeature(d, id))
+	}
 	return dashboard.Explanation{
 		Identity: dashboard.Identity{
 			Identity:    dashboard.IdentityText(x.ID),
@@ -207,4 +212,16 @@ func decisionView(e quarantine.Event) dashboard.Decision {
 		d.Until = e.Until
 	}
 	return d
+}
+
+// fleetFeature is the explain view's line for fleet detection: the size of
+// the fleet id belongs to (0: none), against the smallest group called one.
+func fleetFeature(d *fleet.Detector, id identity.ID) dashboard.Feature {
+	ft := dashboard.Feature{Name: risk.ReasonFleet.String(), Gate: 1,
+		Threshold: fmt.Sprintf(">= %d identities share one schedule or script, 4x more than chance", d.MinMembers())}
+	if f, ok := d.Of(id); ok {
+		ft.Value, ft.Probability = float64(f.Size), 1
+		ft.Threshold += "; shares " + f.Kind.String() + ": " + f.Signature
+	}
+	return ft
 }

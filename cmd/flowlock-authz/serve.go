@@ -95,6 +95,7 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 		stack: wire.Build(cfg, wire.Extra{
 			Logger:        log,
 			OnSharedAdmit: func(r risk.Reason) { m.QuarantineAdmitted(int(r)) },
+			OnFleetAdmit:  func(r risk.Reason) { m.QuarantineAdmitted(int(r)) },
 		}),
 		live: dashboard.NewTracker(),
 	}
@@ -218,6 +219,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 			return nil
 		},
 		Sharing:   s.sharing(),
+		Fleets:    s.fleets(),
 		Config:    configView(s.cfg),
 		Logger:    s.log,
 		Version:   buildVersion(),
@@ -406,6 +408,27 @@ func (s *service) sharing() func() dashboard.Sharing {
 			detail += ": " + st.Err
 		}
 		return dashboard.Sharing{State: "fallback", Detail: detail}
+	}
+}
+
+// fleets returns the dashboard's view of the fleet detector; nil with
+// --fleet-min-members 0.
+func (s *service) fleets() func() dashboard.Fleets {
+	d := s.stack.Fleet
+	if d == nil {
+		return nil
+	}
+	return func() dashboard.Fleets {
+		st := d.Stats()
+		out := dashboard.Fleets{Enabled: true, MinMembers: s.cfg.FleetMinMembers, Tracked: st.Tracked, Dropped: st.Dropped}
+		for _, f := range d.Fleets() {
+			v := dashboard.Fleet{Kind: f.Kind.String(), Signature: f.Signature, Size: f.Size}
+			for _, id := range f.Members {
+				v.Members = append(v.Members, dashboard.IdentityText(id))
+			}
+			out.Fleets = append(out.Fleets, v)
+		}
+		return out
 	}
 }
 

@@ -56,6 +56,7 @@ type evalOptions struct {
 	format    string
 	markdown  bool
 	scenarios []traffic.Scenario
+	groups    []traffic.Scenario // fleets and crowds (traffic.Groups)
 	sweep     bool
 	workers   int
 	strict    bool
@@ -119,12 +120,19 @@ func parseEval(args []string, stderr io.Writer) (evalOptions, error) {
 		return o, usagef("--workers %d: must not be negative", o.workers)
 	}
 	if *names == "" {
-		o.scenarios = traffic.Scenarios()
+		o.scenarios, o.groups = traffic.Scenarios(), traffic.Groups()
 		return o, nil
 	}
 	seen := map[string]bool{}
 	for _, n := range strings.Split(*names, ",") {
 		n = strings.TrimSpace(n)
+		if g, ok := traffic.LookupGroup(n); ok {
+			if !seen[g.ID] {
+				seen[g.ID] = true
+				o.groups = append(o.groups, g)
+			}
+			continue
+		}
 		s, ok := traffic.Lookup(n)
 		if !ok {
 			return o, usagef("--scenarios: unknown scenario %q; one of: %s", n, scenarioNames())
@@ -145,6 +153,9 @@ type evalReport struct {
 	targets   []targetResult
 	requests  int64
 	sweepCols []uint8 // thresholds in the sweep table; nil without one
+
+	// groups are the fleets and crowds (evalgroups.go); nil when none ran.
+	groups []groupStats
 
 	// replicas compares one replica with shared and unshared ones (eval
 	// --replicas N --markdown); nil otherwise.
@@ -180,6 +191,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		err = writeJSON(&buf, &rep)
 	default:
 		err = writeTable(&buf, &rep)
+		if err == nil {
+			err = writeGroupsTable(&buf, &rep)
+		}
 	}
 	if err == nil {
 		if o.output != "" {
@@ -301,6 +315,22 @@ func evaluateWith(ctx context.Context, o evalOptions, setup evalSetup) (evalRepo
 			return evalReport{}, err
 		}
 		rep.requests += rep.identity.requests
+	}
+	if len(o.groups) > 0 && setup.rep.n <= 1 {
+		groups, ids := withUnexcluded(o.groups)
+		trials := make([]int, len(groups))
+		for i, g := range groups {
+			trials[i] = o.streams
+			if trials[i] == 0 {
+				trials[i] = defaultTrials(g)
+			}
+		}
+		gs, reqs, err := runGroups(ctx, plan.setup, groups, ids, trials, o.seed, o.workers)
+		if err != nil {
+			return evalReport{}, err
+		}
+		rep.groups, rep.requests = gs, rep.requests+reqs
+		rep.targets = append(rep.targets, groupTargets(gs)...)
 	}
 	return rep, nil
 }

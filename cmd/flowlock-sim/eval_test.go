@@ -370,3 +370,55 @@ func TestPercentileAndNum(t *testing.T) {
 		t.Errorf("secs = %q", b.String())
 	}
 }
+
+// Margins of TestGroupTargets: fleets caught in at least 80 % of the sampled
+// trials within their window (target 90 %), no person of a crowd
+// quarantined as a fleet (the target itself), and at most 1 % of the
+// people browsing beside a fleet.
+const (
+	marginFleetCaught = 0.80
+	marginBystanders  = 0.01
+)
+
+// TestGroupTargets runs a sample of the fleet and crowd trials (the eval
+// runs 100 per fleet and 20 per crowd) and fails when a target is missed by
+// a clear margin.
+func TestGroupTargets(t *testing.T) {
+	small := raceEnabled || testing.Short()
+	var groups []traffic.Scenario
+	var trials []int
+	var ids []string
+	for _, g := range traffic.Groups() {
+		n := 30
+		switch {
+		case g.Fleet == 0 && small:
+			n = 1
+		case g.Fleet == 0:
+			n = 3
+		case small:
+			n = 10
+		}
+		groups, trials, ids = append(groups, g), append(trials, n), append(ids, g.ID)
+	}
+	stats, reqs, err := runGroups(context.Background(), newSetup(), groups, ids, trials, holdoutSeed, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d requests in %d group scenarios", reqs, len(groups))
+	for i := range stats {
+		g := &stats[i]
+		if g.sc.Fleet > 0 {
+			within := catchWithin(g.sc)
+			if w := g.caughtWithin(within); w < marginFleetCaught {
+				t.Errorf("%s: %s of %d trials caught within %v, want at least %s", g.id, pct1(w), g.trials, within, pct0(marginFleetCaught))
+			}
+			if p := float64(g.sum.peopleFleet) / float64(max(g.sum.people, 1)); p > marginBystanders {
+				t.Errorf("%s: %d of %d people beside the fleet quarantined as a fleet", g.id, g.sum.peopleFleet, g.sum.people)
+			}
+			continue
+		}
+		if g.sum.peopleFleet > 0 {
+			t.Errorf("%s: %d of %d people of a crowd quarantined as a fleet, want 0", g.id, g.sum.peopleFleet, g.sum.people)
+		}
+	}
+}

@@ -23,10 +23,10 @@ func (r *evalReport) command() string {
 	if o.streams != 0 {
 		fmt.Fprintf(&b, " --streams %d", o.streams)
 	}
-	if len(o.scenarios) != len(traffic.Scenarios()) {
-		ids := make([]string, len(o.scenarios))
-		for i, s := range o.scenarios {
-			ids[i] = s.ID
+	if len(o.scenarios) != len(traffic.Scenarios()) || len(o.groups) != len(traffic.Groups()) {
+		var ids []string
+		for _, s := range append(append([]traffic.Scenario(nil), o.scenarios...), o.groups...) {
+			ids = append(ids, s.ID)
 		}
 		b.WriteString(" --scenarios " + strings.Join(ids, ","))
 	}
@@ -189,6 +189,8 @@ the evidence.
 		}
 		fmt.Fprintln(w)
 	}
+
+	writeGroupsMarkdown(w, r) // fleets and crowds (evalgroups.go)
 
 	fmt.Fprint(w, `## Targets
 

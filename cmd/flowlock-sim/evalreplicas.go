@@ -113,6 +113,7 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 	cfg := s.cfg
 	cfg.Mode = config.ModeEnforce
 	cfg.ExcludePaths = sc.ExcludedPaths
+	cfg.FleetMinMembers = 0 // one identity is no fleet: runGroup runs the fleets
 	if s.threshold != 0 {
 		cfg.RiskThreshold = int(s.threshold)
 	}

@@ -870,3 +870,34 @@ function setupMotion() {
 setupMotion();
 updateAdminUI();
 connect();
+
+// ---------------------------------------------------------------- fleets
+
+// The fleet panel asks /api/v1/fleets every 5 s: fleets change at the
+// service's sweep, not per request, so they are not on the stream.
+const FLEET_MEMBERS_SHOWN = 8;
+
+async function refreshFleets() {
+  const res = await fetch('/api/v1/fleets').catch(() => null);
+  if (!res || !res.ok) return;
+  const body = await res.json().catch(() => null);
+  if (!body) return;
+  const box = $('fleet-rows');
+  const fleets = body.fleets || [];
+  box.replaceChildren(...fleets.map((f) => {
+    const shown = (f.members || []).slice(0, FLEET_MEMBERS_SHOWN).join(', ');
+    const more = f.size - Math.min(f.size, FLEET_MEMBERS_SHOWN);
+    return el('div', { class: 'row fleet-row', role: 'listitem', data: { testid: 'fleet-row' } },
+      el('span', { class: 'kind', text: f.kind }),
+      el('span', { class: 'num', text: `${fmtInt(f.size)} ids` }),
+      el('span', { class: 'sig', text: f.signature }),
+      el('span', { class: 'members mono', text: more > 0 ? `${shown} … and ${fmtInt(more)} more` : shown, title: shown }));
+  }));
+  setText($('fleet-sub'), body.enabled
+    ? `groups of ${body.min_members} or more identities sharing one schedule or script; ${fmtInt(body.tracked)} tracked`
+    : 'fleet detection is off (--fleet-min-members 0)');
+  $('fleet-empty').hidden = fleets.length > 0;
+}
+
+refreshFleets();
+setInterval(refreshFleets, 5000);

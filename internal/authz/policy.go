@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/crowd"
 	"github.com/flowlock/flowlock/internal/fingerprint"
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
@@ -186,6 +187,9 @@ type Options struct {
 	// over the threshold instead of Confirm consecutive ones: a prior,
 	// never a ban by itself.
 	Evidence *fingerprint.Evidence
+	// Fleet is told of every timed request, to find fleets off the Check
+	// path; nil tells nothing.
+	Fleet *fleet.Detector
 }
 
 // Policy is the decision shared by every transport. It is safe for
@@ -203,6 +207,7 @@ type Policy struct {
 	crowd    *crowd.Agents
 	log      *slog.Logger
 	evidence *fingerprint.Evidence
+	fleet    *fleet.Detector
 }
 
 // NewPolicy returns a policy over the given engine and quarantine.
@@ -235,6 +240,7 @@ func NewPolicy(o Options) *Policy {
 		crowd:    o.Crowd,
 		log:      log.With("component", "policy"),
 		evidence: o.Evidence,
+		fleet:    o.Fleet,
 	}
 }
 
@@ -268,6 +274,7 @@ func (p *Policy) decide(r Request) Decision {
 	} else {
 		v = p.observer.Observe(id, r.Now)
 		v.Shared = p.noteCrowd(r, v)
+		p.fleet.Note(id, r.Path, r.Now) // fleet detection: a non-blocking hand-over
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
 )
@@ -398,6 +399,11 @@ type Config struct {
 	// fingerprint before it can never be flagged: a fingerprint common
 	// among people is no evidence. Range 1-200. Default 20.
 	FingerprintCalmLimit int
+	// FleetMinMembers is the smallest group of identities sharing one
+	// schedule or script that internal/fleet calls a fleet and
+	// quarantines (reason "fleet"). 0 turns fleet detection off. Range 0
+	// or 5-100000. Default 20.
+	FleetMinMembers int
 }
 
 // RedisAddrs returns RedisAddr split at commas, nil when it is "".
@@ -456,6 +462,7 @@ func Default() Config {
 		FingerprintFlagAfter:  5,
 		FingerprintWindow:     time.Hour,
 		FingerprintCalmLimit:  20,
+		FleetMinMembers:       fleet.DefaultMinMembers,
 	}
 }
 

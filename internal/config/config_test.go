@@ -128,6 +128,7 @@ func TestDefault(t *testing.T) {
 		{"fingerprint-flag-after", 5},
 		{"fingerprint-window", "1h"},
 		{"fingerprint-calm-limit", 20},
+		{"fleet-min-members", 20},
 	}
 	if len(tests) != len(settings) {
 		t.Errorf("test lists %d settings, the table has %d", len(tests), len(settings))
@@ -219,6 +220,7 @@ func TestLoadGoodFile(t *testing.T) {
 		FingerprintFlagAfter:  3,
 		FingerprintWindow:     30 * time.Minute,
 		FingerprintCalmLimit:  50,
+		FleetMinMembers:       50,
 	}
 	if d := diffConfig(got, want); d != "" {
 		t.Errorf("Load(good.yaml) differs:%s", d)

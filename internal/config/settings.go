@@ -183,6 +183,8 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.FingerprintWindow }},
 	{name: "fingerprint-calm-limit", metavar: "N", help: "calm identities carrying a fingerprint that keep it from ever being flagged (1-200)",
 		field: func(c *Config) any { return &c.FingerprintCalmLimit }},
+	{name: "fleet-min-members", metavar: "N", help: "quarantine fleets: N or more identities sharing one schedule or script (reason fleet; 0 = off)",
+		field: func(c *Config) any { return &c.FleetMinMembers }},
 }
 
 // envName returns the environment variable of a flag name.

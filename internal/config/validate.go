@@ -19,6 +19,8 @@ const (
 	maxFactor         = 10
 	maxConfirm        = 20
 	minMaxClients     = 1_000
+	minFleetMembers   = 5 // fewer is a coincidence, not a fleet
+	maxFleetMembers   = 100_000
 	maxMaxClients     = 100_000_000
 	maxClockSkew      = time.Hour
 	minSweepInterval  = 100 * time.Millisecond
@@ -198,6 +200,9 @@ func (c Config) Validate() error {
 	checkNetwork(c, bad)
 	checkIdentitySources(c, bad)
 
+	if c.FleetMinMembers != 0 && (c.FleetMinMembers < minFleetMembers || c.FleetMinMembers > maxFleetMembers) {
+		bad("fleet-min-members", "must be 0 (off) or %d-%d, got %d", minFleetMembers, maxFleetMembers, c.FleetMinMembers)
+	}
 	return errors.Join(errs...)
 }
 

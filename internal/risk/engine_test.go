@@ -392,7 +392,7 @@ func TestExplain(t *testing.T) {
 
 func TestReason(t *testing.T) {
 	rs := Reasons()
-	want := []string{"none", "periodic", "low_entropy", "anti_bursty", "periodic_bursts", "no_pause", "continuity"}
+	want := []string{"none", "periodic", "low_entropy", "anti_bursty", "periodic_bursts", "no_pause", "continuity", "fleet"}
 	if len(rs) != len(want) {
 		t.Fatalf("Reasons() has %d entries, want %d", len(rs), len(want))
 	}

@@ -26,6 +26,10 @@ const (
 	// ReasonContinuity means the client was active in nearly every 5-minute bucket for 2 hours
 	// without human burstiness.
 	ReasonContinuity
+	// ReasonFleet means the client is one of a fleet: many identities that
+	// share one schedule or script (internal/fleet). No score component
+	// gives it; the fleet detector quarantines with it.
+	ReasonFleet
 
 	numReasons
 )
@@ -38,6 +42,7 @@ var reasonNames = [numReasons]string{
 	ReasonPeriodicBursts: "periodic_bursts",
 	ReasonNoPause:        "no_pause",
 	ReasonContinuity:     "continuity",
+	ReasonFleet:          "fleet",
 }
 
 // String returns the reason's snake_case name, e.g. "periodic".

@@ -70,6 +70,18 @@ type Scenario struct {
 	// scenario that models none. It draws no random numbers, so adding one
 	// leaves the times unchanged.
 	fingerprint func(i, n int) string
+
+	// Spread is, for a group scenario (Groups), the number of identities
+	// the clients send from: client i from identity Identity(i). 0 for
+	// the scenarios of one identity.
+	Spread int
+	// Fleet is, for a group scenario, how many of the first clients are
+	// a fleet of bots; the others are people.
+	Fleet int
+	// group builds client i of n of a group scenario, like member, with
+	// common, a generator that starts alike for every client of a stream
+	// (a fleet's controller).
+	group func(i, n int, r, common *rand.Rand) (proc, string)
 }
 
 // Scenarios returns every scenario in a stable order, humans (H1–H13) then
@@ -80,8 +92,12 @@ func Scenarios() []Scenario {
 }
 
 // Lookup returns the scenario whose Name or ID equals name, ignoring case.
-func Lookup(name string) (Scenario, bool) {
-	for _, s := range all {
+func Lookup(name string) (Scenario, bool) { return lookupIn(all, name) }
+
+// lookupIn returns the scenario of list whose Name or ID equals name,
+// ignoring case.
+func lookupIn(list []Scenario, name string) (Scenario, bool) {
+	for _, s := range list {
 		if strings.EqualFold(s.Name, name) || strings.EqualFold(s.ID, name) {
 			return s, true
 		}

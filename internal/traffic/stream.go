@@ -90,7 +90,7 @@ func (s Scenario) Stream(seed uint64, start time.Time, opts ...Option) *Stream {
 		opt(&o)
 	}
 	st := &Stream{start: start, horizon: s.Horizon, raw: o.raw}
-	if s.Horizon <= 0 || s.member == nil {
+	if s.Horizon <= 0 || (s.member == nil && s.group == nil) {
 		return st
 	}
 	salt := scenarioSalt(s.ID)
@@ -103,7 +103,13 @@ func (s Scenario) Stream(seed uint64, start time.Time, opts ...Option) *Stream {
 	st.members = make([]member, n)
 	for i := range n {
 		r := rand.New(rand.NewPCG(seed, mix(salt, uint64(i))))
-		p, ua := s.member(i, n, r)
+		var p proc
+		var ua string
+		if s.group != nil {
+			p, ua = s.group(i, n, r, rand.New(rand.NewPCG(seed, mix(salt, 1<<62))))
+		} else {
+			p, ua = s.member(i, n, r)
+		}
 		st.members[i] = member{p: p, ev: p.next(), ua: ua, idx: i}
 	}
 	for i := n/2 - 1; i >= 0; i-- {

@@ -11,12 +11,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/crowd"
 	"github.com/flowlock/flowlock/internal/fingerprint"
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/redisstore"
@@ -43,6 +45,10 @@ type Stack struct {
 	// without --redis-addr. The caller starts it (Start) and runs it
 	// (Run); until then it decides on local state.
 	Replica *shared.Replica
+	// Fleet finds fleets of identities that share one schedule or script
+	// and quarantines their members (reason fleet) at every Sweep; nil
+	// with --fleet-min-members 0.
+	Fleet *fleet.Detector
 }
 
 // Extra is what a stack needs beyond the configuration: things that are
@@ -54,6 +60,9 @@ type Extra struct {
 	// merged stream (off the Check path, so no Check record counts it);
 	// nil tells nobody.
 	OnSharedAdmit func(risk.Reason)
+	// OnFleetAdmit is told of each quarantine the fleet detector starts
+	// (off the Check path, like OnSharedAdmit); nil tells nobody.
+	OnFleetAdmit func(risk.Reason)
 	// Shards overrides the timing engine's shard count; 0 keeps its
 	// default. The simulator runs one identity per stack, where sharding
 	// only costs set-up time.
@@ -109,6 +118,9 @@ func Build(cfg config.Config, x Extra) *Stack {
 		})
 		observer = s.Replica
 	}
+	if cfg.FleetMinMembers > 0 {
+		s.Fleet = fleet.New(fleet.Options{MinMembers: cfg.FleetMinMembers, Admit: s.admitFleet(x.OnFleetAdmit)})
+	}
 	mode, _ := authz.ParseMode(cfg.Mode) // validated by config
 	s.Policy = authz.NewPolicy(authz.Options{
 		Engine:       s.Engine,
@@ -121,6 +133,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		Crowd:        crowd.New(0, 0),
 		Evidence:     s.Evidence,
 		Logger:       x.Logger,
+		Fleet:        s.Fleet,
 	})
 	if s.Replica != nil {
 		policy := s.Policy
@@ -163,7 +176,28 @@ func (s *Stack) Sweep(now time.Time) (expired int) {
 	if s.Replica != nil {
 		s.Replica.Sweep(now)
 	}
+	s.Fleet.Sweep(now) // nil-safe
 	return expired
+}
+
+// admitFleet returns the fleet detector's Admit: the policy's, with the
+// member's own score, so that the allow list holds and the quarantine
+// replicates like any other. A member labelled shared (many people behind
+// one address) is never quarantined for a fleet, as it is never for timing.
+func (s *Stack) admitFleet(told func(risk.Reason)) func(identity.ID, *fleet.Fleet, time.Time) bool {
+	return func(id identity.ID, _ *fleet.Fleet, now time.Time) bool {
+		v, _ := s.Engine.Peek(id, now)
+		if v.Shared {
+			return false
+		}
+		v.Reason, v.Confirmed = risk.ReasonFleet, true
+		addr, _ := id.Addr()
+		_, admitted, _ := s.Policy.Admit(id, addr, v, now)
+		if admitted && told != nil {
+			told(risk.ReasonFleet)
+		}
+		return admitted
+	}
 }
 
 // Run calls Sweep every interval until ctx is done, and passes each count
@@ -175,6 +209,9 @@ func (s *Stack) Run(ctx context.Context, every time.Duration, now func() time.Ti
 	}
 	tk := time.NewTicker(every)
 	defer tk.Stop()
+	var drain sync.WaitGroup
+	defer drain.Wait()
+	drain.Go(func() { s.Fleet.Run(ctx) }) // between sweeps: nil-safe
 	for {
 		select {
 		case <-ctx.Done():
