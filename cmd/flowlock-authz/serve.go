@@ -109,6 +109,12 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 			return float64(st.EvictedActive), float64(st.EvictedHistory)
 		},
 	})
+	if tp := s.stack.Tarpit; tp != nil {
+		s.m.RegisterSources(reg, metrics.Sources{Tarpit: func() (held, overCap float64) {
+			h, o := tp.Stats()
+			return float64(h), float64(o)
+		}})
+	}
 	if rep := s.stack.Replica; rep != nil {
 		s.m.RegisterSources(reg, metrics.Sources{
 			SharedUp: func() float64 {
@@ -191,6 +197,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	rec := recorder{s.m, s.live, newWatch(s.log, s.stack.Rules, 0)}
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
+		Tarpit: s.stack.Tarpit,
 	})
 	srv.grpc = grpc.NewServer(lis.grpcOptions...)
 	srv.health = health.NewServer()
@@ -239,6 +246,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		srv.forwardAuth = &http.Server{
 			Handler: authz.NewForwardAuth(authz.ForwardAuthOptions{
 				Policy: s.stack.Policy, Rules: s.stack.Rules, Recorder: rec, Logger: s.log,
+				Tarpit: s.stack.Tarpit,
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,

@@ -136,6 +136,11 @@ type Decision struct {
 	RetryAfter int
 	// Excluded is true when the path was left out of timing.
 	Excluded bool
+	// Action is how a quarantined client is answered (--quarantine-action):
+	// ActionDeny except for a Quarantined or Admitted outcome in enforce
+	// mode under another action. It is never set for a request that is
+	// allowed, so a calm client is never routed to the decoy or held.
+	Action Action
 }
 
 // Observer records the time of a request for scoring and returns the
@@ -168,6 +173,11 @@ type Options struct {
 	// 0 means one hour.
 	DenyListRetryAfter time.Duration
 	Logger             *slog.Logger // nil discards
+	// Action is how quarantined clients are answered in enforce mode;
+	// the zero value, ActionDeny, answers 403 with Retry-After. The deny
+	// list and the volume limit always deny: only a client that timing
+	// caught is worth deceiving.
+	Action Action
 }
 
 // Policy is the decision shared by every transport. It is safe for
@@ -182,6 +192,7 @@ type Policy struct {
 	mode     Mode
 	exclude  []string
 	denyWait int
+	action   Action
 	log      *slog.Logger
 }
 
@@ -212,6 +223,7 @@ func NewPolicy(o Options) *Policy {
 		mode:     o.Mode,
 		exclude:  append([]string(nil), o.ExcludePaths...),
 		denyWait: int((wait + time.Second - 1) / time.Second),
+		action:   o.Action,
 		log:      log.With("component", "policy"),
 	}
 }
@@ -224,6 +236,9 @@ func (p *Policy) Mode() Mode { return p.mode }
 func (p *Policy) Decide(r Request) Decision {
 	d := p.decide(r)
 	d.Allow = !d.Outcome.Denies() || p.mode == Shadow
+	if !d.Allow && (d.Outcome == Quarantined || d.Outcome == Admitted) {
+		d.Action = p.action
+	}
 	return d
 }
 

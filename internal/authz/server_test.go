@@ -53,6 +53,8 @@ type setup struct {
 	mode    Mode
 	lists   *quarantine.Lists
 	exclude []string
+	action  Action
+	tarpit  *Tarpit
 }
 
 // newFixture starts the real gRPC server on an in-memory listener; the
@@ -66,8 +68,8 @@ func newFixture(t testing.TB, s setup) *fixture {
 		now:    time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC),
 		recs:   &records{},
 	}
-	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude})
-	f.srv = NewServer(ServerOptions{Policy: f.policy, Rules: s.rules, MaxSkew: 5 * time.Second, Now: func() time.Time { return f.now }, Recorder: f.recs})
+	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude, Action: s.action})
+	f.srv = NewServer(ServerOptions{Policy: f.policy, Rules: s.rules, MaxSkew: 5 * time.Second, Now: func() time.Time { return f.now }, Recorder: f.recs, Tarpit: s.tarpit})
 
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()

@@ -358,6 +358,33 @@ type Config struct {
 	// listener. A client CA there locks out probes that present no
 	// certificate (the kubelet's). Default "": plaintext.
 	HTTPTLSCert, HTTPTLSKey, HTTPClientCA string
+
+	// QuarantineAction is how enforce mode answers a client that timing
+	// quarantined: "deny" (403 with Retry-After), "honeypot" (allow with
+	// x-flowlock-route: honeypot, for the proxy to route to a decoy
+	// upstream; see deploy/envoy.yaml) or "tarpit" (the 403 after
+	// TarpitDelay). The deny list and the volume limit always deny.
+	// Default "deny".
+	QuarantineAction string
+
+	// TarpitDelay is how long "tarpit" holds each answer. It must stay
+	// below the proxy's timeout for the check (Envoy's ext_authz timeout,
+	// 250ms in deploy/envoy.yaml; nginx's proxy_read_timeout): a check
+	// that times out fails open and lets the bot through. A Check also
+	// ends its hold 20ms before the deadline Envoy sends with it. Range
+	// 10ms-10s, and below grpc-check-timeout. Default 200ms.
+	TarpitDelay time.Duration
+
+	// TarpitMaxHeld caps the answers held at once across the gRPC and
+	// forward-auth listeners; past it a quarantined client is answered at
+	// once, so the tarpit cannot take the service's capacity. Range 1 to
+	// half of grpc-max-inflight. Default 64.
+	TarpitMaxHeld int
+
+	// HoneypotURL is the base URL of the decoy's records API
+	// (flowlock-honeypot --api-addr), which the dashboard reads to show
+	// what quarantined clients went for. Default "": not shown.
+	HoneypotURL string
 }
 
 // RedisAddrs returns RedisAddr split at commas, nil when it is "".
@@ -410,6 +437,10 @@ func Default() Config {
 		GRPCMaxConns:         1024,
 		HTTPMaxConns:         256,
 		ForwardAuthMaxConns:  1024,
+
+		QuarantineAction: "deny",
+		TarpitDelay:      200 * time.Millisecond,
+		TarpitMaxHeld:    64,
 	}
 }
 

@@ -121,6 +121,10 @@ func TestDefault(t *testing.T) {
 		{"http-tls-cert", ""},
 		{"http-tls-key", ""},
 		{"http-client-ca", ""},
+		{"quarantine-action", "deny"},
+		{"tarpit-delay", "200ms"},
+		{"tarpit-max-held", 64},
+		{"honeypot-url", ""},
 	}
 	if len(tests) != len(settings) {
 		t.Errorf("test lists %d settings, the table has %d", len(tests), len(settings))
@@ -204,6 +208,11 @@ func TestLoadGoodFile(t *testing.T) {
 		HTTPTLSCert:           filepath.Join("testdata", "tls", "http.crt"),
 		HTTPTLSKey:            filepath.Join("testdata", "tls", "http.key"),
 		HTTPClientCA:          filepath.Join("testdata", "tls", "ops-ca.pem"),
+
+		QuarantineAction: "tarpit",
+		TarpitDelay:      150 * time.Millisecond,
+		TarpitMaxHeld:    32,
+		HoneypotURL:      "http://127.0.0.1:8091",
 	}
 	if d := diffConfig(got, want); d != "" {
 		t.Errorf("Load(good.yaml) differs:%s", d)

@@ -196,6 +196,7 @@ func (c Config) Validate() error {
 	}
 
 	checkNetwork(c, bad)
+	checkQuarantineAction(c, bad)
 
 	return errors.Join(errs...)
 }

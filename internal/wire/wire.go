@@ -33,6 +33,9 @@ type Stack struct {
 	Lists      *quarantine.Lists
 	Rules      authz.ClientRules
 	Policy     *authz.Policy
+	// Tarpit holds quarantined clients' answers under
+	// --quarantine-action tarpit, shared by every transport; nil otherwise.
+	Tarpit *authz.Tarpit
 	// Replica links this stack to the other replicas through Redis; nil
 	// without --redis-addr. The caller starts it (Start) and runs it
 	// (Run); until then it decides on local state.
@@ -96,6 +99,10 @@ func Build(cfg config.Config, x Extra) *Stack {
 		observer = s.Replica
 	}
 	mode, _ := authz.ParseMode(cfg.Mode) // validated by config
+	action, _ := authz.ParseAction(cfg.QuarantineAction)
+	if action == authz.ActionTarpit {
+		s.Tarpit = authz.NewTarpit(cfg.TarpitDelay, cfg.TarpitMaxHeld)
+	}
 	s.Policy = authz.NewPolicy(authz.Options{
 		Engine:       s.Engine,
 		Observer:     observer,
@@ -105,6 +112,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		Mode:         mode,
 		ExcludePaths: cfg.ExcludePaths,
 		Logger:       x.Logger,
+		Action:       action,
 	})
 	if s.Replica != nil {
 		policy := s.Policy

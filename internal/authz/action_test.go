@@ -1,0 +1,323 @@
+package authz
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/quarantine"
+)
+
+// ban quarantines ip by hand for an hour.
+func ban(t testing.TB, p *Policy, ip string, now time.Time) {
+	t.Helper()
+	if _, err := p.Ban(identity.FromAddr(netip.MustParseAddr(ip), 64), time.Hour, "manual", now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestQuarantineActionGRPC: through the real gRPC server, a quarantined
+// client is answered as --quarantine-action says, and a calm client is
+// allowed plainly under every action (never routed to the decoy, never
+// held). Shadow mode never deceives: it allows.
+func TestQuarantineActionGRPC(t *testing.T) {
+	const delay = 150 * time.Millisecond
+	for _, tc := range []struct {
+		action   Action
+		mode     Mode
+		honeypot bool // the quarantined client gets the decoy route
+		denied   bool // the quarantined client gets a 403
+		held     bool // ... after the tarpit delay
+	}{
+		{action: ActionDeny, denied: true},
+		{action: ActionHoneypot, honeypot: true},
+		{action: ActionTarpit, denied: true, held: true},
+		{action: ActionHoneypot, mode: Shadow},
+		{action: ActionTarpit, mode: Shadow},
+	} {
+		t.Run(tc.action.String()+"/"+tc.mode.String(), func(t *testing.T) {
+			f := newFixture(t, setup{action: tc.action, mode: tc.mode, tarpit: NewTarpit(delay, 4)})
+			ban(t, f.policy, "203.0.113.7", f.now)
+
+			start := time.Now()
+			resp := f.check(t, request("203.0.113.7", nil))
+			took := time.Since(start)
+			switch {
+			case tc.denied:
+				if resp.GetDeniedResponse().GetStatus().GetCode() != 403 {
+					t.Fatalf("quarantined client: %v, want a 403", resp)
+				}
+			default:
+				h := okHeaders(t, resp)
+				if got := h[routeHeader]; (got == routeHoneypot) != tc.honeypot {
+					t.Errorf("quarantined client's %s = %q, want honeypot: %v", routeHeader, got, tc.honeypot)
+				}
+				if h[riskHeader] == "" {
+					t.Errorf("allow lacks %s: %v", riskHeader, h)
+				}
+			}
+			if held := took >= delay; held != tc.held {
+				t.Errorf("quarantined answer took %v; held for %v: %v, want %v", took, delay, held, tc.held)
+			}
+
+			start = time.Now()
+			calm := f.check(t, request("198.51.100.1", nil))
+			if h := okHeaders(t, calm); h[routeHeader] != "" {
+				t.Errorf("calm client got %s: %q", routeHeader, h[routeHeader])
+			}
+			if took := time.Since(start); took >= delay {
+				t.Errorf("calm client's answer took %v: held", took)
+			}
+		})
+	}
+}
+
+// TestHoneypotAdmittedBot: the request that admits a bot to quarantine is
+// already routed to the decoy, and so is every one after it: the bot sees
+// no 403 at any point.
+func TestHoneypotAdmittedBot(t *testing.T) {
+	f := newFixture(t, setup{action: ActionHoneypot})
+	start := f.now
+	admitted := false
+	for i := 1; i <= 40; i++ {
+		f.now = start.Add(time.Duration(i) * 500 * time.Millisecond)
+		req := request("198.51.100.20", nil)
+		req.Attributes.Request.Time = timestamppb.New(f.now)
+		resp := f.check(t, req)
+		if resp.GetDeniedResponse() != nil {
+			t.Fatalf("request %d denied under honeypot: %v", i, resp)
+		}
+		outcome := f.recs.got[len(f.recs.got)-1].Outcome
+		admitted = admitted || outcome == Admitted
+		if got := okHeaders(t, resp)[routeHeader]; (got == routeHoneypot) != admitted {
+			t.Fatalf("request %d (%v): %s = %q, admitted %v", i, outcome, routeHeader, got, admitted)
+		}
+	}
+	if !admitted {
+		t.Fatal("fixed 500 ms bot never admitted within 40 requests")
+	}
+}
+
+// TestHoneypotOnlyForTiming: the deny list and the volume limit deny even
+// under honeypot; only a client that timing caught is deceived.
+func TestHoneypotOnlyForTiming(t *testing.T) {
+	lists := quarantine.NewLists(nil, []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
+	f := newFixture(t, setup{action: ActionHoneypot, lists: lists})
+	if resp := f.check(t, request("192.0.2.9", nil)); resp.GetDeniedResponse() == nil {
+		t.Errorf("deny-listed client under honeypot: %v, want a 403", resp)
+	}
+}
+
+// TestHoneypotRouteHeaderFromClient: a client cannot route itself with its
+// own x-flowlock-route: a calm client's is removed; a quarantined client's
+// is overwritten, not removed after being set.
+func TestHoneypotRouteHeaderFromClient(t *testing.T) {
+	f := newFixture(t, setup{action: ActionHoneypot})
+	forged := map[string]string{routeHeader: "honeypot", "x-flowlock-other": "1"}
+	calm := f.check(t, request("198.51.100.1", forged)).GetOkResponse()
+	if !slices.Contains(calm.GetHeadersToRemove(), routeHeader) {
+		t.Errorf("calm client's own %s not removed: %v", routeHeader, calm.GetHeadersToRemove())
+	}
+	ban(t, f.policy, "203.0.113.7", f.now)
+	bot := f.check(t, request("203.0.113.7", forged))
+	if okHeaders(t, bot)[routeHeader] != routeHoneypot {
+		t.Errorf("quarantined client not routed: %v", bot)
+	}
+	if rm := bot.GetOkResponse().GetHeadersToRemove(); slices.Contains(rm, routeHeader) || !slices.Contains(rm, "x-flowlock-other") {
+		t.Errorf("headers_to_remove = %v, want x-flowlock-other only", rm)
+	}
+}
+
+// TestHoneypotDoesNotAllocate: a quarantined client's decoy answer is a
+// shared message, as a calm client's allow is (TestCheckAllowDoesNotAllocate):
+// the two cost the same, so timing cannot tell them apart.
+func TestHoneypotDoesNotAllocate(t *testing.T) {
+	f := newFixture(t, setup{action: ActionHoneypot})
+	f.srv.rec = nopRecorder{}
+	ban(t, f.policy, "10.44.0.22", f.now)
+	req := loadFixture(t, "istio-authz-custom-allowed.json")
+	if resp, _ := f.srv.Check(context.Background(), req); resp.GetOkResponse() == nil {
+		t.Fatalf("quarantined client not routed to the decoy: %v", resp)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		f.now = f.now.Add(time.Second)
+		if _, err := f.srv.Check(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("honeypot Check allocated %v times, want 0", allocs)
+	}
+	for s := range 101 {
+		if responseFor(Decision{Score: uint8(s), Action: ActionHoneypot}, nil) != honeypotByScore[s] {
+			t.Fatalf("score %d: honeypot answer is not the shared one", s)
+		}
+	}
+}
+
+// TestTarpitCap: at most max answers are held at once; past that, the
+// answer goes at once and is counted.
+func TestTarpitCap(t *testing.T) {
+	tp := NewTarpit(time.Hour, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if !tp.Hold(ctx) {
+				t.Error("a hold under the cap did not hold")
+			}
+		})
+	}
+	for tp.Holding() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if tp.Hold(context.Background()) {
+		t.Error("a hold over the cap held")
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("over the cap took %v, want at once", took)
+	}
+	cancel() // cancellation ends the holds
+	wg.Wait()
+	if held, over := tp.Stats(); held != 2 || over != 1 || tp.Holding() != 0 {
+		t.Errorf("held %d, over cap %d, holding %d; want 2, 1, 0", held, over, tp.Holding())
+	}
+}
+
+// TestTarpitDeadline: a hold ends before the caller's deadline (Envoy's
+// ext_authz timeout reaches the Check as its deadline), so the tarpit never
+// makes the proxy time out and fail open; with no time left it does not
+// hold at all.
+func TestTarpitDeadline(t *testing.T) {
+	tp := NewTarpit(time.Hour, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	tp.Hold(ctx)
+	if took := time.Since(start); took >= 200*time.Millisecond-tarpitMargin/2 {
+		t.Errorf("hold took %v, past the deadline less the margin", took)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), tarpitMargin/2)
+	defer cancel2()
+	if tp.Hold(short) {
+		t.Error("held with no time left before the deadline")
+	}
+	var nilTarpit *Tarpit
+	if nilTarpit.Hold(context.Background()) || NewTarpit(0, 5) != nil {
+		t.Error("a nil or zero-delay tarpit holds")
+	}
+}
+
+// TestTarpitThroughGRPCDeadline: the same through gRPC, where the deadline
+// travels as grpc-timeout the way Envoy sends its ext_authz timeout.
+func TestTarpitThroughGRPCDeadline(t *testing.T) {
+	f := newFixture(t, setup{action: ActionTarpit, tarpit: NewTarpit(time.Hour, 4)})
+	ban(t, f.policy, "203.0.113.7", f.now)
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	resp, err := f.client.Check(ctx, request("203.0.113.7", nil))
+	if err != nil {
+		t.Fatalf("tarpitted Check missed the deadline (Envoy would fail open): %v", err)
+	}
+	if resp.GetDeniedResponse() == nil {
+		t.Errorf("tarpitted answer = %v, want the 403", resp)
+	}
+}
+
+// TestForwardAuthActions: forward-auth speaks the same actions: 200 with
+// X-Flowlock-Route: honeypot for the proxy to route on, and a held 403.
+func TestForwardAuthActions(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	for _, action := range []Action{ActionDeny, ActionHoneypot, ActionTarpit} {
+		t.Run(action.String(), func(t *testing.T) {
+			f := newFAFixture(t, setup{action: action, rules: ClientRules{TrustedProxies: loopback}, tarpit: NewTarpit(delay, 4)})
+			f.h.now = time.Now // the recorded duration is measured on it
+			ban(t, f.policy, "203.0.113.7", time.Now())
+			start := time.Now()
+			w := f.serve(faRequest("GET", "/check", "127.0.0.1:4000", map[string]string{"X-Forwarded-For": "203.0.113.7"}))
+			took := time.Since(start)
+			wantCode := http.StatusForbidden
+			if action == ActionHoneypot {
+				wantCode = http.StatusOK
+			}
+			if w.Code != wantCode {
+				t.Fatalf("status %d, want %d", w.Code, wantCode)
+			}
+			if got := w.Header().Get(hdrRoute); (got == routeHoneypot) != (action == ActionHoneypot) {
+				t.Errorf("%s = %q", hdrRoute, got)
+			}
+			if action == ActionHoneypot && (w.Header().Get(hdrRisk) == "" || w.Body.Len() != 0) {
+				t.Errorf("honeypot answer is not an allow: %v %q", w.Header(), w.Body)
+			}
+			if (took >= delay) != (action == ActionTarpit) {
+				t.Errorf("answer took %v", took)
+			}
+			if rec := f.last(t); rec.Duration >= delay {
+				t.Errorf("recorded duration %v includes the hold", rec.Duration)
+			}
+			calm := f.serve(faRequest("GET", "/check", "127.0.0.1:4000", map[string]string{"X-Forwarded-For": "198.51.100.1"}))
+			if calm.Code != http.StatusOK || calm.Header().Get(hdrRoute) != "" {
+				t.Errorf("calm client: %d %v", calm.Code, calm.Header())
+			}
+		})
+	}
+}
+
+func TestParseAction(t *testing.T) {
+	for _, a := range []Action{ActionDeny, ActionHoneypot, ActionTarpit} {
+		if got, ok := ParseAction(a.String()); !ok || got != a {
+			t.Errorf("ParseAction(%q) = %v, %v", a, got, ok)
+		}
+	}
+	if _, ok := ParseAction("redirect"); ok {
+		t.Error("ParseAction accepted an unknown action")
+	}
+}
+
+// BenchmarkCheckGRPCAction compares what a calm client's allow and a
+// quarantined client's honeypot answer cost through real gRPC (marshalling
+// and HTTP/2 framing over an in-memory connection): a bot must not be able
+// to tell the decoy by the time the Check takes. The deny is there for
+// scale.
+func BenchmarkCheckGRPCAction(b *testing.B) {
+	for _, name := range []string{"allow", "honeypot", "deny"} {
+		b.Run(name, func(b *testing.B) {
+			var lists *quarantine.Lists
+			action := ActionHoneypot
+			switch name {
+			case "allow":
+				lists = quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.44.0.0/16")}, nil)
+			case "deny":
+				action = ActionDeny
+			}
+			f := newFixture(b, setup{lists: lists, action: action})
+			f.srv.now = time.Now
+			if name != "allow" {
+				ban(b, f.policy, "10.44.0.22", time.Now())
+			}
+			req := loadFixture(b, "istio-authz-custom-allowed.json")
+			req.Attributes.Request.Time = nil
+			ctx := context.Background()
+			var resp *authv3.CheckResponse
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if resp, err = f.client.Check(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if (resp.GetOkResponse() == nil) != (name == "deny") {
+				b.Fatalf("%s answered %v", name, resp)
+			}
+		})
+	}
+}
