@@ -233,6 +233,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		AllowedHosts:   s.cfg.HTTPAllowedHosts,
 		BadToken:       s.m.AdminRejected,
 		Warnings:       warnings(rec.watch),
+		HoneypotURL:    s.cfg.HoneypotURL,
 	})
 	srv.http = &http.Server{
 		Handler:           srv.dashboard,
