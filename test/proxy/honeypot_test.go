@@ -187,4 +187,3 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
-
