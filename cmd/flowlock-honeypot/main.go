@@ -28,37 +28,22 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flowlock/flowlock/internal/decoy"
+	"github.com/flowlock/flowlock/internal/httpcmd"
 	"github.com/flowlock/flowlock/internal/identity"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	default:
-		fmt.Fprintf(os.Stderr, "flowlock-honeypot: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { httpcmd.Main("flowlock-honeypot", run) }
 
 // run is the whole program minus the process, so tests can call it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "healthcheck" {
-		return healthcheck(ctx, args[1:], stdout)
+		return httpcmd.Healthcheck(ctx, args[1:], stdout, "http://127.0.0.1:8091/healthz")
 	}
 	fs := flag.NewFlagSet("flowlock-honeypot", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -103,64 +88,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("listening", "addr", baitLn.Addr().String(), "api_addr", apiLn.Addr().String(), "records", *records)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serve(gctx, baitLn, bait) })
-	g.Go(func() error { return serve(gctx, apiLn, decoy.API(ring)) })
+	g.Go(func() error { return httpcmd.Serve(gctx, baitLn, bait) })
+	g.Go(func() error { return httpcmd.Serve(gctx, apiLn, decoy.API(ring)) })
 	err = g.Wait()
 	log.Info("stopped", "err", err)
-	return err
-}
-
-// serve serves h on ln until ctx is done, then shuts down gracefully. The
-// limits bound what one client can hold: slow headers, a stalled body, an
-// idle connection.
-func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	return err
-}
-
-// healthcheck GETs the API's /healthz and fails unless it answers 200: the
-// image is distroless, with no shell or curl for a container health check.
-func healthcheck(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	url := fs.String("url", "http://127.0.0.1:8091/healthz", "health endpoint to ask")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck %s: status %s", *url, resp.Status)
-	}
-	_, err = fmt.Fprintln(stdout, "ok")
 	return err
 }
