@@ -14,6 +14,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
+	"github.com/flowlock/flowlock/internal/volume"
 )
 
 // ban quarantines ip by hand for an hour.
@@ -107,12 +108,26 @@ func TestHoneypotAdmittedBot(t *testing.T) {
 }
 
 // TestHoneypotOnlyForTiming: the deny list and the volume limit deny even
-// under honeypot; only a client that timing caught is deceived.
+// under honeypot or tarpit, at once; only a client that timing caught is
+// deceived or held.
 func TestHoneypotOnlyForTiming(t *testing.T) {
-	lists := quarantine.NewLists(nil, []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
-	f := newFixture(t, setup{action: ActionHoneypot, lists: lists})
-	if resp := f.check(t, request("192.0.2.9", nil)); resp.GetDeniedResponse() == nil {
-		t.Errorf("deny-listed client under honeypot: %v, want a 403", resp)
+	for _, action := range []Action{ActionHoneypot, ActionTarpit} {
+		lists := quarantine.NewLists(nil, []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
+		f := newFixture(t, setup{action: action, lists: lists, tarpit: NewTarpit(time.Hour, 4)})
+		f.policy.volume = volume.New(volume.Options{Rate: 1, Burst: 1})
+		var codes []int
+		for _, ip := range []string{"192.0.2.9", "198.51.100.5", "198.51.100.5", "198.51.100.5"} {
+			codes = append(codes, int(f.check(t, request(ip, nil)).GetDeniedResponse().GetStatus().GetCode()))
+			if d := f.recs.got[len(f.recs.got)-1]; d.Outcome != Allowed && d.Outcome != DenyListed && d.Outcome != VolumeLimited {
+				t.Fatalf("%v: unexpected outcome %v", action, d.Outcome)
+			}
+		}
+		if want := []int{403, 0, 0, 429}; !slices.Equal(codes, want) {
+			t.Errorf("%v: statuses %v, want %v (deny list and volume limit as always)", action, codes, want)
+		}
+		if held, _ := f.srv.tarpit.Stats(); held != 0 {
+			t.Errorf("%v: the tarpit held %d answers of clients timing did not catch", action, held)
+		}
 	}
 }
 

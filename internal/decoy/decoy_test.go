@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -207,4 +208,35 @@ func TestAPI(t *testing.T) {
 			t.Errorf("limit=%s: %s, want 400", q, resp.Status)
 		}
 	}
+}
+
+// FuzzBait: whatever a request holds, the bait answers valid JSON and the
+// record stays within its bounds and shows no control character.
+func FuzzBait(f *testing.F) {
+	f.Add("GET", "/users/42", "a=1&b=2", "User-Agent", "curl/8", "203.0.113.7")
+	f.Add("POST", "/\x00\u202e/..", "token=x", "Authorization", "Bearer s", "not-an-address")
+	f.Add("PATCH", strings.Repeat("/é", 300), strings.Repeat("k=v&", 200), "X-\u200b", "\xff\xfe", "2001:db8::1")
+	f.Fuzz(func(t *testing.T, method, path, query, hname, hvalue, xff string) {
+		ring := NewRing(4)
+		b := NewBait(BaitOptions{Ring: ring})
+		req := &http.Request{
+			Method: method, URL: &url.URL{Path: path, RawQuery: query}, Host: "api",
+			Header: http.Header{hname: {hvalue}, "X-Forwarded-For": {xff}}, Body: http.NoBody,
+		}
+		w := httptest.NewRecorder()
+		b.ServeHTTP(w, req)
+		if !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("answer is not JSON: %q", w.Body)
+		}
+		r := ring.Latest(1, "")[0]
+		raw, _ := json.Marshal(r)
+		if len(r.Headers) > maxHeaders || len(r.Path) > maxPath+len("…")+16 || len(r.Query) > maxQuery+200 || len(raw) > 16<<10 {
+			t.Fatalf("record out of bounds: %d bytes: %s", len(raw), raw)
+		}
+		for _, s := range []string{r.Method, r.Path, r.Query, r.Identity} {
+			if strings.ContainsFunc(s, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+				t.Fatalf("record shows a control character: %q", s)
+			}
+		}
+	})
 }
