@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"time"
 )
@@ -42,4 +43,19 @@ func checkQuarantineAction(c Config, bad func(flag, format string, args ...any))
 			bad("honeypot-url", "must not carry a user or password")
 		}
 	}
+}
+
+// actionWarnings says what --quarantine-action needs beyond Flow Lock.
+func actionWarnings(c Config) []string {
+	switch {
+	case c.QuarantineAction == "deny":
+		return nil
+	case c.Mode == ModeShadow:
+		return []string{fmt.Sprintf("--quarantine-action %s has no effect in shadow mode, which allows every request", c.QuarantineAction)}
+	case c.QuarantineAction == "honeypot":
+		return []string{"--quarantine-action honeypot allows quarantined clients with x-flowlock-route: honeypot: the proxy must route that header " +
+			"to a decoy (deploy/envoy.yaml: clear_route_cache and the honeypot route; deploy/nginx, deploy/haproxy: the decoy upstream), " +
+			"or they reach the API"}
+	}
+	return nil
 }

@@ -30,6 +30,7 @@ func Warnings(c Config, args, environ []string) []string {
 			"(and remove it from client requests), or any client can pick its identity, rotate it to evade detection, "+
 			"or send another client's value to get that client quarantined", c.IdentityHeader))
 	}
+	out = append(out, actionWarnings(c)...)
 	return out
 }
 
