@@ -186,7 +186,7 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 			}
 		}
 		stack := stacks[pick.IntN(len(stacks))]
-		d := stack.Policy.Decide(authz.Request{Client: client, Path: req.Path, Now: now})
+		d := stack.Policy.Decide(authz.Request{Client: client, Path: req.Path, Now: now, UserAgent: req.UserAgent})
 		if d.Score > res.maxScore || res.maxReason == "" {
 			res.maxScore, res.maxReason = d.Score, d.Reason
 		}

@@ -11,9 +11,8 @@ var (
 	singleHumans = []string{"H1", "H2", "H3", "H4", "H5", "H11", "H12", "H13"}
 	sharedHumans = []string{"H7", "H8", "H9"}
 	// sharedLabel are the scenarios with the labelled-shared target. H7
-	// (10 humans) misses it: the label needs evidence of concurrency that
-	// ten people rarely give within 2 minutes (docs/detection.md, Known
-	// blind spots); the target is reported as failing, not dropped.
+	// (10 humans) meets it through crowd evidence (distinct user agents
+	// with timing that agrees); timing alone rarely does within 2 minutes.
 	sharedLabel = []string{"H7", "H8", "H9"}
 	fixedBots   = []string{"B1-0.5s", "B1-2s", "B1-10s", "B1-60s"}
 	lowJitter   = []string{"B2-5", "B2-20", "B3-5", "B3-20"}
@@ -47,6 +46,9 @@ type botTarget struct {
 var botTargets = []botTarget{
 	{fixedBots, "fixed interval 0.5-60 s: TPR >= 99 %, median RTD <= 20", 0.99, 0, 20},
 	{lowJitter, "jitter <= 20 %: >= 99 % within 60 requests", 0.99, 60, 0},
+	// A user agent per request must not buy the shared label (crowd
+	// evidence needs timing to agree): caught as B2-20 is.
+	{[]string{"B2-ua"}, "jitter 20 % rotating user agents: >= 99 % within 60 requests", 0.99, 60, 0},
 	{highJitter, "jitter 50 % (uniform, Gaussian, Cobalt): >= 95 % within 150 requests", 0.95, 150, 0},
 	{[]string{"B4"}, "low-and-slow: >= 95 % within 80 requests", 0.95, 80, 0},
 	{[]string{"B5"}, "sequential scraper: >= 99 % within 70 requests", 0.99, 70, 0},

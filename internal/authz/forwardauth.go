@@ -179,7 +179,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		path = suffix
 	}
 
-	d := f.policy.Decide(Request{Client: client, Path: path, Now: start})
+	d := f.policy.Decide(Request{Client: client, Path: path, Now: start, UserAgent: lastValue(h, "User-Agent")})
 
 	if f.log.Enabled(r.Context(), slog.LevelDebug) {
 		method := lastValue(h, hdrForwardedMethod)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowlock/flowlock/internal/crowd"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/risk"
@@ -114,6 +115,9 @@ type Request struct {
 	Client Client    // identity and address
 	Path   string    // request path, query allowed; used for --exclude-path
 	Now    time.Time // when the request arrived
+	// UserAgent is the request's User-Agent, evidence of how many clients
+	// share the identity (see Options.Crowd); "" when unknown.
+	UserAgent string
 }
 
 // Decision is the policy's answer for one request.
@@ -172,7 +176,11 @@ type Options struct {
 	// DenyListRetryAfter is the Retry-After sent to deny-listed clients;
 	// 0 means one hour.
 	DenyListRetryAfter time.Duration
-	Logger             *slog.Logger // nil discards
+	// Crowd counts distinct user agents per identity; nil means none. Three
+	// or more within its window let the engine label the identity shared
+	// sooner than timing alone would, when timing agrees (risk.Engine.Crowd).
+	Crowd  *crowd.Agents
+	Logger *slog.Logger // nil discards
 	// Action is how quarantined clients are answered in enforce mode;
 	// the zero value, ActionDeny, answers 403 with Retry-After. The deny
 	// list and the volume limit always deny: only a client that timing
@@ -192,6 +200,7 @@ type Policy struct {
 	mode     Mode
 	exclude  []string
 	denyWait int
+	crowd    *crowd.Agents
 	action   Action
 	log      *slog.Logger
 }
@@ -223,6 +232,7 @@ func NewPolicy(o Options) *Policy {
 		mode:     o.Mode,
 		exclude:  append([]string(nil), o.ExcludePaths...),
 		denyWait: int((wait + time.Second - 1) / time.Second),
+		crowd:    o.Crowd,
 		action:   o.Action,
 		log:      log.With("component", "policy"),
 	}
@@ -260,6 +270,7 @@ func (p *Policy) decide(r Request) Decision {
 		v, _ = p.engine.Peek(id, r.Now)
 	} else {
 		v = p.observer.Observe(id, r.Now)
+		v.Shared = p.noteCrowd(r, v)
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 
@@ -284,6 +295,27 @@ func (p *Policy) decide(r Request) Decision {
 	}
 	d.Outcome = Allowed
 	return d
+}
+
+// Crowd evidence is noted only for identities it could change: timed long
+// enough to be labelled, not labelled yet, and scoring below the watch band
+// (risk.Engine.Crowd checks the timing again).
+const (
+	crowdMinRequests = 32
+	crowdMinAgents   = 3
+)
+
+// noteCrowd counts r's user agent for its identity and, when enough
+// distinct ones have been seen, offers the engine the crowd evidence. It
+// returns whether the identity is labelled shared.
+func (p *Policy) noteCrowd(r Request, v risk.Verdict) bool {
+	if p.crowd == nil || v.Shared || v.Reason != risk.ReasonNone || v.Requests < crowdMinRequests {
+		return v.Shared
+	}
+	if p.crowd.Note(r.Client.ID, r.UserAgent, r.Now) < crowdMinAgents {
+		return false
+	}
+	return p.engine.Crowd(r.Client.ID, r.Now)
 }
 
 // Admit quarantines id for the confirmed verdict v at now, unless addr is

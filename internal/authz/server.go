@@ -144,7 +144,7 @@ func (s *Server) hold(ctx context.Context, d Decision) {
 func (s *Server) decide(ctx context.Context, in *Input, local time.Time) Decision {
 	client := s.rules.Resolve(in.Source, in.ForwardedFor, in.IdentityValue)
 	now, skewed := requestTime(in.Time, local, s.maxSkew)
-	d := s.policy.Decide(Request{Client: client, Path: in.Path, Now: now})
+	d := s.policy.Decide(Request{Client: client, Path: in.Path, Now: now, UserAgent: in.UserAgent})
 
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "check",

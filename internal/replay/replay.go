@@ -111,7 +111,7 @@ func Run(ctx context.Context, recs []Record, cfg config.Config) ([]Result, Summa
 		}
 
 		client := stack.Rules.Resolve(rec.Addr, rec.XFF, rec.Header(stack.Rules.IdentityHeader))
-		d := stack.Policy.Decide(authz.Request{Client: client, Path: rec.Path, Now: now})
+		d := stack.Policy.Decide(authz.Request{Client: client, Path: rec.Path, Now: now, UserAgent: rec.Header("user-agent")})
 		sum.Records++
 		if client.ID.IsZero() {
 			sum.NoIdentity++

@@ -36,10 +36,12 @@ var thresholds = struct {
 		100*humanShortMin, 100*humanShortMax, secs(burstGap), 100*humanLongMin, secs(pauseGap),
 		humanMinA, 1-humanDiscount),
 	shared: fmt.Sprintf("> %d intervals, EW burstiness >= %.1f and over %v either >= %.0f req/s or >= %.1f req/s "+
-		"with no pause > %v for %v; renewed while >= %.1f req/s and EW burstiness >= %.1f; holds %v, never confirmed",
+		"with no pause > %v for %v; renewed while >= %.1f req/s and EW burstiness >= %.1f; holds %v, never confirmed; "+
+		"or on crowd evidence (distinct user agents) with >= %d intervals, EW burstiness >= %.1f, >= %.1f req/s "+
+		"and a score below the challenge band, for %v",
 		sharedMinIntervals, sharedMinAEW, secs(rateWindow), sharedFastRate, sharedMinRate,
 		secs(pauseGap), secs(sharedMinStretch*int64(time.Millisecond)), sharedKeepRate, sharedKeepAEW,
-		secs(sharedFor)),
+		secs(sharedFor), crowdMinIntervals, crowdMinAEW, crowdMinRate, secs(crowdFor)),
 }
 
 // secs writes a duration in nanoseconds as seconds, e.g. "3 s".

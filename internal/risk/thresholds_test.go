@@ -18,6 +18,7 @@ func TestThresholdsFollowTheConstants(t *testing.T) {
 		{thresholds.continuity, fmt.Sprintf("above %d", contFloor)},
 		{thresholds.human, fmt.Sprintf("A_n > %.2f", humanMinA)},
 		{thresholds.shared, fmt.Sprintf("> %d intervals", sharedMinIntervals)},
+		{thresholds.shared, fmt.Sprintf("crowd evidence (distinct user agents) with >= %d intervals", crowdMinIntervals)},
 	} {
 		if !strings.Contains(tc.text, tc.want) {
 			t.Errorf("%q does not say %q", tc.text, tc.want)

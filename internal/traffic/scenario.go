@@ -59,6 +59,9 @@ type Scenario struct {
 	// member builds client i of n, drawing from r; it returns the client's
 	// process and user agent.
 	member func(i, n int, r *rand.Rand) (proc, string)
+	// rotateAgents, when set, replaces the members' user agents: every
+	// request carries one drawn at random from it (a bot faking a crowd).
+	rotateAgents []string
 }
 
 // Scenarios returns every scenario in a stable order, humans (H1–H13) then
@@ -330,6 +333,13 @@ var all = []Scenario{
 			}
 			return humans(h1Model, desktopAgents)(i, n, r)
 		},
+	},
+	{
+		ID: "B2-ua", Name: "rotating-ua-20pct-2s", Family: "B2", Label: Bot, Horizon: min30, Clients: 1,
+		Description:  "B2-20 rotating its user agent on every request, to pass for a shared address",
+		Params:       "U[1.6s, 2.4s]; one endpoint; user agent drawn per request from 4 desktop and 2 mobile browsers",
+		member:       bots(gap{kind: gapUniform, a: 1.6, b: 2.4}, botFixed, scriptAgents),
+		rotateAgents: append(append([]string(nil), desktopAgents...), mobileAgents...),
 	},
 }
 

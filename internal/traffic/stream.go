@@ -51,6 +51,8 @@ type Stream struct {
 	noise   *rand.Rand    // observation noise; separate, so Raw sees the same process
 	last    time.Duration // offset of the last observed request
 	members []member      // a binary min-heap on (ev.at, idx)
+	rotate  []string      // see Scenario.rotateAgents
+	agents  *rand.Rand    // draws from rotate; separate, so the process is unchanged
 }
 
 // member is one client of a stream, with its pending request.
@@ -82,6 +84,10 @@ func (s Scenario) Stream(seed uint64, start time.Time, opts ...Option) *Stream {
 	}
 	salt := scenarioSalt(s.ID)
 	st.noise = rand.New(rand.NewPCG(seed, mix(salt, 1<<63)))
+	if len(s.rotateAgents) > 0 {
+		st.rotate = s.rotateAgents
+		st.agents = rand.New(rand.NewPCG(seed, mix(salt, 1<<62)))
+	}
 	n := max(1, s.Clients)
 	st.members = make([]member, n)
 	for i := range n {
@@ -115,6 +121,9 @@ func (st *Stream) Next() (Request, bool) {
 		Method:    top.ev.route.method,
 		UserAgent: top.ua,
 		Member:    top.idx,
+	}
+	if st.rotate != nil {
+		req.UserAgent = pick(st.agents, st.rotate)
 	}
 	top.ev = top.p.next()
 	st.down(0)

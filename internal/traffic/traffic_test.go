@@ -39,6 +39,7 @@ func TestScenarioTable(t *testing.T) {
 		"H1", "H2", "H3", "H4", "H5", "H6", "H7", "H8", "H9", "H10", "H11", "H12", "H13",
 		"B1-0.5s", "B1-2s", "B1-10s", "B1-60s", "B2-5", "B2-20", "B2-50", "B2b", "B2c",
 		"B3-5", "B3-20", "B3-50", "B4", "B5", "B5b", "B6", "B7", "B8", "B9", "B10", "B10b", "B11", "B12",
+		"B2-ua",
 	}
 	outOfScope := []string{"B5b", "B6", "B7", "B8", "B9", "B10b", "B12"}
 
@@ -669,5 +670,27 @@ func BenchmarkStreamNext(b *testing.B) {
 				st.Next()
 			}
 		})
+	}
+}
+
+// TestRotatingAgents: B2-ua draws a user agent per request from browsers,
+// with the same timing process a B2-20 bot would have.
+func TestRotatingAgents(t *testing.T) {
+	st := mustLookup(t, "B2-ua").Stream(7, time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC))
+	agents := map[string]int{}
+	for range 200 {
+		r, ok := st.Next()
+		if !ok {
+			t.Fatal("stream ended early")
+		}
+		agents[r.UserAgent]++
+	}
+	if len(agents) < 4 {
+		t.Errorf("%d distinct user agents in 200 requests, want the rotation to show at least 4", len(agents))
+	}
+	for ua := range agents {
+		if !strings.HasPrefix(ua, "Mozilla/5.0") {
+			t.Errorf("user agent %q is not a browser's", ua)
+		}
 	}
 }

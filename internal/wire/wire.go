@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/crowd"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/redisstore"
@@ -111,6 +112,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		Volume:       s.Limiter,
 		Mode:         mode,
 		ExcludePaths: cfg.ExcludePaths,
+		Crowd:        crowd.New(0, 0),
 		Logger:       x.Logger,
 		Action:       action,
 	})

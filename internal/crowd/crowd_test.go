@@ -1,0 +1,75 @@
+package crowd
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+var t0 = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+
+func addr(i int) identity.ID {
+	return identity.FromAddr(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 64)
+}
+
+func TestNoteCountsDistinctAgentsInAWindow(t *testing.T) {
+	a := New(time.Minute, 0)
+	id := addr(1)
+	steps := []struct {
+		ua   string
+		at   time.Duration
+		want int
+	}{
+		{"chrome", 0, 1},
+		{"chrome", time.Second, 1},
+		{"", 2 * time.Second, 0}, // no agent: no evidence, nothing changes
+		{"firefox", 3 * time.Second, 2},
+		{"safari", 4 * time.Second, 3},
+		{"edge", 5 * time.Second, 4},
+		{"curl", 6 * time.Second, 4},    // saturates
+		{"chrome", 61 * time.Second, 1}, // a new window starts the count again
+		{"chrome", 50 * time.Second, 1}, // a clock step back does too
+	}
+	for _, s := range steps {
+		if got := a.Note(id, s.ua, t0.Add(s.at)); got != s.want {
+			t.Errorf("Note(%q, +%v) = %d, want %d", s.ua, s.at, got, s.want)
+		}
+	}
+	if got := a.Note(identity.ID{}, "chrome", t0); got != 0 {
+		t.Errorf("the zero identity counted %d agents", got)
+	}
+}
+
+// TestNoteIsBounded: a flood of identities never holds more than the cap.
+func TestNoteIsBounded(t *testing.T) {
+	const limit = 1024
+	a := New(0, limit)
+	for i := range 100_000 {
+		a.Note(addr(i), "ua", t0)
+	}
+	if n := a.Len(); n > limit || n < limit/2 {
+		t.Errorf("Len = %d after a flood, want at most %d (and most of it used)", n, limit)
+	}
+}
+
+func TestNoteConcurrent(t *testing.T) {
+	a := New(0, 0)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 1000 {
+				a.Note(addr(i%50), fmt.Sprint("ua", g%3), t0.Add(time.Duration(i)*time.Millisecond))
+			}
+		})
+	}
+	wg.Wait()
+	for i := range 50 {
+		if got := a.Note(addr(i), "ua0", t0.Add(time.Second)); got < 1 || got > 3 {
+			t.Errorf("identity %d: %d agents, want 1-3", i, got)
+		}
+	}
+}
