@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -45,7 +46,8 @@ func TestQuarantineActionGRPC(t *testing.T) {
 		{action: ActionTarpit, mode: Shadow},
 	} {
 		t.Run(tc.action.String()+"/"+tc.mode.String(), func(t *testing.T) {
-			f := newFixture(t, setup{action: tc.action, mode: tc.mode, tarpit: NewTarpit(delay, 4)})
+			tp := NewTarpit(delay, 4)
+			f := newFixture(t, setup{action: tc.action, mode: tc.mode, tarpit: tp})
 			ban(t, f.policy, "203.0.113.7", f.now)
 
 			start := time.Now()
@@ -65,17 +67,18 @@ func TestQuarantineActionGRPC(t *testing.T) {
 					t.Errorf("allow lacks %s: %v", riskHeader, h)
 				}
 			}
-			if held := took >= delay; held != tc.held {
-				t.Errorf("quarantined answer took %v; held for %v: %v, want %v", took, delay, held, tc.held)
+			// A timer never fires early, so a hold shows in the time taken;
+			// whether there was one is in the tarpit's count.
+			if held, _ := tp.Stats(); (held == 1) != tc.held || (tc.held && took < delay) {
+				t.Errorf("quarantined answer took %v after %d holds; want held for %v: %v", took, held, delay, tc.held)
 			}
-
-			start = time.Now()
+			before, _ := tp.Stats()
 			calm := f.check(t, request("198.51.100.1", nil))
 			if h := okHeaders(t, calm); h[routeHeader] != "" {
 				t.Errorf("calm client got %s: %q", routeHeader, h[routeHeader])
 			}
-			if took := time.Since(start); took >= delay {
-				t.Errorf("calm client's answer took %v: held", took)
+			if after, _ := tp.Stats(); after != before {
+				t.Error("calm client's answer was held")
 			}
 		})
 	}
@@ -179,53 +182,74 @@ func TestHoneypotDoesNotAllocate(t *testing.T) {
 }
 
 // TestTarpitCap: at most max answers are held at once; past that, the
-// answer goes at once and is counted.
+// answer goes at once and is counted; cancellation ends a hold. In a
+// synctest bubble, so the clock is the test's.
 func TestTarpitCap(t *testing.T) {
-	tp := NewTarpit(time.Hour, 2)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			if !tp.Hold(ctx) {
-				t.Error("a hold under the cap did not hold")
-			}
-		})
-	}
-	for tp.Holding() < 2 {
-		time.Sleep(time.Millisecond)
-	}
-	start := time.Now()
-	if tp.Hold(context.Background()) {
-		t.Error("a hold over the cap held")
-	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("over the cap took %v, want at once", took)
-	}
-	cancel() // cancellation ends the holds
-	wg.Wait()
-	if held, over := tp.Stats(); held != 2 || over != 1 || tp.Holding() != 0 {
-		t.Errorf("held %d, over cap %d, holding %d; want 2, 1, 0", held, over, tp.Holding())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tp := NewTarpit(time.Hour, 2)
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				if !tp.Hold(ctx) {
+					t.Error("a hold under the cap did not hold")
+				}
+			})
+		}
+		synctest.Wait() // both are holding
+		start := time.Now()
+		if tp.Hold(t.Context()) {
+			t.Error("a hold over the cap held")
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("over the cap took %v, want at once", took)
+		}
+		time.Sleep(time.Minute)
+		cancel() // cancellation ends the holds, long before their hour
+		wg.Wait()
+		if took := time.Since(start); took != time.Minute {
+			t.Errorf("holds ended after %v, want at the cancel (1m)", took)
+		}
+		if held, over := tp.Stats(); held != 2 || over != 1 || tp.Holding() != 0 {
+			t.Errorf("held %d, over cap %d, holding %d; want 2, 1, 0", held, over, tp.Holding())
+		}
+	})
 }
 
-// TestTarpitDeadline: a hold ends before the caller's deadline (Envoy's
+// TestTarpitDeadline: a hold ends well before the caller's deadline (Envoy's
 // ext_authz timeout reaches the Check as its deadline), so the tarpit never
-// makes the proxy time out and fail open; with no time left it does not
-// hold at all.
+// makes the proxy time out and fail open; with too little time left it does
+// not hold at all.
 func TestTarpitDeadline(t *testing.T) {
-	tp := NewTarpit(time.Hour, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	tp.Hold(ctx)
-	if took := time.Since(start); took >= 200*time.Millisecond-tarpitMargin/2 {
-		t.Errorf("hold took %v, past the deadline less the margin", took)
+	for _, tc := range []struct {
+		delay, left time.Duration
+		deadline    bool
+		want        time.Duration
+	}{
+		{200 * time.Millisecond, 0, false, 200 * time.Millisecond},                     // no deadline: the delay
+		{200 * time.Millisecond, 250 * time.Millisecond, true, 200 * time.Millisecond}, // Envoy's 250ms: the delay fits
+		{time.Hour, 250 * time.Millisecond, true, 200 * time.Millisecond},              // a fifth of the time left kept
+		{time.Hour, 50 * time.Millisecond, true, 30 * time.Millisecond},                // at least tarpitMargin kept
+		{time.Hour, 10 * time.Millisecond, true, -10 * time.Millisecond},               // no time: no hold
+	} {
+		if got := holdFor(tc.delay, tc.left, tc.deadline); got != tc.want {
+			t.Errorf("holdFor(%v, %v, %v) = %v, want %v", tc.delay, tc.left, tc.deadline, got, tc.want)
+		}
 	}
-	short, cancel2 := context.WithTimeout(context.Background(), tarpitMargin/2)
-	defer cancel2()
-	if tp.Hold(short) {
-		t.Error("held with no time left before the deadline")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tp := NewTarpit(time.Hour, 1)
+		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if !tp.Hold(ctx) || time.Since(start) != 200*time.Millisecond {
+			t.Errorf("hold with 250ms left took %v, want 200ms", time.Since(start))
+		}
+		short, cancel2 := context.WithTimeout(t.Context(), tarpitMargin/2)
+		defer cancel2()
+		if tp.Hold(short) {
+			t.Error("held with no time left before the deadline")
+		}
+	})
 	var nilTarpit *Tarpit
 	if nilTarpit.Hold(context.Background()) || NewTarpit(0, 5) != nil {
 		t.Error("a nil or zero-delay tarpit holds")
@@ -235,16 +259,17 @@ func TestTarpitDeadline(t *testing.T) {
 // TestTarpitThroughGRPCDeadline: the same through gRPC, where the deadline
 // travels as grpc-timeout the way Envoy sends its ext_authz timeout.
 func TestTarpitThroughGRPCDeadline(t *testing.T) {
-	f := newFixture(t, setup{action: ActionTarpit, tarpit: NewTarpit(time.Hour, 4)})
+	tp := NewTarpit(time.Hour, 4)
+	f := newFixture(t, setup{action: ActionTarpit, tarpit: tp})
 	ban(t, f.policy, "203.0.113.7", f.now)
-	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	resp, err := f.client.Check(ctx, request("203.0.113.7", nil))
 	if err != nil {
 		t.Fatalf("tarpitted Check missed the deadline (Envoy would fail open): %v", err)
 	}
-	if resp.GetDeniedResponse() == nil {
-		t.Errorf("tarpitted answer = %v, want the 403", resp)
+	if held, _ := tp.Stats(); resp.GetDeniedResponse() == nil || held != 1 {
+		t.Errorf("tarpitted answer = %v after %d holds, want the 403 after one", resp, held)
 	}
 }
 
@@ -254,7 +279,8 @@ func TestForwardAuthActions(t *testing.T) {
 	const delay = 100 * time.Millisecond
 	for _, action := range []Action{ActionDeny, ActionHoneypot, ActionTarpit} {
 		t.Run(action.String(), func(t *testing.T) {
-			f := newFAFixture(t, setup{action: action, rules: ClientRules{TrustedProxies: loopback}, tarpit: NewTarpit(delay, 4)})
+			tp := NewTarpit(delay, 4)
+			f := newFAFixture(t, setup{action: action, rules: ClientRules{TrustedProxies: loopback}, tarpit: tp})
 			f.h.now = time.Now // the recorded duration is measured on it
 			ban(t, f.policy, "203.0.113.7", time.Now())
 			start := time.Now()
@@ -273,15 +299,16 @@ func TestForwardAuthActions(t *testing.T) {
 			if action == ActionHoneypot && (w.Header().Get(hdrRisk) == "" || w.Body.Len() != 0) {
 				t.Errorf("honeypot answer is not an allow: %v %q", w.Header(), w.Body)
 			}
-			if (took >= delay) != (action == ActionTarpit) {
-				t.Errorf("answer took %v", took)
+			if held, _ := tp.Stats(); (held == 1) != (action == ActionTarpit) || (held == 1 && took < delay) {
+				t.Errorf("answer took %v after %d holds", took, held)
 			}
 			if rec := f.last(t); rec.Duration >= delay {
 				t.Errorf("recorded duration %v includes the hold", rec.Duration)
 			}
+			before, _ := tp.Stats()
 			calm := f.serve(faRequest("GET", "/check", "127.0.0.1:4000", map[string]string{"X-Forwarded-For": "198.51.100.1"}))
-			if calm.Code != http.StatusOK || calm.Header().Get(hdrRoute) != "" {
-				t.Errorf("calm client: %d %v", calm.Code, calm.Header())
+			if after, _ := tp.Stats(); calm.Code != http.StatusOK || calm.Header().Get(hdrRoute) != "" || after != before {
+				t.Errorf("calm client: %d %v, held %v", calm.Code, calm.Header(), after != before)
 			}
 		})
 	}

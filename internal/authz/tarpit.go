@@ -6,10 +6,21 @@ import (
 	"time"
 )
 
-// tarpitMargin is how long before the caller's deadline a hold ends: Envoy
-// sends its ext_authz timeout as the Check's deadline, and an answer that
-// misses it fails open, which would let the quarantined bot through.
+// A hold ends before the caller's deadline by a fifth of the time left, and
+// at least tarpitMargin: Envoy sends its ext_authz timeout as the Check's
+// deadline, and an answer that misses it fails open, which would let the
+// quarantined bot through. The answer still has to be marshalled, sent and
+// read, on a machine that may be loaded.
 const tarpitMargin = 20 * time.Millisecond
+
+// holdFor is how long to hold with the tarpit's delay and the time left
+// before the caller's deadline (ok false: none).
+func holdFor(delay, left time.Duration, ok bool) time.Duration {
+	if !ok {
+		return delay
+	}
+	return min(delay, left-max(tarpitMargin, left/5))
+}
 
 // Tarpit holds the deny answers of quarantined clients for a while
 // (--quarantine-action tarpit), so that a bot that waits for each answer
@@ -37,17 +48,15 @@ func NewTarpit(delay time.Duration, max int) *Tarpit {
 }
 
 // Hold waits for the tarpit's delay, less when ctx has a deadline sooner
-// (the delay then ends tarpitMargin before it), and returns early when ctx
-// is done. It reports whether it held: false when all slots were taken
+// (the hold then ends well before it, see holdFor), and returns early when
+// ctx is done. It reports whether it held: false when all slots were taken
 // (the caller answers at once) or no time was left.
 func (t *Tarpit) Hold(ctx context.Context) bool {
 	if t == nil {
 		return false
 	}
-	wait := t.delay
-	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, time.Until(dl)-tarpitMargin)
-	}
+	dl, ok := ctx.Deadline()
+	wait := holdFor(t.delay, time.Until(dl), ok)
 	if wait <= 0 {
 		return false
 	}

@@ -371,7 +371,8 @@ type Config struct {
 	// below the proxy's timeout for the check (Envoy's ext_authz timeout,
 	// 250ms in deploy/envoy.yaml; nginx's proxy_read_timeout): a check
 	// that times out fails open and lets the bot through. A Check also
-	// ends its hold 20ms before the deadline Envoy sends with it. Range
+	// ends its hold a fifth of the time left (at least 20ms) before the
+	// deadline Envoy sends with it. Range
 	// 10ms-10s, and below grpc-check-timeout. Default 200ms.
 	TarpitDelay time.Duration
 
