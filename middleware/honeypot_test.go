@@ -35,7 +35,9 @@ func TestHoneypot(t *testing.T) {
 		{"no decoy", nil, "127.0.0.41", http.StatusForbidden, "Forbidden\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, url := serve(t, fl.GRPCAddr, middleware.Options{Timeout: 2 * time.Second, Honeypot: tc.honeypot})
+			// A long timeout: a Check that failed open on a loaded machine would
+			// let the caught bot reach the wrapped handler.
+			a, url := serve(t, fl.GRPCAddr, middleware.Options{Timeout: 10 * time.Second, Honeypot: tc.honeypot})
 			bot := from(tc.src)
 			caught, n := botUntilDenied(t, bot, url+"/data", map[string]string{"X-Test-Client": "bot"})
 			if n > 40 {
