@@ -5,9 +5,13 @@
 #   flowlock    (default) flowlock-authz, the ext_authz service, and
 #               flowlock-sim, the traffic generator, on distroless/static
 #   sample-api  the demo upstream
+#   honeypot    flowlock-honeypot, the decoy quarantined clients are routed
+#               to under --quarantine-action honeypot: an image of its own,
+#               with nothing of the real API or of Flow Lock in it
 #
 #   docker build -t flowlock/flowlock:dev .
 #   docker build -t flowlock/sample-api:dev --target sample-api .
+#   docker build -t flowlock/honeypot:dev --target honeypot .
 #
 # Both run as the distroless "nonroot" user (65532) with no shell, so their
 # health checks are subcommands of the binaries themselves.
@@ -34,7 +38,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     GOOS=$TARGETOS GOARCH=$TARGETARCH \
     go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/ \
-        ./cmd/flowlock-authz ./cmd/flowlock-sim ./cmd/sample-api
+        ./cmd/flowlock-authz ./cmd/flowlock-sim ./cmd/sample-api ./cmd/flowlock-honeypot
 # Flow Lock's state directory, created here because the runtime image has
 # no shell. Docker copies an image directory's owner into a named volume
 # mounted on it, so the nonroot user can write --state-file there.
@@ -47,6 +51,16 @@ EXPOSE 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["sample-api", "healthcheck"]
 ENTRYPOINT ["sample-api"]
+
+FROM gcr.io/distroless/static-debian12:nonroot AS honeypot
+COPY --from=build /out/flowlock-honeypot /usr/local/bin/flowlock-honeypot
+USER nonroot:nonroot
+# 8090: the bait (the proxy's decoy upstream). 8091: the records API, for
+# Flow Lock's dashboard only; never publish it where bots can reach it.
+EXPOSE 8090 8091
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["flowlock-honeypot", "healthcheck"]
+ENTRYPOINT ["flowlock-honeypot"]
 
 FROM gcr.io/distroless/static-debian12:nonroot AS flowlock
 COPY --from=build /out/flowlock-authz /out/flowlock-sim /usr/local/bin/

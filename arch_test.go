@@ -43,6 +43,12 @@ var forbidden = map[string]map[string]string{
 		module + "/internal/config": "authz is configured through Go APIs by main",
 		module + "/dashboard":       "the dashboard depends on views, not the reverse",
 	},
+	"internal/decoy": {
+		module + "/internal/authz":      "the decoy knows nothing of decisions: it must not be able to serve anything real",
+		module + "/internal/quarantine": "the decoy knows nothing of decisions",
+		module + "/internal/config":     "domain packages are configured through Go APIs",
+		module + "/dashboard":           "the dashboard reads the decoy, not the reverse",
+	},
 	"internal/metrics": {
 		module + "/internal/": "metrics imports no Flow Lock package: main passes label values (metrics.Vocabulary) and sources",
 		module + "/dashboard": "metrics imports no Flow Lock package",

@@ -276,6 +276,11 @@ type Options struct {
 	// missing or wrong admin token, e.g. to count it in a metric. The log
 	// says so at most once per badTokenLogEvery.
 	BadToken func()
+
+	// HoneypotURL is the base URL of flowlock-honeypot's records API,
+	// read for GET /api/v1/honeypot and the page's "what the quarantined
+	// clients went for"; "" leaves both out (404, panel hidden).
+	HoneypotURL string
 }
 
 // server holds what the handlers need. Its fields are set by New; the hub
@@ -309,6 +314,7 @@ type server struct {
 	badLog       logThrottle // WARN lines for rejected tokens
 
 	warnings func(time.Time) []Warning // Options.Warnings, may be nil
+	honeypot *honeypotReader           // nil without Options.HoneypotURL
 }
 
 // Handler is the dashboard's HTTP handler. Its owner calls Close when
@@ -357,6 +363,7 @@ func newServer(opts Options) *server {
 		badToken:     opts.BadToken,
 		warnings:     opts.Warnings,
 		fleets:       opts.Fleets,
+		honeypot:     newHoneypotReader(opts.HoneypotURL),
 	}
 	allowed := opts.AllowedHosts
 	if allowed == nil {

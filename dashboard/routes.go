@@ -26,6 +26,7 @@ func (s *server) addRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/fingerprints", s.handleFingerprints)
 	mux.HandleFunc("GET /api/v1/fleets", s.handleFleets)
 	mux.HandleFunc("GET /api/v1/stream", s.handleStream)
+	mux.HandleFunc("GET /api/v1/honeypot", s.handleHoneypot)
 
 	// Admin API: bearer token required.
 	mux.Handle("POST /api/v1/quarantine", s.admin(s.handleBan))

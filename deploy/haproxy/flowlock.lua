@@ -8,6 +8,8 @@
 --   txn.flowlock_risk         0-100, on allow: for X-Flowlock-Risk upstream
 --   txn.flowlock_retry_after  seconds, on deny: for Retry-After
 --   txn.flowlock_body         the JSON body, on deny
+--   txn.flowlock_route        "honeypot" when Flow Lock routes the client to
+--                             the decoy (--quarantine-action honeypot), on allow
 --
 -- Usage, with the URL of Flow Lock's forward-auth listener:
 --
@@ -86,6 +88,9 @@ local function check(txn, url)
         local risk = tonumber(first(res.headers and res.headers["x-flowlock-risk"]))
         if risk ~= nil then
             txn:set_var("txn.flowlock_risk", risk)
+        end
+        if first(res.headers and res.headers["x-flowlock-route"]) == "honeypot" then
+            txn:set_var("txn.flowlock_route", "honeypot")
         end
     elseif status == 403 then
         txn:set_var("txn.flowlock", "deny")

@@ -21,6 +21,9 @@ type ForwardAuthOptions struct {
 	Now      func() time.Time // nil means time.Now
 	Recorder Recorder         // nil records nothing
 	Logger   *slog.Logger     // nil discards
+	// Tarpit holds the answers of quarantined clients under
+	// ActionTarpit; nil answers at once (see ServerOptions.Tarpit).
+	Tarpit *Tarpit
 }
 
 // Request and response headers of the forward-auth protocol, in the
@@ -69,6 +72,10 @@ var (
 //   - 403 to deny, with Retry-After, Content-Type: application/json, the
 //     DenyBody JSON as the body, and the same JSON in X-Flowlock-Deny-Body
 //     for proxies that drop the body of an auth response (nginx);
+//   - under --quarantine-action honeypot, 200 for a quarantined client
+//     too, with X-Flowlock-Route: honeypot for the proxy to route the
+//     request to a decoy upstream (deploy/nginx/honeypot.conf); under
+//     tarpit, the 403 after Tarpit.Hold;
 //   - never another status for a decision: nginx turns anything but 2xx,
 //     401 and 403 into a 500 for the client.
 //
@@ -100,6 +107,8 @@ type ForwardAuth struct {
 	now   func() time.Time
 	rec   Recorder
 	log   *slog.Logger
+
+	tarpit *Tarpit // see ForwardAuthOptions.Tarpit
 }
 
 var _ http.Handler = (*ForwardAuth)(nil)
@@ -113,9 +122,10 @@ func NewForwardAuth(o ForwardAuthOptions) *ForwardAuth {
 		rules:  o.Rules,
 		plain: ClientRules{IdentityHeader: o.Rules.IdentityHeader, IPv6Prefix: o.Rules.IPv6Prefix,
 			FingerprintHeader: o.Rules.FingerprintHeader, Compose: o.Rules.Compose},
-		now: o.Now,
-		rec: o.Recorder,
-		log: o.Logger,
+		now:    o.Now,
+		rec:    o.Recorder,
+		log:    o.Logger,
+		tarpit: o.Tarpit,
 	}
 	// No claim reaches forward-auth (there is no metadata_context), so
 	// none is looked for, nor counted missing on every check.
@@ -192,8 +202,16 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("decision", d.Outcome.String()), slog.Bool("allow", d.Allow), slog.Int("score", int(d.Score)),
 			slog.String("reason", d.Reason), slog.String("fallback", client.Fallback.String()))
 	}
-	if d.Allow {
-		w.Header()[hdrRisk] = riskValues[min(d.Score, 100)]
+	took := time.Since(start) // the decision's own time, without a tarpit hold
+	if d.Action == ActionTarpit {
+		f.tarpit.Hold(r.Context())
+	}
+	if d.Allow || d.Action == ActionHoneypot {
+		out := w.Header()
+		out[hdrRisk] = riskValues[min(d.Score, 100)]
+		if !d.Allow {
+			out[hdrRoute] = routeHoneypotValues
+		}
 		written = true
 		w.WriteHeader(http.StatusOK)
 	} else {
@@ -210,7 +228,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.rec.RecordCheck(Record{
 		Outcome: d.Outcome, Mode: f.policy.Mode(), Score: d.Score, Detector: d.Detector,
 		Fallback: client.Fallback, Cause: client.Cause, Peer: peer,
-		Excluded: d.Excluded, Start: start, Duration: time.Since(start),
+		Excluded: d.Excluded, Start: start, Duration: took,
 	})
 }
 

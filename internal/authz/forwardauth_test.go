@@ -36,8 +36,8 @@ func newFAFixture(t testing.TB, s setup) *faFixture {
 		now:    time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC),
 		recs:   &records{},
 	}
-	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude})
-	f.h = NewForwardAuth(ForwardAuthOptions{Policy: f.policy, Rules: s.rules, Now: func() time.Time { return f.now }, Recorder: f.recs})
+	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude, Action: s.action})
+	f.h = NewForwardAuth(ForwardAuthOptions{Policy: f.policy, Rules: s.rules, Now: func() time.Time { return f.now }, Recorder: f.recs, Tarpit: s.tarpit})
 	return f
 }
 

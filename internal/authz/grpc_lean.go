@@ -155,19 +155,10 @@ func (s *Server) checkWire(ctx context.Context, c *checkCall) (answer any, err e
 	}
 	in := &c.dec.in
 	d := s.decide(ctx, in, local)
-	if !d.Allow {
-		return cachedDenyAnswer(d), nil
-	}
-	if len(in.Strip) == 0 {
-		return allowByScore[min(d.Score, 100)], nil
-	}
-	// Rare: the client sent x-flowlock-* headers. Their names point into
-	// the request, which goes back to gRPC before the answer is sent:
-	// encode it now, and keep only the bytes.
-	a := newCheckAnswer(allowResponse(d.Score, in.Strip))
-	if a.wire == nil {
+	s.hold(ctx, d)
+	a, ok := answerFor(d, in.Strip)
+	if !ok {
 		return nil, status.Error(codes.Internal, "flowlock: the answer could not be encoded")
 	}
-	a.msg = nil
 	return a, nil
 }

@@ -145,6 +145,11 @@ type Decision struct {
 	// Prior is set when the client's flagged fingerprint confirmed it
 	// before Confirm consecutive evaluations (see Options.Evidence).
 	Prior bool
+	// Action is how a quarantined client is answered (--quarantine-action):
+	// ActionDeny except for a Quarantined or Admitted outcome in enforce
+	// mode under another action. It is never set for a request that is
+	// allowed, so a calm client is never routed to the decoy or held.
+	Action Action
 }
 
 // Observer records the time of a request for scoring and returns the
@@ -190,6 +195,11 @@ type Options struct {
 	// Fleet is told of every timed request, to find fleets off the Check
 	// path; nil tells nothing.
 	Fleet *fleet.Detector
+	// Action is how quarantined clients are answered in enforce mode;
+	// the zero value, ActionDeny, answers 403 with Retry-After. The deny
+	// list and the volume limit always deny: only a client that timing
+	// caught is worth deceiving.
+	Action Action
 }
 
 // Policy is the decision shared by every transport. It is safe for
@@ -205,6 +215,7 @@ type Policy struct {
 	exclude  []string
 	denyWait int
 	crowd    *crowd.Agents
+	action   Action
 	log      *slog.Logger
 	evidence *fingerprint.Evidence
 	fleet    *fleet.Detector
@@ -238,6 +249,7 @@ func NewPolicy(o Options) *Policy {
 		exclude:  append([]string(nil), o.ExcludePaths...),
 		denyWait: int((wait + time.Second - 1) / time.Second),
 		crowd:    o.Crowd,
+		action:   o.Action,
 		log:      log.With("component", "policy"),
 		evidence: o.Evidence,
 		fleet:    o.Fleet,
@@ -252,6 +264,9 @@ func (p *Policy) Mode() Mode { return p.mode }
 func (p *Policy) Decide(r Request) Decision {
 	d := p.decide(r)
 	d.Allow = !d.Outcome.Denies() || p.mode == Shadow
+	if !d.Allow && (d.Outcome == Quarantined || d.Outcome == Admitted) {
+		d.Action = p.action
+	}
 	return d
 }
 

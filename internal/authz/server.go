@@ -69,6 +69,10 @@ type ServerOptions struct {
 	Now      func() time.Time // nil means time.Now
 	Recorder Recorder         // nil records nothing
 	Logger   *slog.Logger     // nil discards
+	// Tarpit holds the answers of quarantined clients under
+	// ActionTarpit; nil answers at once. Share one with ForwardAuth, so
+	// that its cap bounds both.
+	Tarpit *Tarpit
 }
 
 // Server implements Envoy's envoy.service.auth.v3.Authorization service.
@@ -81,6 +85,7 @@ type Server struct {
 	now     func() time.Time
 	rec     Recorder
 	log     *slog.Logger
+	tarpit  *Tarpit
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -88,7 +93,7 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 // NewServer returns a Check server over the given policy.
 func NewServer(o ServerOptions) *Server {
 	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger,
-		headers: newHeaderTable(&o.Rules), claims: newClaimPath(&o.Rules)}
+		headers: newHeaderTable(&o.Rules), claims: newClaimPath(&o.Rules), tarpit: o.Tarpit}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -120,10 +125,16 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	var in Input
 	readInput(req, s.headers, s.claims, &in)
 	d := s.decide(ctx, &in, local)
-	if d.Allow {
-		return allowResponse(d.Score, in.Strip), nil
+	s.hold(ctx, d)
+	return responseFor(d, in.Strip), nil
+}
+
+// hold delays the answer of a quarantined client under ActionTarpit (see
+// Tarpit.Hold); every other answer goes at once.
+func (s *Server) hold(ctx context.Context, d Decision) {
+	if d.Action == ActionTarpit {
+		s.tarpit.Hold(ctx)
 	}
-	return cachedDenyResponse(d), nil
 }
 
 // failed answers a Check that panicked. A bug must cost one request its

@@ -58,6 +58,8 @@ type setup struct {
 	// codec; by default the fixture serves it as flowlock-authz does,
 	// through the lean codec (NewGRPCServer).
 	standard bool
+	action   Action
+	tarpit   *Tarpit
 }
 
 // newFixture starts the real gRPC server on an in-memory listener; the
@@ -71,8 +73,8 @@ func newFixture(t testing.TB, s setup) *fixture {
 		now:    time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC),
 		recs:   &records{},
 	}
-	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude})
-	f.srv = NewServer(ServerOptions{Policy: f.policy, Rules: s.rules, MaxSkew: 5 * time.Second, Now: func() time.Time { return f.now }, Recorder: f.recs})
+	f.policy = NewPolicy(Options{Engine: f.engine, Quarantine: f.q, Lists: s.lists, Mode: s.mode, ExcludePaths: s.exclude, Action: s.action})
+	f.srv = NewServer(ServerOptions{Policy: f.policy, Rules: s.rules, MaxSkew: 5 * time.Second, Now: func() time.Time { return f.now }, Recorder: f.recs, Tarpit: s.tarpit})
 
 	var gs *grpc.Server
 	if s.standard {

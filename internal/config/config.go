@@ -404,6 +404,34 @@ type Config struct {
 	// quarantines (reason "fleet"). 0 turns fleet detection off. Range 0
 	// or 5-100000. Default 20.
 	FleetMinMembers int
+
+	// QuarantineAction is how enforce mode answers a client that timing
+	// quarantined: "deny" (403 with Retry-After), "honeypot" (allow with
+	// x-flowlock-route: honeypot, for the proxy to route to a decoy
+	// upstream; see deploy/envoy.yaml) or "tarpit" (the 403 after
+	// TarpitDelay). The deny list and the volume limit always deny.
+	// Default "deny".
+	QuarantineAction string
+
+	// TarpitDelay is how long "tarpit" holds each answer. It must stay
+	// below the proxy's timeout for the check (Envoy's ext_authz timeout,
+	// 250ms in deploy/envoy.yaml; nginx's proxy_read_timeout): a check
+	// that times out fails open and lets the bot through. A Check also
+	// ends its hold a fifth of the time left (at least 20ms) before the
+	// deadline Envoy sends with it. Range
+	// 10ms-10s, and below grpc-check-timeout. Default 200ms.
+	TarpitDelay time.Duration
+
+	// TarpitMaxHeld caps the answers held at once across the gRPC and
+	// forward-auth listeners; past it a quarantined client is answered at
+	// once, so the tarpit cannot take the service's capacity. Range 1 to
+	// half of grpc-max-inflight. Default 64.
+	TarpitMaxHeld int
+
+	// HoneypotURL is the base URL of the decoy's records API
+	// (flowlock-honeypot --api-addr), which the dashboard reads to show
+	// what quarantined clients went for. Default "": not shown.
+	HoneypotURL string
 }
 
 // RedisAddrs returns RedisAddr split at commas, nil when it is "".
@@ -463,6 +491,9 @@ func Default() Config {
 		FingerprintWindow:     time.Hour,
 		FingerprintCalmLimit:  20,
 		FleetMinMembers:       fleet.DefaultMinMembers,
+		QuarantineAction:      "deny",
+		TarpitDelay:           200 * time.Millisecond,
+		TarpitMaxHeld:         64,
 	}
 }
 

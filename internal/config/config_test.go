@@ -129,6 +129,10 @@ func TestDefault(t *testing.T) {
 		{"fingerprint-window", "1h"},
 		{"fingerprint-calm-limit", 20},
 		{"fleet-min-members", 20},
+		{"quarantine-action", "deny"},
+		{"tarpit-delay", "200ms"},
+		{"tarpit-max-held", 64},
+		{"honeypot-url", ""},
 	}
 	if len(tests) != len(settings) {
 		t.Errorf("test lists %d settings, the table has %d", len(tests), len(settings))
@@ -221,6 +225,10 @@ func TestLoadGoodFile(t *testing.T) {
 		FingerprintWindow:     30 * time.Minute,
 		FingerprintCalmLimit:  50,
 		FleetMinMembers:       50,
+		QuarantineAction:      "tarpit",
+		TarpitDelay:           150 * time.Millisecond,
+		TarpitMaxHeld:         32,
+		HoneypotURL:           "http://127.0.0.1:8091",
 	}
 	if d := diffConfig(got, want); d != "" {
 		t.Errorf("Load(good.yaml) differs:%s", d)

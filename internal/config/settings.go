@@ -185,6 +185,14 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.FingerprintCalmLimit }},
 	{name: "fleet-min-members", metavar: "N", help: "quarantine fleets: N or more identities sharing one schedule or script (reason fleet; 0 = off)",
 		field: func(c *Config) any { return &c.FleetMinMembers }},
+	{name: "quarantine-action", metavar: "ACTION", help: "how enforce mode answers quarantined clients: deny (403), honeypot (allow with x-flowlock-route: honeypot for the proxy to route to a decoy) or tarpit (403 after tarpit-delay)",
+		field: func(c *Config) any { return &c.QuarantineAction }},
+	{name: "tarpit-delay", metavar: "DURATION", help: "how long tarpit holds an answer; keep it below the proxy's check timeout, or the check fails open (10ms-10s)",
+		field: func(c *Config) any { return &c.TarpitDelay }},
+	{name: "tarpit-max-held", metavar: "N", help: "answers the tarpit holds at once; past it quarantined clients are answered at once (1 to half of grpc-max-inflight)",
+		field: func(c *Config) any { return &c.TarpitMaxHeld }},
+	{name: "honeypot-url", metavar: "URL", help: `base URL of flowlock-honeypot's records API, for the dashboard's view of what quarantined clients went for; "" hides it`,
+		field: func(c *Config) any { return &c.HoneypotURL }},
 }
 
 // envName returns the environment variable of a flag name.

@@ -199,6 +199,7 @@ func (c Config) Validate() error {
 
 	checkNetwork(c, bad)
 	checkIdentitySources(c, bad)
+	checkQuarantineAction(c, bad)
 
 	if c.FleetMinMembers != 0 && (c.FleetMinMembers < minFleetMembers || c.FleetMinMembers > maxFleetMembers) {
 		bad("fleet-min-members", "must be 0 (off) or %d-%d, got %d", minFleetMembers, maxFleetMembers, c.FleetMinMembers)

@@ -35,6 +35,7 @@ func Warnings(c Config, args, environ []string) []string {
 			"(a crowd that timing never confirms, with one volume budget); use it only where clients are few and their stacks distinct, "+
 			"or use --identity address+fingerprint")
 	}
+	out = append(out, actionWarnings(c)...)
 	return out
 }
 

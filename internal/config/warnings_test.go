@@ -31,6 +31,11 @@ func TestWarnings(t *testing.T) {
 		}, want: []string{"--trusted-proxies 64.0.0.0/2 is a very wide range", "--trusted-proxies 2000::/3 is a very wide range"}, wantN: 2},
 		{name: "identity header", edit: func(c *Config) { c.IdentityHeader = "x-api-key" },
 			want: []string{"--identity-header x-api-key is believed as it arrives", "after verifying"}, wantN: 1},
+		{name: "honeypot needs the proxy's route", edit: func(c *Config) { c.QuarantineAction = "honeypot" },
+			want: []string{"the proxy must route that header", "or they reach the API"}, wantN: 1},
+		{name: "tarpit needs nothing more", edit: func(c *Config) { c.QuarantineAction = "tarpit" }},
+		{name: "an action in shadow mode", edit: func(c *Config) { c.QuarantineAction = "tarpit"; c.Mode = ModeShadow },
+			want: []string{"--quarantine-action tarpit has no effect in shadow mode"}, wantN: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

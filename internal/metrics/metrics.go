@@ -235,6 +235,10 @@ type Sources struct {
 	// FlaggedFingerprints: flowlock_fingerprint_flagged, TLS fingerprints
 	// flagged now by the quarantines of identities carrying them.
 	FlaggedFingerprints func() float64
+	// Tarpit: flowlock_authz_tarpit_total{result}, quarantined clients'
+	// answers the tarpit held, and those answered at once because it was
+	// full (over_cap: raise --tarpit-max-held, or the bots are many).
+	Tarpit func() (held, overCap float64)
 }
 
 // ListenerCounts are one listener's connection figures.
@@ -301,9 +305,17 @@ func (m *Metrics) RegisterSources(reg prometheus.Registerer, src Sources) {
 				[]string{"op"}, nil),
 		})
 	}
+	if src.Tarpit != nil {
+		reg.MustRegister(&pair{
+			f: src.Tarpit, labels: [2]string{"held", "over_cap"},
+			desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "authz", "tarpit_total"),
+				"Quarantined clients' answers under --quarantine-action tarpit, by result: held for --tarpit-delay, or over_cap (answered at once, the tarpit was full).",
+				[]string{"result"}, nil),
+		})
+	}
 	if src.QuarantineEvictions != nil {
-		reg.MustRegister(&evictions{
-			f: src.QuarantineEvictions,
+		reg.MustRegister(&pair{
+			f: src.QuarantineEvictions, labels: [2]string{"active", "history"},
 			desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "quarantine", "evictions_total"),
 				"Quarantine entries dropped to stay within the list's cap, by kind: active quarantines ended early, or strike history.",
 				[]string{"kind"}, nil),
@@ -350,19 +362,21 @@ func (c *shared) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// evictions collects flowlock_quarantine_evictions_total from one call of
-// its function, so both kinds come from the same reading.
-type evictions struct {
-	f    func() (active, history float64)
-	desc *prometheus.Desc
+// pair collects a counter with one label of two values from one call of
+// its function, so both come from the same reading:
+// flowlock_quarantine_evictions_total{kind} and flowlock_authz_tarpit_total{result}.
+type pair struct {
+	f      func() (a, b float64)
+	labels [2]string // label values of a and b
+	desc   *prometheus.Desc
 }
 
-func (e *evictions) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
+func (p *pair) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
 
-func (e *evictions) Collect(ch chan<- prometheus.Metric) {
-	active, history := e.f()
-	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, active, "active")
-	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, history, "history")
+func (p *pair) Collect(ch chan<- prometheus.Metric) {
+	a, b := p.f()
+	ch <- prometheus.MustNewConstMetric(p.desc, prometheus.CounterValue, a, p.labels[0])
+	ch <- prometheus.MustNewConstMetric(p.desc, prometheus.CounterValue, b, p.labels[1])
 }
 
 // Check counts one authorization check, with reason the index of its

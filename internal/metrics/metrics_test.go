@@ -66,6 +66,7 @@ func newGathered(t *testing.T) (*prometheus.Registry, *Metrics) {
 		ActiveQuarantines:   func() float64 { return 3 },
 		RiskEvictions:       func() float64 { return 7 },
 		QuarantineEvictions: func() (float64, float64) { return 2, 5 },
+		Tarpit:              func() (float64, float64) { return 9, 1 },
 		SharedUp:            func() float64 { return 1 },
 		Shared:              func() SharedCounts { return SharedCounts{Batches: 10, Merged: 40, Admitted: 1, Mirrored: 2} },
 		Listeners: func() []ListenerCounts {

@@ -41,6 +41,9 @@ type Stack struct {
 	// --fingerprint-header or with --fingerprint-flag-after 0. It is this
 	// replica's own: replicas do not share it.
 	Evidence *fingerprint.Evidence
+	// Tarpit holds quarantined clients' answers under
+	// --quarantine-action tarpit, shared by every transport; nil otherwise.
+	Tarpit *authz.Tarpit
 	// Replica links this stack to the other replicas through Redis; nil
 	// without --redis-addr. The caller starts it (Start) and runs it
 	// (Run); until then it decides on local state.
@@ -122,6 +125,10 @@ func Build(cfg config.Config, x Extra) *Stack {
 		s.Fleet = fleet.New(fleet.Options{MinMembers: cfg.FleetMinMembers, Admit: s.admitFleet(x.OnFleetAdmit)})
 	}
 	mode, _ := authz.ParseMode(cfg.Mode) // validated by config
+	action, _ := authz.ParseAction(cfg.QuarantineAction)
+	if action == authz.ActionTarpit {
+		s.Tarpit = authz.NewTarpit(cfg.TarpitDelay, cfg.TarpitMaxHeld)
+	}
 	s.Policy = authz.NewPolicy(authz.Options{
 		Engine:       s.Engine,
 		Observer:     observer,
@@ -134,6 +141,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		Evidence:     s.Evidence,
 		Logger:       x.Logger,
 		Fleet:        s.Fleet,
+		Action:       action,
 	})
 	if s.Replica != nil {
 		policy := s.Policy

@@ -38,7 +38,7 @@ const (
 	artifactDir    = "../artifacts" // test/artifacts, gitignored
 )
 
-func TestMain(m *testing.M) { os.Exit(flowlocktest.Main(m, "flowlock-authz")) }
+func TestMain(m *testing.M) { os.Exit(flowlocktest.Main(m, "flowlock-authz", "flowlock-honeypot")) }
 
 // start runs the flowlock-authz built by TestMain on free loopback ports
 // (see flowlocktest.Start).

@@ -292,6 +292,13 @@ func flowlockDown(t *testing.T, px proxyUnderTest, fl *flowlocktest.Service, up 
 // documented addresses, with a prefix directory of its own.
 func startNginx(t *testing.T, bin, forwardAuth, upstream string) string {
 	t.Helper()
+	return startNginxDecoy(t, bin, forwardAuth, upstream, "127.0.0.1:8090")
+}
+
+// startNginxDecoy is startNginx with the decoy upstream of the honeypot
+// (--quarantine-action honeypot) at decoy.
+func startNginxDecoy(t *testing.T, bin, forwardAuth, upstream, decoy string) string {
+	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	b, err := os.ReadFile(deployFile("nginx/nginx.conf"))
@@ -303,6 +310,7 @@ func startNginx(t *testing.T, bin, forwardAuth, upstream string) string {
 		{"listen 8000;", "listen 127.0.0.1:" + port + ";"},
 		{"server 127.0.0.1:9192;", "server " + forwardAuth + ";"},
 		{"server 127.0.0.1:8081;", "server " + upstream + ";"},
+		{"server 127.0.0.1:8090;", "server " + decoy + ";"},
 	} {
 		if n := strings.Count(conf, r[0]); n != 1 {
 			t.Fatalf("deploy/nginx/nginx.conf has %q %d times; the test replaces it and wants it once", r[0], n)
@@ -352,12 +360,20 @@ func startCaddyTrusting(t *testing.T, bin, forwardAuth, upstream, trusted string
 // are, with addresses from the environment, in the foreground.
 func startHAProxy(t *testing.T, bin, forwardAuth, upstream string) string {
 	t.Helper()
+	return startHAProxyDecoy(t, bin, forwardAuth, upstream, "127.0.0.1:8090")
+}
+
+// startHAProxyDecoy is startHAProxy with the decoy backend of the honeypot
+// (--quarantine-action honeypot) at decoy.
+func startHAProxyDecoy(t *testing.T, bin, forwardAuth, upstream, decoy string) string {
+	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	env := []string{
 		"FLOWLOCK_LUA=" + deployFile("haproxy/flowlock.lua"),
 		"FLOWLOCK_LISTEN_HOST=127.0.0.1", "FLOWLOCK_LISTEN_PORT=" + port,
 		"FLOWLOCK_FORWARD_AUTH=" + forwardAuth, "FLOWLOCK_UPSTREAM=" + upstream,
+		"FLOWLOCK_DECOY=" + decoy,
 	}
 	p := startProcess(t, dir, bin, env, "-f", deployFile("haproxy/haproxy.cfg"), "-db")
 	waitListening(t, p, "127.0.0.1:"+port)

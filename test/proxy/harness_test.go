@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
-	os.Exit(flowlocktest.Main(m, "flowlock-authz", "flowlock-sim"))
+	os.Exit(flowlocktest.Main(m, "flowlock-authz", "flowlock-sim", "sample-api", "flowlock-honeypot"))
 }
 
 // requireProxies makes a missing program a failure rather than a skip.

@@ -1,0 +1,96 @@
+// Command flowlock-honeypot is the decoy upstream that quarantined clients
+// are routed to under flowlock-authz --quarantine-action honeypot. It
+// answers every request with plausible, made-up JSON, so a caught bot is
+// not told it was caught, and records what it asked for (path, method,
+// headers, body size, timing; bounded and masked) for Flow Lock's dashboard
+// (flowlock-authz --honeypot-url) to show.
+//
+//	flowlock-honeypot [--addr :8090] [--api-addr 127.0.0.1:8091]
+//	                  [--identity-header x-forwarded-for] [--ipv6-prefix 64]
+//	                  [--records 4096] [--mask-key-file FILE]
+//	                                             serve until SIGINT or SIGTERM
+//	flowlock-honeypot healthcheck [--url URL]    exit 0 when the API's /healthz answers 200
+//
+// Two listeners: --addr is the bait, the upstream the proxy routes
+// quarantined clients to; --api-addr serves the records (internal/decoy.API)
+// and must not be reachable by them, so it defaults to loopback.
+//
+// It is its own program, not a mode of sample-api, so that the decoy
+// cannot serve anything real by mistake: it has no route, file or backend
+// of the real API, and a wrong flag cannot turn it into the real API.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flowlock/flowlock/internal/decoy"
+	"github.com/flowlock/flowlock/internal/httpcmd"
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+func main() { httpcmd.Main("flowlock-honeypot", run) }
+
+// run is the whole program minus the process, so tests can call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return httpcmd.Healthcheck(ctx, args[1:], stdout, "http://127.0.0.1:8091/healthz")
+	}
+	fs := flag.NewFlagSet("flowlock-honeypot", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", ":8090", "listen `address` of the bait, where the proxy sends quarantined clients")
+	apiAddr := fs.String("api-addr", "127.0.0.1:8091", "listen `address` of the records API; keep it out of the bots' reach")
+	idHeader := fs.String("identity-header", "x-forwarded-for", "request `header` naming the client: x-forwarded-for (its rightmost entry) or Flow Lock's --identity-header")
+	prefix := fs.Int("ipv6-prefix", 64, "prefix `length` IPv6 clients are grouped by, as Flow Lock's --ipv6-prefix")
+	records := fs.Int("records", decoy.DefaultCapacity, "requests kept, the oldest overwritten (1-1000000)")
+	maskKeyFile := fs.String("mask-key-file", "", "`file` with Flow Lock's admin token, so that masked names match its dashboard's")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case *records < 1 || *records > 1_000_000:
+		return fmt.Errorf("--records: must be 1-1000000, got %d", *records)
+	case *prefix < 1 || *prefix > 128:
+		return fmt.Errorf("--ipv6-prefix: must be 1-128, got %d", *prefix)
+	case strings.TrimSpace(*idHeader) == "":
+		return errors.New("--identity-header: must not be empty")
+	}
+	if *maskKeyFile != "" {
+		b, err := os.ReadFile(*maskKeyFile)
+		if err != nil {
+			return fmt.Errorf("--mask-key-file: %w", err)
+		}
+		identity.SetMaskKey(strings.TrimSpace(string(b)))
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+
+	ring := decoy.NewRing(*records)
+	bait := decoy.NewBait(decoy.BaitOptions{Ring: ring, IdentityHeader: *idHeader, IPv6Prefix: *prefix})
+	baitLn, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	apiLn, err := net.Listen("tcp", *apiAddr)
+	if err != nil {
+		baitLn.Close()
+		return fmt.Errorf("--api-addr: %w", err)
+	}
+	log.Info("listening", "addr", baitLn.Addr().String(), "api_addr", apiLn.Addr().String(), "records", *records)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpcmd.Serve(gctx, baitLn, bait) })
+	g.Go(func() error { return httpcmd.Serve(gctx, apiLn, decoy.API(ring)) })
+	err = g.Wait()
+	log.Info("stopped", "err", err)
+	return err
+}

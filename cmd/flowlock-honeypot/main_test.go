@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRun: the bait answers on --addr and the records of what it was
+// asked are on --api-addr only; the healthcheck asks the API; a
+// cancelled context stops both.
+func TestRun(t *testing.T) {
+	bait, api := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--addr", bait, "--api-addr", api}, io.Discard, io.Discard) }()
+
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err = http.Get("http://" + bait + "/admin"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("bait: %s %v", resp.Status, resp.Header)
+	}
+	if err := run(t.Context(), []string{"healthcheck", "--url", "http://" + api + "/healthz"}, io.Discard, io.Discard); err != nil {
+		t.Errorf("healthcheck: %v", err)
+	}
+	sum, err := http.Get("http://" + api + "/api/v1/summary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		TopPaths []struct{ Path string } `json:"top_paths"`
+	}
+	json.NewDecoder(sum.Body).Decode(&s)
+	sum.Body.Close()
+	if len(s.TopPaths) != 1 || s.TopPaths[0].Path != "/admin" {
+		t.Errorf("summary top paths = %+v", s.TopPaths)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run = %v after cancel, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not stop")
+	}
+}
+
+func TestRunRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--records", "0"}, "--records"},
+		{[]string{"--ipv6-prefix", "200"}, "--ipv6-prefix"},
+		{[]string{"--identity-header", " "}, "--identity-header"},
+		{[]string{"--mask-key-file", "/nonexistent/token"}, "--mask-key-file"},
+		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"--addr", "256.0.0.1:bad"}, "--addr"},
+	} {
+		err := run(t.Context(), tc.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run(%v) = %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,61 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// Bounds of the tarpit settings.
+const (
+	minTarpitDelay = 10 * time.Millisecond
+	maxTarpitDelay = 10 * time.Second
+)
+
+// checkQuarantineAction checks --quarantine-action, the tarpit's bounds and
+// --honeypot-url.
+func checkQuarantineAction(c Config, bad func(flag, format string, args ...any)) {
+	switch c.QuarantineAction {
+	case "deny", "honeypot", "tarpit":
+	default:
+		bad("quarantine-action", "must be deny, honeypot or tarpit, got %q", c.QuarantineAction)
+	}
+	// A hold past the proxy's timeout fails open: the bot gets through.
+	// Flow Lock cannot see the proxy's timeout, but it can refuse a delay
+	// that outlasts its own deadline for a Check.
+	if c.TarpitDelay < minTarpitDelay || c.TarpitDelay > maxTarpitDelay {
+		bad("tarpit-delay", "must be %s-%s and below the proxy's check timeout, got %s",
+			formatDuration(minTarpitDelay), formatDuration(maxTarpitDelay), formatDuration(c.TarpitDelay))
+	} else if c.TarpitDelay >= c.GRPCCheckTimeout {
+		bad("tarpit-delay", "must be below --grpc-check-timeout (%s) and the proxy's check timeout, got %s",
+			formatDuration(c.GRPCCheckTimeout), formatDuration(c.TarpitDelay))
+	}
+	// Held Checks are calls in flight: half the budget stays for everyone else.
+	if most := max(c.GRPCMaxInflight/2, 1); c.TarpitMaxHeld < 1 || c.TarpitMaxHeld > most {
+		bad("tarpit-max-held", "must be 1-%d (half of --grpc-max-inflight), got %d", most, c.TarpitMaxHeld)
+	}
+	if c.HoneypotURL != "" {
+		u, err := url.Parse(c.HoneypotURL)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			bad("honeypot-url", `must be an http or https URL such as "http://127.0.0.1:8091", got %q`, c.HoneypotURL)
+		case u.User != nil:
+			bad("honeypot-url", "must not carry a user or password")
+		}
+	}
+}
+
+// actionWarnings says what --quarantine-action needs beyond Flow Lock.
+func actionWarnings(c Config) []string {
+	switch {
+	case c.QuarantineAction == "deny":
+		return nil
+	case c.Mode == ModeShadow:
+		return []string{fmt.Sprintf("--quarantine-action %s has no effect in shadow mode, which allows every request", c.QuarantineAction)}
+	case c.QuarantineAction == "honeypot":
+		return []string{"--quarantine-action honeypot allows quarantined clients with x-flowlock-route: honeypot: the proxy must route that header " +
+			"to a decoy (deploy/envoy.yaml: clear_route_cache and the honeypot route; deploy/nginx, deploy/haproxy: the decoy upstream), " +
+			"or they reach the API"}
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package decoy
+
+import (
+	"encoding/json"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/untrusted"
+)
+
+// Bounds of one record: what a hostile request can make the decoy keep.
+const (
+	maxHeaders     = 24
+	maxHeaderName  = 64
+	maxHeaderValue = 128
+	maxPath        = 256
+	maxQuery       = 256
+	// MaxBody is how much of a request body the bait reads, to count it;
+	// past it the body is not read (the connection is closed after the
+	// answer), so a bot cannot keep the decoy busy with an endless upload.
+	MaxBody = 1 << 20
+)
+
+// BaitOptions configure the bait.
+type BaitOptions struct {
+	Ring *Ring
+	// IdentityHeader is the request header the proxy sets to the client
+	// it routed here: "x-forwarded-for" (the default when ""), whose
+	// rightmost entry is then the client's address as Envoy or nginx
+	// appended it, or the header Flow Lock identifies clients by
+	// (--identity-header). Name identities are recorded masked.
+	IdentityHeader string
+	// IPv6Prefix groups IPv6 clients as Flow Lock's --ipv6-prefix does; 0
+	// means 64.
+	IPv6Prefix int
+	Now        func() time.Time // nil means time.Now
+}
+
+// Bait answers every request with plausible JSON made up from its path,
+// and records the request in the ring. Nothing in an answer is real.
+type Bait struct {
+	ring   *Ring
+	idKey  string // canonical header name
+	forXFF bool   // idKey is X-Forwarded-For: take its rightmost entry
+	prefix int
+	now    func() time.Time
+}
+
+// NewBait returns the bait handler.
+func NewBait(o BaitOptions) *Bait {
+	b := &Bait{ring: o.Ring, idKey: http.CanonicalHeaderKey(o.IdentityHeader), prefix: o.IPv6Prefix, now: o.Now}
+	if b.idKey == "" {
+		b.idKey = "X-Forwarded-For"
+	}
+	b.forXFF = b.idKey == "X-Forwarded-For"
+	if b.prefix <= 0 {
+		b.prefix = 64
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	return b
+}
+
+// ServeHTTP answers and records one request.
+func (b *Bait) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := b.now()
+	n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, MaxBody+1))
+	cut := n > MaxBody
+	if cut {
+		n = MaxBody
+		w.Header().Set("Connection", "close") // the rest of the body is not read
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	body := fakeJSON(r.Method, r.URL.Path, start)
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		w.WriteHeader(http.StatusCreated)
+	}
+	_, _ = w.Write(body) // the client may have gone; nothing to do about it
+	b.ring.Add(Record{
+		Time:      start,
+		Identity:  b.identity(r),
+		Method:    untrusted.Clip(untrusted.Visible(r.Method), 16),
+		Path:      untrusted.Clip(untrusted.Visible(r.URL.Path), maxPath),
+		Query:     queryNames(r.URL.RawQuery),
+		Headers:   headers(r, b.idKey),
+		BodyBytes: n,
+		BodyCut:   cut,
+		Micros:    b.now().Sub(start).Microseconds(),
+	})
+}
+
+// identity is the client the proxy says it routed here, as the dashboard
+// shows it: an address as it is (IPv6 grouped), a name masked.
+func (b *Bait) identity(r *http.Request) string {
+	v := r.Header.Values(b.idKey)
+	if len(v) == 0 {
+		return "(none)"
+	}
+	s := strings.TrimSpace(v[len(v)-1])
+	if b.forXFF {
+		if i := strings.LastIndexByte(s, ','); i >= 0 {
+			s = strings.TrimSpace(s[i+1:])
+		}
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return identity.FromAddr(a.Unmap().WithZone(""), b.prefix).String()
+	}
+	if b.forXFF {
+		return "(invalid)"
+	}
+	id, err := identity.FromName(s)
+	if err != nil {
+		return "(invalid)"
+	}
+	return id.Masked()
+}
+
+// headers records r's headers, bounded and masked. The identity header is
+// left out: the record's Identity says it, masked.
+func headers(r *http.Request, idKey string) []Header {
+	out := make([]Header, 0, min(len(r.Header)+1, maxHeaders))
+	if r.Host != "" {
+		out = append(out, Header{Name: "host", Value: untrusted.Clip(untrusted.Visible(r.Host), maxHeaderValue)})
+	}
+	for name, values := range r.Header {
+		if name == idKey {
+			continue
+		}
+		for _, v := range values {
+			if len(out) >= maxHeaders {
+				return out
+			}
+			out = append(out, Header{
+				Name:  strings.ToLower(untrusted.Clip(untrusted.Visible(name), maxHeaderName)),
+				Value: maskHeader(name, v),
+			})
+		}
+	}
+	return out
+}
+
+// secretWords mark a header whose value must not be kept: credentials,
+// sessions, signatures. Matched in the lowercase name.
+var secretWords = []string{"auth", "cookie", "token", "secret", "key", "session", "password", "passwd", "signature", "credential", "csrf", "xsrf"}
+
+// maskHeader returns the value of a header to record: its length only
+// for secret-looking names, else the value clipped and made visible.
+func maskHeader(name, v string) string {
+	lower := strings.ToLower(name)
+	for _, w := range secretWords {
+		if strings.Contains(lower, w) {
+			return "(masked, " + strconv.Itoa(len(v)) + " bytes)"
+		}
+	}
+	return untrusted.Clip(untrusted.Visible(v), maxHeaderValue)
+}
+
+// queryNames returns the parameter names of a raw query, without values
+// (they may carry tokens): "id=…&page=…".
+func queryNames(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	var b strings.Builder
+	for part := range strings.SplitSeq(raw, "&") {
+		if b.Len() >= maxQuery {
+			b.WriteString("…")
+			break
+		}
+		name, _, _ := strings.Cut(part, "=")
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(untrusted.Visible(untrusted.Clip(name, 64)))
+		b.WriteString("=…")
+	}
+	return b.String()
+}
+
+// Words the made-up documents are built from.
+var (
+	nouns    = []string{"anchor", "beacon", "compass", "delta", "ember", "falcon", "garnet", "harbor", "indigo", "juniper", "kestrel", "lumen", "meridian", "nimbus", "onyx", "pylon"}
+	statuses = []string{"active", "pending", "archived", "active", "active"}
+)
+
+// fakeJSON makes up a plausible document for a request: one object for a
+// path that ends in a number (/users/42), a page of items otherwise, and an
+// acknowledgement for a write. The same path always gives the same
+// content, as a real API would, and nothing in it is real.
+func fakeJSON(method, path string, now time.Time) []byte {
+	h := fnv.New64a()
+	h.Write([]byte(path))
+	seed := h.Sum64()
+	pick := func(list []string, i uint64) string { return list[(seed>>(i%48)+i)%uint64(len(list))] }
+	at := now.UTC().Format(time.RFC3339Nano)
+
+	var doc any
+	last := path[strings.LastIndexByte(path, '/')+1:]
+	id, numeric := strconv.ParseUint(last, 10, 32)
+	switch {
+	case method != http.MethodGet && method != http.MethodHead:
+		doc = map[string]any{"ok": true, "id": seed % 100000, "updated_at": at}
+	case numeric == nil:
+		doc = map[string]any{
+			"id": id, "name": pick(nouns, 1) + "-" + strconv.FormatUint(seed%1000, 10),
+			"status": pick(statuses, 2), "created_at": now.UTC().Add(-time.Duration(seed%(90*24)) * time.Hour).Format(time.RFC3339),
+		}
+	default:
+		n := 3 + seed%5
+		items := make([]map[string]any, 0, n)
+		for i := range n {
+			items = append(items, map[string]any{"id": (seed+i)%9000 + 1, "name": pick(nouns, i+3)})
+		}
+		doc = map[string]any{"items": items, "served_at": at}
+	}
+	out, err := json.Marshal(doc)
+	if err != nil { // maps of strings and numbers always encode
+		return []byte("{}")
+	}
+	return append(out, '\n')
+}
