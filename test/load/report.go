@@ -1,0 +1,239 @@
+package load
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Report is what one harness run measured.
+type Report struct {
+	Settings    Settings     `json:"settings"`
+	Comparisons []Comparison `json:"comparisons"`
+	Curve       []CurvePoint `json:"cost_curve,omitempty"`
+}
+
+// Settings records how the run was made, for the reader of the numbers.
+type Settings struct {
+	CPUs          int     `json:"cpus"`
+	GoVersion     string  `json:"go_version"`
+	DurationS     float64 `json:"duration_s"`
+	Rounds        int     `json:"rounds"`
+	Concurrency   int     `json:"concurrency"`
+	Conns         int     `json:"conns"`
+	Clients       int     `json:"clients"`
+	Bots          int     `json:"bots"`
+	BotPeriodMS   float64 `json:"bot_period_ms"`
+	MemLimitGCOff string  `json:"gomemlimit_gc_off"`
+	ServerCPUs    string  `json:"server_cpus"`
+	ClientCPUs    string  `json:"client_cpus"`
+}
+
+func settingsOf(cfg Config) Settings {
+	return Settings{
+		CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
+		DurationS: cfg.Duration.Seconds(), Rounds: cfg.Rounds, Concurrency: cfg.Concurrency, Conns: cfg.Conns,
+		Clients: cfg.Clients, Bots: cfg.Bots, BotPeriodMS: float64(cfg.BotPeriod) / 1e6,
+		MemLimitGCOff: cfg.MemLimit, ServerCPUs: cfg.ServerCPUs, ClientCPUs: cfg.ClientCPUs,
+	}
+}
+
+// Comparison is the four servers measured in turn under one GC setting.
+type Comparison struct {
+	GC string `json:"gc"`
+	// Quarantined is how many bots the enforce server held in quarantine
+	// after the flood.
+	Quarantined int   `json:"bots_quarantined"`
+	Closed      []Row `json:"closed_loop"`
+	// Rate is the open loop's Checks per second; Open its rows.
+	Rate float64 `json:"open_loop_rate,omitempty"`
+	Open []Row   `json:"open_loop,omitempty"`
+}
+
+// Row is one server's numbers, pooled over the rounds.
+type Row struct {
+	Server     string        `json:"server"`
+	Checks     int           `json:"checks"`
+	Throughput float64       `json:"checks_per_s"`
+	P50        time.Duration `json:"p50_ns"`
+	P99        time.Duration `json:"p99_ns"`
+	// ServerCPUPerCheck is the server's user and system CPU time over the
+	// stretch (from /proc/PID/stat) divided by the Checks answered.
+	ServerCPUPerCheck time.Duration `json:"server_cpu_per_check_ns"`
+	// GeneratorCPUPerCheck and GeneratorBusy show whether the load
+	// generator, not the server, was the limit: busy near 1 means it was.
+	GeneratorCPUPerCheck time.Duration `json:"generator_cpu_per_check_ns"`
+	GeneratorBusy        float64       `json:"generator_busy"`
+	Allowed              int           `json:"allowed"`
+	Denied               int           `json:"denied_403"`
+	Other                int           `json:"other"`
+	// The ratios: throughput against the no-op server's and the transport
+	// floor's in the same run (above 1 is faster), CPU per Check against
+	// the no-op's (below 1 is cheaper), and for the deny path, throughput
+	// against the allow path's.
+	VsNoop      float64 `json:"throughput_vs_noop"`
+	VsFloor     float64 `json:"throughput_vs_floor"`
+	CPUVsNoop   float64 `json:"cpu_per_check_vs_noop"`
+	VsAllowPath float64 `json:"throughput_vs_allow_path,omitempty"`
+}
+
+// CurvePoint is Flow Lock at one count of tracked clients.
+type CurvePoint struct {
+	Clients int `json:"clients"`
+	// Tracked is what Flow Lock reports tracking
+	// (flowlock_risk_tracked_identities).
+	Tracked int `json:"tracked"`
+	// RSS is VmRSS after the measurement; BaseRSS before any traffic.
+	// RSSPerClient is (RSS-BaseRSS)/Tracked; RSSPerAddedClient is the
+	// growth of RSS since the previous point over the clients added, the
+	// slope of the curve, which the runtime's own start-up does not blur.
+	RSS               int64         `json:"rss_bytes"`
+	BaseRSS           int64         `json:"base_rss_bytes"`
+	RSSPerClient      float64       `json:"rss_per_client_bytes"`
+	RSSPerAddedClient float64       `json:"rss_per_added_client_bytes,omitempty"`
+	Throughput        float64       `json:"checks_per_s"`
+	P50               time.Duration `json:"p50_ns"`
+	P99               time.Duration `json:"p99_ns"`
+	ServerCPUPerCheck time.Duration `json:"server_cpu_per_check_ns"`
+}
+
+// fillRatios sets each row's ratios against the no-op and floor rows and,
+// for the deny path, the allow path's row.
+func fillRatios(rows []Row) {
+	find := func(name string) *Row {
+		for i := range rows {
+			if rows[i].Server == name {
+				return &rows[i]
+			}
+		}
+		return nil
+	}
+	noop, floor, allow := find(Noop), find(Floor), find(Shadow)
+	for i := range rows {
+		r := &rows[i]
+		if noop != nil && noop.Throughput > 0 {
+			r.VsNoop = r.Throughput / noop.Throughput
+		}
+		if noop != nil && noop.ServerCPUPerCheck > 0 {
+			r.CPUVsNoop = float64(r.ServerCPUPerCheck) / float64(noop.ServerCPUPerCheck)
+		}
+		if floor != nil && floor.Throughput > 0 {
+			r.VsFloor = r.Throughput / floor.Throughput
+		}
+		if r.Server == Enforce && allow != nil && allow.Throughput > 0 {
+			r.VsAllowPath = r.Throughput / allow.Throughput
+		}
+	}
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteTable writes r for people: markdown tables (for the README) when
+// markdown is set, aligned text otherwise.
+func (r *Report) WriteTable(w io.Writer, markdown bool) {
+	s := r.Settings
+	fmt.Fprintf(w, "%d CPUs, %s; servers on CPUs %q, load generator on %q; %d rounds of %gs per server; "+
+		"closed loop %d in flight over %d connections; %d client addresses (allow path), %d bots (deny path, one request per %gms until quarantined)\n\n",
+		s.CPUs, s.GoVersion, s.ServerCPUs, s.ClientCPUs, s.Rounds, s.DurationS, s.Concurrency, s.Conns, s.Clients, s.Bots, s.BotPeriodMS)
+	for _, c := range r.Comparisons {
+		gc := "default GC settings (GOGC=100, no GOMEMLIMIT)"
+		if c.GC == "off" {
+			gc = "GOGC=off GOMEMLIMIT=" + s.MemLimitGCOff
+		}
+		fmt.Fprintf(w, "Closed loop, %s; %d of %d bots quarantined:\n\n", gc, c.Quarantined, s.Bots)
+		writeRows(w, c.Closed, markdown)
+		if len(c.Open) > 0 {
+			fmt.Fprintf(w, "\nOpen loop at %.0f Check/s (latency from each request's due time), %s:\n\n", c.Rate, gc)
+			writeRows(w, c.Open, markdown)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.Curve) > 0 {
+		fmt.Fprintf(w, "Cost curve: Flow Lock in shadow mode, default GC settings, closed loop over the tracked clients:\n\n")
+		t := newTable("tracked clients", "Check/s", "p50", "p99", "CPU/Check", "RSS", "RSS per client", "RSS per added client")
+		for _, p := range r.Curve {
+			added := "-"
+			if p.RSSPerAddedClient > 0 {
+				added = fmt.Sprintf("%.0f B", p.RSSPerAddedClient)
+			}
+			t.add(fmt.Sprintf("%d", p.Tracked), fmt.Sprintf("%.0f", p.Throughput), ms(p.P50), ms(p.P99), us(p.ServerCPUPerCheck),
+				fmt.Sprintf("%.0f MB", float64(p.RSS)/1e6), fmt.Sprintf("%.0f B", p.RSSPerClient), added)
+		}
+		t.write(w, markdown)
+	}
+}
+
+func writeRows(w io.Writer, rows []Row, markdown bool) {
+	t := newTable("server", "Check/s", "vs no-op", "vs floor", "p50", "p99", "CPU/Check", "CPU vs no-op", "answers", "generator busy")
+	for _, r := range rows {
+		vs := fmt.Sprintf("%.2f×", r.VsNoop)
+		if r.VsAllowPath > 0 {
+			vs += fmt.Sprintf(" (%.2f× allow)", r.VsAllowPath)
+		}
+		t.add(r.Server, fmt.Sprintf("%.0f", r.Throughput), vs, fmt.Sprintf("%.2f×", r.VsFloor),
+			ms(r.P50), ms(r.P99), us(r.ServerCPUPerCheck), fmt.Sprintf("%.2f×", r.CPUVsNoop),
+			answers(r), fmt.Sprintf("%.0f%%", 100*r.GeneratorBusy))
+	}
+	t.write(w, markdown)
+}
+
+// answers says what the server answered, in shares.
+func answers(r Row) string {
+	n := float64(r.Allowed + r.Denied + r.Other)
+	if n == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, p := range []struct {
+		name string
+		n    int
+	}{{"allow", r.Allowed}, {"403", r.Denied}, {"other", r.Other}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%.0f%% %s", 100*float64(p.n)/n, p.name))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
+
+// table is a small text or markdown table.
+type table struct {
+	head []string
+	rows [][]string
+}
+
+func newTable(head ...string) *table { return &table{head: head} }
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) write(w io.Writer, markdown bool) {
+	if markdown {
+		fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(t.head, " | "), strings.Repeat("---|", len(t.head)))
+		for _, r := range t.rows {
+			fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+		}
+		return
+	}
+	width := make([]int, len(t.head))
+	for _, r := range append([][]string{t.head}, t.rows...) {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	for _, r := range append([][]string{t.head}, t.rows...) {
+		for i, c := range r {
+			fmt.Fprintf(w, "%s%s  ", c, strings.Repeat(" ", width[i]-len([]rune(c))))
+		}
+		fmt.Fprintln(w)
+	}
+}
