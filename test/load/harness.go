@@ -78,9 +78,9 @@ type Config struct {
 // DefaultConfig is `make loadtest` without flags.
 func DefaultConfig() Config {
 	return Config{
-		Duration:    5 * time.Second,
+		Duration:    2 * time.Second,
 		Warmup:      3 * time.Second,
-		Rounds:      3,
+		Rounds:      8,
 		Concurrency: 64,
 		Conns:       2,
 		Clients:     10_000,
@@ -249,9 +249,11 @@ func compare(ctx context.Context, cfg Config, gc string, clients []string) (Comp
 
 // rounds measures every target cfg.Rounds times in turn, closed loop when
 // rate is 0 and open loop at rate otherwise, and returns one row per
-// target, pooled over the rounds, with the ratios filled in.
+// target: its counts and latencies pooled over the rounds, its ratios the
+// median of each round's (see fillRatios).
 func rounds(ctx context.Context, cfg Config, targets []*target, rate float64) ([]Row, error) {
 	acc := make([]measured, len(targets))
+	perRound := make([][]Row, cfg.Rounds)
 	for r := range cfg.Rounds {
 		for i, t := range targets {
 			if err := ctx.Err(); err != nil {
@@ -263,7 +265,9 @@ func rounds(ctx context.Context, cfg Config, targets []*target, rate float64) ([
 			if err != nil {
 				return nil, err
 			}
-			progress(cfg, "round %d/%d %-40s %8.0f Check/s  p99 %v", r+1, cfg.Rounds, t.srv.Name, m.res.Throughput(), m.res.Quantile(0.99).Round(time.Microsecond))
+			progress(cfg, "round %d/%d %-40s %8.0f Check/s  p99 %8v  CPU/Check %v", r+1, cfg.Rounds, t.srv.Name,
+				m.res.Throughput(), m.res.Quantile(0.99).Round(time.Microsecond), m.cpuPerCheck().Round(100*time.Nanosecond))
+			perRound[r] = append(perRound[r], m.row(t.srv.Name))
 			acc[i].add(m)
 			// Let the server just measured finish what it was doing (a
 			// collection) before the next one starts on the same CPU.
@@ -274,7 +278,7 @@ func rounds(ctx context.Context, cfg Config, targets []*target, rate float64) ([
 	for i, t := range targets {
 		rows[i] = acc[i].row(t.srv.Name)
 	}
-	fillRatios(rows)
+	fillRatios(rows, perRound)
 	return rows, nil
 }
 
@@ -305,6 +309,14 @@ func measure(ctx context.Context, srv *Server, c *Client, l Load) (measured, err
 	return measured{res: res, serverCPU: cpu1 - cpu0, genCPU: gen1 - gen0}, nil
 }
 
+// cpuPerCheck is the server's CPU time per answered Check.
+func (m *measured) cpuPerCheck() time.Duration {
+	if n := m.res.Sent - m.res.Errors; n > 0 {
+		return m.serverCPU / time.Duration(n)
+	}
+	return 0
+}
+
 func (m *measured) add(o measured) {
 	m.res.merge(&o.res)
 	m.res.Elapsed += o.res.Elapsed
@@ -327,7 +339,7 @@ func (m *measured) row(name string) Row {
 		Other:      m.res.Other,
 	}
 	if answered > 0 {
-		r.ServerCPUPerCheck = m.serverCPU / time.Duration(answered)
+		r.ServerCPUPerCheck = m.cpuPerCheck()
 		r.GeneratorCPUPerCheck = m.genCPU / time.Duration(answered)
 	}
 	if m.res.Elapsed > 0 {

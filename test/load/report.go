@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -70,14 +71,17 @@ type Row struct {
 	Allowed              int           `json:"allowed"`
 	Denied               int           `json:"denied_403"`
 	Other                int           `json:"other"`
-	// The ratios: throughput against the no-op server's and the transport
-	// floor's in the same run (above 1 is faster), CPU per Check against
-	// the no-op's (below 1 is cheaper), and for the deny path, throughput
-	// against the allow path's.
-	VsNoop      float64 `json:"throughput_vs_noop"`
-	VsFloor     float64 `json:"throughput_vs_floor"`
-	CPUVsNoop   float64 `json:"cpu_per_check_vs_noop"`
-	VsAllowPath float64 `json:"throughput_vs_allow_path,omitempty"`
+	// The ratios, each the median over the rounds of the ratio within a
+	// round: throughput against the no-op server's and the transport
+	// floor's (above 1 is faster), CPU per Check against the no-op's (below
+	// 1 is cheaper), and for the deny path, throughput against the allow
+	// path's. VsNoopRounds lists every round's throughput ratio, to show
+	// the spread.
+	VsNoopRounds []float64 `json:"throughput_vs_noop_rounds"`
+	VsNoop       float64   `json:"throughput_vs_noop"`
+	VsFloor      float64   `json:"throughput_vs_floor"`
+	CPUVsNoop    float64   `json:"cpu_per_check_vs_noop"`
+	VsAllowPath  float64   `json:"throughput_vs_allow_path,omitempty"`
 }
 
 // CurvePoint is Flow Lock at one count of tracked clients.
@@ -100,33 +104,62 @@ type CurvePoint struct {
 	ServerCPUPerCheck time.Duration `json:"server_cpu_per_check_ns"`
 }
 
-// fillRatios sets each row's ratios against the no-op and floor rows and,
-// for the deny path, the allow path's row.
-func fillRatios(rows []Row) {
-	find := func(name string) *Row {
-		for i := range rows {
-			if rows[i].Server == name {
-				return &rows[i]
-			}
-		}
-		return nil
-	}
-	noop, floor, allow := find(Noop), find(Floor), find(Shadow)
+// fillRatios sets each row's ratios from the rounds: in each round, the
+// server against the no-op server and the transport floor measured in the
+// same round, and the deny path against the allow path; the row gets the
+// median over the rounds, and the throughput ratio's every round. On a
+// shared machine the load of the neighbours drifts over seconds: a ratio
+// within one round, a few seconds apart, cancels most of it, where a ratio
+// of pooled totals would not.
+func fillRatios(rows []Row, rounds [][]Row) {
 	for i := range rows {
 		r := &rows[i]
-		if noop != nil && noop.Throughput > 0 {
-			r.VsNoop = r.Throughput / noop.Throughput
+		var vsNoop, vsFloor, cpuVsNoop, vsAllow []float64
+		for _, round := range rounds {
+			me, noop, floor, allow := find(round, r.Server), find(round, Noop), find(round, Floor), find(round, Shadow)
+			if me == nil {
+				continue
+			}
+			vsNoop = appendRatio(vsNoop, me.Throughput, noop, func(x *Row) float64 { return x.Throughput })
+			vsFloor = appendRatio(vsFloor, me.Throughput, floor, func(x *Row) float64 { return x.Throughput })
+			cpuVsNoop = appendRatio(cpuVsNoop, float64(me.ServerCPUPerCheck), noop, func(x *Row) float64 { return float64(x.ServerCPUPerCheck) })
+			if r.Server == Enforce {
+				vsAllow = appendRatio(vsAllow, me.Throughput, allow, func(x *Row) float64 { return x.Throughput })
+			}
 		}
-		if noop != nil && noop.ServerCPUPerCheck > 0 {
-			r.CPUVsNoop = float64(r.ServerCPUPerCheck) / float64(noop.ServerCPUPerCheck)
-		}
-		if floor != nil && floor.Throughput > 0 {
-			r.VsFloor = r.Throughput / floor.Throughput
-		}
-		if r.Server == Enforce && allow != nil && allow.Throughput > 0 {
-			r.VsAllowPath = r.Throughput / allow.Throughput
+		r.VsNoopRounds = vsNoop
+		r.VsNoop, r.VsFloor, r.CPUVsNoop, r.VsAllowPath = median(vsNoop), median(vsFloor), median(cpuVsNoop), median(vsAllow)
+	}
+}
+
+func find(rows []Row, server string) *Row {
+	for i := range rows {
+		if rows[i].Server == server {
+			return &rows[i]
 		}
 	}
+	return nil
+}
+
+// appendRatio appends mine / of(base) unless base is missing or zero.
+func appendRatio(list []float64, mine float64, base *Row, of func(*Row) float64) []float64 {
+	if base == nil || of(base) <= 0 {
+		return list
+	}
+	return append(list, mine/of(base))
+}
+
+// median returns the median of xs, or 0 without any.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // WriteJSON writes r as indented JSON.
@@ -172,9 +205,12 @@ func (r *Report) WriteTable(w io.Writer, markdown bool) {
 }
 
 func writeRows(w io.Writer, rows []Row, markdown bool) {
-	t := newTable("server", "Check/s", "vs no-op", "vs floor", "p50", "p99", "CPU/Check", "CPU vs no-op", "answers", "generator busy")
+	t := newTable("server", "Check/s", "vs no-op (rounds)", "vs floor", "p50", "p99", "CPU/Check", "CPU vs no-op", "answers", "generator busy")
 	for _, r := range rows {
 		vs := fmt.Sprintf("%.2f×", r.VsNoop)
+		if len(r.VsNoopRounds) > 1 && r.Server != Noop {
+			vs += fmt.Sprintf(" (%.2f–%.2f)", slices.Min(r.VsNoopRounds), slices.Max(r.VsNoopRounds))
+		}
 		if r.VsAllowPath > 0 {
 			vs += fmt.Sprintf(" (%.2f× allow)", r.VsAllowPath)
 		}
