@@ -51,8 +51,11 @@ type Load struct {
 // Order is how requests pick their client.
 type Order int
 
+// The orders.
 const (
+	// Random picks a client uniformly for each request.
 	Random Order = iota
+	// InOrder takes the clients one after the other, from the first.
 	InOrder
 )
 

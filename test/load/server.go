@@ -3,7 +3,6 @@ package load
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,17 +99,9 @@ func listening(path string) (map[string]string, bool) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec["msg"] != "listening" {
-			continue
+		if rec, ok := flowlocktest.ListeningRecord(sc.Text()); ok {
+			return rec, true
 		}
-		out := map[string]string{}
-		for k, v := range rec {
-			if s, ok := v.(string); ok {
-				out[k] = s
-			}
-		}
-		return out, true
 	}
 	return nil, false
 }
