@@ -73,14 +73,15 @@ type Row struct {
 	Other                int           `json:"other"`
 	// The ratios, each the median over the rounds of the ratio within a
 	// round: throughput against the no-op server's and the transport
-	// floor's (above 1 is faster), CPU per Check against the no-op's (below
-	// 1 is cheaper), and for the deny path, throughput against the allow
-	// path's. VsNoopRounds lists every round's throughput ratio, to show
-	// the spread.
+	// floor's (above 1 is faster), CPU per Check and p99 latency against
+	// the no-op's (below 1 is cheaper, faster), and for the deny path,
+	// throughput against the allow path's. VsNoopRounds lists every
+	// round's throughput ratio, to show the spread.
 	VsNoopRounds []float64 `json:"throughput_vs_noop_rounds"`
 	VsNoop       float64   `json:"throughput_vs_noop"`
 	VsFloor      float64   `json:"throughput_vs_floor"`
 	CPUVsNoop    float64   `json:"cpu_per_check_vs_noop"`
+	P99VsNoop    float64   `json:"p99_vs_noop"`
 	VsAllowPath  float64   `json:"throughput_vs_allow_path,omitempty"`
 }
 
@@ -114,7 +115,7 @@ type CurvePoint struct {
 func fillRatios(rows []Row, rounds [][]Row) {
 	for i := range rows {
 		r := &rows[i]
-		var vsNoop, vsFloor, cpuVsNoop, vsAllow []float64
+		var vsNoop, vsFloor, cpuVsNoop, p99VsNoop, vsAllow []float64
 		for _, round := range rounds {
 			me, noop, floor, allow := find(round, r.Server), find(round, Noop), find(round, Floor), find(round, Shadow)
 			if me == nil {
@@ -123,12 +124,14 @@ func fillRatios(rows []Row, rounds [][]Row) {
 			vsNoop = appendRatio(vsNoop, me.Throughput, noop, func(x *Row) float64 { return x.Throughput })
 			vsFloor = appendRatio(vsFloor, me.Throughput, floor, func(x *Row) float64 { return x.Throughput })
 			cpuVsNoop = appendRatio(cpuVsNoop, float64(me.ServerCPUPerCheck), noop, func(x *Row) float64 { return float64(x.ServerCPUPerCheck) })
+			p99VsNoop = appendRatio(p99VsNoop, float64(me.P99), noop, func(x *Row) float64 { return float64(x.P99) })
 			if r.Server == Enforce {
 				vsAllow = appendRatio(vsAllow, me.Throughput, allow, func(x *Row) float64 { return x.Throughput })
 			}
 		}
 		r.VsNoopRounds = vsNoop
 		r.VsNoop, r.VsFloor, r.CPUVsNoop, r.VsAllowPath = median(vsNoop), median(vsFloor), median(cpuVsNoop), median(vsAllow)
+		r.P99VsNoop = median(p99VsNoop)
 	}
 }
 
@@ -205,7 +208,7 @@ func (r *Report) WriteTable(w io.Writer, markdown bool) {
 }
 
 func writeRows(w io.Writer, rows []Row, markdown bool) {
-	t := newTable("server", "Check/s", "vs no-op (rounds)", "vs floor", "p50", "p99", "CPU/Check", "CPU vs no-op", "answers", "generator busy")
+	t := newTable("server", "Check/s", "vs no-op (rounds)", "vs floor", "p50", "p99", "p99 vs no-op", "CPU/Check", "CPU vs no-op", "answers", "generator busy")
 	for _, r := range rows {
 		vs := fmt.Sprintf("%.2f×", r.VsNoop)
 		if len(r.VsNoopRounds) > 1 && r.Server != Noop {
@@ -215,7 +218,7 @@ func writeRows(w io.Writer, rows []Row, markdown bool) {
 			vs += fmt.Sprintf(" (%.2f× allow)", r.VsAllowPath)
 		}
 		t.add(r.Server, fmt.Sprintf("%.0f", r.Throughput), vs, fmt.Sprintf("%.2f×", r.VsFloor),
-			ms(r.P50), ms(r.P99), us(r.ServerCPUPerCheck), fmt.Sprintf("%.2f×", r.CPUVsNoop),
+			ms(r.P50), ms(r.P99), fmt.Sprintf("%.2f×", r.P99VsNoop), us(r.ServerCPUPerCheck), fmt.Sprintf("%.2f×", r.CPUVsNoop),
 			answers(r), fmt.Sprintf("%.0f%%", 100*r.GeneratorBusy))
 	}
 	t.write(w, markdown)
