@@ -24,7 +24,7 @@ func TestHarnessSmoke(t *testing.T) {
 	defer cancel()
 	var progress bytes.Buffer
 	cfg := Config{
-		Bin:      bin,
+		Bin: bin,
 		// Long enough, and the open loop fast enough, that every server
 		// uses several of /proc's 10 ms CPU ticks in each stretch.
 		Duration: time.Second, Warmup: 200 * time.Millisecond, Rounds: 1,
