@@ -82,3 +82,13 @@ tidy-check: ## fail if go.mod or go.sum are not tidy
 	$(GO) mod tidy -diff
 
 check: fmt-check vet tidy-check test ## everything
+
+# The load harness (test/load): builds Flow Lock and two comparison
+# servers, runs them on loopback pinned apart from the load generator, and
+# prints the README's Performance tables (bin/loadtest.json holds the
+# numbers). LOADTEST_FLAGS passes flags, e.g. -markdown or -curve "".
+LOADTEST_FLAGS ?=
+.PHONY: loadtest
+loadtest: ## Check throughput, p50/p99, CPU per Check and memory per client against a no-op and a transport-floor server (about 8 minutes)
+	$(GO) build -o bin/loadtest ./test/load/cmd/loadtest
+	./bin/loadtest -json bin/loadtest.json $(LOADTEST_FLAGS)

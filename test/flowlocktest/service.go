@@ -135,6 +135,11 @@ func (b *SyncBuffer) String() string {
 	return b.buf.String()
 }
 
+// ListeningRecord returns the string fields of line if it is the JSON
+// "listening" log record (grpc_addr, http_addr, ...), for a harness that
+// starts the service without a testing.T.
+func ListeningRecord(line string) (map[string]string, bool) { return listeningRecord(line) }
+
 // listeningRecord returns the string fields of line if it is the JSON
 // "listening" log record.
 func listeningRecord(line string) (map[string]string, bool) {
