@@ -266,6 +266,12 @@ type Options struct {
 	// missing or wrong admin token, e.g. to count it in a metric. The log
 	// says so at most once per badTokenLogEvery.
 	BadToken func()
+
+	// Calibration returns what calibration's recorder has seen, for GET
+	// /api/v1/calibration (admin token required: its route classes come
+	// from request paths). It is encoded with encoding/json. nil leaves the
+	// route out (404).
+	Calibration func() any
 }
 
 // server holds what the handlers need. Its fields are set by New; the hub
@@ -295,6 +301,8 @@ type server struct {
 	badLog     logThrottle // WARN lines for rejected tokens
 
 	warnings func(time.Time) []Warning // Options.Warnings, may be nil
+
+	calibration func() any // Options.Calibration, may be nil
 }
 
 // Handler is the dashboard's HTTP handler. Its owner calls Close when
@@ -364,6 +372,7 @@ func newServer(opts Options) *server {
 	if s.config == nil {
 		s.config = func() any { return struct{}{} }
 	}
+	s.calibration = opts.Calibration
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

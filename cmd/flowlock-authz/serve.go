@@ -24,7 +24,9 @@ import (
 
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/calibrate"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/listen"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
@@ -80,6 +82,8 @@ type service struct {
 	state *persister // nil without --state-file
 	// stopShared stops the link to the other replicas; nil without one.
 	stopShared context.CancelFunc
+	// calib records the score distribution for flowlock-authz calibrate.
+	calib *calibrate.Recorder
 }
 
 // newService builds the decision stack and its metrics, and restores the
@@ -88,6 +92,7 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
+	calib := calibrate.NewRecorder(0, time.Now())
 	s := &service{
 		cfg: cfg,
 		log: log,
@@ -96,8 +101,12 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 		stack: wire.Build(cfg, wire.Extra{
 			Logger:        log,
 			OnSharedAdmit: func(r risk.Reason) { m.QuarantineAdmitted(int(r)) },
+			Scored: func(id identity.ID, path string, v risk.Verdict, now time.Time) {
+				calib.Record(id, path, v.Score, v.Shared, now)
+			},
 		}),
-		live: dashboard.NewTracker(),
+		live:  dashboard.NewTracker(),
+		calib: calib,
 	}
 	engine, q := s.stack.Engine, s.stack.Quarantine
 	s.m.RegisterSources(reg, metrics.Sources{
@@ -226,6 +235,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		AllowedHosts:   s.cfg.HTTPAllowedHosts,
 		BadToken:       s.m.AdminRejected,
 		Warnings:       warnings(rec.watch),
+		Calibration:    func() any { return s.calib.Snapshot(time.Now()) },
 	})
 	srv.http = &http.Server{
 		Handler:           srv.dashboard,

@@ -168,6 +168,10 @@ type Options struct {
 	// 0 means one hour.
 	DenyListRetryAfter time.Duration
 	Logger             *slog.Logger // nil discards
+	// Scored is told of every request timing scored (not on an excluded
+	// path), with the verdict after it, for calibration's recorder; nil
+	// tells nobody. It runs on the Check path and must not block.
+	Scored func(id identity.ID, path string, v risk.Verdict, now time.Time)
 }
 
 // Policy is the decision shared by every transport. It is safe for
@@ -183,6 +187,7 @@ type Policy struct {
 	exclude  []string
 	denyWait int
 	log      *slog.Logger
+	scored   func(id identity.ID, path string, v risk.Verdict, now time.Time)
 }
 
 // NewPolicy returns a policy over the given engine and quarantine.
@@ -213,6 +218,7 @@ func NewPolicy(o Options) *Policy {
 		exclude:  append([]string(nil), o.ExcludePaths...),
 		denyWait: int((wait + time.Second - 1) / time.Second),
 		log:      log.With("component", "policy"),
+		scored:   o.Scored,
 	}
 }
 
@@ -245,6 +251,9 @@ func (p *Policy) decide(r Request) Decision {
 		v, _ = p.engine.Peek(id, r.Now)
 	} else {
 		v = p.observer.Observe(id, r.Now)
+		if p.scored != nil {
+			p.scored(id, r.Path, v, r.Now)
+		}
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 

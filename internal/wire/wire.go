@@ -52,6 +52,9 @@ type Extra struct {
 	// default. The simulator runs one identity per stack, where sharding
 	// only costs set-up time.
 	Shards int
+	// Scored is the policy's Options.Scored (calibration's recorder); nil
+	// records nothing.
+	Scored func(id identity.ID, path string, v risk.Verdict, now time.Time)
 }
 
 // Build returns the decision stack cfg describes. cfg must have passed
@@ -105,6 +108,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		Mode:         mode,
 		ExcludePaths: cfg.ExcludePaths,
 		Logger:       x.Logger,
+		Scored:       x.Scored,
 	})
 	if s.Replica != nil {
 		policy := s.Policy
