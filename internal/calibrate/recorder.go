@@ -169,8 +169,11 @@ type Snapshot struct {
 	Since time.Time `json:"since"`
 	Now   time.Time `json:"now"`
 	// Histogram holds the closed identity-hours: those of past clock hours.
-	// The current hour's join when it ends (at the first snapshot after).
+	// Current holds the current hour's, as they stand: their peaks can
+	// still rise. They move to Histogram at the first snapshot after the
+	// hour ends.
 	Histogram Histogram `json:"histogram"`
+	Current   Histogram `json:"current"`
 	// Slots is how many identities the recorder follows at once, and
 	// Takeovers how many identity-hours were closed early because another
 	// identity needed the slot.
@@ -196,16 +199,20 @@ type RouteScores struct {
 // the recorder has seen. It walks every slot: call it for a view, not per
 // request.
 func (r *Recorder) Snapshot(now time.Time) Snapshot {
+	snap := Snapshot{Since: r.since, Now: now, Slots: len(r.slots), Takeovers: r.takeovers.Load()}
 	hour := now.UnixNano() / window
 	for i := range r.slots {
 		mu := &r.locks[uint64(i)%stripes]
 		mu.Lock()
-		if s := &r.slots[i]; s.tag != 0 && s.track.open && s.track.window < hour {
-			s.track.Close(&r.hist)
+		if s := &r.slots[i]; s.tag != 0 && s.track.open {
+			if s.track.window < hour {
+				s.track.Close(&r.hist)
+			} else {
+				snap.Current.close(&s.track.peaks)
+			}
 		}
 		mu.Unlock()
 	}
-	snap := Snapshot{Since: r.since, Now: now, Slots: len(r.slots), Takeovers: r.takeovers.Load()}
 	snap.Histogram.Windows = r.hist.windows.Load()
 	for c := range snap.Histogram.Peaks {
 		for v := range snap.Histogram.Peaks[c] {

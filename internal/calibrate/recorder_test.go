@@ -25,11 +25,12 @@ func TestRecorderPeaksAndRoutes(t *testing.T) {
 	r.Record(human, "/bad segment", 10, false, start.Add(time.Minute))
 
 	snap := r.Snapshot(start.Add(30 * time.Minute))
-	if snap.Histogram.Windows != 0 {
-		t.Fatalf("%d identity-hours closed within the hour; want 0", snap.Histogram.Windows)
+	if snap.Histogram.Windows != 0 || snap.Current.Windows != 2 || snap.Current.Over(95, 8) != 1 {
+		t.Fatalf("within the hour: %d identity-hours closed, %d current (%d at 95 over 8); want 0, 2, 1",
+			snap.Histogram.Windows, snap.Current.Windows, snap.Current.Over(95, 8))
 	}
 	snap = r.Snapshot(start.Add(61 * time.Minute))
-	if snap.Histogram.Windows != 2 || snap.Histogram.Over(95, 8) != 1 || snap.Histogram.Over(11, 1) != 1 {
+	if snap.Histogram.Windows != 2 || snap.Current.Windows != 0 || snap.Histogram.Over(95, 8) != 1 || snap.Histogram.Over(11, 1) != 1 {
 		t.Errorf("after the hour: %d identity-hours, %d at 95 over 8 evaluations, %d at 11 over 1; want 2, 1, 1",
 			snap.Histogram.Windows, snap.Histogram.Over(95, 8), snap.Histogram.Over(11, 1))
 	}
