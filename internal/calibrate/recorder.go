@@ -24,6 +24,10 @@ const (
 	BucketWidth = 5
 	buckets     = MaxScore/BucketWidth + 1
 	stripes     = 64
+	// ways is how many slots an identity may use: a hash lands on a set
+	// of ways slots, so two identities that share a set do not evict each
+	// other at every request.
+	ways = 4
 )
 
 // OtherClass names the requests of routes without a class of their own.
@@ -41,9 +45,9 @@ const OtherClass = "other"
 // classes only describe where scores land: they never change a decision,
 // and the peaks calibration needs are per identity, whatever the route.
 //
-// Identities are followed in a fixed table of slots indexed by a keyed hash;
-// an identity that lands on a slot held by another closes that one's
-// identity-hour early (counted in Takeovers). When Takeovers is a large
+// Identities are followed in a fixed table of slots, in sets of four chosen
+// by a keyed hash; an identity that finds its set full takes the slot idle
+// longest and closes that identity's hour early (counted in Takeovers). When Takeovers is a large
 // share of Windows, the table is too small for the traffic and the peaks
 // run low.
 type Recorder struct {
@@ -54,7 +58,7 @@ type Recorder struct {
 	scores [maxClasses + 1][buckets]atomic.Uint64 // [class][bucket]; "other" last
 
 	locks [stripes]struct {
-		sync.Mutex // guards the slots whose index is this stripe's modulo stripes
+		sync.Mutex // guards the sets of slots whose number (index/ways) is this stripe's modulo stripes
 		_          [56]byte
 	}
 	slots []slot
@@ -87,7 +91,7 @@ func (h *liveHistogram) close(p *[MaxConfirm]uint8) {
 // (rounded up to a power of two; 0 means DefaultSlots), started at now.
 func NewRecorder(slots int, now time.Time) *Recorder {
 	n := 1
-	for n < max(slots, 1) {
+	for n < max(slots, ways) {
 		n <<= 1
 	}
 	if slots <= 0 {
@@ -106,19 +110,36 @@ func (r *Recorder) Record(id identity.ID, path string, score uint8, shared bool,
 	r.scores[r.class(path)][min(score, MaxScore)/BucketWidth].Add(1)
 	h := id.Hash(r.seed)
 	tag := h | 1
-	i := h & r.mask
-	mu := &r.locks[i%stripes]
+	set := h & r.mask &^ (ways - 1)
+	mu := &r.locks[set/ways%stripes]
 	mu.Lock()
-	s := &r.slots[i]
-	if s.tag != tag {
-		if s.tag != 0 {
-			s.track.Close(&r.hist)
-			r.takeovers.Add(1)
-		}
-		*s = slot{tag: tag}
-	}
+	s := r.slotLocked(set, tag)
 	s.track.Observe(now.UnixNano(), score, shared, &r.hist)
 	mu.Unlock()
+}
+
+// slotLocked returns the slot of tag in the set starting at index set:
+// its own, a free one, or the one idle longest, whose identity-hour is
+// closed early. The caller holds the set's stripe lock.
+func (r *Recorder) slotLocked(set, tag uint64) *slot {
+	ways := r.slots[set : set+ways]
+	victim := 0
+	for i := range ways {
+		switch {
+		case ways[i].tag == tag:
+			return &ways[i]
+		case ways[i].tag == 0:
+			ways[i] = slot{tag: tag}
+			return &ways[i]
+		case ways[i].track.batch < ways[victim].track.batch:
+			victim = i
+		}
+	}
+	s := &ways[victim]
+	s.track.Close(&r.hist)
+	r.takeovers.Add(1)
+	*s = slot{tag: tag}
+	return s
 }
 
 // class returns the index of path's route class; maxClasses is "other".
@@ -202,7 +223,7 @@ func (r *Recorder) Snapshot(now time.Time) Snapshot {
 	snap := Snapshot{Since: r.since, Now: now, Slots: len(r.slots), Takeovers: r.takeovers.Load()}
 	hour := now.UnixNano() / window
 	for i := range r.slots {
-		mu := &r.locks[uint64(i)%stripes]
+		mu := &r.locks[uint64(i)/ways%stripes]
 		mu.Lock()
 		if s := &r.slots[i]; s.tag != 0 && s.track.open {
 			if s.track.window < hour {

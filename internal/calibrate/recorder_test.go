@@ -95,3 +95,28 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+// TestRecorderSetsAbsorbCollisions: identities that share a set keep their
+// own slots; only a fifth evicts, and it takes the one idle longest.
+func TestRecorderSetsAbsorbCollisions(t *testing.T) {
+	start := time.Unix(hour0/1e9, 0)
+	r := NewRecorder(ways, start) // one set: every identity collides
+	ids := make([]identity.ID, ways+1)
+	for i := range ids {
+		ids[i] = identity.FromAddr(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 64)
+	}
+	for round := range 5 {
+		for _, id := range ids[:ways] {
+			r.Record(id, "/", 10, false, start.Add(time.Duration(round)*time.Second))
+		}
+	}
+	if n := r.takeovers.Load(); n != 0 {
+		t.Fatalf("%d takeovers among %d identities in a set of %d", n, ways, ways)
+	}
+	r.Record(ids[ways], "/", 10, false, start.Add(10*time.Second))
+	snap := r.Snapshot(start.Add(10 * time.Second))
+	if snap.Takeovers != 1 || snap.Histogram.Windows != 1 || snap.Current.Windows != ways {
+		t.Errorf("a fifth identity: %d takeovers, %d closed and %d current identity-hours; want 1, 1, %d",
+			snap.Takeovers, snap.Histogram.Windows, snap.Current.Windows, ways)
+	}
+}
