@@ -136,7 +136,8 @@ func Suggest(h *Histogram, bots []*Bot, o Options) Suggestion {
 			}
 		}
 		if r.Threshold > 0 {
-			delays(&r, bots)
+			d := Detection(bots, r.Threshold, c)
+			r.Detected, r.TPR, r.MedianRequests, r.MedianSeconds, r.P90Seconds = d.Detected, d.TPR, d.MedianRequests, d.MedianSeconds, d.P90Seconds
 			if best < 0 || better(r, s.Rows[best]) {
 				best = len(s.Rows)
 			}
@@ -172,12 +173,13 @@ func better(a, b Row) bool {
 	return a.Confirm > b.Confirm
 }
 
-// delays fills r's detection figures from bots at r's threshold and
-// confirm.
-func delays(r *Row, bots []*Bot) {
+// Detection returns how bots fare at threshold t with confirm c: a Row
+// with the detection figures (and no false-positive figures).
+func Detection(bots []*Bot, t, c int) Row {
+	r := Row{Confirm: c, Threshold: t, Bots: len(bots)}
 	var reqs, secs []float64
 	for _, b := range bots {
-		if n, after, ok := b.Detected(r.Threshold, r.Confirm); ok {
+		if n, after, ok := b.Detected(t, c); ok {
 			reqs = append(reqs, float64(n))
 			secs = append(secs, after.Seconds())
 		}
@@ -189,6 +191,7 @@ func delays(r *Row, bots []*Bot) {
 	r.MedianRequests = quantile(reqs, 0.5)
 	r.MedianSeconds = quantile(secs, 0.5)
 	r.P90Seconds = quantile(secs, 0.9)
+	return r
 }
 
 // quantile returns the q-quantile of xs (nearest rank; 0 for none). It
