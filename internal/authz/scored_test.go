@@ -45,7 +45,9 @@ func BenchmarkCheckRecorded(b *testing.B) {
 				Lists: quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.44.0.0/16")}, nil)}
 			if on {
 				rec := calibrate.NewRecorder(0, time.Now())
-				o.Scored = func(id identity.ID, path string, v risk.Verdict, now time.Time) { rec.Record(id, path, v.Score, v.Shared, now) }
+				o.Scored = func(id identity.ID, path string, v risk.Verdict, now time.Time) {
+					rec.Record(id, path, v.Score, v.Shared, now)
+				}
 			}
 			srv := NewServer(ServerOptions{Policy: NewPolicy(o), MaxSkew: 5 * time.Second, Now: time.Now})
 			req := loadFixture(b, "istio-authz-custom-allowed.json")
