@@ -14,7 +14,7 @@ import (
 func TestCalibrationHoldsNextWeek(t *testing.T) {
 	p := calibrationPlan{budget: 0.01, humanStreams: 40, botStreams: 10, seeds: [2]uint64{2_000_000, 3_000_000}}
 	if raceEnabled {
-		p.humanStreams, p.botStreams = 30, 4
+		p.humanStreams, p.botStreams = 20, 3
 		p.budget = 0.02
 	}
 	res, err := runCalibration(context.Background(), p)

@@ -12,7 +12,7 @@ import (
 // Live recording bounds.
 const (
 	// DefaultSlots is how many identities a Recorder follows at once
-	// (about 40 bytes each: 2.6 MB).
+	// (48 bytes each: 3 MB).
 	DefaultSlots = 1 << 16
 	// maxClasses is how many route classes a Recorder names; requests of
 	// any other route count under "other".

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
 )
@@ -118,5 +119,13 @@ func TestRecorderSetsAbsorbCollisions(t *testing.T) {
 	if snap.Takeovers != 1 || snap.Histogram.Windows != 1 || snap.Current.Windows != ways {
 		t.Errorf("a fifth identity: %d takeovers, %d closed and %d current identity-hours; want 1, 1, %d",
 			snap.Takeovers, snap.Histogram.Windows, snap.Current.Windows, ways)
+	}
+}
+
+// TestSlotSize keeps DefaultSlots' documented memory (48 bytes a slot)
+// true.
+func TestSlotSize(t *testing.T) {
+	if n := unsafe.Sizeof(slot{}); n != 48 {
+		t.Errorf("a slot is %d bytes; the docs say 48", n)
 	}
 }

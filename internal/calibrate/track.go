@@ -94,7 +94,7 @@ func (r *runs) push(s uint8) (mins [MaxConfirm]uint8, n int) {
 // evaluated (it mirrors the engine's batching, risk.BatchGap, because
 // Confirm counts evaluations, not requests), the runs of its latest
 // scores, and its peaks in the current clock hour. The zero Track is ready;
-// it is 24 bytes and holds no pointer.
+// it is 40 bytes and holds no pointer.
 type Track struct {
 	batch  int64 // Unix ns of the current batch's start; 0 before the first request
 	window int64 // clock hour (Unix ns / 1 h) of peaks
