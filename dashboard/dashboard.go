@@ -281,6 +281,11 @@ type Options struct {
 	// read for GET /api/v1/honeypot and the page's "what the quarantined
 	// clients went for"; "" leaves both out (404, panel hidden).
 	HoneypotURL string
+	// Calibration returns what calibration's recorder has seen, for GET
+	// /api/v1/calibration (admin token required: its route classes come
+	// from request paths). It is encoded with encoding/json. nil leaves the
+	// route out (404).
+	Calibration func() any
 }
 
 // server holds what the handlers need. Its fields are set by New; the hub
@@ -315,6 +320,8 @@ type server struct {
 
 	warnings func(time.Time) []Warning // Options.Warnings, may be nil
 	honeypot *honeypotReader           // nil without Options.HoneypotURL
+
+	calibration func() any // Options.Calibration, may be nil
 }
 
 // Handler is the dashboard's HTTP handler. Its owner calls Close when
@@ -388,6 +395,7 @@ func newServer(opts Options) *server {
 	if s.config == nil {
 		s.config = func() any { return struct{}{} }
 	}
+	s.calibration = opts.Calibration
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -36,6 +36,11 @@ func (s *server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /api/v1/quarantine/{identity}", s.admin(s.handleRelease))
 	mux.Handle("POST /api/v1/quarantine/{identity}/extend", s.admin(s.handleExtend))
 	mux.Handle("POST /api/v1/auth", s.admin(s.handleAuth))
+	if s.calibration != nil {
+		mux.Handle("GET /api/v1/calibration", s.admin(func(w http.ResponseWriter, _ *http.Request) {
+			s.writeJSON(w, s.calibration())
+		}))
+	}
 }
 
 // contentSecurityPolicy allows the page's own scripts, styles, images and

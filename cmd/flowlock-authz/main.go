@@ -4,6 +4,7 @@
 //
 //	flowlock-authz [serve] [flags]    run the service (the default)
 //	flowlock-authz replay TRACE...    backtest access logs through the same engine
+//	flowlock-authz calibrate ...      suggest thresholds for a false-positive budget
 //	flowlock-authz healthcheck        exit 0 when the local service is SERVING
 //	flowlock-authz version            print the version
 //
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return healthcheck(ctx, args, getenv, stdout)
 	case "replay":
 		return replayCmd(ctx, args, getenv, stdout, stderr)
+	case "calibrate":
+		return calibrateCmd(ctx, args, getenv, stdout, stderr)
 	case "version":
 		_, err := fmt.Fprintln(stdout, "flowlock-authz", buildVersion())
 		return err
@@ -63,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		usage(stdout)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, replay, healthcheck or version)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, replay, calibrate, healthcheck or version)", cmd)
 	}
 }
 
@@ -75,6 +78,7 @@ func usage(w io.Writer) {
 Commands:
   serve        run the service (the default when no command is given)
   replay       backtest access logs through the same engine: flowlock-authz replay [flags] TRACE...
+  calibrate    suggest thresholds for a false-positive budget: flowlock-authz calibrate --fpr RATE TRACE... | --from URL
   healthcheck  exit 0 when the local service is SERVING (for container health checks)
   version      print the version
   help         show this help

@@ -62,48 +62,63 @@ type replayOptions struct {
 // ends the flags.
 func splitReplayArgs(args []string) (replayOptions, []string, error) {
 	o := replayOptions{format: "jsonl"}
+	own, cfgArgs, paths, help, err := splitCommandArgs(args, []string{"format", "input-format"}, usageErrorf)
+	if err != nil {
+		return o, nil, err
+	}
+	o.paths, o.help = paths, help
+	if val, ok := own["format"]; ok {
+		if val != "jsonl" && val != "jsonl-full" && val != "table" {
+			return o, nil, usageErrorf("--format %q: want jsonl, jsonl-full or table", val)
+		}
+		o.format = val
+	}
+	if val, ok := own["input-format"]; ok {
+		f, ok := replay.ParseFormat(val)
+		if !ok {
+			return o, nil, usageErrorf("--input-format %q: want auto, jsonl, envoy or nginx", val)
+		}
+		o.inputFormat = f
+	}
+	return o, cfgArgs, nil
+}
+
+// splitCommandArgs separates a subcommand's own flags (each taking a
+// value), its operands and -h from the service flags, which go to
+// config.Load. Flags and operands may be mixed; "--" ends the flags. A
+// repeated own flag keeps its last value.
+func splitCommandArgs(args, own []string, usagef func(string, ...any) error) (vals map[string]string, cfgArgs, operands []string, help bool, err error) {
 	bools := map[string]bool{}
 	for _, s := range config.Reference() {
 		if s.Default == "false" || s.Default == "true" {
 			bools[s.Flag] = true
 		}
 	}
-	var cfgArgs []string
+	vals = map[string]string{}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
-			o.paths = append(o.paths, args[i+1:]...)
+			operands = append(operands, args[i+1:]...)
 			break
 		}
 		if a == "-" || !strings.HasPrefix(a, "-") {
-			o.paths = append(o.paths, a)
+			operands = append(operands, a)
 			continue
 		}
 		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		switch name {
-		case "h", "help":
-			o.help = true
+		if name == "h" || name == "help" {
+			help = true
 			continue
-		case "format", "input-format":
+		}
+		if slices.Contains(own, name) {
 			if !hasVal {
 				if i+1 >= len(args) {
-					return o, nil, usageErrorf("--%s needs a value", name)
+					return nil, nil, nil, false, usagef("--%s needs a value", name)
 				}
 				i++
 				val = args[i]
 			}
-			if name == "format" {
-				if val != "jsonl" && val != "jsonl-full" && val != "table" {
-					return o, nil, usageErrorf("--format %q: want jsonl, jsonl-full or table", val)
-				}
-				o.format = val
-				continue
-			}
-			f, ok := replay.ParseFormat(val)
-			if !ok {
-				return o, nil, usageErrorf("--input-format %q: want auto, jsonl, envoy or nginx", val)
-			}
-			o.inputFormat = f
+			vals[name] = val
 			continue
 		}
 		cfgArgs = append(cfgArgs, a)
@@ -112,7 +127,7 @@ func splitReplayArgs(args []string) (replayOptions, []string, error) {
 			cfgArgs = append(cfgArgs, args[i])
 		}
 	}
-	return o, cfgArgs, nil
+	return vals, cfgArgs, operands, help, nil
 }
 
 // usageErrorf reports a bad replay command line.

@@ -23,7 +23,9 @@ import (
 
 	"github.com/flowlock/flowlock/dashboard"
 	"github.com/flowlock/flowlock/internal/authz"
+	"github.com/flowlock/flowlock/internal/calibrate"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/listen"
 	"github.com/flowlock/flowlock/internal/metrics"
 	"github.com/flowlock/flowlock/internal/quarantine"
@@ -79,6 +81,8 @@ type service struct {
 	state *persister // nil without --state-file
 	// stopShared stops the link to the other replicas; nil without one.
 	stopShared context.CancelFunc
+	// calib records the score distribution for flowlock-authz calibrate.
+	calib *calibrate.Recorder
 }
 
 // newService builds the decision stack and its metrics, and restores the
@@ -87,6 +91,7 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
+	calib := calibrate.NewRecorder(0, time.Now())
 	s := &service{
 		cfg: cfg,
 		log: log,
@@ -96,8 +101,12 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 			Logger:        log,
 			OnSharedAdmit: func(r risk.Reason) { m.QuarantineAdmitted(int(r)) },
 			OnFleetAdmit:  func(r risk.Reason) { m.QuarantineAdmitted(int(r)) },
+			Scored: func(id identity.ID, path string, v risk.Verdict, now time.Time) {
+				calib.Record(id, path, v.Score, v.Shared, now)
+			},
 		}),
-		live: dashboard.NewTracker(),
+		live:  dashboard.NewTracker(),
+		calib: calib,
 	}
 	engine, q := s.stack.Engine, s.stack.Quarantine
 	s.m.RegisterSources(reg, metrics.Sources{
@@ -240,6 +249,7 @@ func (s *service) newServers(lis *listeners, stderr io.Writer) *servers {
 		Warnings:       warnings(rec.watch),
 		Fingerprints:   flaggedView(s.stack.Evidence),
 		HoneypotURL:    s.cfg.HoneypotURL,
+		Calibration:    func() any { return s.calib.Snapshot(time.Now()) },
 	})
 	srv.http = &http.Server{
 		Handler:           srv.dashboard,

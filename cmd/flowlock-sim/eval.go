@@ -167,6 +167,9 @@ type evalReport struct {
 	// reached their limit, fallbacks the batches a shared replica decided
 	// alone (stderr only: they depend on the machine).
 	settleTimeouts, fallbacks int64
+	// calibration is the calibration experiment of --markdown; nil
+	// otherwise.
+	calibration *calibrationResult
 }
 
 // runEval implements "flowlock-sim eval".
@@ -265,7 +268,17 @@ func evaluate(ctx context.Context, o evalOptions) (evalReport, error) {
 		defer cleanup()
 		setup.rep = rep
 	}
-	return evaluateWith(ctx, o, setup)
+	rep, err := evaluateWith(ctx, o, setup)
+	if err != nil || !o.markdown || o.replicas > 1 {
+		return rep, err
+	}
+	plan := docCalibration
+	if o.streams > 0 { // a quick run: a quick experiment, too small for the budget
+		plan.humanStreams, plan.botStreams = o.streams, o.streams
+	}
+	cal, err := runCalibration(ctx, plan)
+	rep.calibration = &cal
+	return rep, err
 }
 
 // evaluateWith runs the evaluation described by o with setup.

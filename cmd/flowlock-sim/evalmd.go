@@ -280,6 +280,10 @@ human false-positive rate on them would mean the model overfits the generator.
 	if r.identity != nil {
 		writeIdentitySection(w, r.identity)
 	}
+	if r.calibration != nil {
+		writeCalibrationSection(w, r.calibration)
+	}
+
 	if r.opts.replicasSection != "" {
 		if err := appendSection(w, r.opts.replicasSection); err != nil {
 			return err

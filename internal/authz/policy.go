@@ -200,6 +200,10 @@ type Options struct {
 	// list and the volume limit always deny: only a client that timing
 	// caught is worth deceiving.
 	Action Action
+	// Scored is told of every request timing scored (not on an excluded
+	// path), with the verdict after it, for calibration's recorder; nil
+	// tells nobody. It runs on the Check path and must not block.
+	Scored func(id identity.ID, path string, v risk.Verdict, now time.Time)
 }
 
 // Policy is the decision shared by every transport. It is safe for
@@ -219,6 +223,7 @@ type Policy struct {
 	log      *slog.Logger
 	evidence *fingerprint.Evidence
 	fleet    *fleet.Detector
+	scored   func(id identity.ID, path string, v risk.Verdict, now time.Time)
 }
 
 // NewPolicy returns a policy over the given engine and quarantine.
@@ -253,6 +258,7 @@ func NewPolicy(o Options) *Policy {
 		log:      log.With("component", "policy"),
 		evidence: o.Evidence,
 		fleet:    o.Fleet,
+		scored:   o.Scored,
 	}
 }
 
@@ -290,6 +296,9 @@ func (p *Policy) decide(r Request) Decision {
 		v = p.observer.Observe(id, r.Now)
 		v.Shared = p.noteCrowd(r, v)
 		p.fleet.Note(id, r.Path, r.Now) // fleet detection: a non-blocking hand-over
+		if p.scored != nil {
+			p.scored(id, r.Path, v, r.Now)
+		}
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 

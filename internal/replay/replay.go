@@ -73,6 +73,17 @@ type Summary struct {
 // (stably) when they are out of order. It stops early, returning ctx's
 // error, when ctx is done.
 func Run(ctx context.Context, recs []Record, cfg config.Config) ([]Result, Summary, error) {
+	return RunScored(ctx, recs, cfg, nil)
+}
+
+// Scored is told of each request a replay timed (one with an identity,
+// not on an excluded path): the record, its identity, the score after it
+// and whether the engine labelled the identity shared at that moment.
+type Scored func(rec *Record, id identity.ID, score uint8, shared bool)
+
+// RunScored is Run that also passes every timed request to scored (nil:
+// none), for calibration.
+func RunScored(ctx context.Context, recs []Record, cfg config.Config, scored Scored) ([]Result, Summary, error) {
 	// A backtest runs in virtual time on its own: it shares nothing with
 	// running replicas, whatever the configuration says about Redis.
 	cfg.RedisAddr = ""
@@ -153,6 +164,10 @@ func Run(ctx context.Context, recs []Record, cfg config.Config) ([]Result, Summa
 			if v, ok := stack.Engine.Peek(client.ID, now); ok && v.Shared {
 				r.Shared = true
 			}
+		}
+		if scored != nil && !d.Excluded && d.Outcome != authz.DenyListed {
+			v, _ := stack.Engine.Peek(client.ID, now)
+			scored(rec, client.ID, d.Score, v.Shared)
 		}
 	}
 	sum.Identities = len(results)

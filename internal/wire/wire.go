@@ -70,6 +70,9 @@ type Extra struct {
 	// default. The simulator runs one identity per stack, where sharding
 	// only costs set-up time.
 	Shards int
+	// Scored is the policy's Options.Scored (calibration's recorder); nil
+	// records nothing.
+	Scored func(id identity.ID, path string, v risk.Verdict, now time.Time)
 }
 
 // Build returns the decision stack cfg describes. cfg must have passed
@@ -142,6 +145,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		Logger:       x.Logger,
 		Fleet:        s.Fleet,
 		Action:       action,
+		Scored:       x.Scored,
 	})
 	if s.Replica != nil {
 		policy := s.Policy
