@@ -302,11 +302,16 @@ func (p *Policy) decide(r Request) Decision {
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 
+	fp := r.Client.Fingerprint
 	if e, ok := p.quarantined(id, addr, r.Now); ok {
 		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
+		if fp != "" && r.Now.Sub(e.Since) < evidenceAfterAdmit {
+			// Admitted elsewhere (a replica's merged stream, another
+			// transport): the fingerprint is evidence all the same.
+			p.evidence.Quarantined(fp, id, r.Now)
+		}
 		return d
 	}
-	fp := r.Client.Fingerprint
 	if !v.Confirmed && priorConfirms(v) && p.evidence.Flagged(fp, r.Now) {
 		v.Confirmed, d.Prior = true, true
 	}
@@ -391,6 +396,12 @@ const (
 // priorConfirms reports whether v would be confirmed with a prior: its
 // latest evaluations reached the threshold, and the stream is not one of
 // many humans behind an address (which timing never confirms).
+// evidenceAfterAdmit is how soon after a quarantine began a refused request
+// still records its fingerprint as evidence: with shared state the replica
+// admits from the merged stream, off the Check, and the first requests it
+// refuses are where the fingerprint is known.
+const evidenceAfterAdmit = 5 * time.Second
+
 func priorConfirms(v risk.Verdict) bool {
 	return v.Consecutive >= priorConfirm && !v.Shared
 }
