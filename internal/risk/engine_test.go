@@ -513,7 +513,7 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	count := 0
 	for i := range e.shards {
-		count += len(e.shards[i].index)
+		count += e.shards[i].count
 	}
 	if count != e.Len() {
 		t.Errorf("Len() = %d, but the shards hold %d", e.Len(), count)
