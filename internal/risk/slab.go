@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"net/netip"
+	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
 )
@@ -265,4 +266,12 @@ func (sh *shard) releaseLocked() {
 	sh.chunks = nil
 	sh.index.free()
 	sh.used, sh.count, sh.freeHead, sh.names = 0, 0, -1, nil
+}
+
+// MappedAtCap returns about how many bytes an engine holding maxClients
+// identities maps outside the Go heap, where a GOMEMLIMIT does not see
+// them: a slot each and its index entry with the index at its emptiest
+// after a doubling (3/8 full, 11 B an identity).
+func MappedAtCap(maxClients int) int64 {
+	return int64(maxClients) * (int64(unsafe.Sizeof(slot{})) + 11)
 }
