@@ -1,10 +1,13 @@
 package risk
 
-import "unsafe"
+import (
+	"os"
+	"unsafe"
+)
 
-// offHeapMin is the size from which a fixed array (a slab chunk or an index
+// offHeapMin is the size from which an array (a slab chunk or an index
 // table) is mapped from the operating system instead of allocated on the Go
-// heap.
+// heap: one page.
 //
 // Why: the GC sets its next goal at twice the live heap (GOGC=100), so
 // every byte of a long-lived table on the heap costs about two bytes of RSS
@@ -14,9 +17,10 @@ import "unsafe"
 // is not scanned and is not counted in the heap goal, so a client costs
 // its bytes and no more, and pages are resident only once touched.
 //
-// Small arrays stay on the heap: an engine in a test or with few clients
-// then maps nothing, and a mapping has a page of granularity.
-const offHeapMin = 16 << 10
+// With 256-byte slots every slab chunk is a whole number of 4 KiB pages,
+// so mapping wastes nothing. Smaller arrays (the first index tables) stay
+// on the heap, and an engine maps only the chunks its clients fill.
+var offHeapMin = max(4096, os.Getpagesize())
 
 // region is an array of n zeroed Ts, on the Go heap or mapped (mapped
 // true). T must hold no pointers.

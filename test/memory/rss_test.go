@@ -38,19 +38,20 @@ var rssClients = flag.Int("clients", 100_000, "distinct client addresses Benchma
 // swapping the machine.
 var rssLimits = flowlocktest.Limits{AddressSpace: 6 << 30, OpenFiles: 4096}
 
-// rssPerClientBound is the most VmRSS one tracked client may add (bytes),
-// at default settings, in TestRSSPerClient. The budget of issue 10 is 300 B
-// at 1 M clients; at the test's smaller count the runtime's fixed costs
-// weigh more, so the bound leaves them room.
-const rssPerClientBound = 400
+// rssPerClientBound is the most VmRSS one tracked client may add (bytes)
+// at default settings in TestRSSPerClient. The budget of issue 10 is 300 B
+// at 1 M clients (measured: 271 B, and 800 B before the slab moved off the
+// Go heap); at the test's 100 000 the runtime's own growth weighs more, so
+// the bound leaves it room.
+const rssPerClientBound = 350
 
 // TestRSSPerClient fails if a tracked client costs the running binary more
 // than rssPerClientBound bytes of resident memory at default settings.
 func TestRSSPerClient(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts the binary and sends 200 000 Checks; -short skips it (CI runs it without -short)")
+		t.Skip("starts the binary and sends 100 000 Checks; -short skips it (CI runs it without -short)")
 	}
-	const clients = 200_000
+	const clients = 100_000
 	per, _ := measureRSS(t, clients)
 	t.Logf("%d clients: %.0f B RSS per client", clients, per)
 	if per > rssPerClientBound {
