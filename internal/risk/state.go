@@ -92,68 +92,36 @@ type sortedRing struct {
 	count uint8            // filled entries, ≤ ringSize
 }
 
-// perm160 is sortedRing.perm as a 160-bit number in three words (the
-// third holds 32 bits), so that a field moves with a few word operations.
-type perm160 [3]uint64
+// The permutation is handled as a 160-bit number in three words (a: bits
+// 0-63, b: 64-127, c: 128-159), so that moving fields takes a few word
+// operations. Three scalars rather than an array: the compiler keeps
+// scalars in registers, and an array in memory made Observe three times
+// slower.
 
-func (r *sortedRing) loadPerm() perm160 {
-	return perm160{
-		binary.LittleEndian.Uint64(r.perm[0:8]),
+// loadPerm returns r.perm as three words.
+func (r *sortedRing) loadPerm() (a, b, c uint64) {
+	return binary.LittleEndian.Uint64(r.perm[0:8]),
 		binary.LittleEndian.Uint64(r.perm[8:16]),
-		uint64(binary.LittleEndian.Uint32(r.perm[16:20])),
-	}
+		uint64(binary.LittleEndian.Uint32(r.perm[16:20]))
 }
 
-func (r *sortedRing) storePerm(p perm160) {
-	binary.LittleEndian.PutUint64(r.perm[0:8], p[0])
-	binary.LittleEndian.PutUint64(r.perm[8:16], p[1])
-	binary.LittleEndian.PutUint32(r.perm[16:20], uint32(p[2]))
+// storePerm sets r.perm to the three words.
+func (r *sortedRing) storePerm(a, b, c uint64) {
+	binary.LittleEndian.PutUint64(r.perm[0:8], a)
+	binary.LittleEndian.PutUint64(r.perm[8:16], b)
+	binary.LittleEndian.PutUint32(r.perm[16:20], uint32(c))
 }
 
-// next returns field 0 of p and p shifted down one field.
-func (p perm160) next() (uint8, perm160) {
-	return uint8(p[0] & 31), perm160{p[0]>>5 | p[1]<<59, p[1]>>5 | p[2]<<59, p[2] >> 5}
+// down shifts the permutation down one field.
+func down(a, b, c uint64) (uint64, uint64, uint64) {
+	return a>>5 | b<<59, b>>5 | c<<59, c >> 5
 }
 
-// lowFields returns the mask of fields [0, k).
-func lowFields(k int) perm160 {
-	var m perm160
-	b := 5 * k
-	for w := range m {
-		switch lo := b - 64*w; {
-		case lo >= 64:
-			m[w] = ^uint64(0)
-		case lo > 0:
-			m[w] = 1<<lo - 1
-		}
-	}
-	return m
-}
-
-// remove drops field k, moving the fields above it down one.
-func (p perm160) remove(k int) perm160 {
-	keep := lowFields(k)
-	_, down := p.next()
-	for w := range p {
-		p[w] = p[w]&keep[w] | down[w]&^keep[w]
-	}
-	return p
-}
-
-// insert puts v in field k, moving the fields from k up one (the top
-// field falls off).
-func (p perm160) insert(k int, v uint8) perm160 {
-	keep, above := lowFields(k), lowFields(k+1)
-	up := perm160{p[0] << 5, p[1]<<5 | p[0]>>59, (p[2]<<5 | p[1]>>59) & (1<<32 - 1)}
-	for w := range p {
-		p[w] = p[w]&keep[w] | up[w]&^above[w]
-	}
-	b := 5 * k
-	p[b/64] |= uint64(v) << (b % 64)
-	if b%64 > 59 {
-		p[b/64+1] |= uint64(v) >> (64 - b%64)
-	}
-	return p
+// below returns the mask of the bits below bit (any int; Go's shifts by 64
+// or more give 0, so 1<<64 − 1 is all ones).
+func below(bit int) (uint64, uint64, uint64) {
+	m := func(b int) uint64 { return uint64(1)<<uint(max(b, 0)) - 1 }
+	return m(bit), m(bit - 64), m(bit - 128)
 }
 
 // push adds the duration x (ms), replacing the oldest when the ring is full.
@@ -161,18 +129,25 @@ func (r *sortedRing) push(x uint32) {
 	v := packMS(x)
 	pos := r.head
 	n := int(r.count)
-	p := r.loadPerm()
+	a, b, c := r.loadPerm()
 	if n == ringSize {
-		// Take the oldest entry, at pos, out of the order.
-		q, k := p, 0
-		for {
-			var f uint8
-			if f, q = q.next(); f == pos {
-				break
-			}
+		// Take the oldest entry, at pos, out of the order: the fields
+		// above its field k move down one.
+		k := 0
+		for w := a; uint8(w&31) != pos; {
 			k++
+			switch k { // twelve whole fields a word, as in sorted
+			case 12:
+				w = a>>60 | b<<4
+			case 24:
+				w = b>>56 | c<<8
+			default:
+				w >>= 5
+			}
 		}
-		p = p.remove(k)
+		ka, kb, kc := below(5 * k)
+		da, db, dc := down(a, b, c)
+		a, b, c = a&ka|da&^ka, b&kb|db&^kb, c&kc|dc&^kc
 		n--
 	}
 	r.vals[pos] = v
@@ -185,7 +160,15 @@ func (r *sortedRing) push(x uint32) {
 			k++
 		}
 	}
-	r.storePerm(p.insert(k, pos))
+	// Fields from k move up one, and field k becomes pos.
+	ka, kb, kc := below(5 * k)
+	ha, hb, hc := below(5*k + 5)
+	ua, ub, uc := a<<5, b<<5|a>>59, (c<<5|b>>59)&(1<<32-1)
+	bit := 5 * k
+	pa := uint64(pos) << uint(bit)
+	pb := uint64(pos) << uint(max(bit-64, 0)) >> uint(max(64-bit, 0))
+	pc := uint64(pos) << uint(max(bit-128, 0)) >> uint(max(128-bit, 0))
+	r.storePerm(a&ka|ua&^ha|pa, b&kb|ub&^hb|pb, c&kc|uc&^hc|pc)
 	r.count = uint8(n + 1)
 	r.head = (pos + 1) % ringSize
 }
@@ -194,11 +177,19 @@ func (r *sortedRing) push(x uint32) {
 // returns the filled part.
 func (r *sortedRing) sorted(dst *[ringSize]uint32) []uint32 {
 	n := int(r.count)
-	p := r.loadPerm()
-	for i := range n {
-		var pos uint8
-		pos, p = p.next()
-		dst[i] = unpackMS(r.vals[pos])
+	a, b, c := r.loadPerm()
+	// Twelve whole fields a word, so that each step is one shift.
+	out := dst[:n]
+	w := a
+	for i := range out {
+		switch i {
+		case 12:
+			w = a>>60 | b<<4
+		case 24:
+			w = b>>56 | c<<8
+		}
+		out[i] = unpackMS(r.vals[w&31])
+		w >>= 5
 	}
 	return dst[:n]
 }
