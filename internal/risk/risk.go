@@ -31,8 +31,8 @@ const maxShards = 1 << 16
 // Options configures an Engine. The zero value gives the defaults.
 type Options struct {
 	// MaxClients is the hard cap on tracked identities; 0 means
-	// DefaultMaxClients (1,000,000, about 450 MB when full: see
-	// BenchmarkMemoryPerClient).
+	// DefaultMaxClients (1,000,000, about 265 MB when full, outside the
+	// Go heap: see BenchmarkMemoryPerClient and MappedAtCap).
 	//
 	// Each shard gets its share of the cap. When a new identity arrives at
 	// a full shard, the engine samples a few of the shard's entries and

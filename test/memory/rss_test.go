@@ -52,7 +52,7 @@ func TestRSSPerClient(t *testing.T) {
 		t.Skip("starts the binary and sends 100 000 Checks; -short skips it (CI runs it without -short)")
 	}
 	const clients = 100_000
-	per, _ := measureRSS(t, clients)
+	per, _, _ := measureRSS(t, clients)
 	t.Logf("%d clients: %.0f B RSS per client", clients, per)
 	if per > rssPerClientBound {
 		t.Errorf("%d clients cost %.0f B RSS each, want at most %d", clients, per, rssPerClientBound)
@@ -64,16 +64,19 @@ func TestRSSPerClient(t *testing.T) {
 //
 //	go test -run '^$' -bench RSSPerClient -benchtime 1x ./test/memory/ -args -clients 1000000
 func BenchmarkRSSPerClient(b *testing.B) {
-	per, hwm := measureRSS(b, *rssClients)
+	per, hwm, cpu := measureRSS(b, *rssClients)
 	b.ReportMetric(per, "rss-bytes/client")
 	b.ReportMetric(hwm, "peak-bytes/client")
+	b.ReportMetric(cpu, "server-cpu-µs/check")
 	b.ReportMetric(0, "ns/op")
 }
 
 // measureRSS starts the service, takes its baseline RSS after a warm-up
 // from one address, sends one Check from each of clients addresses, and
-// returns the RSS and the peak RSS (VmHWM) added per client.
-func measureRSS(tb testing.TB, clients int) (rssPer, hwmPer float64) {
+// returns the RSS and the peak RSS (VmHWM) added per client, and the
+// server's CPU time per Check while it tracked them (GC included: a smaller
+// heap is collected more often).
+func measureRSS(tb testing.TB, clients int) (rssPer, hwmPer, cpuPerCheck float64) {
 	tb.Helper()
 	svc := flowlocktest.StartLimited(tb, rssLimits, flowlocktest.Bin("flowlock-authz"))
 	pid := svc.Cmd.Process.Pid
@@ -91,12 +94,41 @@ func measureRSS(tb testing.TB, clients int) (rssPer, hwmPer float64) {
 	time.Sleep(200 * time.Millisecond)
 	base := procStatus(tb, pid, "VmRSS")
 
+	cpu0 := procCPU(tb, pid)
 	send(tb, client, 0, clients, clientAddr)
+	cpu := procCPU(tb, pid) - cpu0
 	time.Sleep(200 * time.Millisecond)
 	rss := procStatus(tb, pid, "VmRSS")
 	hwm := procStatus(tb, pid, "VmHWM")
 	tb.Logf("baseline %d kB, after %d clients VmRSS %d kB, VmHWM %d kB", base>>10, clients, rss>>10, hwm>>10)
-	return float64(rss-base) / float64(clients), float64(hwm-base) / float64(clients)
+	return float64(rss-base) / float64(clients), float64(hwm-base) / float64(clients), cpu.Seconds() * 1e6 / float64(clients)
+}
+
+// procCPU returns the user and system CPU time pid has used, from
+// /proc/pid/stat (in clock ticks of 1/100 s, as Linux reports them to
+// user space).
+func procCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing parenthesis (utime and stime are fields 14, 15).
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		tb.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			tb.Fatalf("/proc/%d/stat: %q", pid, b)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // clientAddr is client i's address: 10.0.0.0/8 and up, distinct for i < 2²⁸.
