@@ -11,6 +11,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -100,8 +102,39 @@ func measureRSS(tb testing.TB, clients int) (rssPer, hwmPer, cpuPerCheck float64
 	time.Sleep(200 * time.Millisecond)
 	rss := procStatus(tb, pid, "VmRSS")
 	hwm := procStatus(tb, pid, "VmHWM")
-	tb.Logf("baseline %d kB, after %d clients VmRSS %d kB, VmHWM %d kB", base>>10, clients, rss>>10, hwm>>10)
+	tb.Logf("baseline %d kB, after %d clients VmRSS %d kB, VmHWM %d kB; the Go runtime holds %d kB of it (what GOMEMLIMIT counts)",
+		base>>10, clients, rss>>10, hwm>>10, goHeld(tb, svc.HTTPAddr)>>10)
 	return float64(rss-base) / float64(clients), float64(hwm-base) / float64(clients), cpu.Seconds() * 1e6 / float64(clients)
+}
+
+// goHeld returns the memory the service's Go runtime holds from the system
+// and has not released (go_memstats_sys_bytes less
+// go_memstats_heap_released_bytes from /metrics): what a GOMEMLIMIT counts.
+// The rest of the RSS is the engine's mapped table and the binary itself.
+func goHeld(tb testing.TB, httpAddr string) int64 {
+	tb.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	value := func(name string) float64 {
+		for line := range strings.SplitSeq(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err == nil {
+					return f
+				}
+			}
+		}
+		tb.Fatalf("no %s in /metrics", name)
+		return 0
+	}
+	return int64(value("go_memstats_sys_bytes") - value("go_memstats_heap_released_bytes"))
 }
 
 // procCPU returns the user and system CPU time pid has used, from
