@@ -126,6 +126,10 @@ func TestChoose(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("Choose = %+v, want %+v", got, tc.want)
 			}
+			// Only the table that does not fit is tight.
+			if tight := got.Tight(DefaultRatio, tc.offHeap); tight != (tc.offHeap == 256*mib) {
+				t.Errorf("Tight = %v", tight)
+			}
 		})
 	}
 }

@@ -61,6 +61,16 @@ func TestRSSPerClient(t *testing.T) {
 	}
 }
 
+// TestMemoryLimitLogged checks that the service says at startup what it
+// did about GOMEMLIMIT, and leaves an explicit one alone.
+func TestMemoryLimitLogged(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "3GiB") // read by the runtime at start: only the service sees it
+	svc := flowlocktest.StartLimited(t, rssLimits, flowlocktest.Bin("flowlock-authz"))
+	if logs := svc.Logs(); !strings.Contains(logs, `"msg":"memory limit from the environment"`) || !strings.Contains(logs, `"gomemlimit":"3GiB"`) {
+		t.Errorf("no memory limit line naming GOMEMLIMIT=3GiB in the startup log:\n%s", logs)
+	}
+}
+
 // BenchmarkRSSPerClient reports VmRSS per tracked client of the running
 // binary after -clients distinct addresses sent one Check each:
 //
