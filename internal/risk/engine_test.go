@@ -536,11 +536,18 @@ func TestSortedRing(t *testing.T) {
 			t.Fatalf("push %d: recent() = %v, want %v", i, got, want)
 		}
 		var buf [ringSize]uint32
+		if got := ring.inOrder(&buf); !slices.Equal(got, want) {
+			t.Fatalf("push %d: inOrder() = %v, want %v", i, got, want)
+		}
 		got := ring.sorted(&buf)
 		sorted := slices.Sorted(slices.Values(want))
 		if !slices.Equal(got, sorted) {
 			t.Fatalf("push %d: sorted() = %v, want %v", i, got, sorted)
 		}
+	}
+	var buf [ringSize]uint32
+	if n := testing.AllocsPerRun(100, func() { ring.inOrder(&buf) }); n != 0 {
+		t.Errorf("inOrder allocates %v times, want 0", n)
 	}
 }
 

@@ -117,18 +117,25 @@ func (r *sortedRing) sorted(dst *[ringSize]uint32) []uint32 {
 	return dst[:n]
 }
 
-// recent returns the ring's durations oldest first, in a new slice.
-func (r *sortedRing) recent() []uint32 {
+// inOrder unpacks the ring's durations in arrival order, oldest first,
+// into dst and returns the filled part. It allocates nothing, so scoring
+// can read the sequence on the request path.
+func (r *sortedRing) inOrder(dst *[ringSize]uint32) []uint32 {
 	n := int(r.count)
-	out := make([]uint32, 0, n)
 	start := 0
 	if n == ringSize {
 		start = int(r.head)
 	}
 	for i := range n {
-		out = append(out, unpackMS(r.vals[(start+i)%ringSize]))
+		dst[i] = unpackMS(r.vals[(start+i)%ringSize])
 	}
-	return out
+	return dst[:n]
+}
+
+// recent returns the ring's durations oldest first, in a new slice.
+func (r *sortedRing) recent() []uint32 {
+	var buf [ringSize]uint32
+	return append([]uint32(nil), r.inOrder(&buf)...)
 }
 
 // unixNano converts t to Unix nanoseconds, clamped to [0, maxNano] so that
