@@ -26,6 +26,9 @@ const (
 	// ReasonContinuity means the client was active in nearly every 5-minute bucket for 2 hours
 	// without human burstiness.
 	ReasonContinuity
+	// ReasonPeriodicCycle means the intervals repeat a short cycle of 2-4
+	// beats, or follow one period that drifts slowly.
+	ReasonPeriodicCycle
 
 	numReasons
 )
@@ -38,6 +41,7 @@ var reasonNames = [numReasons]string{
 	ReasonPeriodicBursts: "periodic_bursts",
 	ReasonNoPause:        "no_pause",
 	ReasonContinuity:     "continuity",
+	ReasonPeriodicCycle:  "periodic_cycle",
 }
 
 // String returns the reason's snake_case name, e.g. "periodic".

@@ -134,6 +134,29 @@ const (
 	perMixedSpan = 28
 	perOffLo     = 0.5
 	perOffHi     = 1.5
+
+	// Multi-beat periodicity (periodic_cycle): a job that waits a short
+	// list of intervals in turn (a, b, a, b, … or a, b, c, d, a, …) or one
+	// period that drifts slowly. On the ring in arrival order, with
+	// L = log₂ of each interval, the lag-k deviation
+	//
+	//	D_k = mean over i of min(|L_i − L_{i−k}|, 1), k = 1 … cycMaxLag,
+	//
+	// is small at the cycle's length (only the jitter is left: ±10 %
+	// uniform gives about 0.1), and at lag 1 for a drifting period. It is
+	// compared with the spread S = mean |L_i − median L| of the same
+	// intervals: for gaps drawn independently of each other (any human
+	// model, any i.i.d. jitter) D_k/S is about √2 at every lag, so the
+	// component cannot fire on them, however narrow their spread (that is
+	// the periodic component's business). It fires when both D and D/S
+	// are small. A comb over the lags k ≤ 4 costs 4·32 subtractions.
+	cycMaxLag  = 4
+	cycDevCut  = 0.30 // D below this (log₂ units) counts …
+	cycDevSpan = 0.12 // … and is certain at cycDevCut − cycDevSpan
+	cycEtaCut  = 0.80 // D/S below this counts …
+	cycEtaSpan = 0.30 // … and is certain at cycEtaCut − cycEtaSpan
+	cycFloor   = 8    // weight from this many intervals …
+	cycSpan    = 16   // … full cycSpan later (at 24)
 )
 
 // features holds every statistic and component of one evaluation, for the
@@ -163,6 +186,10 @@ type features struct {
 	pCont, gCont  float64
 	short, long   float64 // share of ring gaps < 1 s and > 3 s
 	off           float64 // share of ring gaps off the median by more than half
+	cycDev        float64 // least lag-k deviation D_k of log₂ intervals
+	cycEta        float64 // D_k / S, the deviation against the spread
+	cycLag        int     // the k of cycDev
+	pCyc, gCyc    float64
 	human         bool
 	shared        bool
 	rate          float64 // req/s over 60 s
@@ -177,9 +204,15 @@ var (
 	log2Tab  [ringSize + 2]float64 // log₂ c
 	clog2Tab [ringSize + 2]float64 // c·log₂ c
 	sqrtTab  [ringSize + 3]float64 // √c
+	// mantTab[i] = log₂(1 + i/256): log2ms reads the 8 bits after an
+	// interval's leading one here, within 0.006 of the true log₂.
+	mantTab [256]float32
 )
 
 func init() {
+	for i := range mantTab {
+		mantTab[i] = float32(math.Log2(1 + float64(i)/256))
+	}
 	for c := range log2Tab {
 		if c > 0 {
 			log2Tab[c] = math.Log2(float64(c))
@@ -317,6 +350,7 @@ func (s *state) evaluate(now int64, f *features) {
 	if s.last-s.first >= contSpan {
 		f.gCont = contWeight
 	}
+	s.cycle(m, f)
 	f.human = f.short >= humanShortMin && f.short <= humanShortMax &&
 		f.long >= humanLongMin && f.a > humanMinA
 
@@ -346,9 +380,11 @@ func (s *state) evaluate(now int64, f *features) {
 		ReasonPeriodicBursts: f.gBper * f.pBper,
 		ReasonNoPause:        f.gFast * f.pFast,
 		ReasonContinuity:     f.gCont * f.pCont,
+		ReasonPeriodicCycle:  f.gCyc * f.pCyc,
 	}
 	t := &f.terms
-	pReg := max(t[ReasonPeriodic], t[ReasonLowEntropy], t[ReasonAntiBursty], t[ReasonPeriodicBursts])
+	pReg := max(t[ReasonPeriodic], t[ReasonLowEntropy], t[ReasonAntiBursty], t[ReasonPeriodicBursts],
+		t[ReasonPeriodicCycle])
 	f.risk = 1 - (1-pReg)*(1-t[ReasonNoPause])*(1-t[ReasonContinuity])
 	if f.human {
 		f.risk *= 1 - humanDiscount
@@ -361,6 +397,66 @@ func (s *state) evaluate(now int64, f *features) {
 			best, f.reason = t[r], r
 		}
 	}
+}
+
+// cycle computes the multi-beat component (see cycMaxLag) from the m ≥
+// minIntervals intervals of the ring, in arrival order. It allocates
+// nothing: the logarithms live in an array on the stack.
+func (s *state) cycle(m int, f *features) {
+	var buf [ringSize]uint32
+	var lg [ringSize]float32
+	for i, x := range s.ring.inOrder(&buf) {
+		lg[i] = log2ms(x)
+	}
+	// The spread S around the median of the logarithms; the median of
+	// log₂ x is log₂ of the median, which evaluate has found already.
+	med := float32(math.Log2(max(f.median, 1)))
+	var spread float32
+	for _, l := range lg[:m] {
+		spread += abs32(l - med)
+	}
+	spread /= float32(m)
+
+	best, lag := float32(math.MaxFloat32), 0
+	for k := 1; k <= cycMaxLag; k++ {
+		var d float32
+		for i := k; i < m; i++ {
+			d += min(abs32(lg[i]-lg[i-k]), 1)
+		}
+		if d /= float32(m - k); d < best {
+			best, lag = d, k
+		}
+	}
+	f.cycDev, f.cycLag = float64(best), lag
+	f.cycEta = 2 // no spread at all: a perfect timer, left to periodic
+	if spread > 0 {
+		f.cycEta = float64(best / spread)
+	}
+	f.pCyc = clamp((cycDevCut-f.cycDev)/cycDevSpan) * clamp((cycEtaCut-f.cycEta)/cycEtaSpan)
+	f.gCyc = clamp(float64(m-cycFloor) / cycSpan)
+}
+
+// log2ms returns log₂ x for an interval x ≥ 1 ms (0 for 0), from the
+// position of the leading one and a table of the next 8 bits.
+func log2ms(x uint32) float32 {
+	if x == 0 {
+		return 0
+	}
+	e := bits.Len32(x) - 1
+	var frac uint32
+	if e >= 8 {
+		frac = x >> (e - 8) & 255
+	} else {
+		frac = x << (8 - e) & 255
+	}
+	return float32(e) + mantTab[frac]
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // madRatio returns the median of the sorted, positive values a and the

@@ -10,6 +10,7 @@ import (
 // the text cannot drift from the model; it is built once, at start-up.
 var thresholds = struct {
 	periodic, lowEntropy, antiBursty, periodicBursts, noPause, continuity, human, shared string
+	periodicCycle                                                                        string
 }{
 	periodic: fmt.Sprintf("MAD/median of the last %d intervals < %.2f (certain at %.2f); weight full at %d intervals, "+
 		"or at %d when >= %s of them are off the median by more than half",
@@ -40,6 +41,10 @@ var thresholds = struct {
 		sharedMinIntervals, sharedMinAEW, secs(rateWindow), sharedFastRate, sharedMinRate,
 		secs(pauseGap), secs(sharedMinStretch*int64(time.Millisecond)), sharedKeepRate, sharedKeepAEW,
 		secs(sharedFor)),
+	periodicCycle: fmt.Sprintf("value D/S: least lag-k deviation D of log2 intervals (k = 1-%d, in arrival order) over their spread S "+
+		"around the median; D < %.2f (certain at %.2f) and D/S < %.2f (certain at %.2f; about 1.4 for independent gaps); "+
+		"weight from %d intervals, full at %d",
+		cycMaxLag, cycDevCut, cycDevCut-cycDevSpan, cycEtaCut, cycEtaCut-cycEtaSpan, cycFloor, cycFloor+cycSpan),
 }
 
 // secs writes a duration in nanoseconds as seconds, e.g. "3 s".

@@ -334,6 +334,7 @@ var all = []Scenario{
 }
 
 func init() {
+	all = append(all, beatScenarios...) // beats.go: B13 multi-beat bots, H14 brisk pagers
 	for i := range all {
 		if all[i].Family == "" {
 			all[i].Family = all[i].ID

@@ -39,6 +39,9 @@ func TestScenarioTable(t *testing.T) {
 		"H1", "H2", "H3", "H4", "H5", "H6", "H7", "H8", "H9", "H10", "H11", "H12", "H13",
 		"B1-0.5s", "B1-2s", "B1-10s", "B1-60s", "B2-5", "B2-20", "B2-50", "B2b", "B2c",
 		"B3-5", "B3-20", "B3-50", "B4", "B5", "B5b", "B6", "B7", "B8", "B9", "B10", "B10b", "B11", "B12",
+		// beats.go (issue 14): brisk pagers and multi-beat timers.
+		"H14-1s", "H14-2s", "H14-3s", "B13-2f", "B13-2w", "B13-2s", "B13-3", "B13-3g", "B13-4", "B13-4m",
+		"B13-ds", "B13-dw", "B13-2d",
 	}
 	outOfScope := []string{"B5b", "B6", "B7", "B8", "B9", "B10b", "B12"}
 
