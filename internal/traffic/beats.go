@@ -111,7 +111,9 @@ func beatList(beats []float64) string {
 }
 
 // pctString formats a fraction as a percentage, e.g. "10 %".
-func pctString(f float64) string { return strconv.FormatFloat(math.Round(1000*f)/10, 'g', -1, 64) + " %" }
+func pctString(f float64) string {
+	return strconv.FormatFloat(math.Round(1000*f)/10, 'g', -1, 64) + " %"
+}
 
 // brisk is the model of one person paging through results with the
 // keyboard: one call per page, a log-normal think time with a small σ, and
