@@ -21,7 +21,7 @@
 // an exponentially weighted mean and variance of the intervals, the length
 // of the current stretch without a pause longer than 3 s, a sliding-window
 // request counter over 60 s, a 24-bit bitmap of active 5-minute buckets, and a
-// "shared until" time, in 256 bytes. The EW statistics include the third
+// "shared until" time, in 264 bytes. The EW statistics include the third
 // central moment, for a long-horizon skewness. The two rings keep their entries in
 // order by value as they are filled, so scoring sorts nothing. Requests
 // less than 5 ms after the start of the current batch are one batch
@@ -145,7 +145,7 @@
 //
 // # Memory
 //
-// A tracked identity costs one 256-byte state, a copy of its [identity.ID]
+// A tracked identity costs one 264-byte state, a copy of its [identity.ID]
 // (48 bytes) and a map entry, plus growth slack: about 500 bytes measured,
 // so the default cap of one million identities is about 500 MB when full.
 // The map is sharded; each shard has its own mutex and its own share of the

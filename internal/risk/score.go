@@ -157,6 +157,41 @@ const (
 	cycEtaSpan = 0.30 // … and is certain at cycEtaCut − cycEtaSpan
 	cycFloor   = 8    // weight from this many intervals …
 	cycSpan    = 16   // … full cycSpan later (at 24)
+
+	// Fast, steady humans (issue 14): a person paging through results at
+	// an even 1-3 s has log-normal gaps with σ ≈ 0.45, and for the first
+	// minutes, before she pauses, her ring is statistically a 50 %-jitter
+	// timer's. What tells her apart is evidence that accumulates: she
+	// pauses, a timer does not. So moderate regularity counts only after
+	// the stream has gone long enough without a human pause, and weak
+	// signs need more intervals:
+	//
+	//   - A human pause is a gap longer than pauseGap and at least
+	//     pauseRatio times the EW mean before it (state.calm; jitter up to
+	//     ±50 % never makes one).
+	//   - Moderate anti-burstiness (max(A, A_ew) above calmStrong, fading
+	//     in over antiStrongWidth) and low entropy are weighted by
+	//     calm/calmFirst while the stream has never paused, calm/calmLong
+	//     once it has: a person who has paused before needs 20 minutes
+	//     without a pause to be judged on moderate regularity again. The
+	//     wait is waived at a sub-human pace (median < paceMedian) and when
+	//     at least two ring gaps are below median/pauseRatio: jitter that
+	//     reaches below a third of the median is additive (a Gaussian
+	//     timer), not a person's log-normal think time.
+	//   - Pace counts as machine evidence below paceMedian, not 1 s: one
+	//     call per page at a 1 s median is a brisk person; sustained
+	//     single calls under half a second are not.
+	//   - Periodicity weaker than perStrong (MAD/median) needs 32
+	//     intervals for full weight, as mixed streams do; low entropy
+	//     needs confFloor + entConfSpan = 24.
+	paceMedian  = 500.0 // ms
+	entConfSpan = 20
+	pauseRatio  = 3.0
+	perStrong   = 0.06
+	calmStrong  = -0.6
+	calmFirst   = 240_000.0   // ms: 4 minutes
+	calmLong    = 1_200_000.0 // ms: 20 minutes
+	calmPaused  = 1 << 31     // state.calm's flag: the stream has paused
 )
 
 // features holds every statistic and component of one evaluation, for the
@@ -189,6 +224,8 @@ type features struct {
 	cycDev        float64 // least lag-k deviation D_k of log₂ intervals
 	cycEta        float64 // D_k / S, the deviation against the spread
 	cycLag        int     // the k of cycDev
+	calm          float64 // seconds since the last human pause
+	low           float64 // share of ring gaps below median/pauseRatio
 	pCyc, gCyc    float64
 	human         bool
 	shared        bool
@@ -260,14 +297,18 @@ func (s *state) evaluate(now int64, f *features) {
 	f.median, f.rcv = madRatio(a)
 
 	var sum float64
-	var short, long, off int
+	var short, long, off, low int
 	lo, hi := f.median*perOffLo, f.median*perOffHi
+	lo3 := f.median / pauseRatio
 	run, runBin := 0, -1
 	var clog float64 // Σ c·log₂ c over the octave bins
 	for _, x := range a {
 		sum += float64(x)
 		if v := float64(x); v < lo || v > hi {
 			off++
+			if v < lo3 {
+				low++
+			}
 		}
 		if x < uint32(burstGap/int64(time.Millisecond)) {
 			short++
@@ -309,12 +350,13 @@ func (s *state) evaluate(now int64, f *features) {
 
 	conf := clamp(float64(m-confFloor) / confSpan)
 	f.off = float64(off) / float64(m)
+	f.low = float64(low) / float64(m)
 	gPer := conf
-	if f.off >= perMixed {
+	if f.off >= perMixed || f.rcv > perStrong {
 		gPer = clamp(float64(m-confFloor) / perMixedSpan)
 	}
 	f.pPer, f.gPer = clamp((perCut-f.rcv)/perSpan), gPer
-	f.pLowH, f.gLowH = clamp((entCut-f.entropy)/entSpan), entWeight*conf
+	f.pLowH, f.gLowH = clamp((entCut-f.entropy)/entSpan), entWeight*clamp(float64(m-confFloor)/entConfSpan)
 	// Machine evidence: symmetric gaps on both horizons, or a sub-second
 	// median (one person's sub-second gaps are client fan-out, which is
 	// bursty, DETECTION.md §1.2; a regular sub-second rhythm is code with
@@ -322,7 +364,7 @@ func (s *state) evaluate(now int64, f *features) {
 	f.skewEW = s.ewSkewness()
 	f.sym = clamp((symCut - max(f.skew, f.skewEW)) / symSpan)
 	pace := 0.0
-	if f.median < float64(burstGap/int64(time.Millisecond)) {
+	if f.median < paceMedian {
 		pace = 1
 	}
 	x := max(f.a, f.aEW)
@@ -338,6 +380,16 @@ func (s *state) evaluate(now int64, f *features) {
 		pace*clamp((antiStrongPace+antiStrongWidth-x)/antiStrongWidth))
 	span := antiSpan - (antiSpan-antiFast)*fast
 	f.gAnti = antiWeight * clamp(float64(int64(f.nInt)-antiMin)/span)
+	calmMS, need := float64(s.calm&^calmPaused), calmFirst
+	if s.calm&calmPaused != 0 {
+		need = calmLong
+	}
+	f.calm = calmMS / 1000
+	calmGate := clamp(calmMS / need)
+	strong := clamp((calmStrong + antiStrongWidth - x) / antiStrongWidth)
+	waive := clamp(f.low*ringSize - 1)
+	f.gAnti *= strong + (1-strong)*max(pace, calmGate, waive)
+	f.gLowH *= calmGate
 	if f.mB > bperMin {
 		f.bMedian, f.bRcv = madRatio(s.bursts.sorted(&buf))
 		f.pBper = clamp((bperCut - f.bRcv) / bperWidth)

@@ -30,7 +30,7 @@ const (
 
 // state is one identity's timing record. It is fixed-size, holds no
 // pointers (so a slab of states is not scanned by the GC), and must stay
-// within 256 bytes (TestStateSize). Fields are ordered largest alignment
+// within 264 bytes (TestStateSize). Fields are ordered largest alignment
 // first so that the compiler adds no padding between them.
 //
 // Times are Unix nanoseconds. Values that grow (counts, stretches) saturate
@@ -69,6 +69,13 @@ type state struct {
 	// requests change n without a new evaluation, and Explain must
 	// reproduce the latest score.
 	oneClient bool
+
+	// calm: ms since the last human pause (a gap longer than pauseGap and
+	// at least pauseRatio times the EW mean before it), saturating, in the
+	// low 31 bits; the top bit (calmPaused) is set once the stream has
+	// paused. A jittered timer never pauses; see calmFirst in score.go.
+	// Added for issue 14 (4 bytes).
+	calm uint32
 }
 
 // sortedRing keeps the last ringSize durations (ms, packed by packMS) in
@@ -186,6 +193,11 @@ func (s *state) record(now int64) bool {
 	// Without the time base, a CGNAT's statistics swing enough to look
 	// regular now and then, and every request is a new look.
 	x := float64(ms)
+	if gap > pauseGap && s.nInt > minIntervals && x >= pauseRatio*float64(s.ewMean) {
+		s.calm = calmPaused
+	} else {
+		s.calm = s.calm&calmPaused | min(s.calm&^calmPaused+min(ms, calmPaused), calmPaused-1)
+	}
 	alpha := min(1.0/64, float64(gap)/ewHorizon)
 	alpha = max(alpha, 1/float64(s.nInt))
 	// The third central moment follows from mixing the old distribution
