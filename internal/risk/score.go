@@ -71,6 +71,11 @@ const (
 
 	fastAfter = 60.0  // no pause: seconds without a 3 s pause before it counts
 	fastSpan  = 120.0 // certain after fastAfter + fastSpan seconds
+	// fastAfterPaused replaces fastAfter once the stream has made a human
+	// pause (state.calm): a brisk person paging at 1 s rarely waits 3 s,
+	// and a stream that has paused like a person must go longer without
+	// it. A script never pauses, so its wait stays fastAfter.
+	fastAfterPaused = 180.0
 
 	contSpan  = int64(2 * time.Hour) // continuity needs this much history
 	contFloor = 20                   // active buckets of 24 above this count
@@ -395,7 +400,11 @@ func (s *state) evaluate(now int64, f *features) {
 		f.pBper = clamp((bperCut - f.bRcv) / bperWidth)
 		f.gBper = clamp(float64(f.mB-bperMin) / bperSpan)
 	}
-	f.pFast, f.gFast = clamp((f.stretch-fastAfter)/fastSpan), 1
+	after := fastAfter
+	if s.calm&calmPaused != 0 {
+		after = fastAfterPaused
+	}
+	f.pFast, f.gFast = clamp((f.stretch-after)/fastSpan), 1
 	if max(f.a, f.aEW) < contMaxA {
 		f.pCont = clamp(float64(f.activeN-contFloor) / contWidth)
 	}
