@@ -186,15 +186,15 @@ const (
 	//   - Pace counts as machine evidence below paceMedian, not 1 s: one
 	//     call per page at a 1 s median is a brisk person; sustained
 	//     single calls under half a second are not.
-	//   - Periodicity weaker than perStrong (MAD/median) needs 32
-	//     intervals for full weight, as mixed streams do; low entropy
-	//     needs confFloor + entConfSpan = 24.
+	//   - Periodicity weaker than perStrong (MAD/median) at a human pace
+	//     needs 32 intervals for full weight, as mixed streams do; low
+	//     entropy needs confFloor + entConfSpan = 24.
 	paceMedian  = 500.0 // ms
 	entConfSpan = 20
 	pauseRatio  = 3.0
 	perStrong   = 0.06
 	calmStrong  = -0.6
-	calmFirst   = 240_000.0   // ms: 4 minutes
+	calmFirst   = 270_000.0   // ms: 4.5 minutes
 	calmLong    = 1_200_000.0 // ms: 20 minutes
 	calmPaused  = 1 << 31     // state.calm's flag: the stream has paused
 )
@@ -246,14 +246,14 @@ var (
 	log2Tab  [ringSize + 2]float64 // log₂ c
 	clog2Tab [ringSize + 2]float64 // c·log₂ c
 	sqrtTab  [ringSize + 3]float64 // √c
-	// mantTab[i] = log₂(1 + i/256): log2ms reads the 8 bits after an
-	// interval's leading one here, within 0.006 of the true log₂.
-	mantTab [256]float32
+	// mantTab[i] = 256·log₂(1 + i/256), rounded: log2ms reads the 8 bits
+	// after an interval's leading one here, within 0.01 of the true log₂.
+	mantTab [256]uint8
 )
 
 func init() {
 	for i := range mantTab {
-		mantTab[i] = float32(math.Log2(1 + float64(i)/256))
+		mantTab[i] = uint8(math.Round(logOne * math.Log2(1+float64(i)/256)))
 	}
 	for c := range log2Tab {
 		if c > 0 {
@@ -357,7 +357,7 @@ func (s *state) evaluate(now int64, f *features) {
 	f.off = float64(off) / float64(m)
 	f.low = float64(low) / float64(m)
 	gPer := conf
-	if f.off >= perMixed || f.rcv > perStrong {
+	if f.off >= perMixed || f.rcv > perStrong && f.median >= paceMedian {
 		gPer = clamp(float64(m-confFloor) / perMixedSpan)
 	}
 	f.pPer, f.gPer = clamp((perCut-f.rcv)/perSpan), gPer
@@ -394,7 +394,7 @@ func (s *state) evaluate(now int64, f *features) {
 	strong := clamp((calmStrong + antiStrongWidth - x) / antiStrongWidth)
 	waive := clamp(f.low*ringSize - 1)
 	f.gAnti *= strong + (1-strong)*max(pace, calmGate, waive)
-	f.gLowH *= calmGate
+	f.gLowH *= max(pace, calmGate, waive)
 	if f.mB > bperMin {
 		f.bMedian, f.bRcv = madRatio(s.bursts.sorted(&buf))
 		f.pBper = clamp((bperCut - f.bRcv) / bperWidth)
@@ -465,41 +465,50 @@ func (s *state) evaluate(now int64, f *features) {
 // nothing: the logarithms live in an array on the stack.
 func (s *state) cycle(m int, f *features) {
 	var buf [ringSize]uint32
-	var lg [ringSize]float32
+	var lg [ringSize]int32
 	for i, x := range s.ring.inOrder(&buf) {
 		lg[i] = log2ms(x)
 	}
 	// The spread S around the median of the logarithms; the median of
 	// log₂ x is log₂ of the median, which evaluate has found already.
-	med := float32(math.Log2(max(f.median, 1)))
-	var spread float32
+	med := log2ms(uint32(f.median))
+	var spread int32
 	for _, l := range lg[:m] {
 		spread += abs32(l - med)
 	}
-	spread /= float32(m)
 
-	best, lag := float32(math.MaxFloat32), 0
+	// Sums of at most 31 terms of at most logOne each: no overflow.
+	best, lag := float64(logOne), 0
 	for k := 1; k <= cycMaxLag; k++ {
-		var d float32
+		var d int32
 		for i := k; i < m; i++ {
-			d += min(abs32(lg[i]-lg[i-k]), 1)
+			if x := abs32(lg[i] - lg[i-k]); x < logOne {
+				d += x
+			} else {
+				d += logOne
+			}
 		}
-		if d /= float32(m - k); d < best {
-			best, lag = d, k
+		if v := float64(d) / float64(m-k); v < best {
+			best, lag = v, k
 		}
 	}
-	f.cycDev, f.cycLag = float64(best), lag
+	f.cycDev, f.cycLag = best/logOne, lag
 	f.cycEta = 2 // no spread at all: a perfect timer, left to periodic
 	if spread > 0 {
-		f.cycEta = float64(best / spread)
+		f.cycEta = best / (float64(spread) / float64(m))
 	}
 	f.pCyc = clamp((cycDevCut-f.cycDev)/cycDevSpan) * clamp((cycEtaCut-f.cycEta)/cycEtaSpan)
 	f.gCyc = clamp(float64(m-cycFloor) / cycSpan)
 }
 
-// log2ms returns log₂ x for an interval x ≥ 1 ms (0 for 0), from the
-// position of the leading one and a table of the next 8 bits.
-func log2ms(x uint32) float32 {
+// logOne is one octave in the fixed point of log2ms.
+const logOne = 256
+
+// log2ms returns log₂ x in 1/256ths of an octave, for an interval x ≥ 1
+// ms (0 for 0), from the position of the leading one and a table of the
+// next 8 bits. Integers keep the comb over lags cheap: it is the inner
+// loop of the request path's costliest component.
+func log2ms(x uint32) int32 {
 	if x == 0 {
 		return 0
 	}
@@ -510,10 +519,10 @@ func log2ms(x uint32) float32 {
 	} else {
 		frac = x << (8 - e) & 255
 	}
-	return float32(e) + mantTab[frac]
+	return int32(e)*logOne + int32(mantTab[frac])
 }
 
-func abs32(x float32) float32 {
+func abs32(x int32) int32 {
 	if x < 0 {
 		return -x
 	}
