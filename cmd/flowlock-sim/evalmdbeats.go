@@ -95,9 +95,9 @@ brisk people, and such a bot is close to the log-normal mimic (B7) anyway.
 		fmt.Fprintln(w)
 		if len(missed) > 0 {
 			fmt.Fprintf(w, "The 0.1 %% per IP-hour target is **missed** on %s: the remaining cases are people who "+
-				"did not pause in their first 5 minutes and whose gaps happened to look like a 50 %% jitter "+
+				"did not pause in their first 4.5 minutes and whose gaps happened to look like a 50 %% jitter "+
 				"timer's, or (at 1 s) went 2.5 minutes without a 3 s gap. Waiting longer would cost the "+
-				"uniform ±50 %% bot (B2-50) its 150-request target; this is the trade-off as measured.\n\n",
+				"Gaussian ±50 %% bot (B3-50) its 150-request target; this is the trade-off as measured.\n\n",
 				strings.Join(missed, ", "))
 		}
 	}
