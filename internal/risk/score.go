@@ -482,7 +482,9 @@ func (s *state) cycle(m int, f *features) {
 	// passes the bound within a few terms, and the comb costs little.
 	// Sums of at most 31 terms of at most logOne each: no overflow.
 	bound := min(cycDevCut*logOne, cycEtaCut*float64(spread)/float64(m))
-	best, lag := float64(logOne), 0
+	// The best lag so far has mean deviation bestD/bestN, compared by
+	// cross-multiplying (no division in the loop).
+	bestD, bestN, lag := int32(logOne), int32(1), 0
 	for k := 1; k <= cycMaxLag; k++ {
 		limit := int32(bound * float64(m-k))
 		var d int32
@@ -496,10 +498,11 @@ func (s *state) cycle(m int, f *features) {
 		}
 		// A lag stopped early reports the mean of the terms it read, which
 		// is above bound.
-		if v := float64(d) / float64(i-k); v < best {
-			best, lag = v, k
+		if n := int32(i - k); d*bestN < bestD*n {
+			bestD, bestN, lag = d, n, k
 		}
 	}
+	best := float64(bestD) / float64(bestN)
 	f.cycDev, f.cycLag = best/logOne, lag
 	f.cycEta = 2 // no spread at all: a perfect timer, left to periodic
 	if spread > 0 {
