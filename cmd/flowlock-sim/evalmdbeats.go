@@ -41,8 +41,8 @@ positive on a stream whose order carries no structure. We chose it over the alte
 issue lists: lag-k autocorrelation of the gaps needs a mean and variance per lag and is swamped
 by one long pause (the logarithm and the cap at one octave bound each term); a small-alphabet
 recurrence test needs a quantisation that jitter near a bin edge breaks; a spectral method needs
-far more than 32 intervals. The comb is 32 table look-ups and 4 × 31 integer subtractions per
-evaluation, allocation-free. Scenarios (internal/traffic/beats.go; internal/risk tunes on
+far more than 32 intervals. The comb is 32 table look-ups and at most 4 × 31 integer subtractions
+per evaluation (a lag stops once it is past what can score), allocation-free. Scenarios (internal/traffic/beats.go; internal/risk tunes on
 other beats, jitters and drifts): cycles of 2-4 beats from 0.35 s to 60 s with ±7-10 % uniform or
 5 % Gaussian jitter, a sine and a random-walk drift, and a two-beat cycle whose period drifts.
 Before the component the model caught the two- and three-beat cycles after a median of 43-64

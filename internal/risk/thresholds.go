@@ -49,7 +49,7 @@ var thresholds = struct {
 		secs(sharedFor)),
 	periodicCycle: fmt.Sprintf("value D/S: least lag-k deviation D of log2 intervals (k = 1-%d, in arrival order) over their spread S "+
 		"around the median; D < %.2f (certain at %.2f) and D/S < %.2f (certain at %.2f; about 1.4 for independent gaps); "+
-		"weight from %d intervals, full at %d",
+		"weight from %d intervals, full at %d (a lag past what can score stops early and shows the mean of the terms it read)",
 		cycMaxLag, cycDevCut, cycDevCut-cycDevSpan, cycEtaCut, cycEtaCut-cycEtaSpan, cycFloor, cycFloor+cycSpan),
 }
 
