@@ -73,7 +73,7 @@ func TestBaitAnswersAnything(t *testing.T) {
 	}{
 		{"GET", "/data", 200, "items"},
 		{"GET", "/api/users/42", 200, "status"},
-		{"POST", "/login", 503, "error"}, // a write is refused, never acknowledged
+		{"POST", "/login", 503, "error"},         // a write is refused, never acknowledged
 		{"GET", "/api/v1/summary", 200, "items"}, // the API's path on the bait: bait
 		{"DELETE", "/admin/../etc/passwd", 503, "error"},
 	} {
