@@ -102,12 +102,15 @@ func (b *Bait) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write(writeRefused)
 	}
+	// Every string is the record's own (strings.Clone): a clipped or
+	// unchanged string may share the memory of the whole request line or
+	// header it came from, which the ring would then keep alive unseen.
 	b.ring.Add(Record{
 		Time:      start,
-		Identity:  b.identity(r),
-		Method:    untrusted.Clip(untrusted.Visible(r.Method), 16),
-		Path:      untrusted.Clip(untrusted.Visible(r.URL.Path), maxPath),
-		Query:     queryNames(r.URL.RawQuery),
+		Identity:  strings.Clone(b.identity(r)),
+		Method:    strings.Clone(untrusted.Clip(untrusted.Visible(r.Method), 16)),
+		Path:      strings.Clone(untrusted.Clip(untrusted.Visible(r.URL.Path), maxPath)),
+		Query:     strings.Clone(queryNames(r.URL.RawQuery)),
 		Headers:   headers(r, b.idKey),
 		BodyBytes: n,
 		BodyCut:   cut,
@@ -146,7 +149,7 @@ func (b *Bait) identity(r *http.Request) string {
 func headers(r *http.Request, idKey string) []Header {
 	out := make([]Header, 0, min(len(r.Header)+1, maxHeaders))
 	if r.Host != "" {
-		out = append(out, Header{Name: "host", Value: untrusted.Clip(untrusted.Visible(r.Host), maxHeaderValue)})
+		out = append(out, Header{Name: "host", Value: strings.Clone(untrusted.Clip(untrusted.Visible(r.Host), maxHeaderValue))})
 	}
 	for name, values := range r.Header {
 		if name == idKey {
@@ -157,8 +160,8 @@ func headers(r *http.Request, idKey string) []Header {
 				return out
 			}
 			out = append(out, Header{
-				Name:  strings.ToLower(untrusted.Clip(untrusted.Visible(name), maxHeaderName)),
-				Value: maskHeader(name, v),
+				Name:  strings.Clone(strings.ToLower(untrusted.Clip(untrusted.Visible(name), maxHeaderName))),
+				Value: strings.Clone(maskHeader(name, v)),
 			})
 		}
 	}
