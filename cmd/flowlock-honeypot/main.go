@@ -1,8 +1,10 @@
 // Command flowlock-honeypot is the decoy upstream that quarantined clients
 // are routed to under flowlock-authz --quarantine-action honeypot. It
-// answers every request with plausible, made-up JSON, so a caught bot is
-// not told it was caught, and records what it asked for (path, method,
-// headers, body size, timing; bounded and masked) for Flow Lock's dashboard
+// answers every read with plausible, made-up JSON, so a caught bot is not
+// told it was caught, and every write with a 503 that claims nothing was
+// done (a person quarantined by mistake must not believe it was). It
+// records what each client asked for (path, method, headers, body size,
+// timing; bounded and masked, at most 8 MiB) for Flow Lock's dashboard
 // (flowlock-authz --honeypot-url) to show.
 //
 //	flowlock-honeypot [--addr :8090] [--api-addr 127.0.0.1:8091]

@@ -69,8 +69,10 @@ func actionWarnings(c Config) []string {
 		return []string{fmt.Sprintf("--quarantine-action %s has no effect in shadow mode, which allows every request", c.QuarantineAction)}
 	case c.QuarantineAction == "honeypot":
 		return []string{"--quarantine-action honeypot allows quarantined clients with x-flowlock-route: honeypot: the proxy must route that header " +
-			"to a decoy (deploy/envoy.yaml: clear_route_cache and the honeypot route; deploy/nginx, deploy/haproxy: the decoy upstream), " +
-			"or they reach the API"}
+			"to a decoy, or they reach the API. Supported: Envoy as deploy/envoy.yaml (clear_route_cache and the honeypot route), " +
+			"nginx and HAProxy as deploy/nginx and deploy/haproxy (the decoy upstream), the Go middleware with Options.Honeypot. " +
+			"Unsupported, use deny or tarpit there: Istio (ext_authz in the inbound sidecar, no decoy route), " +
+			"Caddy and Traefik forward-auth (a 200 is an allow)"}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 // Package decoy is the honeypot that quarantined clients are routed to
-// under --quarantine-action honeypot: a handler that answers any request
-// with plausible, made-up JSON (Bait), and a bounded record of what each
+// under --quarantine-action honeypot: a handler that answers any read
+// with plausible, made-up JSON and any write with a 503 (Bait), and a
+// bounded record of what each
 // client asked for (Ring), with a read-only API over it (API) that Flow
 // Lock's dashboard shows as "what the quarantined clients went for".
 //
