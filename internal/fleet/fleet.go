@@ -150,6 +150,11 @@ type track struct {
 	// (noTime when none), so that the oldest kept request still knows the
 	// silence before it.
 	lost int64
+	// admitted is the time of the latest request when Admit was last
+	// called for t (noTime before): a member is admitted again only for
+	// requests made since, so one that stopped is not escalated at every
+	// Sweep while its track ages out of the window.
+	admitted int64
 }
 
 func (t *track) last() int64 { return t.at[t.n-1] }
@@ -455,7 +460,7 @@ func (d *Detector) slot(id identity.ID) int32 {
 		delete(d.index, d.tracks[i].id)
 		d.evicted++
 	}
-	d.tracks[i] = track{id: id.Clone(), lost: noTime}
+	d.tracks[i] = track{id: id.Clone(), lost: noTime, admitted: noTime}
 	d.index[d.tracks[i].id] = i
 	return i
 }
@@ -537,7 +542,11 @@ func (d *Detector) analyse(now time.Time) int {
 			// clients: a member is counted on two, quarantined on three.
 			continue
 		}
-		if d.o.Admit != nil && d.o.Admit(t.id, f, now) {
+		if d.o.Admit == nil || t.last() <= t.admitted {
+			continue // nothing new since its last admission
+		}
+		t.admitted = t.last()
+		if d.o.Admit(t.id, f, now) {
 			started++
 		}
 	}
