@@ -57,8 +57,10 @@ const (
 	unknownPath  = "?"
 	scriptArrow  = " → "
 	minPeriodGap = quietGap
-	surprise     = 4.0 // times more members than chance explains
-	confirmGaps  = 3   // gaps a period member needs to be quarantined
+	surprise     = 4.0   // times more members than chance explains
+	tightSpread  = 3_000 // ms: widest arrival spread of a lockstep fleet's middle 80 % in a window
+	tightTail    = 10    // per cent of members left out at each end of that spread
+	confirmGaps  = 3     // gaps a period member needs to be quarantined
 )
 
 // Kind is what a fleet's members share.
@@ -182,6 +184,8 @@ type Detector struct {
 
 	// scratch of Sweep, kept between calls
 	keys     []uint64
+	arrivals []int64 // members' arrivals in a key's windows (tight)
+	window   []int64 // the same in one window, sorted
 	spans    []int32 // keys of track i: keys[spans[i]:spans[i+1]]
 	counts   map[uint64]int32
 	judged   map[uint64]bool  // key → surprising, within one Sweep
@@ -237,7 +241,8 @@ func MemoryCap(o Options) int64 {
 	o = withDefaults(o)
 	perTrack := int64(unsafe.Sizeof(track{})) + // the track
 		2*int64(unsafe.Sizeof(identity.ID{})+8) + // its index entry, at most half full
-		maxSigs*(8+2*8) + 4 // its keys, their counts, its span
+		maxSigs*(8+2*8) + 4 + // its keys, their counts, its span
+		(minEpisodes+1)*8 // its arrivals (tight)
 	queue := int64(o.QueueSize) * int64(unsafe.Sizeof(note{}))
 	paths := int64(maxPaths) * (maxPathName + 4 + 2*16)
 	return int64(o.MaxIdentities)*perTrack + queue + paths
@@ -583,7 +588,8 @@ func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 	// site is no less surprising than one in a crowd.
 	c := float64(d.counts[k])
 	expected := math.Inf(1)
-	switch s := t.find(cut, k); s.kind {
+	s := t.find(cut, k)
+	switch s.kind {
 	case Lockstep:
 		// Identities with episodes in all three windows, were they
 		// independent: N·Π(n_w/N) over the others.
@@ -617,8 +623,45 @@ func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 		}
 	}
 	v := c >= surprise*expected
+	if v && s.kind == Lockstep {
+		v = d.tight(cut, k)
+	}
 	d.judged[k] = v
 	return v
+}
+
+// tight reports whether the members of lockstep key k arrived in each of its
+// windows closer together than people do: their middle 80 % within
+// tightSpread. The chance test alone assumes every identity is as likely as
+// any other to be in a window, which a crowd reacting to the same outside
+// events breaks: readers of three push alerts share three windows far more
+// often than that model says, but they open the alert over several seconds
+// (docs/RATIONALE.md, "Fleet detection"), while a controller's bots fire
+// within a second or two of its tick.
+func (d *Detector) tight(cut int64, k uint64) bool {
+	d.arrivals = d.arrivals[:0]
+	for i := range d.tracks {
+		if slices.Contains(d.keys[d.spans[i]:d.spans[i+1]], k) {
+			v := d.tracks[i].find(cut, k).v
+			d.arrivals = append(d.arrivals, v[:minEpisodes]...)
+		}
+	}
+	n := len(d.arrivals) / minEpisodes
+	if n == 0 {
+		return false
+	}
+	for w := range minEpisodes {
+		d.window = d.window[:0]
+		for m := range n {
+			d.window = append(d.window, d.arrivals[m*minEpisodes+w])
+		}
+		slices.Sort(d.window)
+		lo, hi := n*tightTail/100, n-1-n*tightTail/100
+		if d.window[hi]-d.window[lo] > tightSpread {
+			return false
+		}
+	}
+	return true
 }
 
 // find returns t's signature whose key is key.
