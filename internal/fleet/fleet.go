@@ -51,7 +51,7 @@ const (
 	maxPaths     = 4096   // path names remembered to describe scripts
 	maxPathName  = 120    // bytes of a path name remembered
 	evictSample  = 8      // tracks looked at to evict one (sampled LRU)
-	maxSigs      = 2*grids + RingSize
+	maxSigs      = 3*grids + RingSize
 	drainEvery   = 200 * time.Millisecond
 	noTime       = math.MinInt64
 	unknownPath  = "?"
@@ -190,6 +190,7 @@ type Detector struct {
 	counts   map[uint64]int32
 	judged   map[uint64]bool  // key → surprising, within one Sweep
 	windows  map[uint64]int32 // (grid, window) → identities with an episode in it
+	busy     int32            // episode starts that make a window busy, this Sweep
 	pathUse  map[uint32]int32 // path → uses in script n-grams
 	episodic int              // identities with enough episodes for lockstep
 	scripts  int              // script n-grams in all
@@ -492,14 +493,28 @@ func (d *Detector) analyse(now time.Time) int {
 	clear(d.windows)
 	clear(d.pathUse)
 	d.episodic, d.scripts = 0, 0
-	var sigs [maxSigs]signature
+	starts := 0
 	for i := range d.tracks {
 		t := &d.tracks[i]
 		if t.n > 0 && t.last() < cut {
 			d.drop(i)
 		}
 		if t.n > 0 {
-			for _, s := range t.signatures(cut, sigs[:0]) {
+			starts += d.countWindows(t, cut)
+		}
+	}
+	// A window is busy when it holds room for a fleet above the
+	// background: at least MinMembers episode starts, and MinMembers/2
+	// more than the average window that holds any.
+	d.busy = int32(d.o.MinMembers)
+	if w := len(d.windows) / grids; w > 0 {
+		d.busy = max(d.busy, int32(starts/w+d.o.MinMembers/2))
+	}
+	var sigs [maxSigs]signature
+	for i := range d.tracks {
+		t := &d.tracks[i]
+		if t.n > 0 {
+			for _, s := range d.signatures(t, cut, sigs[:0]) {
 				d.keys = append(d.keys, s.key)
 				d.counts[s.key]++
 				if s.kind == Script {
@@ -509,7 +524,6 @@ func (d *Detector) analyse(now time.Time) int {
 					}
 				}
 			}
-			d.countWindows(t, cut)
 		}
 		d.spans = append(d.spans, int32(len(d.keys)))
 	}
@@ -530,7 +544,7 @@ func (d *Detector) analyse(now time.Time) int {
 		if size == 0 {
 			continue
 		}
-		sig := t.find(cut, best)
+		sig := d.find(t, cut, best)
 		fi, ok := found[best]
 		if !ok {
 			fi = len(d.fleets)
@@ -561,12 +575,13 @@ func (d *Detector) analyse(now time.Time) int {
 }
 
 // countWindows counts t as present in the arrival window of each of its
-// episodes, on every grid, when t has a lockstep signature's worth of them.
-func (d *Detector) countWindows(t *track, cut int64) {
+// episodes, on every grid, when t has a lockstep signature's worth of them,
+// and returns how many episodes it counted.
+func (d *Detector) countWindows(t *track, cut int64) int {
 	var starts [RingSize]int64
 	n := t.episodes(cut, &starts)
 	if n < minEpisodes {
-		return
+		return 0
 	}
 	d.episodic++
 	for g := range grids {
@@ -574,6 +589,7 @@ func (d *Detector) countWindows(t *track, cut int64) {
 			d.windows[windowKey(g, s)]++
 		}
 	}
+	return n
 }
 
 // surprising reports whether key k, which t has, is shared by at least
@@ -588,7 +604,7 @@ func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 	// site is no less surprising than one in a crowd.
 	c := float64(d.counts[k])
 	expected := math.Inf(1)
-	s := t.find(cut, k)
+	s := d.find(t, cut, k)
 	switch s.kind {
 	case Lockstep:
 		// Identities with episodes in all three windows, were they
@@ -642,7 +658,7 @@ func (d *Detector) tight(cut int64, k uint64) bool {
 	d.arrivals = d.arrivals[:0]
 	for i := range d.tracks {
 		if slices.Contains(d.keys[d.spans[i]:d.spans[i+1]], k) {
-			v := d.tracks[i].find(cut, k).v
+			v := d.find(&d.tracks[i], cut, k).v
 			d.arrivals = append(d.arrivals, v[:minEpisodes]...)
 		}
 	}
@@ -665,9 +681,9 @@ func (d *Detector) tight(cut int64, k uint64) bool {
 }
 
 // find returns t's signature whose key is key.
-func (t *track) find(cut int64, key uint64) signature {
+func (d *Detector) find(t *track, cut int64, key uint64) signature {
 	var sigs [maxSigs]signature
-	for _, s := range t.signatures(cut, sigs[:0]) {
+	for _, s := range d.signatures(t, cut, sigs[:0]) {
 		if s.key == key {
 			return s
 		}
@@ -721,12 +737,12 @@ type signature struct {
 
 // signatures appends t's signatures over its requests since cut to out,
 // each key once.
-func (t *track) signatures(cut int64, out []signature) []signature {
+func (d *Detector) signatures(t *track, cut int64, out []signature) []signature {
 	f := t.since(cut)
 	if f == int(t.n) {
 		return out
 	}
-	out = t.lockstep(cut, out)
+	out = d.lockstep(t, cut, out)
 	out = t.period(f, out)
 	out = t.script(f, out)
 	return out
@@ -762,42 +778,62 @@ func (t *track) episodes(cut int64, starts *[RingSize]int64) int {
 	return n
 }
 
-// lockstep appends the bottom-3 arrival-window keys of t's episodes.
-func (t *track) lockstep(cut int64, out []signature) []signature {
+// lockstep appends the bottom-3 arrival-window keys of t's episodes on
+// every grid, and again of its episodes in busy windows only when some are
+// not: a member's private episodes (a few requests of its own between the
+// controller's ticks) would otherwise displace the shared windows from its
+// bottom-3 and hide it from the fleet.
+func (d *Detector) lockstep(t *track, cut int64, out []signature) []signature {
 	var starts [RingSize]int64
 	n := t.episodes(cut, &starts)
 	if n < minEpisodes {
 		return out
 	}
 	for g := range grids {
-		// The three windows with the smallest hash: a bottom-k MinHash,
-		// which stays put as the set grows unless a smaller one arrives.
-		var lo [minEpisodes]uint64
-		var at [minEpisodes]int64
-		for k := range lo {
-			lo[k] = math.MaxUint64
-		}
+		out = appendBottom(out, g, starts[:n], 0)
+		var kept [RingSize]int64
+		busy := kept[:0]
 		for _, s := range starts[:n] {
-			h := windowKey(g, s)
-			for k := range lo {
-				if h < lo[k] {
-					copy(lo[k+1:], lo[k:minEpisodes-1])
-					copy(at[k+1:], at[k:minEpisodes-1])
-					lo[k], at[k] = h, s
-					break
-				}
+			if d.windows[windowKey(g, s)] >= d.busy {
+				busy = append(busy, s)
 			}
 		}
-		key := uint64(Lockstep)<<56 | uint64(g)
-		for _, h := range lo {
-			key = mix(key, h)
+		if len(busy) >= minEpisodes && len(busy) < n {
+			out = appendBottom(out, g, busy, 1)
 		}
-		s := signature{key: key, kind: Lockstep, grid: uint8(g)}
-		copy(s.v[:], at[:])
-		slices.Sort(s.v[:minEpisodes])
-		out = append(out, s)
 	}
 	return out
+}
+
+// appendBottom appends the signature of the three windows of starts, on
+// grid g, with the smallest hash: a bottom-k MinHash, which stays put as
+// the set grows unless a smaller one arrives. variant keeps the keys of
+// all episodes (0) and of busy ones (1) apart.
+func appendBottom(out []signature, g int, starts []int64, variant uint64) []signature {
+	var lo [minEpisodes]uint64
+	var at [minEpisodes]int64
+	for k := range lo {
+		lo[k] = math.MaxUint64
+	}
+	for _, s := range starts {
+		h := windowKey(g, s)
+		for k := range lo {
+			if h < lo[k] {
+				copy(lo[k+1:], lo[k:minEpisodes-1])
+				copy(at[k+1:], at[k:minEpisodes-1])
+				lo[k], at[k] = h, s
+				break
+			}
+		}
+	}
+	key := uint64(Lockstep)<<56 | variant<<48 | uint64(g)
+	for _, h := range lo {
+		key = mix(key, h)
+	}
+	sg := signature{key: key, kind: Lockstep, grid: uint8(g)}
+	copy(sg.v[:], at[:])
+	slices.Sort(sg.v[:minEpisodes])
+	return append(out, sg)
 }
 
 // windowKey is the hash of the arrival window of time at (ms) on grid g.
