@@ -3,6 +3,7 @@ package traffic
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -13,7 +14,7 @@ import (
 // human crowds that must not be mistaken for them. They are not in
 // Scenarios, whose streams are one identity each; Groups lists them.
 
-// Groups returns the group scenarios, fleets (F1–F3) then crowds (C1–C4).
+// Groups returns the group scenarios, fleets (F1–F4) then crowds (C1–C4).
 // The slice is freshly allocated.
 func Groups() []Scenario {
 	return append([]Scenario(nil), groups...)
@@ -92,6 +93,16 @@ var groups = []Scenario{
 		Params:      "login, me, items, cart, checkout, orders in turn; gaps U[30s, 300s]; start U[0, 60s]; 100 × H1 sessions beside them",
 		group: withBystanders(func(i, n int, r, common *rand.Rand) (proc, string) {
 			return &scriptProc{r: r, t: seconds(uniform(r, 0, 60))}, pick(r, desktopAgents)
+		}),
+	},
+	{
+		ID: "F4", Name: "fleet-lockstep-private", Family: "F1", Label: Bot, Horizon: min15,
+		Clients: fleetBots + fleetHumans, Spread: fleetBots + fleetHumans, Fleet: fleetBots,
+		Description: "F1's fleet, each bot also sending two requests of its own at random times: private episodes that would hide it from a key of all its windows",
+		Params:      "F1's controller ticks; plus 2 requests per bot at U[0, 15m], a random endpoint; 100 × H1 sessions beside them",
+		group: withBystanders(func(i, n int, r, common *rand.Rand) (proc, string) {
+			tick := &lockstepProc{r: r, c: common, tick: seconds(uniform(common, 0, 60))}
+			return newPair(tick, newPrivateProc(r, 2, min15)), pick(r, scriptAgents)
 		}),
 	},
 	{
@@ -258,5 +269,30 @@ func (p *alertProc) next() event {
 	ev := event{at: p.t, route: route{"GET", articlePath}}
 	p.left--
 	p.t += seconds(uniform(p.r, 3, 13))
+	return ev
+}
+
+// privateProc is a fleet bot's requests of its own: n at random times
+// within the horizon, apart from its controller's.
+type privateProc struct {
+	r  *rand.Rand
+	at []time.Duration
+}
+
+func newPrivateProc(r *rand.Rand, n int, horizon time.Duration) *privateProc {
+	p := &privateProc{r: r}
+	for range n {
+		p.at = append(p.at, seconds(uniform(r, 0, horizon.Seconds())))
+	}
+	slices.Sort(p.at)
+	return p
+}
+
+func (p *privateProc) next() event {
+	if len(p.at) == 0 {
+		return event{at: never}
+	}
+	ev := event{at: p.at[0], route: route{"GET", pick(p.r, botEndpoints)}}
+	p.at = p.at[1:]
 	return ev
 }
