@@ -353,7 +353,11 @@ other replicas, allow list honoured, never an identity labelled shared). Signatu
 
 - **lockstep**: the 10 s arrival windows of the identity's episodes (a request after 20 s of
   silence starts one), on four offset grids; the three windows with the smallest hash on each
-  grid (a bottom-3 MinHash). Bots fired by one controller share them.
+  grid (a bottom-3 MinHash), and again of its busy windows only (at least %d episode starts,
+  and %d more than the average window), so that a bot's requests of its own between the
+  controller's ticks (F4) do not hide it. Bots fired by one controller share them; a lockstep
+  group is a fleet only if its middle 80 %% arrive within 3 s in each of the three windows,
+  tighter than people opening the same push alert (C4).
 - **period**: the geometric mean of the last 2-4 gaps when they are at least 20 s and agree
   within 12 %%, in 10 %% buckets on four offset grids. A fleet on one configured sleep shares it at
   any phase. A member needs three such gaps to be quarantined (two agree by chance too often).
@@ -368,8 +372,9 @@ within the first minute). BOTS/PEOPLE AS FLEET
 count identities quarantined with reason `+"`fleet`"+` by the end of the trial, BY OWN TIMING those
 the per-identity score quarantined. NAIVE is the brief's formula per identity. C2 excludes the
 refresh route (`+"`--exclude-path /api/refresh`"+`); C2-all is the same crowd without the exclusion.
+C4 runs 30 minutes.
 
-`, 12, cfg.FleetMinMembers, shortDuration(cfg.SweepInterval), cfg.FleetMinMembers)
+`, 12, cfg.FleetMinMembers, cfg.FleetMinMembers, cfg.FleetMinMembers/2, shortDuration(cfg.SweepInterval), cfg.FleetMinMembers)
 	mdRow(w, groupHeader)
 	mdSeparator(w, len(groupHeader))
 	for i := range r.groups {

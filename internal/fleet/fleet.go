@@ -20,9 +20,9 @@ const (
 	// DefaultMinMembers is the smallest group called a fleet: the issue's
 	// "fleets of ≥ 20 slow bots".
 	DefaultMinMembers = 20
-	// DefaultMaxIdentities caps the tracks: at most 22 MB with the queue
+	// DefaultMaxIdentities caps the tracks: at most 25 MB with the queue
 	// (MemoryCap). It is a fixed cost, not one per client: with a million
-	// clients tracked it adds about 22 B to each one's 265 B. Fleets are
+	// clients tracked it adds about 25 B to each one's 265 B. Fleets are
 	// caught among 10,000 bystanders in the simulator's trials; a flood of
 	// more identities than this evicts the stalest tracks first.
 	DefaultMaxIdentities = 20_000
@@ -51,14 +51,16 @@ const (
 	maxPaths     = 4096   // path names remembered to describe scripts
 	maxPathName  = 120    // bytes of a path name remembered
 	evictSample  = 8      // tracks looked at to evict one (sampled LRU)
-	maxSigs      = 2*grids + RingSize
+	maxSigs      = 3*grids + RingSize
 	drainEvery   = 200 * time.Millisecond
 	noTime       = math.MinInt64
 	unknownPath  = "?"
 	scriptArrow  = " → "
 	minPeriodGap = quietGap
-	surprise     = 4.0 // times more members than chance explains
-	confirmGaps  = 3   // gaps a period member needs to be quarantined
+	surprise     = 4.0   // times more members than chance explains
+	tightSpread  = 3_000 // ms: widest arrival spread of a lockstep fleet's middle 80 % in a window
+	tightTail    = 10    // per cent of members left out at each end of that spread
+	confirmGaps  = 3     // gaps a period member needs to be quarantined
 )
 
 // Kind is what a fleet's members share.
@@ -150,6 +152,11 @@ type track struct {
 	// (noTime when none), so that the oldest kept request still knows the
 	// silence before it.
 	lost int64
+	// admitted is the time of the latest request when Admit was last
+	// called for t (noTime before): a member is admitted again only for
+	// requests made since, so one that stopped is not escalated at every
+	// Sweep while its track ages out of the window.
+	admitted int64
 }
 
 func (t *track) last() int64 { return t.at[t.n-1] }
@@ -177,10 +184,13 @@ type Detector struct {
 
 	// scratch of Sweep, kept between calls
 	keys     []uint64
+	arrivals []int64 // members' arrivals in a key's windows (tight)
+	window   []int64 // the same in one window, sorted
 	spans    []int32 // keys of track i: keys[spans[i]:spans[i+1]]
 	counts   map[uint64]int32
 	judged   map[uint64]bool  // key → surprising, within one Sweep
 	windows  map[uint64]int32 // (grid, window) → identities with an episode in it
+	busy     int32            // episode starts that make a window busy, this Sweep
 	pathUse  map[uint32]int32 // path → uses in script n-grams
 	episodic int              // identities with enough episodes for lockstep
 	scripts  int              // script n-grams in all
@@ -232,7 +242,8 @@ func MemoryCap(o Options) int64 {
 	o = withDefaults(o)
 	perTrack := int64(unsafe.Sizeof(track{})) + // the track
 		2*int64(unsafe.Sizeof(identity.ID{})+8) + // its index entry, at most half full
-		maxSigs*(8+2*8) + 4 // its keys, their counts, its span
+		maxSigs*(8+2*8) + 4 + // its keys, their counts, its span
+		(minEpisodes+1)*8 // its arrivals (tight)
 	queue := int64(o.QueueSize) * int64(unsafe.Sizeof(note{}))
 	paths := int64(maxPaths) * (maxPathName + 4 + 2*16)
 	return int64(o.MaxIdentities)*perTrack + queue + paths
@@ -455,7 +466,7 @@ func (d *Detector) slot(id identity.ID) int32 {
 		delete(d.index, d.tracks[i].id)
 		d.evicted++
 	}
-	d.tracks[i] = track{id: id.Clone(), lost: noTime}
+	d.tracks[i] = track{id: id.Clone(), lost: noTime, admitted: noTime}
 	d.index[d.tracks[i].id] = i
 	return i
 }
@@ -482,14 +493,28 @@ func (d *Detector) analyse(now time.Time) int {
 	clear(d.windows)
 	clear(d.pathUse)
 	d.episodic, d.scripts = 0, 0
-	var sigs [maxSigs]signature
+	starts := 0
 	for i := range d.tracks {
 		t := &d.tracks[i]
 		if t.n > 0 && t.last() < cut {
 			d.drop(i)
 		}
 		if t.n > 0 {
-			for _, s := range t.signatures(cut, sigs[:0]) {
+			starts += d.countWindows(t, cut)
+		}
+	}
+	// A window is busy when it holds room for a fleet above the
+	// background: at least MinMembers episode starts, and MinMembers/2
+	// more than the average window that holds any.
+	d.busy = int32(d.o.MinMembers)
+	if w := len(d.windows) / grids; w > 0 {
+		d.busy = max(d.busy, int32(starts/w+d.o.MinMembers/2))
+	}
+	var sigs [maxSigs]signature
+	for i := range d.tracks {
+		t := &d.tracks[i]
+		if t.n > 0 {
+			for _, s := range d.signatures(t, cut, sigs[:0]) {
 				d.keys = append(d.keys, s.key)
 				d.counts[s.key]++
 				if s.kind == Script {
@@ -499,7 +524,6 @@ func (d *Detector) analyse(now time.Time) int {
 					}
 				}
 			}
-			d.countWindows(t, cut)
 		}
 		d.spans = append(d.spans, int32(len(d.keys)))
 	}
@@ -520,7 +544,7 @@ func (d *Detector) analyse(now time.Time) int {
 		if size == 0 {
 			continue
 		}
-		sig := t.find(cut, best)
+		sig := d.find(t, cut, best)
 		fi, ok := found[best]
 		if !ok {
 			fi = len(d.fleets)
@@ -537,7 +561,11 @@ func (d *Detector) analyse(now time.Time) int {
 			// clients: a member is counted on two, quarantined on three.
 			continue
 		}
-		if d.o.Admit != nil && d.o.Admit(t.id, f, now) {
+		if d.o.Admit == nil || t.last() <= t.admitted {
+			continue // nothing new since its last admission
+		}
+		t.admitted = t.last()
+		if d.o.Admit(t.id, f, now) {
 			started++
 		}
 	}
@@ -547,12 +575,13 @@ func (d *Detector) analyse(now time.Time) int {
 }
 
 // countWindows counts t as present in the arrival window of each of its
-// episodes, on every grid, when t has a lockstep signature's worth of them.
-func (d *Detector) countWindows(t *track, cut int64) {
+// episodes, on every grid, when t has a lockstep signature's worth of them,
+// and returns how many episodes it counted.
+func (d *Detector) countWindows(t *track, cut int64) int {
 	var starts [RingSize]int64
 	n := t.episodes(cut, &starts)
 	if n < minEpisodes {
-		return
+		return 0
 	}
 	d.episodic++
 	for g := range grids {
@@ -560,6 +589,7 @@ func (d *Detector) countWindows(t *track, cut int64) {
 			d.windows[windowKey(g, s)]++
 		}
 	}
+	return n
 }
 
 // surprising reports whether key k, which t has, is shared by at least
@@ -574,7 +604,8 @@ func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 	// site is no less surprising than one in a crowd.
 	c := float64(d.counts[k])
 	expected := math.Inf(1)
-	switch s := t.find(cut, k); s.kind {
+	s := d.find(t, cut, k)
+	switch s.kind {
 	case Lockstep:
 		// Identities with episodes in all three windows, were they
 		// independent: N·Π(n_w/N) over the others.
@@ -608,14 +639,51 @@ func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 		}
 	}
 	v := c >= surprise*expected
+	if v && s.kind == Lockstep {
+		v = d.tight(cut, k)
+	}
 	d.judged[k] = v
 	return v
 }
 
+// tight reports whether the members of lockstep key k arrived in each of its
+// windows closer together than people do: their middle 80 % within
+// tightSpread. The chance test alone assumes every identity is as likely as
+// any other to be in a window, which a crowd reacting to the same outside
+// events breaks: readers of three push alerts share three windows far more
+// often than that model says, but they open the alert over several seconds
+// (docs/RATIONALE.md, "Fleet detection"), while a controller's bots fire
+// within a second or two of its tick.
+func (d *Detector) tight(cut int64, k uint64) bool {
+	d.arrivals = d.arrivals[:0]
+	for i := range d.tracks {
+		if slices.Contains(d.keys[d.spans[i]:d.spans[i+1]], k) {
+			v := d.find(&d.tracks[i], cut, k).v
+			d.arrivals = append(d.arrivals, v[:minEpisodes]...)
+		}
+	}
+	n := len(d.arrivals) / minEpisodes
+	if n == 0 {
+		return false
+	}
+	for w := range minEpisodes {
+		d.window = d.window[:0]
+		for m := range n {
+			d.window = append(d.window, d.arrivals[m*minEpisodes+w])
+		}
+		slices.Sort(d.window)
+		lo, hi := n*tightTail/100, n-1-n*tightTail/100
+		if d.window[hi]-d.window[lo] > tightSpread {
+			return false
+		}
+	}
+	return true
+}
+
 // find returns t's signature whose key is key.
-func (t *track) find(cut int64, key uint64) signature {
+func (d *Detector) find(t *track, cut int64, key uint64) signature {
 	var sigs [maxSigs]signature
-	for _, s := range t.signatures(cut, sigs[:0]) {
+	for _, s := range d.signatures(t, cut, sigs[:0]) {
 		if s.key == key {
 			return s
 		}
@@ -669,12 +737,12 @@ type signature struct {
 
 // signatures appends t's signatures over its requests since cut to out,
 // each key once.
-func (t *track) signatures(cut int64, out []signature) []signature {
+func (d *Detector) signatures(t *track, cut int64, out []signature) []signature {
 	f := t.since(cut)
 	if f == int(t.n) {
 		return out
 	}
-	out = t.lockstep(cut, out)
+	out = d.lockstep(t, cut, out)
 	out = t.period(f, out)
 	out = t.script(f, out)
 	return out
@@ -710,42 +778,62 @@ func (t *track) episodes(cut int64, starts *[RingSize]int64) int {
 	return n
 }
 
-// lockstep appends the bottom-3 arrival-window keys of t's episodes.
-func (t *track) lockstep(cut int64, out []signature) []signature {
+// lockstep appends the bottom-3 arrival-window keys of t's episodes on
+// every grid, and again of its episodes in busy windows only when some are
+// not: a member's private episodes (a few requests of its own between the
+// controller's ticks) would otherwise displace the shared windows from its
+// bottom-3 and hide it from the fleet.
+func (d *Detector) lockstep(t *track, cut int64, out []signature) []signature {
 	var starts [RingSize]int64
 	n := t.episodes(cut, &starts)
 	if n < minEpisodes {
 		return out
 	}
 	for g := range grids {
-		// The three windows with the smallest hash: a bottom-k MinHash,
-		// which stays put as the set grows unless a smaller one arrives.
-		var lo [minEpisodes]uint64
-		var at [minEpisodes]int64
-		for k := range lo {
-			lo[k] = math.MaxUint64
-		}
+		out = appendBottom(out, g, starts[:n], 0)
+		var kept [RingSize]int64
+		busy := kept[:0]
 		for _, s := range starts[:n] {
-			h := windowKey(g, s)
-			for k := range lo {
-				if h < lo[k] {
-					copy(lo[k+1:], lo[k:minEpisodes-1])
-					copy(at[k+1:], at[k:minEpisodes-1])
-					lo[k], at[k] = h, s
-					break
-				}
+			if d.windows[windowKey(g, s)] >= d.busy {
+				busy = append(busy, s)
 			}
 		}
-		key := uint64(Lockstep)<<56 | uint64(g)
-		for _, h := range lo {
-			key = mix(key, h)
+		if len(busy) >= minEpisodes && len(busy) < n {
+			out = appendBottom(out, g, busy, 1)
 		}
-		s := signature{key: key, kind: Lockstep, grid: uint8(g)}
-		copy(s.v[:], at[:])
-		slices.Sort(s.v[:minEpisodes])
-		out = append(out, s)
 	}
 	return out
+}
+
+// appendBottom appends the signature of the three windows of starts, on
+// grid g, with the smallest hash: a bottom-k MinHash, which stays put as
+// the set grows unless a smaller one arrives. variant keeps the keys of
+// all episodes (0) and of busy ones (1) apart.
+func appendBottom(out []signature, g int, starts []int64, variant uint64) []signature {
+	var lo [minEpisodes]uint64
+	var at [minEpisodes]int64
+	for k := range lo {
+		lo[k] = math.MaxUint64
+	}
+	for _, s := range starts {
+		h := windowKey(g, s)
+		for k := range lo {
+			if h < lo[k] {
+				copy(lo[k+1:], lo[k:minEpisodes-1])
+				copy(at[k+1:], at[k:minEpisodes-1])
+				lo[k], at[k] = h, s
+				break
+			}
+		}
+	}
+	key := uint64(Lockstep)<<56 | variant<<48 | uint64(g)
+	for _, h := range lo {
+		key = mix(key, h)
+	}
+	sg := signature{key: key, kind: Lockstep, grid: uint8(g)}
+	copy(sg.v[:], at[:])
+	slices.Sort(sg.v[:minEpisodes])
+	return append(out, sg)
 }
 
 // windowKey is the hash of the arrival window of time at (ms) on grid g.

@@ -3,6 +3,7 @@ package traffic
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -13,7 +14,7 @@ import (
 // human crowds that must not be mistaken for them. They are not in
 // Scenarios, whose streams are one identity each; Groups lists them.
 
-// Groups returns the group scenarios, fleets (F1–F3) then crowds (C1–C3).
+// Groups returns the group scenarios, fleets (F1–F4) then crowds (C1–C4).
 // The slice is freshly allocated.
 func Groups() []Scenario {
 	return append([]Scenario(nil), groups...)
@@ -41,13 +42,19 @@ const (
 	crowdApp        = 500
 	cdnUsers        = 2000
 	cdnEdges        = 40
+	alertReaders    = 300
+	alertOthers     = 1500
 )
 
 // Paths of the group scenarios.
 const (
 	newsletterPath = "/api/pages/spring-sale" // the newsletter's link
 	refreshPath    = "/api/refresh"           // C2's synchronized background refresh, excluded
+	articlePath    = "/api/article/42"        // C4's article, linked from every alert
 )
+
+// alerts are when C4's app sends its push alerts.
+var alerts = []time.Duration{5 * time.Minute, 13 * time.Minute, 22 * time.Minute}
 
 // fleetScript is the ordered path sequence of F3's bots.
 var fleetScript = []route{
@@ -89,6 +96,16 @@ var groups = []Scenario{
 		}),
 	},
 	{
+		ID: "F4", Name: "fleet-lockstep-private", Family: "F1", Label: Bot, Horizon: min15,
+		Clients: fleetBots + fleetHumans, Spread: fleetBots + fleetHumans, Fleet: fleetBots,
+		Description: "F1's fleet, each bot also sending two requests of its own at random times: private episodes that would hide it from a key of all its windows",
+		Params:      "F1's controller ticks; plus 2 requests per bot at U[0, 15m], a random endpoint; 100 × H1 sessions beside them",
+		group: withBystanders(func(i, n int, r, common *rand.Rand) (proc, string) {
+			tick := &lockstepProc{r: r, c: common, tick: seconds(uniform(common, 0, 60))}
+			return newPair(tick, newPrivateProc(r, 2, min15)), pick(r, scriptAgents)
+		}),
+	},
+	{
 		ID: "C1", Name: "crowd-newsletter", Family: "C1", Label: Human, Horizon: min15,
 		Clients: crowdNewsletter, Spread: crowdNewsletter,
 		Description: "flash crowd: 3,000 people open the newsletter's page within a minute, each from an address of their own",
@@ -116,6 +133,19 @@ var groups = []Scenario{
 		group: func(i, n int, r, _ *rand.Rand) (proc, string) {
 			at := seconds(uniform(r, 0, 720))
 			return newSession(newHuman(h1Model, r, at), at, logNormal{180, 0.8}.draw(r), ""), pick(r, desktopAgents)
+		},
+	},
+	{
+		ID: "C4", Name: "crowd-push-alerts", Family: "C4", Label: Human, Horizon: 30 * time.Minute,
+		Clients: alertReaders + alertOthers, Spread: alertReaders + alertOthers,
+		Description: "300 people each opening a news app's article within 8 s of some of its three push alerts, among 1,500 people browsing",
+		Params:      "alerts at 5, 13 and 22 min; each reader opens each with p = ½, U[0, 8s] late, then 2-5 requests of " + articlePath + " U[3s, 13s] apart; 1,500 × H1 sessions of LN(5m, 0.8) starting U[0, 25m]",
+		group: func(i, n int, r, _ *rand.Rand) (proc, string) {
+			if i < alertReaders {
+				return &alertProc{r: r}, pick(r, mobileAgents)
+			}
+			at := seconds(uniform(r, 0, 1500))
+			return newSession(newHuman(h1Model, r, at), at, logNormal{300, 0.8}.draw(r), ""), pick(r, desktopAgents)
 		},
 	},
 }
@@ -211,4 +241,58 @@ type pushProc struct {
 func (p *pushProc) next() event {
 	p.k++
 	return event{at: time.Duration(p.k)*p.period + seconds(uniform(p.r, 0, 3)), route: p.route}
+}
+
+// alertProc is a person who opens an app's push alerts: each alert with
+// probability ½, a few seconds after it, reading the article for a few
+// requests. People react to the same alert together, but not within the
+// second or two of a controller's bots.
+type alertProc struct {
+	r    *rand.Rand
+	k    int           // the next alert
+	left int           // requests left of the current reading
+	t    time.Duration // the next request's time
+}
+
+func (p *alertProc) next() event {
+	for p.left == 0 {
+		if p.k == len(alerts) {
+			return event{at: never}
+		}
+		a := alerts[p.k]
+		p.k++
+		if p.r.IntN(2) == 0 {
+			continue
+		}
+		p.t, p.left = a+seconds(uniform(p.r, 0, 8)), 2+p.r.IntN(4)
+	}
+	ev := event{at: p.t, route: route{"GET", articlePath}}
+	p.left--
+	p.t += seconds(uniform(p.r, 3, 13))
+	return ev
+}
+
+// privateProc is a fleet bot's requests of its own: n at random times
+// within the horizon, apart from its controller's.
+type privateProc struct {
+	r  *rand.Rand
+	at []time.Duration
+}
+
+func newPrivateProc(r *rand.Rand, n int, horizon time.Duration) *privateProc {
+	p := &privateProc{r: r}
+	for range n {
+		p.at = append(p.at, seconds(uniform(r, 0, horizon.Seconds())))
+	}
+	slices.Sort(p.at)
+	return p
+}
+
+func (p *privateProc) next() event {
+	if len(p.at) == 0 {
+		return event{at: never}
+	}
+	ev := event{at: p.at[0], route: route{"GET", pick(p.r, botEndpoints)}}
+	p.at = p.at[1:]
+	return ev
 }

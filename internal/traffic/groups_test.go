@@ -77,7 +77,7 @@ func TestGroups(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"F1", "F2", "F3", "C1", "C2", "C3"}; !slices.Equal(ids, want) {
+	if want := []string{"F1", "F2", "F3", "F4", "C1", "C2", "C3", "C4"}; !slices.Equal(ids, want) {
 		t.Errorf("groups = %v, want %v", ids, want)
 	}
 }
