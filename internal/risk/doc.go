@@ -21,7 +21,7 @@
 // an exponentially weighted mean and variance of the intervals, the length
 // of the current stretch without a pause longer than 3 s, a sliding-window
 // request counter over 60 s, a 24-bit bitmap of active 5-minute buckets, and a
-// "shared until" time, and a pause clock, in 240 bytes. The EW statistics include the third
+// "shared until" time, and a pause clock, in 232 bytes. The EW statistics include the third
 // central moment, for a long-horizon skewness. The two rings keep their entries in
 // order by value as they are filled, so scoring sorts nothing. Requests
 // less than 5 ms after the start of the current batch are one batch
@@ -163,11 +163,11 @@
 //
 // # Memory
 //
-// A tracked identity costs one 264-byte slot: its 240-byte state, an
+// A tracked identity costs one 256-byte slot: its 232-byte state, an
 // 18-byte pointer-free key and a free-list link, in a slab mapped outside
 // the Go heap (slab.go), plus about 5 bytes of open-addressing index: about
-// 270 bytes of RSS, so the default cap of one million identities is about
-// 270 MB when full (test/memory measures the running binary).
+// 265 bytes of RSS, so the default cap of one million identities is about
+// 265 MB when full (test/memory measures the running binary).
 // The map is sharded; each shard has its own mutex and its own share of the
 // cap, and a full shard evicts the least valuable of a few sampled entries
 // (see [Options.MaxClients]).

@@ -196,7 +196,7 @@ const (
 	calmStrong  = -0.6
 	calmFirst   = 270_000.0   // ms: 4.5 minutes
 	calmLong    = 1_200_000.0 // ms: 20 minutes
-	calmPaused  = 1 << 31     // state.calm's flag: the stream has paused
+	calmPaused  = 1 << 15     // state.calm's flag: the stream has paused
 )
 
 // features holds every statistic and component of one evaluation, for the
@@ -289,7 +289,7 @@ func (s *state) evaluate(now int64, f *features) {
 	f.rate = s.rate(max(now, s.last))
 	f.aEW = s.ewBurstiness()
 	f.span = float64(s.last-s.first) / float64(time.Second)
-	f.stretch = float64(s.stretch) / 1000
+	f.stretch = float64(s.stretch) / 100
 	f.activeN = bits.OnesCount32(s.active)
 	if f.m < minIntervals {
 		return
@@ -385,7 +385,7 @@ func (s *state) evaluate(now int64, f *features) {
 		pace*clamp((antiStrongPace+antiStrongWidth-x)/antiStrongWidth))
 	span := antiSpan - (antiSpan-antiFast)*fast
 	f.gAnti = antiWeight * clamp(float64(int64(f.nInt)-antiMin)/span)
-	calmMS, need := float64(s.calm&^calmPaused), calmFirst
+	calmMS, need := 100*float64(s.calm&^calmPaused), calmFirst
 	if s.calm&calmPaused != 0 {
 		need = calmLong
 	}

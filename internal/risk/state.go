@@ -31,7 +31,7 @@ const (
 
 // state is one identity's timing record. It is fixed-size, holds no
 // pointers (so a slab of states can live outside the Go heap, see slab.go),
-// and with its key must fit a 264-byte slot (TestSlotSize): 240 bytes now.
+// and with its key must fit a 256-byte slot (TestSlotSize): 232 bytes now.
 // Fields are ordered largest alignment first so that the compiler adds no
 // padding between them.
 //
@@ -55,12 +55,23 @@ type state struct {
 
 	n          uint32 // requests, batched ones included
 	nInt       uint32 // intervals pushed
-	stretch    uint32 // ms since the last gap > 3 s (the no-pause stretch)
 	sinceBurst uint32 // ms since the current burst started
 	active     uint32 // bit i: a request in the 5-minute bucket i buckets before last's
 
 	ratePrev uint16 // requests in the 60 s window before last's window
 	rateCur  uint16 // requests in last's 60 s window
+
+	// stretch: centiseconds since the last gap > 3 s (the no-pause
+	// stretch), saturating at 655.35 s, past where no_pause is certain
+	// (fastAfterPaused + fastSpan = 300 s). Two bytes: with the pause
+	// clock below, they keep a client's slot at 256 bytes.
+	stretch uint16
+	// calm: deciseconds since the last human pause (a gap longer than
+	// pauseGap and at least pauseRatio times the EW mean before it),
+	// saturating at 54 minutes, in the low 15 bits; the top bit
+	// (calmPaused) is set once the stream has paused. A jittered timer
+	// never pauses; see calmFirst in score.go.
+	calm uint16
 
 	ring   sortedRing // last intervals
 	bursts sortedRing // last burst-start intervals
@@ -75,12 +86,6 @@ type state struct {
 	// reproduce the latest score.
 	oneClient bool
 
-	// calm: ms since the last human pause (a gap longer than pauseGap and
-	// at least pauseRatio times the EW mean before it), saturating, in the
-	// low 31 bits; the top bit (calmPaused) is set once the stream has
-	// paused. A jittered timer never pauses; see calmFirst in score.go.
-	// Added for issue 14 (4 bytes).
-	calm uint32
 }
 
 // sortedRing keeps the last ringSize durations (ms, packed by packMS) in
@@ -90,7 +95,7 @@ type state struct {
 //
 // The order is a permutation of 32 positions, kept as 32 five-bit fields in
 // 20 bytes (perm) rather than one byte each: 24 bytes less per client over
-// the two rings, which keeps a slot to 264 bytes (TestSlotSize). Why not
+// the two rings, which brings a slot to 256 bytes (TestSlotSize). Why not
 // drop the order and sort when scoring: measured, an insertion sort of 32
 // values costs about 300 ns, a read through the kept order about 17 ns,
 // and scoring reads both rings on every interval. The packed fields cost
@@ -276,7 +281,8 @@ func (s *state) record(now int64) bool {
 	if gap > pauseGap && s.nInt > minIntervals && x >= pauseRatio*float64(s.ewMean) {
 		s.calm = calmPaused
 	} else {
-		s.calm = s.calm&calmPaused | min(s.calm&^calmPaused+min(ms, calmPaused), calmPaused-1)
+		ds := min((ms+50)/100, calmPaused) // whole deciseconds, rounded
+		s.calm = s.calm&calmPaused | uint16(min(uint32(s.calm&^calmPaused)+ds, calmPaused-1))
 	}
 	alpha := min(1.0/64, float64(gap)/ewHorizon)
 	alpha = max(alpha, 1/float64(s.nInt))
@@ -294,7 +300,8 @@ func (s *state) record(now int64) bool {
 	if gap > pauseGap {
 		s.stretch = 0
 	} else {
-		s.stretch = satAdd32(s.stretch, ms)
+		cs := min((ms+5)/10, math.MaxUint16) // whole centiseconds, rounded
+		s.stretch = uint16(min(uint32(s.stretch)+cs, math.MaxUint16))
 	}
 
 	s.sinceBurst = satAdd32(s.sinceBurst, ms)
@@ -367,7 +374,7 @@ func (s *state) labelShared(now int64) bool {
 	if s.shared(now) && !s.crowdOnly() {
 		return r >= sharedKeepRate && aEW >= sharedKeepAEW
 	}
-	return aEW >= sharedMinAEW && (r >= sharedFastRate || r >= sharedMinRate && s.stretch >= sharedMinStretch)
+	return aEW >= sharedMinAEW && (r >= sharedFastRate || r >= sharedMinRate && int64(s.stretch)*10 >= sharedMinStretch)
 }
 
 // shared reports whether the shared label holds at now.

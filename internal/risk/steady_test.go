@@ -50,19 +50,19 @@ func TestPauseClock(t *testing.T) {
 	for range 20 {
 		step(2000)
 	}
-	if s.calm&calmPaused != 0 || s.calm != 40_000 {
-		t.Fatalf("after 20 × 2 s: calm = %#x, want 40000 ms and no pause", s.calm)
+	if s.calm&calmPaused != 0 || s.calm != 400 {
+		t.Fatalf("after 20 × 2 s: calm = %#x, want 400 ds (40 s) and no pause", s.calm)
 	}
 	step(5000) // 2.5 × the mean: not a pause
-	if s.calm != 45_000 {
-		t.Fatalf("after a 5 s gap: calm = %#x, want 45000", s.calm)
+	if s.calm != 450 {
+		t.Fatalf("after a 5 s gap: calm = %#x, want 450 ds", s.calm)
 	}
 	step(9000) // 4.5 × the mean and > 3 s: a pause
 	if s.calm != calmPaused {
 		t.Fatalf("after a 9 s gap: calm = %#x, want the paused flag and 0 ms", s.calm)
 	}
 	step(2000)
-	if s.calm != calmPaused|2000 {
-		t.Fatalf("2 s after the pause: calm = %#x, want flag | 2000", s.calm)
+	if s.calm != calmPaused|20 {
+		t.Fatalf("2 s after the pause: calm = %#x, want flag | 20 ds", s.calm)
 	}
 }
