@@ -85,7 +85,6 @@ type state struct {
 	// requests change n without a new evaluation, and Explain must
 	// reproduce the latest score.
 	oneClient bool
-
 }
 
 // sortedRing keeps the last ringSize durations (ms, packed by packMS) in
