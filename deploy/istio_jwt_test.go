@@ -161,15 +161,15 @@ func decodeByKind(files map[string][]byte, decoders map[string]func(doc []byte) 
 // istioPolicySelector returns the AuthorizationPolicy's selector.
 func istioPolicySelector(t *testing.T) map[string]string {
 	t.Helper()
-	for _, doc := range splitDocuments(readDir(t, istioDir)["authorizationpolicy.yaml"]) {
-		var p authorizationPolicy
-		if err := decodeManifest(doc, &p); err != nil {
-			t.Fatal(err)
-		}
-		return p.Spec.Selector.MatchLabels
+	docs := splitDocuments(readDir(t, istioDir)["authorizationpolicy.yaml"])
+	if len(docs) == 0 {
+		t.Fatal("no AuthorizationPolicy")
 	}
-	t.Fatal("no AuthorizationPolicy")
-	return nil
+	var p authorizationPolicy
+	if err := decodeManifest(docs[0], &p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Spec.Selector.MatchLabels
 }
 
 func TestIstioJWT(t *testing.T) {

@@ -302,11 +302,16 @@ func (p *Policy) decide(r Request) Decision {
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
 
-	if reason, retry, ok := p.quarantined(id, addr, r.Now); ok {
-		d.Outcome, d.Reason, d.RetryAfter = Quarantined, reason, retry
+	fp := r.Client.Fingerprint
+	if q, ok := p.quarantined(id, addr, r.Now); ok {
+		d.Outcome, d.Reason, d.RetryAfter = Quarantined, q.Reason, q.RetryAfter
+		if fp != "" && r.Now.Sub(q.Since) < evidenceAfterAdmit {
+			// Admitted elsewhere (a replica's merged stream, another
+			// transport): the fingerprint is evidence all the same.
+			p.evidence.Quarantined(fp, id, r.Now)
+		}
 		return d
 	}
-	fp := r.Client.Fingerprint
 	if !v.Confirmed && priorConfirms(v) && p.evidence.Flagged(fp, r.Now) {
 		v.Confirmed, d.Prior = true, true
 	}
@@ -391,6 +396,12 @@ const (
 // priorConfirms reports whether v would be confirmed with a prior: its
 // latest evaluations reached the threshold, and the stream is not one of
 // many humans behind an address (which timing never confirms).
+// evidenceAfterAdmit is how soon after a quarantine began a refused request
+// still records its fingerprint as evidence: with shared state the replica
+// admits from the merged stream, off the Check, and the first requests it
+// refuses are where the fingerprint is known.
+const evidenceAfterAdmit = 5 * time.Second
+
 func priorConfirms(v risk.Verdict) bool {
 	return v.Consecutive >= priorConfirm && !v.Shared
 }
@@ -450,20 +461,20 @@ func canonical(path string) bool {
 	return true
 }
 
-// quarantined reports the reason and Retry-After of the quarantine that
-// refuses this request, and counts the refusal in its Hits (in shadow mode,
+// quarantined reports what a deny says of the quarantine that refuses this
+// request, and counts the refusal in its Hits (in shadow mode,
 // what would be refused), without building the quarantine's Entry: a flood
 // of quarantined bots makes this call on every request. The
 // allow list wins over a quarantine it meets (one restored from a state
 // file written before the address was allowed): allow-listed clients are
 // never quarantined. With an allow list, a hit costs a second lookup so
 // that an allowed request is not counted; without one, a single lookup.
-func (p *Policy) quarantined(id identity.ID, addr netip.Addr, now time.Time) (reason string, retryAfter int, ok bool) {
+func (p *Policy) quarantined(id identity.ID, addr netip.Addr, now time.Time) (quarantine.Refusal, bool) {
 	if !p.lists.HasAllow() {
 		return p.q.Refuse(id, now)
 	}
 	if _, ok := p.q.Check(id, now); !ok || (addr.IsValid() && p.lists.Allowed(addr)) {
-		return "", 0, false
+		return quarantine.Refusal{}, false
 	}
 	return p.q.Refuse(id, now)
 }

@@ -81,6 +81,7 @@ type Server struct {
 	rules   ClientRules
 	headers headerTable // the request headers a Check reads
 	claims  *claimPath  // the JWT claim the wire decoder reads; nil for none
+	names   *names      // stable copies of the lean path's kept strings
 	maxSkew time.Duration
 	now     func() time.Time
 	rec     Recorder
@@ -93,7 +94,7 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 // NewServer returns a Check server over the given policy.
 func NewServer(o ServerOptions) *Server {
 	s := &Server{policy: o.Policy, rules: o.Rules, maxSkew: o.MaxSkew, now: o.Now, rec: o.Recorder, log: o.Logger,
-		headers: newHeaderTable(&o.Rules), claims: newClaimPath(&o.Rules), tarpit: o.Tarpit}
+		headers: newHeaderTable(&o.Rules), claims: newClaimPath(&o.Rules), tarpit: o.Tarpit, names: newNames()}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -395,9 +395,10 @@ type Config struct {
 	FingerprintWindow time.Duration
 
 	// FingerprintCalmLimit is how many calm identities (enough requests,
-	// scored below the challenge band, never quarantined) may carry a
-	// fingerprint before it can never be flagged: a fingerprint common
-	// among people is no evidence. Range 1-200. Default 20.
+	// scored below the challenge band, never quarantined), seen calm within
+	// four FingerprintWindows, may carry a fingerprint before it cannot be
+	// flagged: a fingerprint common among people is no evidence, and people
+	// keep being seen. Range 1-200. Default 20.
 	FingerprintCalmLimit int
 	// FleetMinMembers is the smallest group of identities sharing one
 	// schedule or script that internal/fleet calls a fleet and

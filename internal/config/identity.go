@@ -14,8 +14,12 @@ const (
 
 // Bounds of the identity sources.
 const (
-	maxClaimSegments     = 8
-	maxClaimSegmentLen   = 64
+	maxClaimSegments   = 8
+	maxClaimSegmentLen = 64
+	// maxPayloadKeyLen admits an issuer URL as the payload key: Envoy
+	// Gateway and older Istio key the verified payload by issuer, and an
+	// Entra ID v2 issuer is 75 characters.
+	maxPayloadKeyLen     = 256
 	maxFingerprintFlag   = 50
 	minFingerprintWindow = time.Minute
 	maxFingerprintWindow = 24 * time.Hour
@@ -48,8 +52,8 @@ func checkIdentitySources(c Config, bad func(flag, format string, args ...any)) 
 				}
 			}
 		}
-		if k := c.IdentityJWTPayloadKey; k == "" || len(k) > maxClaimSegmentLen || strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			bad("identity-jwt-payload-key", "must be the payload_in_metadata key of your jwt_authn providers (1-%d characters, no spaces), got %q", maxClaimSegmentLen, k)
+		if k := c.IdentityJWTPayloadKey; k == "" || len(k) > maxPayloadKeyLen || strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			bad("identity-jwt-payload-key", "must be the payload_in_metadata key of your jwt_authn providers (1-%d characters, no spaces), got %q", maxPayloadKeyLen, k)
 		}
 	}
 	if err := checkIdentityHeader(c.FingerprintHeader); err != nil {

@@ -181,7 +181,7 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.FingerprintFlagAfter }},
 	{name: "fingerprint-window", metavar: "DURATION", help: "how recent the quarantines that flag a fingerprint must be (1m-24h)",
 		field: func(c *Config) any { return &c.FingerprintWindow }},
-	{name: "fingerprint-calm-limit", metavar: "N", help: "calm identities carrying a fingerprint that keep it from ever being flagged (1-200)",
+	{name: "fingerprint-calm-limit", metavar: "N", help: "identities seen calm with a fingerprint (within 4 fingerprint windows) that keep it from being flagged (1-200)",
 		field: func(c *Config) any { return &c.FingerprintCalmLimit }},
 	{name: "fleet-min-members", metavar: "N", help: "quarantine fleets: N or more identities sharing one schedule or script (reason fleet; 0 = off)",
 		field: func(c *Config) any { return &c.FleetMinMembers }},

@@ -43,8 +43,8 @@ type Agents struct {
 type shard struct {
 	mu      sync.Mutex
 	limit   int
-	entries map[identity.ID]entry
-	_       [40]byte // keep neighbouring shards' locks off one cache line
+	entries map[identity.ID]*entry // keys cloned on insert, never assigned again
+	_       [40]byte               // keep neighbouring shards' locks off one cache line
 }
 
 // entry is one identity's window: when it started and the hashes of the
@@ -67,7 +67,7 @@ func New(window time.Duration, maxEntries int) *Agents {
 	a := &Agents{window: int64(window), seed: maphash.MakeSeed()}
 	for i := range a.shards {
 		a.shards[i].limit = max(maxEntries/shardCount, 1)
-		a.shards[i].entries = make(map[identity.ID]entry)
+		a.shards[i].entries = make(map[identity.ID]*entry)
 	}
 	return a
 }
@@ -86,15 +86,22 @@ func (a *Agents) Note(id identity.ID, ua string, now time.Time) int {
 	sh := &a.shards[id.Hash(a.seed)%shardCount]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.entries[id]
-	if !ok && len(sh.entries) >= sh.limit {
-		for k := range sh.entries {
-			delete(sh.entries, k)
-			break
+	// The entry is updated through its pointer: assigning to a key already
+	// in the map would replace the stored key with id, whose name may
+	// point into a buffer the caller reuses.
+	e := sh.entries[id]
+	if e == nil {
+		if len(sh.entries) >= sh.limit {
+			for k := range sh.entries {
+				delete(sh.entries, k)
+				break
+			}
 		}
+		e = &entry{start: t}
+		sh.entries[id.Clone()] = e
 	}
-	if !ok || t-e.start >= a.window || t < e.start {
-		e = entry{start: t}
+	if t-e.start >= a.window || t < e.start {
+		*e = entry{start: t}
 	}
 	for _, x := range e.agents[:e.n] {
 		if x == h {
@@ -105,7 +112,6 @@ func (a *Agents) Note(id identity.ID, ua string, now time.Time) int {
 		e.agents[e.n] = h
 		e.n++
 	}
-	sh.entries[id] = e
 	return int(e.n)
 }
 

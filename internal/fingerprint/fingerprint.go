@@ -39,14 +39,14 @@ type Options struct {
 	// Window is how recent those quarantines must be; 0 means
 	// DefaultWindow (1 hour).
 	Window time.Duration
-	// CalmLimit is how many distinct calm identities may carry a
-	// fingerprint before it can never be flagged (until it is evicted);
+	// CalmLimit is how many distinct identities seen calm within the last
+	// four Windows may carry a fingerprint before it cannot be flagged;
 	// 0 means DefaultCalmLimit (20).
 	CalmLimit int
 	// MaxFingerprints caps the fingerprints tracked; 0 means
 	// DefaultMaxFingerprints (10,000). Each holds up to FlagAfter
-	// quarantines (16 bytes each) and CalmLimit calm identities (8 bytes
-	// each): at the limits (50, 200) about 2.5 KB, 25 MB for 10,000. At the
+	// quarantines (16 bytes each) and CalmLimit calm identities (16 bytes
+	// each): at the limits (50, 200) about 4 KB, 40 MB for 10,000. At the
 	// cap a new fingerprint evicts the idlest of a few sampled unflagged
 	// ones; if all of those are flagged it is not tracked.
 	MaxFingerprints int
@@ -66,10 +66,10 @@ type Evidence struct {
 
 // entry is what is known of one fingerprint.
 type entry struct {
-	quarantined []stamp  // distinct identities quarantined, oldest first, at most FlagAfter
-	calm        []uint64 // distinct calm identities, at most CalmLimit
-	last        int64    // when the entry was last touched, Unix ns
-	since       int64    // when it was last flagged, Unix ns; 0 never
+	quarantined []stamp // distinct identities quarantined, oldest first, at most FlagAfter
+	calm        []stamp // distinct calm identities, when last seen calm, at most CalmLimit
+	last        int64   // when the entry was last touched, Unix ns
+	since       int64   // when it was last flagged, Unix ns; 0 never
 }
 
 type stamp struct {
@@ -100,7 +100,7 @@ func (e *Evidence) Quarantined(key string, id identity.ID, now time.Time) {
 	e.update(key, id, now, func(en *entry, h uint64, t int64) {
 		was := e.flaggedLocked(en, t)
 		// A calm identity that turned out a bot is no evidence of people.
-		en.calm = slices.DeleteFunc(en.calm, func(c uint64) bool { return c == h })
+		en.calm = slices.DeleteFunc(en.calm, func(c stamp) bool { return c.id == h })
 		en.quarantined = slices.DeleteFunc(en.quarantined, func(s stamp) bool { return s.id == h })
 		if len(en.quarantined) == e.opts.FlagAfter {
 			en.quarantined = slices.Delete(en.quarantined, 0, 1)
@@ -115,10 +115,23 @@ func (e *Evidence) Quarantined(key string, id identity.ID, now time.Time) {
 // Calm records that id, carrying the fingerprint key, has been seen long
 // enough without scoring in the challenge band and without a quarantine.
 func (e *Evidence) Calm(key string, id identity.ID, now time.Time) {
-	e.update(key, id, now, func(en *entry, h uint64, _ int64) {
-		if len(en.calm) < e.opts.CalmLimit && !slices.Contains(en.calm, h) {
-			en.calm = append(en.calm, h)
+	e.update(key, id, now, func(en *entry, h uint64, t int64) {
+		if i := slices.IndexFunc(en.calm, func(c stamp) bool { return c.id == h }); i >= 0 {
+			en.calm[i].at = t
+			return
 		}
+		if len(en.calm) < e.opts.CalmLimit {
+			en.calm = append(en.calm, stamp{id: h, at: t})
+			return
+		}
+		// Full: the identity seen calm longest ago makes room.
+		old := 0
+		for i, c := range en.calm {
+			if c.at < en.calm[old].at {
+				old = i
+			}
+		}
+		en.calm[old] = stamp{id: h, at: t}
 	})
 }
 
@@ -151,8 +164,24 @@ func (e *Evidence) Flagged(key string, now time.Time) bool {
 
 func (e *Evidence) flaggedLocked(en *entry, t int64) bool {
 	q := en.quarantined
-	return len(q) >= e.opts.FlagAfter && q[0].at > t-int64(e.opts.Window) && len(en.calm) < e.opts.CalmLimit
+	return len(q) >= e.opts.FlagAfter && q[0].at > t-int64(e.opts.Window) && e.calmLocked(en, t) < e.opts.CalmLimit
 }
+
+// calmLocked counts en's identities seen calm within calmFor windows of t:
+// a fingerprint that people carry keeps being seen calm, while a bot that
+// once spent requests to look calm does not keep its veto for ever.
+func (e *Evidence) calmLocked(en *entry, t int64) int {
+	n := 0
+	for _, c := range en.calm {
+		if c.at > t-calmFor*int64(e.opts.Window) {
+			n++
+		}
+	}
+	return n
+}
+
+// calmFor is how many Windows a calm sighting counts for.
+const calmFor = 4
 
 // entryLocked returns key's entry, creating it (and evicting to make
 // room) when new; nil when the table is full of flagged entries.
@@ -213,7 +242,7 @@ func (e *Evidence) Flags(now time.Time, n int) []Flag {
 			continue
 		}
 		out = append(out, Flag{
-			Key: k, Quarantined: len(en.quarantined), Calm: len(en.calm),
+			Key: k, Quarantined: len(en.quarantined), Calm: e.calmLocked(en, t),
 			Since: time.Unix(0, en.since).UTC(), Last: time.Unix(0, en.quarantined[len(en.quarantined)-1].at).UTC(),
 		})
 	}

@@ -96,7 +96,7 @@ func TestEvidenceBounded(t *testing.T) {
 	if !e.Flagged(bad, t0.Add(time.Minute)) || e.Len() > 100 {
 		t.Errorf("flag lost to a flood of fingerprints (len %d)", e.Len())
 	}
-	var off *Evidence = New(Options{})
+	off := New(Options{})
 	off.Quarantined(bad, addr(1), t0)
 	if off != nil || off.Flagged(bad, t0) || off.Flags(t0, 0) != nil || off.Count(t0) != 0 {
 		t.Error("FlagAfter 0 must turn the evidence off")

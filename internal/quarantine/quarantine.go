@@ -329,27 +329,34 @@ func (l *List) Hit(id identity.ID, now time.Time) (Entry, bool) {
 	return Entry{}, false
 }
 
+// Refusal is what a refused request needs of its quarantine: a small
+// part of Entry.
+type Refusal struct {
+	Reason     string    // Entry.Reason
+	RetryAfter int       // Entry.RetryAfterSeconds at the refusal
+	Since      time.Time // Entry.Since
+}
+
 // Refuse is Hit for the Check path: it counts the request in the same way,
-// but returns only what a deny answer says, the quarantine's reason and the
-// whole seconds left (Entry.RetryAfterSeconds), instead of building the
-// whole Entry. A quarantined client's every request makes this call.
-func (l *List) Refuse(id identity.ID, now time.Time) (reason string, retryAfter int, ok bool) {
+// but returns only the Refusal instead of building the whole Entry. A
+// quarantined client's every request makes this call.
+func (l *List) Refuse(id identity.ID, now time.Time) (Refusal, bool) {
 	s := l.shardFor(id)
 	t := now.UnixNano()
 	s.mu.RLock()
 	if r, found := s.m[id]; found && r.until > t {
 		r.hits.Add(1)
-		reason, until := r.reason, r.until
+		reason, since, until := r.reason, r.since, r.until
 		s.mu.RUnlock()
-		return reason, retryAfterSeconds(time.Duration(until - t)), true
+		return Refusal{Reason: reason, RetryAfter: retryAfterSeconds(time.Duration(until - t)), Since: time.Unix(0, since).UTC()}, true
 	}
 	s.mu.RUnlock()
 	if w := l.wide.Load(); w != nil {
 		if e, found := l.checkWide(w, id, t, true); found {
-			return e.Reason, e.RetryAfterSeconds(now), true
+			return Refusal{Reason: e.Reason, RetryAfter: e.RetryAfterSeconds(now), Since: e.Since}, true
 		}
 	}
-	return "", 0, false
+	return Refusal{}, false
 }
 
 // Admit quarantines id automatically, as the detector's verdict: it records

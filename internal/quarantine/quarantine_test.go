@@ -787,8 +787,8 @@ func TestSnapshotNAllocs(t *testing.T) {
 	}
 }
 
-// TestRefuse: Refuse answers what Hit's Entry says about a refusal (reason
-// and Retry-After), counts the refusal in Hits as Hit does, on an entry of
+// TestRefuse: Refuse answers what Hit's Entry says about a refusal (reason,
+// Retry-After, start), counts the refusal in Hits as Hit does, on an entry of
 // its own and through a range Regroup kept, and allocates nothing.
 func TestRefuse(t *testing.T) {
 	l := New(Options{BaseTTL: time.Minute})
@@ -797,16 +797,20 @@ func TestRefuse(t *testing.T) {
 	l.Ban(v6("2001:db8:1::", 48), t0, time.Hour, "manual: scraper")
 	l.Regroup(128, t0)
 	inRange := v6("2001:db8:1:2::9", 128)
-	if reason, _, ok := l.Refuse(inRange, t0); !ok || reason != "manual: scraper" {
-		t.Fatalf("Refuse in a kept range = %q, %v; want the range's ban", reason, ok)
+	if q, ok := l.Refuse(inRange, t0); !ok || q.Reason != "manual: scraper" {
+		t.Fatalf("Refuse in a kept range = %+v, %v; want the range's ban", q, ok)
 	}
 	for _, now := range []time.Time{at(0), at(1500 * time.Millisecond), at(59*time.Second + 1), at(time.Minute)} {
 		for _, id := range []identity.ID{own, inRange, ipID("203.0.113.8")} {
 			before, _ := l.Check(id, now)
-			reason, retry, ok := l.Refuse(id, now)
+			q, ok := l.Refuse(id, now)
 			e, hit := l.Hit(id, now)
-			if ok != hit || reason != e.Reason || (ok && retry != e.RetryAfterSeconds(now)) {
-				t.Errorf("Refuse(%v, %v) = %q, %d, %v; Hit says %q, %d, %v", id, now, reason, retry, ok, e.Reason, e.RetryAfterSeconds(now), hit)
+			want := Refusal{Reason: e.Reason, Since: e.Since}
+			if hit {
+				want.RetryAfter = e.RetryAfterSeconds(now)
+			}
+			if ok != hit || q != want {
+				t.Errorf("Refuse(%v, %v) = %+v, %v; Hit says %+v, %v", id, now, q, ok, want, hit)
 			}
 			if ok && e.Hits != before.Hits+2 {
 				t.Errorf("Refuse(%v) did not count: Hits %d after Refuse and Hit, want %d", id, e.Hits, before.Hits+2)

@@ -1,7 +1,6 @@
 package risk
 
 import (
-	"math"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
@@ -35,7 +34,11 @@ const (
 // user agents within a short window, counted by the caller) at now. The
 // shared label is set when the identity's timing is consistent with a crowd
 // (see the crowd constants): it is not regular, it has been seen long
-// enough, and its score is below the challenge band. It reports whether the
+// enough, and its score is below the challenge band. A label so set masks
+// what a crowd trips by nature (entropy, anti-burstiness, no pause,
+// continuity) but, unlike one timing earned, does not keep a confirmed
+// verdict from quarantining: a user agent costs a bot nothing, so the
+// evidence may soften the score, never veto it. It reports whether the
 // label holds after the call. An identity that is not tracked is ignored.
 func (e *Engine) Crowd(id identity.ID, now time.Time) bool {
 	t := unixNano(now)
@@ -48,9 +51,14 @@ func (e *Engine) Crowd(id identity.ID, now time.Time) bool {
 	}
 	st := &sh.states[i]
 	t = max(t, st.last)
-	if st.crowdLabel(t, e.challenge) {
+	// A label timing earned stands as it is; crowd evidence only sets or
+	// extends its own, which never keeps timing from confirming.
+	if (!st.shared(t) || st.crowdOnly()) && st.crowdLabel(t, e.challenge) {
 		till := (t-st.first+crowdFor)/int64(time.Second) + 1
-		st.sharedTill = uint32(min(max(till, int64(st.sharedTill)), math.MaxUint32))
+		if st.shared(t) {
+			till = max(till, int64(st.sharedTill&^crowdOnlyBit))
+		}
+		st.sharedTill = uint32(min(till, crowdOnlyBit-1)) | crowdOnlyBit
 	}
 	return st.shared(t)
 }

@@ -295,7 +295,7 @@ func (e *Engine) verdict(st *state, now int64) Verdict {
 	return Verdict{
 		Score:     st.score,
 		Reason:    e.reasonOf(st),
-		Confirmed: st.over >= e.confirm && !shared,
+		Confirmed: st.over >= e.confirm && (!shared || st.crowdOnly()),
 		Shared:    shared,
 		Requests:  st.n,
 

@@ -46,6 +46,9 @@ type state struct {
 	// sharedTill: the shared label holds while now < first + sharedTill
 	// seconds (0: never labelled). Whole seconds since first keep it in 4
 	// bytes; the label may hold up to 1 s longer than sharedFor.
+	// The top bit (crowdOnlyBit) marks a label set by crowd evidence alone
+	// (Engine.Crowd): it does not keep timing from confirming, and timing's
+	// renewal does not extend it.
 	sharedTill uint32
 
 	n          uint32 // requests, batched ones included
@@ -208,7 +211,7 @@ func (s *state) record(now int64) bool {
 	// evaluate is a pure function of the state.
 	if s.labelShared(now) {
 		till := (now-s.first)/int64(time.Second) + sharedFor/int64(time.Second) + 1
-		s.sharedTill = uint32(min(till, math.MaxUint32))
+		s.sharedTill = uint32(min(till, crowdOnlyBit-1))
 	}
 	return true
 }
@@ -265,7 +268,7 @@ func (s *state) labelShared(now int64) bool {
 		return false
 	}
 	r, aEW := s.rate(now), s.ewBurstiness()
-	if s.shared(now) {
+	if s.shared(now) && !s.crowdOnly() {
 		return r >= sharedKeepRate && aEW >= sharedKeepAEW
 	}
 	return aEW >= sharedMinAEW && (r >= sharedFastRate || r >= sharedMinRate && s.stretch >= sharedMinStretch)
@@ -273,8 +276,16 @@ func (s *state) labelShared(now int64) bool {
 
 // shared reports whether the shared label holds at now.
 func (s *state) shared(now int64) bool {
-	return s.sharedTill > 0 && now-s.first < int64(s.sharedTill)*int64(time.Second)
+	till := s.sharedTill &^ crowdOnlyBit
+	return till > 0 && now-s.first < int64(till)*int64(time.Second)
 }
+
+// crowdOnlyBit marks sharedTill as set by crowd evidence alone.
+const crowdOnlyBit = 1 << 31
+
+// crowdOnly reports whether the shared label, if it holds, was set by crowd
+// evidence alone.
+func (s *state) crowdOnly() bool { return s.sharedTill&crowdOnlyBit != 0 }
 
 // ewSkewness returns the moment skewness of the EW statistics: about 0 for
 // symmetric jitter, positive for right-skewed (human) gaps.

@@ -1,0 +1,67 @@
+package authz
+
+import (
+	"hash/maphash"
+	"strings"
+	"sync"
+)
+
+// names gives the lean path stable copies of the request strings that may
+// outlive the Check. The wire decoder's strings point into gRPC's receive
+// buffer, which is reused once the Check returns; a name identity (from
+// --identity-header or --identity-jwt-claim) or a path kept as a map key,
+// or queued for a background job, would then change under its holder. Go's
+// map assignment even replaces a key already present with the one given,
+// so copying on insert is not enough. Interning copies each distinct
+// string once and hands out the copy after that, so a Check that repeats a
+// known name or path allocates nothing.
+//
+// Memory is bounded: at most internShards × internPerShard strings of at
+// most internMaxLen bytes are kept (16 MiB); a full shard starts again
+// empty, and a longer string is copied without being kept.
+type names struct {
+	seed   maphash.Seed
+	shards [internShards]internShard
+}
+
+const (
+	internShards   = 64
+	internPerShard = 1024
+	internMaxLen   = 256
+)
+
+type internShard struct {
+	mu sync.Mutex
+	m  map[string]string
+	_  [40]byte // keep neighbouring shards' locks off one cache line
+}
+
+func newNames() *names {
+	n := &names{seed: maphash.MakeSeed()}
+	for i := range n.shards {
+		n.shards[i].m = make(map[string]string)
+	}
+	return n
+}
+
+// intern returns a copy of s that no buffer reuse can change.
+func (n *names) intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	if len(s) > internMaxLen {
+		return strings.Clone(s)
+	}
+	sh := &n.shards[maphash.String(n.seed, s)%internShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if v, ok := sh.m[s]; ok {
+		return v
+	}
+	if len(sh.m) >= internPerShard {
+		clear(sh.m)
+	}
+	v := strings.Clone(s)
+	sh.m[v] = v
+	return v
+}
