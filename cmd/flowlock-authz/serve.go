@@ -54,6 +54,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "version", buildVersion(), "mode", cfg.Mode, "grpc_addr", cfg.GRPCAddr, "http_addr", cfg.HTTPAddr)
+	setMemoryLimit(cfg, getenv, log)
 	startExposure(cfg, args, log)
 
 	svc, err := newService(ctx, cfg, log)

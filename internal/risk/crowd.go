@@ -42,14 +42,14 @@ const (
 // label holds after the call. An identity that is not tracked is ignored.
 func (e *Engine) Crowd(id identity.ID, now time.Time) bool {
 	t := unixNano(now)
-	sh := e.shardFor(id)
+	k, name, h, sh := e.locate(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	i, ok := sh.index[id]
+	i, ok := e.findLocked(sh, &k, name, h)
 	if !ok {
 		return false
 	}
-	st := &sh.states[i]
+	st := &sh.slot(i).st
 	t = max(t, st.last)
 	// A label timing earned stands as it is; crowd evidence only sets or
 	// extends its own, which never keeps timing from confirming.

@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"hash/maphash"
 	"math/bits"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,8 +31,8 @@ const maxShards = 1 << 16
 // Options configures an Engine. The zero value gives the defaults.
 type Options struct {
 	// MaxClients is the hard cap on tracked identities; 0 means
-	// DefaultMaxClients (1,000,000, about 450 MB when full: see
-	// BenchmarkMemoryPerClient).
+	// DefaultMaxClients (1,000,000, about 265 MB when full, outside the
+	// Go heap: see BenchmarkMemoryPerClient and MappedAtCap).
 	//
 	// Each shard gets its share of the cap. When a new identity arrives at
 	// a full shard, the engine samples a few of the shard's entries and
@@ -183,18 +184,20 @@ const (
 	evictRounds = 2
 )
 
-// shard is one independently locked part of the map. States live in a
-// pointer-free slab so that the GC does not scan them; the map holds slab
-// indexes.
+// shard is one independently locked part of the table: a slab of slots
+// and an index into it, both pointer-free (see slab.go for the layout and
+// why).
 type shard struct {
 	limit int // most entries this shard may hold; set by New, then read-only
 
-	mu     sync.Mutex            // guards the following fields
-	index  map[identity.ID]int32 // identity → slot in states and ids
-	states []state               // slot i's timing record; n == 0 marks a free slot
-	ids    []identity.ID         // slot i's identity
-	free   []int32               // free slots below len(states)
-	rng    uint64                // xorshift state for eviction sampling
+	mu       sync.Mutex     // guards the following fields
+	chunks   []region[slot] // the slab: slot i is in chunk chunkOf(i)
+	used     int32          // slots handed out so far: [0, used); st.n == 0 marks a free one
+	freeHead int32          // first free slot below used, -1 for none; linked through slot.next
+	index    region[uint32] // open-addressing index of the live slots (see slab.go)
+	count    int            // live slots (entries in index)
+	names    []identity.ID  // slot i's identity when it is a name; nil until one arrives
+	rng      uint64         // xorshift state for eviction sampling
 
 	_ [64]byte // keep neighbouring shards' hot fields off one cache line
 }
@@ -215,6 +218,10 @@ func New(opts Options) *Engine {
 	for n > maxClients {
 		n /= 2
 	}
+	for maxClients/n >= maxShardSlots && n < maxShards {
+		n *= 2 // a shard's index addresses at most maxShardSlots slots
+	}
+	maxClients = min(maxClients, n*maxShardSlots)
 	e := &Engine{
 		shards:    make([]shard, n),
 		mask:      uint64(n - 1),
@@ -241,16 +248,39 @@ func New(opts Options) *Engine {
 		if i < maxClients%n {
 			sh.limit++
 		}
-		sh.index = make(map[identity.ID]int32)
+		sh.freeHead = -1
 		sh.rng = uint64(i)*0x9e3779b97f4a7c15 | 1
 	}
+	// Mapped memory is not the GC's: give it back when the engine is
+	// unreachable. The cleanup holds the shards, not e, and takes each
+	// shard's lock, so no call still in a shard can see its slab go.
+	runtime.AddCleanup(e, releaseShards, e.shards)
 	return e
 }
 
-// shardFor returns the shard that holds id. The hash is keyed by a random
-// per-engine seed, so clients cannot aim their addresses at one shard.
-func (e *Engine) shardFor(id identity.ID) *shard {
-	return &e.shards[id.Hash(e.seed)&e.mask]
+// releaseShards returns every shard's slab and index to the system.
+func releaseShards(shards []shard) {
+	for i := range shards {
+		sh := &shards[i]
+		sh.mu.Lock()
+		sh.releaseLocked()
+		sh.mu.Unlock()
+	}
+}
+
+// locate returns id's key, name, hash and shard.
+func (e *Engine) locate(id identity.ID) (key, string, uint64, *shard) {
+	k, name := keyOf(id)
+	h := hashKey(e.seed, &k, name)
+	return k, name, h, &e.shards[h&e.mask]
+}
+
+// find returns the slot of id in its shard, which the caller has locked.
+func (e *Engine) findLocked(sh *shard, k *key, name string, h uint64) (int32, bool) {
+	if sh.count == 0 {
+		return 0, false
+	}
+	return sh.lookupLocked(h, k, name)
 }
 
 // Observe records one request from id at now and returns the verdict after
@@ -262,20 +292,20 @@ func (e *Engine) Observe(id identity.ID, now time.Time) Verdict {
 		return Verdict{}
 	}
 	t := unixNano(now)
-	sh := e.shardFor(id)
+	k, name, h, sh := e.locate(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	i, ok := sh.index[id]
+	i, ok := e.findLocked(sh, &k, name, h)
 	if !ok {
-		i, ok = e.insertLocked(sh, id)
+		i, ok = e.insertLocked(sh, id, &k, h)
 		if !ok {
 			return Verdict{}
 		}
-		st := &sh.states[i]
+		st := &sh.slot(i).st
 		st.start(t)
 		return e.verdict(st, t)
 	}
-	st := &sh.states[i]
+	st := &sh.slot(i).st
 	if st.record(t) {
 		var f features
 		st.evaluate(st.last, &f)
@@ -317,42 +347,26 @@ func (e *Engine) protected(st *state) bool {
 	return st.score >= e.challenge || st.over >= e.confirm
 }
 
-// insertLocked finds a slot for the new identity id in sh, evicting if the
-// shard is full, and records id there. It returns false when no slot can
-// be had.
-func (e *Engine) insertLocked(sh *shard, id identity.ID) (int32, bool) {
-	var i int32
-	switch {
-	case len(sh.free) > 0:
-		i = sh.free[len(sh.free)-1]
-		sh.free = sh.free[:len(sh.free)-1]
-	case len(sh.states) < sh.limit:
-		if len(sh.states) == cap(sh.states) {
-			// Grow by a quarter, never past the shard's limit: at most
-			// a quarter of the slab is ever unused (append's growth
-			// left 60 % unused in a test).
-			c := min(sh.limit, cap(sh.states)+max(cap(sh.states)/4, 16))
-			states := make([]state, len(sh.states), c)
-			copy(states, sh.states)
-			ids := make([]identity.ID, len(sh.ids), c)
-			copy(ids, sh.ids)
-			sh.states, sh.ids = states, ids
-		}
-		i = int32(len(sh.states))
-		sh.states = append(sh.states, state{})
-		sh.ids = append(sh.ids, identity.ID{})
-	default:
+// insertLocked finds a slot for the new identity id (key k, hash h) in
+// sh, evicting if the shard is full, and records id there. It returns
+// false when no slot can be had.
+func (e *Engine) insertLocked(sh *shard, id identity.ID, k *key, h uint64) (int32, bool) {
+	i, ok := sh.newSlotLocked()
+	if !ok {
 		v, ok := e.victimLocked(sh)
 		if !ok {
 			return 0, false
 		}
-		delete(sh.index, sh.ids[v])
+		e.removeLocked(sh, v)
 		e.evictions.Add(1)
-		e.count.Add(-1)
-		i = v
+		i, _ = sh.newSlotLocked()
 	}
-	sh.ids[i] = id.Clone()
-	sh.index[sh.ids[i]] = i
+	s := sh.slot(i)
+	s.key = *k
+	if k.kind == kindName {
+		sh.setNameLocked(i, id)
+	}
+	sh.indexLocked(e.seed, h, i)
 	e.count.Add(1)
 	return i, true
 }
@@ -369,8 +383,8 @@ func (e *Engine) victimLocked(sh *shard) (int32, bool) {
 			sh.rng ^= sh.rng << 13
 			sh.rng ^= sh.rng >> 7
 			sh.rng ^= sh.rng << 17
-			i := int32(sh.rng % uint64(len(sh.states)))
-			st := &sh.states[i]
+			i := int32(sh.rng % uint64(sh.used))
+			st := &sh.slot(i).st
 			if st.n == 0 || e.protected(st) {
 				continue
 			}
@@ -378,7 +392,7 @@ func (e *Engine) victimLocked(sh *shard) (int32, bool) {
 				best = i
 				continue
 			}
-			b := &sh.states[best]
+			b := &sh.slot(best).st
 			if st.last < b.last || (st.last == b.last && st.score < b.score) {
 				best = i
 			}
@@ -392,10 +406,8 @@ func (e *Engine) victimLocked(sh *shard) (int32, bool) {
 
 // removeLocked drops slot i of sh.
 func (e *Engine) removeLocked(sh *shard, i int32) {
-	delete(sh.index, sh.ids[i])
-	sh.ids[i] = identity.ID{}
-	sh.states[i] = state{}
-	sh.free = append(sh.free, i)
+	sh.unindexLocked(e.seed, sh.hashSlotLocked(e.seed, i), i)
+	sh.freeSlotLocked(i)
 	e.count.Add(-1)
 }
 
@@ -403,14 +415,14 @@ func (e *Engine) removeLocked(sh *shard, i int32) {
 // a request; now decides whether the shared label still holds. It reports
 // false for an identity that is not tracked.
 func (e *Engine) Peek(id identity.ID, now time.Time) (Verdict, bool) {
-	sh := e.shardFor(id)
+	k, name, h, sh := e.locate(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	i, ok := sh.index[id]
+	i, ok := e.findLocked(sh, &k, name, h)
 	if !ok {
 		return Verdict{}, false
 	}
-	return e.verdict(&sh.states[i], unixNano(now)), true
+	return e.verdict(&sh.slot(i).st, unixNano(now)), true
 }
 
 // Explain describes id's latest evaluation component by component, with
@@ -419,15 +431,15 @@ func (e *Engine) Peek(id identity.ID, now time.Time) (Verdict, bool) {
 // shared label still holds. It reports false for an identity that is not
 // tracked.
 func (e *Engine) Explain(id identity.ID, now time.Time) (Explanation, bool) {
-	sh := e.shardFor(id)
+	k, name, h, sh := e.locate(id)
 	sh.mu.Lock()
-	i, ok := sh.index[id]
+	i, ok := e.findLocked(sh, &k, name, h)
 	if !ok {
 		sh.mu.Unlock()
 		return Explanation{}, false
 	}
-	st := sh.states[i] // copy, then work without the lock
-	key := sh.ids[i]
+	st := sh.slot(i).st // copy, then work without the lock
+	key := sh.idLocked(i)
 	sh.mu.Unlock()
 
 	t := unixNano(now)
@@ -526,15 +538,15 @@ func (e *Engine) Top(n int, now time.Time) []Summary {
 	for si := range e.shards {
 		sh := &e.shards[si]
 		sh.mu.Lock()
-		for i := range sh.states {
-			st := &sh.states[i]
+		for i := range sh.used {
+			st := &sh.slot(i).st
 			if st.n == 0 {
 				continue
 			}
 			if len(h) < n {
-				heap.Push(&h, candidate{id: sh.ids[i], st: *st})
+				heap.Push(&h, candidate{id: sh.idLocked(i), st: *st})
 			} else if riskier(st, &h[0].st) {
-				h[0] = candidate{id: sh.ids[i], st: *st}
+				h[0] = candidate{id: sh.idLocked(i), st: *st}
 				heap.Fix(&h, 0)
 			}
 		}
@@ -559,10 +571,10 @@ func (e *Engine) Top(n int, now time.Time) []Summary {
 // Forget drops id's state, as when an operator releases a client: its next
 // request starts a fresh record.
 func (e *Engine) Forget(id identity.ID) {
-	sh := e.shardFor(id)
+	k, name, h, sh := e.locate(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if i, ok := sh.index[id]; ok {
+	if i, ok := e.findLocked(sh, &k, name, h); ok {
 		e.removeLocked(sh, i)
 	}
 }
@@ -577,14 +589,14 @@ func (e *Engine) Sweep(now time.Time) int {
 	for si := range e.shards {
 		sh := &e.shards[si]
 		sh.mu.Lock()
-		for i := range sh.states {
-			st := &sh.states[i]
+		for i := range sh.used {
+			st := &sh.slot(i).st
 			if st.n == 0 {
 				continue
 			}
 			idle := t - st.last
 			if idle > e.highTTL || (idle > e.idleTTL && !e.protected(st)) {
-				e.removeLocked(sh, int32(i))
+				e.removeLocked(sh, i)
 				dropped++
 			}
 		}

@@ -61,7 +61,7 @@ type Limits struct {
 
 // StartLimited is Start under lim, applied with prlimit(1) (util-linux),
 // which execs bin: the process keeps one PID.
-func StartLimited(t *testing.T, lim Limits, bin string, args ...string) *Service {
+func StartLimited(t testing.TB, lim Limits, bin string, args ...string) *Service {
 	t.Helper()
 	// No drain delay: nothing routes by health here, and every stop would
 	// wait it out. A test that wants one passes --drain-delay itself.

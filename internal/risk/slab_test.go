@@ -1,0 +1,187 @@
+package risk
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/flowlock/flowlock/internal/identity"
+)
+
+// TestSlotSize pins the slot's size: it is most of what a client costs
+// (the budget is 300 B of RSS per client at 1 M clients, issue 10).
+func TestSlotSize(t *testing.T) {
+	if got := unsafe.Sizeof(slot{}); got > 256 {
+		t.Errorf("unsafe.Sizeof(slot{}) = %d, want ≤ 256: the state, its key and the free-list link", got)
+	}
+}
+
+// TestOffHeapTypes checks that what may be mapped outside the Go heap holds
+// no pointer: the GC would neither see nor keep what it points to.
+func TestOffHeapTypes(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[slot](), reflect.TypeFor[uint32]()} {
+		if p := pointerIn(typ); p != "" {
+			t.Errorf("%v holds a pointer (%s); it may not live off the heap", typ, p)
+		}
+	}
+}
+
+// pointerIn names a field of typ that is or holds a pointer, or "".
+func pointerIn(typ reflect.Type) string {
+	switch typ.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return ""
+	case reflect.Array:
+		return pointerIn(typ.Elem())
+	case reflect.Struct:
+		for f := range typ.Fields() {
+			if p := pointerIn(f.Type); p != "" {
+				return f.Name + "." + p
+			}
+		}
+		return ""
+	}
+	return typ.String()
+}
+
+// TestKeyRoundTrip checks that an address identity survives keyOf and
+// addrID unchanged, and that distinct identities get distinct keys.
+func TestKeyRoundTrip(t *testing.T) {
+	name, err := identity.FromName("api-key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []identity.ID{
+		identity.FromAddr(netip.MustParseAddr("203.0.113.7"), 64),
+		identity.FromAddr(netip.MustParseAddr("::ffff:203.0.113.7"), 64), // unmapped: the same as above
+		identity.FromAddr(netip.MustParseAddr("0.0.0.0"), 64),
+		identity.FromAddr(netip.MustParseAddr("2001:db8:1:2:3:4:5:6"), 64),
+		identity.FromAddr(netip.MustParseAddr("2001:db8:1:2:3:4:5:6"), 48),
+		identity.FromAddr(netip.MustParseAddr("2001:db8:1:2:3:4:5:6"), 128),
+		identity.FromAddr(netip.MustParseAddr("2001:db8:1:2:3:4:5:6"), 127),
+		identity.FromAddr(netip.MustParseAddr("::"), 0),
+		identity.FromAddr(netip.MustParseAddr("::cb00:7107"), 128), // IPv4-compatible, not IPv4
+		name,
+	}
+	for i, id := range ids {
+		k, n := keyOf(id)
+		if k.kind != kindName {
+			if got := k.addrID(); got != id {
+				t.Errorf("%v: key %+v gives back %v", id, k, got)
+			}
+		} else if n != id.Name() {
+			t.Errorf("%v: name %q", id, n)
+		}
+		for j, other := range ids[:i] {
+			k2, n2 := keyOf(other)
+			if (k == k2 && n == n2) != (id == other) {
+				t.Errorf("ids %d (%v) and %d (%v): keys equal %v, ids equal %v", i, id, j, other, k == k2 && n == n2, id == other)
+			}
+		}
+	}
+}
+
+// TestIndexChurn inserts, finds, forgets and evicts many identities in
+// small shards (so probe runs wrap around the index and backward-shift
+// deletion moves entries), and checks every answer against a Go map.
+func TestIndexChurn(t *testing.T) {
+	r := newRand(9)
+	e := New(Options{Shards: 2, MaxClients: 600})
+	model := map[identity.ID]bool{}
+	id := func(i int) identity.ID {
+		if i%5 == 0 {
+			n, err := identity.FromName(fmt.Sprintf("user-%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if i%3 == 0 {
+			return identity.FromAddr(netip.AddrFrom16([16]byte{0x20, 0x01, 0xd, 0xb8, byte(i >> 8), byte(i)}), 64)
+		}
+		return testID(i)
+	}
+	for step := range 40_000 {
+		i := r.IntN(1500)
+		switch r.IntN(4) {
+		case 0:
+			e.Forget(id(i))
+			delete(model, id(i))
+		default:
+			// Scores stay below the challenge band (one request each),
+			// so a full shard evicts: the model learns which from Len.
+			e.Observe(id(i), epoch.Add(time.Duration(step)*time.Second))
+			model[id(i)] = true
+		}
+		if step%1000 == 999 {
+			tracked := 0
+			for x := range model {
+				if _, ok := e.Peek(x, epoch); ok {
+					tracked++
+				} else {
+					delete(model, x) // evicted
+				}
+			}
+			if tracked != e.Len() {
+				t.Fatalf("step %d: %d of the model's identities found, engine tracks %d", step, tracked, e.Len())
+			}
+			listed := map[identity.ID]bool{}
+			for _, s := range e.Top(e.Len(), epoch) {
+				if listed[s.ID] {
+					t.Fatalf("step %d: Top lists %v twice", step, s.ID)
+				}
+				listed[s.ID] = true
+				if !model[s.ID] {
+					t.Fatalf("step %d: Top lists %v, which is not tracked", step, s.ID)
+				}
+			}
+			if len(listed) != e.Len() {
+				t.Fatalf("step %d: Top lists %d, Len %d", step, len(listed), e.Len())
+			}
+		}
+	}
+	if e.Evictions() == 0 {
+		t.Error("no eviction: the test did not fill its shards")
+	}
+}
+
+// TestOffHeapReleased checks that a large engine maps its slab outside the
+// heap and gives it back when it is dropped.
+func TestOffHeapReleased(t *testing.T) {
+	e := New(Options{Shards: 1, MaxClients: 10_000})
+	for i := range 5000 {
+		e.Observe(testID(i), epoch)
+	}
+	sh := &e.shards[0]
+	mapped := 0
+	for _, c := range sh.chunks {
+		if c.mapped {
+			mapped += len(c.s)
+		}
+	}
+	if mapped == 0 || !sh.index.mapped {
+		t.Fatalf("%d slots and index mapped %v: want the large chunks and index off the heap", mapped, sh.index.mapped)
+	}
+	shards := e.shards
+	e = nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		shards[0].mu.Lock()
+		done := shards[0].chunks == nil
+		shards[0].mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dropped engine's slab was not released")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
