@@ -81,3 +81,32 @@ func BenchmarkLeanCheckFlood(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCachedDenyAnswer is the deny cache's lookup: for one answer
+// repeated, and for a flood's spread of scores over a few seconds of
+// Retry-After, each answer built once before the loop.
+func BenchmarkCachedDenyAnswer(b *testing.B) {
+	for _, spread := range []struct {
+		name           string
+		scores, retrys int
+	}{{"one", 1, 1}, {"flood", 41, 8}} {
+		b.Run("answers="+spread.name, func(b *testing.B) {
+			var ds []Decision
+			for r := range spread.retrys {
+				for s := range spread.scores {
+					ds = append(ds, Decision{Outcome: Quarantined, Score: uint8(60 + s), Reason: "periodic", RetryAfter: 3590 + r})
+				}
+			}
+			rand.New(rand.NewPCG(3, 4)).Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
+			for _, d := range ds {
+				cachedDenyAnswer(d)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				cachedDenyAnswer(ds[i%len(ds)])
+				i++
+			}
+		})
+	}
+}
