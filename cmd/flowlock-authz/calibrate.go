@@ -39,6 +39,10 @@ flowlock-sim writes it, identities labelled human are the innocent ones and
 those labelled bot give the detection delays. Without labels every identity
 counts as innocent: with bots in the traffic the rate is overstated and the
 threshold errs high. Delays then come from the simulator's bot scenarios.
+Identity-hours in which the identity was refused as quarantined are caught
+bots, not innocent ones (a labelled human excepted), and only the hours in
+which a run of --min-confirm evaluations ended count: the others could not
+have seen a quarantine.
 
 Calibrate flags:
   --fpr RATE                  quarantine budget per identity-hour, e.g. 0.001 (required)
@@ -143,8 +147,9 @@ func calibrateCmd(ctx context.Context, args []string, getenv func(string) string
 		}
 		hist = &snap.Histogram
 		hist.Add(&snap.Current)
-		rep.Source = fmt.Sprintf("the service at %s: %d identity-hours recorded since %s (%d of them the current hour so far), every identity counted as innocent",
-			from, hist.Windows, snap.Since.UTC().Format(time.RFC3339), snap.Current.Windows)
+		rep.Source = fmt.Sprintf("the service at %s: %d identity-hours recorded since %s (%d of them the current hour so far), every identity counted as innocent "+
+			"but for %d caught identity-hours (refused as quarantined) left out",
+			from, hist.Windows, snap.Since.UTC().Format(time.RFC3339), snap.Current.Windows, snap.Caught.Windows)
 		if snap.Takeovers > snap.Histogram.Windows/10 {
 			fmt.Fprintf(stderr, "calibrate: warning: %d of %d identity-hours were cut short for lack of recorder slots (%d); the peaks run low\n",
 				snap.Takeovers, snap.Histogram.Windows, snap.Slots)
@@ -172,6 +177,9 @@ func calibrateCmd(ctx context.Context, args []string, getenv func(string) string
 			who = "every identity (the trace has no labels), counted as innocent"
 		}
 		rep.Source = fmt.Sprintf("%d records of %s: %d identity-hours of %s", len(recs), strings.Join(paths, ", "), hist.Windows, who)
+		if c.Caught.Windows > 0 {
+			rep.Source += fmt.Sprintf("; %d caught identity-hours (refused as quarantined in the replay) left out", c.Caught.Windows)
+		}
 		if c.Skipped > 0 {
 			rep.Source += fmt.Sprintf("; %d out-of-scope identities left out", c.Skipped)
 		}
@@ -321,7 +329,7 @@ func writeCalibrateTable(w io.Writer, r calibrateReport) error {
 		return err
 	}
 	if r.RiskThreshold == 0 {
-		_, err := fmt.Fprintf(w, "\nNo setting keeps the budget: %d identity-hours judged, at least %d needed.\n", r.Windows, r.NeededWindows)
+		_, err := fmt.Fprintf(w, "\nNo setting keeps the budget: %d identity-hours judged (those that could have seen a quarantine), at least %d needed.\n", r.Windows, r.NeededWindows)
 		return err
 	}
 	_, err := fmt.Fprintf(w, "\nSuggested: --risk-threshold %d --challenge-threshold %d --confirm %d\n",

@@ -102,8 +102,8 @@ func newService(ctx context.Context, cfg config.Config, log *slog.Logger) (*serv
 			Logger:        log,
 			OnSharedAdmit: func(r risk.Reason) { m.QuarantineAdmitted(int(r)) },
 			OnFleetAdmit:  func(r risk.Reason) { m.QuarantineAdmitted(int(r)) },
-			Scored: func(id identity.ID, path string, v risk.Verdict, now time.Time) {
-				calib.Record(id, path, v.Score, v.Shared, now)
+			Scored: func(id identity.ID, path string, v risk.Verdict, out authz.Outcome, now time.Time) {
+				calib.Record(id, path, v.Score, v.Shared, out == authz.Quarantined || out == authz.Admitted, now)
 			},
 		}),
 		live:  dashboard.NewTracker(),

@@ -1,8 +1,10 @@
 // Command flowlock-honeypot is the decoy upstream that quarantined clients
 // are routed to under flowlock-authz --quarantine-action honeypot. It
-// answers every request with plausible, made-up JSON, so a caught bot is
-// not told it was caught, and records what it asked for (path, method,
-// headers, body size, timing; bounded and masked) for Flow Lock's dashboard
+// answers every read with plausible, made-up JSON, so a caught bot is not
+// told it was caught, and every write with a 503 that claims nothing was
+// done (a person quarantined by mistake must not believe it was). It
+// records what each client asked for (path, method, headers, body size,
+// timing; bounded and masked, at most 8 MiB) for Flow Lock's dashboard
 // (flowlock-authz --honeypot-url) to show.
 //
 //	flowlock-honeypot [--addr :8090] [--api-addr 127.0.0.1:8091]
@@ -51,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	apiAddr := fs.String("api-addr", "127.0.0.1:8091", "listen `address` of the records API; keep it out of the bots' reach")
 	idHeader := fs.String("identity-header", "x-forwarded-for", "request `header` naming the client: x-forwarded-for (its rightmost entry) or Flow Lock's --identity-header")
 	prefix := fs.Int("ipv6-prefix", 64, "prefix `length` IPv6 clients are grouped by, as Flow Lock's --ipv6-prefix")
-	records := fs.Int("records", decoy.DefaultCapacity, "requests kept, the oldest overwritten (1-1000000)")
+	records := fs.Int("records", decoy.DefaultCapacity, fmt.Sprintf("requests kept, the oldest dropped first; fewer when they are large, as the records take %d MiB at most (1-%d)", decoy.MaxBytes>>20, decoy.MaxCapacity))
 	maskKeyFile := fs.String("mask-key-file", "", "`file` with Flow Lock's admin token, so that masked names match its dashboard's")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,8 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case *records < 1 || *records > 1_000_000:
-		return fmt.Errorf("--records: must be 1-1000000, got %d", *records)
+	case *records < 1 || *records > decoy.MaxCapacity:
+		return fmt.Errorf("--records: must be 1-%d, got %d", decoy.MaxCapacity, *records)
 	case *prefix < 1 || *prefix > 128:
 		return fmt.Errorf("--ipv6-prefix: must be 1-128, got %d", *prefix)
 	case strings.TrimSpace(*idHeader) == "":

@@ -76,6 +76,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--records", "0"}, "--records"},
+		{[]string{"--records", "16385"}, "--records"}, // past decoy.MaxCapacity: its slots alone would pass MaxBytes
 		{[]string{"--ipv6-prefix", "200"}, "--ipv6-prefix"},
 		{[]string{"--identity-header", " "}, "--identity-header"},
 		{[]string{"--mask-key-file", "/nonexistent/token"}, "--mask-key-file"},

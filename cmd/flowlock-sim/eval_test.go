@@ -30,6 +30,12 @@ import (
 //     detected within 1.25 times the target's request budget (60 → 75,
 //     70 → 87, 80 → 100, 150 → 187); fixed-interval bots: TPR ≥ 94 % and a
 //     median RTD ≤ 25 (target 20);
+//   - multi-beat and drifting timers (B13, issue 14): TPR ≥ 94 % and a
+//     median RTD ≤ 45 (target 99 %, 40);
+//   - fast, steady humans (H14, issue 14): at most 1 % of the sampled
+//     streams quarantined. The target, 0.1 % per IP-hour, is a known miss
+//     (docs/detection.md); this pins the gated level (0.1-0.5 % of streams)
+//     well below the 2-8 % the model gave before the pause gate;
 //   - naive baseline vs Flow Lock: at least 10× more human streams
 //     quarantined by the naive formula (target 100×, which a sample this
 //     size cannot show).
@@ -41,8 +47,9 @@ const (
 	marginSharedWithin = 0.85
 	marginShare        = 0.05 // points below the target share
 	marginRequests     = 1.25 // times the target's request budget
-	marginMedianFixed  = 25
+	marginMedianExtra  = 5    // requests above a median-RTD target (20 → 25, 40 → 45)
 	marginNaiveFactor  = 10.0
+	marginBriskHumans  = 0.01
 )
 
 // testSample returns how many streams of s TestDetectionTargets runs, and
@@ -62,7 +69,7 @@ func testSample(s traffic.Scenario, small bool) (streams, limit int) {
 	if s.Label != traffic.Human {
 		for _, bt := range botTargets {
 			if in(s.ID, bt.ids) {
-				return 100, 2 * max(bt.within, marginMedianFixed)
+				return 100, 2 * max(bt.within, bt.medianMax+marginMedianExtra)
 			}
 		}
 		return 0, 0
@@ -121,6 +128,12 @@ func TestDetectionTargets(t *testing.T) {
 				id, pct1(s.rate(s.challenged)), s.challenged, s.streams, s.reason, pct0(marginChallenged))
 		}
 	}
+	for _, id := range briskHumans {
+		if s := get(id); s.rate(s.quarantined) > marginBriskHumans {
+			t.Errorf("%s: %s quarantined (%d of %d, reason %s, RTD %v), want at most %s",
+				id, pct1(s.rate(s.quarantined)), s.quarantined, s.streams, s.reason, s.rtd, pct0(marginBriskHumans))
+		}
+	}
 	for _, id := range []string{"H10", "H6"} {
 		if s := get(id); s.rate(s.quarantined) > marginHumanLimited {
 			t.Errorf("%s: %s quarantined (%d of %d), want at most %s",
@@ -139,9 +152,10 @@ func TestDetectionTargets(t *testing.T) {
 		for _, id := range bt.ids {
 			s := get(id)
 			if bt.within == 0 {
-				if tpr := s.rate(s.quarantined); tpr < minShare || s.medianRTD() > marginMedianFixed {
+				medMax := bt.medianMax + marginMedianExtra
+				if tpr := s.rate(s.quarantined); tpr < minShare || s.medianRTD() > medMax {
 					t.Errorf("%s: TPR %s, median RTD %d; want TPR >= %s and median <= %d (%s)",
-						id, pct1(tpr), s.medianRTD(), pct0(minShare), marginMedianFixed, bt.what)
+						id, pct1(tpr), s.medianRTD(), pct0(minShare), medMax, bt.what)
 				}
 				continue
 			}

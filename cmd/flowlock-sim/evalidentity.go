@@ -15,7 +15,7 @@ import (
 
 // identityScenarios are the scenarios whose clients carry TLS fingerprints:
 // they are run once per identity composition for the Identity section.
-var identityScenarios = []string{"H14", "B12", "B13"}
+var identityScenarios = []string{"H15", "B12", "B14"}
 
 // identityStreams is how many streams of each run in each composition.
 const identityStreams = 100
@@ -201,7 +201,7 @@ header as a proxy would pass it. *address + evidence* keeps today's identity but
 bot's fingerprint; each column has the evidence on except the first. Humans quarantined: streams
 in which any person's request was denied; bot caught: streams in which the bot's was; bot
 requests denied: of all its requests; first denial: the bot's median request number at its first
-denial. A dash is a figure that does not apply (H14 has no bot, B13 no person).
+denial. A dash is a figure that does not apply (H15 has no bot, B14 no person).
 
 `, c.streams)
 	mdRow(w, []string{"scenario", "identity", "identities per stream (median)", "humans quarantined", "bot caught", "bot requests denied", "first denial (median)", "streams confirmed early by a flagged fingerprint"})
@@ -224,10 +224,10 @@ denial. A dash is a figure that does not apply (H14 has no bot, B13 no person).
 		}
 	}
 	fmt.Fprint(w, `
-Reading it: behind one NAT address (H14, B12) *address* merges everyone into one shared client,
+Reading it: behind one NAT address (H15, B12) *address* merges everyone into one shared client,
 which timing never confirms, so B12's bot hides among the people; *address+fingerprint* splits
 the NAT into one client per TLS stack, so each person is judged alone (like H1) and the bot is
-caught. The rotating bot (B13) is a new client at every address under *address* and
+caught. The rotating bot (B14) is a new client at every address under *address* and
 *address+fingerprint*, caught again at each; the evidence flags its fingerprint after five of its
 addresses, after which each new address is confirmed on its first evaluation over the threshold;
 *fingerprint* keeps it one client across addresses, so it stays quarantined wherever it moves.

@@ -27,21 +27,21 @@ func TestIdentityComparison(t *testing.T) {
 		t.Fatalf("no cell %s %s", sc, mode)
 		return identityCell{}
 	}
-	if h := cell("H14", "address+fingerprint"); h.humanHit != 0 || h.identities[0] != 20 {
-		t.Errorf("H14 composed: %d streams with a person quarantined, %v identities", h.humanHit, h.identities)
+	if h := cell("H15", "address+fingerprint"); h.humanHit != 0 || h.identities[0] != 20 {
+		t.Errorf("H15 composed: %d streams with a person quarantined, %v identities", h.humanHit, h.identities)
 	}
-	if h := cell("H14", "address (default)"); h.identities[len(h.identities)-1] != 1 {
-		t.Errorf("H14 by address: %v identities, want the one NAT address", h.identities)
+	if h := cell("H15", "address (default)"); h.identities[len(h.identities)-1] != 1 {
+		t.Errorf("H15 by address: %v identities, want the one NAT address", h.identities)
 	}
 	if b := cell("B12", "address+fingerprint"); b.botHit != b.streams || b.humanHit != 0 {
 		t.Errorf("B12 composed: bot caught in %d of %d streams, people in %d", b.botHit, b.streams, b.humanHit)
 	}
-	addr, fp := cell("B13", "address (default)"), cell("B13", "fingerprint")
+	addr, fp := cell("B14", "address (default)"), cell("B14", "fingerprint")
 	share := func(c identityCell) float64 { return float64(c.botDenied) / float64(c.botReqs) }
 	if share(fp) <= share(addr) || share(fp) < 0.9 {
-		t.Errorf("B13: %.2f of the rotating bot's requests denied by fingerprint, %.2f by address", share(fp), share(addr))
+		t.Errorf("B14: %.2f of the rotating bot's requests denied by fingerprint, %.2f by address", share(fp), share(addr))
 	}
-	if ev := cell("B13", "address + evidence"); ev.prior == 0 || share(ev) <= share(addr) {
-		t.Errorf("B13 with evidence: %d streams used the prior, %.2f denied vs %.2f", ev.prior, share(ev), share(addr))
+	if ev := cell("B14", "address + evidence"); ev.prior == 0 || share(ev) <= share(addr) {
+		t.Errorf("B14 with evidence: %d streams used the prior, %.2f denied vs %.2f", ev.prior, share(ev), share(addr))
 	}
 }

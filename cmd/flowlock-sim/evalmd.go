@@ -211,6 +211,8 @@ comparison divides the naive rate by Flow Lock's Wilson upper bound, not by zero
 	}
 	fmt.Fprintln(w)
 
+	writeBeatsSection(w, r)
+
 	fmt.Fprint(w, `## Known blind spots
 
 Timing alone cannot honestly tell these from humans (DETECTION.md §4); they are reported, not

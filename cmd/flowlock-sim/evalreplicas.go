@@ -128,7 +128,7 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 	for i := range stacks {
 		stacks[i] = wire.Build(cfg, wire.Extra{Shards: 1})
 	}
-	// A stream is one client address, unless it rotates (B13) or its
+	// A stream is one client address, unless it rotates (B14) or its
 	// members carry TLS fingerprints that the identity composes (B12, H14
 	// under --identity): then each request is resolved on its own.
 	perRequest := sc.RotateEvery > 0 || cfg.FingerprintHeader != ""

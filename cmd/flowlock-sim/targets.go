@@ -18,6 +18,10 @@ var (
 	lowJitter   = []string{"B2-5", "B2-20", "B3-5", "B3-20"}
 	highJitter  = []string{"B2-50", "B3-50", "B2b", "B2c"}
 	naiveVersus = []string{"H1", "H2", "H5", "H7"}
+	// Issue 14: schedules with more than one beat (B13) and fast, steady
+	// humans (H14), internal/traffic/beats.go.
+	multiBeat   = []string{"B13-2f", "B13-2w", "B13-2s", "B13-3", "B13-3g", "B13-4", "B13-4m", "B13-ds", "B13-dw", "B13-2d"}
+	briskHumans = []string{"H14-1s", "H14-2s", "H14-3s"}
 )
 
 // Target levels (DETECTION.md §9 and the issue).
@@ -53,6 +57,7 @@ var botTargets = []botTarget{
 	{[]string{"B4"}, "low-and-slow: >= 95 % within 80 requests", 0.95, 80, 0},
 	{[]string{"B5"}, "sequential scraper: >= 99 % within 70 requests", 0.99, 70, 0},
 	{[]string{"B10"}, "burst mimic ±10 %: >= 95 % within 60 requests", 0.95, 60, 0},
+	{multiBeat, "multi-beat or drifting timer: TPR >= 99 %, median RTD <= 40", 0.99, 0, 40},
 }
 
 // targetResult is one checked target for one scenario (or a pool of them).
@@ -68,6 +73,8 @@ func scenarioTarget(id string) string {
 	switch {
 	case in(id, singleHumans):
 		return "<=0.1%/IP-h, chal <=1%"
+	case in(id, briskHumans):
+		return "<=0.1%/IP-h"
 	case in(id, sharedLabel):
 		return "<=0.1%/IP-h, shared<=2m >=95%"
 	case in(id, sharedHumans):
@@ -138,6 +145,12 @@ func checkTargets(stats []scenarioStats) []targetResult {
 			p := s.rate(s.sharedWithin)
 			add("shared address: labelled shared within 2 min >= 95 %", id, p >= minSharedWithin,
 				"%d of %d = %s; %s at some point", s.sharedWithin, s.streams, pct1(p), pct1(s.rate(s.shared)))
+		}
+	}
+	for _, id := range briskHumans {
+		if s, ok := byID[id]; ok {
+			add("fast, steady human: quarantined <= 0.1 % per IP-hour", id, s.perIPHour() <= maxHumanPerIPHour,
+				"%d in %s IP-h = %s/IP-h", s.quarantined, num(s.ipHours), pct3(s.perIPHour()))
 		}
 	}
 	if s, ok := byID["H10"]; ok {

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -204,7 +205,9 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	took := time.Since(start) // the decision's own time, without a tarpit hold
 	if d.Action == ActionTarpit {
-		f.tarpit.Hold(r.Context())
+		ctx, cancel := context.WithTimeout(r.Context(), ForwardAuthHoldLimit)
+		f.tarpit.Hold(ctx)
+		cancel()
 	}
 	if d.Allow || d.Action == ActionHoneypot {
 		out := w.Header()

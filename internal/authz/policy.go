@@ -201,9 +201,11 @@ type Options struct {
 	// caught is worth deceiving.
 	Action Action
 	// Scored is told of every request timing scored (not on an excluded
-	// path), with the verdict after it, for calibration's recorder; nil
-	// tells nobody. It runs on the Check path and must not block.
-	Scored func(id identity.ID, path string, v risk.Verdict, now time.Time)
+	// path), with the verdict after it and the request's outcome (a
+	// quarantined client's hours are no evidence of innocence), for
+	// calibration's recorder; nil tells nobody. It runs on the Check path
+	// and must not block.
+	Scored func(id identity.ID, path string, v risk.Verdict, out Outcome, now time.Time)
 }
 
 // Policy is the decision shared by every transport. It is safe for
@@ -223,7 +225,7 @@ type Policy struct {
 	log      *slog.Logger
 	evidence *fingerprint.Evidence
 	fleet    *fleet.Detector
-	scored   func(id identity.ID, path string, v risk.Verdict, now time.Time)
+	scored   func(id identity.ID, path string, v risk.Verdict, out Outcome, now time.Time)
 }
 
 // NewPolicy returns a policy over the given engine and quarantine.
@@ -296,11 +298,11 @@ func (p *Policy) decide(r Request) Decision {
 		v = p.observer.Observe(id, r.Now)
 		v.Shared = p.noteCrowd(r, v)
 		p.fleet.Note(id, r.Path, r.Now) // fleet detection: a non-blocking hand-over
-		if p.scored != nil {
-			p.scored(id, r.Path, v, r.Now)
-		}
 	}
 	d := Decision{Score: v.Score, Reason: v.Reason.String(), Detector: v.Reason, Excluded: excluded}
+	if p.scored != nil && !excluded {
+		defer func() { p.scored(id, r.Path, v, d.Outcome, r.Now) }() // once the outcome is known
+	}
 
 	fp := r.Client.Fingerprint
 	if q, ok := p.quarantined(id, addr, r.Now); ok {

@@ -18,7 +18,7 @@ func TestScoredSeesTimedRequests(t *testing.T) {
 	var got []string
 	p := NewPolicy(Options{Engine: risk.New(risk.Options{}), Quarantine: quarantine.New(quarantine.Options{}),
 		ExcludePaths: []string{"/poll"},
-		Scored: func(id identity.ID, path string, v risk.Verdict, _ time.Time) {
+		Scored: func(id identity.ID, path string, v risk.Verdict, _ Outcome, _ time.Time) {
 			got = append(got, path)
 			if v.Requests == 0 {
 				t.Errorf("%s: empty verdict", path)
@@ -34,6 +34,31 @@ func TestScoredSeesTimedRequests(t *testing.T) {
 	}
 }
 
+// TestScoredSeesTheOutcome: Scored is told each request's outcome, the
+// quarantine included, so that calibration can keep a caught bot's hours
+// out of the innocent ones (told before the quarantine check, they counted
+// as false positives and calibration suggested releasing the bot).
+func TestScoredSeesTheOutcome(t *testing.T) {
+	var told []Outcome
+	p := NewPolicy(Options{Engine: risk.New(risk.Options{}), Quarantine: quarantine.New(quarantine.Options{}),
+		Scored: func(_ identity.ID, _ string, _ risk.Verdict, out Outcome, _ time.Time) {
+			told = append(told, out)
+		}})
+	c := Client{ID: identity.FromAddr(netip.MustParseAddr("192.0.2.7"), 64), Addr: netip.MustParseAddr("192.0.2.7")}
+	start := time.Now()
+	seen := map[Outcome]bool{}
+	for i := range 60 { // a fixed 500 ms rhythm: admitted, then refused
+		d := p.Decide(Request{Client: c, Path: "/x", Now: start.Add(time.Duration(i) * 500 * time.Millisecond)})
+		if len(told) != i+1 || told[i] != d.Outcome {
+			t.Fatalf("request %d decided %v; Scored told %v", i+1, d.Outcome, told)
+		}
+		seen[d.Outcome] = true
+	}
+	if !seen[Admitted] || !seen[Quarantined] {
+		t.Errorf("outcomes %v: the bot was never admitted and then refused", seen)
+	}
+}
+
 // BenchmarkCheckRecorded is BenchmarkCheck's allow path without ("off")
 // and with ("on") calibration's recorder on every Check, as the service
 // runs it: the difference is the recorder's cost per Check.
@@ -45,8 +70,8 @@ func BenchmarkCheckRecorded(b *testing.B) {
 				Lists: quarantine.NewLists([]netip.Prefix{netip.MustParsePrefix("10.44.0.0/16")}, nil)}
 			if on {
 				rec := calibrate.NewRecorder(0, time.Now())
-				o.Scored = func(id identity.ID, path string, v risk.Verdict, now time.Time) {
-					rec.Record(id, path, v.Score, v.Shared, now)
+				o.Scored = func(id identity.ID, path string, v risk.Verdict, out Outcome, now time.Time) {
+					rec.Record(id, path, v.Score, v.Shared, out == Quarantined || out == Admitted, now)
 				}
 			}
 			srv := NewServer(ServerOptions{Policy: NewPolicy(o), MaxSkew: 5 * time.Second, Now: time.Now})

@@ -13,6 +13,14 @@ import (
 // read, on a machine that may be loaded.
 const tarpitMargin = 20 * time.Millisecond
 
+// ForwardAuthHoldLimit is the deadline a forward-auth check's hold is
+// measured against, since an HTTP check carries none: the forward-auth
+// proxies in deploy/ give up after 1 s (nginx's proxy_read_timeout, the
+// HAProxy Lua client's timeout) and fail open, which would let exactly the
+// tarpitted clients through. With holdFor's margin a hold ends by 800 ms;
+// config.Validate refuses a longer --tarpit-delay with forward-auth.
+const ForwardAuthHoldLimit = time.Second
+
 // holdFor is how long to hold with the tarpit's delay and the time left
 // before the caller's deadline (ok false: none).
 func holdFor(delay, left time.Duration, ok bool) time.Duration {

@@ -19,9 +19,9 @@ func feed(t *testing.T, at int64, scores []uint8, shared func(i int) bool) *Hist
 	t.Helper()
 	var h Histogram
 	var tr Track
-	tr.Observe(hour0+at, 0, false, &h) // the first request is no evaluation
+	tr.Observe(hour0+at, 0, false, false, &h) // the first request is no evaluation
 	for i, s := range scores {
-		tr.Observe(hour0+at+int64(i+1)*sec, s, shared != nil && shared(i), &h)
+		tr.Observe(hour0+at+int64(i+1)*sec, s, shared != nil && shared(i), false, &h)
 	}
 	tr.Close(&h)
 	return &h
@@ -62,10 +62,10 @@ func peak(h *Histogram, c int) int {
 func TestBatchedRequestsAreNoEvaluations(t *testing.T) {
 	var h Histogram
 	var tr Track
-	tr.Observe(hour0, 0, false, &h)
-	tr.Observe(hour0+sec, 90, false, &h)
+	tr.Observe(hour0, 0, false, false, &h)
+	tr.Observe(hour0+sec, 90, false, false, &h)
 	for i := int64(1); i <= 3; i++ { // a batch: same verdict, no evaluation
-		if _, n := tr.Observe(hour0+sec+i*int64(risk.BatchGap)/4, 90, false, &h); n != 0 {
+		if _, n := tr.Observe(hour0+sec+i*int64(risk.BatchGap)/4, 90, false, false, &h); n != 0 {
 			t.Fatalf("batched request %d counted as an evaluation", i)
 		}
 	}
@@ -93,9 +93,9 @@ func TestSharedEvaluationsConfirmNothing(t *testing.T) {
 func TestWindowsAreClockHours(t *testing.T) {
 	var h Histogram
 	var tr Track
-	tr.Observe(hour0+3590*sec, 0, false, &h)
-	tr.Observe(hour0+3595*sec, 90, false, &h)
-	tr.Observe(hour0+3605*sec, 90, false, &h) // next hour
+	tr.Observe(hour0+3590*sec, 0, false, false, &h)
+	tr.Observe(hour0+3595*sec, 90, false, false, &h)
+	tr.Observe(hour0+3605*sec, 90, false, false, &h) // next hour
 	tr.Close(&h)
 	if h.Windows != 2 {
 		t.Fatalf("windows %d, want 2", h.Windows)
@@ -122,6 +122,7 @@ func TestSuggestKeepsTheBudget(t *testing.T) {
 	h.Windows = 10_000
 	// 30 identity-hours peak at 70 (runs of 3), 2 at 75, none higher.
 	for c := 1; c <= MaxConfirm; c++ {
+		h.AtRisk[c-1] = 10_000
 		h.Peaks[c-1][0] = 10_000 - 32
 		h.Peaks[c-1][70] = 30
 		h.Peaks[c-1][75] = 2
@@ -134,8 +135,8 @@ func TestSuggestKeepsTheBudget(t *testing.T) {
 		if i >= 9 {
 			s = 95
 		}
-		fast.Observe(hour0+i*sec, s, false, &h2)
-		slow.Observe(hour0+i*sec, 50, false, &h2)
+		fast.Observe(hour0+i*sec, s, false, false, &h2)
+		slow.Observe(hour0+i*sec, 50, false, false, &h2)
 	}
 	s := Suggest(&h, []*Bot{fast, slow}, Options{FPR: 0.001, MinConfirm: 1, MaxConfirm: 3})
 	// 32/10000 is over 0.001; 2 → bound 6.3/10000 is within.
@@ -158,12 +159,18 @@ func TestSuggestKeepsTheBudget(t *testing.T) {
 
 	// Too little data for the budget: nothing is suggested.
 	h.Windows = 1000
+	for c := range h.AtRisk {
+		h.AtRisk[c] = 1000
+	}
 	if s := Suggest(&h, nil, Options{FPR: 0.001}); s.RiskThreshold != 0 || s.NeededWindows != 2969 {
 		t.Errorf("with 1000 identity-hours: suggested %d, needed %d; want 0 and 2969", s.RiskThreshold, s.NeededWindows)
 	}
 	// The floor holds however clean the data.
 	var clean Histogram
 	clean.Windows = 1_000_000
+	for c := range clean.AtRisk {
+		clean.AtRisk[c] = 1_000_000
+	}
 	if s := Suggest(&clean, nil, Options{FPR: 0.001, Floor: 65}); s.RiskThreshold != 65 {
 		t.Errorf("clean data: suggested %d, want the floor 65", s.RiskThreshold)
 	}

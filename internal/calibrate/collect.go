@@ -14,6 +14,12 @@ type Collector struct {
 	// Humans holds the identity-hours counted against the false-positive
 	// budget.
 	Humans Histogram
+	// Caught holds the identity-hours of an unlabelled trace in which the
+	// replay refused the identity as quarantined: bots caught at the
+	// replayed settings, kept out of Humans as the live Recorder keeps
+	// them (a labelled human is innocent whatever the replay did, and
+	// stays in Humans).
+	Caught Histogram
 	// Labelled reports that the trace labelled its identities (label
 	// "human" or "bot"); without labels every identity counts as a
 	// possible false positive, which overstates the rate when bots are
@@ -32,9 +38,9 @@ type Collector struct {
 
 // Observe notes one scored request of the identity key (as the service
 // keys it) with the trace's label for it, at ts, with the verdict's score
-// and shared label. Requests left out of timing (--exclude-path) must not
-// be passed.
-func (c *Collector) Observe(key identity.ID, label string, ts time.Time, score uint8, shared bool) {
+// and shared label, and whether the replay refused it as quarantined.
+// Requests left out of timing (--exclude-path) must not be passed.
+func (c *Collector) Observe(key identity.ID, label string, ts time.Time, score uint8, shared, caught bool) {
 	now := ts.UnixNano()
 	switch label {
 	case "", "human":
@@ -49,7 +55,7 @@ func (c *Collector) Observe(key identity.ID, label string, ts time.Time, score u
 			t = new(Track)
 			c.humans[key] = t
 		}
-		t.Observe(now, score, shared, &c.Humans)
+		t.Observe(now, score, shared, caught && label == "", c.sink())
 	case "bot":
 		c.Labelled = true
 		if c.bots == nil {
@@ -62,7 +68,7 @@ func (c *Collector) Observe(key identity.ID, label string, ts time.Time, score u
 			c.order = append(c.order, b)
 		}
 		var discard Histogram
-		b.Observe(now, score, shared, &discard)
+		b.Observe(now, score, shared, caught, &discard)
 	default:
 		if c.other == nil {
 			c.other = make(map[identity.ID]bool)
@@ -78,7 +84,9 @@ func (c *Collector) Observe(key identity.ID, label string, ts time.Time, score u
 // first appearance. Call it once, after the last Observe.
 func (c *Collector) Finish() []*Bot {
 	for _, t := range c.humans {
-		t.Close(&c.Humans)
+		t.Close(c.sink())
 	}
 	return c.order
 }
+
+func (c *Collector) sink() Split { return Split{Innocent: &c.Humans, Caught: &c.Caught} }

@@ -64,7 +64,7 @@ type Recorder struct {
 	slots []slot
 	mask  uint64
 
-	hist      liveHistogram
+	hist      liveSplit
 	takeovers atomic.Uint64
 }
 
@@ -77,13 +77,42 @@ type slot struct {
 // liveHistogram is a Histogram updated with atomics.
 type liveHistogram struct {
 	windows atomic.Uint64
+	atRisk  [MaxConfirm]atomic.Uint64
 	peaks   [MaxConfirm][MaxScore + 1]atomic.Uint64
 }
 
-func (h *liveHistogram) close(p *[MaxConfirm]uint8) {
+func (h *liveHistogram) add(p *[MaxConfirm]uint8, longest uint8) {
 	h.windows.Add(1)
+	for c := range int(min(longest, MaxConfirm)) {
+		h.atRisk[c].Add(1)
+	}
 	for c, v := range p {
 		h.peaks[c][min(v, MaxScore)].Add(1)
+	}
+}
+
+func (h *liveHistogram) load() Histogram {
+	var o Histogram
+	o.Windows = h.windows.Load()
+	for c := range o.Peaks {
+		o.AtRisk[c] = h.atRisk[c].Load()
+		for v := range o.Peaks[c] {
+			o.Peaks[c][v] = h.peaks[c][v].Load()
+		}
+	}
+	return o
+}
+
+// liveSplit keeps the caught identity-hours apart, as Split does.
+type liveSplit struct {
+	innocent, caught liveHistogram
+}
+
+func (s *liveSplit) close(p *[MaxConfirm]uint8, longest uint8, caught bool) {
+	if caught {
+		s.caught.add(p, longest)
+	} else {
+		s.innocent.add(p, longest)
 	}
 }
 
@@ -100,10 +129,12 @@ func NewRecorder(slots int, now time.Time) *Recorder {
 	return &Recorder{seed: maphash.MakeSeed(), since: now, slots: make([]slot, n), mask: uint64(n - 1)}
 }
 
-// Record notes one scored request: its identity, path, the score after it
-// and whether the identity is labelled shared. Requests left out of timing
-// must not be passed.
-func (r *Recorder) Record(id identity.ID, path string, score uint8, shared bool, now time.Time) {
+// Record notes one scored request: its identity, path, the score after it,
+// whether the identity is labelled shared, and whether the service refused
+// the request as quarantined (an admission included): the identity-hours
+// with such a request are the caught bots', kept out of the innocent
+// ones. Requests left out of timing must not be passed.
+func (r *Recorder) Record(id identity.ID, path string, score uint8, shared, caught bool, now time.Time) {
 	if id.IsZero() {
 		return
 	}
@@ -114,7 +145,7 @@ func (r *Recorder) Record(id identity.ID, path string, score uint8, shared bool,
 	mu := &r.locks[set/ways%stripes]
 	mu.Lock()
 	s := r.slotLocked(set, tag)
-	s.track.Observe(now.UnixNano(), score, shared, &r.hist)
+	s.track.Observe(now.UnixNano(), score, shared, caught, &r.hist)
 	mu.Unlock()
 }
 
@@ -192,9 +223,14 @@ type Snapshot struct {
 	// Histogram holds the closed identity-hours: those of past clock hours.
 	// Current holds the current hour's, as they stand: their peaks can
 	// still rise. They move to Histogram at the first snapshot after the
-	// hour ends.
+	// hour ends. Neither holds a caught identity-hour.
 	Histogram Histogram `json:"histogram"`
 	Current   Histogram `json:"current"`
+	// Caught holds the closed identity-hours in which the service refused
+	// the identity as quarantined: bots it caught, as far as it knows.
+	// They are no evidence of innocence (counted as such, they would push
+	// the threshold above the very bots the service catches).
+	Caught Histogram `json:"caught"`
 	// Slots is how many identities the recorder follows at once, and
 	// Takeovers how many identity-hours were closed early because another
 	// identity needed the slot.
@@ -228,18 +264,14 @@ func (r *Recorder) Snapshot(now time.Time) Snapshot {
 		if s := &r.slots[i]; s.tag != 0 && s.track.open {
 			if s.track.window < hour {
 				s.track.Close(&r.hist)
-			} else {
-				snap.Current.close(&s.track.peaks)
+			} else if !s.track.caught {
+				snap.Current.close(&s.track.peaks, s.track.longest, false)
 			}
 		}
 		mu.Unlock()
 	}
-	snap.Histogram.Windows = r.hist.windows.Load()
-	for c := range snap.Histogram.Peaks {
-		for v := range snap.Histogram.Peaks[c] {
-			snap.Histogram.Peaks[c][v] = r.hist.peaks[c][v].Load()
-		}
-	}
+	snap.Histogram = r.hist.innocent.load()
+	snap.Caught = r.hist.caught.load()
 	for i := range maxClasses + 1 {
 		name := OtherClass
 		if i < maxClasses {

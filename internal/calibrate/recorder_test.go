@@ -20,10 +20,10 @@ func TestRecorderPeaksAndRoutes(t *testing.T) {
 	human := identity.FromAddr(netip.MustParseAddr("192.0.2.2"), 64)
 	for i := range 10 {
 		at := start.Add(time.Duration(i) * time.Second)
-		r.Record(bot, "/api/v1/items?page=2", 95, false, at)
-		r.Record(human, "/", 10, false, at)
+		r.Record(bot, "/api/v1/items?page=2", 95, false, false, at)
+		r.Record(human, "/", 10, false, false, at)
 	}
-	r.Record(human, "/bad segment", 10, false, start.Add(time.Minute))
+	r.Record(human, "/bad segment", 10, false, false, start.Add(time.Minute))
 
 	snap := r.Snapshot(start.Add(30 * time.Minute))
 	if snap.Histogram.Windows != 0 || snap.Current.Windows != 2 || snap.Current.Over(95, 8) != 1 {
@@ -57,7 +57,7 @@ func TestRecorderClassesAreBounded(t *testing.T) {
 	r := NewRecorder(64, now)
 	id := identity.FromAddr(netip.MustParseAddr("192.0.2.9"), 64)
 	for i := range 100 {
-		r.Record(id, fmt.Sprintf("/x%d/y", i), 50, false, now)
+		r.Record(id, fmt.Sprintf("/x%d/y", i), 50, false, false, now)
 	}
 	snap := r.Snapshot(now)
 	if len(snap.Routes) != maxClasses+1 || snap.Routes[maxClasses].Class != OtherClass || snap.Routes[maxClasses].Requests != 100-maxClasses {
@@ -70,11 +70,11 @@ func TestRecordDoesNotAllocate(t *testing.T) {
 	now := time.Unix(hour0/1e9, 0)
 	r := NewRecorder(0, now)
 	id := identity.FromAddr(netip.MustParseAddr("192.0.2.1"), 64)
-	r.Record(id, "/api/x", 1, false, now) // names the class
+	r.Record(id, "/api/x", 1, false, false, now) // names the class
 	i := 0
 	if n := testing.AllocsPerRun(1000, func() {
 		i++
-		r.Record(id, "/api/x", uint8(i%101), false, now.Add(time.Duration(i)*time.Second))
+		r.Record(id, "/api/x", uint8(i%101), false, false, now.Add(time.Duration(i)*time.Second))
 	}); n != 0 {
 		t.Errorf("Record allocates %v times", n)
 	}
@@ -92,7 +92,7 @@ func BenchmarkRecord(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			i++
-			r.Record(ids[i%len(ids)], "/api/items", uint8(i%101), false, now.Add(time.Duration(i)*time.Millisecond))
+			r.Record(ids[i%len(ids)], "/api/items", uint8(i%101), false, false, now.Add(time.Duration(i)*time.Millisecond))
 		}
 	})
 }
@@ -108,13 +108,13 @@ func TestRecorderSetsAbsorbCollisions(t *testing.T) {
 	}
 	for round := range 5 {
 		for _, id := range ids[:ways] {
-			r.Record(id, "/", 10, false, start.Add(time.Duration(round)*time.Second))
+			r.Record(id, "/", 10, false, false, start.Add(time.Duration(round)*time.Second))
 		}
 	}
 	if n := r.takeovers.Load(); n != 0 {
 		t.Fatalf("%d takeovers among %d identities in a set of %d", n, ways, ways)
 	}
-	r.Record(ids[ways], "/", 10, false, start.Add(10*time.Second))
+	r.Record(ids[ways], "/", 10, false, false, start.Add(10*time.Second))
 	snap := r.Snapshot(start.Add(10 * time.Second))
 	if snap.Takeovers != 1 || snap.Histogram.Windows != 1 || snap.Current.Windows != ways {
 		t.Errorf("a fifth identity: %d takeovers, %d closed and %d current identity-hours; want 1, 1, %d",

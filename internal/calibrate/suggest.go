@@ -64,7 +64,8 @@ type Row struct {
 	// when none is.
 	Threshold int `json:"threshold"`
 	// FalsePositives is how many innocent identity-hours would have seen a
-	// quarantine at Threshold; FPR is that over all identity-hours, and
+	// quarantine at Threshold; FPR is that over the identity-hours at risk
+	// (Suggestion.Windows), and
 	// FPRUpper its one-sided 95 % upper bound (Poisson), which is what
 	// must be within the budget.
 	FalsePositives uint64  `json:"false_positives"`
@@ -96,9 +97,11 @@ type Suggestion struct {
 	FPR          float64 `json:"fpr_budget"`
 	ChallengeFPR float64 `json:"challenge_fpr_budget"`
 	Floor        int     `json:"floor"`
-	// Windows is the number of identity-hours the budget was judged on;
-	// NeededWindows the fewest with which any threshold can meet it (with
-	// no false positive at all, the 95 % bound is about 3/Windows).
+	// Windows is the number of identity-hours the budget was judged on:
+	// those that could have seen a quarantine at the shortest confirm
+	// considered (Histogram.AtRisk); NeededWindows the fewest with which
+	// any threshold can meet it (with no false positive at all, the 95 %
+	// bound is about 3/Windows).
 	Windows       uint64 `json:"identity_hours"`
 	NeededWindows uint64 `json:"identity_hours_needed"`
 	// Rows has one Row per confirm considered.
@@ -117,12 +120,18 @@ func upper95(k uint64) float64 {
 // o.FPR, with the detection delay of each on bots.
 func Suggest(h *Histogram, bots []*Bot, o Options) Suggestion {
 	o = o.withDefaults()
-	s := Suggestion{FPR: o.FPR, ChallengeFPR: o.ChallengeFPR, Floor: o.Floor, Windows: h.Windows}
+	// The budget is judged on the identity-hours that could have seen a
+	// quarantine at some confirm considered: a run of at least MinConfirm
+	// evaluations ended in them. An hour with fewer never risked one at
+	// any candidate, so it says nothing of innocence; counted, it would
+	// let a flood of one-request identities lower the threshold.
+	exposed := h.Exposed(o.MinConfirm)
+	s := Suggestion{FPR: o.FPR, ChallengeFPR: o.ChallengeFPR, Floor: o.Floor, Windows: exposed}
 	if o.FPR > 0 {
 		s.NeededWindows = uint64(math.Ceil(upper95(0) / o.FPR))
 	}
 	within := func(k uint64, budget float64) bool {
-		return h.Windows > 0 && upper95(k)/float64(h.Windows) <= budget
+		return exposed > 0 && upper95(k)/float64(exposed) <= budget
 	}
 	best := -1
 	for c := o.MinConfirm; c <= o.MaxConfirm; c++ {
@@ -130,8 +139,8 @@ func Suggest(h *Histogram, bots []*Bot, o Options) Suggestion {
 		for t := o.Floor; t <= MaxScore; t++ {
 			if k := h.Over(t, c); within(k, o.FPR) {
 				r.Threshold, r.FalsePositives = t, k
-				r.FPR = float64(k) / float64(h.Windows)
-				r.FPRUpper = upper95(k) / float64(h.Windows)
+				r.FPR = float64(k) / float64(exposed)
+				r.FPRUpper = upper95(k) / float64(exposed)
 				break
 			}
 		}

@@ -27,6 +27,13 @@ type Histogram struct {
 	// Windows counts identity-hours: (identity, clock hour) pairs with at
 	// least one scored request.
 	Windows uint64 `json:"windows"`
+	// AtRisk[c-1] counts the identity-hours that could have seen a
+	// quarantine with confirm c: at least one evaluation in the hour, while
+	// the identity was not shared, ended a run of c evaluations. Only these
+	// are evidence of innocence at confirm c; an identity seen once (one
+	// request is never an evaluation) is not, or a flood of one-request
+	// identities would dilute the budget (see the package doc).
+	AtRisk [MaxConfirm]uint64 `json:"at_risk"`
 	// Peaks[c-1][v] counts the identity-hours whose peak for confirm c was
 	// exactly v: v is the highest score that c consecutive evaluations
 	// ending in that hour all reached while the identity was not shared.
@@ -36,6 +43,9 @@ type Histogram struct {
 // Add adds o's counts to h.
 func (h *Histogram) Add(o *Histogram) {
 	h.Windows += o.Windows
+	for c := range h.AtRisk {
+		h.AtRisk[c] += o.AtRisk[c]
+	}
 	for c := range h.Peaks {
 		for v := range h.Peaks[c] {
 			h.Peaks[c][v] += o.Peaks[c][v]
@@ -56,16 +66,47 @@ func (h *Histogram) Over(t, c int) uint64 {
 	return n
 }
 
-func (h *Histogram) close(p *[MaxConfirm]uint8) {
+// Exposed returns how many identity-hours could have seen a quarantine
+// with confirm c (AtRisk[c-1]): the denominator of the false-positive rate.
+func (h *Histogram) Exposed(c int) uint64 {
+	if c < 1 || c > MaxConfirm {
+		return 0
+	}
+	return h.AtRisk[c-1]
+}
+
+// close counts one identity-hour, caught or not: a Histogram as a sink
+// takes every hour (Split keeps the caught ones apart).
+func (h *Histogram) close(p *[MaxConfirm]uint8, longest uint8, _ bool) {
 	h.Windows++
+	for c := range int(min(longest, MaxConfirm)) {
+		h.AtRisk[c]++
+	}
 	for c, v := range p {
 		h.Peaks[c][min(v, MaxScore)]++
 	}
 }
 
-// sink receives the peaks of each identity-hour as it closes.
+// sink receives each identity-hour as it closes: its peaks, the longest
+// run an unshared evaluation in it ended (the confirms it was at risk at),
+// and whether any of its requests was refused as quarantined.
 type sink interface {
-	close(peaks *[MaxConfirm]uint8)
+	close(peaks *[MaxConfirm]uint8, longest uint8, caught bool)
+}
+
+// Split is a sink that keeps apart the identity-hours in which the service
+// refused the identity as quarantined (Caught: bots it caught, as far as
+// it knows) from the others (Innocent).
+type Split struct {
+	Innocent, Caught *Histogram
+}
+
+func (s Split) close(p *[MaxConfirm]uint8, longest uint8, caught bool) {
+	if caught {
+		s.Caught.close(p, longest, true)
+	} else {
+		s.Innocent.close(p, longest, false)
+	}
 }
 
 // runs holds an identity's latest MaxConfirm evaluation scores.
@@ -96,26 +137,30 @@ func (r *runs) push(s uint8) (mins [MaxConfirm]uint8, n int) {
 // scores, and its peaks in the current clock hour. The zero Track is ready;
 // it is 40 bytes and holds no pointer.
 type Track struct {
-	batch  int64 // Unix ns of the current batch's start; 0 before the first request
-	window int64 // clock hour (Unix ns / 1 h) of peaks
-	open   bool  // the identity-hour in window is not yet counted
-	runs   runs
-	peaks  [MaxConfirm]uint8
+	batch   int64 // Unix ns of the current batch's start; 0 before the first request
+	window  int64 // clock hour (Unix ns / 1 h) of peaks
+	open    bool  // the identity-hour in window is not yet counted
+	caught  bool  // a request of the identity-hour was refused as quarantined
+	longest uint8 // the longest run an unshared evaluation of the hour ended
+	runs    runs
+	peaks   [MaxConfirm]uint8
 }
 
 // Observe notes one scored request at now (Unix ns) whose verdict had the
-// given score and shared label. An hour that ends goes to h. It returns
-// the run minimums of this evaluation as runs.push does, with n = 0 when
-// the request was batched (no evaluation) or the identity was shared (no
-// confirmation possible).
-func (t *Track) Observe(now int64, score uint8, shared bool, h sink) (mins [MaxConfirm]uint8, n int) {
+// given score and shared label; caught says the service refused it as
+// quarantined (or admitted the quarantine with it). An hour that ends goes
+// to h. It returns the run minimums of this evaluation as runs.push does,
+// with n = 0 when the request was batched (no evaluation) or the identity
+// was shared (no confirmation possible).
+func (t *Track) Observe(now int64, score uint8, shared, caught bool, h sink) (mins [MaxConfirm]uint8, n int) {
 	hour := now / window
 	if t.open && hour > t.window {
 		t.Close(h)
 	}
 	if !t.open && (hour > t.window || t.batch == 0) {
-		t.open, t.window, t.peaks = true, hour, [MaxConfirm]uint8{}
+		t.open, t.window, t.peaks, t.caught, t.longest = true, hour, [MaxConfirm]uint8{}, false, 0
 	}
+	t.caught = t.caught || caught
 	if t.batch == 0 {
 		t.batch = now // the first request starts the record: no evaluation
 		return mins, 0
@@ -128,6 +173,7 @@ func (t *Track) Observe(now int64, score uint8, shared bool, h sink) (mins [MaxC
 	if shared {
 		return mins, 0
 	}
+	t.longest = max(t.longest, uint8(n))
 	for c := range n {
 		t.peaks[c] = max(t.peaks[c], mins[c])
 	}
@@ -137,7 +183,7 @@ func (t *Track) Observe(now int64, score uint8, shared bool, h sink) (mins [MaxC
 // Close counts the current identity-hour, if one is open, into h.
 func (t *Track) Close(h sink) {
 	if t.open {
-		h.close(&t.peaks)
+		h.close(&t.peaks, t.longest, t.caught)
 		t.open = false
 	}
 }
@@ -161,12 +207,12 @@ type rise struct {
 }
 
 // Observe notes one scored request, as Track.Observe does.
-func (b *Bot) Observe(now int64, score uint8, shared bool, h sink) {
+func (b *Bot) Observe(now int64, score uint8, shared, caught bool, h sink) {
 	if b.requests == 0 {
 		b.first = now
 	}
 	b.requests++
-	mins, n := b.Track.Observe(now, score, shared, h)
+	mins, n := b.Track.Observe(now, score, shared, caught, h)
 	for c := range n {
 		if mins[c] > b.best[c] {
 			b.best[c] = mins[c]

@@ -10,6 +10,11 @@ import (
 const (
 	minTarpitDelay = 10 * time.Millisecond
 	maxTarpitDelay = 10 * time.Second
+	// maxForwardAuthTarpitDelay is the longest hold a forward-auth check
+	// gets (authz.ForwardAuthHoldLimit less its margin): deploy/nginx
+	// (proxy_read_timeout 1s) and deploy/haproxy (timeout 1000 ms) give up
+	// on the check after 1 s and fail open.
+	maxForwardAuthTarpitDelay = 800 * time.Millisecond
 )
 
 // checkQuarantineAction checks --quarantine-action, the tarpit's bounds and
@@ -29,10 +34,20 @@ func checkQuarantineAction(c Config, bad func(flag, format string, args ...any))
 	} else if c.TarpitDelay >= c.GRPCCheckTimeout {
 		bad("tarpit-delay", "must be below --grpc-check-timeout (%s) and the proxy's check timeout, got %s",
 			formatDuration(c.GRPCCheckTimeout), formatDuration(c.TarpitDelay))
+	} else if c.QuarantineAction == "tarpit" && c.ForwardAuthAddr != "" && c.TarpitDelay > maxForwardAuthTarpitDelay {
+		bad("tarpit-delay", "must be at most %s with --forward-auth-addr: the forward-auth proxies in deploy/ (nginx, HAProxy) give up on a check after 1s and fail open, got %s",
+			formatDuration(maxForwardAuthTarpitDelay), formatDuration(c.TarpitDelay))
 	}
 	// Held Checks are calls in flight: half the budget stays for everyone else.
 	if most := max(c.GRPCMaxInflight/2, 1); c.TarpitMaxHeld < 1 || c.TarpitMaxHeld > most {
 		bad("tarpit-max-held", "must be 1-%d (half of --grpc-max-inflight), got %d", most, c.TarpitMaxHeld)
+	} else if most := max(c.GRPCMaxStreams/2, 1); c.TarpitMaxHeld > most {
+		// A proxy may send every Check over one connection (the Go
+		// middleware does; so does an Envoy worker): held Checks past half
+		// its streams leave calm clients waiting for a stream until the
+		// proxy's timeout.
+		bad("tarpit-max-held", "must be at most half of --grpc-max-streams (%d streams per connection, so at most %d), got %d",
+			c.GRPCMaxStreams, most, c.TarpitMaxHeld)
 	}
 	if c.HoneypotURL != "" {
 		u, err := url.Parse(c.HoneypotURL)
@@ -54,8 +69,10 @@ func actionWarnings(c Config) []string {
 		return []string{fmt.Sprintf("--quarantine-action %s has no effect in shadow mode, which allows every request", c.QuarantineAction)}
 	case c.QuarantineAction == "honeypot":
 		return []string{"--quarantine-action honeypot allows quarantined clients with x-flowlock-route: honeypot: the proxy must route that header " +
-			"to a decoy (deploy/envoy.yaml: clear_route_cache and the honeypot route; deploy/nginx, deploy/haproxy: the decoy upstream), " +
-			"or they reach the API"}
+			"to a decoy, or they reach the API. Supported: Envoy as deploy/envoy.yaml (clear_route_cache and the honeypot route), " +
+			"nginx and HAProxy as deploy/nginx and deploy/haproxy (the decoy upstream), the Go middleware with Options.Honeypot. " +
+			"Unsupported, use deny or tarpit there: Istio (ext_authz in the inbound sidecar, no decoy route), " +
+			"Caddy and Traefik forward-auth (a 200 is an allow)"}
 	}
 	return nil
 }

@@ -420,13 +420,16 @@ type Config struct {
 	// that times out fails open and lets the bot through. A Check also
 	// ends its hold a fifth of the time left (at least 20ms) before the
 	// deadline Envoy sends with it. Range
-	// 10ms-10s, and below grpc-check-timeout. Default 200ms.
+	// 10ms-10s, and below grpc-check-timeout; at most 800ms with
+	// forward-auth, whose proxies in deploy/ give up after 1s (a
+	// forward-auth hold ends 200ms before that in any case). Default 200ms.
 	TarpitDelay time.Duration
 
 	// TarpitMaxHeld caps the answers held at once across the gRPC and
 	// forward-auth listeners; past it a quarantined client is answered at
 	// once, so the tarpit cannot take the service's capacity. Range 1 to
-	// half of grpc-max-inflight. Default 64.
+	// half of grpc-max-inflight and half of grpc-max-streams (a proxy may
+	// send every Check over one connection). Default 64.
 	TarpitMaxHeld int
 
 	// HoneypotURL is the base URL of the decoy's records API

@@ -32,7 +32,7 @@ func TestWarnings(t *testing.T) {
 		{name: "identity header", edit: func(c *Config) { c.IdentityHeader = "x-api-key" },
 			want: []string{"--identity-header x-api-key is believed as it arrives", "after verifying"}, wantN: 1},
 		{name: "honeypot needs the proxy's route", edit: func(c *Config) { c.QuarantineAction = "honeypot" },
-			want: []string{"the proxy must route that header", "or they reach the API"}, wantN: 1},
+			want: []string{"the proxy must route that header", "or they reach the API", "Unsupported, use deny or tarpit there: Istio", "Caddy and Traefik"}, wantN: 1},
 		{name: "tarpit needs nothing more", edit: func(c *Config) { c.QuarantineAction = "tarpit" }},
 		{name: "an action in shadow mode", edit: func(c *Config) { c.QuarantineAction = "tarpit"; c.Mode = ModeShadow },
 			want: []string{"--quarantine-action tarpit has no effect in shadow mode"}, wantN: 1},

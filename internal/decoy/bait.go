@@ -14,6 +14,12 @@ import (
 	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
+// The answer to a write (any method but GET, HEAD and OPTIONS): a
+// temporary failure that claims nothing was done.
+var writeRefused = []byte(`{"error":"service temporarily unavailable, please try again later"}` + "\n")
+
+const writeRetryAfter = "60" // seconds
+
 // Bounds of one record: what a hostile request can make the decoy keep.
 const (
 	maxHeaders     = 24
@@ -42,8 +48,10 @@ type BaitOptions struct {
 	Now        func() time.Time // nil means time.Now
 }
 
-// Bait answers every request with plausible JSON made up from its path,
-// and records the request in the ring. Nothing in an answer is real.
+// Bait answers every read (GET, HEAD) with plausible JSON made up from its
+// path and every write with a temporary failure (503, Retry-After), and
+// records the request in the ring. Nothing in an answer is real, and no
+// answer claims that a write was done.
 type Bait struct {
 	ring   *Ring
 	idKey  string // canonical header name
@@ -80,17 +88,29 @@ func (b *Bait) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	body := fakeJSON(r.Method, r.URL.Path, start)
-	if r.Method == http.MethodPost || r.Method == http.MethodPut {
-		w.WriteHeader(http.StatusCreated)
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		_, _ = w.Write(fakeJSON(r.URL.Path, start)) // the client may have gone; nothing to do about it
+	case http.MethodOptions:
+		h.Del("Content-Type")
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		// A write is refused, never acknowledged: a person quarantined by
+		// mistake must not believe an order or a payment went through. A
+		// generic, passing outage is what a real API could answer too.
+		h.Set("Retry-After", writeRetryAfter)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write(writeRefused)
 	}
-	_, _ = w.Write(body) // the client may have gone; nothing to do about it
+	// Every string is the record's own (strings.Clone): a clipped or
+	// unchanged string may share the memory of the whole request line or
+	// header it came from, which the ring would then keep alive unseen.
 	b.ring.Add(Record{
 		Time:      start,
-		Identity:  b.identity(r),
-		Method:    untrusted.Clip(untrusted.Visible(r.Method), 16),
-		Path:      untrusted.Clip(untrusted.Visible(r.URL.Path), maxPath),
-		Query:     queryNames(r.URL.RawQuery),
+		Identity:  strings.Clone(b.identity(r)),
+		Method:    strings.Clone(untrusted.Clip(untrusted.Visible(r.Method), 16)),
+		Path:      strings.Clone(untrusted.Clip(untrusted.Visible(r.URL.Path), maxPath)),
+		Query:     strings.Clone(queryNames(r.URL.RawQuery)),
 		Headers:   headers(r, b.idKey),
 		BodyBytes: n,
 		BodyCut:   cut,
@@ -129,7 +149,7 @@ func (b *Bait) identity(r *http.Request) string {
 func headers(r *http.Request, idKey string) []Header {
 	out := make([]Header, 0, min(len(r.Header)+1, maxHeaders))
 	if r.Host != "" {
-		out = append(out, Header{Name: "host", Value: untrusted.Clip(untrusted.Visible(r.Host), maxHeaderValue)})
+		out = append(out, Header{Name: "host", Value: strings.Clone(untrusted.Clip(untrusted.Visible(r.Host), maxHeaderValue))})
 	}
 	for name, values := range r.Header {
 		if name == idKey {
@@ -140,8 +160,8 @@ func headers(r *http.Request, idKey string) []Header {
 				return out
 			}
 			out = append(out, Header{
-				Name:  strings.ToLower(untrusted.Clip(untrusted.Visible(name), maxHeaderName)),
-				Value: maskHeader(name, v),
+				Name:  strings.Clone(strings.ToLower(untrusted.Clip(untrusted.Visible(name), maxHeaderName))),
+				Value: strings.Clone(maskHeader(name, v)),
 			})
 		}
 	}
@@ -192,11 +212,11 @@ var (
 	statuses = []string{"active", "pending", "archived", "active", "active"}
 )
 
-// fakeJSON makes up a plausible document for a request: one object for a
-// path that ends in a number (/users/42), a page of items otherwise, and an
-// acknowledgement for a write. The same path always gives the same
-// content, as a real API would, and nothing in it is real.
-func fakeJSON(method, path string, now time.Time) []byte {
+// fakeJSON makes up a plausible document for a read: one object for a
+// path that ends in a number (/users/42), a page of items otherwise. The
+// same path always gives the same content, as a real API would, and
+// nothing in it is real. Writes get no document (see writeRefused).
+func fakeJSON(path string, now time.Time) []byte {
 	h := fnv.New64a()
 	h.Write([]byte(path))
 	seed := h.Sum64()
@@ -207,8 +227,6 @@ func fakeJSON(method, path string, now time.Time) []byte {
 	last := path[strings.LastIndexByte(path, '/')+1:]
 	id, numeric := strconv.ParseUint(last, 10, 32)
 	switch {
-	case method != http.MethodGet && method != http.MethodHead:
-		doc = map[string]any{"ok": true, "id": seed % 100000, "updated_at": at}
 	case numeric == nil:
 		doc = map[string]any{
 			"id": id, "name": pick(nouns, 1) + "-" + strconv.FormatUint(seed%1000, 10),

@@ -61,8 +61,9 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// TestBaitAnswersAnything: any method and path gets plausible JSON, the
-// same content for the same path, and nothing of the records.
+// TestBaitAnswersAnything: any read of any path gets plausible JSON, the
+// same content for the same path, and nothing of the records; a write gets
+// a JSON error.
 func TestBaitAnswersAnything(t *testing.T) {
 	d := newDecoy(t, 0, "")
 	for _, tc := range []struct {
@@ -72,9 +73,9 @@ func TestBaitAnswersAnything(t *testing.T) {
 	}{
 		{"GET", "/data", 200, "items"},
 		{"GET", "/api/users/42", 200, "status"},
-		{"POST", "/login", 201, "ok"},
+		{"POST", "/login", 503, "error"},         // a write is refused, never acknowledged
 		{"GET", "/api/v1/summary", 200, "items"}, // the API's path on the bait: bait
-		{"DELETE", "/admin/../etc/passwd", 200, "ok"},
+		{"DELETE", "/admin/../etc/passwd", 503, "error"},
 	} {
 		code, body := d.send(t, tc.method, tc.path, nil, "")
 		var doc map[string]any

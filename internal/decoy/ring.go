@@ -1,13 +1,14 @@
 // Package decoy is the honeypot that quarantined clients are routed to
-// under --quarantine-action honeypot: a handler that answers any request
-// with plausible, made-up JSON (Bait), and a bounded record of what each
+// under --quarantine-action honeypot: a handler that answers any read
+// with plausible, made-up JSON and any write with a 503 (Bait), and a
+// bounded record of what each
 // client asked for (Ring), with a read-only API over it (API) that Flow
 // Lock's dashboard shows as "what the quarantined clients went for".
 //
 // The decoy knows nothing real: it reads no file, calls no service and
 // holds no data but what it generates from the request path, so routing a
-// bot to it can leak nothing. What it records is bounded (Ring's capacity,
-// and per record the header count and lengths) and masked: credentials,
+// bot to it can leak nothing. What it records is bounded (Ring's capacity
+// and MaxBytes, and per record the header count and lengths) and masked: credentials,
 // cookies and other secret-looking header values are replaced by their
 // length, query values are dropped, and a name identity (an API key) is
 // shown as identity.ID.Masked gives it.
@@ -18,6 +19,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Header is one recorded request header, its value masked when it looks
@@ -44,39 +46,91 @@ type Record struct {
 	Micros int64 `json:"micros"`
 }
 
-// Ring keeps the latest records, at most its capacity: the oldest is
-// overwritten. It is safe for concurrent use.
+// Ring keeps the latest records, at most its capacity and at most MaxBytes
+// of memory in all: the oldest go first. It is safe for concurrent use.
 type Ring struct {
-	mu    sync.Mutex // guards the following fields
-	buf   []Record
-	next  int    // index the next record goes to
-	total uint64 // records ever added
+	mu     sync.Mutex // guards the following fields
+	buf    []Record   // len is the capacity; the records are buf[first:first+n], wrapping
+	first  int        // index of the oldest record
+	n      int        // records held
+	budget int        // bytes the records may take beyond their slots in buf
+	used   int        // bytes the held records take beyond their slots
+	total  uint64     // records ever added
 }
 
-// DefaultCapacity is the records a Ring keeps when given no capacity. With
-// the bounds of a record (about 2 KB at most) that is at most 8 MB.
+// DefaultCapacity is the records a Ring keeps when given no capacity.
 const DefaultCapacity = 4096
 
-// NewRing returns a ring of capacity records; 0 or less means
-// DefaultCapacity.
+// MaxCapacity is the largest capacity: its slots alone (136 bytes each)
+// take about a quarter of MaxBytes, and the records of the bait's
+// smallest requests (an address, a short path and a header or two) fit in
+// the rest.
+const MaxCapacity = 16384
+
+// MaxBytes is the memory a Ring's records take at most, their slots
+// included: 8 MiB. A record takes up to about 7 KB (24 headers of 64-byte
+// names and 128-byte values, a 256-byte path and query), so a ring of
+// large records holds fewer than its capacity (about 1,200).
+const MaxBytes = 8 << 20
+
+// Sizes the ring counts records by (see size).
+const (
+	recordSlot = int(unsafe.Sizeof(Record{}))
+	headerSlot = int(unsafe.Sizeof(Header{}))
+)
+
+// NewRing returns a ring of capacity records (at most MaxCapacity); 0 or
+// less means DefaultCapacity.
 func NewRing(capacity int) *Ring {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	return &Ring{buf: make([]Record, 0, capacity)}
+	capacity = min(capacity, MaxCapacity)
+	return &Ring{buf: make([]Record, capacity), budget: MaxBytes - capacity*recordSlot}
 }
 
-// Add keeps r, overwriting the oldest record when the ring is full.
+// size is the heap a record holds beyond its slot: its strings and
+// headers, each rounded up as the allocator does for small objects. The
+// bait makes every string of a record its own (see Bait.ServeHTTP), so
+// this is what the record keeps alive.
+func size(r *Record) int {
+	heap := func(n int) int { // Go's size classes: steps of 16 bytes to 256, then of 32 and more
+		if n <= 256 {
+			return (n + 15) &^ 15
+		}
+		return (n + 31) &^ 31
+	}
+	n := heap(len(r.Identity)) + heap(len(r.Method)) + heap(len(r.Path)) + heap(len(r.Query)) + heap(cap(r.Headers)*headerSlot)
+	for _, h := range r.Headers {
+		n += heap(len(h.Name)) + heap(len(h.Value))
+	}
+	return n
+}
+
+// Add keeps r, dropping the oldest records while the ring is full or over
+// its bytes.
 func (g *Ring) Add(r Record) {
+	need := size(&r)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.total++
-	if len(g.buf) < cap(g.buf) {
-		g.buf = append(g.buf, r)
-		return
+	if need > g.budget {
+		return // cannot happen with the bait's bounds; never hold more than MaxBytes
 	}
-	g.buf[g.next] = r
-	g.next = (g.next + 1) % len(g.buf)
+	for g.n > 0 && (g.n == len(g.buf) || g.used+need > g.budget) {
+		g.used -= size(&g.buf[g.first])
+		g.buf[g.first] = Record{} // let its strings go
+		g.first = (g.first + 1) % len(g.buf)
+		g.n--
+	}
+	g.buf[(g.first+g.n)%len(g.buf)] = r
+	g.n++
+	g.used += need
+}
+
+// at returns the i-th newest record held (0 is the newest); g.mu is held.
+func (g *Ring) at(i int) Record {
+	return g.buf[(g.first+g.n-1-i)%len(g.buf)]
 }
 
 // Latest returns up to limit records, newest first; with identity not "",
@@ -84,13 +138,12 @@ func (g *Ring) Add(r Record) {
 func (g *Ring) Latest(limit int, identity string) []Record {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := make([]Record, 0, min(max(limit, 0), len(g.buf)))
-	for i := range len(g.buf) {
+	out := make([]Record, 0, min(max(limit, 0), g.n))
+	for i := range g.n {
 		if len(out) >= limit {
 			break
 		}
-		r := g.buf[(g.next-1-i+2*len(g.buf))%len(g.buf)]
-		if identity == "" || r.Identity == identity {
+		if r := g.at(i); identity == "" || r.Identity == identity {
 			out = append(out, r)
 		}
 	}
@@ -132,13 +185,17 @@ const (
 	summaryIdentityPaths = 10 // top paths per identity
 )
 
-// Summary summarizes the records held now. It costs one pass over them
-// (at most the ring's capacity) outside the lock.
+// Summary summarizes the records held now. It costs a copy of their slots
+// (at most MaxCapacity of 136 bytes: 2.2 MB) and one pass over them outside
+// the lock.
 func (g *Ring) Summary() Summary {
 	g.mu.Lock()
-	recs := slices.Clone(g.buf)
+	recs := make([]Record, g.n) // the slots only: the strings are shared, never changed
+	for i := range g.n {
+		recs[i] = g.at(i)
+	}
 	total := g.total
-	capacity := cap(g.buf)
+	capacity := len(g.buf)
 	g.mu.Unlock()
 
 	type idAgg struct {

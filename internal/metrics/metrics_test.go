@@ -21,7 +21,7 @@ import (
 var vocab = Vocabulary{
 	CheckReasons: []string{"allowed", "quarantined", "admitted", "denylist", "no_identity", "volume", "excluded_path", "error"},
 	Fallbacks:    []string{"", "bad_identity_header", "bad_forwarded_for", "no_identity", "request_time_skew", "no_identity_header"},
-	Admissions:   []string{"none", "periodic", "low_entropy", "anti_bursty", "periodic_bursts", "no_pause", "continuity", "manual"},
+	Admissions:   []string{"none", "periodic", "low_entropy", "anti_bursty", "periodic_bursts", "no_pause", "continuity", "periodic_cycle", "manual"},
 }
 
 // Indexes into vocab.

@@ -19,8 +19,8 @@ import (
 // calibrate.Collector for how labels count).
 func Collect(ctx context.Context, recs []Record, cfg config.Config) (*calibrate.Collector, []*calibrate.Bot, error) {
 	c := new(calibrate.Collector)
-	_, _, err := RunScored(ctx, recs, cfg, func(rec *Record, id identity.ID, score uint8, shared bool) {
-		c.Observe(id, rec.Label, rec.TS, score, shared)
+	_, _, err := RunScored(ctx, recs, cfg, func(rec *Record, id identity.ID, score uint8, shared, caught bool) {
+		c.Observe(id, rec.Label, rec.TS, score, shared, caught)
 	})
 	if err != nil {
 		return nil, nil, err

@@ -78,8 +78,9 @@ func Run(ctx context.Context, recs []Record, cfg config.Config) ([]Result, Summa
 
 // Scored is told of each request a replay timed (one with an identity,
 // not on an excluded path): the record, its identity, the score after it
-// and whether the engine labelled the identity shared at that moment.
-type Scored func(rec *Record, id identity.ID, score uint8, shared bool)
+// whether the engine labelled the identity shared at that moment, and
+// whether the replay refused it as quarantined (or admitted it).
+type Scored func(rec *Record, id identity.ID, score uint8, shared, caught bool)
 
 // RunScored is Run that also passes every timed request to scored (nil:
 // none), for calibration.
@@ -167,7 +168,7 @@ func RunScored(ctx context.Context, recs []Record, cfg config.Config, scored Sco
 		}
 		if scored != nil && !d.Excluded && d.Outcome != authz.DenyListed {
 			v, _ := stack.Engine.Peek(client.ID, now)
-			scored(rec, client.ID, d.Score, v.Shared)
+			scored(rec, client.ID, d.Score, v.Shared, d.Outcome == authz.Quarantined || d.Outcome == authz.Admitted)
 		}
 	}
 	sum.Identities = len(results)

@@ -21,7 +21,7 @@
 // an exponentially weighted mean and variance of the intervals, the length
 // of the current stretch without a pause longer than 3 s, a sliding-window
 // request counter over 60 s, a 24-bit bitmap of active 5-minute buckets, and a
-// "shared until" time, in 256 bytes. The EW statistics include the third
+// "shared until" time, and a pause clock, in 240 bytes. The EW statistics include the third
 // central moment, for a long-horizon skewness. The two rings keep their entries in
 // order by value as they are filled, so scoring sorts nothing. Requests
 // less than 5 ms after the start of the current batch are one batch
@@ -54,7 +54,8 @@
 //     machine evidence is z = max(sym, pace), with sym = clamp((0.8 −
 //     max(skew, skew_ew))/0.5) from the moment skewness of the ring and of
 //     the EW statistics (again both horizons), and pace = 1 when the
-//     ring's median gap is under 1 s. Then
+//     ring's median gap is under 0.5 s (one call per page at 1 s is a
+//     brisk person, issue 14). Then
 //     p_anti = clamp((cut − x)/0.3), cut = −0.25 + 0.2·z (−0.25 for a
 //     right-skewed human-paced rhythm, −0.05 for a symmetric or
 //     sub-second one), raised to 0 at a sub-second pace when at most 1/32
@@ -71,12 +72,29 @@
 //     symmetric regularity is thus decided sooner, and moderate,
 //     skewed regularity needs the most evidence (a cheap stand-in for a
 //     sequential test).
+//   - the pause clock (issue 14): a fast, steady person's first minutes
+//     look like a 50 % jitter timer in x; what differs is that she
+//     pauses. A human pause is a gap over 3 s and at least 3 × the EW
+//     mean. Unless x ≤ −0.6 (strong), the pace is sub-human, or at least
+//     two ring gaps are below median/3 (additive jitter), g_anti and
+//     g_lowH are scaled by the time without a pause over 4.5 minutes (20
+//     once the stream has paused), low entropy needs 24 intervals for full
+//     weight and periodicity weaker than MAD/median 0.06 at a human pace
+//     needs 32.
+//   - periodic cycle (issue 14): with L = log₂ of the ring's intervals in
+//     arrival order, D = min over k = 1…4 of mean min(|L_i − L_{i−k}|, 1)
+//     and S = mean |L_i − median L|; p_cyc = clamp((0.30 − D)/0.12) ·
+//     clamp((0.8 − D/S)/0.3), weighted by clamp((m − 8)/16). A cycle of
+//     2–4 beats leaves only jitter at its lag, a drifting period at lag
+//     1; independent gaps give D/S ≈ √2 at every lag, so it never fires
+//     on them.
 //   - periodic bursts: MAD/median of the burst-start ring;
 //     p_bper = clamp((m_B − 8)/8) · clamp((0.20 − b_rcv)/0.15). This catches
 //     bots that fake human-looking bursts on a timer.
 //   - no pause: S = seconds since the last gap longer than 3 s;
-//     p_fast = clamp((S − 60)/120). One person rarely goes three minutes
-//     without a 3 s pause.
+//     p_fast = clamp((S − 60)/120), with 180 for 60 once the stream has
+//     made a human pause. One person rarely goes three minutes without a
+//     3 s pause.
 //   - continuity: after 2 h observed and when max(A, A_ew) < 0,
 //     p_cont = 0.5 · clamp((active 5-minute buckets of the last 24 − 20)/4).
 //     DETECTION.md §7.2 has A < 0.2 and full weight; in simulation that
@@ -88,7 +106,7 @@
 //
 // They are fused with a noisy-OR, so one strong sign can decide:
 //
-//	p_reg = max(conf·p_per, 0.8·conf·p_lowH, 0.9·p_anti, p_bper)
+//	p_reg = max(conf·p_per, 0.8·conf·p_lowH, 0.9·p_anti, p_bper, g_cyc·p_cyc)
 //	score = 100 · [1 − (1 − p_reg)(1 − p_fast)(1 − p_cont)] · (1 − 0.3·h)
 //
 // The reason is the component with the largest weighted term. A verdict is
@@ -145,9 +163,11 @@
 //
 // # Memory
 //
-// A tracked identity costs one 256-byte state, a copy of its [identity.ID]
-// (48 bytes) and a map entry, plus growth slack: about 500 bytes measured,
-// so the default cap of one million identities is about 500 MB when full.
+// A tracked identity costs one 264-byte slot: its 240-byte state, an
+// 18-byte pointer-free key and a free-list link, in a slab mapped outside
+// the Go heap (slab.go), plus about 5 bytes of open-addressing index: about
+// 270 bytes of RSS, so the default cap of one million identities is about
+// 270 MB when full (test/memory measures the running binary).
 // The map is sharded; each shard has its own mutex and its own share of the
 // cap, and a full shard evicts the least valuable of a few sampled entries
 // (see [Options.MaxClients]).

@@ -30,6 +30,9 @@ const (
 	// share one schedule or script (internal/fleet). No score component
 	// gives it; the fleet detector quarantines with it.
 	ReasonFleet
+	// ReasonPeriodicCycle means the intervals repeat a short cycle of 2-4
+	// beats, or follow one period that drifts slowly.
+	ReasonPeriodicCycle
 
 	numReasons
 )
@@ -43,6 +46,7 @@ var reasonNames = [numReasons]string{
 	ReasonNoPause:        "no_pause",
 	ReasonContinuity:     "continuity",
 	ReasonFleet:          "fleet",
+	ReasonPeriodicCycle:  "periodic_cycle",
 }
 
 // String returns the reason's snake_case name, e.g. "periodic".

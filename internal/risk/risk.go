@@ -124,7 +124,8 @@ type Explanation struct {
 	Summary
 	// Features lists the components in a fixed order: periodic,
 	// low_entropy, anti_bursty, periodic_bursts, no_pause, continuity,
-	// human_signature, shared.
+	// human_signature, shared, periodic_cycle (appended last, so the
+	// positions of the others stay).
 	Features []Feature
 	// Intervals is how many intervals have been seen in all (batched
 	// requests add none).
@@ -363,7 +364,7 @@ func (e *Engine) insertLocked(sh *shard, id identity.ID, k *key, h uint64) (int3
 	}
 	s := sh.slot(i)
 	s.key = *k
-	if k.kind == kindName {
+	if k.named() {
 		sh.setNameLocked(i, id)
 	}
 	sh.indexLocked(e.seed, h, i)
@@ -478,6 +479,7 @@ func (f *features) list(shared bool) []Feature {
 		{Name: ReasonContinuity.String(), Value: float64(f.activeN), Probability: f.pCont, Gate: f.gCont, Threshold: thresholds.continuity},
 		{Name: "human_signature", Value: f.a, Probability: human, Gate: humanDiscount, Threshold: thresholds.human},
 		{Name: "shared", Value: f.rate, Probability: sh, Gate: 1, Threshold: thresholds.shared},
+		{Name: ReasonPeriodicCycle.String(), Value: f.cycEta, Probability: f.pCyc, Gate: f.gCyc, Threshold: thresholds.periodicCycle},
 	}
 }
 

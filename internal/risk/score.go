@@ -71,6 +71,11 @@ const (
 
 	fastAfter = 60.0  // no pause: seconds without a 3 s pause before it counts
 	fastSpan  = 120.0 // certain after fastAfter + fastSpan seconds
+	// fastAfterPaused replaces fastAfter once the stream has made a human
+	// pause (state.calm): a brisk person paging at 1 s rarely waits 3 s,
+	// and a stream that has paused like a person must go longer without
+	// it. A script never pauses, so its wait stays fastAfter.
+	fastAfterPaused = 180.0
 
 	contSpan  = int64(2 * time.Hour) // continuity needs this much history
 	contFloor = 20                   // active buckets of 24 above this count
@@ -134,6 +139,64 @@ const (
 	perMixedSpan = 28
 	perOffLo     = 0.5
 	perOffHi     = 1.5
+
+	// Multi-beat periodicity (periodic_cycle): a job that waits a short
+	// list of intervals in turn (a, b, a, b, … or a, b, c, d, a, …) or one
+	// period that drifts slowly. On the ring in arrival order, with
+	// L = log₂ of each interval, the lag-k deviation
+	//
+	//	D_k = mean over i of min(|L_i − L_{i−k}|, 1), k = 1 … cycMaxLag,
+	//
+	// is small at the cycle's length (only the jitter is left: ±10 %
+	// uniform gives about 0.1), and at lag 1 for a drifting period. It is
+	// compared with the spread S = mean |L_i − median L| of the same
+	// intervals: for gaps drawn independently of each other (any human
+	// model, any i.i.d. jitter) D_k/S is about √2 at every lag, so the
+	// component cannot fire on them, however narrow their spread (that is
+	// the periodic component's business). It fires when both D and D/S
+	// are small. A comb over the lags k ≤ 4 costs 4·32 subtractions.
+	cycMaxLag  = 4
+	cycDevCut  = 0.30 // D below this (log₂ units) counts …
+	cycDevSpan = 0.12 // … and is certain at cycDevCut − cycDevSpan
+	cycEtaCut  = 0.80 // D/S below this counts …
+	cycEtaSpan = 0.30 // … and is certain at cycEtaCut − cycEtaSpan
+	cycFloor   = 8    // weight from this many intervals …
+	cycSpan    = 16   // … full cycSpan later (at 24)
+
+	// Fast, steady humans (issue 14): a person paging through results at
+	// an even 1-3 s has log-normal gaps with σ ≈ 0.45, and for the first
+	// minutes, before she pauses, her ring is statistically a 50 %-jitter
+	// timer's. What tells her apart is evidence that accumulates: she
+	// pauses, a timer does not. So moderate regularity counts only after
+	// the stream has gone long enough without a human pause, and weak
+	// signs need more intervals:
+	//
+	//   - A human pause is a gap longer than pauseGap and at least
+	//     pauseRatio times the EW mean before it (state.calm; jitter up to
+	//     ±50 % never makes one).
+	//   - Moderate anti-burstiness (max(A, A_ew) above calmStrong, fading
+	//     in over antiStrongWidth) and low entropy are weighted by
+	//     calm/calmFirst while the stream has never paused, calm/calmLong
+	//     once it has: a person who has paused before needs 20 minutes
+	//     without a pause to be judged on moderate regularity again. The
+	//     wait is waived at a sub-human pace (median < paceMedian) and when
+	//     at least two ring gaps are below median/pauseRatio: jitter that
+	//     reaches below a third of the median is additive (a Gaussian
+	//     timer), not a person's log-normal think time.
+	//   - Pace counts as machine evidence below paceMedian, not 1 s: one
+	//     call per page at a 1 s median is a brisk person; sustained
+	//     single calls under half a second are not.
+	//   - Periodicity weaker than perStrong (MAD/median) at a human pace
+	//     needs 32 intervals for full weight, as mixed streams do; low
+	//     entropy needs confFloor + entConfSpan = 24.
+	paceMedian  = 500.0 // ms
+	entConfSpan = 20
+	pauseRatio  = 3.0
+	perStrong   = 0.06
+	calmStrong  = -0.6
+	calmFirst   = 270_000.0   // ms: 4.5 minutes
+	calmLong    = 1_200_000.0 // ms: 20 minutes
+	calmPaused  = 1 << 31     // state.calm's flag: the stream has paused
 )
 
 // features holds every statistic and component of one evaluation, for the
@@ -163,6 +226,12 @@ type features struct {
 	pCont, gCont  float64
 	short, long   float64 // share of ring gaps < 1 s and > 3 s
 	off           float64 // share of ring gaps off the median by more than half
+	cycDev        float64 // least lag-k deviation D_k of log₂ intervals
+	cycEta        float64 // D_k / S, the deviation against the spread
+	cycLag        int     // the k of cycDev
+	calm          float64 // seconds since the last human pause
+	low           float64 // share of ring gaps below median/pauseRatio
+	pCyc, gCyc    float64
 	human         bool
 	shared        bool
 	rate          float64 // req/s over 60 s
@@ -177,9 +246,15 @@ var (
 	log2Tab  [ringSize + 2]float64 // log₂ c
 	clog2Tab [ringSize + 2]float64 // c·log₂ c
 	sqrtTab  [ringSize + 3]float64 // √c
+	// mantTab[i] = 256·log₂(1 + i/256), rounded: log2ms reads the 8 bits
+	// after an interval's leading one here, within 0.01 of the true log₂.
+	mantTab [256]uint8
 )
 
 func init() {
+	for i := range mantTab {
+		mantTab[i] = uint8(math.Round(logOne * math.Log2(1+float64(i)/256)))
+	}
 	for c := range log2Tab {
 		if c > 0 {
 			log2Tab[c] = math.Log2(float64(c))
@@ -227,14 +302,18 @@ func (s *state) evaluate(now int64, f *features) {
 	f.median, f.rcv = madRatio(a)
 
 	var sum float64
-	var short, long, off int
+	var short, long, off, low int
 	lo, hi := f.median*perOffLo, f.median*perOffHi
+	lo3 := f.median / pauseRatio
 	run, runBin := 0, -1
 	var clog float64 // Σ c·log₂ c over the octave bins
 	for _, x := range a {
 		sum += float64(x)
 		if v := float64(x); v < lo || v > hi {
 			off++
+			if v < lo3 {
+				low++
+			}
 		}
 		if x < uint32(burstGap/int64(time.Millisecond)) {
 			short++
@@ -276,12 +355,13 @@ func (s *state) evaluate(now int64, f *features) {
 
 	conf := clamp(float64(m-confFloor) / confSpan)
 	f.off = float64(off) / float64(m)
+	f.low = float64(low) / float64(m)
 	gPer := conf
-	if f.off >= perMixed {
+	if f.off >= perMixed || f.rcv > perStrong && f.median >= paceMedian {
 		gPer = clamp(float64(m-confFloor) / perMixedSpan)
 	}
 	f.pPer, f.gPer = clamp((perCut-f.rcv)/perSpan), gPer
-	f.pLowH, f.gLowH = clamp((entCut-f.entropy)/entSpan), entWeight*conf
+	f.pLowH, f.gLowH = clamp((entCut-f.entropy)/entSpan), entWeight*clamp(float64(m-confFloor)/entConfSpan)
 	// Machine evidence: symmetric gaps on both horizons, or a sub-second
 	// median (one person's sub-second gaps are client fan-out, which is
 	// bursty, DETECTION.md §1.2; a regular sub-second rhythm is code with
@@ -289,7 +369,7 @@ func (s *state) evaluate(now int64, f *features) {
 	f.skewEW = s.ewSkewness()
 	f.sym = clamp((symCut - max(f.skew, f.skewEW)) / symSpan)
 	pace := 0.0
-	if f.median < float64(burstGap/int64(time.Millisecond)) {
+	if f.median < paceMedian {
 		pace = 1
 	}
 	x := max(f.a, f.aEW)
@@ -305,18 +385,33 @@ func (s *state) evaluate(now int64, f *features) {
 		pace*clamp((antiStrongPace+antiStrongWidth-x)/antiStrongWidth))
 	span := antiSpan - (antiSpan-antiFast)*fast
 	f.gAnti = antiWeight * clamp(float64(int64(f.nInt)-antiMin)/span)
+	calmMS, need := float64(s.calm&^calmPaused), calmFirst
+	if s.calm&calmPaused != 0 {
+		need = calmLong
+	}
+	f.calm = calmMS / 1000
+	calmGate := clamp(calmMS / need)
+	strong := clamp((calmStrong + antiStrongWidth - x) / antiStrongWidth)
+	waive := clamp(f.low*ringSize - 1)
+	f.gAnti *= strong + (1-strong)*max(pace, calmGate, waive)
+	f.gLowH *= max(pace, calmGate, waive)
 	if f.mB > bperMin {
 		f.bMedian, f.bRcv = madRatio(s.bursts.sorted(&buf))
 		f.pBper = clamp((bperCut - f.bRcv) / bperWidth)
 		f.gBper = clamp(float64(f.mB-bperMin) / bperSpan)
 	}
-	f.pFast, f.gFast = clamp((f.stretch-fastAfter)/fastSpan), 1
+	after := fastAfter
+	if s.calm&calmPaused != 0 {
+		after = fastAfterPaused
+	}
+	f.pFast, f.gFast = clamp((f.stretch-after)/fastSpan), 1
 	if max(f.a, f.aEW) < contMaxA {
 		f.pCont = clamp(float64(f.activeN-contFloor) / contWidth)
 	}
 	if s.last-s.first >= contSpan {
 		f.gCont = contWeight
 	}
+	s.cycle(m, f)
 	f.human = f.short >= humanShortMin && f.short <= humanShortMax &&
 		f.long >= humanLongMin && f.a > humanMinA
 
@@ -346,9 +441,11 @@ func (s *state) evaluate(now int64, f *features) {
 		ReasonPeriodicBursts: f.gBper * f.pBper,
 		ReasonNoPause:        f.gFast * f.pFast,
 		ReasonContinuity:     f.gCont * f.pCont,
+		ReasonPeriodicCycle:  f.gCyc * f.pCyc,
 	}
 	t := &f.terms
-	pReg := max(t[ReasonPeriodic], t[ReasonLowEntropy], t[ReasonAntiBursty], t[ReasonPeriodicBursts])
+	pReg := max(t[ReasonPeriodic], t[ReasonLowEntropy], t[ReasonAntiBursty], t[ReasonPeriodicBursts],
+		t[ReasonPeriodicCycle])
 	f.risk = 1 - (1-pReg)*(1-t[ReasonNoPause])*(1-t[ReasonContinuity])
 	if f.human {
 		f.risk *= 1 - humanDiscount
@@ -361,6 +458,86 @@ func (s *state) evaluate(now int64, f *features) {
 			best, f.reason = t[r], r
 		}
 	}
+}
+
+// cycle computes the multi-beat component (see cycMaxLag) from the m ≥
+// minIntervals intervals of the ring, in arrival order. It allocates
+// nothing: the logarithms live in an array on the stack.
+func (s *state) cycle(m int, f *features) {
+	var buf [ringSize]uint32
+	var lg [ringSize]int32
+	for i, x := range s.ring.inOrder(&buf) {
+		lg[i] = log2ms(x)
+	}
+	// The spread S around the median of the logarithms; the median of
+	// log₂ x is log₂ of the median, which evaluate has found already.
+	med := log2ms(uint32(f.median))
+	var spread int32
+	for _, l := range lg[:m] {
+		spread += abs32(l - med)
+	}
+
+	// A lag whose mean deviation exceeds bound scores 0 whatever the rest
+	// of its terms, so its sum stops there: on human traffic every lag
+	// passes the bound within a few terms, and the comb costs little.
+	// Sums of at most 31 terms of at most logOne each: no overflow.
+	bound := min(cycDevCut*logOne, cycEtaCut*float64(spread)/float64(m))
+	// The best lag so far has mean deviation bestD/bestN, compared by
+	// cross-multiplying (no division in the loop).
+	bestD, bestN, lag := int32(logOne), int32(1), 0
+	for k := 1; k <= cycMaxLag; k++ {
+		limit := int32(bound * float64(m-k))
+		var d int32
+		i := k
+		for ; i < m && d <= limit; i++ {
+			if x := abs32(lg[i] - lg[i-k]); x < logOne {
+				d += x
+			} else {
+				d += logOne
+			}
+		}
+		// A lag stopped early reports the mean of the terms it read, which
+		// is above bound.
+		if n := int32(i - k); d*bestN < bestD*n {
+			bestD, bestN, lag = d, n, k
+		}
+	}
+	best := float64(bestD) / float64(bestN)
+	f.cycDev, f.cycLag = best/logOne, lag
+	f.cycEta = 2 // no spread at all: a perfect timer, left to periodic
+	if spread > 0 {
+		f.cycEta = best / (float64(spread) / float64(m))
+	}
+	f.pCyc = clamp((cycDevCut-f.cycDev)/cycDevSpan) * clamp((cycEtaCut-f.cycEta)/cycEtaSpan)
+	f.gCyc = clamp(float64(m-cycFloor) / cycSpan)
+}
+
+// logOne is one octave in the fixed point of log2ms.
+const logOne = 256
+
+// log2ms returns log₂ x in 1/256ths of an octave, for an interval x ≥ 1
+// ms (0 for 0), from the position of the leading one and a table of the
+// next 8 bits. Integers keep the comb over lags cheap: it is the inner
+// loop of the request path's costliest component.
+func log2ms(x uint32) int32 {
+	if x == 0 {
+		return 0
+	}
+	e := bits.Len32(x) - 1
+	var frac uint32
+	if e >= 8 {
+		frac = x >> (e - 8) & 255
+	} else {
+		frac = x << (8 - e) & 255
+	}
+	return int32(e)*logOne + int32(mantTab[frac])
+}
+
+func abs32(x int32) int32 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // madRatio returns the median of the sorted, positive values a and the

@@ -39,10 +39,24 @@ const (
 	kindV4
 	kindV6
 	kindName
+	// kindComposed is an address with a name (--identity
+	// address+fingerprint): the key holds the address and the name is kept
+	// beside it, so one address's clients stay apart.
+	kindComposed
 )
 
-// keyOf returns id's key and, for a name identity, its name.
+// named reports whether slots of k's kind keep their identity's name.
+func (k *key) named() bool { return k.kind == kindName || k.kind == kindComposed }
+
+// keyOf returns id's key and, for a name or composed identity, its name.
 func keyOf(id identity.ID) (key, string) {
+	if a, ok := id.Addr(); ok && id.Name() != "" {
+		k := key{addr: a.As16(), kind: kindComposed}
+		if b, ok := id.IPv6Bits(); ok {
+			k.bits = uint8(b)
+		}
+		return k, id.Name()
+	}
 	if a, ok := id.Addr(); ok {
 		k := key{addr: a.As16(), kind: kindV4}
 		if b, ok := id.IPv6Bits(); ok {
@@ -68,8 +82,11 @@ func (k *key) addrID() identity.ID {
 // random per engine, so clients cannot aim their addresses at one shard or
 // one probe chain.
 func hashKey(seed maphash.Seed, k *key, name string) uint64 {
-	if k.kind == kindName {
+	switch k.kind {
+	case kindName:
 		return maphash.String(seed, name)
+	case kindComposed:
+		return maphash.Bytes(seed, k.addr[:]) ^ maphash.String(seed, name)<<1 ^ uint64(k.bits)<<8
 	}
 	return maphash.Bytes(seed, k.addr[:]) ^ uint64(k.bits)<<8 ^ uint64(k.kind)
 }
@@ -166,7 +183,7 @@ func (sh *shard) lookupLocked(h uint64, k *key, name string) (int32, bool) {
 			continue
 		}
 		i := int32(ent&entrySlotMask) - 1
-		if s := sh.slot(i); s.key == *k && (k.kind != kindName || sh.names[i].Name() == name) {
+		if s := sh.slot(i); s.key == *k && (!k.named() || sh.names[i].Name() == name) {
 			return i, true
 		}
 	}
@@ -211,7 +228,7 @@ func (sh *shard) growIndexLocked(seed maphash.Seed) {
 func (sh *shard) hashSlotLocked(seed maphash.Seed, i int32) uint64 {
 	s := sh.slot(i)
 	name := ""
-	if s.key.kind == kindName {
+	if s.key.named() {
 		name = sh.names[i].Name()
 	}
 	return hashKey(seed, &s.key, name)
@@ -243,7 +260,7 @@ func (sh *shard) unindexLocked(seed maphash.Seed, h uint64, i int32) {
 // idLocked returns the identity in slot i.
 func (sh *shard) idLocked(i int32) identity.ID {
 	s := sh.slot(i)
-	if s.key.kind == kindName {
+	if s.key.named() {
 		return sh.names[i]
 	}
 	return s.key.addrID()

@@ -15,8 +15,8 @@ import (
 // TestSlotSize pins the slot's size: it is most of what a client costs
 // (the budget is 300 B of RSS per client at 1 M clients, issue 10).
 func TestSlotSize(t *testing.T) {
-	if got := unsafe.Sizeof(slot{}); got > 256 {
-		t.Errorf("unsafe.Sizeof(slot{}) = %d, want ≤ 256: the state, its key and the free-list link", got)
+	if got := unsafe.Sizeof(slot{}); got > 264 {
+		t.Errorf("unsafe.Sizeof(slot{}) = %d, want ≤ 264: the state, its key and the free-list link", got)
 	}
 }
 
@@ -68,10 +68,14 @@ func TestKeyRoundTrip(t *testing.T) {
 		identity.FromAddr(netip.MustParseAddr("::"), 0),
 		identity.FromAddr(netip.MustParseAddr("::cb00:7107"), 128), // IPv4-compatible, not IPv4
 		name,
+		// One address's clients told apart by TLS fingerprint.
+		identity.Composed(netip.MustParseAddr("203.0.113.7"), 64, identity.FingerprintKey("ja4-a")),
+		identity.Composed(netip.MustParseAddr("203.0.113.7"), 64, identity.FingerprintKey("ja4-b")),
+		identity.Composed(netip.MustParseAddr("203.0.113.8"), 64, identity.FingerprintKey("ja4-a")),
 	}
 	for i, id := range ids {
 		k, n := keyOf(id)
-		if k.kind != kindName {
+		if !k.named() {
 			if got := k.addrID(); got != id {
 				t.Errorf("%v: key %+v gives back %v", id, k, got)
 			}
@@ -183,5 +187,33 @@ func TestOffHeapReleased(t *testing.T) {
 			t.Fatal("the dropped engine's slab was not released")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestComposedIdentitiesApart: the clients of one address with different
+// fingerprints (--identity address+fingerprint) are tracked apart, and
+// read back whole.
+func TestComposedIdentitiesApart(t *testing.T) {
+	e := New(Options{})
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	a := netip.MustParseAddr("203.0.113.7")
+	bot := identity.Composed(a, 64, identity.FingerprintKey("script"))
+	person := identity.Composed(a, 64, identity.FingerprintKey("browser"))
+	for i := range 40 {
+		e.Observe(bot, t0.Add(time.Duration(i)*2*time.Second))
+	}
+	e.Observe(person, t0.Add(time.Second))
+	if e.Len() != 2 {
+		t.Fatalf("tracking %d identities, want the bot and the person apart", e.Len())
+	}
+	vb, _ := e.Peek(bot, t0.Add(80*time.Second))
+	vp, _ := e.Peek(person, t0.Add(80*time.Second))
+	if vb.Requests != 40 || vp.Requests != 1 {
+		t.Errorf("requests: bot %d, person %d; want 40 and 1", vb.Requests, vp.Requests)
+	}
+	for _, s := range e.Top(2, t0.Add(80*time.Second)) {
+		if s.ID != bot && s.ID != person {
+			t.Errorf("Top gave back %v, not one of the composed identities", s.ID)
+		}
 	}
 }

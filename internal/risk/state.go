@@ -31,7 +31,7 @@ const (
 
 // state is one identity's timing record. It is fixed-size, holds no
 // pointers (so a slab of states can live outside the Go heap, see slab.go),
-// and with its key must fit a 256-byte slot (TestSlotSize): 232 bytes now.
+// and with its key must fit a 264-byte slot (TestSlotSize): 240 bytes now.
 // Fields are ordered largest alignment first so that the compiler adds no
 // padding between them.
 //
@@ -74,6 +74,13 @@ type state struct {
 	// requests change n without a new evaluation, and Explain must
 	// reproduce the latest score.
 	oneClient bool
+
+	// calm: ms since the last human pause (a gap longer than pauseGap and
+	// at least pauseRatio times the EW mean before it), saturating, in the
+	// low 31 bits; the top bit (calmPaused) is set once the stream has
+	// paused. A jittered timer never pauses; see calmFirst in score.go.
+	// Added for issue 14 (4 bytes).
+	calm uint32
 }
 
 // sortedRing keeps the last ringSize durations (ms, packed by packMS) in
@@ -83,7 +90,7 @@ type state struct {
 //
 // The order is a permutation of 32 positions, kept as 32 five-bit fields in
 // 20 bytes (perm) rather than one byte each: 24 bytes less per client over
-// the two rings, which brings a slot to 256 bytes (TestSlotSize). Why not
+// the two rings, which keeps a slot to 264 bytes (TestSlotSize). Why not
 // drop the order and sort when scoring: measured, an insertion sort of 32
 // values costs about 300 ns, a read through the kept order about 17 ns,
 // and scoring reads both rings on every interval. The packed fields cost
@@ -266,6 +273,11 @@ func (s *state) record(now int64) bool {
 	// Without the time base, a CGNAT's statistics swing enough to look
 	// regular now and then, and every request is a new look.
 	x := float64(ms)
+	if gap > pauseGap && s.nInt > minIntervals && x >= pauseRatio*float64(s.ewMean) {
+		s.calm = calmPaused
+	} else {
+		s.calm = s.calm&calmPaused | min(s.calm&^calmPaused+min(ms, calmPaused), calmPaused-1)
+	}
 	alpha := min(1.0/64, float64(gap)/ewHorizon)
 	alpha = max(alpha, 1/float64(s.nInt))
 	// The third central moment follows from mixing the old distribution

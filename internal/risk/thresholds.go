@@ -10,25 +10,32 @@ import (
 // the text cannot drift from the model; it is built once, at start-up.
 var thresholds = struct {
 	periodic, lowEntropy, antiBursty, periodicBursts, noPause, continuity, human, shared string
+	periodicCycle                                                                        string
 }{
 	periodic: fmt.Sprintf("MAD/median of the last %d intervals < %.2f (certain at %.2f); weight full at %d intervals, "+
-		"or at %d when >= %s of them are off the median by more than half",
-		ringSize, perCut, perCut-perSpan, confFloor+confSpan, confFloor+perMixedSpan, fraction(perMixed)),
-	lowEntropy: fmt.Sprintf("entropy of log2(ms) octaves < %.1f bits (certain at %.1f); weight %.1f, full at %d intervals; off while shared",
-		entCut, entCut-entSpan, entWeight, confFloor+confSpan),
+		"or at %d when >= %s of them are off the median by more than half or MAD/median > %.2f",
+		ringSize, perCut, perCut-perSpan, confFloor+confSpan, confFloor+perMixedSpan, fraction(perMixed), perStrong),
+	lowEntropy: fmt.Sprintf("entropy of log2(ms) octaves < %.1f bits (certain at %.1f); weight %.1f, full at %d intervals "+
+		"and after %v without a human pause (%v once the stream has paused); off while shared",
+		entCut, entCut-entSpan, entWeight, confFloor+entConfSpan, msDur(calmFirst), msDur(calmLong)),
 	antiBursty: fmt.Sprintf("max(Kim-Jo A_n, EW burstiness) < %.2f (certain at %.2f), moving to < %.2f (certain at %.2f) "+
 		"with symmetric gaps (skewness < %.1f on ring and EW) or a sub-second median, and to < %.0f (certain at %.1f) "+
 		"at a sub-second median with at most %s of requests batched (one client, no fan-out); "+
 		"weight %.1f from %d intervals, full at %d, or at %d when strong (symmetric and <= %.1f, or sub-second and <= %.2f); off while shared",
 		antiCutHuman, antiCutHuman-antiWidth, antiCutMachine, antiCutMachine-antiWidth,
 		symCut-symSpan, antiCutPace, antiCutPace-antiWidth, fraction(paceMaxConcurrent),
-		antiWeight, antiMin, antiMin+antiSpan, antiMin+antiFast, antiStrongSym, antiStrongPace),
+		antiWeight, antiMin, antiMin+antiSpan, antiMin+antiFast, antiStrongSym, antiStrongPace) +
+		fmt.Sprintf("; above %.1f it also needs %v without a human pause (a gap > %v and >= %.0fx the EW mean), "+
+			"%v once the stream has paused, unless the median is < %v or >= 2 ring gaps are < median/%.0f",
+			calmStrong, msDur(calmFirst), secs(pauseGap), pauseRatio, msDur(calmLong),
+			msDur(paceMedian), pauseRatio),
 	periodicBursts: fmt.Sprintf("MAD/median of burst-start intervals (a burst starts after a gap >= %v) < %.2f (certain at %.2f); "+
 		"weight from %d bursts, full at %d; off at >= %.1f req/s over %v (over the stream's life while under %v old)",
 		secs(burstGap), bperCut, bperCut-bperWidth, bperMin, bperMin+bperSpan, busyRate,
 		secs(rateWindow), secs(busyWait)),
-	noPause: fmt.Sprintf("seconds without a pause > %v above %.0f (certain at %.0f); off while shared",
-		secs(pauseGap), fastAfter, fastAfter+fastSpan),
+	noPause: fmt.Sprintf("seconds without a pause > %v above %.0f (certain at %.0f), above %.0f once the stream has "+
+		"made a human pause; off while shared",
+		secs(pauseGap), fastAfter, fastAfter+fastSpan, fastAfterPaused),
 	continuity: fmt.Sprintf("active %d-minute buckets of the last 24 above %d (certain at %d) while max(A_n, EW burstiness) < %.0f; "+
 		"weight %.1f after %d h observed; off while shared",
 		bucketLen/int64(time.Minute), contFloor, contFloor+contWidth, contMaxA, contWeight, contSpan/int64(time.Hour)),
@@ -42,12 +49,19 @@ var thresholds = struct {
 		sharedMinIntervals, sharedMinAEW, secs(rateWindow), sharedFastRate, sharedMinRate,
 		secs(pauseGap), secs(sharedMinStretch*int64(time.Millisecond)), sharedKeepRate, sharedKeepAEW,
 		secs(sharedFor), crowdMinIntervals, crowdMinAEW, crowdMinRate, secs(crowdFor)),
+	periodicCycle: fmt.Sprintf("value D/S: least lag-k deviation D of log2 intervals (k = 1-%d, in arrival order) over their spread S "+
+		"around the median; D < %.2f (certain at %.2f) and D/S < %.2f (certain at %.2f; about 1.4 for independent gaps); "+
+		"weight from %d intervals, full at %d (a lag past what can score stops early and shows the mean of the terms it read)",
+		cycMaxLag, cycDevCut, cycDevCut-cycDevSpan, cycEtaCut, cycEtaCut-cycEtaSpan, cycFloor, cycFloor+cycSpan),
 }
 
 // secs writes a duration in nanoseconds as seconds, e.g. "3 s".
 func secs(ns int64) string {
 	return fmt.Sprintf("%g s", float64(ns)/float64(time.Second))
 }
+
+// msDur writes a duration in ms as Go does, e.g. "4m0s" or "500ms".
+func msDur(ms float64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 // fraction writes a share such as 0.125 as "1/8".
 func fraction(x float64) string {

@@ -374,14 +374,14 @@ var all = []Scenario{
 	// Identity composition (--identity, --fingerprint-header): scenarios
 	// whose clients carry TLS fingerprints.
 	{
-		ID: "H14", Name: "nat-browsers", Family: "H14", Label: Human, Horizon: min30, Clients: 20,
+		ID: "H15", Name: "nat-browsers", Family: "H15", Label: Human, Horizon: min30, Clients: 20,
 		Description: "an office NAT of 20 humans, each on a browser build of its own (distinct TLS fingerprints)",
 		Params:      "20 × H1, starts staggered U[0, 60s]; member i has fingerprint browser-i",
 		member:      humans(h1Model, desktopAgents),
 		fingerprint: func(i, _ int) string { return BrowserFingerprint(i) },
 	},
 	{
-		ID: "B13", Name: "rotating-bot", Family: "B13", Label: Bot, Horizon: min30, Clients: 1,
+		ID: "B14", Name: "rotating-bot", Family: "B14", Label: Bot, Horizon: min30, Clients: 1,
 		Description: "a jittered 2 s bot that moves to a new address every 50 requests and keeps its TLS stack",
 		Params:      "U[1.6s, 2.4s]; one endpoint; new address every 50 requests; one fingerprint",
 		RotateEvery: 50,
@@ -401,6 +401,7 @@ func BrowserFingerprint(i int) string {
 }
 
 func init() {
+	all = append(all, beatScenarios...) // beats.go: B13 multi-beat bots, H14 brisk pagers
 	for i := range all {
 		if all[i].Family == "" {
 			all[i].Family = all[i].ID

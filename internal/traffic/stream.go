@@ -22,8 +22,8 @@ type Request struct {
 	// scenarios). In B12 (nat-bot) the last member is the bot.
 	Member int
 	// Fingerprint is the member's TLS fingerprint, as a proxy would pass
-	// it (a JA4-shaped label), for scenarios that model one (B12, H14,
-	// B13); "" otherwise.
+	// it (a JA4-shaped label), for scenarios that model one (B12, H15,
+	// B14); "" otherwise.
 	Fingerprint string
 	// Hop counts the addresses a rotating client has left behind
 	// (Scenario.RotateEvery): 0 for its first address, then 1, 2, ...; 0

@@ -40,7 +40,10 @@ func TestScenarioTable(t *testing.T) {
 		"B1-0.5s", "B1-2s", "B1-10s", "B1-60s", "B2-5", "B2-20", "B2-50", "B2b", "B2c",
 		"B3-5", "B3-20", "B3-50", "B4", "B5", "B5b", "B6", "B7", "B8", "B9", "B10", "B10b", "B11", "B12",
 		"B2-ua",
-		"H14", "B13", // identity composition: fingerprints, a rotating address
+		"H15", "B14", // identity composition: fingerprints, a rotating address
+		// beats.go (issue 14): brisk pagers and multi-beat timers.
+		"H14-1s", "H14-2s", "H14-3s", "B13-2f", "B13-2w", "B13-2s", "B13-3", "B13-3g", "B13-4", "B13-4m",
+		"B13-ds", "B13-dw", "B13-2d",
 	}
 	outOfScope := []string{"B5b", "B6", "B7", "B8", "B9", "B10b", "B12"}
 
@@ -697,12 +700,12 @@ func TestRotatingAgents(t *testing.T) {
 }
 
 // TestFingerprintsAndRotation: the fingerprinted scenarios carry one
-// fingerprint per member, B13 moves address every RotateEvery requests,
+// fingerprint per member, B14 moves address every RotateEvery requests,
 // and the rest carry neither; B12's times are those it had before it
 // carried fingerprints (the fingerprint draws no random numbers).
 func TestFingerprintsAndRotation(t *testing.T) {
 	start := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	for _, name := range []string{"H14", "B12", "B13", "H7", "B1-2s"} {
+	for _, name := range []string{"H15", "B12", "B14", "H7", "B1-2s"} {
 		sc, _ := Lookup(name)
 		st := sc.Stream(3, start)
 		fps := map[int]string{}
@@ -724,17 +727,17 @@ func TestFingerprintsAndRotation(t *testing.T) {
 			distinct[fp] = true
 		}
 		switch name {
-		case "H14":
+		case "H15":
 			if len(distinct) != sc.Clients {
-				t.Errorf("H14: %d fingerprints for %d browsers", len(distinct), sc.Clients)
+				t.Errorf("H15: %d fingerprints for %d browsers", len(distinct), sc.Clients)
 			}
 		case "B12":
 			if fps[sc.Clients-1] != ScriptFingerprint || len(distinct) != sc.Clients {
 				t.Errorf("B12: the bot has %q; %d fingerprints", fps[sc.Clients-1], len(distinct))
 			}
-		case "B13":
+		case "B14":
 			if len(distinct) != 1 || fps[0] != ScriptFingerprint || n < 10*sc.RotateEvery {
-				t.Errorf("B13: fingerprints %v over %d requests", distinct, n)
+				t.Errorf("B14: fingerprints %v over %d requests", distinct, n)
 			}
 		default:
 			if !distinct[""] || len(distinct) != 1 {

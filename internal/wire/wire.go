@@ -72,7 +72,7 @@ type Extra struct {
 	Shards int
 	// Scored is the policy's Options.Scored (calibration's recorder); nil
 	// records nothing.
-	Scored func(id identity.ID, path string, v risk.Verdict, now time.Time)
+	Scored func(id identity.ID, path string, v risk.Verdict, out authz.Outcome, now time.Time)
 }
 
 // Build returns the decision stack cfg describes. cfg must have passed
