@@ -305,9 +305,9 @@ func (p *Policy) decide(r Request) Decision {
 	}
 
 	fp := r.Client.Fingerprint
-	if e, ok := p.quarantined(id, addr, r.Now); ok {
-		d.Outcome, d.Reason, d.RetryAfter = Quarantined, e.Reason, e.RetryAfterSeconds(r.Now)
-		if fp != "" && r.Now.Sub(e.Since) < evidenceAfterAdmit {
+	if q, ok := p.quarantined(id, addr, r.Now); ok {
+		d.Outcome, d.Reason, d.RetryAfter = Quarantined, q.Reason, q.RetryAfter
+		if fp != "" && r.Now.Sub(q.Since) < evidenceAfterAdmit {
 			// Admitted elsewhere (a replica's merged stream, another
 			// transport): the fingerprint is evidence all the same.
 			p.evidence.Quarantined(fp, id, r.Now)
@@ -463,20 +463,22 @@ func canonical(path string) bool {
 	return true
 }
 
-// quarantined reports the quarantine that refuses this request, and counts
-// the refusal in its Hits (in shadow mode, what would be refused). The
+// quarantined reports what a deny says of the quarantine that refuses this
+// request, and counts the refusal in its Hits (in shadow mode,
+// what would be refused), without building the quarantine's Entry: a flood
+// of quarantined bots makes this call on every request. The
 // allow list wins over a quarantine it meets (one restored from a state
 // file written before the address was allowed): allow-listed clients are
 // never quarantined. With an allow list, a hit costs a second lookup so
 // that an allowed request is not counted; without one, a single lookup.
-func (p *Policy) quarantined(id identity.ID, addr netip.Addr, now time.Time) (quarantine.Entry, bool) {
+func (p *Policy) quarantined(id identity.ID, addr netip.Addr, now time.Time) (quarantine.Refusal, bool) {
 	if !p.lists.HasAllow() {
-		return p.q.Hit(id, now)
+		return p.q.Refuse(id, now)
 	}
 	if _, ok := p.q.Check(id, now); !ok || (addr.IsValid() && p.lists.Allowed(addr)) {
-		return quarantine.Entry{}, false
+		return quarantine.Refusal{}, false
 	}
-	return p.q.Hit(id, now)
+	return p.q.Refuse(id, now)
 }
 
 // ErrAllowListed is Ban's answer for a client on the allow list.

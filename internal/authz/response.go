@@ -2,7 +2,6 @@ package authz
 
 import (
 	"encoding/json"
-	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -107,25 +106,43 @@ func denyKeyOf(d Decision) denyKey {
 	return denyKey{outcome: d.Outcome, score: d.Score, retry: max(d.RetryAfter, 1), reason: d.Reason}
 }
 
-// responseCache holds recently built answers in 256 slots picked by a hash
-// of their key, one answer a slot, replaced on a miss. A collision costs a
-// rebuild, never a wrong answer, since the whole key is compared.
+// responseCache holds recently built answers, one a slot, replaced on a
+// miss. A collision costs a rebuild, never a wrong answer, since the whole
+// key is compared (the reason by its bytes, which for the same string is a
+// pointer comparison).
+//
+// The slot is picked from the key's numbers, not a hash of it: a flood of
+// quarantined bots is answered with a spread of scores (each bot's score
+// moves with its rhythm) and of Retry-After seconds (they were admitted at
+// different times), all under one or two reasons. Indexing by
+// retry*101+score puts every score of about 80 consecutive Retry-After
+// seconds in a slot of its own, so that such a flood rebuilds an answer
+// only when its second ticks down, and finding the slot costs a few
+// arithmetic operations instead of hashing a string.
 type responseCache[V any] struct {
-	slots [256]atomic.Pointer[cached[V]]
-	seed  maphash.Seed
+	slots [denySlots]atomic.Pointer[cached[V]]
 }
+
+// denySlots is the size of a responseCache: about 80 seconds of every
+// score (64 KiB of pointers).
+const denySlots = 1 << 13
 
 type cached[V any] struct {
 	key denyKey
 	val V
 }
 
-func newResponseCache[V any]() *responseCache[V] {
-	return &responseCache[V]{seed: maphash.MakeSeed()}
-}
+func newResponseCache[V any]() *responseCache[V] { return new(responseCache[V]) }
 
+// slot returns k's slot. The outcome and the reason's length and first
+// byte shift the window, so that the few reasons of a flood ("periodic",
+// "manual", "denylist") rarely share slots.
 func (c *responseCache[V]) slot(k denyKey) *atomic.Pointer[cached[V]] {
-	return &c.slots[maphash.Comparable(c.seed, k)%uint64(len(c.slots))]
+	i := uint64(k.retry)*101 + uint64(k.score) + uint64(k.outcome)*4099
+	if k.reason != "" {
+		i += (uint64(len(k.reason))<<8 | uint64(k.reason[0])) * 2053
+	}
+	return &c.slots[i%denySlots]
 }
 
 // load returns the answer cached for k, if any.

@@ -610,6 +610,29 @@ func TestDenyCache(t *testing.T) {
 	wg.Wait()
 }
 
+// TestDenyCacheHoldsAFlood: a flood of quarantined bots is answered with
+// every score over a minute of Retry-After seconds; once each answer is
+// built, every one of them is answered from the cache (a cache that
+// thrashes rebuilds answers on the deny path, which then costs more than
+// the allow path).
+func TestDenyCacheHoldsAFlood(t *testing.T) {
+	c := newResponseCache[Decision]()
+	var flood []Decision
+	for retry := 3540; retry <= 3600; retry++ {
+		for score := range 101 {
+			flood = append(flood, Decision{Outcome: Quarantined, Score: uint8(score), Reason: "periodic", RetryAfter: retry})
+		}
+	}
+	for _, d := range flood {
+		c.store(denyKeyOf(d), d)
+	}
+	for _, d := range flood {
+		if got, ok := c.load(denyKeyOf(d)); !ok || got != d {
+			t.Fatalf("decision %+v: cached %v (%v), want it kept", d, got, ok)
+		}
+	}
+}
+
 // TestReleaseForgetsBeforeReleasing: a bot hammering away while an operator
 // releases it must not be re-admitted from its old rhythm in between.
 func TestReleaseForgetsBeforeReleasing(t *testing.T) {

@@ -134,8 +134,12 @@ func (e Entry) Remaining(now time.Time) time.Duration {
 // least 1: the value for an HTTP Retry-After header, which must not tell a
 // client to come back before its quarantine ends.
 func (e Entry) RetryAfterSeconds(now time.Time) int {
-	d := e.Remaining(now)
-	s := (d + time.Second - 1) / time.Second
+	return retryAfterSeconds(e.Remaining(now))
+}
+
+// retryAfterSeconds is d in whole seconds, rounded up and at least 1.
+func retryAfterSeconds(d time.Duration) int {
+	s := (max(d, 0) + time.Second - 1) / time.Second
 	return int(max(s, 1))
 }
 
@@ -323,6 +327,36 @@ func (l *List) Hit(id identity.ID, now time.Time) (Entry, bool) {
 		return l.checkWide(w, id, t, true)
 	}
 	return Entry{}, false
+}
+
+// Refusal is what a refused request needs of its quarantine: a small
+// part of Entry.
+type Refusal struct {
+	Reason     string    // Entry.Reason
+	RetryAfter int       // Entry.RetryAfterSeconds at the refusal
+	Since      time.Time // Entry.Since
+}
+
+// Refuse is Hit for the Check path: it counts the request in the same way,
+// but returns only the Refusal instead of building the whole Entry. A
+// quarantined client's every request makes this call.
+func (l *List) Refuse(id identity.ID, now time.Time) (Refusal, bool) {
+	s := l.shardFor(id)
+	t := now.UnixNano()
+	s.mu.RLock()
+	if r, found := s.m[id]; found && r.until > t {
+		r.hits.Add(1)
+		reason, since, until := r.reason, r.since, r.until
+		s.mu.RUnlock()
+		return Refusal{Reason: reason, RetryAfter: retryAfterSeconds(time.Duration(until - t)), Since: time.Unix(0, since).UTC()}, true
+	}
+	s.mu.RUnlock()
+	if w := l.wide.Load(); w != nil {
+		if e, found := l.checkWide(w, id, t, true); found {
+			return Refusal{Reason: e.Reason, RetryAfter: e.RetryAfterSeconds(now), Since: e.Since}, true
+		}
+	}
+	return Refusal{}, false
 }
 
 // Admit quarantines id automatically, as the detector's verdict: it records

@@ -786,3 +786,43 @@ func TestSnapshotNAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestRefuse: Refuse answers what Hit's Entry says about a refusal (reason,
+// Retry-After, start), counts the refusal in Hits as Hit does, on an entry of
+// its own and through a range Regroup kept, and allocates nothing.
+func TestRefuse(t *testing.T) {
+	l := New(Options{BaseTTL: time.Minute})
+	own := ipID("203.0.113.7")
+	l.Admit(own, t0, "periodic", 90)
+	l.Ban(v6("2001:db8:1::", 48), t0, time.Hour, "manual: scraper")
+	l.Regroup(128, t0)
+	inRange := v6("2001:db8:1:2::9", 128)
+	if q, ok := l.Refuse(inRange, t0); !ok || q.Reason != "manual: scraper" {
+		t.Fatalf("Refuse in a kept range = %+v, %v; want the range's ban", q, ok)
+	}
+	for _, now := range []time.Time{at(0), at(1500 * time.Millisecond), at(59*time.Second + 1), at(time.Minute)} {
+		for _, id := range []identity.ID{own, inRange, ipID("203.0.113.8")} {
+			before, _ := l.Check(id, now)
+			q, ok := l.Refuse(id, now)
+			e, hit := l.Hit(id, now)
+			want := Refusal{Reason: e.Reason, Since: e.Since}
+			if hit {
+				want.RetryAfter = e.RetryAfterSeconds(now)
+			}
+			if ok != hit || q != want {
+				t.Errorf("Refuse(%v, %v) = %+v, %v; Hit says %+v, %v", id, now, q, ok, want, hit)
+			}
+			if ok && e.Hits != before.Hits+2 {
+				t.Errorf("Refuse(%v) did not count: Hits %d after Refuse and Hit, want %d", id, e.Hits, before.Hits+2)
+			}
+		}
+	}
+	if raceEnabled {
+		return // the race detector changes allocation counts
+	}
+	for _, id := range []identity.ID{own, inRange, ipID("203.0.113.8")} {
+		if n := testing.AllocsPerRun(1000, func() { l.Refuse(id, at(time.Second)) }); n != 0 {
+			t.Errorf("Refuse(%v) allocates %v times, want 0", id, n)
+		}
+	}
+}
