@@ -14,13 +14,17 @@ var staticFS embed.FS
 
 // page renders / and /status: the command center's shell. Everything live
 // comes from /api/v1/stream and is inserted by the page's scripts as text;
-// the template itself carries only the version.
+// the template itself carries only the version, the mode and whether a
+// decoy is configured (so the page never asks for a panel it cannot show).
 var page = template.Must(template.ParseFS(staticFS, "static/index.html"))
 
 // handlePage serves the command center.
 func (s *server) handlePage(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
-	err := page.Execute(&buf, struct{ Version, Mode string }{s.version, s.mode})
+	err := page.Execute(&buf, struct {
+		Version, Mode string
+		Honeypot      bool
+	}{s.version, s.mode, s.honeypot != nil})
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "render status page", "err", err)
 		http.Error(w, "internal error; see the flowlock-authz log", http.StatusInternalServerError)

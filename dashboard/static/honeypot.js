@@ -48,4 +48,5 @@ async function refresh() {
   setTimeout(refresh, every);
 }
 
-refresh();
+// Only a service with --honeypot-url has a decoy to read (the page says so).
+if (panel.dataset.configured === 'true') refresh();

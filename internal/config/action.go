@@ -25,23 +25,29 @@ func checkQuarantineAction(c Config, bad func(flag, format string, args ...any))
 	default:
 		bad("quarantine-action", "must be deny, honeypot or tarpit, got %q", c.QuarantineAction)
 	}
+	// The tarpit's bounds against the other settings apply only when it
+	// is on: a service that never holds an answer must not fail to start
+	// because its --grpc-max-streams or --grpc-check-timeout is small.
+	tarpit := c.QuarantineAction == "tarpit"
 	// A hold past the proxy's timeout fails open: the bot gets through.
 	// Flow Lock cannot see the proxy's timeout, but it can refuse a delay
 	// that outlasts its own deadline for a Check.
 	if c.TarpitDelay < minTarpitDelay || c.TarpitDelay > maxTarpitDelay {
 		bad("tarpit-delay", "must be %s-%s and below the proxy's check timeout, got %s",
 			formatDuration(minTarpitDelay), formatDuration(maxTarpitDelay), formatDuration(c.TarpitDelay))
-	} else if c.TarpitDelay >= c.GRPCCheckTimeout {
+	} else if tarpit && c.TarpitDelay >= c.GRPCCheckTimeout {
 		bad("tarpit-delay", "must be below --grpc-check-timeout (%s) and the proxy's check timeout, got %s",
 			formatDuration(c.GRPCCheckTimeout), formatDuration(c.TarpitDelay))
-	} else if c.QuarantineAction == "tarpit" && c.ForwardAuthAddr != "" && c.TarpitDelay > maxForwardAuthTarpitDelay {
+	} else if tarpit && c.ForwardAuthAddr != "" && c.TarpitDelay > maxForwardAuthTarpitDelay {
 		bad("tarpit-delay", "must be at most %s with --forward-auth-addr: the forward-auth proxies in deploy/ (nginx, HAProxy) give up on a check after 1s and fail open, got %s",
 			formatDuration(maxForwardAuthTarpitDelay), formatDuration(c.TarpitDelay))
 	}
 	// Held Checks are calls in flight: half the budget stays for everyone else.
-	if most := max(c.GRPCMaxInflight/2, 1); c.TarpitMaxHeld < 1 || c.TarpitMaxHeld > most {
+	if c.TarpitMaxHeld < 1 {
+		bad("tarpit-max-held", "must be at least 1, got %d", c.TarpitMaxHeld)
+	} else if most := max(c.GRPCMaxInflight/2, 1); tarpit && c.TarpitMaxHeld > most {
 		bad("tarpit-max-held", "must be 1-%d (half of --grpc-max-inflight), got %d", most, c.TarpitMaxHeld)
-	} else if most := max(c.GRPCMaxStreams/2, 1); c.TarpitMaxHeld > most {
+	} else if most := max(c.GRPCMaxStreams/2, 1); tarpit && c.TarpitMaxHeld > most {
 		// A proxy may send every Check over one connection (the Go
 		// middleware does; so does an Envoy worker): held Checks past half
 		// its streams leave calm clients waiting for a stream until the

@@ -38,3 +38,18 @@ func TestTarpitDelayWithinForwardAuthTimeout(t *testing.T) {
 		t.Errorf("--forward-auth-addr with --tarpit-delay %v: accepted; the shipped nginx and HAProxy configs fail open after 1s", c.TarpitDelay)
 	}
 }
+
+// TestTarpitBoundsOnlyWithTarpit: a service that never holds an answer
+// starts with small stream, in-flight and timeout limits; the same limits
+// refuse the tarpit's defaults once it is on.
+func TestTarpitBoundsOnlyWithTarpit(t *testing.T) {
+	c := Default()
+	c.GRPCMaxStreams, c.GRPCMaxInflight, c.GRPCCheckTimeout = 8, 8, 100*time.Millisecond
+	if err := c.Validate(); err != nil {
+		t.Fatalf("deny mode with small limits: %v", err)
+	}
+	c.QuarantineAction = "tarpit"
+	if err := c.Validate(); err == nil {
+		t.Fatal("tarpit with a 200ms hold, 64 held, 8 streams and a 100ms check timeout was accepted")
+	}
+}
