@@ -32,13 +32,14 @@ func checkQuarantineAction(c Config, bad func(flag, format string, args ...any))
 	// A hold past the proxy's timeout fails open: the bot gets through.
 	// Flow Lock cannot see the proxy's timeout, but it can refuse a delay
 	// that outlasts its own deadline for a Check.
-	if c.TarpitDelay < minTarpitDelay || c.TarpitDelay > maxTarpitDelay {
+	switch {
+	case c.TarpitDelay < minTarpitDelay || c.TarpitDelay > maxTarpitDelay:
 		bad("tarpit-delay", "must be %s-%s and below the proxy's check timeout, got %s",
 			formatDuration(minTarpitDelay), formatDuration(maxTarpitDelay), formatDuration(c.TarpitDelay))
-	} else if tarpit && c.TarpitDelay >= c.GRPCCheckTimeout {
+	case tarpit && c.TarpitDelay >= c.GRPCCheckTimeout:
 		bad("tarpit-delay", "must be below --grpc-check-timeout (%s) and the proxy's check timeout, got %s",
 			formatDuration(c.GRPCCheckTimeout), formatDuration(c.TarpitDelay))
-	} else if tarpit && c.ForwardAuthAddr != "" && c.TarpitDelay > maxForwardAuthTarpitDelay {
+	case tarpit && c.ForwardAuthAddr != "" && c.TarpitDelay > maxForwardAuthTarpitDelay:
 		bad("tarpit-delay", "must be at most %s with --forward-auth-addr: the forward-auth proxies in deploy/ (nginx, HAProxy) give up on a check after 1s and fail open, got %s",
 			formatDuration(maxForwardAuthTarpitDelay), formatDuration(c.TarpitDelay))
 	}
