@@ -20,10 +20,10 @@ import (
 	"github.com/flowlock/flowlock/internal/volume"
 )
 
-// reviewLean sends the named client's request through the lean path at
+// leanCheckThenReuse sends the named client's request through the lean path at
 // now with user agent ua, then overwrites the request bytes as gRPC's
 // buffer pool may once the Check is over.
-func reviewLean(t *testing.T, s *Server, name, ua string, now time.Time) {
+func leanCheckThenReuse(t *testing.T, s *Server, name, ua string, now time.Time) {
 	t.Helper()
 	req := request("198.51.100.20", map[string]string{"x-user-id": name, "user-agent": ua})
 	req.Attributes.Request.Time = timestamppb.New(now)
@@ -39,13 +39,12 @@ func reviewLean(t *testing.T, s *Server, name, ua string, now time.Time) {
 	}
 }
 
-// TestReviewCrowdKeepsAliasedIdentity: crowd.Agents keeps the Check's
-// identity as a map key without Clone. On the lean path a name identity
-// (identity header, JWT claim) aliases the request buffer, so the key
-// changes when gRPC reuses the buffer: every request of the same client
-// makes a new entry (the table fills with garbage keys, the count never
-// reaches 3 distinct agents).
-func TestReviewCrowdKeepsAliasedIdentity(t *testing.T) {
+// TestCrowdKeysSurviveBufferReuse: on the lean path a name identity
+// (identity header, JWT claim) is read from the request buffer, which gRPC
+// reuses after the Check. Were crowd.Agents to keep it as a map key, the
+// key would change under it: every request of one client would make a new
+// entry, and the count would never reach 3 distinct agents.
+func TestCrowdKeysSurviveBufferReuse(t *testing.T) {
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	agents := crowd.New(0, 0)
 	engine := risk.New(risk.Options{MaxClients: 1000})
@@ -54,7 +53,7 @@ func TestReviewCrowdKeepsAliasedIdentity(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 120 {
 		now = now.Add(time.Duration(rng.ExpFloat64() * float64(4*time.Second)))
-		reviewLean(t, srv, "office-7", fmt.Sprintf("ua-%d", i%10), now)
+		leanCheckThenReuse(t, srv, "office-7", fmt.Sprintf("ua-%d", i%10), now)
 	}
 	t.Logf("crowd len %d", agents.Len())
 	if n := agents.Len(); n != 1 {
@@ -62,11 +61,12 @@ func TestReviewCrowdKeepsAliasedIdentity(t *testing.T) {
 	}
 }
 
-// TestReviewSharedPendingKeepsAliasedIdentity: shared.Replica.Observe
-// queues the request time under the Check's identity without Clone; the
-// batch is taken after the Check, when the buffer has been reused, so the
-// time is fed (and, with Redis, shipped) under whatever the bytes now say.
-func TestReviewSharedPendingKeepsAliasedIdentity(t *testing.T) {
+// TestSharedQueueKeysSurviveBufferReuse: shared.Replica.Observe queues the
+// request time under the Check's identity, and the batch is taken after
+// the Check, when the buffer has been reused: the time must be fed (and,
+// with Redis, shipped) under the client's name, not what the bytes say by
+// then.
+func TestSharedQueueKeysSurviveBufferReuse(t *testing.T) {
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	engine := risk.New(risk.Options{MaxClients: 1000})
 	q := quarantine.New(quarantine.Options{})
@@ -75,7 +75,7 @@ func TestReviewSharedPendingKeepsAliasedIdentity(t *testing.T) {
 	srv := NewServer(ServerOptions{Policy: pol, Rules: ClientRules{IdentityHeader: "x-user-id"}, MaxSkew: 5 * time.Second, Now: func() time.Time { return now }})
 	for range 5 {
 		now = now.Add(time.Second)
-		reviewLean(t, srv, "bot-77", "curl/8", now)
+		leanCheckThenReuse(t, srv, "bot-77", "curl/8", now)
 	}
 	rep.Tick(context.Background(), now.Add(time.Second)) // no Redis: the batch is fed locally
 	var got []string
@@ -88,12 +88,12 @@ func TestReviewSharedPendingKeepsAliasedIdentity(t *testing.T) {
 	}
 }
 
-// TestReviewVolumeKeyReplacedByAliasedIdentity: volume.Limiter clones a
-// new identity, but assigning to a known key replaces the map's key with
-// the Check's (aliased) one, so once the buffer is reused the client is
-// unknown again, with a fresh burst: a named client (identity header, JWT
-// subject) is never volume-limited on the lean path.
-func TestReviewVolumeKeyReplacedByAliasedIdentity(t *testing.T) {
+// TestVolumeKeysSurviveBufferReuse: volume.Limiter clones a new identity,
+// but assigning to a known key replaces the map's key with the one given;
+// were that one to alias the reused buffer, the client would be unknown
+// again at the next Check, with a fresh burst, and a named client never
+// volume-limited.
+func TestVolumeKeysSurviveBufferReuse(t *testing.T) {
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	engine := risk.New(risk.Options{MaxClients: 1000})
 	lim := volume.New(volume.Options{Rate: 1, Burst: 5})
@@ -104,7 +104,7 @@ func TestReviewVolumeKeyReplacedByAliasedIdentity(t *testing.T) {
 	limited := 0
 	for range 100 { // 10 req/s against 1 req/s, burst 5
 		now = now.Add(time.Duration(rng.ExpFloat64() * float64(100*time.Millisecond)))
-		reviewLean(t, srv, "scraper-1", "curl/8", now)
+		leanCheckThenReuse(t, srv, "scraper-1", "curl/8", now)
 		if recs.got[len(recs.got)-1].Outcome == VolumeLimited {
 			limited++
 		}
@@ -114,11 +114,11 @@ func TestReviewVolumeKeyReplacedByAliasedIdentity(t *testing.T) {
 	}
 }
 
-// reviewCrowdEscape plays a Poisson phase (1 req/s mean, user agents
+// crowdEscape plays a Poisson phase (1 req/s mean, user agents
 // rotating over uas) then a strict 1 s timer with one user agent, through
 // the production policy (crowd on), and returns how long the timer phase
 // ran before the client was quarantined (capped at limit).
-func reviewCrowdEscape(t *testing.T, uas, poisson int, mean, period time.Duration, limit time.Duration) time.Duration {
+func crowdEscape(t *testing.T, uas, poisson int, mean, period time.Duration, limit time.Duration) time.Duration {
 	t.Helper()
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	engine := risk.New(risk.Options{MaxClients: 1000})
@@ -143,18 +143,21 @@ func reviewCrowdEscape(t *testing.T, uas, poisson int, mean, period time.Duratio
 	return limit
 }
 
-func TestReviewCrowdLabelBoughtCheaply(t *testing.T) {
+// TestCrowdLabelCannotBeBought: user agents shown during a random-looking
+// phase do not let a strict timer that follows run unquarantined for long:
+// a label set by crowd evidence alone never vetoes a confirmed verdict.
+func TestCrowdLabelCannotBeBought(t *testing.T) {
 	const limit = 2 * time.Hour
 	for _, c := range []struct {
 		n            int
 		mean, period time.Duration
 	}{{40, 2 * time.Second, time.Second}, {40, 2 * time.Second, 2 * time.Second}, {50, 2500 * time.Millisecond, time.Second}, {70, time.Second, time.Second}, {40, 2 * time.Second, 500 * time.Millisecond}} {
-		c1 := reviewCrowdEscape(t, 1, c.n, c.mean, c.period, limit)
-		c3 := reviewCrowdEscape(t, 3, c.n, c.mean, c.period, limit)
+		c1 := crowdEscape(t, 1, c.n, c.mean, c.period, limit)
+		c3 := crowdEscape(t, 3, c.n, c.mean, c.period, limit)
 		t.Logf("%d Poisson requests mean %v, then timer %v: quarantined after %v with one UA, %v with three", c.n, c.mean, c.period, c1, c3)
 	}
-	control := reviewCrowdEscape(t, 1, 40, 2*time.Second, time.Second, limit)
-	bought := reviewCrowdEscape(t, 3, 40, 2*time.Second, time.Second, limit)
+	control := crowdEscape(t, 1, 40, 2*time.Second, time.Second, limit)
+	bought := crowdEscape(t, 3, 40, 2*time.Second, time.Second, limit)
 	t.Logf("timer phase before quarantine: one user agent %v, three user agents %v", control, bought)
 	if bought > control+3*time.Minute {
 		t.Errorf("three user agents for 40 requests (80 s) bought %v of a 1 s timer (control %v); the crowd label should lapse in %v",
@@ -190,10 +193,10 @@ func cyclingBotDenied(agents int) (timed, denied int) {
 	return timed, denied
 }
 
-// TestReviewCrowdLabelCycle: user agents buy a cycling bot nothing. (That
+// TestUserAgentsBuyACyclingBotNothing: user agents buy a cycling bot nothing. (That
 // timing alone catches such a bot once and then labels its address shared
 // is a weakness of the timing-only label, reported on its own.)
-func TestReviewCrowdLabelCycle(t *testing.T) {
+func TestUserAgentsBuyACyclingBotNothing(t *testing.T) {
 	timed, one := cyclingBotDenied(1)
 	_, three := cyclingBotDenied(3)
 	t.Logf("%d timer requests: %d denied with one user agent, %d with three", timed, one, three)
@@ -205,10 +208,10 @@ func TestReviewCrowdLabelCycle(t *testing.T) {
 	}
 }
 
-// BenchmarkReviewDecideCrowd: the per-Check cost of crowd evidence for a
+// BenchmarkDecideCrowd: the per-Check cost of crowd evidence for a
 // calm identity with three user agents that timing does not label (a
 // small office at 0.2 req/s), against no crowd.
-func BenchmarkReviewDecideCrowd(b *testing.B) {
+func BenchmarkDecideCrowd(b *testing.B) {
 	for _, on := range []bool{false, true} {
 		b.Run(fmt.Sprintf("crowd=%v", on), func(b *testing.B) {
 			var agents *crowd.Agents

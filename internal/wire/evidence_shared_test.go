@@ -11,13 +11,14 @@ import (
 	"github.com/flowlock/flowlock/internal/traffic"
 )
 
-// TestReviewEvidenceWithSharedState: with --redis the replica admits from
-// the merged stream through Policy.Admit, which never records the
-// fingerprint (only Policy.decide's own admission does), so
-// --fingerprint-flag-after gathers nothing on a shared deployment. Redis
+// TestReplicaAdmissionsFeedFingerprintEvidence: with --redis the replica
+// admits from the merged stream through Policy.Admit, off the Check; the
+// first requests refused after such an admission must record the
+// fingerprint, or --fingerprint-flag-after gathers nothing on a shared
+// deployment. Redis
 // is unreachable here: the replica feeds and admits locally, as it does
 // with Redis up.
-func TestReviewEvidenceWithSharedState(t *testing.T) {
+func TestReplicaAdmissionsFeedFingerprintEvidence(t *testing.T) {
 	c := evidenceConfig()
 	c.RedisAddr = "127.0.0.1:1"
 	s := Build(c, Extra{})

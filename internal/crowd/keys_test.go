@@ -9,7 +9,11 @@ import (
 	"github.com/flowlock/flowlock/internal/identity"
 )
 
-func TestReviewBoundLostWithMutatedKeys(t *testing.T) {
+// TestNoteBoundedWhenCallersReuseKeyBytes: a caller that reuses the bytes
+// of a name identity after Note (as the lean gRPC path's buffer does) must
+// not make the table lose entries it can no longer find, and so outgrow
+// its bound.
+func TestNoteBoundedWhenCallersReuseKeyBytes(t *testing.T) {
 	a := New(0, 64)
 	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	buf := make([]byte, 12)

@@ -9,11 +9,11 @@ import (
 	"github.com/flowlock/flowlock/internal/identity"
 )
 
-// TestReviewCalmVetoNeverExpires: calm identities are kept without a time,
-// so a bot that once showed CalmLimit calm identities with its own TLS
-// stack (20 addresses x 50 quiet requests) keeps the fingerprint from ever
-// being flagged, however many of its identities are quarantined later.
-func TestReviewCalmVetoNeverExpires(t *testing.T) {
+// TestCalmSightingsExpire: a bot that once showed CalmLimit calm
+// identities with its own TLS stack (20 addresses x 50 quiet requests)
+// must not keep the fingerprint from being flagged for ever: calm
+// sightings count for four windows.
+func TestCalmSightingsExpire(t *testing.T) {
 	e := New(Options{FlagAfter: 3})
 	key := identity.FingerprintKey("t13d1516h2_8daaf6152771_bot")
 	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
