@@ -5,10 +5,12 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
 const module = "github.com/flowlock/flowlock"
@@ -88,12 +90,12 @@ var forbidden = map[string]map[string]string{
 // must not.
 func TestDependencies(t *testing.T) {
 	for pkg, bad := range forbidden {
-		out, err := exec.Command("go", "list", "-deps", "-json=ImportPath", "./"+pkg).Output()
+		out, err := flowlocktest.Run(2*time.Minute, "", "go", "list", "-deps", "-json=ImportPath", "./"+pkg)
 		if err != nil {
-			t.Errorf("go list %s: %v", pkg, err)
+			t.Errorf("go list %s: %v\n%s", pkg, err, out)
 			continue
 		}
-		dec := json.NewDecoder(strings.NewReader(string(out)))
+		dec := json.NewDecoder(strings.NewReader(out))
 		for dec.More() {
 			var p struct{ ImportPath string }
 			if err := dec.Decode(&p); err != nil {

@@ -203,12 +203,12 @@ const chaosToken = "chaos-admin-token-0123456789abcdef"
 func fullDisk(t *testing.T) (dir string, ok bool) {
 	t.Helper()
 	dir = t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+	if out, err := flowlocktest.Run(10*time.Second, "", "mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir); err != nil {
 		t.Logf("mount tmpfs: %v %s", err, out)
 		return "", false
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+		if out, err := flowlocktest.Run(10*time.Second, "", "umount", dir); err != nil {
 			t.Errorf("umount %s: %v %s", dir, err, out)
 		}
 	})

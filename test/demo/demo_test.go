@@ -118,12 +118,18 @@ func runDemo(t *testing.T, attackerIP, attackerID string) {
 	go func() { humanDone <- person(ctx, api+"/data", attackDuration+3*time.Second) }()
 
 	// The attacker, as make attack runs it.
-	attack := script(t, "attack.sh", env)
-	out, err := attack.CombinedOutput()
-	if err != nil {
-		t.Fatalf("make attack: %v\n%s", err, out)
+	attack := flowlocktest.StartProcess(t, script(t, "attack.sh", env))
+	select {
+	case <-attack.Done():
+	case <-time.After(attackDuration + time.Minute): // the build, if any, and the attack
+		attack.Stop()
+		t.Fatalf("make attack still running after %v:\n%s", attackDuration+time.Minute, attack.Logs())
 	}
-	denied := regexp.MustCompile(`(?m)^\s*([0-9.]+)s \S+\s+fixed-0.5s\s+GET\s+\S+\s+DENIED 403 retry-after=([0-9]+) reason=(\w+)`).FindAllStringSubmatch(string(out), -1)
+	out := attack.Logs()
+	if !attack.Cmd.ProcessState.Success() {
+		t.Fatalf("make attack: %v\n%s", attack.Cmd.ProcessState, out)
+	}
+	denied := regexp.MustCompile(`(?m)^\s*([0-9.]+)s \S+\s+fixed-0.5s\s+GET\s+\S+\s+DENIED 403 retry-after=([0-9]+) reason=(\w+)`).FindAllStringSubmatch(out, -1)
 	if len(denied) == 0 {
 		t.Fatalf("make attack: never denied with 403, Retry-After and a JSON reason:\n%s", out)
 	}

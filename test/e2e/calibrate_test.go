@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -130,17 +129,13 @@ func TestCalibrateFromService(t *testing.T) {
 	}
 	base := "http://" + s.HTTPAddr
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := flowlocktest.LimitedCommand(flowlocktest.DefaultLimits, authz(), "calibrate", "--fpr", "0.2", "--format", "json",
+	out, err := flowlocktest.Run(60*time.Second, "", authz(), "calibrate", "--fpr", "0.2", "--format", "json",
 		"--bot-streams", "3", "--from", base, "--admin-token-file", tokenFile)
-	cmd.Env = append(os.Environ(), "FLOWLOCK_CONFIG=")
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil || err != nil {
+	if err != nil {
 		t.Fatalf("calibrate --from: %v\n%s", err, out)
 	}
 	var c calibration
-	if err := json.Unmarshal(out, &c); err != nil {
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	if c.Windows != 40 || !strings.Contains(c.Source, base) || c.RiskThreshold == 0 {

@@ -70,8 +70,8 @@ func tool(t *testing.T, name string) string {
 	}
 	dirs := []string{"/usr/sbin", "/usr/local/sbin", "/sbin", os.Getenv("FLOWLOCK_TOOLS_BIN")}
 	for _, v := range []string{"GOBIN", "GOPATH"} {
-		out, err := exec.Command("go", "env", v).Output()
-		if s := strings.TrimSpace(string(out)); err == nil && s != "" {
+		out, err := flowlocktest.Run(30*time.Second, "", "go", "env", v)
+		if s := strings.TrimSpace(out); err == nil && s != "" {
 			if v == "GOPATH" {
 				s = filepath.Join(filepath.SplitList(s)[0], "bin")
 			}
