@@ -498,24 +498,6 @@ func mapEntry(b []byte) (key, value []byte, err error) {
 	return key, value, r.err
 }
 
-// claimFromWire returns the claim at path in metadataContext (the bytes of
-// an envoy.config.core.v3.Metadata): filter_metadata[namespace], then one
-// nested Struct a name, the last being the claim. A string claim is
-// returned as it is (pointing into metadataContext), a whole number below
-// 2^53 in decimal (wholeNumber, as claimFromMetadata); anything else, or a
-// missing or malformed claim, is "".
-func claimFromWire(metadataContext []byte, namespace string, path []string) string {
-	s, err := mapValue(metadataContext, fieldMetadataFilter, namespace)
-	if err != nil || s == nil {
-		return ""
-	}
-	v, err := claimIn(s, path)
-	if err != nil {
-		return ""
-	}
-	return v
-}
-
 // mapValue returns the value of key in the map field num (string keys,
 // message values) of the message b, or nil when there is none. The last
 // entry wins, and replaces earlier ones whole, as protobuf's maps do.
@@ -539,7 +521,9 @@ func mapValue(b []byte, num protowire.Number, key string) ([]byte, error) {
 }
 
 // claimIn follows path through the Struct s and returns the claim at its
-// end, formatted as claimFromWire says.
+// end: a string as it is (pointing into s), a whole number below 2^53 in
+// decimal (wholeNumber, as claimFromMetadata); anything else, or a missing
+// claim, is "".
 func claimIn(s []byte, path []string) (string, error) {
 	if len(path) == 0 {
 		return "", nil

@@ -410,3 +410,22 @@ func FuzzClaimFromWire(f *testing.F) {
 		}
 	})
 }
+
+// claimFromWire is the decoder's claim walk on its own, for the tests:
+// it returns the claim at path in metadataContext (the bytes of
+// an envoy.config.core.v3.Metadata): filter_metadata[namespace], then one
+// nested Struct a name, the last being the claim. A string claim is
+// returned as it is (pointing into metadataContext), a whole number below
+// 2^53 in decimal (wholeNumber, as claimFromMetadata); anything else, or a
+// missing or malformed claim, is "".
+func claimFromWire(metadataContext []byte, namespace string, path []string) string {
+	s, err := mapValue(metadataContext, fieldMetadataFilter, namespace)
+	if err != nil || s == nil {
+		return ""
+	}
+	v, err := claimIn(s, path)
+	if err != nil {
+		return ""
+	}
+	return v
+}

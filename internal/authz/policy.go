@@ -469,13 +469,10 @@ func canonical(path string) bool {
 // of quarantined bots makes this call on every request. The
 // allow list wins over a quarantine it meets (one restored from a state
 // file written before the address was allowed): allow-listed clients are
-// never quarantined. With an allow list, a hit costs a second lookup so
-// that an allowed request is not counted; without one, a single lookup.
+// never quarantined: an allowed request is neither refused nor counted, and
+// the allow list is asked first, a lock-free prefix lookup.
 func (p *Policy) quarantined(id identity.ID, addr netip.Addr, now time.Time) (quarantine.Refusal, bool) {
-	if !p.lists.HasAllow() {
-		return p.q.Refuse(id, now)
-	}
-	if _, ok := p.q.Check(id, now); !ok || (addr.IsValid() && p.lists.Allowed(addr)) {
+	if p.lists.HasAllow() && addr.IsValid() && p.lists.Allowed(addr) {
 		return quarantine.Refusal{}, false
 	}
 	return p.q.Refuse(id, now)

@@ -292,7 +292,7 @@ func (l *List) Changed() <-chan struct{} { return l.changed }
 // of its own is quarantined by the most specific active range containing
 // it, and the Entry is the range's.
 func (l *List) Check(id identity.ID, now time.Time) (Entry, bool) {
-	// Hit's body without the count, written out: this is the lookup of
+	// Refuse's body without the count, written out: this is the lookup of
 	// every request, and a shared helper costs a call.
 	s := l.shardFor(id)
 	t := now.UnixNano()
@@ -309,26 +309,6 @@ func (l *List) Check(id identity.ID, now time.Time) (Entry, bool) {
 	return Entry{}, false
 }
 
-// Hit is Check for a request that the quarantine refuses: on a hit it also
-// counts the request in the quarantine's Hits (the returned Entry includes
-// it). It does not allocate either.
-func (l *List) Hit(id identity.ID, now time.Time) (Entry, bool) {
-	s := l.shardFor(id)
-	t := now.UnixNano()
-	s.mu.RLock()
-	if r, ok := s.m[id]; ok && r.until > t {
-		r.hits.Add(1)
-		e := r.entry()
-		s.mu.RUnlock()
-		return e, true
-	}
-	s.mu.RUnlock()
-	if w := l.wide.Load(); w != nil {
-		return l.checkWide(w, id, t, true)
-	}
-	return Entry{}, false
-}
-
 // Refusal is what a refused request needs of its quarantine: a small
 // part of Entry.
 type Refusal struct {
@@ -337,9 +317,10 @@ type Refusal struct {
 	Since      time.Time // Entry.Since
 }
 
-// Refuse is Hit for the Check path: it counts the request in the same way,
-// but returns only the Refusal instead of building the whole Entry. A
-// quarantined client's every request makes this call.
+// Refuse is Check for a request that the quarantine refuses: on a hit it
+// also counts the request in the quarantine's Hits, and it returns only
+// the Refusal instead of building the whole Entry. A quarantined client's
+// every request makes this call; it does not allocate.
 func (l *List) Refuse(id identity.ID, now time.Time) (Refusal, bool) {
 	s := l.shardFor(id)
 	t := now.UnixNano()

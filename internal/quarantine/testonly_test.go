@@ -3,6 +3,8 @@ package quarantine
 import (
 	"slices"
 	"time"
+
+	"github.com/flowlock/flowlock/internal/identity"
 )
 
 // Helpers only the tests use: the service lists the quarantine through
@@ -30,3 +32,23 @@ func (l *List) Snapshot(now time.Time) []Entry {
 
 // Options returns the effective options, with defaults filled in.
 func (l *List) Options() Options { return l.opts }
+
+// Hit is Check that counts the request in the quarantine's Hits (the
+// returned Entry includes it), as Refuse does on the Check path: the tests'
+// way to see the whole Entry after a refusal.
+func (l *List) Hit(id identity.ID, now time.Time) (Entry, bool) {
+	s := l.shardFor(id)
+	t := now.UnixNano()
+	s.mu.RLock()
+	if r, ok := s.m[id]; ok && r.until > t {
+		r.hits.Add(1)
+		e := r.entry()
+		s.mu.RUnlock()
+		return e, true
+	}
+	s.mu.RUnlock()
+	if w := l.wide.Load(); w != nil {
+		return l.checkWide(w, id, t, true)
+	}
+	return Entry{}, false
+}

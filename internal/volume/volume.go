@@ -87,10 +87,10 @@ func (l *Limiter) Allow(id identity.ID, now time.Time) (ok bool, retryAfter time
 	if wait := tat - t - l.tau; wait > 0 {
 		return false, time.Duration(wait)
 	}
-	if !known && len(sh.tat) >= l.perShard {
-		l.evictLocked(sh, t)
-		id = id.Clone()
-	} else if !known {
+	if !known {
+		if len(sh.tat) >= l.perShard {
+			l.evictLocked(sh, t)
+		}
 		id = id.Clone()
 	}
 	sh.tat[id] = tat + l.interval
