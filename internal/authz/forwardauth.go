@@ -170,7 +170,7 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			f.log.Error("check panicked", "panic", v, "stack", string(debug.Stack()))
-			f.rec.RecordCheck(Record{Failed: true, Mode: f.policy.Mode(), Start: start, Duration: time.Since(start)})
+			recordFailed(f.rec, f.policy, start)
 			if !written {
 				w.Header()[hdrError] = oneValue
 				w.WriteHeader(http.StatusOK)

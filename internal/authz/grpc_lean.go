@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -150,7 +149,7 @@ func (s *Server) checkWire(ctx context.Context, c *checkCall) (answer any, err e
 		if s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.LogAttrs(ctx, slog.LevelDebug, "malformed CheckRequest", slog.String("error", err.Error()))
 		}
-		s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Start: local, Duration: time.Since(local)})
+		recordFailed(s.rec, s.policy, local)
 		return nil, status.Error(codes.InvalidArgument, "flowlock: malformed CheckRequest: "+err.Error())
 	}
 	in := &c.dec.in

@@ -143,8 +143,14 @@ func (s *Server) hold(ctx context.Context, d Decision) {
 // is logged for a fix.
 func (s *Server) failed(local time.Time, r any) error {
 	s.log.Error("check panicked", "panic", r, "stack", string(debug.Stack()))
-	s.rec.RecordCheck(Record{Failed: true, Mode: s.policy.Mode(), Start: local, Duration: time.Since(local)})
+	recordFailed(s.rec, s.policy, local)
 	return status.Error(codes.Internal, "flowlock: internal error")
+}
+
+// recordFailed records a Check that Flow Lock itself failed (a panic, a
+// request it could not read), which the proxy answers by its failure mode.
+func recordFailed(rec Recorder, p *Policy, start time.Time) {
+	rec.RecordCheck(Record{Failed: true, Mode: p.Mode(), Start: start, Duration: time.Since(start)})
 }
 
 // decide is a Check after its request was read: it resolves the client,

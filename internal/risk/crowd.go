@@ -42,10 +42,8 @@ const (
 // label holds after the call. An identity that is not tracked is ignored.
 func (e *Engine) Crowd(id identity.ID, now time.Time) bool {
 	t := unixNano(now)
-	k, name, h, sh := e.locate(id)
-	sh.mu.Lock()
+	sh, i, ok := e.lockFind(id)
 	defer sh.mu.Unlock()
-	i, ok := e.findLocked(sh, &k, name, h)
 	if !ok {
 		return false
 	}

@@ -276,6 +276,15 @@ func (e *Engine) locate(id identity.ID) (key, string, uint64, *shard) {
 	return k, name, h, &e.shards[h&e.mask]
 }
 
+// lockFind locks id's shard and returns it with id's slot, if tracked. The
+// caller unlocks the shard.
+func (e *Engine) lockFind(id identity.ID) (*shard, int32, bool) {
+	k, name, h, sh := e.locate(id)
+	sh.mu.Lock()
+	i, ok := e.findLocked(sh, &k, name, h)
+	return sh, i, ok
+}
+
 // find returns the slot of id in its shard, which the caller has locked.
 func (e *Engine) findLocked(sh *shard, k *key, name string, h uint64) (int32, bool) {
 	if sh.count == 0 {
@@ -416,10 +425,8 @@ func (e *Engine) removeLocked(sh *shard, i int32) {
 // a request; now decides whether the shared label still holds. It reports
 // false for an identity that is not tracked.
 func (e *Engine) Peek(id identity.ID, now time.Time) (Verdict, bool) {
-	k, name, h, sh := e.locate(id)
-	sh.mu.Lock()
+	sh, i, ok := e.lockFind(id)
 	defer sh.mu.Unlock()
-	i, ok := e.findLocked(sh, &k, name, h)
 	if !ok {
 		return Verdict{}, false
 	}
@@ -432,9 +439,7 @@ func (e *Engine) Peek(id identity.ID, now time.Time) (Verdict, bool) {
 // shared label still holds. It reports false for an identity that is not
 // tracked.
 func (e *Engine) Explain(id identity.ID, now time.Time) (Explanation, bool) {
-	k, name, h, sh := e.locate(id)
-	sh.mu.Lock()
-	i, ok := e.findLocked(sh, &k, name, h)
+	sh, i, ok := e.lockFind(id)
 	if !ok {
 		sh.mu.Unlock()
 		return Explanation{}, false
@@ -573,10 +578,9 @@ func (e *Engine) Top(n int, now time.Time) []Summary {
 // Forget drops id's state, as when an operator releases a client: its next
 // request starts a fresh record.
 func (e *Engine) Forget(id identity.ID) {
-	k, name, h, sh := e.locate(id)
-	sh.mu.Lock()
+	sh, i, ok := e.lockFind(id)
 	defer sh.mu.Unlock()
-	if i, ok := e.findLocked(sh, &k, name, h); ok {
+	if ok {
 		e.removeLocked(sh, i)
 	}
 }
