@@ -4,28 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-)
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/flowlock/flowlock/test/flowlocktest"
+)
 
 // TestRun: the bait answers on --addr and the records of what it was
 // asked are on --api-addr only; the healthcheck asks the API; a
 // cancelled context stops both.
 func TestRun(t *testing.T) {
-	bait, api := freeAddr(t), freeAddr(t)
+	bait, api := flowlocktest.FreeAddr(t), flowlocktest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--addr", bait, "--api-addr", api}, io.Discard, io.Discard) }()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/redisstore/redistest"
 	"github.com/flowlock/flowlock/internal/traffic"
+	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
 // TestReplicasShareDetection runs bots and a human through three replicas
@@ -87,7 +87,7 @@ func TestEvalReplicaFlags(t *testing.T) {
 		{[]string{"--max-requests", "-1"}, "--max-requests"},
 		{[]string{"--replicas-section", "x.md"}, "--replicas-section goes with --markdown"},
 		{[]string{"--markdown", "--scenarios", "H1", "--streams", "1", "--replicas-section", "/nonexistent/x.md"}, "--replicas-section"},
-		{[]string{"--replicas", "2", "--redis-addr", freeAddr(t), "--scenarios", "H1", "--streams", "1"}, "--redis-addr"},
+		{[]string{"--replicas", "2", "--redis-addr", flowlocktest.FreeAddr(t), "--scenarios", "H1", "--streams", "1"}, "--redis-addr"},
 	} {
 		_, _, err := runArgs(t, append([]string{"eval"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -117,16 +117,4 @@ func TestEvalReplicaFlags(t *testing.T) {
 		!strings.Contains(out, "--replicas-section "+section) {
 		t.Errorf("the section is not before How to rerun, or the command lacks the flag:\n%s", out)
 	}
-}
-
-// freeAddr returns a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }

@@ -1,7 +1,6 @@
 package browser
 
 import (
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ import (
 // the client, a hostile path as text; without it the panel stays hidden.
 func TestHoneypotPanel(t *testing.T) {
 	execPath := flowlocktest.Chromium(t)
-	bait, api := freeAddr(t), freeAddr(t)
+	bait, api := flowlocktest.FreeAddr(t), flowlocktest.FreeAddr(t)
 	decoy := flowlocktest.StartProcess(t, flowlocktest.LimitedCommand(flowlocktest.DefaultLimits,
 		flowlocktest.Bin("flowlock-honeypot"), "--addr", bait, "--api-addr", api))
 	const hostile = `/<img/src=x/onerror=alert(1)>`
@@ -71,14 +70,4 @@ func TestHoneypotPanel(t *testing.T) {
 	if shown := eval[bool](t, ctx, `!document.querySelector('[data-testid=honeypot-panel]').hidden`); shown {
 		t.Error("honeypot panel shown without --honeypot-url")
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -80,9 +80,9 @@ func TestDemo(t *testing.T) {
 func runDemo(t *testing.T, attackerIP, attackerID string) {
 	env := []string{
 		"DEMO_BIN=" + filepath.Dir(flowlocktest.Bin("flowlock-authz")),
-		"DEMO_API=127.0.0.1:" + freePort(t),
-		"DEMO_HTTP=127.0.0.1:" + freePort(t),
-		"DEMO_GRPC=127.0.0.1:" + freePort(t),
+		"DEMO_API=127.0.0.1:" + flowlocktest.FreePort(t),
+		"DEMO_HTTP=127.0.0.1:" + flowlocktest.FreePort(t),
+		"DEMO_GRPC=127.0.0.1:" + flowlocktest.FreePort(t),
 		"DEMO_TTL=" + ttl.String(),
 		"DEMO_ATTACKER_IP=" + attackerIP,
 		"DEMO_ATTACK_DURATION=" + attackDuration.String(),
@@ -267,17 +267,6 @@ func script(t *testing.T, name string, env []string) *exec.Cmd {
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), env...)
 	return cmd
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
 
 func get(t *testing.T, c *http.Client, url string) (int, string) {

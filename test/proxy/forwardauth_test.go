@@ -300,7 +300,7 @@ func startNginx(t *testing.T, bin, forwardAuth, upstream string) string {
 func startNginxDecoy(t *testing.T, bin, forwardAuth, upstream, decoy string) string {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := flowlocktest.FreePort(t)
 	b, err := os.ReadFile(deployFile("nginx/nginx.conf"))
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +343,7 @@ func startCaddy(t *testing.T, bin, forwardAuth, upstream string) string {
 func startCaddyTrusting(t *testing.T, bin, forwardAuth, upstream, trusted string) string {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := flowlocktest.FreePort(t)
 	env := []string{
 		"HOME=" + dir, "XDG_DATA_HOME=" + filepath.Join(dir, "data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
 		"CADDY_ADMIN=off",
@@ -368,7 +368,7 @@ func startHAProxy(t *testing.T, bin, forwardAuth, upstream string) string {
 func startHAProxyDecoy(t *testing.T, bin, forwardAuth, upstream, decoy string) string {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := flowlocktest.FreePort(t)
 	env := []string{
 		"FLOWLOCK_LUA=" + deployFile("haproxy/flowlock.lua"),
 		"FLOWLOCK_LISTEN_HOST=127.0.0.1", "FLOWLOCK_LISTEN_PORT=" + port,

@@ -100,18 +100,6 @@ func deployFile(name string) string {
 	return filepath.Join(repoRoot, "deploy", filepath.FromSlash(name))
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
-
 // startProcess runs bin with args and extra environment variables (which
 // replace any of the same name) in dir, and stops it by PID when the test
 // ends (see flowlocktest.Process), under flowlocktest.DefaultLimits.

@@ -35,9 +35,9 @@ func TestHoneypotBehindProxies(t *testing.T) {
 	} {
 		t.Run(px.name, func(t *testing.T) {
 			bin := tool(t, px.bin)
-			api := startBinary(t, "sample-api", "--addr", "127.0.0.1:"+freePort(t))
-			decoyAPI := "127.0.0.1:" + freePort(t)
-			decoy := startBinary(t, "flowlock-honeypot", "--addr", "127.0.0.1:"+freePort(t), "--api-addr", decoyAPI)
+			api := startBinary(t, "sample-api", "--addr", "127.0.0.1:"+flowlocktest.FreePort(t))
+			decoyAPI := "127.0.0.1:" + flowlocktest.FreePort(t)
+			decoy := startBinary(t, "flowlock-honeypot", "--addr", "127.0.0.1:"+flowlocktest.FreePort(t), "--api-addr", decoyAPI)
 			fl := startFlowlock(t,
 				"--forward-auth-addr", "127.0.0.1:0",
 				"--trusted-proxies", "127.0.0.1/32",
