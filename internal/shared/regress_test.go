@@ -341,16 +341,8 @@ func TestBanOverALongerQuarantineIsShared(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	now := time.Now()
-	a, b := stack(t, srv.Addr, "m:"), stack(t, srv.Addr, "m:")
-	for _, s := range []*wire.Stack{a, b} {
-		if err := s.Replica.Start(ctx, now); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go a.Replica.Follow(fctx)
-	go b.Replica.Follow(fctx)
+	rs := following(t, srv.Addr, "m:", 2, now)
+	a, b := rs[0], rs[1]
 	time.Sleep(100 * time.Millisecond)
 	id := addrID("198.51.100.33")
 	a.Policy.Ban(id, 2*time.Hour, "first", now)

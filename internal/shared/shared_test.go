@@ -248,12 +248,7 @@ func TestRedisThatLostItsDataGetsItBack(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	now := time.Now()
-	a, b := stack(t, srv.Addr, "e:"), stack(t, srv.Addr, "e:")
-	for _, s := range []*wire.Stack{a, b} {
-		if err := s.Replica.Start(ctx, now); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, b := started(t, srv.Addr, "e:", now), started(t, srv.Addr, "e:", now)
 	bot := addrID("192.0.2.9")
 	a.Policy.Ban(bot, time.Hour, "test", now)
 	a.Replica.Tick(ctx, now)
