@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,9 +54,26 @@ func Browser(t *testing.T, execPath string, timeout time.Duration) context.Conte
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1600, 1000),
+		chromedp.ModifyCmdFunc(limitBrowser),
 	)
 	ctx, cancelTab := chromedp.NewContext(actx)
 	ctx, cancelTime := context.WithTimeout(ctx, timeout)
 	t.Cleanup(func() { cancelTime(); cancelTab(); cancelAlloc() })
 	return ctx
+}
+
+// limitBrowser runs Chromium under prlimit with DefaultLimits' file
+// descriptor cap, and keeps chromedp's own default: the browser dies with
+// the test process. The address space is not capped: Chromium reserves
+// terabytes of it up front (V8's cage) and would not start; its time is
+// bounded by Browser's timeout.
+func limitBrowser(cmd *exec.Cmd) {
+	name, argv := limitedArgs(Limits{OpenFiles: DefaultLimits.OpenFiles}, cmd.Path, cmd.Args[1:])
+	if p, err := exec.LookPath(name); err == nil {
+		cmd.Path, cmd.Args = p, append([]string{name}, argv...)
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = new(syscall.SysProcAttr)
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }
