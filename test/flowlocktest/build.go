@@ -35,6 +35,11 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// BuildTimeout bounds one go build of a test binary: a cold module cache
+// and a busy machine take a few minutes, a hung toolchain must not take
+// the suite's whole deadline.
+const BuildTimeout = 10 * time.Minute
+
 // Build compiles each of the module's commands cmd/<name> into dir/<name>,
 // with go build's output on this process's stdout and stderr.
 func Build(dir string, cmds ...string) error {
@@ -43,7 +48,9 @@ func Build(dir string, cmds ...string) error {
 		return err
 	}
 	for _, name := range cmds {
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+		ctx, cancel := context.WithTimeout(context.Background(), BuildTimeout)
+		defer cancel()
+		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
 		build.Dir = root
 		build.Stdout, build.Stderr = os.Stdout, os.Stderr
 		if err := build.Run(); err != nil {

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,7 +30,9 @@ func Build(dir string) (Binaries, error) {
 		b.Noop:     "./test/load/cmd/noop-authz",
 		b.Floor:    "./test/load/cmd/floor-authz",
 	} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		ctx, cancel := context.WithTimeout(context.Background(), flowlocktest.BuildTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 		cmd.Dir = root
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
