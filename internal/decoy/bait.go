@@ -192,15 +192,18 @@ func queryNames(raw string) string {
 	}
 	var b strings.Builder
 	for part := range strings.SplitSeq(raw, "&") {
-		if b.Len() >= maxQuery {
+		name, _, _ := strings.Cut(part, "=")
+		// Measured after Visible, which writes an unseen byte as up to
+		// eight characters: a clipped name can still be long.
+		shown := untrusted.Visible(untrusted.Clip(name, 64))
+		if b.Len()+len(shown) > maxQuery {
 			b.WriteString("…")
 			break
 		}
-		name, _, _ := strings.Cut(part, "=")
 		if b.Len() > 0 {
 			b.WriteByte('&')
 		}
-		b.WriteString(untrusted.Visible(untrusted.Clip(name, 64)))
+		b.WriteString(shown)
 		b.WriteString("=…")
 	}
 	return b.String()
