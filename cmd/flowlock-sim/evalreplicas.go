@@ -257,19 +257,29 @@ func startReplicas(ctx context.Context, stacks []*wire.Stack, now time.Time) (st
 			_ = s.Replica.Run(done)
 		}
 	}
+	// A dial can outlast its timeout on a loaded machine (CI saw one
+	// replica of three miss 2 s): Start again until readyLimit, since an
+	// unreachable Redis leaves a replica unconnected and Start retryable.
+	deadline := time.Now().Add(readyLimit)
 	for i, s := range stacks {
-		if err := s.Replica.Start(ctx, now); err != nil {
-			return stop, fmt.Errorf("replica %d: %w", i+1, err)
-		}
-		if st := s.Replica.Status(); !st.Connected {
-			return stop, fmt.Errorf("replica %d: --redis-addr not reached: %s", i+1, st.Err)
+		for {
+			if err := s.Replica.Start(ctx, now); err != nil {
+				return stop, fmt.Errorf("replica %d: %w", i+1, err)
+			}
+			st := s.Replica.Status()
+			if st.Connected {
+				break
+			}
+			if time.Now().After(deadline) {
+				return stop, fmt.Errorf("replica %d: --redis-addr not reached within %v: %s", i+1, readyLimit, st.Err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		wg.Go(func() { s.Replica.Follow(fctx) })
 	}
 	// Start read the shared list once (Resyncs 1). Once subscribed, a
 	// follower asks for another read, which the next Tick makes: from then
 	// on no change is missed.
-	deadline := time.Now().Add(readyLimit)
 	for i, s := range stacks {
 		for s.Replica.Stats().Resyncs.Load() < 2 {
 			if time.Now().After(deadline) {
