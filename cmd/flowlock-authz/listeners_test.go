@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
@@ -114,5 +115,18 @@ func TestFitConnCaps(t *testing.T) {
 	g, h, f := fitConnCaps(cfg, slog.New(slog.DiscardHandler))
 	if g < 1 || h < 1 || g > cfg.GRPCMaxConns || h > cfg.HTTPMaxConns || f != 0 {
 		t.Errorf("fitConnCaps = %d, %d, %d for caps %d, %d and no forward-auth", g, h, f, cfg.GRPCMaxConns, cfg.HTTPMaxConns)
+	}
+}
+
+// TestStreamWorkers: enough workers for the Checks in flight on each CPU,
+// never more than --grpc-max-inflight allows, never none, at most 1024.
+func TestStreamWorkers(t *testing.T) {
+	per := 64 * runtime.GOMAXPROCS(0)
+	for _, tc := range []struct{ inflight, want int }{
+		{1, 1}, {8, min(8, per)}, {1024, min(per, 1024)}, {1_000_000, min(per, 1024)},
+	} {
+		if got := streamWorkers(tc.inflight); int(got) != tc.want {
+			t.Errorf("streamWorkers(%d) = %d, want %d", tc.inflight, got, tc.want)
+		}
 	}
 }

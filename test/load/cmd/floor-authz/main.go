@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -79,7 +80,11 @@ func main() {
 		}},
 		Metadata: "envoy/service/auth/v3/external_auth.proto",
 	}
-	s := grpc.NewServer(grpc.ForceServerCodecV2(codec{std: encoding.GetCodecV2("proto")}))
+	// Stream workers as flowlock-authz has them (see its streamWorkers):
+	// a goroutine per Check, whose stack grows each time, is a cost gRPC
+	// can avoid, so the floor avoids it too.
+	workers := uint32(min(64*runtime.GOMAXPROCS(0), 1024))
+	s := grpc.NewServer(grpc.ForceServerCodecV2(codec{std: encoding.GetCodecV2("proto")}), grpc.NumStreamWorkers(workers))
 	s.RegisterService(&desc, struct{}{})
 	os.Exit(load.ServeMain("floor-authz", s))
 }
