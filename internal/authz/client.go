@@ -192,7 +192,7 @@ func (r *ClientRules) Resolve(source netip.Addr, xff, idHeader string) Client {
 // ("" if absent; see claimFromMetadata) and the fingerprint header value
 // ("" if absent). Rules in order: a valid claim, a valid identity header,
 // then the address, composed with the fingerprint as Compose says. It
-// allocates only the fingerprint's key, when one is configured and sent.
+// allocates nothing once the fingerprint (when one is configured and sent) has been seen.
 func (r *ClientRules) ResolveWith(source netip.Addr, xff, idHeader, claim, fingerprint string) Client {
 	var c Client
 	c.Addr, c.Cause = r.clientAddr(source, xff)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,9 +75,14 @@ func istioRequest(t testing.TB) []byte {
 // wire decode, decision, encoded answer) at 0 allocations, on allow and on
 // a repeated deny; gRPC's own transport comes on top.
 func TestLeanCheckDoesNotAllocate(t *testing.T) {
-	for _, name := range []string{"allow", "deny"} {
+	for _, name := range []string{"allow", "deny", "allow-fingerprint", "deny-fingerprint"} {
 		t.Run(name, func(t *testing.T) {
-			f := pathFixture(t, name, setup{rules: ClientRules{IdentityHeader: "x-user-id"}}, false)
+			rules := ClientRules{IdentityHeader: "x-user-id"}
+			if path, ok := strings.CutSuffix(name, "-fingerprint"); ok {
+				// The capture's x-b3-traceid stands in for a JA4 header.
+				name, rules = path, ClientRules{FingerprintHeader: "x-b3-traceid"}
+			}
+			f := pathFixture(t, name, setup{rules: rules}, false)
 			buf := mem.BufferSlice{mem.SliceBuffer(istioRequest(t))}
 			out, err := leanCall(f.srv, buf)
 			if err != nil {

@@ -3,8 +3,10 @@ package identity
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"hash/maphash"
 	"net/netip"
 	"strings"
+	"sync"
 )
 
 // A TLS fingerprint (JA4, or JA3 where only that exists) names a client's
@@ -32,8 +34,8 @@ const (
 // it: "fp:" and 16 hex digits of its SHA-256, or "" for an empty, overlong
 // or unprintable value. The hash is unkeyed so that every replica and every
 // restart derives the same key (timing shared through Redis is keyed by
-// it); it hides the raw header, not which public browser build it was. It
-// allocates the key.
+// it); it hides the raw header, not which public browser build it was.
+// A value seen before costs a lookup: neither a hash nor an allocation.
 func FingerprintKey(v string) string {
 	if v == "" || len(v) > maxFingerprintLen {
 		return ""
@@ -43,6 +45,51 @@ func FingerprintKey(v string) string {
 			return ""
 		}
 	}
+	return fingerprintKeys.key(v)
+}
+
+// fingerprintKeys remembers the keys of the fingerprints seen. There are
+// a few thousand TLS stacks in use, so nearly every Check repeats one; a
+// client that invents fingerprints fills a shard, which then starts again
+// empty, so the memo stays under keyMemoShards × keyMemoPerShard entries
+// (about 2 MiB at the longest values).
+var fingerprintKeys = keyMemo{seed: maphash.MakeSeed()}
+
+const (
+	keyMemoShards   = 16
+	keyMemoPerShard = 512
+)
+
+type keyMemo struct {
+	seed   maphash.Seed
+	shards [keyMemoShards]keyShard
+}
+
+type keyShard struct {
+	mu sync.Mutex
+	m  map[string]string // fingerprint value → key
+	_  [48]byte          // keep neighbouring shards' locks off one cache line
+}
+
+// key returns v's key, hashing and keeping it on first sight. v may point
+// into a buffer that is reused: the map keeps a copy.
+func (k *keyMemo) key(v string) string {
+	sh := &k.shards[maphash.String(k.seed, v)%keyMemoShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if key, ok := sh.m[v]; ok {
+		return key
+	}
+	if sh.m == nil || len(sh.m) >= keyMemoPerShard {
+		sh.m = make(map[string]string, keyMemoPerShard)
+	}
+	key := hashFingerprint(v)
+	sh.m[strings.Clone(v)] = key
+	return key
+}
+
+// hashFingerprint is the key of a valid fingerprint value.
+func hashFingerprint(v string) string {
 	var in [maxFingerprintLen]byte // on the stack: []byte(v) would allocate
 	sum := sha256.Sum256(in[:copy(in[:], v)])
 	var buf [fingerprintKeyLen]byte

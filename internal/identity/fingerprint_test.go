@@ -1,10 +1,12 @@
 package identity
 
 import (
+	"fmt"
 	"hash/maphash"
 	"net/netip"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 const ja4 = "t13d1516h2_8daaf6152771_02713d6af862"
@@ -79,5 +81,45 @@ func TestComposedIdentity(t *testing.T) {
 	seed := maphash.MakeSeed()
 	if id.Hash(seed) == FromAddr(a, 64).Hash(seed) {
 		t.Error("a composed identity hashes like its address: one address with many TLS stacks would fill one shard")
+	}
+}
+
+// TestFingerprintKeyMemo: a known fingerprint costs no allocation; a
+// value read from a buffer that is then overwritten keeps its own key;
+// a client inventing fingerprints cannot grow the memo past its bound,
+// and keys stay right after a shard starts again.
+func TestFingerprintKeyMemo(t *testing.T) {
+	want := hashFingerprint(ja4)
+	if got := FingerprintKey(ja4); got != want {
+		t.Fatalf("key %q, want %q", got, want)
+	}
+	buf := []byte(ja4)
+	v := unsafe.String(&buf[0], len(buf)) // as the lean decoder hands it over
+	if got := FingerprintKey(v); got != want {
+		t.Fatalf("key from a buffer %q, want %q", got, want)
+	}
+	copy(buf, "t13d0000h2_000000000000_000000000000")
+	if got := FingerprintKey(ja4); got != want {
+		t.Fatalf("after the buffer was reused: key %q, want %q", got, want)
+	}
+	if n := testing.AllocsPerRun(1000, func() { FingerprintKey(ja4) }); n != 0 {
+		t.Errorf("a known fingerprint allocated %v times, want 0", n)
+	}
+	for i := range 100_000 {
+		v := fmt.Sprintf("t13d1517h2_%012x_bbbbbbbbbbbb", i)
+		if i%9973 == 0 && FingerprintKey(v) != hashFingerprint(v) {
+			t.Fatalf("key of %q is wrong", v)
+		}
+		FingerprintKey(v)
+	}
+	n := 0
+	for i := range fingerprintKeys.shards {
+		sh := &fingerprintKeys.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	if n > keyMemoShards*keyMemoPerShard {
+		t.Errorf("memo holds %d keys, bound %d", n, keyMemoShards*keyMemoPerShard)
 	}
 }
