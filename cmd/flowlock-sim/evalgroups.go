@@ -11,6 +11,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/risk"
 	"github.com/flowlock/flowlock/internal/traffic"
 	"github.com/flowlock/flowlock/internal/wire"
@@ -34,18 +35,6 @@ const (
 	fleetCatchWithin = 15 * time.Minute
 	minFleetCaught   = 0.90
 )
-
-// catchWithin is how soon a fleet scenario's fleet should be caught: 15
-// minutes, the issue's target, except for a fleet on one sleep (F2). Its
-// members are quarantined on their third gap that agrees (two agree by
-// chance among many slow clients), which a bot sleeping 300 s reaches
-// only after 15 minutes: by its fourth request, within 20.
-func catchWithin(s traffic.Scenario) time.Duration {
-	if s.ID == "F2" {
-		return 20 * time.Minute
-	}
-	return fleetCatchWithin
-}
 
 // fleetQuarantine is the quarantine reason of a fleet's members.
 var fleetQuarantine = risk.ReasonFleet.String()
@@ -269,7 +258,7 @@ func groupTargets(stats []groupStats) []targetResult {
 			continue // without its route exclusion: the documented limitation
 		}
 		if g.sc.Fleet > 0 {
-			within := catchWithin(g.sc)
+			within := fleetCatchWithin
 			w := g.caughtWithin(within)
 			out = append(out, targetResult{
 				Target: fmt.Sprintf("fleet of %d slow bots: >= %s of trials caught (%d members quarantined as a fleet) within %s",
@@ -360,7 +349,9 @@ other replicas, allow list honoured, never an identity labelled shared). Signatu
   tighter than people opening the same push alert (C4).
 - **period**: the geometric mean of the last 2-4 gaps when they are at least 20 s and agree
   within 12 %%, in 10 %% buckets on four offset grids. A fleet on one configured sleep shares it at
-  any phase. A member needs three such gaps to be quarantined (two agree by chance too often).
+  any phase. A member is quarantined on two such gaps when no other identity has a period within
+  20-60 %% of the fleet's (the buckets two to four away are empty), and on three otherwise: among
+  many slow clients two gaps agree by chance too often.
 - **script**: each run of four paths whose three gaps are all at least 20 s. Bots walking one
   script share them; people rarely pause 20 s three times running, and then wander.
 
@@ -398,8 +389,7 @@ C4 runs 30 minutes.
 			"it rare, not impossible.\n", num(float64(by)), num(float64(bp)))
 	}
 	if len(caught75) > 0 {
-		fmt.Fprintf(w, "- **Within 15 minutes:** %s. A period member is quarantined on its third agreeing gap, "+
-			"which a bot sleeping up to 300 s reaches only by its fourth request (20 minutes).\n", strings.Join(caught75, ", "))
+		fmt.Fprintf(w, "- **Within 15 minutes:** %s, under the %s target.\n", strings.Join(caught75, ", "), pct0(minFleetCaught))
 	}
 	for i := range r.groups {
 		g := &r.groups[i]
@@ -409,11 +399,11 @@ C4 runs 30 minutes.
 				g.id, ofIDs(g.sum.peopleFleet, g.sum.people), orDash(g.kind()))
 		}
 	}
-	fmt.Fprint(w, `- **Not caught:** a fleet whose bots each draw their own schedule and their own paths shares no
-  signature; nor is a fleet that spreads over more identities than the detector tracks (50,000)
-  without being evicted first. With several replicas each detects on its own share of the Checks
-  until they exchange their notes (docs/RATIONALE.md, "Fleet detection").
-`)
+	fmt.Fprintf(w, `- **Not caught:** a fleet whose bots each draw their own schedule and their own paths shares no
+  signature; nor is a fleet that spreads over more identities than the detector tracks (%s)
+  without being evicted first. A period fleet among many other slow clients with periods of their
+  own waits for each member's third gap (up to 20 minutes at a 300 s sleep).
+`, num(float64(fleet.DefaultMaxIdentities)))
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| id | scenario |")
 	fmt.Fprintln(w, "|---|---|")

@@ -60,7 +60,9 @@ const (
 	surprise     = 4.0   // times more members than chance explains
 	tightSpread  = 3_000 // ms: widest arrival spread of a lockstep fleet's middle 80 % in a window
 	tightTail    = 10    // per cent of members left out at each end of that spread
-	confirmGaps  = 3     // gaps a period member needs to be quarantined
+	confirmGaps  = 3     // gaps a period member needs to be quarantined among other periods
+	quietNear    = 2     // period buckets from a fleet's own where its neighbourhood starts
+	quietFar     = 4     // and where it ends: b±2 … b±4 must be empty for two gaps to do
 )
 
 // Kind is what a fleet's members share.
@@ -556,9 +558,10 @@ func (d *Detector) analyse(now time.Time) int {
 		if len(f.Members) < maxShown {
 			f.Members = append(f.Members, t.id)
 		}
-		if sig.kind == Period && sig.v[2] < confirmGaps {
+		if sig.kind == Period && sig.v[2] < confirmGaps && !d.alone(sig) {
 			// Two gaps that agree are common by chance among many slow
-			// clients: a member is counted on two, quarantined on three.
+			// clients: where there are such clients, a member is counted
+			// on two gaps and quarantined on three.
 			continue
 		}
 		if d.o.Admit == nil || t.last() <= t.admitted {
@@ -674,6 +677,27 @@ func (d *Detector) tight(cut int64, k uint64) bool {
 		slices.Sort(d.window)
 		lo, hi := n*tightTail/100, n-1-n*tightTail/100
 		if d.window[hi]-d.window[lo] > tightSpread {
+			return false
+		}
+	}
+	return true
+}
+
+// alone reports whether no identity outside period signature s's fleet has
+// a period near it: the buckets quietNear to quietFar away on either side,
+// on s's grid, are empty. Then a member that agrees with the fleet on two
+// gaps is quarantined without waiting for a third. What a third gap buys is
+// protection from slow clients whose two gaps agree by chance and happen
+// to fall in the fleet's bucket; their expected number there is what the
+// neighbourhood holds per bucket, and an empty neighbourhood of six buckets
+// (60 % of period on each side) says it is near zero. Among many slow
+// clients the neighbourhood is never empty and the third gap is required,
+// as before (docs/RATIONALE.md, "A period member needs three agreeing
+// gaps, unless its fleet stands alone").
+func (d *Detector) alone(s signature) bool {
+	g, b := int(s.grid), s.v[1]
+	for k := int64(quietNear); k <= quietFar; k++ {
+		if d.counts[periodKey(g, b-k)] > 0 || d.counts[periodKey(g, b+k)] > 0 {
 			return false
 		}
 	}

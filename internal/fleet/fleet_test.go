@@ -354,3 +354,47 @@ func TestScriptNamesShown(t *testing.T) {
 		}
 	}
 }
+
+// browsers are n people paging at their own pace: a few seconds between
+// requests, now and then a pause of 20 s to 2 minutes. Their slow gaps are
+// few and far between, so no period lives near a fleet's.
+func browsers(r *rand.Rand, first, n int, end time.Duration) []request {
+	var out []request
+	for i := range n {
+		for at := time.Duration(r.Float64() * 120e9); at < end; {
+			out = append(out, request{addr(first + i), endpoints[r.IntN(len(endpoints))], t0.Add(at)})
+			gap := 2 + 10*r.Float64()
+			if r.IntN(8) == 0 {
+				gap = 20 + 100*r.Float64()
+			}
+			at += time.Duration(gap * 1e9)
+		}
+	}
+	return out
+}
+
+// TestSlowPeriodFleetWithin15Minutes: a fleet sleeping 290 s, each bot at
+// its own phase, among people browsing, is quarantined within 15 minutes,
+// by which time its bots have made two gaps each and hardly any a third.
+// No other identity has a period near the fleet's, so two agreeing gaps
+// are enough; none of the people is taken.
+func TestSlowPeriodFleetWithin15Minutes(t *testing.T) {
+	for seed := range uint64(5) {
+		r := rand.New(rand.NewPCG(seed, 21))
+		reqs := append(periodFleet(r, 0, 25, 290*time.Second, 15*time.Minute), browsers(r, 1000, 100, 15*time.Minute)...)
+		sortByTime(reqs)
+		fleet, people := 0, 0
+		d := New(Options{Admit: func(id identity.ID, f *Fleet, now time.Time) bool {
+			if a, _ := id.Addr(); a.As4()[2] == 0 && a.As4()[3] < 25 {
+				fleet++
+			} else {
+				people++
+			}
+			return true
+		}})
+		run(d, reqs, t0.Add(15*time.Minute))
+		if fleet < 20 || people > 0 {
+			t.Errorf("seed %d: %d of 25 bots and %d of 100 people admitted within 15 minutes, want >= 20 and 0", seed, fleet, people)
+		}
+	}
+}
