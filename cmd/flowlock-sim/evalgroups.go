@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -65,16 +67,45 @@ type groupStats struct {
 	sum    groupResult
 }
 
-// runGroup runs one trial of the group scenario sc.
+// runGroup runs one trial of the group scenario sc. With s.rep.n > 1
+// each request goes to one of that many stacks at random (Envoy's
+// balancing), which share state through Redis with s.rep.redis or nothing
+// without; a member counts as quarantined for a fleet when any replica
+// holds it so, which favours unshared replicas.
 func (s evalSetup) runGroup(sc traffic.Scenario, seed uint64) groupResult {
 	cfg := s.cfg
 	cfg.Mode = config.ModeEnforce
 	cfg.ExcludePaths = sc.ExcludedPaths
-	stack := wire.Build(cfg, wire.Extra{})
+	shared := s.rep.shared()
+	if shared {
+		cfg.RedisAddr = s.rep.redis
+		cfg.RedisKeyPrefix = s.rep.prefix + sc.Name + ":" + strconv.FormatUint(seed, 10) + ":"
+	}
+	stacks := make([]*wire.Stack, max(s.rep.n, 1))
+	for i := range stacks {
+		stacks[i] = wire.Build(cfg, wire.Extra{})
+	}
+	// Replicated trials run from the next whole hour of the wall clock, as
+	// replicated streams do (runStream).
+	base := s.start
+	if len(stacks) > 1 {
+		base = virtualStart(time.Now())
+	}
+	shift := base.Sub(s.start)
+	ctx := context.Background()
+	if shared {
+		stop, err := startReplicas(ctx, stacks, base)
+		defer stop()
+		if err != nil {
+			s.rep.run.fail(err)
+			return groupResult{}
+		}
+	}
+	pick := mrand.New(mrand.NewPCG(seed, replicaSalt))
 	n := max(sc.Spread, 1)
 	clients := make([]authz.Client, n)
 	for j := range clients {
-		clients[j] = stack.Rules.Resolve(streamAddr(j, false), "", "")
+		clients[j] = stacks[0].Rules.Resolve(streamAddr(j, false), "", "")
 	}
 	bot := make([]bool, n)
 	for m := range sc.Fleet {
@@ -93,55 +124,77 @@ func (s evalSetup) runGroup(sc traffic.Scenario, seed uint64) groupResult {
 	var admitted uint64
 	caughtBots := 0
 	sweep := func(at time.Time) {
-		stack.Sweep(at)
-		a := stack.Fleet.Stats().Admitted
+		if shared {
+			// Ship what each replica queued and noted, then read the
+			// others' notes: twice, so the first replica reads the last
+			// one's too.
+			for range 2 {
+				for _, stack := range stacks {
+					stack.Replica.Tick(ctx, at)
+					stack.Replica.ShareFleet(ctx, at)
+				}
+			}
+		}
+		a := uint64(0)
+		for _, stack := range stacks {
+			stack.Sweep(at)
+			a += stack.Fleet.Stats().Admitted
+		}
 		if a == admitted {
 			return
 		}
 		admitted = a
 		if res.kind == "" {
-			if fs := stack.Fleet.Fleets(); len(fs) > 0 {
-				res.kind = fs[0].Kind.String()
+			for _, stack := range stacks {
+				if fs := stack.Fleet.Fleets(); len(fs) > 0 {
+					res.kind = fs[0].Kind.String()
+					break
+				}
 			}
 		}
 		for j := range clients {
 			if status[j] != free {
 				continue
 			}
-			if e, ok := stack.Quarantine.Check(clients[j].ID, at); ok && e.Reason == fleetQuarantine {
-				status[j] = asFleet
-				if bot[j] {
-					caughtBots++
+			for _, stack := range stacks {
+				if e, ok := stack.Quarantine.Check(clients[j].ID, at); ok && e.Reason == fleetQuarantine {
+					status[j] = asFleet
+					if bot[j] {
+						caughtBots++
+					}
+					break
 				}
 			}
 		}
 		if !res.caught && sc.Fleet > 0 && caughtBots >= cfg.FleetMinMembers {
-			res.caught, res.caughtAt = true, at.Sub(s.start)
+			res.caught, res.caughtAt = true, at.Sub(base)
 		}
 	}
 
 	st := sc.Stream(seed, s.start)
-	next := s.start.Add(cfg.SweepInterval)
+	next := base.Add(cfg.SweepInterval)
 	for {
 		req, ok := st.Next()
 		if !ok {
 			break
 		}
-		for !req.TS.Before(next) {
+		now := req.TS.Add(shift)
+		for !now.Before(next) {
 			sweep(next)
 			next = next.Add(cfg.SweepInterval)
 		}
 		res.requests++
 		j := sc.Identity(req.Member)
-		d := stack.Policy.Decide(authz.Request{Client: clients[j], Path: req.Path, Now: req.TS, UserAgent: req.UserAgent})
+		stack := stacks[pick.IntN(len(stacks))]
+		d := stack.Policy.Decide(authz.Request{Client: clients[j], Path: req.Path, Now: now, UserAgent: req.UserAgent})
 		if d.Outcome == authz.Admitted && status[j] == free {
 			status[j] = byOwnTiming
 		}
 		if !naiveHit[j] {
-			_, naiveHit[j] = naive[j].Observe(req.TS)
+			_, naiveHit[j] = naive[j].Observe(now)
 		}
 	}
-	for end := s.start.Add(sc.Horizon); !next.After(end); next = next.Add(cfg.SweepInterval) {
+	for end := base.Add(sc.Horizon); !next.After(end); next = next.Add(cfg.SweepInterval) {
 		sweep(next)
 	}
 	for j := range clients {

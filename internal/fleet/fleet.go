@@ -29,6 +29,10 @@ const (
 	// DefaultQueueSize is how many notes wait for the next drain; the
 	// service drains every drainEvery, the simulator at every sweep.
 	DefaultQueueSize = 1 << 16
+	// DefaultOutbox is the outbox of a replica that shares its notes:
+	// 32,768 requests (at most about 6 MB) wait for the next exchange, a
+	// second's worth at 30,000 timed Checks a second, or a Redis outage's.
+	DefaultOutbox = 1 << 15
 	// DefaultWindow is how far back a track's requests count.
 	DefaultWindow = 30 * time.Minute
 )
@@ -106,6 +110,11 @@ type Options struct {
 	SampleRate float64
 	// Window is how far back requests count; 0 means DefaultWindow.
 	Window time.Duration
+	// Outbox is how many of the requests this detector noted may wait
+	// for the other replicas (Outbox, Shipped; the replica link takes them
+	// every second); beyond it they are dropped and counted. 0 keeps none:
+	// one replica, or replicas that do not share.
+	Outbox int
 	// Admit quarantines one member of a fleet at now and reports whether
 	// that started a quarantine; nil only reports fleets. It is called
 	// from Sweep, never from Note.
@@ -134,6 +143,9 @@ type Stats struct {
 	Evicted  uint64 // tracks evicted at MaxIdentities
 	Admitted uint64 // quarantines started by Admit
 	Fleets   int    // fleets found by the last Sweep
+	// Imported counts the requests other replicas noted, added by Import;
+	// Unshipped those this one noted that the full outbox dropped.
+	Imported, Unshipped uint64
 }
 
 // note is one request handed over by Note.
@@ -172,17 +184,20 @@ type Detector struct {
 
 	dropped atomic.Uint64
 
-	mu       sync.Mutex
-	index    map[identity.ID]int32
-	tracks   []track
-	free     []int32
-	paths    map[uint32]string
-	rng      *rand.Rand
-	noted    uint64
-	evicted  uint64
-	admitted uint64
-	fleets   []Fleet
-	memberOf map[identity.ID]uint64 // member → its fleet's key, at the last Sweep
+	mu        sync.Mutex
+	index     map[identity.ID]int32
+	tracks    []track
+	free      []int32
+	paths     map[uint32]string
+	rng       *rand.Rand
+	noted     uint64
+	evicted   uint64
+	admitted  uint64
+	fleets    []Fleet
+	out       []note // noted here, for the other replicas (Options.Outbox)
+	imported  uint64
+	unshipped uint64
+	memberOf  map[identity.ID]uint64 // member → its fleet's key, at the last Sweep
 
 	// scratch of Sweep, kept between calls
 	keys     []uint64
@@ -248,7 +263,8 @@ func MemoryCap(o Options) int64 {
 		(minEpisodes+1)*8 // its arrivals (tight)
 	queue := int64(o.QueueSize) * int64(unsafe.Sizeof(note{}))
 	paths := int64(maxPaths) * (maxPathName + 4 + 2*16)
-	return int64(o.MaxIdentities)*perTrack + queue + paths
+	outbox := int64(o.Outbox) * (int64(unsafe.Sizeof(note{})) + maxPathName)
+	return int64(o.MaxIdentities)*perTrack + queue + paths + outbox
 }
 
 // Note hands one request of id to the detector: what the Check path calls.
@@ -356,7 +372,8 @@ func (d *Detector) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Stats{Noted: d.noted, Dropped: d.dropped.Load(), Tracked: len(d.index),
-		Evicted: d.evicted, Admitted: d.admitted, Fleets: len(d.fleets)}
+		Evicted: d.evicted, Admitted: d.admitted, Fleets: len(d.fleets),
+		Imported: d.imported, Unshipped: d.unshipped}
 }
 
 // Merge adds every request in from's tracks to d's: what a replica does with
@@ -394,11 +411,18 @@ func (d *Detector) drain() {
 	for range cap(d.queue) {
 		select {
 		case n := <-d.queue:
-			h := n.hash
 			if n.path != "" {
-				h = pathHash(n.path)
+				n.hash = pathHash(n.path)
 			}
-			d.addHashed(n.id, n.path, h, n.at)
+			d.addHashed(n.id, n.path, n.hash, n.at)
+			if d.o.Outbox > 0 {
+				if len(d.out) < d.o.Outbox {
+					n.id = n.id.Clone() // not the request's memory
+					d.out = append(d.out, n)
+				} else {
+					d.unshipped++
+				}
+			}
 		default:
 			return
 		}

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/redisstore"
@@ -129,6 +130,12 @@ type Replica struct {
 	nextResync time.Time                   // a failed resync waits until then
 	nextHits   time.Time                   // the next hits round
 	resync     atomic.Bool                 // read the whole shared list at the next chance
+	// Fleet notes (fleet.go): the detector, this replica's name in the
+	// stream, the last batch read and when the next exchange is due.
+	fleet       *fleet.Detector
+	name        string
+	notesCursor string
+	nextFleet   time.Time
 
 	stats Stats
 }
@@ -153,6 +160,9 @@ type Stats struct {
 	Resyncs      atomic.Uint64 // full reads of the shared list
 	Dropped      atomic.Uint64 // request times dropped over perBatch
 	CallFailures atomic.Uint64 // background calls that failed or timed out
+	// FleetShipped counts fleet notes written for the other replicas,
+	// FleetMalformed their batches that did not decode.
+	FleetShipped, FleetMalformed atomic.Uint64
 }
 
 // New returns a Replica over the local engine and quarantine. It does not
@@ -382,6 +392,7 @@ func (r *Replica) Tick(ctx context.Context, now time.Time) {
 	defer r.mu.Unlock()
 	r.flushLocked(ctx, now)
 	r.mirrorLocked(ctx, now)
+	r.fleetTickLocked(ctx, now)
 }
 
 // Sync writes the local quarantine changes Redis does not have yet, reads
