@@ -143,7 +143,8 @@ type Stats struct {
 	Evicted  uint64 // tracks evicted at MaxIdentities
 	Admitted uint64 // quarantines started by Admit
 	Fleets   int    // fleets found by the last Sweep
-	// Imported counts the requests other replicas noted, added by Import;
+	// Imported counts the requests other replicas noted that Import added
+	// (a batch sent twice adds nothing the second time);
 	// Unshipped those this one noted that the full outbox dropped.
 	Imported, Unshipped uint64
 }
@@ -429,8 +430,9 @@ func (d *Detector) drain() {
 	}
 }
 
-// addHashed records one request in id's track.
-func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) {
+// addHashed records one request in id's track and reports whether it is
+// new there.
+func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) bool {
 	d.noted++
 	if _, ok := d.paths[ph]; !ok && path != "" {
 		if len(d.paths) >= maxPaths {
@@ -452,11 +454,11 @@ func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) {
 		j--
 	}
 	if j > 0 && t.at[j-1] == at && t.path[j-1] == ph {
-		return // the same request twice (a merge)
+		return false // the same request twice (a merge)
 	}
 	if int(t.n) == RingSize {
 		if j == 0 {
-			return // older than everything kept
+			return false // older than everything kept
 		}
 		t.lost = t.at[0]
 		copy(t.at[:j-1], t.at[1:j])
@@ -468,6 +470,7 @@ func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) {
 		t.n++
 	}
 	t.at[j], t.path[j] = at, ph
+	return true
 }
 
 // slot returns a fresh track for id, evicting one at the cap.

@@ -111,8 +111,9 @@ func (d *Detector) Import(b []byte) error {
 		if d.sample != 0 && idHash(id) >= d.sample {
 			continue
 		}
-		d.imported++
-		d.addHashed(id, string(path), hash, at)
+		if d.addHashed(id, string(path), hash, at) {
+			d.imported++
+		}
 	}
 	return nil
 }
