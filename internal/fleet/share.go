@@ -17,7 +17,8 @@ import (
 // them to Redis, and hands the other replicas' batches to Import. A track
 // is a set of requests, so every replica then holds the same tracks and
 // finds the same fleets (see Merge, and docs/RATIONALE.md, "Fleet
-// detection across replicas").
+// detection across replicas"); a batch delivered twice (a write that
+// outlived its deadline and was sent again) adds nothing the second time.
 
 // notesFormat is the first byte of an encoded batch.
 const notesFormat = 1
