@@ -13,9 +13,11 @@ import (
 
 // NotesCap is about how many batches the stream keeps (trimmed
 // approximately, as XADD MAXLEN ~ does cheaply). A replica reads every
-// second, so the stream needs seconds of history, not more; a replica that
-// falls further behind loses the oldest batches.
-const NotesCap = 1024
+// second, so the stream needs seconds of history, not more: 256 batches
+// are 10 s of three replicas writing at their most (8 batches a second
+// each) and minutes at ordinary rates, and at most about 40 MB (batches of
+// 4,096 requests). A replica that falls further behind loses the oldest.
+const NotesCap = 256
 
 // NotesBatch is one batch of the stream.
 type NotesBatch struct {

@@ -16,8 +16,9 @@ import (
 // when that identity next reaches it. So every fleetEvery the replica
 // writes the requests its detector noted since the last round to a capped
 // Redis stream and imports the other replicas' batches: every detector then
-// holds every replica's requests, a round late. All of it runs in Tick, off
-// the Check path, through the breaker and the call deadline; while Redis
+// holds every replica's requests, a round late. It runs on a goroutine of
+// Run's own (so a slow exchange never delays the timing batches), off the
+// Check path, through the breaker and the call deadline; while Redis
 // is away each detector works on its own share, and its outbox (bounded
 // by fleet.Options.Outbox) waits for Redis to answer again.
 
@@ -28,7 +29,7 @@ const fleetEvery = time.Second
 // fleetRounds batches written and fleetRounds reads of notesPerRead
 // batches.
 const (
-	notesPerBatch = 2048
+	notesPerBatch = 4096
 	notesPerRead  = 64
 	fleetRounds   = 8
 )
@@ -37,8 +38,8 @@ const (
 // (d is built with an Outbox); the decision stack sets it before the
 // replica runs. A nil d exchanges nothing.
 func (r *Replica) SetFleet(d *fleet.Detector) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.fleetMu.Lock()
+	defer r.fleetMu.Unlock()
 	r.fleet = d
 	if r.name == "" {
 		r.name = rand.Text()
@@ -46,25 +47,12 @@ func (r *Replica) SetFleet(d *fleet.Detector) {
 }
 
 // ShareFleet writes the requests the fleet detector noted since the last
-// call to Redis and imports the other replicas' since then: what Tick does
+// call to Redis and imports the other replicas' since then: what Run does
 // every second, and what a virtual-time driver calls at its own times. It
 // does nothing without a detector or while Redis is away.
 func (r *Replica) ShareFleet(ctx context.Context, now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.shareFleetLocked(ctx, now)
-}
-
-// fleetTickLocked exchanges notes when a round is due.
-func (r *Replica) fleetTickLocked(ctx context.Context, now time.Time) {
-	if r.fleet == nil || now.Before(r.nextFleet) {
-		return
-	}
-	r.nextFleet = now.Add(fleetEvery)
-	r.shareFleetLocked(ctx, now)
-}
-
-func (r *Replica) shareFleetLocked(ctx context.Context, now time.Time) {
+	r.fleetMu.Lock()
+	defer r.fleetMu.Unlock()
 	d := r.fleet
 	if d == nil {
 		return
@@ -102,6 +90,26 @@ func (r *Replica) shareFleetLocked(ctx context.Context, now time.Time) {
 		}
 		if len(got) < notesPerRead {
 			return
+		}
+	}
+}
+
+// runFleet exchanges fleet notes every fleetEvery until ctx is done.
+func (r *Replica) runFleet(ctx context.Context) {
+	r.fleetMu.Lock()
+	d := r.fleet
+	r.fleetMu.Unlock()
+	if d == nil {
+		return
+	}
+	tk := time.NewTicker(fleetEvery)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+			r.ShareFleet(ctx, time.Now())
 		}
 	}
 }

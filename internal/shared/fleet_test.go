@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/internal/redisstore/redistest"
+	"github.com/flowlock/flowlock/internal/shared"
 )
 
 // TestFleetNotesReachTheOtherReplicas: the requests one replica's fleet
@@ -79,5 +80,29 @@ func TestFleetNotesReachTheOtherReplicas(t *testing.T) {
 	}
 	if st := a.Fleet.Stats(); st.Unshipped != 0 {
 		t.Errorf("a dropped %d notes from its outbox", st.Unshipped)
+	}
+}
+
+// TestRunExchangesFleetNotes: Run exchanges fleet notes by itself, every
+// second, as the service runs it.
+func TestRunExchangesFleetNotes(t *testing.T) {
+	srv := redistest.Start(t)
+	start := time.Now()
+	a, b := started(t, srv.Addr, "fr:", start), started(t, srv.Addr, "fr:", start)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	for _, r := range []*shared.Replica{a.Replica, b.Replica} {
+		go func() { _ = r.Run(ctx); done <- struct{}{} }()
+	}
+	defer func() { stop(); <-done; <-done }()
+	for i := range 10 {
+		decide(a, addrID("198.51.100."+strconv.Itoa(i+1)), time.Now())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Fleet.Stats().Imported < 10 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := b.Fleet.Stats().Imported; got != 10 {
+		t.Errorf("b imported %d of a's 10 requests in 10 s", got)
 	}
 }

@@ -130,12 +130,13 @@ type Replica struct {
 	nextResync time.Time                   // a failed resync waits until then
 	nextHits   time.Time                   // the next hits round
 	resync     atomic.Bool                 // read the whole shared list at the next chance
-	// Fleet notes (fleet.go): the detector, this replica's name in the
-	// stream, the last batch read and when the next exchange is due.
+
+	// Fleet notes (fleet.go), guarded by fleetMu: the detector, this
+	// replica's name in the stream and the last batch read.
+	fleetMu     sync.Mutex
 	fleet       *fleet.Detector
 	name        string
 	notesCursor string
-	nextFleet   time.Time
 
 	stats Stats
 }
@@ -287,6 +288,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	var subscribed bool
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { r.runFleet(ctx) })
 	tk := time.NewTicker(r.opts.Batch)
 	defer tk.Stop()
 	nextDial := time.Now()
@@ -392,7 +394,6 @@ func (r *Replica) Tick(ctx context.Context, now time.Time) {
 	defer r.mu.Unlock()
 	r.flushLocked(ctx, now)
 	r.mirrorLocked(ctx, now)
-	r.fleetTickLocked(ctx, now)
 }
 
 // Sync writes the local quarantine changes Redis does not have yet, reads
