@@ -6,7 +6,6 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -77,30 +76,14 @@ func (s evalSetup) runGroup(sc traffic.Scenario, seed uint64) groupResult {
 	cfg.Mode = config.ModeEnforce
 	cfg.ExcludePaths = sc.ExcludedPaths
 	shared := s.rep.shared()
-	if shared {
-		cfg.RedisAddr = s.rep.redis
-		cfg.RedisKeyPrefix = s.rep.prefix + sc.Name + ":" + strconv.FormatUint(seed, 10) + ":"
-	}
-	stacks := make([]*wire.Stack, max(s.rep.n, 1))
-	for i := range stacks {
-		stacks[i] = wire.Build(cfg, wire.Extra{})
-	}
-	// Replicated trials run from the next whole hour of the wall clock, as
-	// replicated streams do (runStream).
-	base := s.start
-	if len(stacks) > 1 {
-		base = virtualStart(time.Now())
+	stacks, base, stop, err := s.replicaStacks(cfg, sc.Name, seed, wire.Extra{})
+	defer stop()
+	if err != nil {
+		s.rep.run.fail(err)
+		return groupResult{}
 	}
 	shift := base.Sub(s.start)
 	ctx := context.Background()
-	if shared {
-		stop, err := startReplicas(ctx, stacks, base)
-		defer stop()
-		if err != nil {
-			s.rep.run.fail(err)
-			return groupResult{}
-		}
-	}
 	pick := mrand.New(mrand.NewPCG(seed, replicaSalt))
 	n := max(sc.Spread, 1)
 	clients := make([]authz.Client, n)
@@ -402,8 +385,8 @@ other replicas, allow list honoured, never an identity labelled shared). Signatu
   tighter than people opening the same push alert (C4).
 - **period**: the geometric mean of the last 2-4 gaps when they are at least 20 s and agree
   within 12 %%, in 10 %% buckets on four offset grids. A fleet on one configured sleep shares it at
-  any phase. A member is quarantined on two such gaps when no other identity has a period within
-  20-60 %% of the fleet's (the buckets two to four away are empty), and on three otherwise: among
+  any phase. A member is quarantined on two such gaps when no other identity has a period about
+  10-60 %% from the fleet's (the buckets two to four away are empty), and on three otherwise: among
   many slow clients two gaps agree by chance too often.
 - **script**: each run of four paths whose three gaps are all at least 20 s. Bots walking one
   script share them; people rarely pause 20 s three times running, and then wander.

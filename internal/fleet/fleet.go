@@ -30,8 +30,9 @@ const (
 	// service drains every drainEvery, the simulator at every sweep.
 	DefaultQueueSize = 1 << 16
 	// DefaultOutbox is the outbox of a replica that shares its notes:
-	// 32,768 requests (at most about 6 MB) wait for the next exchange, a
-	// second's worth at 30,000 timed Checks a second, or a Redis outage's.
+	// 32,768 requests (at most about 6.5 MB, in MemoryCap) wait for the
+	// next exchange, a second's worth at 30,000 timed Checks a second;
+	// during a Redis outage the latest are dropped and counted.
 	DefaultOutbox = 1 << 15
 	// DefaultWindow is how far back a track's requests count.
 	DefaultWindow = 30 * time.Minute
@@ -717,7 +718,8 @@ func (d *Detector) tight(cut int64, k uint64) bool {
 // protection from slow clients whose two gaps agree by chance and happen
 // to fall in the fleet's bucket; their expected number there is what the
 // neighbourhood holds per bucket, and an empty neighbourhood of six buckets
-// (60 % of period on each side) says it is near zero. Among many slow
+// (periods about 10-60 % away on each side) says it is near zero. The
+// adjacent buckets are left out: the fleet's own jitter spills into them. Among many slow
 // clients the neighbourhood is never empty and the third gap is required,
 // as before (docs/RATIONALE.md, "A period member needs three agreeing
 // gaps, unless its fleet stands alone").
