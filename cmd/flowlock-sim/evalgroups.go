@@ -439,6 +439,11 @@ C4 runs 30 minutes.
   signature; nor is a fleet that spreads over more identities than the detector tracks (%s)
   without being evicted first. A period fleet among many other slow clients with periods of their
   own waits for each member's third gap (up to 20 minutes at a 300 s sleep).
+- **Replicas:** each replica's detector notes the Checks Envoy sent it, a random share of every
+  member's requests, and the replicas exchange their notes through Redis every second
+  (docs/RATIONALE.md, "Fleets within 15 minutes and across replicas"). `+"`flowlock-sim eval --scenarios F1,F2,F3,F4 --replicas 3 --redis-addr HOST:PORT`"+`
+  runs the table above through three replicas behind random balancing (`+"`--unshared`"+` through three that
+  share nothing, which catch none of these fleets).
 `, num(float64(fleet.DefaultMaxIdentities)))
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| id | scenario |")
