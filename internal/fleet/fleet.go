@@ -419,7 +419,9 @@ func (d *Detector) drain() {
 			d.addHashed(n.id, n.path, n.hash, n.at)
 			if d.o.Outbox > 0 {
 				if len(d.out) < d.o.Outbox {
-					n.id = n.id.Clone() // not the request's memory
+					// Copies: a queued note may hold on to the whole request
+					// until the drain, an outbox note until Redis takes it.
+					n.id, n.path = n.id.Clone(), strings.Clone(n.path)
 					d.out = append(d.out, n)
 				} else {
 					d.unshipped++

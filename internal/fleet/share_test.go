@@ -2,6 +2,9 @@ package fleet
 
 import (
 	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -153,4 +156,31 @@ func FuzzImport(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestOutboxHoldsNoRequest: a note waiting in the outbox (for as long as
+// Redis is away) keeps its own copy of the path, not the request it was cut
+// from: 2,000 short paths cut from 64 KB requests stay within MemoryCap.
+func TestOutboxHoldsNoRequest(t *testing.T) {
+	o := Options{Outbox: 2000, MaxIdentities: 2000, QueueSize: 2048}
+	d := New(o)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 2000 {
+		req := "/api/items/" + strconv.Itoa(i) + strings.Repeat("x", 64<<10)
+		d.Note(addr(i), req[:20], t0) // a substring of its own request
+	}
+	d.Sweep(t0)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if _, n := d.Outbox(1); n != 1 {
+		t.Fatal("nothing in the outbox")
+	}
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap grew %.1f MB (cap %.1f MB)", float64(grew)/1e6, float64(MemoryCap(o))/1e6)
+	if grew > MemoryCap(o) {
+		t.Errorf("heap grew %d bytes with 2,000 notes waiting, cap %d", grew, MemoryCap(o))
+	}
+	runtime.KeepAlive(d)
 }
