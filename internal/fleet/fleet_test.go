@@ -257,9 +257,9 @@ func TestNoteDoesNotAllocate(t *testing.T) {
 }
 
 // TestRace: Note from many goroutines while the background drains, sweeps,
-// lists and merges (run with -race).
+// lists, merges and exchanges notes (run with -race).
 func TestRace(t *testing.T) {
-	d, other := New(Options{QueueSize: 1024, MaxIdentities: 500}), New(Options{})
+	d, other := New(Options{QueueSize: 1024, MaxIdentities: 500, Outbox: 256}), New(Options{})
 	other.Note(addr(9999), "/y", t0)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -280,6 +280,11 @@ func TestRace(t *testing.T) {
 		_ = d.Fleets()
 		_ = d.Stats()
 		d.Merge(other)
+		b, n := d.Outbox(64)
+		d.Shipped(n)
+		if err := other.Import(b); n > 0 && err != nil {
+			t.Fatal(err)
+		}
 	}
 	close(stop)
 	wg.Wait()
