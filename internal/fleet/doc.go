@@ -35,8 +35,10 @@
 // (time, path) events, so two replicas' tables merge exactly (Merge): the
 // union of each identity's events, in time order, keeping the latest
 // RingSize. Counting then happens once, on the merged table, so an identity
-// seen by both replicas is counted once. See docs/RATIONALE.md, "Fleet
-// detection".
+// seen by both replicas is counted once. Replicas exchange the requests
+// they noted through Redis (Outbox, Import; internal/shared carries them),
+// so every replica holds every request. See docs/RATIONALE.md, "Fleet
+// detection" and "Fleets within 15 minutes and across replicas".
 //
 // Bounds: MaxIdentities tracks of fixed size (about 250 bytes each with the
 // map's share), a QueueSize-event queue, and per Sweep a pass over the
