@@ -329,7 +329,7 @@ func evaluateWith(ctx context.Context, o evalOptions, setup evalSetup) (evalRepo
 		}
 		rep.requests += rep.identity.requests
 	}
-	if len(o.groups) > 0 && setup.rep.n <= 1 {
+	if len(o.groups) > 0 && (setup.rep.n <= 1 || !o.markdown) {
 		groups, ids := withUnexcluded(o.groups)
 		trials := make([]int, len(groups))
 		for i, g := range groups {

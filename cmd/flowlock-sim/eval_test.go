@@ -422,7 +422,7 @@ func TestGroupTargets(t *testing.T) {
 	for i := range stats {
 		g := &stats[i]
 		if g.sc.Fleet > 0 {
-			within := catchWithin(g.sc)
+			within := fleetCatchWithin
 			if w := g.caughtWithin(within); w < marginFleetCaught {
 				t.Errorf("%s: %s of %d trials caught within %v, want at least %s", g.id, pct1(w), g.trials, within, pct0(marginFleetCaught))
 			}

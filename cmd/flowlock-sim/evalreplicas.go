@@ -120,40 +120,27 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 		cfg.RiskThreshold = int(s.threshold)
 	}
 	shared := s.rep.shared()
-	if shared {
-		cfg.RedisAddr = s.rep.redis
-		// Its own state: streams run side by side in one Redis.
-		cfg.RedisKeyPrefix = s.rep.prefix + sc.Name + ":" + strconv.FormatUint(seed, 10) + ":"
-	}
 	// One identity per stack: sharding changes nothing but the set-up cost.
-	stacks := make([]*wire.Stack, max(s.rep.n, 1))
-	for i := range stacks {
-		stacks[i] = wire.Build(cfg, wire.Extra{Shards: 1})
+	stacks, base, stop, err := s.replicaStacks(cfg, sc.Name, seed, wire.Extra{Shards: 1})
+	defer stop()
+	if shared {
+		defer func() {
+			for _, stack := range stacks {
+				s.rep.run.fallbacks.Add(int64(stack.Replica.Stats().Fallbacks.Load()))
+			}
+		}()
+	}
+	if err != nil {
+		s.rep.run.fail(err)
+		return streamResult{}
 	}
 	// A stream is one client address, unless it rotates (B14) or its
 	// members carry TLS fingerprints that the identity composes (B12, H14
 	// under --identity): then each request is resolved on its own.
 	perRequest := sc.RotateEvery > 0 || cfg.FingerprintHeader != ""
 	client := stacks[0].Rules.Resolve(addr, "", "")
-	base := s.start
-	if len(stacks) > 1 {
-		base = virtualStart(time.Now())
-	}
 	shift := base.Sub(s.start)
 	ctx := context.Background()
-	if shared {
-		stop, err := startReplicas(ctx, stacks, base)
-		defer stop()
-		defer func() {
-			for _, stack := range stacks {
-				s.rep.run.fallbacks.Add(int64(stack.Replica.Stats().Fallbacks.Load()))
-			}
-		}()
-		if err != nil {
-			s.rep.run.fail(err)
-			return streamResult{}
-		}
-	}
 
 	var res streamResult
 	timeouts := 0
@@ -232,6 +219,33 @@ func (s evalSetup) runStream(sc traffic.Scenario, seed uint64, addr netip.Addr, 
 		}
 	}
 	return res
+}
+
+// replicaStacks builds the stacks of one stream or group trial of the
+// scenario named name: s.rep.n of them (one for 0 or 1) from cfg and x,
+// with shared replicas under a key prefix of their own, started and
+// following the others. base is where the trial's virtual time starts: the
+// next whole hour with several replicas (see above), s.start otherwise.
+// Call stop even on error.
+func (s evalSetup) replicaStacks(cfg config.Config, name string, seed uint64, x wire.Extra) (stacks []*wire.Stack, base time.Time, stop func(), err error) {
+	shared := s.rep.shared()
+	if shared {
+		cfg.RedisAddr = s.rep.redis
+		// Its own state: streams run side by side in one Redis.
+		cfg.RedisKeyPrefix = s.rep.prefix + name + ":" + strconv.FormatUint(seed, 10) + ":"
+	}
+	stacks = make([]*wire.Stack, max(s.rep.n, 1))
+	for i := range stacks {
+		stacks[i] = wire.Build(cfg, x)
+	}
+	base, stop = s.start, func() {}
+	if len(stacks) > 1 {
+		base = virtualStart(time.Now())
+	}
+	if shared {
+		stop, err = startReplicas(context.Background(), stacks, base)
+	}
+	return stacks, base, stop, err
 }
 
 // virtualStart is where replicated streams start: the next whole hour

@@ -19,8 +19,10 @@
 //     merely opened the same page in the same minute share one window, not
 //     three.
 //     - period: the geometric mean of its last gaps when they are at least
-//     20 s and agree within 20 %, quantised on four offset logarithmic
-//     grids 15 % wide. Slow bots on one configured sleep share it.
+//     20 s and agree within 12 %, quantised on four offset logarithmic
+//     grids 10 % wide. Slow bots on one configured sleep share it. A member
+//     is quarantined on two such gaps when no other identity has a period
+//     near its fleet's, and on three otherwise.
 //     - script: every run of four consecutive paths separated by at least
 //     20 s each. Bots walking one script share them; people rarely pause
 //     20 s three times in a row, and when they do they wander.
@@ -33,8 +35,10 @@
 // (time, path) events, so two replicas' tables merge exactly (Merge): the
 // union of each identity's events, in time order, keeping the latest
 // RingSize. Counting then happens once, on the merged table, so an identity
-// seen by both replicas is counted once. See docs/RATIONALE.md, "Fleet
-// detection".
+// seen by both replicas is counted once. Replicas exchange the requests
+// they noted through Redis (Outbox, Import; internal/shared carries them),
+// so every replica holds every request. See docs/RATIONALE.md, "Fleet
+// detection" and "Fleets within 15 minutes and across replicas".
 //
 // Bounds: MaxIdentities tracks of fixed size (about 250 bytes each with the
 // map's share), a QueueSize-event queue, and per Sweep a pass over the

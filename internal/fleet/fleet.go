@@ -29,6 +29,11 @@ const (
 	// DefaultQueueSize is how many notes wait for the next drain; the
 	// service drains every drainEvery, the simulator at every sweep.
 	DefaultQueueSize = 1 << 16
+	// DefaultOutbox is the outbox of a replica that shares its notes:
+	// 32,768 requests (at most about 6.5 MB, in MemoryCap) wait for the
+	// next exchange, a second's worth at 30,000 timed Checks a second;
+	// during a Redis outage the latest are dropped and counted.
+	DefaultOutbox = 1 << 15
 	// DefaultWindow is how far back a track's requests count.
 	DefaultWindow = 30 * time.Minute
 )
@@ -60,7 +65,9 @@ const (
 	surprise     = 4.0   // times more members than chance explains
 	tightSpread  = 3_000 // ms: widest arrival spread of a lockstep fleet's middle 80 % in a window
 	tightTail    = 10    // per cent of members left out at each end of that spread
-	confirmGaps  = 3     // gaps a period member needs to be quarantined
+	confirmGaps  = 3     // gaps a period member needs to be quarantined among other periods
+	quietNear    = 2     // period buckets from a fleet's own where its neighbourhood starts
+	quietFar     = 4     // and where it ends: b±2 … b±4 must be empty for two gaps to do
 )
 
 // Kind is what a fleet's members share.
@@ -104,6 +111,11 @@ type Options struct {
 	SampleRate float64
 	// Window is how far back requests count; 0 means DefaultWindow.
 	Window time.Duration
+	// Outbox is how many of the requests this detector noted may wait
+	// for the other replicas (Outbox, Shipped; the replica link takes them
+	// every second); beyond it they are dropped and counted. 0 keeps none:
+	// one replica, or replicas that do not share.
+	Outbox int
 	// Admit quarantines one member of a fleet at now and reports whether
 	// that started a quarantine; nil only reports fleets. It is called
 	// from Sweep, never from Note.
@@ -132,6 +144,10 @@ type Stats struct {
 	Evicted  uint64 // tracks evicted at MaxIdentities
 	Admitted uint64 // quarantines started by Admit
 	Fleets   int    // fleets found by the last Sweep
+	// Imported counts the requests other replicas noted that Import added
+	// (a batch sent twice adds nothing the second time);
+	// Unshipped those this one noted that the full outbox dropped.
+	Imported, Unshipped uint64
 }
 
 // note is one request handed over by Note.
@@ -170,17 +186,20 @@ type Detector struct {
 
 	dropped atomic.Uint64
 
-	mu       sync.Mutex
-	index    map[identity.ID]int32
-	tracks   []track
-	free     []int32
-	paths    map[uint32]string
-	rng      *rand.Rand
-	noted    uint64
-	evicted  uint64
-	admitted uint64
-	fleets   []Fleet
-	memberOf map[identity.ID]uint64 // member → its fleet's key, at the last Sweep
+	mu        sync.Mutex
+	index     map[identity.ID]int32
+	tracks    []track
+	free      []int32
+	paths     map[uint32]string
+	rng       *rand.Rand
+	noted     uint64
+	evicted   uint64
+	admitted  uint64
+	fleets    []Fleet
+	out       []note // noted here, for the other replicas (Options.Outbox)
+	imported  uint64
+	unshipped uint64
+	memberOf  map[identity.ID]uint64 // member → its fleet's key, at the last Sweep
 
 	// scratch of Sweep, kept between calls
 	keys     []uint64
@@ -246,7 +265,8 @@ func MemoryCap(o Options) int64 {
 		(minEpisodes+1)*8 // its arrivals (tight)
 	queue := int64(o.QueueSize) * int64(unsafe.Sizeof(note{}))
 	paths := int64(maxPaths) * (maxPathName + 4 + 2*16)
-	return int64(o.MaxIdentities)*perTrack + queue + paths
+	outbox := int64(o.Outbox) * (int64(unsafe.Sizeof(note{})) + maxPathName)
+	return int64(o.MaxIdentities)*perTrack + queue + paths + outbox
 }
 
 // Note hands one request of id to the detector: what the Check path calls.
@@ -354,7 +374,8 @@ func (d *Detector) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Stats{Noted: d.noted, Dropped: d.dropped.Load(), Tracked: len(d.index),
-		Evicted: d.evicted, Admitted: d.admitted, Fleets: len(d.fleets)}
+		Evicted: d.evicted, Admitted: d.admitted, Fleets: len(d.fleets),
+		Imported: d.imported, Unshipped: d.unshipped}
 }
 
 // Merge adds every request in from's tracks to d's: what a replica does with
@@ -392,19 +413,29 @@ func (d *Detector) drain() {
 	for range cap(d.queue) {
 		select {
 		case n := <-d.queue:
-			h := n.hash
 			if n.path != "" {
-				h = pathHash(n.path)
+				n.hash = pathHash(n.path)
 			}
-			d.addHashed(n.id, n.path, h, n.at)
+			d.addHashed(n.id, n.path, n.hash, n.at)
+			if d.o.Outbox > 0 {
+				if len(d.out) < d.o.Outbox {
+					// Copies: a queued note may hold on to the whole request
+					// until the drain, an outbox note until Redis takes it.
+					n.id, n.path = n.id.Clone(), strings.Clone(n.path)
+					d.out = append(d.out, n)
+				} else {
+					d.unshipped++
+				}
+			}
 		default:
 			return
 		}
 	}
 }
 
-// addHashed records one request in id's track.
-func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) {
+// addHashed records one request in id's track and reports whether it is
+// new there.
+func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) bool {
 	d.noted++
 	if _, ok := d.paths[ph]; !ok && path != "" {
 		if len(d.paths) >= maxPaths {
@@ -426,11 +457,11 @@ func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) {
 		j--
 	}
 	if j > 0 && t.at[j-1] == at && t.path[j-1] == ph {
-		return // the same request twice (a merge)
+		return false // the same request twice (a merge)
 	}
 	if int(t.n) == RingSize {
 		if j == 0 {
-			return // older than everything kept
+			return false // older than everything kept
 		}
 		t.lost = t.at[0]
 		copy(t.at[:j-1], t.at[1:j])
@@ -442,6 +473,7 @@ func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) {
 		t.n++
 	}
 	t.at[j], t.path[j] = at, ph
+	return true
 }
 
 // slot returns a fresh track for id, evicting one at the cap.
@@ -556,9 +588,10 @@ func (d *Detector) analyse(now time.Time) int {
 		if len(f.Members) < maxShown {
 			f.Members = append(f.Members, t.id)
 		}
-		if sig.kind == Period && sig.v[2] < confirmGaps {
+		if sig.kind == Period && sig.v[2] < confirmGaps && !d.alone(sig) {
 			// Two gaps that agree are common by chance among many slow
-			// clients: a member is counted on two, quarantined on three.
+			// clients: where there are such clients, a member is counted
+			// on two gaps and quarantined on three.
 			continue
 		}
 		if d.o.Admit == nil || t.last() <= t.admitted {
@@ -674,6 +707,28 @@ func (d *Detector) tight(cut int64, k uint64) bool {
 		slices.Sort(d.window)
 		lo, hi := n*tightTail/100, n-1-n*tightTail/100
 		if d.window[hi]-d.window[lo] > tightSpread {
+			return false
+		}
+	}
+	return true
+}
+
+// alone reports whether no identity outside period signature s's fleet has
+// a period near it: the buckets quietNear to quietFar away on either side,
+// on s's grid, are empty. Then a member that agrees with the fleet on two
+// gaps is quarantined without waiting for a third. What a third gap buys is
+// protection from slow clients whose two gaps agree by chance and happen
+// to fall in the fleet's bucket; their expected number there is what the
+// neighbourhood holds per bucket, and an empty neighbourhood of six buckets
+// (periods about 10-60 % away on each side) says it is near zero. The
+// adjacent buckets are left out: the fleet's own jitter spills into them. Among many slow
+// clients the neighbourhood is never empty and the third gap is required,
+// as before (docs/RATIONALE.md, "A period member needs three agreeing
+// gaps, unless its fleet stands alone").
+func (d *Detector) alone(s signature) bool {
+	g, b := int(s.grid), s.v[1]
+	for k := int64(quietNear); k <= quietFar; k++ {
+		if d.counts[periodKey(g, b-k)] > 0 || d.counts[periodKey(g, b+k)] > 0 {
 			return false
 		}
 	}

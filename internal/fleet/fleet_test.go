@@ -257,9 +257,9 @@ func TestNoteDoesNotAllocate(t *testing.T) {
 }
 
 // TestRace: Note from many goroutines while the background drains, sweeps,
-// lists and merges (run with -race).
+// lists, merges and exchanges notes (run with -race).
 func TestRace(t *testing.T) {
-	d, other := New(Options{QueueSize: 1024, MaxIdentities: 500}), New(Options{})
+	d, other := New(Options{QueueSize: 1024, MaxIdentities: 500, Outbox: 256}), New(Options{})
 	other.Note(addr(9999), "/y", t0)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -280,6 +280,11 @@ func TestRace(t *testing.T) {
 		_ = d.Fleets()
 		_ = d.Stats()
 		d.Merge(other)
+		b, n := d.Outbox(64)
+		d.Shipped(n)
+		if err := other.Import(b); n > 0 && err != nil {
+			t.Fatal(err)
+		}
 	}
 	close(stop)
 	wg.Wait()
@@ -351,6 +356,50 @@ func TestScriptNamesShown(t *testing.T) {
 	for _, f := range fs {
 		if strings.ContainsRune(f.Signature, '\u202e') || !strings.Contains(f.Signature, `\u{202E}`) {
 			t.Errorf("signature shows the path as sent: %q", f.Signature)
+		}
+	}
+}
+
+// browsers are n people paging at their own pace: a few seconds between
+// requests, now and then a pause of 20 s to 2 minutes. Their slow gaps are
+// few and far between, so no period lives near a fleet's.
+func browsers(r *rand.Rand, first, n int, end time.Duration) []request {
+	var out []request
+	for i := range n {
+		for at := time.Duration(r.Float64() * 120e9); at < end; {
+			out = append(out, request{addr(first + i), endpoints[r.IntN(len(endpoints))], t0.Add(at)})
+			gap := 2 + 10*r.Float64()
+			if r.IntN(8) == 0 {
+				gap = 20 + 100*r.Float64()
+			}
+			at += time.Duration(gap * 1e9)
+		}
+	}
+	return out
+}
+
+// TestSlowPeriodFleetWithin15Minutes: a fleet sleeping 290 s, each bot at
+// its own phase, among people browsing, is quarantined within 15 minutes,
+// by which time its bots have made two gaps each and hardly any a third.
+// No other identity has a period near the fleet's, so two agreeing gaps
+// are enough; none of the people is taken.
+func TestSlowPeriodFleetWithin15Minutes(t *testing.T) {
+	for seed := range uint64(5) {
+		r := rand.New(rand.NewPCG(seed, 21))
+		reqs := append(periodFleet(r, 0, 25, 290*time.Second, 15*time.Minute), browsers(r, 1000, 100, 15*time.Minute)...)
+		sortByTime(reqs)
+		fleet, people := 0, 0
+		d := New(Options{Admit: func(id identity.ID, f *Fleet, now time.Time) bool {
+			if a, _ := id.Addr(); a.As4()[2] == 0 && a.As4()[3] < 25 {
+				fleet++
+			} else {
+				people++
+			}
+			return true
+		}})
+		run(d, reqs, t0.Add(15*time.Minute))
+		if fleet < 20 || people > 0 {
+			t.Errorf("seed %d: %d of 25 bots and %d of 100 people admitted within 15 minutes, want >= 20 and 0", seed, fleet, people)
 		}
 	}
 }

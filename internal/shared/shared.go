@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 	"github.com/flowlock/flowlock/internal/redisstore"
@@ -130,6 +131,13 @@ type Replica struct {
 	nextHits   time.Time                   // the next hits round
 	resync     atomic.Bool                 // read the whole shared list at the next chance
 
+	// Fleet notes (fleet.go), guarded by fleetMu: the detector, this
+	// replica's name in the stream and the last batch read.
+	fleetMu     sync.Mutex
+	fleet       *fleet.Detector
+	name        string
+	notesCursor string
+
 	stats Stats
 }
 
@@ -153,6 +161,9 @@ type Stats struct {
 	Resyncs      atomic.Uint64 // full reads of the shared list
 	Dropped      atomic.Uint64 // request times dropped over perBatch
 	CallFailures atomic.Uint64 // background calls that failed or timed out
+	// FleetShipped counts fleet notes written for the other replicas,
+	// FleetMalformed their batches that did not decode.
+	FleetShipped, FleetMalformed atomic.Uint64
 }
 
 // New returns a Replica over the local engine and quarantine. It does not
@@ -277,6 +288,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	var subscribed bool
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { r.runFleet(ctx) })
 	tk := time.NewTicker(r.opts.Batch)
 	defer tk.Stop()
 	nextDial := time.Now()

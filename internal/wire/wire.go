@@ -125,7 +125,10 @@ func Build(cfg config.Config, x Extra) *Stack {
 		observer = s.Replica
 	}
 	if cfg.FleetMinMembers > 0 {
-		s.Fleet = fleet.New(fleet.Options{MinMembers: cfg.FleetMinMembers, Admit: s.admitFleet(x.OnFleetAdmit)})
+		s.Fleet = fleet.New(fleet.Options{MinMembers: cfg.FleetMinMembers, Admit: s.admitFleet(x.OnFleetAdmit), Outbox: fleetOutbox(cfg)})
+	}
+	if s.Replica != nil {
+		s.Replica.SetFleet(s.Fleet) // the replicas exchange fleet notes
 	}
 	mode, _ := authz.ParseMode(cfg.Mode) // validated by config
 	action, _ := authz.ParseAction(cfg.QuarantineAction)
@@ -234,4 +237,13 @@ func (s *Stack) Run(ctx context.Context, every time.Duration, now func() time.Ti
 			}
 		}
 	}
+}
+
+// fleetOutbox is the fleet detector's outbox: the notes it keeps for the
+// other replicas when there are replicas to share with.
+func fleetOutbox(cfg config.Config) int {
+	if cfg.RedisAddr == "" {
+		return 0
+	}
+	return fleet.DefaultOutbox
 }
