@@ -34,12 +34,13 @@ type Routes struct {
 func ParseRoutes(list string) (*Routes, error) {
 	r := &Routes{}
 	seen := map[string]bool{}
+	n := 0
 	for p := range strings.SplitSeq(list, ",") {
 		p = strings.TrimSpace(p)
 		if p == "" {
 			continue
 		}
-		if len(r.patterns) == MaxRoutes {
+		if n++; n > MaxRoutes {
 			return nil, fmt.Errorf("more than %d patterns", MaxRoutes)
 		}
 		segs, err := parsePattern(p)
