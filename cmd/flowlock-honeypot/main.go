@@ -1,8 +1,9 @@
 // Command flowlock-honeypot is the decoy upstream that quarantined clients
 // are routed to under flowlock-authz --quarantine-action honeypot. It
-// answers every read with plausible, made-up JSON, so a caught bot is not
-// told it was caught, and every write with a 503 that claims nothing was
-// done (a person quarantined by mistake must not believe it was). It
+// answers a read of the API's routes with plausible, made-up JSON, so a
+// caught bot is not told it was caught, a write there with a 503 that
+// claims nothing was done (a person quarantined by mistake must not
+// believe it was), and any other path as the API does (see --routes). It
 // records what each client asked for (path, method, headers, body size,
 // timing; bounded and masked, at most 8 MiB) for Flow Lock's dashboard
 // (flowlock-authz --honeypot-url) to show.

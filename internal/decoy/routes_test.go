@@ -165,3 +165,22 @@ func TestBaitOffRoutes(t *testing.T) {
 		t.Errorf("default not-found: %s %v %q", resp.Status, resp.Header, b)
 	}
 }
+
+// BenchmarkRoutesMatch: a request path against 256 patterns, none of
+// which matches (the most work a request can cost).
+func BenchmarkRoutesMatch(b *testing.B) {
+	var list []string
+	for i := range MaxRoutes {
+		list = append(list, "/api/v1/resource"+strconv.Itoa(i)+"/*/items/*")
+	}
+	r, err := ParseRoutes(strings.Join(list, ","))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r.Match("/api/v1/resource9/42/items/7/x") {
+			b.Fatal("matched")
+		}
+	}
+}
