@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -105,7 +106,7 @@ func statusCode(line string) (int, error) {
 func (n *NotFound) write(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	for k, v := range n.Header {
-		h[k] = v
+		h[k] = slices.Clone(v) // n is shared by every request: the server must not write into it
 	}
 	body := n.Body
 	if strings.Contains(body, "{") {
