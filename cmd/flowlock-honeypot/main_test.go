@@ -61,6 +61,31 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunWarnsWithoutRoutes: without --routes the decoy starts, and says
+// at startup that a probe can tell it; with them it does not.
+func TestRunWarnsWithoutRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		warn bool
+	}{{nil, true}, {[]string{"--routes", "/data"}, false}} {
+		ctx, cancel := context.WithCancel(t.Context())
+		var log flowlocktest.SyncBuffer
+		done := make(chan error, 1)
+		args := append([]string{"--addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, tc.args...)
+		go func() { done <- run(ctx, args, io.Discard, &log) }()
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(log.String(), "listening") && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("run(%v) = %v", args, err)
+		}
+		if warned := strings.Contains(log.String(), "a probe of a path the API does not have can tell"); warned != tc.warn {
+			t.Errorf("run(%v): warned %v, want %v:\n%s", args, warned, tc.warn, log.String())
+		}
+	}
+}
+
 func TestRunRefusesBadFlags(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -73,6 +98,11 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{[]string{"--mask-key-file", "/nonexistent/token"}, "--mask-key-file"},
 		{[]string{"extra"}, "unexpected argument"},
 		{[]string{"--addr", "256.0.0.1:bad"}, "--addr"},
+		{[]string{"--routes", "data"}, `--routes: pattern "data": must start with /`},
+		{[]string{"--routes", "/a/{id}"}, "--routes"},
+		{[]string{"--not-found-file", "x.http"}, "--not-found-file: needs --routes"},
+		{[]string{"--routes", "/data", "--not-found-file", "/nonexistent/x.http"}, "--not-found-file"},
+		{[]string{"--routes", "/data", "--not-found-file", "main.go"}, "--not-found-file main.go: first line"},
 	} {
 		err := run(t.Context(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -45,24 +45,45 @@ type BaitOptions struct {
 	// IPv6Prefix groups IPv6 clients as Flow Lock's --ipv6-prefix does; 0
 	// means 64.
 	IPv6Prefix int
-	Now        func() time.Time // nil means time.Now
+	// Routes are the real API's paths, where reads get made-up documents;
+	// every other path gets NotFound, for any method, as the real API
+	// answers it. nil means every path is a route: then a probe of a path
+	// no API has gets a document, and can tell the decoy from the API.
+	Routes *Routes
+	// NotFound is the answer outside Routes; nil means DefaultNotFound.
+	NotFound *NotFound
+	Now      func() time.Time // nil means time.Now
 }
 
-// Bait answers every read (GET, HEAD) with plausible JSON made up from its
-// path and every write with a temporary failure (503, Retry-After), and
-// records the request in the ring. Nothing in an answer is real, and no
-// answer claims that a write was done.
+// Bait answers a read (GET, HEAD) of one of the API's routes with
+// plausible JSON made up from its path, a write with a temporary failure
+// (503, Retry-After), and any request outside the routes as the real API
+// does (NotFound); it records every request in the ring. Nothing in an
+// answer is real, and no answer claims that a write was done.
 type Bait struct {
-	ring   *Ring
-	idKey  string // canonical header name
-	forXFF bool   // idKey is X-Forwarded-For: take its rightmost entry
-	prefix int
-	now    func() time.Time
+	ring     *Ring
+	idKey    string // canonical header name
+	forXFF   bool   // idKey is X-Forwarded-For: take its rightmost entry
+	prefix   int
+	routes   *Routes // nil: every path
+	notFound *NotFound
+	now      func() time.Time
+	// answer is an http.ServeMux in front of answer, so that a path that
+	// is not clean (//data, /a/../data) is redirected as the API's Go
+	// router redirects it, before any route is matched.
+	answer http.Handler
 }
 
 // NewBait returns the bait handler.
 func NewBait(o BaitOptions) *Bait {
-	b := &Bait{ring: o.Ring, idKey: http.CanonicalHeaderKey(o.IdentityHeader), prefix: o.IPv6Prefix, now: o.Now}
+	b := &Bait{ring: o.Ring, idKey: http.CanonicalHeaderKey(o.IdentityHeader), prefix: o.IPv6Prefix,
+		routes: o.Routes, notFound: o.NotFound, now: o.Now}
+	if b.notFound == nil {
+		b.notFound = DefaultNotFound()
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", b.respond)
+	b.answer = mux
 	if b.idKey == "" {
 		b.idKey = "X-Forwarded-For"
 	}
@@ -85,23 +106,7 @@ func (b *Bait) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n = MaxBody
 		w.Header().Set("Connection", "close") // the rest of the body is not read
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		_, _ = w.Write(fakeJSON(r.URL.Path, start)) // the client may have gone; nothing to do about it
-	case http.MethodOptions:
-		h.Del("Content-Type")
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		// A write is refused, never acknowledged: a person quarantined by
-		// mistake must not believe an order or a payment went through. A
-		// generic, passing outage is what a real API could answer too.
-		h.Set("Retry-After", writeRetryAfter)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write(writeRefused)
-	}
+	b.answer.ServeHTTP(w, r)
 	// Every string is the record's own (strings.Clone): a clipped or
 	// unchanged string may share the memory of the whole request line or
 	// header it came from, which the ring would then keep alive unseen.
@@ -116,6 +121,40 @@ func (b *Bait) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		BodyCut:   cut,
 		Micros:    b.now().Sub(start).Microseconds(),
 	})
+}
+
+// respond answers one request whose path is clean.
+func (b *Bait) respond(w http.ResponseWriter, r *http.Request) {
+	route := b.routes.Match(r.URL.Path)
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	write := !read && r.Method != http.MethodOptions
+	switch {
+	case route && read:
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		_, _ = w.Write(fakeJSON(r.URL.Path, b.now())) // the client may have gone; nothing to do about it
+	case route && write:
+		// A write is refused, never acknowledged: a person quarantined by
+		// mistake must not believe an order or a payment went through. A
+		// generic, passing outage is what a real API could answer too.
+		// Outside the routes the API's own answer for a path it does not
+		// have is as true: the API does nothing there either.
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Retry-After", writeRetryAfter)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write(writeRefused)
+	case b.routes == nil: // OPTIONS, without the API's routes
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		// Outside the routes, and OPTIONS anywhere once the routes are
+		// known (they name the API's reads): as the API answers a path or
+		// method it does not serve.
+		b.notFound.write(w, r)
+	}
 }
 
 // identity is the client the proxy says it routed here, as the dashboard

@@ -211,23 +211,31 @@ func TestAPI(t *testing.T) {
 	}
 }
 
-// FuzzBait: whatever a request holds, the bait answers valid JSON and the
-// record stays within its bounds and shows no control character.
+// FuzzBait: whatever a request holds, the bait answers valid JSON (or
+// redirects a path that is not clean, as Go's router does), with and
+// without the API's routes and a not-found answer that names the path,
+// and the record stays within its bounds and shows no control character.
 func FuzzBait(f *testing.F) {
 	f.Add("GET", "/users/42", "a=1&b=2", "User-Agent", "curl/8", "203.0.113.7")
 	f.Add("POST", "/\x00\u202e/..", "token=x", "Authorization", "Bearer s", "not-an-address")
 	f.Add("PATCH", strings.Repeat("/é", 300), strings.Repeat("k=v&", 200), "X-\u200b", "\xff\xfe", "2001:db8::1")
 	f.Fuzz(func(t *testing.T, method, path, query, hname, hvalue, xff string) {
 		ring := NewRing(4)
-		b := NewBait(BaitOptions{Ring: ring})
-		req := &http.Request{
-			Method: method, URL: &url.URL{Path: path, RawQuery: query}, Host: "api",
-			Header: http.Header{hname: {hvalue}, "X-Forwarded-For": {xff}}, Body: http.NoBody,
+		routes, err := ParseRoutes("/users/*,/data")
+		if err != nil {
+			t.Fatal(err)
 		}
-		w := httptest.NewRecorder()
-		b.ServeHTTP(w, req)
-		if !json.Valid(w.Body.Bytes()) {
-			t.Fatalf("answer is not JSON: %q", w.Body)
+		echo := &NotFound{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: `{"method":"{method}","path":"{path}"}` + "\n"}
+		for _, b := range []*Bait{NewBait(BaitOptions{Ring: ring}), NewBait(BaitOptions{Ring: ring, Routes: routes, NotFound: echo})} {
+			req := &http.Request{
+				Method: method, URL: &url.URL{Path: path, RawQuery: query}, Host: "api",
+				Header: http.Header{hname: {hvalue}, "X-Forwarded-For": {xff}}, Body: http.NoBody,
+			}
+			w := httptest.NewRecorder()
+			b.ServeHTTP(w, req)
+			if redirect := w.Code/100 == 3 && w.Header().Get("Location") != ""; !redirect && !json.Valid(w.Body.Bytes()) {
+				t.Fatalf("answer is not JSON: %d %q", w.Code, w.Body)
+			}
 		}
 		r := ring.Latest(1, "")[0]
 		raw, _ := json.Marshal(r)

@@ -18,8 +18,8 @@ const botSecret = "Bearer bot-secret-0123456789"
 
 // TestHoneypotBehindProxies runs flowlock-authz with --quarantine-action
 // honeypot behind nginx and HAProxy, each from its config in deploy/, with
-// the real sample-api as the upstream and the real flowlock-honeypot as the
-// decoy. A fixed-interval bot is caught and from then on gets 200s with
+// the real sample-api as the upstream and the real flowlock-honeypot, with
+// docker-compose.yml's flags, as the decoy. A fixed-interval bot is caught and from then on gets 200s with
 // the decoy's made-up JSON, never a 403; a human-like client gets
 // sample-api's answers throughout; and Flow Lock's dashboard API lists
 // what the bot asked the decoy for, under its address and without its
@@ -37,7 +37,7 @@ func TestHoneypotBehindProxies(t *testing.T) {
 			bin := tool(t, px.bin)
 			api := startBinary(t, "sample-api", "--addr", "127.0.0.1:"+flowlocktest.FreePort(t))
 			decoyAPI := "127.0.0.1:" + flowlocktest.FreePort(t)
-			decoy := startBinary(t, "flowlock-honeypot", "--addr", "127.0.0.1:"+flowlocktest.FreePort(t), "--api-addr", decoyAPI)
+			decoy := startBinary(t, "flowlock-honeypot", composeHoneypotArgs(t, "127.0.0.1:"+flowlocktest.FreePort(t), decoyAPI)...)
 			fl := startFlowlock(t,
 				"--forward-auth-addr", "127.0.0.1:0",
 				"--trusted-proxies", "127.0.0.1/32",

@@ -1,0 +1,140 @@
+package decoy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Bounds of --routes: what an operator's list may hold. A request is
+// matched against every pattern, so they also bound the work per request.
+const (
+	MaxRoutes       = 256
+	MaxRouteLen     = 256
+	maxRouteSegment = 32
+)
+
+// Routes are the paths the real API serves, as path patterns: the bait
+// makes up documents on them only, and answers everywhere else what the
+// real API answers for a path it does not have (NotFound). A pattern is a
+// path whose segments are literal, or * for any one non-empty segment:
+//
+//	/data            /data only (not /data/, not /data/1)
+//	/api/items/*     /api/items/1, /api/items/abc (not /api/items, not /api/items/1/x)
+//	/api/users/*/orders
+//	/api/items/      the trailing slash is part of the path, as in the API's router
+//
+// The query string plays no part, as in Go's http.ServeMux.
+type Routes struct {
+	patterns [][]string // each split at '/', without the leading empty segment
+}
+
+// ParseRoutes parses a comma-separated list of patterns (see Routes).
+// Spaces around a pattern are dropped; an empty list is an error.
+func ParseRoutes(list string) (*Routes, error) {
+	r := &Routes{}
+	seen := map[string]bool{}
+	n := 0
+	for p := range strings.SplitSeq(list, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if n++; n > MaxRoutes {
+			return nil, fmt.Errorf("more than %d patterns", MaxRoutes)
+		}
+		segs, err := parsePattern(p)
+		if err != nil {
+			return nil, fmt.Errorf("pattern %q: %w", clipForError(p), err)
+		}
+		if !seen[p] {
+			seen[p] = true
+			r.patterns = append(r.patterns, segs)
+		}
+	}
+	if len(r.patterns) == 0 {
+		return nil, errors.New("no pattern; give paths such as /api/items,/api/items/*")
+	}
+	return r, nil
+}
+
+func parsePattern(p string) ([]string, error) {
+	switch {
+	case len(p) > MaxRouteLen:
+		return nil, fmt.Errorf("longer than %d bytes", MaxRouteLen)
+	case p[0] != '/':
+		return nil, errors.New("must start with /")
+	case strings.ContainsAny(p, "?#"):
+		return nil, errors.New("a path only: the query string plays no part")
+	}
+	for _, c := range p {
+		if c <= ' ' || c == 0x7f {
+			return nil, errors.New("must not hold spaces or control characters")
+		}
+	}
+	segs := strings.Split(p[1:], "/")
+	if len(segs) > maxRouteSegment {
+		return nil, fmt.Errorf("more than %d segments", maxRouteSegment)
+	}
+	for i, s := range segs {
+		switch {
+		case s == "" && i < len(segs)-1:
+			return nil, errors.New("empty segment (//): the server redirects such a path before it is matched")
+		case s == "." || s == "..":
+			return nil, errors.New(". and .. segments: the server redirects such a path before it is matched")
+		case s != "*" && strings.Contains(s, "*"):
+			return nil, errors.New("* must be a whole segment")
+		case strings.ContainsAny(s, "{}"):
+			return nil, errors.New("use * for a variable segment, not {name}")
+		}
+	}
+	return segs, nil
+}
+
+// clipForError keeps an error about a pattern readable whatever its length.
+func clipForError(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// Match reports whether path (a request's URL.Path) is one of the API's
+// routes. A nil Routes matches every path: the decoy then has no notion
+// of the API's routes (see BaitOptions.Routes).
+func (r *Routes) Match(path string) bool {
+	if r == nil {
+		return true
+	}
+	if path == "" || path[0] != '/' {
+		return false
+	}
+	path = path[1:]
+	for _, segs := range r.patterns {
+		if matchSegments(segs, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchSegments matches path (without its leading slash) segment by
+// segment, without allocating.
+func matchSegments(segs []string, path string) bool {
+	for i, s := range segs {
+		seg, rest, more := strings.Cut(path, "/")
+		last := i == len(segs)-1
+		if last == more { // the path has fewer or more segments than the pattern
+			return false
+		}
+		if s == "*" {
+			if seg == "" {
+				return false
+			}
+		} else if seg != s {
+			return false
+		}
+		path = rest
+	}
+	return true
+}
