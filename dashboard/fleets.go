@@ -17,6 +17,8 @@ type Fleets struct {
 	MinMembers int     `json:"min_members"` // the smallest group called a fleet
 	Tracked    int     `json:"tracked"`     // identities the detector keeps a track of
 	Dropped    uint64  `json:"dropped"`     // requests not noted because its queue was full
+	Imported   uint64  `json:"imported"`    // requests other replicas noted, added from Redis
+	Unshipped  uint64  `json:"unshipped"`   // requests this replica noted that its full outbox dropped
 	Fleets     []Fleet `json:"fleets"`      // largest first
 }
 
