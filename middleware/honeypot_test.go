@@ -40,8 +40,8 @@ func TestHoneypot(t *testing.T) {
 			a, url := serve(t, fl.GRPCAddr, middleware.Options{Timeout: 10 * time.Second, Honeypot: tc.honeypot})
 			bot := from(tc.src)
 			caught, n := botUntilDenied(t, bot, url+"/data", map[string]string{"X-Test-Client": "bot"})
-			if n > 40 {
-				t.Fatal("fixed-interval bot not caught within 40 requests")
+			if n > botLimit {
+				t.Fatalf("fixed-interval bot not caught within %d requests", botLimit)
 			}
 			for _, r := range []response{caught, get(t, bot, url+"/admin", map[string]string{"X-Test-Client": "bot"})} {
 				if r.status != tc.status || r.body != tc.body {
