@@ -214,7 +214,10 @@ func (c *Client) Run(ctx context.Context, l Load) Result {
 }
 
 // check sends one Check and records its answer and its latency from due.
-// gRPC has sent req by the time Invoke returns, so it may be rewritten.
+// The worker rewrites req for its next Check only after Invoke returns:
+// a unary call returns once the answer (or an error) came back, when gRPC
+// no longer reads the request (a -race run against a server refusing
+// every call at its tap found no access after return).
 func (r *Result) check(ctx context.Context, conn *grpc.ClientConn, req []byte, due time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	var resp answer
