@@ -16,7 +16,7 @@ import (
 )
 
 // Margins of TestDetectionTargets. The test runs a sample of the held-out
-// streams (5,236; 2,914 under -race or -short; the eval runs 36,450), so it
+// streams (6,444; 4,018 under -race or -short; the eval runs 36,450), so it
 // cannot prove the DETECTION.md §9 targets; it fails when one is missed by a
 // clear margin, defined here once for all scenarios:
 //
