@@ -164,17 +164,7 @@ func TestBriskPagersOfTheIssue(t *testing.T) {
 		{think: 2 * time.Second, thinkSigma: 0.45, burstMean: 1, burstCap: 1, away: 0.03, awayMin: 10 * time.Second},
 		{think: 3 * time.Second, thinkSigma: 0.45, burstMean: 1, burstCap: 1, away: 0.05, awayMin: 15 * time.Second},
 	}
-	for _, h := range class {
-		res := runSeeds(seeds(300, 100), func(r *rand.Rand) []time.Duration {
-			return h.times(r, 0, 30*time.Minute)
-		})
-		for seed, got := range res {
-			if got.confirmedAt > 0 {
-				t.Errorf("pager %v/%.2f seed %d: quarantined at request %d as %v",
-					h.think, h.thinkSigma, seed, got.confirmedAt, got.reason)
-			}
-		}
-	}
+	neverQuarantined(t, class)
 	bot := runSeeds(seeds(100, 30), func(r *rand.Rand) []time.Duration {
 		return gaps(r, 150, gaussian(2*time.Second, 0.5))
 	})
