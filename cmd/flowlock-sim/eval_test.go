@@ -29,7 +29,7 @@ import (
 //     95 %; H7 meets it through crowd evidence, distinct user agents);
 //   - bots: the target's share less 5 points (99 % → 94 %, 95 % → 90 %)
 //     detected within 1.25 times the target's request budget (60 → 75,
-//     70 → 87, 80 → 100, 150 → 187); fixed-interval bots: TPR ≥ 94 % and a
+//     70 → 87, 80 → 100, 150 → 187, 400 → 500); fixed-interval bots: TPR ≥ 94 % and a
 //     median RTD ≤ 25 (target 20);
 //   - multi-beat and drifting timers (B13, issue 14): TPR ≥ 94 % and a
 //     median RTD ≤ 45 (target 99 %, 40);
