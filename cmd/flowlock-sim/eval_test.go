@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,7 +16,7 @@ import (
 )
 
 // Margins of TestDetectionTargets. The test runs a sample of the held-out
-// streams (4,336; 2,514 under -race or -short; the eval runs 22,950), so it
+// streams (6,444; 4,018 under -race or -short; the eval runs 36,450), so it
 // cannot prove the DETECTION.md §9 targets; it fails when one is missed by a
 // clear margin, defined here once for all scenarios:
 //
@@ -28,14 +29,15 @@ import (
 //     95 %; H7 meets it through crowd evidence, distinct user agents);
 //   - bots: the target's share less 5 points (99 % → 94 %, 95 % → 90 %)
 //     detected within 1.25 times the target's request budget (60 → 75,
-//     70 → 87, 80 → 100, 150 → 187); fixed-interval bots: TPR ≥ 94 % and a
+//     70 → 87, 80 → 100, 150 → 187, 400 → 500); fixed-interval bots: TPR ≥ 94 % and a
 //     median RTD ≤ 25 (target 20);
 //   - multi-beat and drifting timers (B13, issue 14): TPR ≥ 94 % and a
 //     median RTD ≤ 45 (target 99 %, 40);
-//   - fast, steady humans (H14, issue 14): at most 1 % of the sampled
-//     streams quarantined. The target, 0.1 % per IP-hour, is a known miss
-//     (docs/detection.md); this pins the gated level (0.1-0.5 % of streams)
-//     well below the 2-8 % the model gave before the pause gate;
+//   - fast, steady humans (H14, issue 14): not one sampled stream
+//     quarantined, as for the other single humans (the model before the
+//     brisk-human gates quarantined one in the sample of H14-1s and of
+//     H14-2s); the held-out brisk pagers (H14-1.5s, H14-2.5s, H14-1.2s)
+//     have no target and are not run here;
 //   - naive baseline vs Flow Lock: at least 10× more human streams
 //     quarantined by the naive formula (target 100×, which a sample this
 //     size cannot show).
@@ -49,7 +51,6 @@ const (
 	marginRequests     = 1.25 // times the target's request budget
 	marginMedianExtra  = 5    // requests above a median-RTD target (20 → 25, 40 → 45)
 	marginNaiveFactor  = 10.0
-	marginBriskHumans  = 0.01
 )
 
 // testSample returns how many streams of s TestDetectionTargets runs, and
@@ -65,6 +66,9 @@ func testSample(s traffic.Scenario, small bool) (streams, limit int) {
 			return reduced
 		}
 		return full
+	}
+	if in(s.ID, briskHeldOut) {
+		return 0, 0 // no target: reported by the eval only
 	}
 	if s.Label != traffic.Human {
 		for _, bt := range botTargets {
@@ -116,7 +120,7 @@ func TestDetectionTargets(t *testing.T) {
 	}
 	t.Logf("%d requests in %d scenarios", res.reqs, len(plan.scenarios))
 
-	for _, id := range append(append([]string(nil), singleHumans...), sharedHumans...) {
+	for _, id := range slices.Concat(singleHumans, sharedHumans, briskHumans) {
 		if s := get(id); s.quarantined > 0 {
 			t.Errorf("%s: %d of %d human streams quarantined (reason %s, RTD %v), want 0",
 				id, s.quarantined, s.streams, s.reason, s.rtd)
@@ -126,12 +130,6 @@ func TestDetectionTargets(t *testing.T) {
 		if s := get(id); s.rate(s.challenged) > marginChallenged {
 			t.Errorf("%s: %s challenged (%d of %d, mostly %s), want at most %s",
 				id, pct1(s.rate(s.challenged)), s.challenged, s.streams, s.reason, pct0(marginChallenged))
-		}
-	}
-	for _, id := range briskHumans {
-		if s := get(id); s.rate(s.quarantined) > marginBriskHumans {
-			t.Errorf("%s: %s quarantined (%d of %d, reason %s, RTD %v), want at most %s",
-				id, pct1(s.rate(s.quarantined)), s.quarantined, s.streams, s.reason, s.rtd, pct0(marginBriskHumans))
 		}
 	}
 	for _, id := range []string{"H10", "H6"} {

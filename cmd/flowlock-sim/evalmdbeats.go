@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/flowlock/flowlock/internal/traffic"
 )
 
 // writeBeatsSection prints docs/detection.md's section on issue 14's first
@@ -17,7 +19,7 @@ func writeBeatsSection(w io.Writer, r *evalReport) {
 		switch s := &r.stats[i]; {
 		case in(s.id, multiBeat):
 			beats = append(beats, s)
-		case in(s.id, briskHumans):
+		case in(s.id, briskHumans), in(s.id, briskHeldOut), s.id == "B7n":
 			brisk = append(brisk, s)
 		}
 	}
@@ -80,27 +82,75 @@ still meets its target). Challenged H10 workers: 10.8 % before. A timer that pau
 by periodic, periodic_cycle and periodic bursts alone: that is the price of not quarantining
 brisk people, and such a bot is close to the log-normal mimic (B7) anyway.
 
+**Second pass: evidence a think time does not give.** The pause clock left 0.5 %, 0.7 % and 0.2 %
+per IP-hour quarantined (H14-1s, H14-2s, H14-3s; 14 of 6,000 streams), against the 0.1 % target.
+Replaying each through the explain view showed which gate let it through: at 1 s, no_pause after
+2.5 minutes without a 3 s gap, on gaps that were still right-skewed; at 2-3 s, anti_bursty on a
+ring that by chance looked like a timer's (max(A, A_ew) ≈ −0.45, skewness near 0), let through by
+the old additive-jitter waiver (two gaps below a third of the median, which a person with σ = 0.45
+makes in about one ring in 25) or by 4.5 minutes without a pause; once, periodic on a tight core
+between pauses. No statistic of those 32 gaps separates them from a jittered timer, so each gate
+now asks for evidence the person does not give, rather than a higher threshold for everyone:
+additive jitter is a gap below **a sixth** of the median (a log-normal think time with σ = 0.45
+goes there once in 30,000 gaps, Gaussian jitter with a 50 % sd once in 20), from one client, and
+with symmetric gaps it is strong evidence (full weight at 40 intervals); a right-skewed stream
+waits up to **twice** as long without a pause (4.5 minutes × (1 + (1 − sym))); **no_pause needs
+machine evidence** (symmetric gaps or a sub-second median); and **periodicity weaker than
+MAD/median 0.06 after a human pause** counts only as far as max(A, A_ew) ≤ −0.3 (full at −0.5): a
+timer's regularity shows in the whole ring, a person's tight core is a fluke of the MAD. No state
+was added (the slot stays 256 bytes). In requests to detection, median (p90) before → now:
+`+rtdShift(r, "B3-50", 68, 123)+` (the jitter evidence makes it faster), `+rtdShift(r, "B2-50", 58, 71)+`,
+`+rtdShift(r, "B3-20", 42, 46)+`; every other bot row is unchanged, and every human row is
+unchanged or better (`+chalShift(r, "H10", 0.038)+`). The held-out pagers below vary what a hidden
+sample of the class may vary (median, σ, pause law; internal/traffic/brisk.go); before this pass
+they were quarantined at 3.3 % (H14-1.5s), 5.4 % (H14-2.5s) and 0 % (H14-1.2s) of streams.
+**B7n** is the pager without her pauses, a log-normal timer with σ = 0.3: it is still caught,
+later than before (median 110 requests before this pass), since a right-skewed stream now waits
+up to 9 minutes without a pause.
+
 `)
 	if len(brisk) > 0 {
-		mdRow(w, []string{"scenario", "params", "quarantined", "/IP-h", "challenged", "reason"})
-		mdSeparator(w, 6)
-		var missed []string
+		mdRow(w, []string{"scenario", "params", "quarantined", "/IP-h", "challenged", "RTD 50/90", "reason", "target"})
+		mdSeparator(w, 8)
+		var missed, heldOut []string
 		for _, s := range brisk {
-			mdRow(w, []string{s.id + " " + s.sc.Name, s.sc.Params, pct2(s.rate(s.quarantined)), pct3(s.perIPHour()),
-				pct1(s.rate(s.challenged)), orDash(s.reason)})
-			if s.perIPHour() > maxHumanPerIPHour {
+			perIPH := "-"
+			if s.sc.Label == traffic.Human {
+				perIPH = pct3(s.perIPHour())
+			}
+			mdRow(w, []string{s.id + " " + s.sc.Name, s.sc.Params, pct2(s.rate(s.quarantined)), perIPH,
+				pct1(s.rate(s.challenged)), rtdCell(s.rtd), orDash(s.reason), scenarioTarget(s.id)})
+			switch {
+			case in(s.id, briskHumans) && s.perIPHour() > maxHumanPerIPHour:
 				missed = append(missed, s.id)
+			case in(s.id, briskHeldOut) && s.perIPHour() > maxHumanPerIPHour:
+				heldOut = append(heldOut, s.id)
 			}
 		}
 		fmt.Fprintln(w)
 		if len(missed) > 0 {
-			fmt.Fprintf(w, "The 0.1 %% per IP-hour target is **missed** on %s: the remaining cases are people who "+
-				"did not pause in their first 4.5 minutes and whose gaps happened to look like a 50 %% jitter "+
-				"timer's, or (at 1 s) went 2.5 minutes without a 3 s gap. Waiting longer would cost the "+
-				"Gaussian ±50 %% bot (B3-50) its 150-request target; this is the trade-off as measured.\n\n",
-				strings.Join(missed, ", "))
+			fmt.Fprintf(w, "The 0.1 %% per IP-hour target is **missed** on %s.\n\n", strings.Join(missed, ", "))
+		}
+		if len(heldOut) > 0 {
+			fmt.Fprintf(w, "Held-out pagers above 0.1 %% per IP-hour: %s. A smaller σ (0.35-0.4) "+
+				"with rarer pauses puts a person's gaps, before her first pause, where a ±40 %% jitter "+
+				"timer's are (max(A, A_ew) ≈ −0.5, and now and then −0.6, the strong level that needs no "+
+				"wait), and the ones left are people who had not paused yet. One stream's timing "+
+				"cannot tell them apart sooner without letting B2-50, B3-50 and B7n wait longer; that is "+
+				"a known limit of the class, reported here rather than tuned away.\n\n", strings.Join(heldOut, ", "))
 		}
 	}
+}
+
+// chalShift describes how scenario id's challenged share moved from before
+// (the model without the brisk-human gates) to r's.
+func chalShift(r *evalReport, id string, before float64) string {
+	for i := range r.stats {
+		if s := &r.stats[i]; s.id == id {
+			return fmt.Sprintf("%s challenged %s → %s", id, pct1(before), pct1(s.rate(s.challenged)))
+		}
+	}
+	return fmt.Sprintf("%s challenged %s → not run", id, pct1(before))
 }
 
 // rtdShift describes how scenario id's requests to detection moved from

@@ -22,6 +22,11 @@ var (
 	// humans (H14), internal/traffic/beats.go.
 	multiBeat   = []string{"B13-2f", "B13-2w", "B13-2s", "B13-3", "B13-3g", "B13-4", "B13-4m", "B13-ds", "B13-dw", "B13-2d"}
 	briskHumans = []string{"H14-1s", "H14-2s", "H14-3s"}
+	// briskHeldOut are brisk pagers of other medians, σ and pause laws
+	// (internal/traffic/brisk.go), reported beside H14 to show how far the
+	// gates generalise; they have no target. B7n, the pager without her
+	// pauses, has one: the gates must not let it through.
+	briskHeldOut = []string{"H14-1.5s", "H14-2.5s", "H14-1.2s"}
 )
 
 // Target levels (DETECTION.md §9 and the issue).
@@ -58,6 +63,9 @@ var botTargets = []botTarget{
 	{[]string{"B5"}, "sequential scraper: >= 99 % within 70 requests", 0.99, 70, 0},
 	{[]string{"B10"}, "burst mimic ±10 %: >= 95 % within 60 requests", 0.95, 60, 0},
 	{multiBeat, "multi-beat or drifting timer: TPR >= 99 %, median RTD <= 40", 0.99, 0, 40},
+	// Issue 14's near-line bot: a log-normal timer with a small σ that
+	// never pauses, caught by anti_bursty once the calm wait has passed.
+	{[]string{"B7n"}, "log-normal timer, σ 0.3, no pauses: >= 95 % within 400 requests", 0.95, 400, 0},
 }
 
 // targetResult is one checked target for one scenario (or a pool of them).

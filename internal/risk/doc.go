@@ -68,19 +68,25 @@
 //     g_anti = 0.9 · clamp((n_int − 32)/span):
 //     span is 32 (full weight at 64 intervals), shortened towards 8 (full
 //     at 40) when the evidence is strong, by sym·clamp((−0.4 − x)/0.1)
-//     or pace·clamp((−0.25 − x)/0.1), whichever is larger. Strong,
+//     or pace·clamp((−0.25 − x)/0.1), or sym when one client's ring
+//     holds a gap below median/6 (additive jitter), whichever is larger. Strong,
 //     symmetric regularity is thus decided sooner, and moderate,
 //     skewed regularity needs the most evidence (a cheap stand-in for a
 //     sequential test).
 //   - the pause clock (issue 14): a fast, steady person's first minutes
 //     look like a 50 % jitter timer in x; what differs is that she
 //     pauses. A human pause is a gap over 3 s and at least 3 × the EW
-//     mean. Unless x ≤ −0.6 (strong), the pace is sub-human, or at least
-//     two ring gaps are below median/3 (additive jitter), g_anti and
-//     g_lowH are scaled by the time without a pause over 4.5 minutes (20
-//     once the stream has paused), low entropy needs 24 intervals for full
-//     weight and periodicity weaker than MAD/median 0.06 at a human pace
-//     needs 32.
+//     mean. Unless x ≤ −0.6 (strong), the pace is sub-human, or one
+//     client's ring holds a gap below median/6 (additive jitter: a
+//     log-normal think time with σ ≤ 0.5 goes there once in thousands of
+//     gaps, 50 % Gaussian jitter once in 20), g_anti and g_lowH are scaled
+//     by the time without a pause over 4.5 minutes (20 once the stream has
+//     paused), times 1 + (1 − sym): a right-skewed stream waits up to
+//     twice as long. Low entropy needs 24 intervals for full weight and
+//     periodicity weaker than MAD/median 0.06 at a human pace needs 32;
+//     once the stream has paused, such periodicity is weighted by
+//     clamp((−0.3 − x)/0.2): a person's tight core between pauses is a
+//     fluke of the MAD, a timer's regularity shows in x as well.
 //   - periodic cycle (issue 14): with L = log₂ of the ring's intervals in
 //     arrival order, D = min over k = 1…4 of mean min(|L_i − L_{i−k}|, 1)
 //     and S = mean |L_i − median L|; p_cyc = clamp((0.30 − D)/0.12) ·
@@ -93,8 +99,9 @@
 //     bots that fake human-looking bursts on a timer.
 //   - no pause: S = seconds since the last gap longer than 3 s;
 //     p_fast = clamp((S − 60)/120), with 180 for 60 once the stream has
-//     made a human pause. One person rarely goes three minutes without a
-//     3 s pause.
+//     made a human pause; weighted by max(sym, pace). One person rarely
+//     goes three minutes without a 3 s pause, but a brisk one paging at 1
+//     s may, and her gaps stay right-skewed; a timer's are symmetric.
 //   - continuity: after 2 h observed and when max(A, A_ew) < 0,
 //     p_cont = 0.5 · clamp((active 5-minute buckets of the last 24 − 20)/4).
 //     DETECTION.md §7.2 has A < 0.2 and full weight; in simulation that

@@ -1,6 +1,7 @@
 package risk
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -50,7 +51,8 @@ type human struct {
 	burstCap   int
 	intra      time.Duration // median gap between a burst's calls
 	intraSigma float64
-	away       float64 // probability of an away period after an action
+	away       float64       // probability of an away period after an action
+	awayMin    time.Duration // shortest away period, Pareto(awayMin, 1.5); 0: a minute
 }
 
 var (
@@ -86,7 +88,7 @@ func (h human) times(r *rand.Rand, start, horizon time.Duration) []time.Duration
 		}
 		t += logNormal(r, h.think, h.thinkSigma)
 		if r.Float64() < h.away {
-			t += pareto(r, time.Minute, 1.5)
+			t += pareto(r, cmp.Or(h.awayMin, time.Minute), 1.5)
 		}
 	}
 	return ts

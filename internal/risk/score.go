@@ -197,6 +197,38 @@ const (
 	calmFirst   = 270_000.0   // ms: 4.5 minutes
 	calmLong    = 1_200_000.0 // ms: 20 minutes
 	calmPaused  = 1 << 15     // state.calm's flag: the stream has paused
+
+	// Fast, steady humans, second pass (issue 14: 0.1 % per IP-hour). The
+	// quarantined pagers left by the pause clock were people whose last
+	// 32 gaps, by chance, looked like a jittered timer's, at the moment a
+	// gate opened. Each gate that let one through now needs evidence a
+	// log-normal think time does not give:
+	//
+	//   - Additive jitter: a ring gap below median/jitterRatio. A log-normal
+	//     think time with σ ≤ 0.5 goes below a sixth of its median about
+	//     once in 3,000 gaps (σ = 0.45: 1 in 30,000); Gaussian jitter with
+	//     a 50 % sd does it once in 20. Only this waives the calm wait (two
+	//     gaps below a third of the median, the rule before, were within a
+	//     person's reach once in 25 rings), and with symmetric gaps it is
+	//     strong evidence: the anti-bursty weight is full at antiMin +
+	//     antiFast, as for strong regularity.
+	//   - The calm wait is longer for a right-skewed stream: calmFirst (or
+	//     calmLong) × (1 + skewWait·(1 − sym)). Symmetric jitter waits as
+	//     before; a stream whose gaps are skewed like think times waits up
+	//     to twice as long without a pause.
+	//   - no_pause counts only with machine evidence (symmetric gaps or a
+	//     sub-second median): a brisk person paging at 1 s may go three
+	//     minutes without a 3 s gap, and without a pause her gaps are
+	//     still skewed. A timer's are not.
+	//   - Periodicity weaker than perStrong on a stream that has paused
+	//     like a person counts only as far as the ring is also regular as a
+	//     whole: max(A, A_ew) at perPausedCut or below (full at
+	//     perPausedCut − perPausedWidth). A person's tight core between
+	//     pauses is a fluke of the MAD; a timer's regularity shows in A too.
+	jitterRatio    = 6.0
+	skewWait       = 1.0
+	perPausedCut   = -0.3
+	perPausedWidth = 0.2
 )
 
 // features holds every statistic and component of one evaluation, for the
@@ -230,7 +262,7 @@ type features struct {
 	cycEta        float64 // D_k / S, the deviation against the spread
 	cycLag        int     // the k of cycDev
 	calm          float64 // seconds since the last human pause
-	low           float64 // share of ring gaps below median/pauseRatio
+	jitter        int     // ring gaps below median/jitterRatio
 	pCyc, gCyc    float64
 	human         bool
 	shared        bool
@@ -302,17 +334,17 @@ func (s *state) evaluate(now int64, f *features) {
 	f.median, f.rcv = madRatio(a)
 
 	var sum float64
-	var short, long, off, low int
+	var short, long, off, jitter int
 	lo, hi := f.median*perOffLo, f.median*perOffHi
-	lo3 := f.median / pauseRatio
+	lo6 := f.median / jitterRatio
 	run, runBin := 0, -1
 	var clog float64 // Σ c·log₂ c over the octave bins
 	for _, x := range a {
 		sum += float64(x)
 		if v := float64(x); v < lo || v > hi {
 			off++
-			if v < lo3 {
-				low++
+			if v < lo6 {
+				jitter++
 			}
 		}
 		if x < uint32(burstGap/int64(time.Millisecond)) {
@@ -355,10 +387,13 @@ func (s *state) evaluate(now int64, f *features) {
 
 	conf := clamp(float64(m-confFloor) / confSpan)
 	f.off = float64(off) / float64(m)
-	f.low = float64(low) / float64(m)
+	f.jitter = jitter
 	gPer := conf
 	if f.off >= perMixed || f.rcv > perStrong && f.median >= paceMedian {
 		gPer = clamp(float64(m-confFloor) / perMixedSpan)
+	}
+	if s.calm&calmPaused != 0 && f.rcv > perStrong {
+		gPer *= clamp((perPausedCut - max(f.a, f.aEW)) / perPausedWidth)
 	}
 	f.pPer, f.gPer = clamp((perCut-f.rcv)/perSpan), gPer
 	f.pLowH, f.gLowH = clamp((entCut-f.entropy)/entSpan), entWeight*clamp(float64(m-confFloor)/entConfSpan)
@@ -380,9 +415,14 @@ func (s *state) evaluate(now int64, f *features) {
 	f.pAnti = clamp((cut - x) / antiWidth)
 	// Strong evidence needs fewer intervals (a cheap stand-in for a
 	// sequential test): the ramp to full weight shortens from antiSpan to
-	// antiFast.
+	// antiFast. Symmetric gaps with additive jitter (a gap below
+	// median/jitterRatio) are strong evidence too.
+	additive := 0.0
+	if s.oneClient {
+		additive = clamp(float64(f.jitter)) // merged clients make short gaps anyway
+	}
 	fast := max(f.sym*clamp((antiStrongSym+antiStrongWidth-x)/antiStrongWidth),
-		pace*clamp((antiStrongPace+antiStrongWidth-x)/antiStrongWidth))
+		pace*clamp((antiStrongPace+antiStrongWidth-x)/antiStrongWidth), f.sym*additive)
 	span := antiSpan - (antiSpan-antiFast)*fast
 	f.gAnti = antiWeight * clamp(float64(int64(f.nInt)-antiMin)/span)
 	calmMS, need := 100*float64(s.calm&^calmPaused), calmFirst
@@ -390,11 +430,10 @@ func (s *state) evaluate(now int64, f *features) {
 		need = calmLong
 	}
 	f.calm = calmMS / 1000
-	calmGate := clamp(calmMS / need)
+	calmGate := clamp(calmMS / (need * (1 + skewWait*(1-f.sym))))
 	strong := clamp((calmStrong + antiStrongWidth - x) / antiStrongWidth)
-	waive := clamp(f.low*ringSize - 1)
-	f.gAnti *= strong + (1-strong)*max(pace, calmGate, waive)
-	f.gLowH *= max(pace, calmGate, waive)
+	f.gAnti *= strong + (1-strong)*max(pace, calmGate, additive)
+	f.gLowH *= max(pace, calmGate, additive)
 	if f.mB > bperMin {
 		f.bMedian, f.bRcv = madRatio(s.bursts.sorted(&buf))
 		f.pBper = clamp((bperCut - f.bRcv) / bperWidth)
@@ -404,7 +443,7 @@ func (s *state) evaluate(now int64, f *features) {
 	if s.calm&calmPaused != 0 {
 		after = fastAfterPaused
 	}
-	f.pFast, f.gFast = clamp((f.stretch-after)/fastSpan), 1
+	f.pFast, f.gFast = clamp((f.stretch-after)/fastSpan), max(f.sym, pace)
 	if max(f.a, f.aEW) < contMaxA {
 		f.pCont = clamp(float64(f.activeN-contFloor) / contWidth)
 	}

@@ -13,29 +13,33 @@ var thresholds = struct {
 	periodicCycle                                                                        string
 }{
 	periodic: fmt.Sprintf("MAD/median of the last %d intervals < %.2f (certain at %.2f); weight full at %d intervals, "+
-		"or at %d when >= %s of them are off the median by more than half or MAD/median > %.2f",
-		ringSize, perCut, perCut-perSpan, confFloor+confSpan, confFloor+perMixedSpan, fraction(perMixed), perStrong),
+		"or at %d when >= %s of them are off the median by more than half or MAD/median > %.2f; "+
+		"once the stream has made a human pause, MAD/median > %.2f counts only while max(A_n, EW burstiness) < %.1f (full at %.1f)",
+		ringSize, perCut, perCut-perSpan, confFloor+confSpan, confFloor+perMixedSpan, fraction(perMixed), perStrong,
+		perStrong, perPausedCut, perPausedCut-perPausedWidth),
 	lowEntropy: fmt.Sprintf("entropy of log2(ms) octaves < %.1f bits (certain at %.1f); weight %.1f, full at %d intervals "+
 		"and after %v without a human pause (%v once the stream has paused); off while shared",
 		entCut, entCut-entSpan, entWeight, confFloor+entConfSpan, msDur(calmFirst), msDur(calmLong)),
 	antiBursty: fmt.Sprintf("max(Kim-Jo A_n, EW burstiness) < %.2f (certain at %.2f), moving to < %.2f (certain at %.2f) "+
 		"with symmetric gaps (skewness < %.1f on ring and EW) or a sub-second median, and to < %.0f (certain at %.1f) "+
 		"at a sub-second median with at most %s of requests batched (one client, no fan-out); "+
-		"weight %.1f from %d intervals, full at %d, or at %d when strong (symmetric and <= %.1f, or sub-second and <= %.2f); off while shared",
+		"weight %.1f from %d intervals, full at %d, or at %d when strong (symmetric and <= %.1f, or sub-second and <= %.2f, "+
+		"or symmetric with a ring gap < median/%.0f from one client); off while shared",
 		antiCutHuman, antiCutHuman-antiWidth, antiCutMachine, antiCutMachine-antiWidth,
 		symCut-symSpan, antiCutPace, antiCutPace-antiWidth, fraction(paceMaxConcurrent),
-		antiWeight, antiMin, antiMin+antiSpan, antiMin+antiFast, antiStrongSym, antiStrongPace) +
+		antiWeight, antiMin, antiMin+antiSpan, antiMin+antiFast, antiStrongSym, antiStrongPace, jitterRatio) +
 		fmt.Sprintf("; above %.1f it also needs %v without a human pause (a gap > %v and >= %.0fx the EW mean), "+
-			"%v once the stream has paused, unless the median is < %v or >= 2 ring gaps are < median/%.0f",
-			calmStrong, msDur(calmFirst), secs(pauseGap), pauseRatio, msDur(calmLong),
-			msDur(paceMedian), pauseRatio),
+			"%v once the stream has paused, up to %.0fx as long for right-skewed gaps, unless the median is < %v "+
+			"or a ring gap is < median/%.0f (additive jitter, one client)",
+			calmStrong, msDur(calmFirst), secs(pauseGap), pauseRatio, msDur(calmLong), 1+skewWait,
+			msDur(paceMedian), jitterRatio),
 	periodicBursts: fmt.Sprintf("MAD/median of burst-start intervals (a burst starts after a gap >= %v) < %.2f (certain at %.2f); "+
 		"weight from %d bursts, full at %d; off at >= %.1f req/s over %v (over the stream's life while under %v old)",
 		secs(burstGap), bperCut, bperCut-bperWidth, bperMin, bperMin+bperSpan, busyRate,
 		secs(rateWindow), secs(busyWait)),
 	noPause: fmt.Sprintf("seconds without a pause > %v above %.0f (certain at %.0f), above %.0f once the stream has "+
-		"made a human pause; off while shared",
-		secs(pauseGap), fastAfter, fastAfter+fastSpan, fastAfterPaused),
+		"made a human pause; weight: symmetric gaps (skewness < %.1f on ring and EW, full at %.1f) or a median < %v; off while shared",
+		secs(pauseGap), fastAfter, fastAfter+fastSpan, fastAfterPaused, symCut, symCut-symSpan, msDur(paceMedian)),
 	continuity: fmt.Sprintf("active %d-minute buckets of the last 24 above %d (certain at %d) while max(A_n, EW burstiness) < %.0f; "+
 		"weight %.1f after %d h observed; off while shared",
 		bucketLen/int64(time.Minute), contFloor, contFloor+contWidth, contMaxA, contWeight, contSpan/int64(time.Hour)),

@@ -125,24 +125,12 @@ func brisk(think logNormal, pauseP float64, pause pareto) humanModel {
 // beatScenarios are the multi-beat bots (B13) and the brisk pagers (H14),
 // appended to the scenario table.
 var beatScenarios = []Scenario{
-	{
-		ID: "H14-1s", Name: "brisk-pager-1s", Family: "H14", Label: Human, Horizon: min30, Clients: 1,
-		Description: "fast, steady human paging through results with the keyboard, one call per page",
-		Params:      "think LN(1s, 0.5); 1 call/action; p=0.04 pause Pareto(6s, 1.5)",
-		member:      humans(brisk(logNormal{1, 0.5}, 0.04, pareto{6, 1.5}), desktopAgents),
-	},
-	{
-		ID: "H14-2s", Name: "brisk-pager-2s", Family: "H14", Label: Human, Horizon: min30, Clients: 1,
-		Description: "fast, steady human paging through results with the keyboard, one call per page",
-		Params:      "think LN(2s, 0.45); 1 call/action; p=0.03 pause Pareto(10s, 1.5)",
-		member:      humans(brisk(logNormal{2, 0.45}, 0.03, pareto{10, 1.5}), desktopAgents),
-	},
-	{
-		ID: "H14-3s", Name: "brisk-pager-3s", Family: "H14", Label: Human, Horizon: min30, Clients: 1,
-		Description: "fast, steady human paging through results with the keyboard, one call per page",
-		Params:      "think LN(3s, 0.45); 1 call/action; p=0.05 pause Pareto(15s, 1.5)",
-		member:      humans(brisk(logNormal{3, 0.45}, 0.05, pareto{15, 1.5}), desktopAgents),
-	},
+	briskPager("H14-1s", "brisk-pager-1s", "fast, steady human paging through results with the keyboard, one call per page",
+		logNormal{1, 0.5}, 0.04, pareto{6, 1.5}),
+	briskPager("H14-2s", "brisk-pager-2s", "fast, steady human paging through results with the keyboard, one call per page",
+		logNormal{2, 0.45}, 0.03, pareto{10, 1.5}),
+	briskPager("H14-3s", "brisk-pager-3s", "fast, steady human paging through results with the keyboard, one call per page",
+		logNormal{3, 0.45}, 0.05, pareto{15, 1.5}),
 	cycleBot("B13-2f", "cycle2-fast", []float64{0.35, 0.9}, 0.10, min30),
 	cycleBot("B13-2w", "cycle2-wide", []float64{0.5, 30}, 0.10, hour2),
 	cycleBot("B13-2s", "cycle2-slow", []float64{8, 20}, 0.10, hour2),

@@ -401,7 +401,8 @@ func BrowserFingerprint(i int) string {
 }
 
 func init() {
-	all = append(all, beatScenarios...) // beats.go: B13 multi-beat bots, H14 brisk pagers
+	all = append(all, beatScenarios...)  // beats.go: B13 multi-beat bots, H14 brisk pagers
+	all = append(all, briskScenarios...) // brisk.go: held-out brisk pagers, B7n
 	for i := range all {
 		if all[i].Family == "" {
 			all[i].Family = all[i].ID
