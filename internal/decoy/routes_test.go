@@ -10,7 +10,7 @@ import (
 )
 
 func TestRoutesMatch(t *testing.T) {
-	r, err := ParseRoutes(" /data , /api/items/*,/api/users/*/orders,/api/tags/,/")
+	r, err := ParseRoutes(" /data , /api/items/*,/api/users/*/orders,/api/tags/,/api/*/files/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,15 +18,34 @@ func TestRoutesMatch(t *testing.T) {
 		"/data": true, "/data/": false, "/data/1": false, "/dat": false, "/datax": false,
 		"/api/items/1": true, "/api/items/abc": true, "/api/items": false, "/api/items/": false, "/api/items/1/x": false,
 		"/api/users/7/orders": true, "/api/users//orders": false, "/api/users/7/orders/": false,
-		"/api/tags/": true, "/api/tags": false,
-		"/": true, "": false, "x": false,
+		// Subtrees, as in Go's http.ServeMux.
+		"/api/tags/": true, "/api/tags/x": true, "/api/tags/x/y/": true, "/api/tags": false, "/api/tagsx": false,
+		"/api/7/files/": true, "/api/7/files/a/b": true, "/api/7/files": false, "/api//files/": false,
+		"/": false, "": false, "x": false,
 	} {
 		if got := r.Match(path); got != want {
 			t.Errorf("Match(%q) = %v, want %v", path, got, want)
 		}
 	}
+	// The mux redirects /tree to /tree/ when only the subtree is served,
+	// and no other path.
+	for path, want := range map[string]bool{
+		"/api/tags": true, "/api/7/files": true,
+		"/api/tags/": false, "/api/tags/x": false, "/api/7/files/x": false, "/api": false, "/data": false, "/api/items": false, "": false,
+	} {
+		if got := r.Redirect(path); got != want {
+			t.Errorf("Redirect(%q) = %v, want %v", path, got, want)
+		}
+	}
+	root, err := ParseRoutes("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !root.Match("/") || !root.Match("/any/path") || root.Redirect("/x") {
+		t.Error(`"/" must be the subtree of every path, as in Go's mux`)
+	}
 	var none *Routes
-	if !none.Match("/anything") {
+	if !none.Match("/anything") || none.Redirect("/anything") {
 		t.Error("nil Routes must match every path")
 	}
 }
