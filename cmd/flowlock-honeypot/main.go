@@ -94,6 +94,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if routes == nil {
 		log.Warn("no --routes: every path gets a made-up document, so a probe of a path the API does not have can tell this is a decoy; set --routes to the API's paths")
 	}
+	if notFound != nil {
+		for _, h := range notFound.Dropped {
+			log.Warn("--not-found-file: header dropped: the API or a proxy sets it afresh for each answer, and one captured value replayed to every bot would tell the decoy; if the API itself sends it, its absence can tell too", "header", h)
+		}
+	}
 
 	ring := decoy.NewRing(*records)
 	bait := decoy.NewBait(decoy.BaitOptions{Ring: ring, IdentityHeader: *idHeader, IPv6Prefix: *prefix, Routes: routes, NotFound: notFound})

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/textproto"
 	"os"
 	"strconv"
@@ -255,5 +256,88 @@ func TestNotFoundMixedLineEnds(t *testing.T) {
 	}
 	if nf.Body != "{\"error\":\"not found\"}\n" {
 		t.Errorf("body %q, want the file's", nf.Body)
+	}
+}
+
+// TestSubtreeRedirectAsGoRouter: the redirect of /tree to /tree/ is the
+// mux's own answer, query kept, for a read and a write.
+func TestSubtreeRedirectAsGoRouter(t *testing.T) {
+	apiMux := http.NewServeMux()
+	apiMux.HandleFunc("/api/items/", func(http.ResponseWriter, *http.Request) {})
+	routes, err := ParseRoutes("/data,/api/items/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bait := NewBait(BaitOptions{Ring: NewRing(8), Routes: routes})
+	for _, method := range []string{"GET", "HEAD", "POST"} {
+		want, got := httptest.NewRecorder(), httptest.NewRecorder()
+		apiMux.ServeHTTP(want, httptest.NewRequest(method, "/api/items?page=2&q=a%20b", nil))
+		bait.ServeHTTP(got, httptest.NewRequest(method, "/api/items?page=2&q=a%20b", nil))
+		if got.Code != want.Code || got.Header().Get("Location") != want.Header().Get("Location") ||
+			got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || got.Body.String() != want.Body.String() {
+			t.Errorf("%s: the decoy answers %d %v %q, Go's mux %d %v %q", method, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		}
+	}
+}
+
+// TestBaitRecordsDeclaredBodySize: the bait reads no body, so it records
+// the size the request declares; a chunked body's is unknown.
+func TestBaitRecordsDeclaredBodySize(t *testing.T) {
+	ring := NewRing(8)
+	addr := serveTell(t, NewBait(BaitOptions{Ring: ring}))
+	for _, raw := range []string{
+		"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+		"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775807\r\n\r\nx",
+	} {
+		if status, _ := firstAnswer(t, addr, raw); !strings.HasPrefix(status, "HTTP/1.1 503") {
+			t.Fatalf("%q: %s", raw, status)
+		}
+	}
+	want := map[string]Record{"/a": {BodyBytes: 5}, "/b": {BodyUnsized: true}, "/c": {BodyBytes: MaxBody, BodyCut: true}}
+	for deadline := time.Now().Add(2 * time.Second); len(ring.Latest(8, "")) < len(want) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // the record is added after the answer
+	}
+	got := ring.Latest(8, "")
+	if len(got) != len(want) {
+		t.Fatalf("%d records, want %d", len(got), len(want))
+	}
+	for _, r := range got {
+		if w := want[r.Path]; r.BodyBytes != w.BodyBytes || r.BodyCut != w.BodyCut || r.BodyUnsized != w.BodyUnsized {
+			t.Errorf("%s: body %d cut %v unsized %v, want %d %v %v", r.Path, r.BodyBytes, r.BodyCut, r.BodyUnsized, w.BodyBytes, w.BodyCut, w.BodyUnsized)
+		}
+	}
+}
+
+// TestReadNotFoundCaptures: what curl -si prints in other cases.
+func TestReadNotFoundCaptures(t *testing.T) {
+	for name, tc := range map[string]struct {
+		file          string
+		status        int
+		body          string
+		kept, dropped []string
+	}{
+		"100 Continue first": {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n{}\n", 404, "{}\n", []string{"Content-Type"}, nil},
+		"redirect followed":  {"HTTP/1.1 301 Moved Permanently\r\nLocation: /x/\r\nContent-Length: 0\r\n\r\nHTTP/1.1 404 Not Found\r\n\r\nnope", 404, "nope", nil, nil},
+		"dated and not": {"HTTP/1.1 404 Not Found\r\nExpires: 0\r\nLast-Modified: Sat, 05 Dec 2026 01:00:00 GMT\r\n" +
+			"Traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nCf-Ray: 8a1b2c3d4e5f-AMS\r\nEtag: W/\"1\"\r\nAge: 3\r\n\r\n",
+			404, "", []string{"Expires"}, []string{"Age", "Cf-Ray", "Etag", "Last-Modified", "Traceparent"}},
+	} {
+		nf, err := ReadNotFound(strings.NewReader(tc.file))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if nf.Status != tc.status || nf.Body != tc.body || strings.Join(nf.Dropped, ",") != strings.Join(tc.dropped, ",") {
+			t.Errorf("%s: status %d body %q dropped %v, want %d %q %v", name, nf.Status, nf.Body, nf.Dropped, tc.status, tc.body, tc.dropped)
+		}
+		for _, k := range tc.kept {
+			if nf.Header.Get(k) == "" {
+				t.Errorf("%s: %s not kept: %v", name, k, nf.Header)
+			}
+		}
+	}
+	if _, err := ReadNotFound(strings.NewReader("HTTP/1.1 100 Continue\r\n\r\n")); err == nil || !strings.Contains(err.Error(), "interim") {
+		t.Errorf("an interim answer alone: %v, want refused", err)
 	}
 }
