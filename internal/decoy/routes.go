@@ -116,9 +116,9 @@ func (r *Routes) Match(path string) bool {
 	if path == "" || path[0] != '/' {
 		return false
 	}
-	path = path[1:]
+	p := splitPath(path[1:])
 	for _, segs := range r.patterns {
-		if matchSegments(segs, path) {
+		if p.match(segs) {
 			return true
 		}
 	}
@@ -132,11 +132,11 @@ func (r *Routes) Redirect(path string) bool {
 	if r == nil || !r.subtree || path == "" || path[0] != '/' || path[len(path)-1] == '/' {
 		return false
 	}
-	withSlash := path[1:] + "/"
+	p := splitPath(path[1:] + "/")
 	for _, segs := range r.patterns {
 		// The subtree's own root, not a path under it: the mux redirects
 		// to a path that the subtree pattern matches exactly.
-		if isSubtree(segs) && len(segs)-1 == strings.Count(withSlash, "/") && matchSegments(segs, withSlash) {
+		if isSubtree(segs) && len(segs)-1 == p.slashes && p.match(segs) {
 			return true
 		}
 	}
@@ -146,23 +146,53 @@ func (r *Routes) Redirect(path string) bool {
 // isSubtree reports whether a parsed pattern ends in "/".
 func isSubtree(segs []string) bool { return segs[len(segs)-1] == "" }
 
-// matchSegments matches path (without its leading slash) segment by
-// segment, without allocating. A subtree pattern matches any rest after
-// its last "/".
-func matchSegments(segs []string, path string) bool {
+// pathSegments is a request path (without its leading slash) cut at its
+// first slashes, once for all patterns: a path may be as long as the
+// server's header limit (64 KiB), and looking for the end of a long
+// segment again for each of 256 patterns would cost 256 scans of it.
+type pathSegments struct {
+	path string
+	// slash holds the index of the path's first slashes; slashes counts
+	// them, up to one more than a pattern has segments: enough to tell
+	// whether a path has more segments than any pattern.
+	slash   [maxRouteSegment + 1]int
+	slashes int
+}
+
+func splitPath(path string) pathSegments {
+	p := pathSegments{path: path}
+	from := 0
+	for p.slashes < len(p.slash) {
+		i := strings.IndexByte(path[from:], '/')
+		if i < 0 {
+			break
+		}
+		p.slash[p.slashes] = from + i
+		p.slashes++
+		from += i + 1
+	}
+	return p
+}
+
+// match matches the path against one pattern, segment by segment, without
+// allocating. A subtree pattern matches any rest after its last "/".
+func (p *pathSegments) match(segs []string) bool {
 	subtree := isSubtree(segs)
 	if subtree {
 		segs = segs[:len(segs)-1]
-	}
-	for i, s := range segs {
-		seg, rest, more := strings.Cut(path, "/")
-		if subtree {
-			if !more { // the path ends before the subtree's "/"
-				return false
-			}
-		} else if last := i == len(segs)-1; last == more { // the path has fewer or more segments than the pattern
+		if p.slashes < len(segs) { // the path ends before the subtree's "/"
 			return false
 		}
+	} else if p.slashes != len(segs)-1 { // fewer or more segments than the pattern
+		return false
+	}
+	start := 0
+	for i, s := range segs {
+		end := len(p.path) // the last segment, in a pattern that is no subtree
+		if i < p.slashes {
+			end = p.slash[i]
+		}
+		seg := p.path[start:end]
 		if s == "*" {
 			if seg == "" {
 				return false
@@ -170,7 +200,7 @@ func matchSegments(segs []string, path string) bool {
 		} else if seg != s {
 			return false
 		}
-		path = rest
+		start = end + 1
 	}
 	return true
 }
