@@ -4,8 +4,8 @@
 // caught bot is not told it was caught, a write there with a 503 that
 // claims nothing was done (a person quarantined by mistake must not
 // believe it was), and any other path as the API does (see --routes). It
-// records what each client asked for (path, method, headers, body size,
-// timing; bounded and masked, at most 8 MiB) for Flow Lock's dashboard
+// records what each client asked for (path, method, headers, the body
+// size it declares, timing; bounded and masked, at most 8 MiB) for Flow Lock's dashboard
 // (flowlock-authz --honeypot-url) to show.
 //
 //	flowlock-honeypot [--addr :8090] [--api-addr 127.0.0.1:8091]
@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	prefix := fs.Int("ipv6-prefix", 64, "prefix `length` IPv6 clients are grouped by, as Flow Lock's --ipv6-prefix")
 	records := fs.Int("records", decoy.DefaultCapacity, fmt.Sprintf("requests kept, the oldest dropped first; fewer when they are large, as the records take %d MiB at most (1-%d)", decoy.MaxBytes>>20, decoy.MaxCapacity))
 	maskKeyFile := fs.String("mask-key-file", "", "`file` with Flow Lock's admin token, so that masked names match its dashboard's")
-	routesFlag := fs.String("routes", "", fmt.Sprintf("the real API's `paths`, comma-separated (/data,/api/items/*: * is one segment; at most %d, %d bytes each): made-up documents on these only, --not-found-file's answer elsewhere; empty: documents on every path, which a probe can tell", decoy.MaxRoutes, decoy.MaxRouteLen))
+	routesFlag := fs.String("routes", "", fmt.Sprintf("the real API's `paths`, comma-separated (/data,/api/items/*: * is one segment, a trailing / a subtree as in Go's ServeMux; at most %d, %d bytes each): made-up documents on these only, --not-found-file's answer elsewhere; empty: documents on every path, which a probe can tell", decoy.MaxRoutes, decoy.MaxRouteLen))
 	notFoundFile := fs.String("not-found-file", "", "with --routes: `file` with the real API's answer to a path it does not have, as curl -si prints it ({method} and {path} in the body are filled in); default 404 {\"error\":\"not found\"}")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -93,6 +93,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	if routes == nil {
 		log.Warn("no --routes: every path gets a made-up document, so a probe of a path the API does not have can tell this is a decoy; set --routes to the API's paths")
+	}
+	if notFound != nil {
+		for _, h := range notFound.Dropped {
+			log.Warn("--not-found-file: header dropped: the API or a proxy sets it afresh for each answer, and one captured value replayed to every bot would tell the decoy; if the API itself sends it, its absence can tell too", "header", h)
+		}
 	}
 
 	ring := decoy.NewRing(*records)

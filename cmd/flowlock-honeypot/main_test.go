@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +110,37 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run(%v) = %v, want an error naming %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestRunWarnsOfDroppedHeaders: a --not-found-file with headers made
+// afresh for each answer starts, and names each one it dropped.
+func TestRunWarnsOfDroppedHeaders(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-found.http")
+	capture := "HTTP/2 404 \r\ncontent-type: application/json\r\nset-cookie: session=5f1c9e2a7b; Path=/\r\n" +
+		"x-request-id: 1b9d6bcd\r\nx-content-type-options: nosniff\r\n\r\n{}\n"
+	if err := os.WriteFile(file, []byte(capture), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var log flowlocktest.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--routes", "/data", "--not-found-file", file}, io.Discard, &log)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(log.String(), "listening") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{`"header":"Set-Cookie"`, `"header":"X-Request-Id"`} {
+		if !strings.Contains(log.String(), h) {
+			t.Errorf("no warning with %s:\n%s", h, log.String())
+		}
+	}
+	if strings.Contains(log.String(), "X-Content-Type-Options") {
+		t.Errorf("warned of a header kept:\n%s", log.String())
 	}
 }

@@ -3,9 +3,9 @@ package decoy
 import (
 	"encoding/json"
 	"hash/fnv"
-	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -27,9 +27,9 @@ const (
 	maxHeaderValue = 128
 	maxPath        = 256
 	maxQuery       = 256
-	// MaxBody is how much of a request body the bait reads, to count it;
-	// past it the body is not read (the connection is closed after the
-	// answer), so a bot cannot keep the decoy busy with an endless upload.
+	// MaxBody caps the body size a record keeps (BodyBytes): a request
+	// may declare any Content-Length, up to 2^63-1, and the summary adds
+	// them up.
 	MaxBody = 1 << 20
 )
 
@@ -100,32 +100,50 @@ func NewBait(o BaitOptions) *Bait {
 // ServeHTTP answers and records one request.
 func (b *Bait) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := b.now()
-	n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, MaxBody+1))
-	cut := n > MaxBody
-	if cut {
-		n = MaxBody
-		w.Header().Set("Connection", "close") // the rest of the body is not read
+	// The body is not read, before the answer or after it: an API's
+	// handler for a path it does not have, or for a read, does not read
+	// it either, and net/http then answers at once and discards the body
+	// itself (or closes the connection when much of it is left). Reading
+	// it first would tell the decoy by one request: "100 Continue" sent
+	// to Expect: 100-continue, or no answer to a body declared and not
+	// sent. Reading it after the answer would hold the answer back until
+	// the handler returns. What the record keeps is the size the request
+	// declares, which net/http holds it to; a chunked body's is unknown.
+	n, cut := r.ContentLength, false
+	if n > MaxBody {
+		n, cut = MaxBody, true
+	}
+	unsized := n < 0
+	if unsized {
+		n = 0
 	}
 	b.answer.ServeHTTP(w, r)
 	// Every string is the record's own (strings.Clone): a clipped or
 	// unchanged string may share the memory of the whole request line or
 	// header it came from, which the ring would then keep alive unseen.
 	b.ring.Add(Record{
-		Time:      start,
-		Identity:  strings.Clone(b.identity(r)),
-		Method:    strings.Clone(untrusted.Clip(untrusted.Visible(r.Method), 16)),
-		Path:      strings.Clone(untrusted.Clip(untrusted.Visible(r.URL.Path), maxPath)),
-		Query:     strings.Clone(queryNames(r.URL.RawQuery)),
-		Headers:   headers(r, b.idKey),
-		BodyBytes: n,
-		BodyCut:   cut,
-		Micros:    b.now().Sub(start).Microseconds(),
+		Time:        start,
+		Identity:    strings.Clone(b.identity(r)),
+		Method:      strings.Clone(untrusted.Clip(untrusted.Visible(r.Method), 16)),
+		Path:        strings.Clone(untrusted.Clip(untrusted.Visible(r.URL.Path), maxPath)),
+		Query:       strings.Clone(queryNames(r.URL.RawQuery)),
+		Headers:     headers(r, b.idKey),
+		BodyBytes:   n,
+		BodyCut:     cut,
+		BodyUnsized: unsized,
+		Micros:      b.now().Sub(start).Microseconds(),
 	})
 }
 
 // respond answers one request whose path is clean.
 func (b *Bait) respond(w http.ResponseWriter, r *http.Request) {
 	route := b.routes.Match(r.URL.Path)
+	if !route && b.routes.Redirect(r.URL.Path) {
+		// As the API's Go router answers /tree when it serves /tree/.
+		to := url.URL{Path: r.URL.Path + "/", RawQuery: r.URL.RawQuery}
+		http.Redirect(w, r, to.String(), http.StatusTemporaryRedirect)
+		return
+	}
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead
 	write := !read && r.Method != http.MethodOptions
 	switch {

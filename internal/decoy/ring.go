@@ -37,12 +37,15 @@ type Record struct {
 	Path     string    `json:"path"`  // without the query, clipped
 	Query    string    `json:"query"` // parameter names only: "id=…&page=…"
 	Headers  []Header  `json:"headers"`
-	// BodyBytes is the size of the request body, counted up to the
-	// bait's read limit; BodyCut is set when the body went on past it.
-	BodyBytes int64 `json:"body_bytes"`
-	BodyCut   bool  `json:"body_cut,omitempty"`
-	// Micros is how long the decoy took to answer, reading the body
-	// included, in microseconds.
+	// BodyBytes is the size of the request body as the request declared
+	// it (Content-Length), at most MaxBody; BodyCut is set when it
+	// declared more. BodyUnsized is set for a body sent without a size
+	// (chunked): BodyBytes is then 0. The bait never reads a body (see
+	// Bait.ServeHTTP), so these are what the client said it sends.
+	BodyBytes   int64 `json:"body_bytes"`
+	BodyCut     bool  `json:"body_cut,omitempty"`
+	BodyUnsized bool  `json:"body_unsized,omitempty"`
+	// Micros is how long the decoy took to answer, in microseconds.
 	Micros int64 `json:"micros"`
 }
 

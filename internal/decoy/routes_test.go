@@ -1,6 +1,7 @@
 package decoy
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +11,7 @@ import (
 )
 
 func TestRoutesMatch(t *testing.T) {
-	r, err := ParseRoutes(" /data , /api/items/*,/api/users/*/orders,/api/tags/,/")
+	r, err := ParseRoutes(" /data , /api/items/*,/api/users/*/orders,/api/tags/,/api/*/files/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,15 +19,34 @@ func TestRoutesMatch(t *testing.T) {
 		"/data": true, "/data/": false, "/data/1": false, "/dat": false, "/datax": false,
 		"/api/items/1": true, "/api/items/abc": true, "/api/items": false, "/api/items/": false, "/api/items/1/x": false,
 		"/api/users/7/orders": true, "/api/users//orders": false, "/api/users/7/orders/": false,
-		"/api/tags/": true, "/api/tags": false,
-		"/": true, "": false, "x": false,
+		// Subtrees, as in Go's http.ServeMux.
+		"/api/tags/": true, "/api/tags/x": true, "/api/tags/x/y/": true, "/api/tags": false, "/api/tagsx": false,
+		"/api/7/files/": true, "/api/7/files/a/b": true, "/api/7/files": false, "/api//files/": false,
+		"/": false, "": false, "x": false,
 	} {
 		if got := r.Match(path); got != want {
 			t.Errorf("Match(%q) = %v, want %v", path, got, want)
 		}
 	}
+	// The mux redirects /tree to /tree/ when only the subtree is served,
+	// and no other path.
+	for path, want := range map[string]bool{
+		"/api/tags": true, "/api/7/files": true,
+		"/api/tags/": false, "/api/tags/x": false, "/api/7/files/x": false, "/api": false, "/data": false, "/api/items": false, "": false,
+	} {
+		if got := r.Redirect(path); got != want {
+			t.Errorf("Redirect(%q) = %v, want %v", path, got, want)
+		}
+	}
+	root, err := ParseRoutes("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !root.Match("/") || !root.Match("/any/path") || root.Redirect("/x") {
+		t.Error(`"/" must be the subtree of every path, as in Go's mux`)
+	}
 	var none *Routes
-	if !none.Match("/anything") {
+	if !none.Match("/anything") || none.Redirect("/anything") {
 		t.Error("nil Routes must match every path")
 	}
 }
@@ -167,20 +187,75 @@ func TestBaitOffRoutes(t *testing.T) {
 }
 
 // BenchmarkRoutesMatch: a request path against 256 patterns, none of
-// which matches (the most work a request can cost).
+// which matches: a path of a few segments, and a path of one 60 KiB
+// segment (the server takes headers up to 64 KiB, request line included)
+// against patterns that start with a literal segment, compared as a
+// prefix, and against patterns that start with *, which must find the end
+// of the segment each time: the most work a request can cost, and the
+// reason --routes holds 256 patterns at most.
 func BenchmarkRoutesMatch(b *testing.B) {
-	var list []string
-	for i := range MaxRoutes {
-		list = append(list, "/api/v1/resource"+strconv.Itoa(i)+"/*/items/*")
+	long := "/" + strings.Repeat("a", 60<<10)
+	for _, bc := range []struct{ name, pattern, path string }{
+		{"short", "/api/v1/resource%d/*/items/*", "/api/v1/resource9/42/items/7/x"},
+		{"60KiB", "/api/v1/resource%d/*/items/*", long},
+		{"60KiB-star-first", "/*/resource%d/items", long},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var list []string
+			for i := range MaxRoutes {
+				list = append(list, fmt.Sprintf(bc.pattern, i))
+			}
+			r, err := ParseRoutes(strings.Join(list, ","))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if r.Match(bc.path) {
+					b.Fatal("matched")
+				}
+			}
+		})
 	}
-	r, err := ParseRoutes(strings.Join(list, ","))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if r.Match("/api/v1/resource9/42/items/7/x") {
-			b.Fatal("matched")
+}
+
+// FuzzRoutesMatch: Match agrees with the plain reading of a pattern, the
+// path split at every '/' and compared segment by segment.
+func FuzzRoutesMatch(f *testing.F) {
+	f.Add("/api/items/*", "/api/items/7")
+	f.Add("/api/tags/", "/api/tags/x/y")
+	f.Add("/*/x", "/a/x/")
+	f.Add("/", "/anything")
+	f.Fuzz(func(t *testing.T, pattern, path string) {
+		r, err := ParseRoutes(pattern)
+		if err != nil || strings.Contains(pattern, ",") {
+			return
 		}
-	}
+		segs := strings.Split(strings.TrimSpace(pattern)[1:], "/")
+		subtree := segs[len(segs)-1] == ""
+		if subtree {
+			segs = segs[:len(segs)-1]
+		}
+		want, redirect := false, false
+		if path != "" && path[0] == '/' {
+			got := strings.Split(path[1:], "/")
+			same := func(n int) bool { // the path's first n segments are the pattern's
+				for i := range n {
+					if got[i] != segs[i] && (segs[i] != "*" || got[i] == "") {
+						return false
+					}
+				}
+				return true
+			}
+			want = (!subtree && len(got) == len(segs) || subtree && len(got) > len(segs)) && same(len(segs))
+			// The mux redirects /tree to the subtree /tree/.
+			redirect = subtree && !want && len(got) == len(segs) && same(len(segs))
+		}
+		if r.Match(path) != want {
+			t.Errorf("Match(%q) with %q = %v, want %v", path, pattern, !want, want)
+		}
+		if r.Redirect(path) != redirect {
+			t.Errorf("Redirect(%q) with %q = %v, want %v", path, pattern, !redirect, redirect)
+		}
+	})
 }
