@@ -137,6 +137,7 @@ type Replica struct {
 	fleet       *fleet.Detector
 	name        string
 	notesCursor string
+	fleetBreak  redisstore.Breaker // the exchange's own: its failures leave the timing batches' alone
 
 	stats Stats
 }
@@ -164,6 +165,9 @@ type Stats struct {
 	// FleetShipped counts fleet notes written for the other replicas,
 	// FleetMalformed their batches that did not decode.
 	FleetShipped, FleetMalformed atomic.Uint64
+	// FleetRefused counts batches refused for their clock (fleet.ErrClock),
+	// FleetFailures the exchange's calls that failed or timed out.
+	FleetRefused, FleetFailures atomic.Uint64
 }
 
 // New returns a Replica over the local engine and quarantine. It does not
