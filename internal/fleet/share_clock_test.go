@@ -5,7 +5,11 @@ package fleet
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/netip"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -221,5 +225,75 @@ func (p poisoning) apply(t *testing.T, d *Detector, ids []identity.ID, at time.T
 	}
 	if st := d.Stats(); st.Imported != 0 || st.Tracked != 0 {
 		t.Fatalf("%s: imported %d notes dated %v ahead", p, st.Imported, at.Sub(t0))
+	}
+}
+
+// TestOnlySeenMembersAdmitted: another replica's notes name an identity
+// by its hash, so a replica admits only the members it saw itself; each
+// member reaches at least one replica, so the three together still admit
+// the fleet, and each knows the fleet's size from every replica's notes.
+func TestOnlySeenMembersAdmitted(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	reqs := append(periodFleet(r, 0, 25, 100*time.Second, 15*time.Minute), browsers(r, 1000, 100, 15*time.Minute)...)
+	sortByTime(reqs)
+	var ds [3]*Detector
+	seen := [3]map[identity.ID]bool{{}, {}, {}}
+	admitted := map[identity.ID]bool{}
+	for i := range ds {
+		ds[i] = New(Options{Outbox: 1 << 12, Admit: func(id identity.ID, _ *Fleet, _ time.Time) bool {
+			if !seen[i][id] {
+				t.Errorf("replica %d admitted %s, which it never saw", i, id)
+			}
+			admitted[id] = true
+			return true
+		}})
+	}
+	next := t0.Add(10 * time.Second)
+	sweep := func(at time.Time) {
+		exchange(t, at, ds[:]...)
+		for _, d := range ds {
+			d.Sweep(at)
+		}
+	}
+	for _, q := range reqs {
+		for !q.at.Before(next) {
+			sweep(next)
+			next = next.Add(10 * time.Second)
+		}
+		k := r.IntN(3)
+		seen[k][q.id] = true
+		ds[k].Note(q.id, q.path, q.at)
+	}
+	for ; !next.After(t0.Add(15 * time.Minute)); next = next.Add(10 * time.Second) {
+		sweep(next)
+	}
+	if len(admitted) < 20 {
+		t.Errorf("%d of 25 members admitted by the three replicas", len(admitted))
+	}
+	for i, d := range ds {
+		fs := d.Fleets()
+		if len(fs) == 0 || fs[0].Size < 20 {
+			t.Errorf("replica %d: fleets %+v, want the 25 members' fleet", i, fs)
+			continue
+		}
+		for _, m := range fs[0].Members {
+			if !seen[i][m] {
+				t.Errorf("replica %d lists %s, which it never saw", i, m)
+			}
+		}
+	}
+}
+
+// TestIDKeyIsTheTimingKey: a note's identity key is the hash that names
+// the identity's timing ring in Redis (internal/redisstore's timingKey:
+// the first 8 bytes of SHA-256 of the identity's text), so every replica
+// derives the same one.
+func TestIDKeyIsTheTimingKey(t *testing.T) {
+	for _, id := range []identity.ID{addr(1), identity.FromAddr(netip.MustParseAddr("2001:db8::1"), 64)} {
+		text, _ := id.MarshalText()
+		sum := sha256.Sum256(text)
+		if got, want := fmt.Sprintf("%016x", idKey(id)), hex.EncodeToString(sum[:8]); got != want {
+			t.Errorf("idKey(%s) = %s, the timing key's hash is %s", id, got, want)
+		}
 	}
 }
