@@ -9,8 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/netip"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
