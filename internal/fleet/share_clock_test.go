@@ -297,3 +297,29 @@ func TestIDKeyIsTheTimingKey(t *testing.T) {
 		}
 	}
 }
+
+// TestOffClockRefusesImports: a replica whose own batch Redis took more
+// than the skew from its stamp knows its clock is off; its notes are then
+// the ones out of step with everybody's, so it imports nothing until a
+// later batch of its own agrees with Redis again.
+func TestOffClockRefusesImports(t *testing.T) {
+	other := New(Options{Outbox: 10})
+	other.Note(addr(2), "/api/items", t0)
+	good, _ := other.Outbox(10, t0)
+	d := New(Options{Outbox: 10})
+	for _, off := range []time.Duration{0, 30 * time.Second, -30 * time.Second, time.Second} {
+		d.Note(addr(1), "/api/items", t0.Add(off))
+		_, n := d.Outbox(10, t0.Add(off))
+		d.Shipped(n, t0) // Redis took it at t0
+		err := d.Import(good, t0)
+		if off.Abs() > DefaultSkew && !errors.Is(err, ErrClock) {
+			t.Errorf("own clock %v off Redis's: Import = %v, want ErrClock", off, err)
+		}
+		if off.Abs() <= DefaultSkew && err != nil {
+			t.Errorf("own clock %v off Redis's: Import = %v, want nil", off, err)
+		}
+	}
+	if st := d.Stats(); st.Refused != 2 || st.Imported != 1 {
+		t.Errorf("%+v: want 2 batches refused and the request imported once", st)
+	}
+}
