@@ -185,3 +185,38 @@ func TestNotesStreamMemory(t *testing.T) {
 		t.Errorf("the notes stream holds %.1f MB, documented at most about 40 MB", float64(bytes)/1e6)
 	}
 }
+
+// TestFleetReadsWhenWritesFail: a Redis at its memory limit refuses the
+// exchange's XADD but still serves XRANGE, so a replica whose write
+// failed reads the others' notes all the same; its own wait in the outbox
+// and go out once Redis takes writes again.
+func TestFleetReadsWhenWritesFail(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	start := time.Now()
+	rs := following(t, srv.Addr, "fw:", 2, start)
+	a, b := rs[0], rs[1]
+	for i := range 30 {
+		decide(a, addrID("198.51.100."+strconv.Itoa(i+1)), start)
+		decide(b, addrID("203.0.113."+strconv.Itoa(i+1)), start)
+	}
+	a.Replica.ShareFleet(ctx, start)
+	if _, err := srv.CLI("CONFIG", "SET", "maxmemory", "1"); err != nil {
+		t.Fatal(err)
+	}
+	b.Replica.ShareFleet(ctx, start)
+	if _, err := srv.CLI("CONFIG", "SET", "maxmemory", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Replica.Stats().FleetFailures.Load(); got == 0 {
+		t.Fatal("Redis at its memory limit took b's notes: the test writes nothing it refuses")
+	}
+	if got := b.Fleet.Stats().Imported; got != 30 {
+		t.Errorf("b imported %d of a's 30 requests after its own write was refused", got)
+	}
+	b.Replica.ShareFleet(ctx, start)
+	a.Replica.ShareFleet(ctx, start)
+	if got := a.Fleet.Stats().Imported; got != 30 {
+		t.Errorf("a imported %d of b's 30 requests once Redis took writes again", got)
+	}
+}
