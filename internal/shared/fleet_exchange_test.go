@@ -220,3 +220,32 @@ func TestFleetReadsWhenWritesFail(t *testing.T) {
 		t.Errorf("a imported %d of b's 30 requests once Redis took writes again", got)
 	}
 }
+
+// TestFleetFailuresLeaveTimingClosed: the exchange has a breaker of its
+// own. With every exchange call failing (the stream's key holds a string,
+// so XADD and XRANGE answer WRONGTYPE), the timing batches' breaker stays
+// closed and they still reach Redis.
+func TestFleetFailuresLeaveTimingClosed(t *testing.T) {
+	srv := redistest.Start(t)
+	if _, err := srv.CLI("SET", "ff:fleet", "not a stream"); err != nil {
+		t.Fatal(err)
+	}
+	b := started(t, srv.Addr, "ff:", time.Now())
+	ctx := context.Background()
+	b0 := b.Replica.Stats().Batches.Load()
+	for i := range 10 {
+		now := time.Now()
+		decide(b, addrID("198.51.100."+strconv.Itoa(i+1)), now)
+		b.Replica.ShareFleet(ctx, now)
+		b.Replica.Tick(ctx, now)
+	}
+	if got := b.Replica.Stats().FleetFailures.Load(); got == 0 {
+		t.Fatal("no exchange call failed: the test breaks nothing")
+	}
+	if st := b.Replica.Status(); st.Breaker != redisstore.BreakerClosed.String() {
+		t.Errorf("timing breaker %s after the exchange's failures, want closed", st.Breaker)
+	}
+	if got := b.Replica.Stats().Batches.Load() - b0; got == 0 {
+		t.Error("no timing batch reached Redis while the exchange failed")
+	}
+}
