@@ -236,14 +236,15 @@ func TestFleetFailuresLeaveTimingClosed(t *testing.T) {
 	for i := range 10 {
 		now := time.Now()
 		decide(b, addrID("198.51.100."+strconv.Itoa(i+1)), now)
+		b.Replica.ShareFleet(ctx, now) // a write and a read, failing
 		b.Replica.ShareFleet(ctx, now)
+		if st := b.Replica.Status(); st.Breaker != redisstore.BreakerClosed.String() {
+			t.Fatalf("timing breaker %s after the exchange's failures, want closed", st.Breaker)
+		}
 		b.Replica.Tick(ctx, now)
 	}
 	if got := b.Replica.Stats().FleetFailures.Load(); got == 0 {
 		t.Fatal("no exchange call failed: the test breaks nothing")
-	}
-	if st := b.Replica.Status(); st.Breaker != redisstore.BreakerClosed.String() {
-		t.Errorf("timing breaker %s after the exchange's failures, want closed", st.Breaker)
 	}
 	if got := b.Replica.Stats().Batches.Load() - b0; got == 0 {
 		t.Error("no timing batch reached Redis while the exchange failed")
