@@ -113,7 +113,8 @@ func (d *Detector) Shipped(n int, at time.Time) {
 // goes to this detector's outbox. A batch that does not decode is an error
 // and adds nothing; so is one refused for its clock (ErrClock, counted in
 // Stats.Refused). Notes outside [at − Window, at + Skew] are dropped and
-// counted (Stats.Stale).
+// counted (Stats.Stale). Every other note is kept: its writer sampled it
+// (Options.SampleRate) by the identity it saw, which a key cannot repeat.
 func (d *Detector) Import(b []byte, at time.Time) error {
 	if d == nil {
 		return nil
