@@ -125,22 +125,30 @@ func (r *Replica) ShareFleet(ctx context.Context, now time.Time) {
 // fleetCall runs f on the store within the call deadline, through the
 // exchange's own breaker, and reports whether it succeeded.
 func (r *Replica) fleetCall(ctx context.Context, now time.Time, f func(context.Context, *redisstore.Store) error) bool {
+	tried, err := r.through(ctx, now, &r.fleetBreak, f)
+	if tried && err != nil {
+		r.stats.FleetFailures.Add(1)
+	}
+	return tried && err == nil
+}
+
+// through runs f on the store within the call deadline if breaker b lets
+// it, and reports whether f ran to an outcome that b counted (not when
+// there is no store, b refused, or ctx ended: shutting down is not Redis's
+// fault) and f's error.
+func (r *Replica) through(ctx context.Context, now time.Time, b *redisstore.Breaker, f func(context.Context, *redisstore.Store) error) (tried bool, err error) {
 	s := r.store.Load()
-	if s == nil || !r.fleetBreak.Allow(now) {
-		return false
+	if s == nil || !b.Allow(now) {
+		return false, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.opts.Deadline)
-	err := f(cctx, s)
+	err = f(cctx, s)
 	cancel()
 	if ctx.Err() != nil {
-		return false // shutting down: not Redis's fault
+		return false, nil
 	}
-	r.fleetBreak.Done(err, time.Now())
-	if err != nil {
-		r.stats.FleetFailures.Add(1)
-		return false
-	}
-	return true
+	b.Done(err, time.Now())
+	return true, err
 }
 
 // runFleet exchanges fleet notes every fleetEvery until ctx is done.
