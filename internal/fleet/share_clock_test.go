@@ -170,24 +170,15 @@ func TestSkewedReplicasMakePeopleAFleet(t *testing.T) {
 				return true
 			}})
 		}
-		next := t0.Add(10 * time.Second)
-		sweep := func(at time.Time) {
+		replay(reqs, t0.Add(15*time.Minute), func(q request) {
+			k := r.IntN(3)
+			ds[k].Note(q.id, q.path, q.at.Add(offset[k]))
+		}, func(at time.Time) {
 			exchangeSkewed(t, at, offset[:], ds[:]...)
 			for i, d := range ds {
 				d.Sweep(at.Add(offset[i]))
 			}
-		}
-		for _, q := range reqs {
-			for !q.at.Before(next) {
-				sweep(next)
-				next = next.Add(10 * time.Second)
-			}
-			k := r.IntN(3)
-			ds[k].Note(q.id, q.path, q.at.Add(offset[k]))
-		}
-		for ; !next.After(t0.Add(15 * time.Minute)); next = next.Add(10 * time.Second) {
-			sweep(next)
-		}
+		})
 		t.Logf("replica clocks at ±%v: %d people quarantined as a fleet; fleets %d", skew, len(admitted), len(ds[1].Fleets()))
 		if len(admitted) > 0 {
 			t.Errorf("replica clocks at ±%v: %d of 1,100 people quarantined as a fleet", skew, len(admitted))
@@ -248,25 +239,16 @@ func TestOnlySeenMembersAdmitted(t *testing.T) {
 			return true
 		}})
 	}
-	next := t0.Add(10 * time.Second)
-	sweep := func(at time.Time) {
+	replay(reqs, t0.Add(15*time.Minute), func(q request) {
+		k := r.IntN(3)
+		seen[k][q.id] = true
+		ds[k].Note(q.id, q.path, q.at)
+	}, func(at time.Time) {
 		exchange(t, at, ds[:]...)
 		for _, d := range ds {
 			d.Sweep(at)
 		}
-	}
-	for _, q := range reqs {
-		for !q.at.Before(next) {
-			sweep(next)
-			next = next.Add(10 * time.Second)
-		}
-		k := r.IntN(3)
-		seen[k][q.id] = true
-		ds[k].Note(q.id, q.path, q.at)
-	}
-	for ; !next.After(t0.Add(15 * time.Minute)); next = next.Add(10 * time.Second) {
-		sweep(next)
-	}
+	})
 	if len(admitted) < 20 {
 		t.Errorf("%d of 25 members admitted by the three replicas", len(admitted))
 	}

@@ -40,6 +40,22 @@ func exchangeSkewed(t *testing.T, at time.Time, offset []time.Duration, ds ...*D
 	}
 }
 
+// replay hands every request of reqs, in time order, to note, and calls
+// sweep every 10 s of virtual time until end: several replicas' run.
+func replay(reqs []request, end time.Time, note func(request), sweep func(at time.Time)) {
+	next := t0.Add(10 * time.Second)
+	for _, q := range reqs {
+		for !q.at.Before(next) {
+			sweep(next)
+			next = next.Add(10 * time.Second)
+		}
+		note(q)
+	}
+	for ; !next.After(end); next = next.Add(10 * time.Second) {
+		sweep(next)
+	}
+}
+
 // TestOutboxImport: three replicas that each see a random third of a
 // period fleet's requests, and exchange their notes at every sweep, find
 // the fleet one detector that saw everything finds; without the exchange
@@ -60,25 +76,14 @@ func TestOutboxImport(t *testing.T) {
 		for i := range ds {
 			ds[i] = New(Options{Outbox: 1 << 12})
 		}
-		next := t0.Add(10 * time.Second)
-		sweep := func(at time.Time) {
+		replay(reqs, end, func(q request) { ds[r.IntN(3)].Note(q.id, q.path, q.at) }, func(at time.Time) {
 			if share {
 				exchange(t, at, ds[:]...)
 			}
 			for _, d := range ds {
 				d.Sweep(at)
 			}
-		}
-		for _, q := range reqs {
-			for !q.at.Before(next) {
-				sweep(next)
-				next = next.Add(10 * time.Second)
-			}
-			ds[r.IntN(3)].Note(q.id, q.path, q.at)
-		}
-		for ; !next.After(end); next = next.Add(10 * time.Second) {
-			sweep(next)
-		}
+		})
 		for i, d := range ds {
 			got := d.Fleets()
 			found := len(got) > 0 && got[0].Key == want[0].Key && got[0].Size == want[0].Size
