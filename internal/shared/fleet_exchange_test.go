@@ -5,7 +5,9 @@ package shared_test
 // the timing batches' breaker.
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
 	"net"
 	"net/netip"
@@ -248,5 +250,43 @@ func TestFleetFailuresLeaveTimingClosed(t *testing.T) {
 	}
 	if got := b.Replica.Stats().Batches.Load() - b0; got == 0 {
 		t.Error("no timing batch reached Redis while the exchange failed")
+	}
+}
+
+// TestNoteKeyNamesTheTimingRing: the key a fleet note carries for an
+// identity is the hash that names the identity's timing ring in Redis, so
+// every replica derives the same one and the stream adds no new way to
+// name a client.
+func TestNoteKeyNamesTheTimingRing(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	now := time.Now()
+	a := started(t, srv.Addr, "nk:", now)
+	decide(a, addrID("198.51.100.7"), now)
+	a.Replica.Tick(ctx, now)
+	a.Replica.ShareFleet(ctx, now)
+	out, err := srv.CLI("--scan", "--pattern", "nk:t:{*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rings := strings.Fields(out)
+	if len(rings) != 1 {
+		t.Fatalf("timing rings %q, want one", rings)
+	}
+	key, err := hex.DecodeString(strings.TrimSuffix(strings.TrimPrefix(rings[0], "nk:t:{"), "}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := redisstore.Open(ctx, redisstore.Options{Addrs: []string{srv.Addr}, KeyPrefix: "nk:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.ReadNotes(ctx, "", 10)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ReadNotes = %d batches, %v; want one", len(got), err)
+	}
+	if !bytes.Contains(got[0].Data, key) {
+		t.Errorf("the note's batch %x does not carry the timing ring's hash %x", got[0].Data, key)
 	}
 }
