@@ -5,12 +5,8 @@ package fleet
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -262,20 +258,6 @@ func TestOnlySeenMembersAdmitted(t *testing.T) {
 			if !seen[i][m] {
 				t.Errorf("replica %d lists %s, which it never saw", i, m)
 			}
-		}
-	}
-}
-
-// TestIDKeyIsTheTimingKey: a note's identity key is the hash that names
-// the identity's timing ring in Redis (internal/redisstore's timingKey:
-// the first 8 bytes of SHA-256 of the identity's text), so every replica
-// derives the same one.
-func TestIDKeyIsTheTimingKey(t *testing.T) {
-	for _, id := range []identity.ID{addr(1), identity.FromAddr(netip.MustParseAddr("2001:db8::1"), 64)} {
-		text, _ := id.MarshalText()
-		sum := sha256.Sum256(text)
-		if got, want := fmt.Sprintf("%016x", idKey(id)), hex.EncodeToString(sum[:8]); got != want {
-			t.Errorf("idKey(%s) = %s, the timing key's hash is %s", id, got, want)
 		}
 	}
 }
