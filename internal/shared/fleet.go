@@ -69,7 +69,7 @@ func (r *Replica) ShareFleet(ctx context.Context, now time.Time) {
 	// Redis stamps a batch with its own clock, the machine's clock here
 	// reads now: shift turns the one into the other, zero in production
 	// and the driver's offset in virtual time.
-	shift := now.Sub(time.Now())
+	shift := time.Until(now)
 	for range fleetRounds {
 		b, n := d.Outbox(notesPerBatch, now)
 		if n == 0 {
