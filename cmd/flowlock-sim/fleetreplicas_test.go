@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -16,7 +17,8 @@ import (
 // too few for three shared windows or two agreeing gaps within 15 minutes,
 // so it clearly misses the fleets (which is what shows this test can fail).
 // The shared replicas exchange their fleet notes and catch them as one
-// replica does, taking no person with them.
+// replica does, taking no person with them, and Redis holds no client's
+// address or path in clear outside the quarantine entries.
 func TestReplicasShareFleets(t *testing.T) {
 	srv := redistest.Start(t)
 	trials := 8
@@ -44,6 +46,9 @@ func TestReplicasShareFleets(t *testing.T) {
 	sh, _, err := runGroups(ctx, shared, groups, ids, n, holdoutSeed, 0)
 	if err == nil {
 		err = rep.run.err
+	}
+	if err == nil {
+		inClear(t, srv, rep.prefix)
 	}
 	cleanup()
 	if err != nil {
@@ -73,5 +78,61 @@ func TestReplicasShareFleets(t *testing.T) {
 	}
 	if out, err := srv.CLI("--scan", "--pattern", "flowlock-sim:*"); err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("keys left in Redis: %q (%v)", out, err)
+	}
+}
+
+// clearText matches what must not be in Redis in clear: a client's IPv4
+// address (the simulator's clients are 10.x.y.z) or a path.
+var clearText = regexp.MustCompile(`10\.\d{1,3}\.\d{1,3}\.\d{1,3}|/api/`)
+
+// inClear fails t when a key under prefix other than the quarantine's (its
+// entries, its index and its events are the shared list, which names the
+// quarantined) holds a client's address or a path in clear: the timing
+// rings are named by hash and the fleet notes carry hashes.
+func inClear(t *testing.T, srv *redistest.Server, prefix string) {
+	t.Helper()
+	out, err := srv.CLI("--scan", "--pattern", prefix+"*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := strings.Fields(out)
+	streams := 0
+	for _, k := range keys {
+		if strings.Contains(k, "q:{q}") || strings.HasSuffix(k, "events") { // each trial's own prefix
+			continue
+		}
+		if m := clearText.FindString(k); m != "" {
+			t.Errorf("key %q names %q in clear", k, m)
+		}
+		typ, err := srv.CLI("TYPE", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v string
+		switch strings.TrimSpace(typ) {
+		case "stream":
+			streams++
+			v, err = srv.CLI("XRANGE", k, "-", "+")
+		case "string":
+			v, err = srv.CLI("GET", k)
+		case "hash":
+			v, err = srv.CLI("HGETALL", k)
+		case "zset":
+			v, err = srv.CLI("ZRANGE", k, "0", "-1")
+		case "list":
+			v, err = srv.CLI("LRANGE", k, "0", "-1")
+		case "set":
+			v, err = srv.CLI("SMEMBERS", k)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := clearText.FindString(v); m != "" {
+			t.Errorf("key %q holds %q in clear", k, m)
+		}
+	}
+	t.Logf("scanned %d keys under %s (%d streams) for addresses and paths in clear", len(keys), prefix, streams)
+	if streams == 0 {
+		t.Errorf("no fleet notes stream under %s to scan", prefix)
 	}
 }

@@ -88,9 +88,9 @@ func BenchmarkExchange(b *testing.B) {
 		for i := range n {
 			from.Note(addr(i), endpoints[i%len(endpoints)], at)
 		}
-		batch, k := from.Outbox(n)
-		from.Shipped(k)
-		if err := to.Import(batch); err != nil {
+		batch, k := from.Outbox(n, at)
+		from.Shipped(k, at)
+		if err := to.Import(batch, at); err != nil {
 			b.Fatal(err)
 		}
 	}

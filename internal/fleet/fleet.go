@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -30,10 +32,12 @@ const (
 	// service drains every drainEvery, the simulator at every sweep.
 	DefaultQueueSize = 1 << 16
 	// DefaultOutbox is the outbox of a replica that shares its notes:
-	// 32,768 requests (at most about 6.5 MB, in MemoryCap) wait for the
-	// next exchange, a second's worth at 30,000 timed Checks a second;
-	// during a Redis outage the latest are dropped and counted.
+	// 32,768 requests (24 bytes each, in MemoryCap) wait for the next
+	// exchange, a second's worth at 30,000 timed Checks a second; during a
+	// Redis outage the latest are dropped and counted.
 	DefaultOutbox = 1 << 15
+	// DefaultSkew is Options.Skew's default: --clock-skew's.
+	DefaultSkew = 5 * time.Second
 	// DefaultWindow is how far back a track's requests count.
 	DefaultWindow = 30 * time.Minute
 )
@@ -116,9 +120,17 @@ type Options struct {
 	// every second); beyond it they are dropped and counted. 0 keeps none:
 	// one replica, or replicas that do not share.
 	Outbox int
+	// Skew is the largest difference between a replica's clock and
+	// Redis's that its notes are trusted with (--clock-skew): another
+	// replica's batch stamped further from the time Redis took it is
+	// refused, and so is every batch while this replica's own clock is
+	// that far off (see Import). 0 means DefaultSkew.
+	Skew time.Duration
 	// Admit quarantines one member of a fleet at now and reports whether
 	// that started a quarantine; nil only reports fleets. It is called
-	// from Sweep, never from Note.
+	// from Sweep, never from Note, and only for members this detector
+	// noted itself: another replica's notes carry a hash of the identity,
+	// and the replica that saw the member admits it.
 	Admit func(id identity.ID, f *Fleet, now time.Time) bool
 }
 
@@ -129,7 +141,8 @@ type Fleet struct {
 	Signature string `json:"signature"`
 	// Size is how many identities share it.
 	Size int `json:"size"`
-	// Members are the first of them, at most 100.
+	// Members are the first of them this replica saw itself, at most
+	// 100 (another replica's notes name an identity only by its hash).
 	Members []identity.ID `json:"-"`
 	// Key identifies the signature: equal on every replica for the same
 	// members.
@@ -148,6 +161,11 @@ type Stats struct {
 	// (a batch sent twice adds nothing the second time);
 	// Unshipped those this one noted that the full outbox dropped.
 	Imported, Unshipped uint64
+	// Refused counts the batches Import refused for their times: stamped
+	// further than Options.Skew from Redis's clock, or read while this
+	// replica's clock was; Stale the notes it dropped from accepted
+	// batches for a time outside [Redis's time − Window, + Skew].
+	Refused, Stale uint64
 }
 
 // note is one request handed over by Note.
@@ -158,8 +176,20 @@ type note struct {
 	at   int64  // Unix ms
 }
 
+// sent is one request waiting in the outbox: the identity's key and the
+// route's hash, never the identity or the path themselves.
+type sent struct {
+	key  uint64
+	hash uint32
+	at   int64 // Unix ms
+}
+
 // track is the latest requests of one identity, oldest first.
 type track struct {
+	// key is the identity's hash (idKey), the same on every replica; id
+	// is the identity itself when this detector noted it (zero when it
+	// only imported other replicas' notes of it).
+	key  uint64
 	id   identity.ID
 	at   [RingSize]int64
 	path [RingSize]uint32
@@ -187,7 +217,7 @@ type Detector struct {
 	dropped atomic.Uint64
 
 	mu        sync.Mutex
-	index     map[identity.ID]int32
+	index     map[uint64]int32 // idKey → track
 	tracks    []track
 	free      []int32
 	paths     map[uint32]string
@@ -196,10 +226,14 @@ type Detector struct {
 	evicted   uint64
 	admitted  uint64
 	fleets    []Fleet
-	out       []note // noted here, for the other replicas (Options.Outbox)
+	out       []sent // noted here, for the other replicas (Options.Outbox)
 	imported  uint64
 	unshipped uint64
-	memberOf  map[identity.ID]uint64 // member → its fleet's key, at the last Sweep
+	refused   uint64
+	stale     uint64
+	stamp     int64             // the time Outbox stamped its last batch with, Unix ms
+	offClock  bool              // this replica's clock was off Redis's by more than Skew at the last Shipped
+	memberOf  map[uint64]uint64 // member's key → its fleet's key, at the last Sweep
 
 	// scratch of Sweep, kept between calls
 	keys     []uint64
@@ -221,12 +255,12 @@ func New(o Options) *Detector {
 	d := &Detector{
 		o:        o,
 		queue:    make(chan note, o.QueueSize),
-		index:    make(map[identity.ID]int32),
+		index:    make(map[uint64]int32),
 		paths:    make(map[uint32]string),
 		rng:      rand.New(rand.NewPCG(1, 2)),
 		counts:   make(map[uint64]int32),
 		judged:   make(map[uint64]bool),
-		memberOf: make(map[identity.ID]uint64),
+		memberOf: make(map[uint64]uint64),
 		windows:  make(map[uint64]int32),
 		pathUse:  make(map[uint32]int32),
 	}
@@ -250,6 +284,9 @@ func withDefaults(o Options) Options {
 	if o.Window <= 0 {
 		o.Window = DefaultWindow
 	}
+	if o.Skew <= 0 {
+		o.Skew = DefaultSkew
+	}
 	return o
 }
 
@@ -260,12 +297,12 @@ func withDefaults(o Options) Options {
 func MemoryCap(o Options) int64 {
 	o = withDefaults(o)
 	perTrack := int64(unsafe.Sizeof(track{})) + // the track
-		2*int64(unsafe.Sizeof(identity.ID{})+8) + // its index entry, at most half full
+		2*(8+4) + // its index entry, at most half full
 		maxSigs*(8+2*8) + 4 + // its keys, their counts, its span
 		(minEpisodes+1)*8 // its arrivals (tight)
 	queue := int64(o.QueueSize) * int64(unsafe.Sizeof(note{}))
 	paths := int64(maxPaths) * (maxPathName + 4 + 2*16)
-	outbox := int64(o.Outbox) * (int64(unsafe.Sizeof(note{})) + maxPathName)
+	outbox := int64(o.Outbox) * int64(unsafe.Sizeof(sent{}))
 	return int64(o.MaxIdentities)*perTrack + queue + paths + outbox
 }
 
@@ -350,7 +387,7 @@ func (d *Detector) Of(id identity.ID) (Fleet, bool) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	key, ok := d.memberOf[id]
+	key, ok := d.memberOf[idKey(id)]
 	if !ok {
 		return Fleet{}, false
 	}
@@ -375,7 +412,7 @@ func (d *Detector) Stats() Stats {
 	defer d.mu.Unlock()
 	return Stats{Noted: d.noted, Dropped: d.dropped.Load(), Tracked: len(d.index),
 		Evicted: d.evicted, Admitted: d.admitted, Fleets: len(d.fleets),
-		Imported: d.imported, Unshipped: d.unshipped}
+		Imported: d.imported, Unshipped: d.unshipped, Refused: d.refused, Stale: d.stale}
 }
 
 // Merge adds every request in from's tracks to d's: what a replica does with
@@ -384,6 +421,7 @@ func (d *Detector) Stats() Stats {
 // from.Merge(d) at the same time.
 func (d *Detector) Merge(from *Detector) {
 	type held struct {
+		key  uint64
 		id   identity.ID
 		at   int64
 		path uint32
@@ -394,7 +432,7 @@ func (d *Detector) Merge(from *Detector) {
 	var hs []held
 	for _, t := range from.tracks {
 		for i := range int(t.n) {
-			hs = append(hs, held{t.id, t.at[i], t.path[i], from.paths[t.path[i]]})
+			hs = append(hs, held{t.key, t.id, t.at[i], t.path[i], from.paths[t.path[i]]})
 		}
 	}
 	from.mu.Unlock()
@@ -403,7 +441,7 @@ func (d *Detector) Merge(from *Detector) {
 	defer d.mu.Unlock()
 	d.drain()
 	for _, h := range hs {
-		d.addHashed(h.id, h.name, h.path, h.at)
+		d.addHashed(h.key, h.id, h.name, h.path, h.at)
 	}
 }
 
@@ -416,13 +454,13 @@ func (d *Detector) drain() {
 			if n.path != "" {
 				n.hash = pathHash(n.path)
 			}
-			d.addHashed(n.id, n.path, n.hash, n.at)
+			key := idKey(n.id)
+			d.addHashed(key, n.id, n.path, n.hash, n.at)
 			if d.o.Outbox > 0 {
 				if len(d.out) < d.o.Outbox {
-					// Copies: a queued note may hold on to the whole request
-					// until the drain, an outbox note until Redis takes it.
-					n.id, n.path = n.id.Clone(), strings.Clone(n.path)
-					d.out = append(d.out, n)
+					// Only hashes wait for Redis: the other replicas need
+					// no identity, path or query string in clear.
+					d.out = append(d.out, sent{key: key, hash: n.hash, at: n.at})
 				} else {
 					d.unshipped++
 				}
@@ -433,9 +471,11 @@ func (d *Detector) drain() {
 	}
 }
 
-// addHashed records one request in id's track and reports whether it is
-// new there.
-func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) bool {
+// addHashed records one request in the track of the identity whose key
+// is key and reports whether it is new there. id is the identity when this
+// detector saw it (zero for another replica's note); path its name when
+// known ("" otherwise).
+func (d *Detector) addHashed(key uint64, id identity.ID, path string, ph uint32, at int64) bool {
 	d.noted++
 	if _, ok := d.paths[ph]; !ok && path != "" {
 		if len(d.paths) >= maxPaths {
@@ -445,19 +485,24 @@ func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) b
 		// a reader cannot see written out.
 		d.paths[ph] = strings.Clone(untrusted.Visible(untrusted.Clip(routeOf(path), maxPathName)))
 	}
-	i, ok := d.index[id]
+	i, ok := d.index[key]
 	if !ok {
-		i = d.slot(id)
+		i = d.slot(key)
 	}
 	t := &d.tracks[i]
+	if t.id.IsZero() && !id.IsZero() {
+		t.id = id.Clone() // seen here: this replica may admit it
+	}
 	// Insert in time order; requests from concurrent Checks arrive nearly
 	// sorted, so this is a step or two from the end.
 	j := int(t.n)
 	for j > 0 && t.at[j-1] > at {
 		j--
 	}
-	if j > 0 && t.at[j-1] == at && t.path[j-1] == ph {
-		return false // the same request twice (a merge)
+	for k := j - 1; k >= 0 && t.at[k] == at; k-- {
+		if t.path[k] == ph {
+			return false // the same request twice (a merge, a batch read twice)
+		}
 	}
 	if int(t.n) == RingSize {
 		if j == 0 {
@@ -476,8 +521,9 @@ func (d *Detector) addHashed(id identity.ID, path string, ph uint32, at int64) b
 	return true
 }
 
-// slot returns a fresh track for id, evicting one at the cap.
-func (d *Detector) slot(id identity.ID) int32 {
+// slot returns a fresh track for the identity whose key is key, evicting
+// one at the cap.
+func (d *Detector) slot(key uint64) int32 {
 	var i int32
 	switch {
 	case len(d.free) > 0:
@@ -495,17 +541,17 @@ func (d *Detector) slot(id identity.ID) int32 {
 				i = k
 			}
 		}
-		delete(d.index, d.tracks[i].id)
+		delete(d.index, d.tracks[i].key)
 		d.evicted++
 	}
-	d.tracks[i] = track{id: id.Clone(), lost: noTime, admitted: noTime}
-	d.index[d.tracks[i].id] = i
+	d.tracks[i] = track{key: key, lost: noTime, admitted: noTime}
+	d.index[key] = i
 	return i
 }
 
 // drop frees track i.
 func (d *Detector) drop(i int) {
-	delete(d.index, d.tracks[i].id)
+	delete(d.index, d.tracks[i].key)
 	d.tracks[i] = track{}
 	d.free = append(d.free, int32(i))
 }
@@ -584,7 +630,10 @@ func (d *Detector) analyse(now time.Time) int {
 			d.fleets = append(d.fleets, Fleet{Kind: sig.kind, Key: best, Size: int(size), Signature: d.text(sig)})
 		}
 		f := &d.fleets[fi]
-		d.memberOf[t.id] = best
+		d.memberOf[t.key] = best
+		if t.id.IsZero() {
+			continue // seen by other replicas only: the one that saw it admits it
+		}
 		if len(f.Members) < maxShown {
 			f.Members = append(f.Members, t.id)
 		}
@@ -993,6 +1042,19 @@ func idHash(id identity.ID) uint64 {
 		}
 	}
 	return mix(h, 0)
+}
+
+// idKey is the identity's key in the notes other replicas read: the first
+// 8 bytes of SHA-256 of its text, as internal/redisstore names its timing
+// ring, so every replica derives the same key and Redis holds no identity
+// in clear (docs/RATIONALE.md, "Fleet notes carry hashes").
+func idKey(id identity.ID) uint64 {
+	text, err := id.MarshalText()
+	if err != nil {
+		text = []byte(id.String())
+	}
+	sum := sha256.Sum256(text)
+	return binary.BigEndian.Uint64(sum[:8])
 }
 
 // mix combines two 64-bit values into a well-spread one (splitmix64

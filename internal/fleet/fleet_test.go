@@ -242,7 +242,7 @@ func TestSample(t *testing.T) {
 	}
 	for id := range a.index {
 		if _, ok := b.index[id]; !ok {
-			t.Fatalf("%s sampled by one detector, not the other", id)
+			t.Fatalf("%x sampled by one detector, not the other", id)
 		}
 	}
 }
@@ -280,9 +280,10 @@ func TestRace(t *testing.T) {
 		_ = d.Fleets()
 		_ = d.Stats()
 		d.Merge(other)
-		b, n := d.Outbox(64)
-		d.Shipped(n)
-		if err := other.Import(b); n > 0 && err != nil {
+		at := t0.Add(time.Duration(i) * time.Second)
+		b, n := d.Outbox(64, at)
+		d.Shipped(n, at)
+		if err := other.Import(b, at); n > 0 && err != nil {
 			t.Fatal(err)
 		}
 	}

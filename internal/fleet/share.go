@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
 )
@@ -19,22 +20,53 @@ import (
 // finds the same fleets (see Merge, and docs/RATIONALE.md, "Fleet
 // detection across replicas"); a batch delivered twice (a write that
 // outlived its deadline and was sent again) adds nothing the second time.
+//
+// A note is fixed-size and holds hashes only: the identity's key (idKey,
+// as the timing rings are named in Redis) and the route's hash, never the
+// identity, the path or its query string. So a replica tracks another's
+// clients by key and admits only the members it saw itself; the replica
+// that saw a member admits it, and the quarantine is shared as any other.
+//
+// Times are trusted only as far as the clocks behind them agree. A batch
+// is stamped with its writer's clock, and Redis's stream entry ID says
+// when Redis took it: a stamp further than Options.Skew from that is a
+// writer whose clock is off (it decides on its own clock, --clock-skew),
+// and its notes would put false gaps of the clocks' difference into every
+// track they join, so the batch is refused. A replica learns the same of
+// itself when Redis takes its own batch (Shipped), and refuses every batch
+// while its clock is off, since its own notes are then the ones out of
+// step. Notes outside [Redis's time − Window, + Skew] are dropped: a note
+// from the future would hide its identity's gaps and never age out.
 
-// notesFormat is the first byte of an encoded batch.
-const notesFormat = 1
+// notesFormat is the first byte of an encoded batch: 2 since notes carry
+// hashes (format 1 carried identities and paths, and is refused).
+const notesFormat = 2
 
-// maxIDText bounds an identity's text in a batch read back: an address, a
-// grouped prefix or a name of at most identity's limit, with room.
-const maxIDText = 1024
+// Sizes of an encoded batch: the format byte and the writer's stamp, then
+// notes of the identity's key, the route's hash and the time.
+const (
+	headerSize = 1 + 8
+	noteSize   = 8 + 4 + 8
+)
+
+// BatchSize is the size in bytes of a batch of n notes, for a caller that
+// bounds what it reads and writes.
+func BatchSize(n int) int { return headerSize + n*noteSize }
 
 // errNotes is the error of a batch that does not decode.
 var errNotes = errors.New("fleet notes: malformed batch")
 
+// ErrClock is the error of a batch Import refused for its clock: stamped
+// further than Options.Skew from Redis's time, or read while this
+// replica's own clock was that far off.
+var ErrClock = errors.New("fleet notes: clocks disagree by more than the skew")
+
 // Outbox encodes at most max of the notes waiting for the other replicas,
-// oldest first, after draining the queue, and returns the batch and how
-// many notes it holds; nil and 0 when none wait. The notes stay until
-// Shipped confirms them, so a batch Redis did not take is sent again.
-func (d *Detector) Outbox(max int) ([]byte, int) {
+// oldest first, after draining the queue, stamped with now (this replica's
+// clock), and returns the batch and how many notes it holds; nil and 0
+// when none wait. The notes stay until Shipped confirms them, so a batch
+// Redis did not take is sent again.
+func (d *Detector) Outbox(max int, now time.Time) ([]byte, int) {
 	if d == nil {
 		return nil, 0
 	}
@@ -45,86 +77,79 @@ func (d *Detector) Outbox(max int) ([]byte, int) {
 	if n == 0 {
 		return nil, 0
 	}
-	b := make([]byte, 0, 1+n*32)
+	d.stamp = now.UnixMilli()
+	b := make([]byte, 0, BatchSize(n))
 	b = append(b, notesFormat)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.stamp))
 	for _, o := range d.out[:n] {
-		id, err := o.id.MarshalText()
-		if err != nil {
-			id = nil // an identity with no text: sent as empty, dropped on import
-		}
-		b = binary.AppendUvarint(b, uint64(len(id)))
-		b = append(b, id...)
+		b = binary.BigEndian.AppendUint64(b, o.key)
 		b = binary.BigEndian.AppendUint32(b, o.hash)
-		b = binary.AppendVarint(b, o.at)
-		b = binary.AppendUvarint(b, uint64(len(o.path)))
-		b = append(b, o.path...)
+		b = binary.BigEndian.AppendUint64(b, uint64(o.at))
 	}
 	return b, n
 }
 
 // Shipped removes the first n notes of the outbox: the other replicas have
-// them.
-func (d *Detector) Shipped(n int) {
+// them. at is when Redis took the batch (its stream entry ID), zero when
+// unknown: a batch Redis stamped further than Options.Skew from this
+// replica's clock says this replica's clock is off, and until a later
+// batch says otherwise Import refuses the other replicas' batches.
+func (d *Detector) Shipped(n int, at time.Time) {
 	if d == nil {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n = min(n, len(d.out))
-	clear(d.out[:n]) // let the identities and paths go
 	d.out = append(d.out[:0], d.out[n:]...)
+	if !at.IsZero() {
+		d.offClock = !near(d.stamp, at.UnixMilli(), d.o.Skew.Milliseconds())
+	}
 }
 
-// Import adds the requests of a batch another replica's Outbox encoded to
-// the tracks, as Merge does: a request the tracks hold already is kept
-// once, and none of them goes to this detector's outbox. A batch that does
-// not decode is an error and adds nothing past the point of damage.
-func (d *Detector) Import(b []byte) error {
+// Import adds the requests of a batch another replica's Outbox encoded,
+// which Redis took at at (its stream entry ID), to the tracks, as Merge
+// does: a request the tracks hold already is kept once, and none of them
+// goes to this detector's outbox. A batch that does not decode is an error
+// and adds nothing; so is one refused for its clock (ErrClock, counted in
+// Stats.Refused). Notes outside [at − Window, at + Skew] are dropped and
+// counted (Stats.Stale). Every other note is kept: its writer sampled it
+// (Options.SampleRate) by the identity it saw, which a key cannot repeat.
+func (d *Detector) Import(b []byte, at time.Time) error {
 	if d == nil {
 		return nil
 	}
 	if len(b) == 0 || b[0] != notesFormat {
 		return fmt.Errorf("%w: unknown format", errNotes)
 	}
-	b = b[1:]
+	if len(b) < headerSize || (len(b)-headerSize)%noteSize != 0 {
+		return fmt.Errorf("%w: %d bytes", errNotes, len(b))
+	}
+	stamp := int64(binary.BigEndian.Uint64(b[1:]))
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	redis, skew := at.UnixMilli(), d.o.Skew.Milliseconds()
+	if d.offClock || !near(stamp, redis, skew) {
+		d.refused++
+		return ErrClock
+	}
+	lo, hi := redis-d.o.Window.Milliseconds(), redis+skew
 	d.drain() // local notes first: they are the outbox's
-	for len(b) > 0 {
-		idText, rest, ok := chunk(b, maxIDText)
-		if !ok || len(rest) < 4 {
-			return errNotes
-		}
-		hash := binary.BigEndian.Uint32(rest)
-		at, k := binary.Varint(rest[4:])
-		if k <= 0 {
-			return errNotes
-		}
-		path, rest, ok := chunk(rest[4+k:], maxPathName)
-		if !ok {
-			return errNotes
-		}
-		b = rest
-		var id identity.ID
-		if len(idText) == 0 || id.UnmarshalText(idText) != nil {
+	for b = b[headerSize:]; len(b) > 0; b = b[noteSize:] {
+		key := binary.BigEndian.Uint64(b)
+		hash := binary.BigEndian.Uint32(b[8:])
+		t := int64(binary.BigEndian.Uint64(b[12:]))
+		if t < lo || t > hi {
+			d.stale++
 			continue
 		}
-		if d.sample != 0 && idHash(id) >= d.sample {
-			continue
-		}
-		if d.addHashed(id, string(path), hash, at) {
+		if d.addHashed(key, identity.ID{}, "", hash, t) {
 			d.imported++
 		}
 	}
 	return nil
 }
 
-// chunk splits a uvarint-length-prefixed field of at most limit bytes off
-// b.
-func chunk(b []byte, limit int) (field, rest []byte, ok bool) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(limit) || uint64(len(b)-k) < n {
-		return nil, nil, false
-	}
-	return b[k : k+int(n)], b[k+int(n):], true
-}
+// near reports whether a is within skew of b (times in ms; a may be
+// anything a batch holds, so no subtraction that could overflow).
+func near(a, b, skew int64) bool { return a >= b-skew && a <= b+skew }

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"errors"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -10,24 +11,48 @@ import (
 )
 
 // exchange hands every note each detector's outbox holds to the others, as
-// the replica link does through Redis.
-func exchange(t *testing.T, ds ...*Detector) {
+// the replica link does through Redis, at at on every clock.
+func exchange(t *testing.T, at time.Time, ds ...*Detector) {
+	t.Helper()
+	exchangeSkewed(t, at, make([]time.Duration, len(ds)), ds...)
+}
+
+// exchangeSkewed is exchange with detector i's clock off Redis's (at) by
+// offset[i]: it stamps its batches at at+offset[i]. A batch refused for
+// its clock is no error here; any other is.
+func exchangeSkewed(t *testing.T, at time.Time, offset []time.Duration, ds ...*Detector) {
 	t.Helper()
 	for i, from := range ds {
 		for {
-			b, n := from.Outbox(100)
+			b, n := from.Outbox(100, at.Add(offset[i]))
 			if n == 0 {
 				break
 			}
+			from.Shipped(n, at) // Redis took it at at
 			for j, to := range ds {
 				if j != i {
-					if err := to.Import(b); err != nil {
+					if err := to.Import(b, at); err != nil && !errors.Is(err, ErrClock) {
 						t.Fatal(err)
 					}
 				}
 			}
-			from.Shipped(n)
 		}
+	}
+}
+
+// replay hands every request of reqs, in time order, to note, and calls
+// sweep every 10 s of virtual time until end: several replicas' run.
+func replay(reqs []request, end time.Time, note func(request), sweep func(at time.Time)) {
+	next := t0.Add(10 * time.Second)
+	for _, q := range reqs {
+		for !q.at.Before(next) {
+			sweep(next)
+			next = next.Add(10 * time.Second)
+		}
+		note(q)
+	}
+	for ; !next.After(end); next = next.Add(10 * time.Second) {
+		sweep(next)
 	}
 }
 
@@ -51,25 +76,14 @@ func TestOutboxImport(t *testing.T) {
 		for i := range ds {
 			ds[i] = New(Options{Outbox: 1 << 12})
 		}
-		next := t0.Add(10 * time.Second)
-		sweep := func(at time.Time) {
+		replay(reqs, end, func(q request) { ds[r.IntN(3)].Note(q.id, q.path, q.at) }, func(at time.Time) {
 			if share {
-				exchange(t, ds[:]...)
+				exchange(t, at, ds[:]...)
 			}
 			for _, d := range ds {
 				d.Sweep(at)
 			}
-		}
-		for _, q := range reqs {
-			for !q.at.Before(next) {
-				sweep(next)
-				next = next.Add(10 * time.Second)
-			}
-			ds[r.IntN(3)].Note(q.id, q.path, q.at)
-		}
-		for ; !next.After(end); next = next.Add(10 * time.Second) {
-			sweep(next)
-		}
+		})
 		for i, d := range ds {
 			got := d.Fleets()
 			found := len(got) > 0 && got[0].Key == want[0].Key && got[0].Size == want[0].Size
@@ -93,19 +107,19 @@ func TestOutboxBounded(t *testing.T) {
 	for i := range 25 {
 		d.Note(addr(i), "/x", t0)
 	}
-	if b, n := d.Outbox(100); n != 10 || len(b) == 0 {
+	if b, n := d.Outbox(100, t0); n != 10 || len(b) == 0 {
 		t.Fatalf("Outbox = %d notes, want 10", n)
 	}
 	if st := d.Stats(); st.Unshipped != 15 || st.Tracked != 25 {
 		t.Fatalf("%+v, want 15 unshipped and 25 tracked", st)
 	}
-	d.Shipped(10)
-	if _, n := d.Outbox(100); n != 0 {
+	d.Shipped(10, t0)
+	if _, n := d.Outbox(100, t0); n != 0 {
 		t.Fatalf("%d notes left after Shipped", n)
 	}
 	none := New(Options{})
 	none.Note(addr(1), "/x", t0)
-	if _, n := none.Outbox(100); n != 0 {
+	if _, n := none.Outbox(100, t0); n != 0 {
 		t.Fatalf("a detector without an outbox kept %d notes", n)
 	}
 }
@@ -116,21 +130,21 @@ func TestImportMalformed(t *testing.T) {
 	src := New(Options{Outbox: 10})
 	src.Note(addr(1), "/api/items", t0)
 	src.Note(addr(2), "/api/cart", t0.Add(time.Second))
-	good, _ := src.Outbox(10)
-	for _, b := range [][]byte{nil, {}, {9}, {notesFormat, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}} {
-		if err := New(Options{}).Import(b); err == nil {
+	good, _ := src.Outbox(10, t0)
+	for _, b := range [][]byte{nil, {}, {9}, {1, 0}, {notesFormat, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}} {
+		if err := New(Options{}).Import(b, t0); err == nil {
 			t.Errorf("Import(%x) = nil, want an error", b)
 		}
 	}
 	for cut := 1; cut < len(good); cut++ {
 		d := New(Options{})
-		_ = d.Import(good[:cut])
+		_ = d.Import(good[:cut], t0)
 		if st := d.Stats(); st.Imported > 2 {
 			t.Fatalf("a batch cut at %d imported %d requests", cut, st.Imported)
 		}
 	}
 	d := New(Options{})
-	if err := d.Import(good); err != nil || d.Stats().Imported != 2 {
+	if err := d.Import(good, t0); err != nil || d.Stats().Imported != 2 {
 		t.Fatalf("Import(good) = %v, %+v", err, d.Stats())
 	}
 }
@@ -141,12 +155,12 @@ func FuzzImport(f *testing.F) {
 	src := New(Options{Outbox: 10})
 	src.Note(addr(1), "/api/items?x=1", t0)
 	src.Note(addr(2), "/\u202e", t0.Add(time.Second))
-	good, _ := src.Outbox(10)
+	good, _ := src.Outbox(10, t0)
 	f.Add(good)
 	f.Add([]byte{notesFormat})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := New(Options{MaxIdentities: 16})
-		_ = d.Import(b)
+		_ = d.Import(b, t0)
 		if st := d.Stats(); st.Tracked > 16 {
 			t.Fatalf("tracked %d, cap 16", st.Tracked)
 		}
@@ -174,7 +188,7 @@ func TestOutboxHoldsNoRequest(t *testing.T) {
 	d.Sweep(t0)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if _, n := d.Outbox(1); n != 1 {
+	if _, n := d.Outbox(1, t0); n != 1 {
 		t.Fatal("nothing in the outbox")
 	}
 	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // Fleet notes (issue 14): every replica's fleet detector sees only the
@@ -15,8 +17,10 @@ import (
 // approximately, as XADD MAXLEN ~ does cheaply). A replica reads every
 // second, so the stream needs seconds of history, not more: 256 batches
 // are 10 s of three replicas writing at their most (8 batches a second
-// each) and minutes at ordinary rates, and at most about 40 MB (batches of
-// 4,096 requests). A replica that falls further behind loses the oldest.
+// each) and minutes at ordinary rates. A batch is at most 82 KB (4,096
+// fixed-size notes of hashes, fleet.BatchSize), so the stream holds about
+// 21 MB at most (docs/RATIONALE.md, "Fleet notes carry hashes", measures
+// it). A replica that falls further behind loses the oldest.
 const NotesCap = 256
 
 // NotesBatch is one batch of the stream.
@@ -29,17 +33,32 @@ type NotesBatch struct {
 // notesKey is the stream's key.
 func (k keys) notesKey() string { return k.prefix + "fleet" }
 
-// AddNotes appends one batch from the replica named from.
-func (s *Store) AddNotes(ctx context.Context, from string, data []byte) error {
-	_, err := within(ctx, func() (struct{}, error) {
+// AddNotes appends one batch from the replica named from and returns
+// its entry ID, which says when Redis took it (NotesTime).
+func (s *Store) AddNotes(ctx context.Context, from string, data []byte) (string, error) {
+	return within(ctx, func() (string, error) {
 		cmd := s.c.B().Xadd().Key(s.keys.notesKey()).Maxlen().Almost().Threshold(strconv.Itoa(NotesCap)).
 			Id("*").FieldValue().FieldValue("from", from).FieldValue("notes", string(data)).Build()
-		if err := s.c.Do(ctx, cmd).Error(); err != nil {
-			return struct{}{}, fmt.Errorf("fleet notes: %w", err)
+		id, err := s.c.Do(ctx, cmd).ToString()
+		if err != nil {
+			return "", fmt.Errorf("fleet notes: %w", err)
 		}
-		return struct{}{}, nil
+		return id, nil
 	})
-	return err
+}
+
+// NotesTime returns the time Redis's clock read when it took the batch
+// whose entry ID is id ("<Unix ms>-<seq>"), or false.
+func NotesTime(id string) (time.Time, bool) {
+	ms, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return time.Time{}, false
+	}
+	v, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || v < 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(v), true
 }
 
 // ReadNotes returns at most count batches written after the entry ID

@@ -137,6 +137,7 @@ type Replica struct {
 	fleet       *fleet.Detector
 	name        string
 	notesCursor string
+	fleetBreak  redisstore.Breaker // the exchange's own: its failures leave the timing batches' alone
 
 	stats Stats
 }
@@ -164,6 +165,9 @@ type Stats struct {
 	// FleetShipped counts fleet notes written for the other replicas,
 	// FleetMalformed their batches that did not decode.
 	FleetShipped, FleetMalformed atomic.Uint64
+	// FleetRefused counts batches refused for their clock (fleet.ErrClock),
+	// FleetFailures the exchange's calls that failed or timed out.
+	FleetRefused, FleetFailures atomic.Uint64
 }
 
 // New returns a Replica over the local engine and quarantine. It does not
@@ -431,17 +435,10 @@ func (r *Replica) Refresh(ctx context.Context, id identity.ID, now time.Time) {
 // call runs f against Redis under the breaker and the deadline, and
 // reports whether it succeeded; false means Redis is off, open or failed.
 func (r *Replica) call(ctx context.Context, now time.Time, f func(context.Context, *redisstore.Store) error) bool {
-	s := r.store.Load()
-	if s == nil || !r.breaker.Allow(now) {
+	tried, err := r.through(ctx, now, &r.breaker, f)
+	if !tried {
 		return false
 	}
-	cctx, cancel := context.WithTimeout(ctx, r.opts.Deadline)
-	err := f(cctx, s)
-	cancel()
-	if ctx.Err() != nil {
-		return false // shutting down: not Redis's fault
-	}
-	r.breaker.Done(err, time.Now())
 	if err != nil {
 		r.stats.CallFailures.Add(1)
 		r.setErr(err)

@@ -125,7 +125,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		observer = s.Replica
 	}
 	if cfg.FleetMinMembers > 0 {
-		s.Fleet = fleet.New(fleet.Options{MinMembers: cfg.FleetMinMembers, Admit: s.admitFleet(x.OnFleetAdmit), Outbox: fleetOutbox(cfg)})
+		s.Fleet = fleet.New(fleet.Options{MinMembers: cfg.FleetMinMembers, Admit: s.admitFleet(x.OnFleetAdmit), Outbox: fleetOutbox(cfg), Skew: cfg.ClockSkew})
 	}
 	if s.Replica != nil {
 		s.Replica.SetFleet(s.Fleet) // the replicas exchange fleet notes
