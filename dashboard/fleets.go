@@ -19,6 +19,8 @@ type Fleets struct {
 	Dropped    uint64  `json:"dropped"`     // requests not noted because its queue was full
 	Imported   uint64  `json:"imported"`    // requests other replicas noted, added from Redis
 	Unshipped  uint64  `json:"unshipped"`   // requests this replica noted that its full outbox dropped
+	Refused    uint64  `json:"refused"`     // batches from Redis refused because a clock was off
+	Stale      uint64  `json:"stale"`       // imported requests dropped as too old or in the future
 	Fleets     []Fleet `json:"fleets"`      // largest first
 }
 

@@ -14,7 +14,7 @@ import (
 // when detection is off.
 func TestFleets(t *testing.T) {
 	id, _ := identity.FromName("sk_live_fleetmember42")
-	fleets := Fleets{Enabled: true, MinMembers: 20, Tracked: 300, Imported: 41, Unshipped: 3, Fleets: []Fleet{{
+	fleets := Fleets{Enabled: true, MinMembers: 20, Tracked: 300, Imported: 41, Unshipped: 3, Refused: 2, Stale: 7, Fleets: []Fleet{{
 		Kind: "lockstep", Signature: "arrive together", Size: 25,
 		Members: []string{"198.51.100.7", IdentityText(id)},
 	}}}
@@ -30,8 +30,9 @@ func TestFleets(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Imported != 41 || got.Unshipped != 3 {
-		t.Errorf("imported %d, unshipped %d: want the replica exchange's counts 41 and 3", got.Imported, got.Unshipped)
+	if got.Imported != 41 || got.Unshipped != 3 || got.Refused != 2 || got.Stale != 7 {
+		t.Errorf("imported %d, unshipped %d, refused %d, stale %d: want the replica exchange's counts 41, 3, 2, 7",
+			got.Imported, got.Unshipped, got.Refused, got.Stale)
 	}
 	if !got.Enabled || got.MinMembers != 20 || len(got.Fleets) != 1 || got.Fleets[0].Size != 25 || got.Fleets[0].Kind != "lockstep" {
 		t.Fatalf("fleets = %+v", got)

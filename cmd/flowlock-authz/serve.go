@@ -441,7 +441,7 @@ func (s *service) fleets() func() dashboard.Fleets {
 	return func() dashboard.Fleets {
 		st := d.Stats()
 		out := dashboard.Fleets{Enabled: true, MinMembers: s.cfg.FleetMinMembers, Tracked: st.Tracked, Dropped: st.Dropped,
-			Imported: st.Imported, Unshipped: st.Unshipped}
+			Imported: st.Imported, Unshipped: st.Unshipped, Refused: st.Refused, Stale: st.Stale}
 		for _, f := range d.Fleets() {
 			v := dashboard.Fleet{Kind: f.Kind.String(), Signature: f.Signature, Size: f.Size}
 			for _, id := range f.Members {
