@@ -167,10 +167,8 @@ caught by no_pause), `+rtdShift(r, "B3-20", 42, 46)+`, `+rtdShift(r, "B11", 17, 
 // ipShift describes how scenario id's quarantined share per IP-hour moved
 // from before (the second pass of the brisk-human gates) to r's.
 func ipShift(r *evalReport, id string, before float64) string {
-	for i := range r.stats {
-		if s := &r.stats[i]; s.id == id {
-			return fmt.Sprintf("%s %s → %s", id, pct3(before), pct3(s.perIPHour()))
-		}
+	if s := r.find(id); s != nil {
+		return fmt.Sprintf("%s %s → %s", id, pct3(before), pct3(s.perIPHour()))
 	}
 	return fmt.Sprintf("%s %s → not run", id, pct3(before))
 }
@@ -178,10 +176,8 @@ func ipShift(r *evalReport, id string, before float64) string {
 // chalShift describes how scenario id's challenged share moved from before
 // (the model without the brisk-human gates) to r's.
 func chalShift(r *evalReport, id string, before float64) string {
-	for i := range r.stats {
-		if s := &r.stats[i]; s.id == id {
-			return fmt.Sprintf("%s challenged %s → %s", id, pct1(before), pct1(s.rate(s.challenged)))
-		}
+	if s := r.find(id); s != nil {
+		return fmt.Sprintf("%s challenged %s → %s", id, pct1(before), pct1(s.rate(s.challenged)))
 	}
 	return fmt.Sprintf("%s challenged %s → not run", id, pct1(before))
 }
@@ -189,10 +185,18 @@ func chalShift(r *evalReport, id string, before float64) string {
 // rtdShift describes how scenario id's requests to detection moved from
 // the median and p90 before (measured without the pause clock) to r's.
 func rtdShift(r *evalReport, id string, med, p90 int) string {
-	for i := range r.stats {
-		if s := &r.stats[i]; s.id == id {
-			return fmt.Sprintf("%s %d (%d) → %d (%d)", id, med, p90, s.medianRTD(), percentile(s.rtd, 0.9))
-		}
+	if s := r.find(id); s != nil {
+		return fmt.Sprintf("%s %d (%d) → %d (%d)", id, med, p90, s.medianRTD(), percentile(s.rtd, 0.9))
 	}
 	return fmt.Sprintf("%s %d (%d) → not run", id, med, p90)
+}
+
+// find returns the statistics of scenario id in r, or nil if it was not run.
+func (r *evalReport) find(id string) *scenarioStats {
+	for i := range r.stats {
+		if r.stats[i].id == id {
+			return &r.stats[i]
+		}
+	}
+	return nil
 }
