@@ -109,7 +109,7 @@ later than before (median 110 requests before this pass), since a right-skewed s
 up to 9 minutes without a pause.
 
 **Third pass: a smaller σ.** At σ = 0.3-0.4 with pauses after 2-3 % of the actions the second pass
-still quarantined people, and each one before her first pause: a ring of such a person is now and
+still quarantined people, almost all before their first pause: a ring of such a person is now and
 then as regular as B3-20's (max(A, A_ew) ≈ −0.6 to −0.69, skewness near 0), which was strong enough
 to need no wait, and her moderate periodicity and periodic bursts had no wait at all. The
 suggestion to make right-skewed streams wait does not reach these rings: they are not right-skewed.
@@ -122,7 +122,7 @@ regularity waives the wait only on a bounded ring, from max(A, A_ew) ≤ −0.63
 periodicity on a ring with a tail, and periodic bursts without machine evidence, wait like
 anti-burstiness. Once a stream has paused, its wait is 20 minutes whatever the skew (it was up to
 40): a person who pauses after 2 % of her actions goes about ln(N·p)/p ≈ 200 actions without a
-pause in an hour, and B7n lost a stream to one pause-like gap by chance. Per IP-hour, before →
+pause in an hour, and with 40 B7n lost a stream to one pause-like gap by chance. Per IP-hour, before →
 now: `+ipShift(r, "H14-1.5s", 0.008)+`, `+ipShift(r, "H14-2.5s", 0.031)+`, `+ipShift(r, "H14-2s3", 0.147)+`
 (H14-2s3 is new: σ = 0.3, the low end of the class). In requests to detection, median (p90):
 `+rtdShift(r, "B2-50", 58, 74)+` (its rings are not strong enough without the old level and it is
