@@ -36,8 +36,9 @@ import (
 //   - fast, steady humans (H14, issue 14): not one sampled stream
 //     quarantined, as for the other single humans (the model before the
 //     brisk-human gates quarantined one in the sample of H14-1s and of
-//     H14-2s); the held-out brisk pagers (H14-1.5s, H14-2.5s, H14-1.2s)
-//     have no target and are not run here;
+//     H14-2s); the held-out brisk pagers (H14-1.5s, H14-2.5s, H14-1.2s,
+//     H14-2s3) have no target and are not run here; B7n and B7s (σ 0.3 and
+//     0.25 log-normal timers) are bots with a 400-request budget;
 //   - naive baseline vs Flow Lock: at least 10× more human streams
 //     quarantined by the naive formula (target 100×, which a sample this
 //     size cannot show).

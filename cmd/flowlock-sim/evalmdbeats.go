@@ -19,7 +19,7 @@ func writeBeatsSection(w io.Writer, r *evalReport) {
 		switch s := &r.stats[i]; {
 		case in(s.id, multiBeat):
 			beats = append(beats, s)
-		case in(s.id, briskHumans), in(s.id, briskHeldOut), s.id == "B7n":
+		case in(s.id, briskHumans), in(s.id, briskHeldOut), s.id == "B7n", s.id == "B7s":
 			brisk = append(brisk, s)
 		}
 	}
@@ -108,6 +108,28 @@ they were quarantined at 3.3 % (H14-1.5s), 5.4 % (H14-2.5s) and 0 % (H14-1.2s) o
 later than before (median 110 requests before this pass), since a right-skewed stream now waits
 up to 9 minutes without a pause.
 
+**Third pass: a smaller σ.** At σ = 0.3-0.4 with pauses after 2-3 % of the actions the second pass
+still quarantined people, almost all before their first pause: a ring of such a person is now and
+then as regular as B3-20's (max(A, A_ew) ≈ −0.6 to −0.69, skewness near 0), which was strong enough
+to need no wait, and her moderate periodicity and periodic bursts had no wait at all. The
+suggestion to make right-skewed streams wait does not reach these rings: they are not right-skewed.
+What they keep is a right tail: a think time with σ = 0.3 goes beyond 1.7 × its mean about once in
+40 gaps, uniform jitter up to ±50 % never, Gaussian 20 % once in 4,000, Gaussian 50 % as often
+below 0.3 × the mean as above 1.7 ×. A ring is now **bounded** when it is full and its gaps beyond
+1.7 × the EW mean are no more than those below 0.3 × it (no state: one more comparison per gap),
+and the machine evidence the gates ask for is symmetric moments on a bounded ring. Strong
+regularity waives the wait only on a bounded ring, from max(A, A_ew) ≤ −0.63 (−0.6 before);
+periodicity on a ring with a tail, and periodic bursts without machine evidence, wait like
+anti-burstiness. Once a stream has paused, its wait is 20 minutes whatever the skew (it was up to
+40): a person who pauses after 2 % of her actions goes about ln(N·p)/p ≈ 200 actions without a
+pause in an hour, and with 40 B7n lost a stream to one pause-like gap by chance. Per IP-hour, before →
+now: `+ipShift(r, "H14-1.5s", 0.008)+`, `+ipShift(r, "H14-2.5s", 0.031)+`, `+ipShift(r, "H14-2s3", 0.147)+`
+(H14-2s3 is new: σ = 0.3, the low end of the class). In requests to detection, median (p90):
+`+rtdShift(r, "B2-50", 58, 74)+` (its rings are not strong enough without the old level and it is
+caught by no_pause), `+rtdShift(r, "B3-20", 42, 46)+`, `+rtdShift(r, "B11", 17, 33)+`,
+`+rtdShift(r, "B13-dw", 17, 21)+`, `+rtdShift(r, "B7n", 181, 253)+`, `+rtdShift(r, "B7s", 60, 106)+`
+(B7s is new: B7n with σ = 0.25). Every bot keeps its caught share and its target.
+
 `)
 	if len(brisk) > 0 {
 		mdRow(w, []string{"scenario", "params", "quarantined", "/IP-h", "challenged", "RTD 50/90", "reason", "target"})
@@ -132,23 +154,30 @@ up to 9 minutes without a pause.
 			fmt.Fprintf(w, "The 0.1 %% per IP-hour target is **missed** on %s.\n\n", strings.Join(missed, ", "))
 		}
 		if len(heldOut) > 0 {
-			fmt.Fprintf(w, "Held-out pagers above 0.1 %% per IP-hour: %s. A smaller σ (0.35-0.4) "+
-				"with rarer pauses puts a person's gaps, before her first pause, where a ±40 %% jitter "+
-				"timer's are (max(A, A_ew) ≈ −0.5, and now and then −0.6, the strong level that needs no "+
-				"wait), and the ones left are people who had not paused yet. One stream's timing "+
-				"cannot tell them apart sooner without letting B2-50, B3-50 and B7n wait longer; that is "+
-				"a known limit of the class, reported here rather than tuned away.\n\n", strings.Join(heldOut, ", "))
+			fmt.Fprintf(w, "Held-out pagers above 0.1 %% per IP-hour: %s. The ones left are people "+
+				"who had not paused yet: a ring with no think-time tail that is as regular as B3-20's "+
+				"(max(A, A_ew) ≈ −0.63 to −0.69, about 40 requests in), or a first stretch without a "+
+				"pause longer than the wait (7-9 minutes). Neither can be told from a timer by one "+
+				"stream's timing without letting B3-20, B2-50 and B7n wait longer; that is a known "+
+				"limit of the class, reported here rather than tuned away.\n\n", strings.Join(heldOut, ", "))
 		}
 	}
+}
+
+// ipShift describes how scenario id's quarantined share per IP-hour moved
+// from before (the second pass of the brisk-human gates) to r's.
+func ipShift(r *evalReport, id string, before float64) string {
+	if s := r.find(id); s != nil {
+		return fmt.Sprintf("%s %s → %s", id, pct3(before), pct3(s.perIPHour()))
+	}
+	return fmt.Sprintf("%s %s → not run", id, pct3(before))
 }
 
 // chalShift describes how scenario id's challenged share moved from before
 // (the model without the brisk-human gates) to r's.
 func chalShift(r *evalReport, id string, before float64) string {
-	for i := range r.stats {
-		if s := &r.stats[i]; s.id == id {
-			return fmt.Sprintf("%s challenged %s → %s", id, pct1(before), pct1(s.rate(s.challenged)))
-		}
+	if s := r.find(id); s != nil {
+		return fmt.Sprintf("%s challenged %s → %s", id, pct1(before), pct1(s.rate(s.challenged)))
 	}
 	return fmt.Sprintf("%s challenged %s → not run", id, pct1(before))
 }
@@ -156,10 +185,18 @@ func chalShift(r *evalReport, id string, before float64) string {
 // rtdShift describes how scenario id's requests to detection moved from
 // the median and p90 before (measured without the pause clock) to r's.
 func rtdShift(r *evalReport, id string, med, p90 int) string {
-	for i := range r.stats {
-		if s := &r.stats[i]; s.id == id {
-			return fmt.Sprintf("%s %d (%d) → %d (%d)", id, med, p90, s.medianRTD(), percentile(s.rtd, 0.9))
-		}
+	if s := r.find(id); s != nil {
+		return fmt.Sprintf("%s %d (%d) → %d (%d)", id, med, p90, s.medianRTD(), percentile(s.rtd, 0.9))
 	}
 	return fmt.Sprintf("%s %d (%d) → not run", id, med, p90)
+}
+
+// find returns the statistics of scenario id in r, or nil if it was not run.
+func (r *evalReport) find(id string) *scenarioStats {
+	for i := range r.stats {
+		if r.stats[i].id == id {
+			return &r.stats[i]
+		}
+	}
+	return nil
 }

@@ -26,7 +26,7 @@ var (
 	// (internal/traffic/brisk.go), reported beside H14 to show how far the
 	// gates generalise; they have no target. B7n, the pager without her
 	// pauses, has one: the gates must not let it through.
-	briskHeldOut = []string{"H14-1.5s", "H14-2.5s", "H14-1.2s"}
+	briskHeldOut = []string{"H14-1.5s", "H14-2.5s", "H14-1.2s", "H14-2s3"}
 )
 
 // Target levels (DETECTION.md §9 and the issue).
@@ -66,6 +66,9 @@ var botTargets = []botTarget{
 	// Issue 14's near-line bot: a log-normal timer with a small σ that
 	// never pauses, caught by anti_bursty once the calm wait has passed.
 	{[]string{"B7n"}, "log-normal timer, σ 0.3, no pauses: >= 95 % within 400 requests", 0.95, 400, 0},
+	// B7s is B7n with σ 0.25: the gates for a smaller σ must not let it
+	// through either.
+	{[]string{"B7s"}, "log-normal timer, σ 0.25, no pauses: >= 95 % within 400 requests", 0.95, 400, 0},
 }
 
 // targetResult is one checked target for one scenario (or a pool of them).

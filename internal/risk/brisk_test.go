@@ -178,3 +178,96 @@ func TestBriskPagersOfTheIssue(t *testing.T) {
 		t.Errorf("Gaussian 50 %% jitter at 2 s: %d of %d confirmed within 150 requests, want >= 90 %%", caught, len(bot))
 	}
 }
+
+// Fast, steady humans, third pass (issue 14, a smaller σ): strong
+// regularity waives the calm wait only with bounded, symmetric jitter
+// (features.machine): symmetric moments, a full ring, and no gap beyond
+// tailRatio × the EW mean, the right tail a think time has and ±50 %
+// jitter never reaches.
+
+// tight2s is a symmetric pattern around 2 s, spread like ±15 % jitter:
+// strongly regular (max(A, A_ew) well below calmStrong).
+var tight2s = []int64{1700, 2300, 1800, 2200, 1900, 2100, 2000, 2000}
+
+// withTail returns gaps with one think-time tail, a gap of tailMS, placed
+// at i.
+func withTail(gaps []int64, i int, tailMS int64) []int64 {
+	out := append([]int64(nil), gaps...)
+	out[i] = tailMS
+	return out
+}
+
+// TestStrongRegularityWithATailWaits: a strongly regular stream that has
+// never paused counts at once when its gaps are bounded, but only through
+// the calm clock when its ring holds a gap beyond tailRatio × the EW mean
+// (3.7 s at 2 s: no pause, a think time's tail).
+func TestStrongRegularityWithATailWaits(t *testing.T) {
+	n := 60 // 2 minutes at 2 s: well inside the calm wait
+	_, fb := briskState(repeat(tight2s, n))
+	_, ft := briskState(withTail(repeat(tight2s, n), n-5, 3700))
+	if x := max(ft.a, ft.aEW); x > calmStrong {
+		t.Fatalf("max(A, A_ew) = %.2f with the tail gap, want strong regularity (<= %.2f)", x, calmStrong)
+	}
+	if fb.tail != 0 || ft.tail != 1 {
+		t.Fatalf("tail gaps: %d bounded, %d with the 3.7 s gap; want 0 and 1", fb.tail, ft.tail)
+	}
+	if fb.machine < 1 || ft.machine != 0 {
+		t.Fatalf("machine evidence %.2f bounded, %.2f with the tail gap; want 1 and 0", fb.machine, ft.machine)
+	}
+	if fb.gAnti < antiWeight-1e-9 {
+		t.Errorf("bounded strong regularity: anti-bursty weight %.2f, want full (%.1f)", fb.gAnti, antiWeight)
+	}
+	if want := antiWeight * clamp(ft.calm*1000/(calmFirst*(1+skewWait))); ft.gAnti > want+1e-9 {
+		t.Errorf("strong regularity with a tail gap: anti-bursty weight %.2f, want the calm gate's %.2f", ft.gAnti, want)
+	}
+}
+
+// TestTightCoreWithATailWaits: a tight core (MAD/median at most
+// perStrong) between think-time tails at a human pace is periodic only
+// through the calm clock; the same core without them is periodic at once,
+// as a timer is.
+func TestTightCoreWithATailWaits(t *testing.T) {
+	core := []int64{1950, 2000, 2050, 2000, 1980, 2020, 2000, 2000}
+	n := 40
+	_, fb := briskState(repeat(core, n))
+	_, ft := briskState(withTail(withTail(repeat(core, n), n-3, 3700), n-12, 3900))
+	if fb.rcv > perStrong || ft.rcv > perStrong {
+		t.Fatalf("MAD/median %.3f and %.3f, want both at most %.2f", fb.rcv, ft.rcv, perStrong)
+	}
+	if fb.gPer < 1 {
+		t.Errorf("tight core alone: periodic weight %.2f, want 1", fb.gPer)
+	}
+	if ft.gPer > 0.5 {
+		t.Errorf("tight core with think-time tails, %.0f s without a pause: periodic weight %.2f, want the calm gate (<= 0.5)", ft.calm, ft.gPer)
+	}
+}
+
+// TestMachineEvidenceNeedsAFullRing: before the ring holds ringSize gaps,
+// its moments are too noisy to call the jitter bounded and symmetric.
+func TestMachineEvidenceNeedsAFullRing(t *testing.T) {
+	_, fs := briskState(repeat(tight2s, ringSize-1))
+	_, ff := briskState(repeat(tight2s, ringSize))
+	if fs.machine != 0 || ff.machine < 1 {
+		t.Errorf("machine evidence %.2f with %d gaps, %.2f with %d; want 0 and 1", fs.machine, ringSize-1, ff.machine, ringSize)
+	}
+}
+
+// TestOnePauseWaitsCalmLong: once a stream has paused, the wait for
+// moderate regularity is calmLong whatever the skew. A person who pauses
+// after 2 % of her actions goes that long without a pause about never; a
+// timer with a small σ that made one pause-like gap by chance (B7n) is
+// judged again after calmLong, not twice that.
+func TestOnePauseWaitsCalmLong(t *testing.T) {
+	g := append(repeat(skewed2s, 40), 30_000) // one human pause
+	g = append(g, repeat(skewed2s, int(calmLong)/2200+20)...)
+	s, f := briskState(g)
+	if s.calm&calmPaused == 0 || f.calm*1000 < calmLong {
+		t.Fatalf("paused %v, calm %.0f s; want a pause and more than %v since", s.calm&calmPaused != 0, f.calm, msDur(calmLong))
+	}
+	if f.sym > 0 {
+		t.Fatalf("sym = %.2f, want a right-skewed stream (0)", f.sym)
+	}
+	if g := f.gAnti / (antiWeight * clamp(float64(int64(f.nInt)-antiMin)/antiSpan)); g < 1-1e-9 {
+		t.Errorf("right-skewed stream %.0f s after its pause: anti-bursty gate %.2f, want 1", f.calm, g)
+	}
+}

@@ -193,7 +193,7 @@ const (
 	entConfSpan = 20
 	pauseRatio  = 3.0
 	perStrong   = 0.06
-	calmStrong  = -0.6
+	calmStrong  = -0.63
 	calmFirst   = 270_000.0   // ms: 4.5 minutes
 	calmLong    = 1_200_000.0 // ms: 20 minutes
 	calmPaused  = 1 << 15     // state.calm's flag: the stream has paused
@@ -229,6 +229,34 @@ const (
 	skewWait       = 1.0
 	perPausedCut   = -0.3
 	perPausedWidth = 0.2
+
+	// Fast, steady humans, third pass (issue 14, σ 0.3-0.4). Before her
+	// first pause such a person's ring is, now and then, as regular as a
+	// ±40 % jitter timer's (max(A, A_ew) ≈ −0.6, skewness near 0), and
+	// strong regularity needed no wait. What her gaps keep, even then, is
+	// a right tail: a log-normal think time with σ = 0.3 goes beyond
+	// 1.7 × its mean about once in 40 gaps, uniform jitter up to ±50 %
+	// never, Gaussian 20 % once in 4,000, and Gaussian 50 % as often below
+	// 0.3 × the mean as above 1.7 ×. So:
+	//
+	//   - The ring is bounded when it is full and its gaps above tailRatio
+	//     × the EW mean are no more than those below (2 − tailRatio) × it.
+	//     machine = sym when bounded, else 0.
+	//   - Strong regularity waives the calm wait only on a bounded ring,
+	//     and it starts at calmStrong = −0.63 (−0.6 before); the short
+	//     ramp (antiFast) needs machine, not sym alone.
+	//   - Periodicity on a ring with a tail, whatever its strength, counts
+	//     only through the same wait as anti-burstiness; periodicity weaker
+	//     than perStrong needs symmetric gaps, strong regularity on a
+	//     bounded ring, or the wait; periodic bursts need machine evidence
+	//     or the wait.
+	//   - The doubled wait for a right-skewed stream is for the first
+	//     stretch only: once a stream has paused, calmLong (20 minutes) is
+	//     already far past the longest pause-free run of a person who
+	//     pauses after 2 % of her actions (about ln(N·p)/p ≈ 200 actions
+	//     in an hour), and a timer's one pause-like gap by chance (B7n)
+	//     must not cost it 40.
+	tailRatio = 1.7
 )
 
 // features holds every statistic and component of one evaluation, for the
@@ -263,6 +291,8 @@ type features struct {
 	cycLag        int     // the k of cycDev
 	calm          float64 // seconds since the last human pause
 	jitter        int     // ring gaps below median/jitterRatio
+	tail          int     // ring gaps above tailRatio × the EW mean
+	machine       float64 // sym if the ring is bounded (see tailRatio), else 0
 	pCyc, gCyc    float64
 	human         bool
 	shared        bool
@@ -334,9 +364,10 @@ func (s *state) evaluate(now int64, f *features) {
 	f.median, f.rcv = madRatio(a)
 
 	var sum float64
-	var short, long, off, jitter int
+	var short, long, off, jitter, tail, floor int
 	lo, hi := f.median*perOffLo, f.median*perOffHi
 	lo6 := f.median / jitterRatio
+	tailAt, floorAt := tailRatio*float64(s.ewMean), (2-tailRatio)*float64(s.ewMean)
 	run, runBin := 0, -1
 	var clog float64 // Σ c·log₂ c over the octave bins
 	for _, x := range a {
@@ -345,6 +376,11 @@ func (s *state) evaluate(now int64, f *features) {
 			off++
 			if v < lo6 {
 				jitter++
+			}
+			if v > tailAt {
+				tail++
+			} else if v < floorAt {
+				floor++
 			}
 		}
 		if x < uint32(burstGap/int64(time.Millisecond)) {
@@ -388,6 +424,7 @@ func (s *state) evaluate(now int64, f *features) {
 	conf := clamp(float64(m-confFloor) / confSpan)
 	f.off = float64(off) / float64(m)
 	f.jitter = jitter
+	f.tail = tail
 	gPer := conf
 	if f.off >= perMixed || f.rcv > perStrong && f.median >= paceMedian {
 		gPer = clamp(float64(m-confFloor) / perMixedSpan)
@@ -403,6 +440,15 @@ func (s *state) evaluate(now int64, f *features) {
 	// no human in the loop).
 	f.skewEW = s.ewSkewness()
 	f.sym = clamp((symCut - max(f.skew, f.skewEW)) / symSpan)
+	// Bounded jitter (see tailRatio): a full ring whose gaps beyond
+	// tailRatio × the EW mean, a think time's right tail, are no more than
+	// those as far below it. With symmetric moments it is the machine
+	// evidence the brisk-human gates ask for.
+	bounded := 1.0
+	if tail > floor || m < ringSize {
+		bounded = 0
+	}
+	f.machine = f.sym * bounded
 	pace := 0.0
 	if f.median < paceMedian {
 		pace = 1
@@ -421,23 +467,34 @@ func (s *state) evaluate(now int64, f *features) {
 	if s.oneClient {
 		additive = clamp(float64(f.jitter)) // merged clients make short gaps anyway
 	}
-	fast := max(f.sym*clamp((antiStrongSym+antiStrongWidth-x)/antiStrongWidth),
+	fast := max(f.machine*clamp((antiStrongSym+antiStrongWidth-x)/antiStrongWidth),
 		pace*clamp((antiStrongPace+antiStrongWidth-x)/antiStrongWidth), f.sym*additive)
 	span := antiSpan - (antiSpan-antiFast)*fast
 	f.gAnti = antiWeight * clamp(float64(int64(f.nInt)-antiMin)/span)
-	calmMS, need := 100*float64(s.calm&^calmPaused), calmFirst
+	calmMS, need := 100*float64(s.calm&^calmPaused), calmFirst*(1+skewWait*(1-f.sym))
 	if s.calm&calmPaused != 0 {
 		need = calmLong
 	}
 	f.calm = calmMS / 1000
-	calmGate := clamp(calmMS / (need * (1 + skewWait*(1-f.sym))))
+	calmGate := clamp(calmMS / need)
 	strong := clamp((calmStrong + antiStrongWidth - x) / antiStrongWidth)
-	f.gAnti *= strong + (1-strong)*max(pace, calmGate, additive)
-	f.gLowH *= max(pace, calmGate, additive)
+	wait := max(pace, calmGate, additive)
+	sure := strong * bounded
+	f.gAnti *= sure + (1-sure)*wait
+	f.gLowH *= wait
+	if tail > floor {
+		f.gPer *= wait
+	} else if f.rcv > perStrong {
+		// A ring not yet full may count its bounded gaps: periodicity's
+		// own ramp already asks for perMixedSpan intervals. Strong
+		// regularity on a bounded ring counts as it does for
+		// anti-burstiness (a noisy skewness must not hold back ±20 %).
+		f.gPer *= max(f.sym, wait, sure)
+	}
 	if f.mB > bperMin {
 		f.bMedian, f.bRcv = madRatio(s.bursts.sorted(&buf))
 		f.pBper = clamp((bperCut - f.bRcv) / bperWidth)
-		f.gBper = clamp(float64(f.mB-bperMin) / bperSpan)
+		f.gBper = clamp(float64(f.mB-bperMin)/bperSpan) * max(f.machine, wait)
 	}
 	after := fastAfter
 	if s.calm&calmPaused != 0 {

@@ -16,8 +16,12 @@ var briskScenarios = []Scenario{
 		logNormal{2.5, 0.35}, 0.03, pareto{8, 1.2}),
 	briskPager("H14-1.2s", "brisk-pager-1.2s", "held-out brisk pager: a wider σ, short pauses",
 		logNormal{1.2, 0.55}, 0.05, pareto{4, 1.5}),
+	briskPager("H14-2s3", "brisk-pager-2s-0.3", "held-out brisk pager: σ 0.3, the low end of the class",
+		logNormal{2, 0.3}, 0.03, pareto{6, 1.5}),
 	jittered("B7n", "lognormal-timer-2s", "B7n", "log-normal timer with a small σ that never pauses: a brisk pager without her pauses",
 		"i.i.d. LN(2s, 0.3)", gap{kind: gapLogNormal, a: 2, b: 0.3}, min30),
+	jittered("B7s", "lognormal-timer-2s-0.25", "B7s", "log-normal timer with σ 0.25 that never pauses: B7n, more regular",
+		"i.i.d. LN(2s, 0.25)", gap{kind: gapLogNormal, a: 2, b: 0.25}, min30),
 }
 
 // briskPager returns an H14 scenario: one person paging with think times

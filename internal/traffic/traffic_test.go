@@ -45,7 +45,7 @@ func TestScenarioTable(t *testing.T) {
 		"H14-1s", "H14-2s", "H14-3s", "B13-2f", "B13-2w", "B13-2s", "B13-3", "B13-3g", "B13-4", "B13-4m",
 		"B13-ds", "B13-dw", "B13-2d",
 		// brisk.go (issue 14): held-out brisk pagers and the near-line bot.
-		"H14-1.5s", "H14-2.5s", "H14-1.2s", "B7n",
+		"H14-1.5s", "H14-2.5s", "H14-1.2s", "H14-2s3", "B7n", "B7s",
 	}
 	outOfScope := []string{"B5b", "B6", "B7", "B8", "B9", "B10b", "B12"}
 
