@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"net/netip"
 	"testing"
 	"time"
 
@@ -19,29 +18,12 @@ import (
 func TestFleetGoneMembersNotReadmitted(t *testing.T) {
 	c := config.Default()
 	s := Build(c, Extra{})
-	member := func(i int) authz.Client {
-		return s.Rules.Resolve(netip.AddrFrom4([4]byte{10, 9, 0, byte(i)}), "", "")
-	}
-	start := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	next := start.Add(c.SweepInterval)
-	tick := start
-	last := start
-	for k := range 8 {
-		tick = tick.Add(time.Duration(40+k*60%61) * time.Second)
-		for i := range 25 {
-			at := tick.Add(time.Duration(i*50) * time.Millisecond)
-			for !at.Before(next) {
-				s.Sweep(next)
-				next = next.Add(c.SweepInterval)
-			}
-			s.Policy.Decide(authz.Request{Client: member(i), Path: "/api/prices", Now: at})
-			last = at
-		}
-		if _, ok := s.Quarantine.Check(member(0).ID, next); ok {
-			break // caught: the fleet goes away for good
-		}
-	}
-	// Nothing more from anyone; sweep on for 40 minutes.
+	member := func(i int) authz.Client { return fleetMember(s, i) }
+	next, last := lockstepFleet(s, c, func(next time.Time) bool {
+		_, ok := s.Quarantine.Check(member(0).ID, next)
+		return ok // caught: the fleet goes away for good
+	})
+	// Nothing more from anyone; sweep on for 60 minutes.
 	var worst int
 	var lastUntil time.Duration
 	for end := last.Add(60 * time.Minute); next.Before(end); next = next.Add(c.SweepInterval) {
