@@ -196,9 +196,10 @@ func unescape(s string) string {
 // mount's root (the host's view of another namespace) is read at the
 // mount point.
 func smallestLimit(root string, m mount, group, file string) (int64, string, error) {
-	rel, ok := strings.CutPrefix(path.Clean(group), path.Clean(m.root))
-	if !ok {
-		rel = "/"
+	top := path.Clean(m.root)
+	rel, ok := strings.CutPrefix(path.Clean(group), top)
+	if !ok || top != "/" && rel != "" && rel[0] != '/' {
+		rel = "/" // outside, or beside it: /kubepods-burst is not under /kubepods
 	}
 	var best int64
 	var at string

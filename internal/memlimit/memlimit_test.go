@@ -77,6 +77,17 @@ func TestChoose(t *testing.T) {
 		},
 		want: Choice{Limit: 241591910, Container: 256 * mib, Source: "cgroup v1", Path: "sys/fs/cgroup/memory/pod1/memory.limit_in_bytes"},
 	}, {
+		// /kubepods-burst only begins with the mount's root /kubepods: it is
+		// outside it, read at the mount point, not at "-burst/pod1" below it.
+		name: "cgroup v1, a group beside the mount's root",
+		files: map[string]string{
+			"proc/self/mountinfo": v1Mounts,
+			"proc/self/cgroup":    "4:memory:/kubepods-burst/pod1\n",
+			"sys/fs/cgroup/memory/-burst/pod1/memory.limit_in_bytes": "134217728\n",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes":             "268435456\n",
+		},
+		want: Choice{Limit: 241591910, Container: 256 * mib, Source: "cgroup v1", Path: "sys/fs/cgroup/memory/memory.limit_in_bytes"},
+	}, {
 		name: "cgroup v1 unlimited",
 		files: map[string]string{
 			"proc/self/mountinfo":                        v1Mounts,
