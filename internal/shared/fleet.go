@@ -43,6 +43,10 @@ const (
 	fleetReads    = 64
 )
 
+// errNotesID is the error of a batch whose stream entry ID is no time: it
+// counts as malformed.
+var errNotesID = errors.New("fleet notes: entry ID is no time")
+
 // SetFleet makes the replica exchange d's notes with the other replicas
 // (d is built with an Outbox); the decision stack sets it before the
 // replica runs. A nil d exchanges nothing.
@@ -105,7 +109,7 @@ func (r *Replica) ShareFleet(ctx context.Context, now time.Time) {
 				continue
 			}
 			at, ok := redisstore.NotesTime(b.ID)
-			err := errors.New("fleet notes: entry ID is no time")
+			err := errNotesID
 			if ok {
 				err = d.Import(b.Data, at.Add(shift))
 			}
