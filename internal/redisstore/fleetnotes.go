@@ -18,9 +18,10 @@ import (
 // second, so the stream needs seconds of history, not more: 256 batches
 // are 10 s of three replicas writing at their most (8 batches a second
 // each) and minutes at ordinary rates. A batch is at most 82 KB (4,096
-// fixed-size notes of hashes, fleet.BatchSize), so the stream holds about
-// 21 MB at most (docs/RATIONALE.md, "Fleet notes carry hashes", measures
-// it). A replica that falls further behind loses the oldest.
+// fixed-size notes of hashes, fleet.BatchSize), so the stream holds 21 MB
+// of notes at most, about 25 MB of Redis's memory (TestNotesStreamMemory in
+// internal/shared measures it; docs/RATIONALE.md, "Fleet detection across
+// replicas"). A replica that falls further behind loses the oldest.
 const NotesCap = 256
 
 // NotesBatch is one batch of the stream.
