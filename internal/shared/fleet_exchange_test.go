@@ -23,9 +23,9 @@ import (
 	"github.com/flowlock/flowlock/internal/redisstore/redistest"
 )
 
-// fullBatches writes n batches of 4,096 notes, as a busy replica's Outbox
-// encodes them, to the notes stream under prefix. Paths are 120 bytes: the
-// longest a note carries, and a client chooses its paths.
+// fullBatches writes n full batches, as a busy replica's Outbox encodes
+// them, to the notes stream under prefix: the most a replica that fell
+// behind has to read.
 func fullBatches(t *testing.T, addr, prefix string, n int) {
 	t.Helper()
 	ctx := context.Background()
@@ -93,12 +93,11 @@ func gigabit(t *testing.T, addr string) string {
 	return ln.Addr().String()
 }
 
-// TestBehindReplicaCatchesUpOverGigabit: the same replica with
-// Redis one gigabit link away: the 37 MB read takes about 300 ms, six
-// times the call deadline, so it never succeeds, the cursor never moves,
-// and each exchange pulls another 37 MB for nothing. The exchange alone
-// also opens the replica's breaker (three failed calls in a row), which
-// takes the timing and quarantine sharing down with it.
+// TestBehindReplicaCatchesUpOverGigabit: a replica 64 batches behind, with
+// Redis one gigabit link away, catches up. Before reads were bounded, one
+// read took 37 MB (about 300 ms, six times the call deadline): it never
+// succeeded, the cursor never moved, and the failures opened the breaker
+// the timing and quarantine sharing use.
 func TestBehindReplicaCatchesUpOverGigabit(t *testing.T) {
 	srv := redistest.Start(t)
 	fullBatches(t, srv.Addr, "rg:", 64)
@@ -116,13 +115,12 @@ func TestBehindReplicaCatchesUpOverGigabit(t *testing.T) {
 }
 
 // TestFleetReadLeavesTimingAlone: the fleet exchange shares the replica's
-// one pipelined connection (AlwaysPipelining) and its breaker with the
-// timing batches. With Redis one gigabit link away and the replica behind,
-// each exchange (once a second, as Run does it) puts a 37 MB answer on the
-// connection, and the timing batches queued behind it miss their 50 ms
-// deadline and are fed locally: the exchange was meant to run "on a
-// goroutine of Run's own, so a slow exchange never delays the timing
-// batches".
+// one pipelined connection (AlwaysPipelining) with the timing batches.
+// With Redis one gigabit link away and the replica behind, the exchange
+// (once a second, as Run does it) must not make the timing batches miss
+// their 50 ms deadline and fall back to local decisions: its reads are
+// small, and its failures open a breaker of its own. Before, a 37 MB
+// answer sat on the connection and 343 batches fell back in 3 s.
 func TestFleetReadLeavesTimingAlone(t *testing.T) {
 	srv := redistest.Start(t)
 	fullBatches(t, srv.Addr, "rs:", 64)
