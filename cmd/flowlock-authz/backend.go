@@ -218,7 +218,7 @@ func decisionView(e quarantine.Event) dashboard.Decision {
 // the fleet id belongs to (0: none), against the smallest group called one.
 func fleetFeature(d *fleet.Detector, id identity.ID) dashboard.Feature {
 	ft := dashboard.Feature{Name: risk.ReasonFleet.String(), Gate: 1,
-		Threshold: fmt.Sprintf(">= %d identities share one schedule or script, 4x more than chance", d.MinMembers())}
+		Threshold: fmt.Sprintf(">= %d identities share one schedule or script, %gx more than chance", d.MinMembers(), fleet.Surprise)}
 	if f, ok := d.Of(id); ok {
 		ft.Value, ft.Probability = float64(f.Size), 1
 		ft.Threshold += "; shares " + f.Kind.String() + ": " + f.Signature

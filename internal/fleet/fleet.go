@@ -42,6 +42,10 @@ const (
 	DefaultWindow = 30 * time.Minute
 )
 
+// Surprise is how many times more members than chance explains a
+// signature needs to be a fleet.
+const Surprise = 4.0
+
 // RingSize is how many of an identity's latest requests its track keeps.
 const RingSize = 12
 
@@ -66,7 +70,6 @@ const (
 	unknownPath  = "?"
 	scriptArrow  = " → "
 	minPeriodGap = quietGap
-	surprise     = 4.0   // times more members than chance explains
 	tightSpread  = 3_000 // ms: widest arrival spread of a lockstep fleet's middle 80 % in a window
 	tightTail    = 10    // per cent of members left out at each end of that spread
 	confirmGaps  = 3     // gaps a period member needs to be quarantined among other periods
@@ -559,7 +562,7 @@ func (d *Detector) drop(i int) {
 // analyse finds the fleets at now and admits their members.
 //
 // A key shared by MinMembers identities is a fleet only if it is also
-// surprising: shared by at least surprise times as many identities as
+// surprising: shared by at least Surprise times as many identities as
 // chance would put there, given how common its parts are among all tracks.
 // Without that test a small API (six endpoints) or a flash crowd's one busy
 // minute makes coincidences that look like fleets.
@@ -675,7 +678,7 @@ func (d *Detector) countWindows(t *track, cut int64) int {
 }
 
 // surprising reports whether key k, which t has, is shared by at least
-// surprise times as many identities as chance explains; the verdict is
+// Surprise times as many identities as chance explains; the verdict is
 // kept for the rest of the Sweep.
 func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 	if v, ok := d.judged[k]; ok {
@@ -720,7 +723,7 @@ func (d *Detector) surprising(t *track, cut int64, k uint64) bool {
 			expected *= max(float64(d.pathUse[uint32(p)])-c*occ, 0) / (scriptLen * m)
 		}
 	}
-	v := c >= surprise*expected
+	v := c >= Surprise*expected
 	if v && s.kind == Lockstep {
 		v = d.tight(cut, k)
 	}
