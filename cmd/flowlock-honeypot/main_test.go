@@ -70,20 +70,10 @@ func TestRunWarnsWithoutRoutes(t *testing.T) {
 		args []string
 		warn bool
 	}{{nil, true}, {[]string{"--routes", "/data"}, false}} {
-		ctx, cancel := context.WithCancel(t.Context())
-		var log flowlocktest.SyncBuffer
-		done := make(chan error, 1)
 		args := append([]string{"--addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, tc.args...)
-		go func() { done <- run(ctx, args, io.Discard, &log) }()
-		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(log.String(), "listening") && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("run(%v) = %v", args, err)
-		}
-		if warned := strings.Contains(log.String(), "a probe of a path the API does not have can tell"); warned != tc.warn {
-			t.Errorf("run(%v): warned %v, want %v:\n%s", args, warned, tc.warn, log.String())
+		log := startupLog(t, args)
+		if warned := strings.Contains(log, "a probe of a path the API does not have can tell"); warned != tc.warn {
+			t.Errorf("run(%v): warned %v, want %v:\n%s", args, warned, tc.warn, log)
 		}
 	}
 }
@@ -106,7 +96,10 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{[]string{"--routes", "/data", "--not-found-file", "/nonexistent/x.http"}, "--not-found-file"},
 		{[]string{"--routes", "/data", "--not-found-file", "main.go"}, "--not-found-file main.go: first line"},
 	} {
-		err := run(t.Context(), tc.args, io.Discard, io.Discard)
+		// Bounded: a bad flag that slipped through would serve until cancelled.
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		err := run(ctx, tc.args, io.Discard, io.Discard)
+		cancel()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run(%v) = %v, want an error naming %s", tc.args, err, tc.want)
 		}
@@ -122,25 +115,37 @@ func TestRunWarnsOfDroppedHeaders(t *testing.T) {
 	if err := os.WriteFile(file, []byte(capture), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	log := startupLog(t, []string{"--addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--routes", "/data", "--not-found-file", file})
+	for _, h := range []string{`"header":"Set-Cookie"`, `"header":"X-Request-Id"`} {
+		if !strings.Contains(log, h) {
+			t.Errorf("no warning with %s:\n%s", h, log)
+		}
+	}
+	if strings.Contains(log, "X-Content-Type-Options") {
+		t.Errorf("warned of a header kept:\n%s", log)
+	}
+}
+
+// startupLog runs the decoy with args until it logs that it listens (5 s
+// at most), stops it (10 s at most) and returns what it logged.
+func startupLog(t *testing.T, args []string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	var log flowlocktest.SyncBuffer
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--routes", "/data", "--not-found-file", file}, io.Discard, &log)
-	}()
+	go func() { done <- run(ctx, args, io.Discard, &log) }()
 	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(log.String(), "listening") && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{`"header":"Set-Cookie"`, `"header":"X-Request-Id"`} {
-		if !strings.Contains(log.String(), h) {
-			t.Errorf("no warning with %s:\n%s", h, log.String())
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run(%v) = %v", args, err)
 		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run(%v) did not stop", args)
 	}
-	if strings.Contains(log.String(), "X-Content-Type-Options") {
-		t.Errorf("warned of a header kept:\n%s", log.String())
-	}
+	return log.String()
 }

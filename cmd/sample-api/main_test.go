@@ -7,14 +7,12 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/flowlock/flowlock/internal/httpcmd"
 	"github.com/flowlock/flowlock/test/flowlocktest"
 )
 
@@ -129,70 +127,6 @@ func TestRoutes(t *testing.T) {
 				t.Errorf("body = %q, want it to contain %q", body, tc.wantBody)
 			}
 		})
-	}
-}
-
-// TestServeGracefulShutdown cancels serve's context while a request is in
-// flight: the request must complete, serve must return nil afterwards, and
-// new connections must be refused.
-func TestServeGracefulShutdown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	mux := http.NewServeMux()
-	mux.Handle("/", newHandler(clock, nil))
-	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, _ *http.Request) {
-		close(entered)
-		<-release
-		_, _ = io.WriteString(w, "done")
-	})
-
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() { served <- httpcmd.Serve(ctx, ln, mux) }()
-
-	type result struct {
-		body string
-		err  error
-	}
-	inflight := make(chan result, 1)
-	go func() {
-		resp, err := http.Get("http://" + addr + "/slow")
-		if err != nil {
-			inflight <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		inflight <- result{string(b), err}
-	}()
-	<-entered
-	cancel() // as SIGTERM does through signal.NotifyContext
-
-	select {
-	case err := <-served:
-		t.Fatalf("serve returned %v with a request in flight", err)
-	case <-time.After(100 * time.Millisecond):
-	}
-	close(release)
-	if r := <-inflight; r.err != nil || r.body != "done" {
-		t.Fatalf("in-flight request: body %q, err %v; want it to finish", r.body, r.err)
-	}
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("serve = %v, want nil after a graceful shutdown", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve did not return after the last request finished")
-	}
-	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		c.Close()
-		t.Error("listener still accepts connections after shutdown")
 	}
 }
 

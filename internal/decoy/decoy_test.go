@@ -18,9 +18,11 @@ type decoy struct {
 	bait, api *httptest.Server
 }
 
-func newDecoy(t *testing.T, capacity int, idHeader string) *decoy {
+// newDecoy serves a ring of DefaultCapacity; idHeader "" means
+// X-Forwarded-For.
+func newDecoy(t *testing.T, idHeader string) *decoy {
 	t.Helper()
-	d := &decoy{ring: NewRing(capacity)}
+	d := &decoy{ring: NewRing(DefaultCapacity)}
 	d.bait = httptest.NewServer(NewBait(BaitOptions{Ring: d.ring, IdentityHeader: idHeader}))
 	d.api = httptest.NewServer(API(d.ring))
 	t.Cleanup(d.bait.Close)
@@ -65,7 +67,7 @@ func getJSON(t *testing.T, url string, v any) {
 // same content for the same path, and nothing of the records; a write gets
 // a JSON error.
 func TestBaitAnswersAnything(t *testing.T) {
-	d := newDecoy(t, 0, "")
+	d := newDecoy(t, "")
 	for _, tc := range []struct {
 		method, path string
 		code         int
@@ -106,7 +108,7 @@ func TestBaitRecordsMasked(t *testing.T) {
 		{"x-api-key", key, "key:"},                       // masked
 		{"", "", "(none)"},
 	} {
-		d := newDecoy(t, 0, tc.idHeader)
+		d := newDecoy(t, tc.idHeader)
 		h := map[string]string{
 			"Authorization": "Bearer secret-bearer", "Cookie": "session=secret-cookie", "X-Csrf-Token": "secret-csrf",
 			"User-Agent": "python-requests/2.32", "X-Weird": "a\u200bb",
@@ -143,7 +145,7 @@ func TestBaitRecordsMasked(t *testing.T) {
 // TestBaitBounds: a hostile request cannot make a record grow: headers,
 // lengths and the body read are capped.
 func TestBaitBounds(t *testing.T) {
-	d := newDecoy(t, 0, "")
+	d := newDecoy(t, "")
 	h := map[string]string{}
 	for i := range 100 {
 		h[fmt.Sprintf("X-H%d", i)] = strings.Repeat("v", 1000)
@@ -192,7 +194,7 @@ func TestRingAndSummary(t *testing.T) {
 
 // TestAPI: limits are checked, and the summary is served as JSON.
 func TestAPI(t *testing.T) {
-	d := newDecoy(t, 0, "")
+	d := newDecoy(t, "")
 	d.send(t, "GET", "/admin", map[string]string{"X-Forwarded-For": "203.0.113.7"}, "")
 	var s Summary
 	getJSON(t, d.api.URL+"/api/v1/summary", &s)

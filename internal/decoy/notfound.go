@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
 // MaxNotFoundFile bounds the answer ReadNotFound reads.
@@ -161,12 +163,12 @@ func readAnswer(b []byte) (int, http.Header, []byte, error) {
 func statusCode(line string) (int, error) {
 	proto, rest, _ := strings.Cut(line, " ")
 	if !strings.HasPrefix(proto, "HTTP/") {
-		return 0, fmt.Errorf("first line %q: want a status line such as HTTP/1.1 404 Not Found", clipForError(line))
+		return 0, fmt.Errorf("first line %q: want a status line such as HTTP/1.1 404 Not Found", untrusted.Clip(line, errorQuote))
 	}
 	s, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
 	code, err := strconv.Atoi(s)
 	if err != nil || code < 100 || code > 599 || code == http.StatusSwitchingProtocols {
-		return 0, fmt.Errorf("status line %q: want a status 200-599", clipForError(line))
+		return 0, fmt.Errorf("status line %q: want a status 200-599", untrusted.Clip(line, errorQuote))
 	}
 	return code, nil
 }

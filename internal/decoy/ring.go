@@ -189,7 +189,7 @@ const (
 )
 
 // Summary summarizes the records held now. It costs a copy of their slots
-// (at most MaxCapacity of 136 bytes: 2.2 MB) and one pass over them outside
+// (at most MaxCapacity of 136 bytes: 2.2 MB) and two passes over them outside
 // the lock.
 func (g *Ring) Summary() Summary {
 	g.mu.Lock()
@@ -207,14 +207,9 @@ func (g *Ring) Summary() Summary {
 		methods map[string]int
 	}
 	paths := map[string]int{}
-	pathIDs := map[string]map[string]struct{}{}
 	ids := map[string]*idAgg{}
 	for _, r := range recs {
 		paths[r.Path]++
-		if pathIDs[r.Path] == nil {
-			pathIDs[r.Path] = map[string]struct{}{}
-		}
-		pathIDs[r.Path][r.Identity] = struct{}{}
 		a := ids[r.Identity]
 		if a == nil {
 			a = &idAgg{sum: IdentitySummary{Identity: r.Identity, First: r.Time, Last: r.Time}, paths: map[string]int{}, methods: map[string]int{}}
@@ -232,6 +227,17 @@ func (g *Ring) Summary() Summary {
 		a.methods[r.Method]++
 	}
 	s := Summary{Records: len(recs), Total: total, Capacity: capacity, TopPaths: top(paths, summaryPaths), Identities: []IdentitySummary{}}
+	// Distinct identities for the top paths only: a set per path asked
+	// for would cost a map for each path a scanning bot made up.
+	pathIDs := make(map[string]map[string]struct{}, len(s.TopPaths))
+	for _, p := range s.TopPaths {
+		pathIDs[p.Path] = map[string]struct{}{}
+	}
+	for _, r := range recs {
+		if set := pathIDs[r.Path]; set != nil {
+			set[r.Identity] = struct{}{}
+		}
+	}
 	for i := range s.TopPaths {
 		s.TopPaths[i].Identities = len(pathIDs[s.TopPaths[i].Path])
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
 // Bounds of --routes: what an operator's list may hold. A request is
@@ -51,7 +53,7 @@ func ParseRoutes(list string) (*Routes, error) {
 		}
 		segs, err := parsePattern(p)
 		if err != nil {
-			return nil, fmt.Errorf("pattern %q: %w", clipForError(p), err)
+			return nil, fmt.Errorf("pattern %q: %w", untrusted.Clip(p, errorQuote), err)
 		}
 		if !seen[p] {
 			seen[p] = true
@@ -98,13 +100,9 @@ func parsePattern(p string) ([]string, error) {
 	return segs, nil
 }
 
-// clipForError keeps an error about a pattern readable whatever its length.
-func clipForError(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
-}
+// errorQuote is how much of a bad pattern or line an error quotes, so
+// that it stays readable whatever the input's length.
+const errorQuote = 64
 
 // Match reports whether path (a request's URL.Path) is one of the API's
 // routes. A nil Routes matches every path: the decoy then has no notion

@@ -118,3 +118,35 @@ func BenchmarkTop(b *testing.B) {
 		e.Top(20, clocks[0])
 	}
 }
+
+// BenchmarkSortedRing backs sortedRing's comment (state.go) and
+// RATIONALE's: reading a full ring in value order through the kept order
+// (kept) against sorting its values in arrival order when scoring (sort).
+func BenchmarkSortedRing(b *testing.B) {
+	var r sortedRing
+	for i := range ringSize {
+		r.push(uint32(benchGaps[i] / time.Millisecond))
+	}
+	var buf [ringSize]uint32
+	b.Run("kept", func(b *testing.B) {
+		for b.Loop() {
+			r.sorted(&buf)
+		}
+	})
+	b.Run("sort", func(b *testing.B) {
+		for b.Loop() {
+			insertionSort(r.inOrder(&buf))
+		}
+	})
+}
+
+// insertionSort sorts v in place: the sort a ring of 32 would need.
+func insertionSort(v []uint32) {
+	for i := 1; i < len(v); i++ {
+		x, j := v[i], i
+		for ; j > 0 && v[j-1] > x; j-- {
+			v[j] = v[j-1]
+		}
+		v[j] = x
+	}
+}

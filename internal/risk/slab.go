@@ -19,8 +19,8 @@ import (
 // slots hold the key too, and it grows by doubling), all scanned by the GC
 // and counted twice in RSS by its pacing. An address identity fits in 18
 // bytes without pointers (key) kept beside its state, and the index needs
-// 4 bytes an entry: 280 B a slot plus 5-11 B of index, measured at about
-// 290 B of RSS per client at 1 M clients (BenchmarkRSSPerClient in
+// 4 bytes an entry: 256 B a slot plus 5-11 B of index, measured at about
+// 265 B of RSS per client at 1 M clients (BenchmarkRSSPerClient in
 // test/memory), against 800 B before.
 
 // key is an identity in a slot, without pointers: the address (As16, so an
@@ -92,7 +92,7 @@ func hashKey(seed maphash.Seed, k *key, name string) uint64 {
 }
 
 // slot is one identity's record in a shard's slab: its timing state, its
-// key, and, while free, the next free slot. 280 bytes (TestSlotSize).
+// key, and, while free, the next free slot. 256 bytes (TestSlotSize).
 type slot struct {
 	st   state
 	key  key
