@@ -58,12 +58,12 @@ type checkCodec struct{}
 func (checkCodec) Name() string { return grpcproto.Name }
 
 func (checkCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if a, ok := v.(*checkAnswer); ok && a.wire != nil {
-		// Shared and read-only: gRPC reads the bytes and Frees the
-		// buffer, which for a SliceBuffer does nothing.
-		return a.wire, nil
-	}
 	if a, ok := v.(*checkAnswer); ok {
+		if a.wire != nil {
+			// Shared and read-only: gRPC reads the bytes and Frees the
+			// buffer, which for a SliceBuffer does nothing.
+			return a.wire, nil
+		}
 		v = a.msg // did not marshal when made: the standard codec's error
 	}
 	return standardCodec.Marshal(v)
