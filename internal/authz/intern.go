@@ -3,6 +3,7 @@ package authz
 import (
 	"strings"
 
+	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/strmemo"
 )
 
@@ -42,3 +43,15 @@ func (n *names) intern(s string) string {
 
 // itself is the memo's derived value for a name: the stable copy itself.
 func itself(copied string) string { return copied }
+
+// internName is intern for a value that may become a name identity (an
+// identity header, a claim). One longer than identity.MaxNameLen never
+// does (identity.FromName refuses it, and ResolveWith scores the address),
+// so nothing keeps it and it needs no copy, which for an attacker's
+// overlong header would be one a Check.
+func (n *names) internName(s string) string {
+	if len(s) > identity.MaxNameLen {
+		return s
+	}
+	return n.intern(s)
+}
