@@ -27,6 +27,7 @@ func TestBusyWorkersDoNotStall(t *testing.T) {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop) // a failure before the Stop below must not leave the server running
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

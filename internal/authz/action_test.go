@@ -396,3 +396,12 @@ func BenchmarkCheckGRPCAction(b *testing.B) {
 		})
 	}
 }
+
+// Holding returns how many answers are being held now: only the tests
+// ask (the service reports Stats).
+func (t *Tarpit) Holding() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.slots)
+}

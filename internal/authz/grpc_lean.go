@@ -58,12 +58,12 @@ type checkCodec struct{}
 func (checkCodec) Name() string { return grpcproto.Name }
 
 func (checkCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if a, ok := v.(*checkAnswer); ok && a.wire != nil {
-		// Shared and read-only: gRPC reads the bytes and Frees the
-		// buffer, which for a SliceBuffer does nothing.
-		return a.wire, nil
-	}
 	if a, ok := v.(*checkAnswer); ok {
+		if a.wire != nil {
+			// Shared and read-only: gRPC reads the bytes and Frees the
+			// buffer, which for a SliceBuffer does nothing.
+			return a.wire, nil
+		}
 		v = a.msg // did not marshal when made: the standard codec's error
 	}
 	return standardCodec.Marshal(v)
@@ -156,8 +156,8 @@ func (s *Server) checkWire(ctx context.Context, c *checkCall) (answer any, err e
 	// What the decision may keep beyond the Check (a name identity, the
 	// path) must not point into the request buffer: see names.
 	in.Path = s.names.intern(in.Path)
-	in.IdentityValue = s.names.intern(in.IdentityValue)
-	in.Claim = s.names.intern(in.Claim)
+	in.IdentityValue = s.names.internName(in.IdentityValue)
+	in.Claim = s.names.internName(in.Claim)
 	d := s.decide(ctx, in, local)
 	s.hold(ctx, d)
 	a, ok := answerFor(d, in.Strip)

@@ -337,3 +337,28 @@ func TestLeanCheckInterceptor(t *testing.T) {
 		t.Errorf("interceptor saw %q", seen)
 	}
 }
+
+// TestLeanOverlongNameIsNotCopied: an identity header longer than any
+// name identity.FromName accepts is refused (the client is scored by its
+// address), so the lean path does not copy it: an attacker's overlong
+// header costs no allocation a Check.
+func TestLeanOverlongNameIsNotCopied(t *testing.T) {
+	f := pathFixture(t, "allow", setup{rules: ClientRules{IdentityHeader: "x-user-id"}}, false)
+	b, err := proto.Marshal(request("10.44.0.22", map[string]string{"x-user-id": strings.Repeat("u", 4096)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := mem.BufferSlice{mem.SliceBuffer(b)}
+	if _, err := leanCall(f.srv, buf); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		f.now = f.now.Add(time.Second)
+		if _, err := leanCall(f.srv, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a Check with an overlong identity header allocated %v times, want 0", allocs)
+	}
+}

@@ -28,9 +28,10 @@ import (
 //
 // Strings point into the request bytes (no copy): they are valid until the
 // Check ends, when the bytes go back to gRPC's pool. Nothing may keep them
-// beyond it; what outlives a Check is copied where it is kept
-// (identity.ID.Clone in the risk engine, quarantine and volume limiter;
-// TestWireInputIsNotKept proves it).
+// beyond it: checkWire swaps the strings a decision may keep (path, name,
+// claim) for stable copies before deciding (intern.go says why a copy
+// where each is kept is not enough); TestWireInputIsNotKept and
+// kept_strings_test.go prove it.
 //
 // Two shortcuts, both safe:
 //   - Fields Input does not read are skipped by their length, not parsed, so

@@ -1,9 +1,10 @@
 package authz
 
 import (
-	"hash/maphash"
 	"strings"
-	"sync"
+
+	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/strmemo"
 )
 
 // names gives the lean path stable copies of the request strings that may
@@ -19,10 +20,7 @@ import (
 // Memory is bounded: at most internShards × internPerShard strings of at
 // most internMaxLen bytes are kept (16 MiB); a full shard starts again
 // empty, and a longer string is copied without being kept.
-type names struct {
-	seed   maphash.Seed
-	shards [internShards]internShard
-}
+type names struct{ memo *strmemo.Memo }
 
 const (
 	internShards   = 64
@@ -30,19 +28,7 @@ const (
 	internMaxLen   = 256
 )
 
-type internShard struct {
-	mu sync.Mutex
-	m  map[string]string
-	_  [40]byte // keep neighbouring shards' locks off one cache line
-}
-
-func newNames() *names {
-	n := &names{seed: maphash.MakeSeed()}
-	for i := range n.shards {
-		n.shards[i].m = make(map[string]string)
-	}
-	return n
-}
+func newNames() *names { return &names{memo: strmemo.New(internShards, internPerShard)} }
 
 // intern returns a copy of s that no buffer reuse can change.
 func (n *names) intern(s string) string {
@@ -52,16 +38,20 @@ func (n *names) intern(s string) string {
 	if len(s) > internMaxLen {
 		return strings.Clone(s)
 	}
-	sh := &n.shards[maphash.String(n.seed, s)%internShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if v, ok := sh.m[s]; ok {
-		return v
+	return n.memo.Get(s, itself)
+}
+
+// itself is the memo's derived value for a name: the stable copy itself.
+func itself(copied string) string { return copied }
+
+// internName is intern for a value that may become a name identity (an
+// identity header, a claim). One longer than identity.MaxNameLen never
+// does (identity.FromName refuses it, and ResolveWith scores the address),
+// so nothing keeps it and it needs no copy, which for an attacker's
+// overlong header would be one a Check.
+func (n *names) internName(s string) string {
+	if len(s) > identity.MaxNameLen {
+		return s
 	}
-	if len(sh.m) >= internPerShard {
-		clear(sh.m)
-	}
-	v := strings.Clone(s)
-	sh.m[v] = v
-	return v
+	return n.intern(s)
 }

@@ -395,15 +395,15 @@ const (
 	calmEvery = 25
 )
 
-// priorConfirms reports whether v would be confirmed with a prior: its
-// latest evaluations reached the threshold, and the stream is not one of
-// many humans behind an address (which timing never confirms).
 // evidenceAfterAdmit is how soon after a quarantine began a refused request
 // still records its fingerprint as evidence: with shared state the replica
 // admits from the merged stream, off the Check, and the first requests it
 // refuses are where the fingerprint is known.
 const evidenceAfterAdmit = 5 * time.Second
 
+// priorConfirms reports whether v would be confirmed with a prior: its
+// latest evaluations reached the threshold, and the stream is not one of
+// many humans behind an address (which timing never confirms).
 func priorConfirms(v risk.Verdict) bool {
 	return v.Consecutive >= priorConfirm && !v.Shared
 }

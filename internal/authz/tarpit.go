@@ -93,11 +93,3 @@ func (t *Tarpit) Stats() (held, overCap uint64) {
 	}
 	return t.held.Load(), t.overCap.Load()
 }
-
-// Holding returns how many answers are being held now.
-func (t *Tarpit) Holding() int {
-	if t == nil {
-		return 0
-	}
-	return len(t.slots)
-}

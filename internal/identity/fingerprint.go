@@ -3,10 +3,10 @@ package identity
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"hash/maphash"
 	"net/netip"
 	"strings"
-	"sync"
+
+	"github.com/flowlock/flowlock/internal/strmemo"
 )
 
 // A TLS fingerprint (JA4, or JA3 where only that exists) names a client's
@@ -45,7 +45,7 @@ func FingerprintKey(v string) string {
 			return ""
 		}
 	}
-	return fingerprintKeys.key(v)
+	return fingerprintKeys.Get(v, hashFingerprint)
 }
 
 // fingerprintKeys remembers the keys of the fingerprints seen. There are
@@ -53,40 +53,12 @@ func FingerprintKey(v string) string {
 // client that invents fingerprints fills a shard, which then starts again
 // empty, so the memo stays under keyMemoShards × keyMemoPerShard entries
 // (about 2 MiB at the longest values).
-var fingerprintKeys = keyMemo{seed: maphash.MakeSeed()}
+var fingerprintKeys = strmemo.New(keyMemoShards, keyMemoPerShard)
 
 const (
 	keyMemoShards   = 16
 	keyMemoPerShard = 512
 )
-
-type keyMemo struct {
-	seed   maphash.Seed
-	shards [keyMemoShards]keyShard
-}
-
-type keyShard struct {
-	mu sync.Mutex
-	m  map[string]string // fingerprint value → key
-	_  [48]byte          // keep neighbouring shards' locks off one cache line
-}
-
-// key returns v's key, hashing and keeping it on first sight. v may point
-// into a buffer that is reused: the map keeps a copy.
-func (k *keyMemo) key(v string) string {
-	sh := &k.shards[maphash.String(k.seed, v)%keyMemoShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if key, ok := sh.m[v]; ok {
-		return key
-	}
-	if sh.m == nil || len(sh.m) >= keyMemoPerShard {
-		sh.m = make(map[string]string, keyMemoPerShard)
-	}
-	key := hashFingerprint(v)
-	sh.m[strings.Clone(v)] = key
-	return key
-}
 
 // hashFingerprint is the key of a valid fingerprint value.
 func hashFingerprint(v string) string {

@@ -112,14 +112,7 @@ func TestFingerprintKeyMemo(t *testing.T) {
 		}
 		FingerprintKey(v)
 	}
-	n := 0
-	for i := range fingerprintKeys.shards {
-		sh := &fingerprintKeys.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	if n > keyMemoShards*keyMemoPerShard {
+	if n := fingerprintKeys.Len(); n > keyMemoShards*keyMemoPerShard {
 		t.Errorf("memo holds %d keys, bound %d", n, keyMemoShards*keyMemoPerShard)
 	}
 }

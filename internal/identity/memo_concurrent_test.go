@@ -10,7 +10,7 @@ import (
 // TestFingerprintKeyMemoConcurrent (from the w3 review): keys stay
 // right while goroutines share the memo, reuse their input buffers (as the
 // lean decoder's pooled buffers are) and make shards start again. Passes
-// under -race: kept as evidence that keyMemo is sound.
+// under -race: kept as evidence that the memo (internal/strmemo) is sound.
 func TestFingerprintKeyMemoConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for g := range 4 {

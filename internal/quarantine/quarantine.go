@@ -292,8 +292,8 @@ func (l *List) Changed() <-chan struct{} { return l.changed }
 // of its own is quarantined by the most specific active range containing
 // it, and the Entry is the range's.
 func (l *List) Check(id identity.ID, now time.Time) (Entry, bool) {
-	// Refuse's body without the count, written out: this is the lookup of
-	// every request, and a shared helper costs a call.
+	// Refuse's body without the count, written out: Refuse is the lookup
+	// of every request, and a helper shared with it would cost it a call.
 	s := l.shardFor(id)
 	t := now.UnixNano()
 	s.mu.RLock()
