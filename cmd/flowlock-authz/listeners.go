@@ -268,6 +268,7 @@ func (l *callLimit) admit(ctx context.Context, info *tap.Info) (context.Context,
 // as Checks in flight: 64 per CPU (a profile at 4 per CPU still showed
 // most streams on fresh goroutines), never more than the calls allowed
 // in flight, and at most 1024 (an idle worker costs its stack, a few KiB).
+// docs/RATIONALE.md ("gRPC stream workers") gives the profile's commands.
 func streamWorkers(maxInflight int) uint32 {
 	return uint32(max(1, min(64*runtime.GOMAXPROCS(0), maxInflight, 1024)))
 }
