@@ -39,7 +39,7 @@ func BenchmarkNote(b *testing.B) {
 }
 
 // BenchmarkSweep is the background's cost: each op notes one request for
-// each of 50,000 identities (the default cap, full tracks after warm-up)
+// each of 20,000 identities (DefaultMaxIdentities, full tracks after warm-up)
 // and sweeps. It reports the CPU per noted request, drain and analysis
 // together.
 func BenchmarkSweep(b *testing.B) {

@@ -226,7 +226,7 @@ func TestCommandCenter(t *testing.T) {
 	body, _ := json.Marshal(map[string]string{"identity": hostile, "ttl": "10m", "reason": `"><svg onload=alert(2)>`})
 	req, _ := http.NewRequest("POST", base+"/api/v1/quarantine", strings.NewReader(string(body)))
 	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := flowlocktest.HTTPClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

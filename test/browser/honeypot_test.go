@@ -29,7 +29,7 @@ func TestHoneypotPanel(t *testing.T) {
 		req.Header.Set("X-Forwarded-For", "203.0.113.9")
 		var resp *http.Response
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if resp, err = http.DefaultClient.Do(req); err == nil || time.Now().After(deadline) || decoy.Exited() {
+			if resp, err = flowlocktest.HTTPClient.Do(req); err == nil || time.Now().After(deadline) || decoy.Exited() {
 				break
 			}
 		}

@@ -105,7 +105,7 @@ func runDemo(t *testing.T, attackerIP, attackerID string) {
 		}
 	}
 	for _, path := range []string{"/", "/status"} {
-		if code, body := get(t, http.DefaultClient, dashboard+path); code != 200 || !strings.Contains(body, "<html") {
+		if code, body := get(t, flowlocktest.HTTPClient, dashboard+path); code != 200 || !strings.Contains(body, "<html") {
 			t.Errorf("dashboard %s: %d, want the page", path, code)
 		}
 	}
@@ -282,7 +282,7 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 
 func decode(t *testing.T, url string, v any) {
 	t.Helper()
-	code, body := get(t, http.DefaultClient, url)
+	code, body := get(t, flowlocktest.HTTPClient, url)
 	if code != 200 {
 		t.Fatalf("GET %s: %d %s", url, code, body)
 	}

@@ -168,6 +168,15 @@ func (s *Service) Dial(t *testing.T) *grpc.ClientConn {
 	return conn
 }
 
+// RequestTimeout bounds one HTTP request a test sends to a process it
+// started: a server that hangs fails that test, not the suite's deadline.
+const RequestTimeout = 30 * time.Second
+
+// HTTPClient is the client for requests to a process a test started:
+// http.DefaultClient's behaviour with RequestTimeout. Not for streams
+// (server-sent events), which the timeout would cut.
+var HTTPClient = &http.Client{Timeout: RequestTimeout}
+
 // API sends a request to the service's HTTP side, with the admin token
 // as a bearer token unless token is empty, and a JSON body unless body is
 // empty. It returns the status code and the response body; a request that
@@ -184,7 +193,7 @@ func (s *Service) API(t *testing.T, method, path, token, body string) (int, stri
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := HTTPClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

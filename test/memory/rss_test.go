@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -134,7 +133,7 @@ func measureRSS(tb testing.TB, fixed, clients int) (rssPer, hwmPer, cpuPerCheck 
 // The rest of the RSS is the engine's mapped table and the binary itself.
 func goHeld(tb testing.TB, httpAddr string) int64 {
 	tb.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	resp, err := flowlocktest.HTTPClient.Get("http://" + httpAddr + "/metrics")
 	if err != nil {
 		tb.Fatal(err)
 	}
