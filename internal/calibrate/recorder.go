@@ -2,17 +2,19 @@ package calibrate
 
 import (
 	"hash/maphash"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/offheap"
 )
 
 // Live recording bounds.
 const (
 	// DefaultSlots is how many identities a Recorder follows at once
-	// (48 bytes each: 3 MB).
+	// (48 bytes each: 3 MB, outside the Go heap).
 	DefaultSlots = 1 << 16
 	// maxClasses is how many route classes a Recorder names; requests of
 	// any other route count under "other".
@@ -61,7 +63,8 @@ type Recorder struct {
 		sync.Mutex // guards the sets of slots whose number (index/ways) is this stripe's modulo stripes
 		_          [56]byte
 	}
-	slots []slot
+	table offheap.Array[slot]
+	slots []slot // table.S
 	mask  uint64
 
 	hist      liveSplit
@@ -126,7 +129,15 @@ func NewRecorder(slots int, now time.Time) *Recorder {
 	if slots <= 0 {
 		n = DefaultSlots
 	}
-	return &Recorder{seed: maphash.MakeSeed(), since: now, slots: make([]slot, n), mask: uint64(n - 1)}
+	// The slots are mapped outside the Go heap (3 MB that would cost about
+	// twice that in RSS there, see internal/offheap), and unmapped when the
+	// Recorder is collected.
+	table := offheap.Alloc[slot](n)
+	r := &Recorder{seed: maphash.MakeSeed(), since: now, table: table, slots: table.S, mask: uint64(n - 1)}
+	if table.Mapped() {
+		runtime.AddCleanup(r, func(t offheap.Array[slot]) { t.Free() }, table)
+	}
+	return r
 }
 
 // Record notes one scored request: its identity, path, the score after it,

@@ -3,11 +3,14 @@ package calibrate
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/offheap"
 )
 
 // TestRecorderPeaksAndRoutes: the live recorder counts the same
@@ -127,5 +130,17 @@ func TestRecorderSetsAbsorbCollisions(t *testing.T) {
 func TestSlotSize(t *testing.T) {
 	if n := unsafe.Sizeof(slot{}); n != 48 {
 		t.Errorf("a slot is %d bytes; the docs say 48", n)
+	}
+}
+
+// TestRecorderSlotsOffHeap: the slots hold no pointer and are mapped
+// outside the Go heap (3 MB that would cost about 6 MB of RSS there).
+func TestRecorderSlotsOffHeap(t *testing.T) {
+	if p := offheap.PointerIn(reflect.TypeFor[slot]()); p != "" {
+		t.Fatalf("slot holds a pointer (%s): it may not live off the heap", p)
+	}
+	r := NewRecorder(0, time.Unix(0, 0))
+	if runtime.GOOS == "linux" && !r.table.Mapped() {
+		t.Fatal("the slots were not mapped")
 	}
 }

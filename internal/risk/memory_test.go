@@ -66,13 +66,13 @@ func memoryPerClient(tb testing.TB, clients int) float64 {
 	for i := range e.shards {
 		sh := &e.shards[i]
 		for k, c := range sh.chunks {
-			if c.mapped {
-				inUse := min(len(c.s), int(sh.used-chunkStart(k)))
+			if c.Mapped() {
+				inUse := min(len(c.S), int(sh.used-chunkStart(k)))
 				mapped += inUse * int(unsafe.Sizeof(slot{}))
 			}
 		}
-		if sh.index.mapped {
-			mapped += 4 * len(sh.index.s)
+		if sh.index.Mapped() {
+			mapped += 4 * len(sh.index.S)
 		}
 	}
 	heap := float64(int64(after.HeapAlloc) - int64(before.HeapAlloc))

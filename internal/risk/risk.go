@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/offheap"
 )
 
 // Defaults for the zero Options.
@@ -191,14 +192,14 @@ const (
 type shard struct {
 	limit int // most entries this shard may hold; set by New, then read-only
 
-	mu       sync.Mutex     // guards the following fields
-	chunks   []region[slot] // the slab: slot i is in chunk chunkOf(i)
-	used     int32          // slots handed out so far: [0, used); st.n == 0 marks a free one
-	freeHead int32          // first free slot below used, -1 for none; linked through slot.next
-	index    region[uint32] // open-addressing index of the live slots (see slab.go)
-	count    int            // live slots (entries in index)
-	names    []identity.ID  // slot i's identity when it is a name; nil until one arrives
-	rng      uint64         // xorshift state for eviction sampling
+	mu       sync.Mutex            // guards the following fields
+	chunks   []offheap.Array[slot] // the slab: slot i is in chunk chunkOf(i)
+	used     int32                 // slots handed out so far: [0, used); st.n == 0 marks a free one
+	freeHead int32                 // first free slot below used, -1 for none; linked through slot.next
+	index    offheap.Array[uint32] // open-addressing index of the live slots (see slab.go)
+	count    int                   // live slots (entries in index)
+	names    []identity.ID         // slot i's identity when it is a name; nil until one arrives
+	rng      uint64                // xorshift state for eviction sampling
 
 	_ [64]byte // keep neighbouring shards' hot fields off one cache line
 }

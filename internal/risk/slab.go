@@ -7,11 +7,12 @@ import (
 	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/offheap"
 )
 
 // A shard keeps its identities in a slab of fixed-size slots and finds them
 // through an open-addressing index of uint32 entries, both pointer-free and,
-// once large, mapped outside the Go heap (see offHeapMin).
+// once large, mapped outside the Go heap (see internal/offheap).
 //
 // Why not map[identity.ID]int32 and a []identity.ID, as before: an
 // identity.ID holds a netip.Addr and a string, 48 bytes with pointers, so
@@ -136,7 +137,7 @@ const (
 // slot returns slot i of sh's slab (i < sh.used).
 func (sh *shard) slot(i int32) *slot {
 	k, off := chunkOf(i)
-	return &sh.chunks[k].s[off]
+	return &sh.chunks[k].S[off]
 }
 
 // newSlotLocked returns a free slot of sh, reusing a freed one first, or
@@ -154,7 +155,7 @@ func (sh *shard) newSlotLocked() (int32, bool) {
 		// The last chunk is cut to the limit: no address space is taken
 		// for slots the shard may never hold.
 		n := min(int(chunkStart(k+1)), sh.limit) - int(chunkStart(k))
-		sh.chunks = append(sh.chunks, allocRegion[slot](n))
+		sh.chunks = append(sh.chunks, offheap.Alloc[slot](n))
 	}
 	sh.used++
 	return i, true
@@ -172,10 +173,10 @@ func (sh *shard) freeSlotLocked(i int32) {
 
 // lookupLocked returns the slot holding the identity (k, name) with hash h.
 func (sh *shard) lookupLocked(h uint64, k *key, name string) (int32, bool) {
-	mask := uint32(len(sh.index.s) - 1)
+	mask := uint32(len(sh.index.S) - 1)
 	tag := uint32(h>>24) &^ entrySlotMask
 	for p := uint32(h>>32) & mask; ; p = (p + 1) & mask {
-		ent := sh.index.s[p]
+		ent := sh.index.S[p]
 		if ent == 0 {
 			return 0, false
 		}
@@ -193,7 +194,7 @@ func (sh *shard) lookupLocked(h uint64, k *key, name string) (int32, bool) {
 // growing it first if it would be more than 3/4 full (linear probing stays
 // short below that).
 func (sh *shard) indexLocked(seed maphash.Seed, h uint64, i int32) {
-	if 4*(sh.count+1) > 3*len(sh.index.s) {
+	if 4*(sh.count+1) > 3*len(sh.index.S) {
 		sh.growIndexLocked(seed)
 	}
 	sh.placeLocked(h, uint32(i)+1)
@@ -203,25 +204,25 @@ func (sh *shard) indexLocked(seed maphash.Seed, h uint64, i int32) {
 // placeLocked puts the entry for slot+1 = v, hash h, at its first empty
 // probe position.
 func (sh *shard) placeLocked(h uint64, v uint32) {
-	mask := uint32(len(sh.index.s) - 1)
+	mask := uint32(len(sh.index.S) - 1)
 	p := uint32(h>>32) & mask
-	for sh.index.s[p] != 0 {
+	for sh.index.S[p] != 0 {
 		p = (p + 1) & mask
 	}
-	sh.index.s[p] = uint32(h>>24)&^entrySlotMask | v
+	sh.index.S[p] = uint32(h>>24)&^entrySlotMask | v
 }
 
 // growIndexLocked doubles the index (or makes the first) and re-places
 // every entry, rehashing its slot's key.
 func (sh *shard) growIndexLocked(seed maphash.Seed) {
 	old := sh.index
-	sh.index = allocRegion[uint32](max(minIndexLen, 2*len(old.s)))
-	for _, ent := range old.s {
+	sh.index = offheap.Alloc[uint32](max(minIndexLen, 2*len(old.S)))
+	for _, ent := range old.S {
 		if ent != 0 {
 			sh.placeLocked(sh.hashSlotLocked(seed, int32(ent&entrySlotMask)-1), ent&entrySlotMask)
 		}
 	}
-	old.free()
+	old.Free()
 }
 
 // hashSlotLocked returns the hash of the identity in slot i.
@@ -238,22 +239,22 @@ func (sh *shard) hashSlotLocked(seed maphash.Seed, i int32) uint64 {
 // index. Backward-shift deletion: the entries after it in its probe run
 // move up where their own probe allows, so no tombstones accumulate.
 func (sh *shard) unindexLocked(seed maphash.Seed, h uint64, i int32) {
-	mask := uint32(len(sh.index.s) - 1)
+	mask := uint32(len(sh.index.S) - 1)
 	p := uint32(h>>32) & mask
-	for sh.index.s[p]&entrySlotMask != uint32(i)+1 {
+	for sh.index.S[p]&entrySlotMask != uint32(i)+1 {
 		p = (p + 1) & mask
 	}
-	for q := (p + 1) & mask; sh.index.s[q] != 0; q = (q + 1) & mask {
-		ent := sh.index.s[q]
+	for q := (p + 1) & mask; sh.index.S[q] != 0; q = (q + 1) & mask {
+		ent := sh.index.S[q]
 		home := uint32(sh.hashSlotLocked(seed, int32(ent&entrySlotMask)-1)>>32) & mask
 		// The entry at q may fill the hole at p unless its home lies
 		// cyclically in (p, q].
 		if (q-home)&mask >= (q-p)&mask {
-			sh.index.s[p] = ent
+			sh.index.S[p] = ent
 			p = q
 		}
 	}
-	sh.index.s[p] = 0
+	sh.index.S[p] = 0
 	sh.count--
 }
 
@@ -278,10 +279,10 @@ func (sh *shard) setNameLocked(i int32, id identity.ID) {
 // releaseLocked returns sh's slab and index to the system.
 func (sh *shard) releaseLocked() {
 	for k := range sh.chunks {
-		sh.chunks[k].free()
+		sh.chunks[k].Free()
 	}
 	sh.chunks = nil
-	sh.index.free()
+	sh.index.Free()
 	sh.used, sh.count, sh.freeHead, sh.names = 0, 0, -1, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/offheap"
 )
 
 // TestSlotSize pins the slot's size: it is most of what a client costs
@@ -24,30 +25,10 @@ func TestSlotSize(t *testing.T) {
 // no pointer: the GC would neither see nor keep what it points to.
 func TestOffHeapTypes(t *testing.T) {
 	for _, typ := range []reflect.Type{reflect.TypeFor[slot](), reflect.TypeFor[uint32]()} {
-		if p := pointerIn(typ); p != "" {
+		if p := offheap.PointerIn(typ); p != "" {
 			t.Errorf("%v holds a pointer (%s); it may not live off the heap", typ, p)
 		}
 	}
-}
-
-// pointerIn names a field of typ that is or holds a pointer, or "".
-func pointerIn(typ reflect.Type) string {
-	switch typ.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64:
-		return ""
-	case reflect.Array:
-		return pointerIn(typ.Elem())
-	case reflect.Struct:
-		for f := range typ.Fields() {
-			if p := pointerIn(f.Type); p != "" {
-				return f.Name + "." + p
-			}
-		}
-		return ""
-	}
-	return typ.String()
 }
 
 // TestKeyRoundTrip checks that an address identity survives keyOf and
@@ -165,12 +146,12 @@ func TestOffHeapReleased(t *testing.T) {
 	sh := &e.shards[0]
 	mapped := 0
 	for _, c := range sh.chunks {
-		if c.mapped {
-			mapped += len(c.s)
+		if c.Mapped() {
+			mapped += len(c.S)
 		}
 	}
-	if mapped == 0 || !sh.index.mapped {
-		t.Fatalf("%d slots and index mapped %v: want the large chunks and index off the heap", mapped, sh.index.mapped)
+	if mapped == 0 || !sh.index.Mapped() {
+		t.Fatalf("%d slots and index mapped %v: want the large chunks and index off the heap", mapped, sh.index.Mapped())
 	}
 	shards := e.shards
 	e = nil

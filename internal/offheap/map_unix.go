@@ -1,6 +1,6 @@
 //go:build unix
 
-package risk
+package offheap
 
 import "syscall"
 
