@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/traffic"
 	"github.com/flowlock/flowlock/internal/wire"
 )
@@ -151,7 +152,7 @@ func compareIdentities(ctx context.Context, o evalOptions, setup evalSetup) (*id
 // set by the proxy. It returns the result and the requests decided.
 func runIdentityStream(cfg config.Config, sc traffic.Scenario, seed uint64, addr netip.Addr, setup evalSetup) (identityResult, int) {
 	cfg.Mode = config.ModeEnforce
-	stack := wire.Build(cfg, wire.Extra{Shards: 1})
+	stack := wire.Build(cfg, wire.Extra{Shards: 1, FleetQueue: fleet.SweepQueueSize})
 	var r identityResult
 	ids := map[string]bool{}
 	st := sc.Stream(seed, setup.start)

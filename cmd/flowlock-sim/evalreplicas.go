@@ -17,6 +17,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/redisstore"
 	"github.com/flowlock/flowlock/internal/traffic"
@@ -236,6 +237,7 @@ func (s evalSetup) replicaStacks(cfg config.Config, name string, seed uint64, x 
 	}
 	stacks = make([]*wire.Stack, max(s.rep.n, 1))
 	for i := range stacks {
+		x.FleetQueue = fleet.SweepQueueSize // drained at each sweep of virtual time
 		stacks[i] = wire.Build(cfg, x)
 	}
 	base, stop = s.start, func() {}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/offheap"
 	"github.com/flowlock/flowlock/internal/untrusted"
 )
 
@@ -28,9 +30,18 @@ const (
 	// caught among 10,000 bystanders in the simulator's trials; a flood of
 	// more identities than this evicts the stalest tracks first.
 	DefaultMaxIdentities = 20_000
-	// DefaultQueueSize is how many notes wait for the next drain; the
-	// service drains every drainEvery, the simulator at every sweep.
-	DefaultQueueSize = 1 << 16
+	// DefaultQueueSize is how many notes wait for the next drain: 16,384
+	// notes of 80 bytes, 1.3 MB. Run drains every drainEvery, and at once
+	// when a quarter of the queue is used (wakeAt), so a replica taking
+	// 80,000 timed Checks a second fills a quarter between two ticks and
+	// the rest absorbs bursts. It was 65,536 (5 MB) when only the ticker
+	// drained: every byte of it on the heap costs about two of RSS at
+	// GOGC=100 (see MemoryCap).
+	DefaultQueueSize = 1 << 14
+	// SweepQueueSize is the queue of a detector drained only by Sweep, in
+	// virtual time (the simulator, replay): a sweep interval's notes must
+	// wait there.
+	SweepQueueSize = 1 << 16
 	// DefaultOutbox is the outbox of a replica that shares its notes:
 	// 32,768 requests (24 bytes each, in MemoryCap) wait for the next
 	// exchange, a second's worth at 30,000 timed Checks a second; during a
@@ -66,6 +77,7 @@ const (
 	evictSample  = 8      // tracks looked at to evict one (sampled LRU)
 	maxSigs      = 3*grids + RingSize
 	drainEvery   = 200 * time.Millisecond
+	wakeAt       = 4 // Note wakes Run when 1/wakeAt of the queue is used
 	noTime       = math.MinInt64
 	unknownPath  = "?"
 	scriptArrow  = " → "
@@ -110,7 +122,8 @@ type Options struct {
 	// DefaultMaxIdentities.
 	MaxIdentities int
 	// QueueSize is the capacity of the queue between Note and the
-	// background; 0 means DefaultQueueSize.
+	// background; 0 means DefaultQueueSize. A detector that is not Run
+	// (drained only by Sweep) wants SweepQueueSize.
 	QueueSize int
 	// SampleRate is the share of identities tracked, chosen by a hash of
 	// the identity so that a sampled identity is seen whole (and the same
@@ -188,12 +201,12 @@ type sent struct {
 }
 
 // track is the latest requests of one identity, oldest first.
+//
+// A track holds no pointer, so that the tracks live outside the Go heap
+// (internal/offheap); the identity is kept beside it, in Detector.ids.
 type track struct {
-	// key is the identity's hash (idKey), the same on every replica; id
-	// is the identity itself when this detector noted it (zero when it
-	// only imported other replicas' notes of it).
+	// key is the identity's hash (idKey), the same on every replica.
 	key  uint64
-	id   identity.ID
 	at   [RingSize]int64
 	path [RingSize]uint32
 	n    uint8
@@ -216,12 +229,18 @@ type Detector struct {
 	o      Options
 	sample uint64 // keep identities whose hash is below it; 0: all
 	queue  chan note
+	wake   chan struct{} // Note's signal to Run that the queue is filling (capacity 1)
+	every  time.Duration // Run's ticker: drainEvery
 
 	dropped atomic.Uint64
 
-	mu        sync.Mutex
-	index     map[uint64]int32 // idKey → track
-	tracks    []track
+	mu     sync.Mutex
+	index  map[uint64]int32 // idKey → track
+	tracks []track          // in table's memory, which holds MaxIdentities
+	table  offheap.Array[track]
+	// ids[i] is track i's identity when this detector noted it (zero when
+	// it only imported other replicas' notes of it).
+	ids       []identity.ID
 	free      []int32
 	paths     map[uint32]string
 	rng       *rand.Rand
@@ -258,6 +277,8 @@ func New(o Options) *Detector {
 	d := &Detector{
 		o:        o,
 		queue:    make(chan note, o.QueueSize),
+		wake:     make(chan struct{}, 1),
+		every:    drainEvery,
 		index:    make(map[uint64]int32),
 		paths:    make(map[uint32]string),
 		rng:      rand.New(rand.NewPCG(1, 2)),
@@ -269,6 +290,14 @@ func New(o Options) *Detector {
 	}
 	if o.SampleRate > 0 && o.SampleRate < 1 {
 		d.sample = uint64(o.SampleRate * (1 << 63) * 2)
+	}
+	// The tracks are mapped outside the Go heap, whose GC pacing would
+	// double what they cost in RSS; their pages become resident as tracks
+	// are used, and are unmapped when the detector is collected.
+	d.table = offheap.Alloc[track](o.MaxIdentities)
+	d.tracks = d.table.S[:0]
+	if d.table.Mapped() {
+		runtime.AddCleanup(d, func(t offheap.Array[track]) { t.Free() }, d.table)
 	}
 	return d
 }
@@ -299,7 +328,8 @@ func withDefaults(o Options) Options {
 // identities.
 func MemoryCap(o Options) int64 {
 	o = withDefaults(o)
-	perTrack := int64(unsafe.Sizeof(track{})) + // the track
+	perTrack := int64(unsafe.Sizeof(track{})) + // the track (outside the Go heap)
+		int64(unsafe.Sizeof(identity.ID{})) + // its identity
 		2*(8+4) + // its index entry, at most half full
 		maxSigs*(8+2*8) + 4 + // its keys, their counts, its span
 		(minEpisodes+1)*8 // its arrivals (tight)
@@ -328,29 +358,36 @@ func (d *Detector) Note(id identity.ID, path string, now time.Time) {
 	}
 	select {
 	case d.queue <- n:
+		if len(d.queue) >= cap(d.queue)/wakeAt {
+			select {
+			case d.wake <- struct{}{}:
+			default: // Run is woken already
+			}
+		}
 	default:
 		d.dropped.Add(1)
 	}
 }
 
-// Run drains the queue into the tracks every 200 ms until ctx is done, so
-// that the queue absorbs bursts between sweeps. A nil detector returns at
-// once.
+// Run drains the queue into the tracks every 200 ms, and whenever Note
+// finds a quarter of it used, until ctx is done, so that the queue absorbs
+// bursts between sweeps. A nil detector returns at once.
 func (d *Detector) Run(ctx context.Context) {
 	if d == nil {
 		return
 	}
-	tk := time.NewTicker(drainEvery)
+	tk := time.NewTicker(d.every)
 	defer tk.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tk.C:
-			d.mu.Lock()
-			d.drain()
-			d.mu.Unlock()
+		case <-d.wake:
 		}
+		d.mu.Lock()
+		d.drain()
+		d.mu.Unlock()
 	}
 }
 
@@ -433,9 +470,9 @@ func (d *Detector) Merge(from *Detector) {
 	from.mu.Lock()
 	from.drain()
 	var hs []held
-	for _, t := range from.tracks {
+	for j, t := range from.tracks {
 		for i := range int(t.n) {
-			hs = append(hs, held{t.key, t.id, t.at[i], t.path[i], from.paths[t.path[i]]})
+			hs = append(hs, held{t.key, from.ids[j], t.at[i], t.path[i], from.paths[t.path[i]]})
 		}
 	}
 	from.mu.Unlock()
@@ -493,8 +530,8 @@ func (d *Detector) addHashed(key uint64, id identity.ID, path string, ph uint32,
 		i = d.slot(key)
 	}
 	t := &d.tracks[i]
-	if t.id.IsZero() && !id.IsZero() {
-		t.id = id.Clone() // seen here: this replica may admit it
+	if d.ids[i].IsZero() && !id.IsZero() {
+		d.ids[i] = id.Clone() // seen here: this replica may admit it
 	}
 	// Insert in time order; requests from concurrent Checks arrive nearly
 	// sorted, so this is a step or two from the end.
@@ -533,7 +570,8 @@ func (d *Detector) slot(key uint64) int32 {
 		i = d.free[len(d.free)-1]
 		d.free = d.free[:len(d.free)-1]
 	case len(d.tracks) < d.o.MaxIdentities:
-		d.tracks = append(d.tracks, track{})
+		d.tracks = append(d.tracks, track{}) // within table: cap is MaxIdentities
+		d.ids = append(d.ids, identity.ID{})
 		i = int32(len(d.tracks) - 1)
 	default:
 		// Sampled LRU: the stalest of a few tracks drawn at random.
@@ -548,6 +586,7 @@ func (d *Detector) slot(key uint64) int32 {
 		d.evicted++
 	}
 	d.tracks[i] = track{key: key, lost: noTime, admitted: noTime}
+	d.ids[i] = identity.ID{}
 	d.index[key] = i
 	return i
 }
@@ -556,6 +595,7 @@ func (d *Detector) slot(key uint64) int32 {
 func (d *Detector) drop(i int) {
 	delete(d.index, d.tracks[i].key)
 	d.tracks[i] = track{}
+	d.ids[i] = identity.ID{}
 	d.free = append(d.free, int32(i))
 }
 
@@ -634,11 +674,12 @@ func (d *Detector) analyse(now time.Time) int {
 		}
 		f := &d.fleets[fi]
 		d.memberOf[t.key] = best
-		if t.id.IsZero() {
+		id := d.ids[i]
+		if id.IsZero() {
 			continue // seen by other replicas only: the one that saw it admits it
 		}
 		if len(f.Members) < maxShown {
-			f.Members = append(f.Members, t.id)
+			f.Members = append(f.Members, id)
 		}
 		if sig.kind == Period && sig.v[2] < confirmGaps && !d.alone(sig) {
 			// Two gaps that agree are common by chance among many slow
@@ -650,7 +691,7 @@ func (d *Detector) analyse(now time.Time) int {
 			continue // nothing new since its last admission
 		}
 		t.admitted = t.last()
-		if d.o.Admit(t.id, f, now) {
+		if d.o.Admit(id, f, now) {
 			started++
 		}
 	}

@@ -1,16 +1,20 @@
 package fleet
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
+	"github.com/flowlock/flowlock/internal/offheap"
 )
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
@@ -226,6 +230,47 @@ func TestNoteDropsWhenFull(t *testing.T) {
 	nilD.Sweep(t0)
 }
 
+// TestNoteWakesRunEarly: a quarter of the queue used wakes Run before its
+// ticker, and Run drains on that signal, so that a small queue holds a
+// busy replica's notes. The ticker is set to an hour: only the signal can
+// drain the queue here.
+func TestNoteWakesRunEarly(t *testing.T) {
+	d := New(Options{QueueSize: 64})
+	d.every = time.Hour
+	for i := range 64/wakeAt - 1 {
+		d.Note(addr(i), "/x", t0)
+	}
+	if len(d.wake) != 0 {
+		t.Fatalf("woken with %d of 64 notes queued", len(d.queue))
+	}
+	d.Note(addr(99), "/x", t0)
+	if len(d.wake) != 1 {
+		t.Fatalf("not woken with %d of 64 notes queued", len(d.queue))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for r := range 40 {
+		for len(d.queue) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d notes still queued after 10 s", r, len(d.queue))
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for i := range 64 / wakeAt {
+			d.Note(addr(1000+r*64+i), "/x", t0)
+		}
+	}
+	for len(d.queue) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if st := d.Stats(); st.Noted != 64/wakeAt*41 || st.Dropped != 0 {
+		t.Fatalf("%+v: want %d noted, none dropped", st, 64/wakeAt*41)
+	}
+}
+
 // TestSample: a sample rate keeps about that share of identities, and the
 // same ones in every detector.
 func TestSample(t *testing.T) {
@@ -402,5 +447,34 @@ func TestSlowPeriodFleetWithin15Minutes(t *testing.T) {
 		if fleet < 20 || people > 0 {
 			t.Errorf("seed %d: %d of 25 bots and %d of 100 people admitted within 15 minutes, want >= 20 and 0", seed, fleet, people)
 		}
+	}
+}
+
+// TestTracksOffHeap: the tracks hold no pointer and are mapped outside the
+// Go heap, where they cost their bytes and not the GC's headroom on top
+// (the issue-10 budget of 300 B RSS per client counts these fixed tables).
+func TestTracksOffHeap(t *testing.T) {
+	if p := offheap.PointerIn(reflect.TypeFor[track]()); p != "" {
+		t.Fatalf("track holds a pointer (%s): it may not live off the heap", p)
+	}
+	d := New(Options{})
+	if runtime.GOOS == "linux" && !d.table.Mapped() {
+		t.Fatal("the tracks were not mapped")
+	}
+	if cap(d.tracks) != DefaultMaxIdentities {
+		t.Fatalf("tracks hold %d, want %d", cap(d.tracks), DefaultMaxIdentities)
+	}
+	for i := range DefaultMaxIdentities + 10 {
+		d.Note(addr(i), "/x", t0)
+		if i%(DefaultQueueSize/2) == 0 {
+			d.Sweep(t0)
+		}
+	}
+	d.Sweep(t0)
+	if len(d.tracks) != DefaultMaxIdentities || unsafe.SliceData(d.tracks) != unsafe.SliceData(d.table.S) {
+		t.Fatal("the tracks left their mapped table")
+	}
+	if len(d.ids) != len(d.tracks) {
+		t.Fatalf("%d identities for %d tracks", len(d.ids), len(d.tracks))
 	}
 }

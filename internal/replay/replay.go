@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/wire"
 )
@@ -98,7 +99,7 @@ func RunScored(ctx context.Context, recs []Record, cfg config.Config, scored Sco
 		slices.SortStableFunc(recs, func(a, b Record) int { return a.TS.Compare(b.TS) })
 	}
 
-	stack := wire.Build(cfg, wire.Extra{})
+	stack := wire.Build(cfg, wire.Extra{FleetQueue: fleet.SweepQueueSize}) // swept in virtual time
 	every := cfg.SweepInterval
 	var results []Result
 	index := make(map[identity.ID]int)

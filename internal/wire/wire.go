@@ -70,6 +70,11 @@ type Extra struct {
 	// default. The simulator runs one identity per stack, where sharding
 	// only costs set-up time.
 	Shards int
+	// FleetQueue is the fleet detector's queue (fleet.Options.QueueSize);
+	// 0 keeps its default, sized for the service, whose Run drains it
+	// several times a second. The simulator and replay drain it only at
+	// each sweep of virtual time, and pass fleet.SweepQueueSize.
+	FleetQueue int
 	// Scored is the policy's Options.Scored (calibration's recorder); nil
 	// records nothing.
 	Scored func(id identity.ID, path string, v risk.Verdict, out authz.Outcome, now time.Time)
@@ -125,7 +130,7 @@ func Build(cfg config.Config, x Extra) *Stack {
 		observer = s.Replica
 	}
 	if cfg.FleetMinMembers > 0 {
-		s.Fleet = fleet.New(fleet.Options{MinMembers: cfg.FleetMinMembers, Admit: s.admitFleet(x.OnFleetAdmit), Outbox: fleetOutbox(cfg), Skew: cfg.ClockSkew})
+		s.Fleet = fleet.New(fleet.Options{MinMembers: cfg.FleetMinMembers, Admit: s.admitFleet(x.OnFleetAdmit), Outbox: fleetOutbox(cfg), Skew: cfg.ClockSkew, QueueSize: x.FleetQueue})
 	}
 	if s.Replica != nil {
 		s.Replica.SetFleet(s.Fleet) // the replicas exchange fleet notes
