@@ -24,9 +24,10 @@ const (
 	// DefaultMinMembers is the smallest group called a fleet: the issue's
 	// "fleets of ≥ 20 slow bots".
 	DefaultMinMembers = 20
-	// DefaultMaxIdentities caps the tracks: at most 25 MB with the queue
-	// (MemoryCap). It is a fixed cost, not one per client: with a million
-	// clients tracked it adds about 25 B to each one's 265 B. Fleets are
+	// DefaultMaxIdentities caps the tracks: at most 19 MB with the queue
+	// and a Sweep's scratch (MemoryCap), the 3.5 MB of tracks outside the
+	// Go heap. It is a fixed cost, not one per client: with a million
+	// clients tracked it adds a few bytes to each one's 265 B. Fleets are
 	// caught among 10,000 bystanders in the simulator's trials; a flood of
 	// more identities than this evicts the stalest tracks first.
 	DefaultMaxIdentities = 20_000
