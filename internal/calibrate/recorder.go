@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/offheap"
@@ -119,16 +120,28 @@ func (s *liveSplit) close(p *[MaxConfirm]uint8, longest uint8, caught bool) {
 	}
 }
 
-// NewRecorder returns a Recorder following up to slots identities at once
-// (rounded up to a power of two; 0 means DefaultSlots), started at now.
-func NewRecorder(slots int, now time.Time) *Recorder {
+// Mapped returns the bytes NewRecorder(slots, ...) maps outside the Go
+// heap, where a GOMEMLIMIT does not see them.
+func Mapped(slots int) int64 {
+	return int64(slotCount(slots)) * int64(unsafe.Sizeof(slot{}))
+}
+
+// slotCount is NewRecorder's table size for slots.
+func slotCount(slots int) int {
+	if slots <= 0 {
+		return DefaultSlots
+	}
 	n := 1
 	for n < max(slots, ways) {
 		n <<= 1
 	}
-	if slots <= 0 {
-		n = DefaultSlots
-	}
+	return n
+}
+
+// NewRecorder returns a Recorder following up to slots identities at once
+// (rounded up to a power of two; 0 means DefaultSlots), started at now.
+func NewRecorder(slots int, now time.Time) *Recorder {
+	n := slotCount(slots)
 	// The slots are mapped outside the Go heap (3 MB that would cost about
 	// twice that in RSS there, see internal/offheap), and unmapped when the
 	// Recorder is collected.

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/offheap"
@@ -81,16 +82,31 @@ func New(window time.Duration, maxEntries int) *Agents {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	n := ways
-	for n < maxEntries {
-		n <<= 1
-	}
+	n := entryCount(maxEntries)
 	table := offheap.Alloc[entry](n)
 	a := &Agents{window: int64(window), seed: maphash.MakeSeed(), table: table, slots: table.S, mask: uint64(n - 1)}
 	if table.Mapped() {
 		runtime.AddCleanup(a, func(t offheap.Array[entry]) { t.Free() }, table)
 	}
 	return a
+}
+
+// entryCount is New's table size for maxEntries (> 0).
+func entryCount(maxEntries int) int {
+	n := ways
+	for n < maxEntries {
+		n <<= 1
+	}
+	return n
+}
+
+// Mapped returns the bytes New(window, maxEntries) maps outside the Go
+// heap, where a GOMEMLIMIT does not see them.
+func Mapped(maxEntries int) int64 {
+	if maxEntries <= 0 {
+		maxEntries = DefaultMaxEntries
+	}
+	return int64(entryCount(maxEntries)) * int64(unsafe.Sizeof(entry{}))
 }
 
 // Note records that id sent a request with user agent ua at now, and

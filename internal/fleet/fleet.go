@@ -34,10 +34,12 @@ const (
 	// DefaultQueueSize is how many notes wait for the next drain: 16,384
 	// notes of 80 bytes, 1.3 MB. Run drains every drainEvery, and at once
 	// when a quarter of the queue is used (wakeAt), so a replica taking
-	// 80,000 timed Checks a second fills a quarter between two ticks and
-	// the rest absorbs bursts. It was 65,536 (5 MB) when only the ticker
-	// drained: every byte of it on the heap costs about two of RSS at
-	// GOGC=100 (see MemoryCap).
+	// 80,000 timed Checks a second is drained about every 50 ms and the
+	// rest of the queue absorbs bursts; while a Sweep holds the tracks, Run
+	// moves the queue into a spill of up to maxSpill notes that lives only
+	// until the next drain. It was 65,536 (5 MB, always) when only the
+	// ticker drained: every byte of it on the heap costs about two of RSS
+	// at GOGC=100 (see MemoryCap).
 	DefaultQueueSize = 1 << 14
 	// SweepQueueSize is the queue of a detector drained only by Sweep, in
 	// virtual time (the simulator, replay): a sweep interval's notes must
@@ -79,6 +81,7 @@ const (
 	maxSigs      = 3*grids + RingSize
 	drainEvery   = 200 * time.Millisecond
 	wakeAt       = 4 // Note wakes Run when 1/wakeAt of the queue is used
+	maxSpill     = SweepQueueSize
 	noTime       = math.MinInt64
 	unknownPath  = "?"
 	scriptArrow  = " → "
@@ -233,6 +236,11 @@ type Detector struct {
 	wake   chan struct{} // Note's signal to Run that the queue is filling (capacity 1)
 	every  time.Duration // Run's ticker: drainEvery
 
+	// spill holds the notes Run took from the queue while a Sweep held mu
+	// (at most maxSpill); drain takes it first.
+	spillMu sync.Mutex
+	spill   []note
+
 	dropped atomic.Uint64
 
 	mu     sync.Mutex
@@ -337,7 +345,16 @@ func MemoryCap(o Options) int64 {
 	queue := int64(o.QueueSize) * int64(unsafe.Sizeof(note{}))
 	paths := int64(maxPaths) * (maxPathName + 4 + 2*16)
 	outbox := int64(o.Outbox) * int64(unsafe.Sizeof(sent{}))
-	return int64(o.MaxIdentities)*perTrack + queue + paths + outbox
+	spill := int64(maxSpill) * int64(unsafe.Sizeof(note{})) // only while a Sweep holds the tracks under load
+	return int64(o.MaxIdentities)*perTrack + queue + spill + paths + outbox
+}
+
+// Mapped returns the bytes a detector with options o maps outside the Go
+// heap, where a GOMEMLIMIT does not see them: its tracks, resident as they
+// are used.
+func Mapped(o Options) int64 {
+	o = withDefaults(o)
+	return int64(o.MaxIdentities) * int64(unsafe.Sizeof(track{}))
 }
 
 // Note hands one request of id to the detector: what the Check path calls.
@@ -372,7 +389,10 @@ func (d *Detector) Note(id identity.ID, path string, now time.Time) {
 
 // Run drains the queue into the tracks every 200 ms, and whenever Note
 // finds a quarter of it used, until ctx is done, so that the queue absorbs
-// bursts between sweeps. A nil detector returns at once.
+// bursts between sweeps. While a Sweep holds the tracks (tens of ms for a
+// full table, more on a loaded machine), Run moves the queue aside into
+// the spill instead, which the next drain takes first. A nil detector
+// returns at once.
 func (d *Detector) Run(ctx context.Context) {
 	if d == nil {
 		return
@@ -386,9 +406,28 @@ func (d *Detector) Run(ctx context.Context) {
 		case <-tk.C:
 		case <-d.wake:
 		}
-		d.mu.Lock()
-		d.drain()
-		d.mu.Unlock()
+		if d.mu.TryLock() {
+			d.drain()
+			d.mu.Unlock()
+		} else {
+			d.spillQueue()
+		}
+	}
+}
+
+// spillQueue moves the queued notes into the spill, up to maxSpill of
+// them there: what is left waits in the queue, where Note drops and counts
+// what does not fit.
+func (d *Detector) spillQueue() {
+	d.spillMu.Lock()
+	defer d.spillMu.Unlock()
+	for len(d.spill) < maxSpill {
+		select {
+		case n := <-d.queue:
+			d.spill = append(d.spill, n)
+		default:
+			return
+		}
 	}
 }
 
@@ -489,25 +528,39 @@ func (d *Detector) Merge(from *Detector) {
 // drain moves the queued notes into tracks: at most one queue's worth, so
 // that producers faster than the drain cannot hold the lock forever.
 func (d *Detector) drain() {
+	// The spill holds older notes than the queue: take it first. It is
+	// let go once taken (it only grows while a Sweep holds the tracks).
+	d.spillMu.Lock()
+	spill := d.spill
+	d.spill = nil
+	d.spillMu.Unlock()
+	for _, n := range spill {
+		d.take(n)
+	}
 	for range cap(d.queue) {
 		select {
 		case n := <-d.queue:
-			if n.path != "" {
-				n.hash = pathHash(n.path)
-			}
-			key := idKey(n.id)
-			d.addHashed(key, n.id, n.path, n.hash, n.at)
-			if d.o.Outbox > 0 {
-				if len(d.out) < d.o.Outbox {
-					// Only hashes wait for Redis: the other replicas need
-					// no identity, path or query string in clear.
-					d.out = append(d.out, sent{key: key, hash: n.hash, at: n.at})
-				} else {
-					d.unshipped++
-				}
-			}
+			d.take(n)
 		default:
 			return
+		}
+	}
+}
+
+// take moves one note into its track, and into the outbox.
+func (d *Detector) take(n note) {
+	if n.path != "" {
+		n.hash = pathHash(n.path)
+	}
+	key := idKey(n.id)
+	d.addHashed(key, n.id, n.path, n.hash, n.at)
+	if d.o.Outbox > 0 {
+		if len(d.out) < d.o.Outbox {
+			// Only hashes wait for Redis: the other replicas need no
+			// identity, path or query string in clear.
+			d.out = append(d.out, sent{key: key, hash: n.hash, at: n.at})
+		} else {
+			d.unshipped++
 		}
 	}
 }

@@ -43,7 +43,7 @@ var rssLimits = flowlocktest.Limits{AddressSpace: 6 << 30, OpenFiles: 4096}
 // (bytes) at default settings in TestRSSPerClient. The budget of issue 10
 // is 300 B at 1 M clients, everything included; the fixed-size tables
 // (fleet detection's tracks and queue, calibration's recorder: about
-// 23 MB, most of it outside the Go heap) are filled before the baseline,
+// 10 MB, all but the queue outside the Go heap) are filled before the baseline,
 // so the test pins what grows with clients, and BenchmarkRSSPerClient at
 // 1 M reports the whole. The bound leaves 40 B for the garbage
 // collector's headroom (measured at 100 000: 260 B; 300 B while the fleet
