@@ -129,3 +129,12 @@ func TestFullSetEvictsTheStalestWindow(t *testing.T) {
 		t.Errorf("the stalest identity counts %d agents, want 1 (its entry was the one taken)", got)
 	}
 }
+
+// TestNoteDoesNotAllocate: Note is on the Check path of calm clients.
+func TestNoteDoesNotAllocate(t *testing.T) {
+	a := New(0, 0)
+	id := addr(7)
+	if n := testing.AllocsPerRun(1000, func() { a.Note(id, "Mozilla/5.0", t0) }); n != 0 {
+		t.Fatalf("Note allocates %v times", n)
+	}
+}

@@ -528,22 +528,32 @@ func (d *Detector) Merge(from *Detector) {
 // drain moves the queued notes into tracks: at most one queue's worth, so
 // that producers faster than the drain cannot hold the lock forever.
 func (d *Detector) drain() {
-	// The spill holds older notes than the queue: take it first. It is
-	// let go once taken (it only grows while a Sweep holds the tracks).
+	// The spill holds older notes than the queue: take it first.
+	d.takeSpill()
+queue:
+	for range cap(d.queue) {
+		select {
+		case n := <-d.queue:
+			d.take(n)
+		default:
+			break queue
+		}
+	}
+	// Run moves the queue into the spill while mu is held, so it may have
+	// taken part of the queue meanwhile: take that too, so that a Sweep
+	// analyses every note queued before it.
+	d.takeSpill()
+}
+
+// takeSpill takes the notes Run spilled, and lets the spill go (it only
+// grows while a Sweep holds the tracks).
+func (d *Detector) takeSpill() {
 	d.spillMu.Lock()
 	spill := d.spill
 	d.spill = nil
 	d.spillMu.Unlock()
 	for _, n := range spill {
 		d.take(n)
-	}
-	for range cap(d.queue) {
-		select {
-		case n := <-d.queue:
-			d.take(n)
-		default:
-			return
-		}
 	}
 }
 
