@@ -31,9 +31,9 @@ func TestAlloc(t *testing.T) {
 		if a.S[i] != (flat{}) {
 			t.Fatalf("value %d not zeroed: %+v", i, a.S[i])
 		}
-		a.S[i].a[2], a.S[i].c = uint64(i), true
+		a.S[i].a[2], a.S[i].b, a.S[i].c = uint64(i), int32(i), true
 	}
-	if a.S[n-1].a[2] != uint64(n-1) {
+	if a.S[n-1].a[2] != uint64(n-1) || a.S[n-1].b != int32(n-1) {
 		t.Fatal("a write to the mapped array did not stick")
 	}
 	a.Free()
@@ -48,9 +48,9 @@ func TestAlloc(t *testing.T) {
 	if p.Mapped() {
 		t.Fatal("an array of a type holding a string was mapped: the GC would not see its strings")
 	}
-	p.S[0].name = string([]byte("kept alive by the heap array"))
+	p.S[0].n, p.S[0].name = 1, string([]byte("kept alive by the heap array"))
 	runtime.GC()
-	if p.S[0].name != "kept alive by the heap array" {
+	if p.S[0].n != 1 || p.S[0].name != "kept alive by the heap array" {
 		t.Fatal("a heap array lost what it points to")
 	}
 	p.Free()
