@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/flowlock/flowlock/internal/fleet"
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/quarantine"
 )
@@ -360,5 +361,49 @@ func TestLeanOverlongNameIsNotCopied(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("a Check with an overlong identity header allocated %v times, want 0", allocs)
+	}
+}
+
+// TestInternCoversWhatIsKept: intern returns a string longer than
+// internMaxLen as it is, uncopied, which is safe only while nothing keeps
+// such a string: the fleet detector hashes a longer path before it queues
+// the note, and a name longer than identity.MaxNameLen is refused.
+func TestInternCoversWhatIsKept(t *testing.T) {
+	if internMaxLen < fleet.MaxPathName || internMaxLen < identity.MaxNameLen {
+		t.Fatalf("internMaxLen %d is below what is kept: fleet.MaxPathName %d, identity.MaxNameLen %d",
+			internMaxLen, fleet.MaxPathName, identity.MaxNameLen)
+	}
+}
+
+// TestLeanLongPathIsNotCopied: a path longer than anything keeps costs a
+// Check no allocation, and a refused name (here one that prints blank)
+// takes no place in the memo.
+func TestLeanLongPathIsNotCopied(t *testing.T) {
+	f := pathFixture(t, "allow", setup{rules: ClientRules{IdentityHeader: "x-user-id"}}, false)
+	b, err := proto.Marshal(request("10.44.0.23", map[string]string{
+		":path": "/search?q=" + strings.Repeat("x", 300), "x-user-id": "user\u00a0",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := mem.BufferSlice{mem.SliceBuffer(b)}
+	if _, err := leanCall(f.srv, buf); err != nil {
+		t.Fatal(err)
+	}
+	kept := f.srv.names.memo.Len()
+	allocs := testing.AllocsPerRun(1000, func() {
+		f.now = f.now.Add(time.Second)
+		if _, err := leanCall(f.srv, buf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a Check with a 310-byte path allocated %v times, want 0", allocs)
+	}
+	if n := f.srv.names.memo.Len(); n != kept {
+		t.Errorf("the memo grew from %d to %d strings on repeats", kept, n)
+	}
+	if got := f.srv.names.internName("user\u00a0"); f.srv.names.memo.Len() != kept || got != "user\u00a0" {
+		t.Errorf("a name FromName refuses was kept in the memo")
 	}
 }

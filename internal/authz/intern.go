@@ -1,8 +1,6 @@
 package authz
 
 import (
-	"strings"
-
 	"github.com/flowlock/flowlock/internal/identity"
 	"github.com/flowlock/flowlock/internal/strmemo"
 )
@@ -19,7 +17,11 @@ import (
 //
 // Memory is bounded: at most internShards × internPerShard strings of at
 // most internMaxLen bytes are kept (16 MiB); a full shard starts again
-// empty, and a longer string is copied without being kept.
+// empty. A longer string is returned as it is: nothing keeps one (the
+// fleet detector hashes a path longer than fleet.MaxPathName before it
+// queues the note, and identity.FromName refuses a name longer than
+// identity.MaxNameLen; TestInternCoversWhatIsKept), so copying it would
+// only cost an allocation a Check.
 type names struct{ memo *strmemo.Memo }
 
 const (
@@ -36,7 +38,7 @@ func (n *names) intern(s string) string {
 		return ""
 	}
 	if len(s) > internMaxLen {
-		return strings.Clone(s)
+		return s
 	}
 	return n.memo.Get(s, itself)
 }
@@ -45,12 +47,12 @@ func (n *names) intern(s string) string {
 func itself(copied string) string { return copied }
 
 // internName is intern for a value that may become a name identity (an
-// identity header, a claim). One longer than identity.MaxNameLen never
-// does (identity.FromName refuses it, and ResolveWith scores the address),
-// so nothing keeps it and it needs no copy, which for an attacker's
-// overlong header would be one a Check.
+// identity header, a claim). One that identity.FromName refuses never does
+// (ResolveWith scores the address instead), so nothing keeps it and it
+// needs no copy, which for an attacker's overlong or invisible header
+// would be one a Check and an entry in the memo.
 func (n *names) internName(s string) string {
-	if len(s) > identity.MaxNameLen {
+	if !identity.ValidName(s) {
 		return s
 	}
 	return n.intern(s)

@@ -76,7 +76,7 @@ const (
 	scriptLen    = 4      // paths in a script n-gram
 	maxShown     = 100    // members kept per fleet for the dashboard
 	maxPaths     = 4096   // path names remembered to describe scripts
-	maxPathName  = 120    // bytes of a path name remembered
+	MaxPathName  = 120    // bytes of a path a note keeps (a longer one is hashed by Note), and of a path name remembered
 	evictSample  = 8      // tracks looked at to evict one (sampled LRU)
 	maxSigs      = 3*grids + RingSize
 	drainEvery   = 200 * time.Millisecond
@@ -343,7 +343,7 @@ func MemoryCap(o Options) int64 {
 		maxSigs*(8+2*8) + 4 + // its keys, their counts, its span
 		(minEpisodes+1)*8 // its arrivals (tight)
 	queue := int64(o.QueueSize) * int64(unsafe.Sizeof(note{}))
-	paths := int64(maxPaths) * (maxPathName + 4 + 2*16)
+	paths := int64(maxPaths) * (MaxPathName + 4 + 2*16)
 	outbox := int64(o.Outbox) * int64(unsafe.Sizeof(sent{}))
 	spill := int64(maxSpill) * int64(unsafe.Sizeof(note{})) // only while a Sweep holds the tracks under load
 	return int64(o.MaxIdentities)*perTrack + queue + spill + paths + outbox
@@ -368,7 +368,7 @@ func (d *Detector) Note(id identity.ID, path string, now time.Time) {
 		return
 	}
 	n := note{id: id, path: path, at: now.UnixMilli()}
-	if len(path) > maxPathName {
+	if len(path) > MaxPathName {
 		// Queued, a path keeps the request's memory alive until the
 		// drain: only short ones wait, so the queue's memory is bounded
 		// whatever the clients send.
@@ -587,7 +587,7 @@ func (d *Detector) addHashed(key uint64, id identity.ID, path string, ph uint32,
 		}
 		// A client's path, shown on the dashboard: clipped, and with what
 		// a reader cannot see written out.
-		d.paths[ph] = strings.Clone(untrusted.Visible(untrusted.Clip(routeOf(path), maxPathName)))
+		d.paths[ph] = strings.Clone(untrusted.Visible(untrusted.Clip(routeOf(path), MaxPathName)))
 	}
 	i, ok := d.index[key]
 	if !ok {

@@ -165,7 +165,7 @@ func FuzzImport(f *testing.F) {
 			t.Fatalf("tracked %d, cap 16", st.Tracked)
 		}
 		for _, n := range d.paths {
-			if len(n) > 4*maxPathName+16 {
+			if len(n) > 4*MaxPathName+16 {
 				t.Fatalf("path name of %d bytes", len(n))
 			}
 		}
