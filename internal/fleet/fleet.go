@@ -1157,10 +1157,8 @@ func idHash(id identity.ID) uint64 {
 // ring, so every replica derives the same key and Redis holds no identity
 // in clear (docs/RATIONALE.md, "Fleet notes carry hashes").
 func idKey(id identity.ID) uint64 {
-	text, err := id.MarshalText()
-	if err != nil {
-		text = []byte(id.String())
-	}
+	var buf [160]byte                 // an address, a prefix or a name identity's text fits
+	text, _ := id.AppendText(buf[:0]) // never fails
 	sum := sha256.Sum256(text)
 	return binary.BigEndian.Uint64(sum[:8])
 }

@@ -162,19 +162,27 @@ func (id ID) kind() int {
 // "2001:db8:1:2::/64" for a grouped IPv6 client, or the header value itself.
 // It allocates; keep it off the hot path.
 func (id ID) String() string {
+	var buf [64]byte
+	return string(id.appendString(buf[:0]))
+}
+
+// appendString appends String's text to b: the one place that text is
+// made, without allocating beyond b.
+func (id ID) appendString(b []byte) []byte {
 	switch {
 	case id.composed() && id.bits != 0:
-		return netip.PrefixFrom(id.addr, int(id.bits)).String() + composedSep + id.name
+		b = netip.PrefixFrom(id.addr, int(id.bits)).AppendTo(b)
+		return append(append(b, composedSep...), id.name...)
 	case id.composed():
-		return id.addr.String() + composedSep + id.name
+		return append(append(id.addr.AppendTo(b), composedSep...), id.name...)
 	case id.name != "":
-		return id.name
+		return append(b, id.name...)
 	case !id.addr.IsValid():
-		return ""
+		return b
 	case id.bits != 0:
-		return netip.PrefixFrom(id.addr, int(id.bits)).String()
+		return netip.PrefixFrom(id.addr, int(id.bits)).AppendTo(b)
 	default:
-		return id.addr.String()
+		return id.addr.AppendTo(b)
 	}
 }
 
@@ -235,11 +243,16 @@ func parse(s string, ipv6Prefix int, strict bool) (ID, error) {
 
 // MarshalText implements encoding.TextMarshaler, so IDs appear as strings in
 // JSON state files and API responses.
-func (id ID) MarshalText() ([]byte, error) {
+func (id ID) MarshalText() ([]byte, error) { return id.AppendText(nil) }
+
+// AppendText implements encoding.TextAppender: MarshalText's bytes
+// appended to b. It allocates nothing for an address identity when b has
+// room (the fleet detector hashes every note's identity this way).
+func (id ID) AppendText(b []byte) ([]byte, error) {
 	if id.name != "" && !id.composed() && needsNamePrefix(id.name) {
-		return []byte("name:" + id.name), nil
+		return append(append(b, "name:"...), id.name...), nil
 	}
-	return []byte(id.String()), nil
+	return id.appendString(b), nil
 }
 
 // needsNamePrefix reports whether a name would read back as something else.

@@ -339,3 +339,37 @@ func TestStoredNamesWithFormatCharactersRestore(t *testing.T) {
 		t.Error("UnmarshalText accepted a control character")
 	}
 }
+
+// TestAppendTextIsMarshalText: AppendText appends exactly MarshalText's
+// bytes (the fleet detector's key is their hash, so every replica must
+// make the same), and allocates nothing for an address identity.
+func TestAppendTextIsMarshalText(t *testing.T) {
+	named := func(s string) ID {
+		id, err := FromName(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	fp := FingerprintKey("t13d1516h2_8daaf6152771_02713d6af862")
+	ids := []ID{
+		{}, FromAddr(netip.MustParseAddr("203.0.113.7"), 64), FromAddr(netip.MustParseAddr("2001:db8::1"), 64),
+		FromAddr(netip.MustParseAddr("2001:db8::1"), 128), named("user-42"), named("203.0.113.9"), named("name:x"),
+		Composed(netip.MustParseAddr("203.0.113.7"), 64, fp), Composed(netip.MustParseAddr("2001:db8::1"), 48, fp),
+	}
+	for _, id := range ids {
+		want, err := id.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := id.AppendText([]byte("prefix "))
+		if err != nil || string(got) != "prefix "+string(want) {
+			t.Errorf("%v: AppendText %q, MarshalText %q", id, got, want)
+		}
+	}
+	id := ids[1]
+	var buf [64]byte
+	if n := testing.AllocsPerRun(100, func() { _, _ = id.AppendText(buf[:0]) }); n != 0 {
+		t.Errorf("AppendText of an address allocates %v times", n)
+	}
+}
