@@ -2,7 +2,6 @@ package calibrate
 
 import (
 	"hash/maphash"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +64,6 @@ type Recorder struct {
 		_          [56]byte
 	}
 	table offheap.Array[slot]
-	slots []slot // table.S
 	mask  uint64
 
 	hist      liveSplit
@@ -146,10 +144,8 @@ func NewRecorder(slots int, now time.Time) *Recorder {
 	// twice that in RSS there, see internal/offheap), and unmapped when the
 	// Recorder is collected.
 	table := offheap.Alloc[slot](n)
-	r := &Recorder{seed: maphash.MakeSeed(), since: now, table: table, slots: table.S, mask: uint64(n - 1)}
-	if table.Mapped() {
-		runtime.AddCleanup(r, func(t offheap.Array[slot]) { t.Free() }, table)
-	}
+	r := &Recorder{seed: maphash.MakeSeed(), since: now, table: table, mask: uint64(n - 1)}
+	offheap.FreeWhenCollected(r, table)
 	return r
 }
 
@@ -177,7 +173,7 @@ func (r *Recorder) Record(id identity.ID, path string, score uint8, shared, caug
 // its own, a free one, or the one idle longest, whose identity-hour is
 // closed early. The caller holds the set's stripe lock.
 func (r *Recorder) slotLocked(set, tag uint64) *slot {
-	ways := r.slots[set : set+ways]
+	ways := r.table.S[set : set+ways]
 	victim := 0
 	for i := range ways {
 		switch {
@@ -280,12 +276,12 @@ type RouteScores struct {
 // the recorder has seen. It walks every slot: call it for a view, not per
 // request.
 func (r *Recorder) Snapshot(now time.Time) Snapshot {
-	snap := Snapshot{Since: r.since, Now: now, Slots: len(r.slots), Takeovers: r.takeovers.Load()}
+	snap := Snapshot{Since: r.since, Now: now, Slots: len(r.table.S), Takeovers: r.takeovers.Load()}
 	hour := now.UnixNano() / window
-	for i := range r.slots {
+	for i := range r.table.S {
 		mu := &r.locks[uint64(i)/ways%stripes]
 		mu.Lock()
-		if s := &r.slots[i]; s.tag != 0 && s.track.open {
+		if s := &r.table.S[i]; s.tag != 0 && s.track.open {
 			if s.track.window < hour {
 				s.track.Close(&r.hist)
 			} else if !s.track.caught {

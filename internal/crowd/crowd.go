@@ -9,7 +9,6 @@ package crowd
 
 import (
 	"hash/maphash"
-	"runtime"
 	"sync"
 	"time"
 	"unsafe"
@@ -65,8 +64,7 @@ type Agents struct {
 		_          [56]byte // keep neighbouring locks off one cache line
 	}
 	table offheap.Array[entry]
-	slots []entry // table.S
-	sets  uint64  // len(slots) / ways, a power of two
+	sets  uint64 // len(slots) / ways, a power of two
 }
 
 // entry is one identity's window: its tag (hash | 1; 0 marks a free slot),
@@ -90,10 +88,8 @@ func New(window time.Duration, maxEntries int) *Agents {
 	}
 	n := entryCount(maxEntries)
 	table := offheap.Alloc[entry](n)
-	a := &Agents{window: int64(window), seed: maphash.MakeSeed(), table: table, slots: table.S, sets: uint64(n / ways)}
-	if table.Mapped() {
-		runtime.AddCleanup(a, func(t offheap.Array[entry]) { t.Free() }, table)
-	}
+	a := &Agents{window: int64(window), seed: maphash.MakeSeed(), table: table, sets: uint64(n / ways)}
+	offheap.FreeWhenCollected(a, table)
 	return a
 }
 
@@ -170,7 +166,7 @@ func (a *Agents) stripeLocks(set1, set2 uint64) (first, second *sync.Mutex) {
 // whose window started longest ago, taken over with a window starting at
 // t. The caller holds both sets' locks.
 func (a *Agents) entryLocked(set1, set2, tag uint64, t int64) *entry {
-	s1, s2 := a.slots[set1:set1+ways], a.slots[set2:set2+ways]
+	s1, s2 := a.table.S[set1:set1+ways], a.table.S[set2:set2+ways]
 	free1, free2 := -1, -1
 	for i := range ways {
 		switch {
@@ -211,10 +207,10 @@ func (a *Agents) entryLocked(set1, set2, tag uint64, t int64) *entry {
 // Len returns how many identities are being counted.
 func (a *Agents) Len() int {
 	n := 0
-	for set := 0; set < len(a.slots); set += ways {
+	for set := 0; set < len(a.table.S); set += ways {
 		mu := &a.locks[set/ways%stripes]
 		mu.Lock()
-		for _, e := range a.slots[set : set+ways] {
+		for _, e := range a.table.S[set : set+ways] {
 			if e.tag != 0 {
 				n++
 			}

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -305,9 +304,7 @@ func New(o Options) *Detector {
 	// are used, and are unmapped when the detector is collected.
 	d.table = offheap.Alloc[track](o.MaxIdentities)
 	d.tracks = d.table.S[:0]
-	if d.table.Mapped() {
-		runtime.AddCleanup(d, func(t offheap.Array[track]) { t.Free() }, d.table)
-	}
+	offheap.FreeWhenCollected(d, d.table)
 	return d
 }
 

@@ -14,6 +14,7 @@ package offheap
 import (
 	"os"
 	"reflect"
+	"runtime"
 	"unsafe"
 )
 
@@ -74,4 +75,13 @@ func PointerIn(typ reflect.Type) string {
 		return ""
 	}
 	return typ.String()
+}
+
+// FreeWhenCollected frees a once owner is unreachable: for a table that
+// lives as long as the value holding it. An array on the heap needs
+// nothing (the GC takes it back with its owner).
+func FreeWhenCollected[O, T any](owner *O, a Array[T]) {
+	if a.mapped {
+		runtime.AddCleanup(owner, func(a Array[T]) { a.Free() }, a)
+	}
 }
