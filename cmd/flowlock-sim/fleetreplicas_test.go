@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowlock/flowlock/internal/redisstore/redistest"
 	"github.com/flowlock/flowlock/internal/traffic"
@@ -35,7 +36,8 @@ func TestReplicasShareFleets(t *testing.T) {
 		}
 		groups, ids, n = append(groups, g), append(ids, g.ID), append(n, trials)
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // a stalled replica fails the test
+	defer cancel()
 	o := evalOptions{replicas: 3, redisAddr: srv.Addr}
 	rep, cleanup, err := o.replicaSetup(ctx)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRoutesMatch(t *testing.T) {
@@ -126,7 +127,7 @@ func TestBaitOffRoutes(t *testing.T) {
 	ring := NewRing(64)
 	srv := httptest.NewServer(NewBait(BaitOptions{Ring: ring, Routes: routes, NotFound: nf}))
 	defer srv.Close()
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	send := func(method, path string) (int, http.Header, string) {
 		req, err := http.NewRequest(method, srv.URL+path, nil)
 		if err != nil {
@@ -175,7 +176,7 @@ func TestBaitOffRoutes(t *testing.T) {
 	// Without a not-found answer: a JSON 404.
 	srv2 := httptest.NewServer(NewBait(BaitOptions{Ring: NewRing(4), Routes: routes}))
 	defer srv2.Close()
-	resp, err := http.Get(srv2.URL + "/nope")
+	resp, err := client.Get(srv2.URL + "/nope")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,15 +80,15 @@ func demoDecoy(t *testing.T) http.Handler {
 // Connection header, or "(no answer within 2s)".
 func firstAnswer(t *testing.T, addr, raw string) (status, connection string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second)) // the write too
 	if _, err := c.Write([]byte(raw)); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	r := textproto.NewReader(bufio.NewReader(c))
 	line, err := r.ReadLine()
 	if err != nil {

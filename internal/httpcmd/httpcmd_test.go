@@ -48,7 +48,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	}
 	inflight := make(chan result, 1)
 	go func() {
-		resp, err := http.Get("http://" + addr + "/slow")
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/slow")
 		if err != nil {
 			inflight <- result{err: err}
 			return
@@ -57,7 +57,13 @@ func TestServeGracefulShutdown(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		inflight <- result{string(b), err}
 	}()
-	<-entered
+	select {
+	case <-entered:
+	case r := <-inflight:
+		t.Fatalf("the request ended before the handler ran: %v", r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the handler")
+	}
 	cancel() // as SIGTERM does through signal.NotifyContext
 
 	select {
@@ -66,7 +72,13 @@ func TestServeGracefulShutdown(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
-	if r := <-inflight; r.err != nil || r.body != "done" {
+	var r result
+	select {
+	case r = <-inflight:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the in-flight request did not finish")
+	}
+	if r.err != nil || r.body != "done" {
 		t.Fatalf("in-flight request: body %q, err %v; want it to finish", r.body, r.err)
 	}
 	select {

@@ -64,15 +64,15 @@ func decoyTell(t *testing.T, bin string, start func(t *testing.T, bin, forwardAu
 
 func firstLine(t *testing.T, base, raw string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second)) // the write too: a stalled proxy must not hang the test
 	if _, err := c.Write([]byte(raw)); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	line, err := textproto.NewReader(bufio.NewReader(c)).ReadLine()
 	if err != nil {
 		return "(no answer within 3s)"
