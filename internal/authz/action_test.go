@@ -354,7 +354,7 @@ func actionFixture(b *testing.B, name string) *fixture {
 // message (0 allocations).
 func BenchmarkCheckAction(b *testing.B) {
 	for _, name := range []string{"allow", "honeypot", "deny"} {
-		b.Run(name, func(b *testing.B) {
+		b.Run("action="+name, func(b *testing.B) {
 			f := actionFixture(b, name)
 			f.srv.rec = nopRecorder{}
 			req := loadFixture(b, "istio-authz-custom-allowed.json")
@@ -377,7 +377,7 @@ func BenchmarkCheckAction(b *testing.B) {
 // scale.
 func BenchmarkCheckGRPCAction(b *testing.B) {
 	for _, name := range []string{"allow", "honeypot", "deny"} {
-		b.Run(name, func(b *testing.B) {
+		b.Run("action="+name, func(b *testing.B) {
 			f := actionFixture(b, name)
 			req := loadFixture(b, "istio-authz-custom-allowed.json")
 			req.Attributes.Request.Time = nil
