@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
+	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 	"github.com/flowlock/flowlock/internal/listen"
 	"github.com/flowlock/flowlock/internal/metrics"
@@ -90,7 +90,7 @@ func openListeners(cfg config.Config, log *slog.Logger) (_ *listeners, err error
 		grpc.MaxConcurrentStreams(uint32(cfg.GRPCMaxStreams)),
 		grpc.MaxHeaderListSize(grpcMaxHeaderListSize),
 		grpc.ConnectionTimeout(cfg.GRPCHandshakeTimeout),
-		grpc.NumStreamWorkers(streamWorkers(cfg.GRPCMaxInflight)),
+		grpc.NumStreamWorkers(authz.StreamWorkers(cfg.GRPCMaxInflight)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: cfg.GRPCIdleTimeout, // 0: never
@@ -255,20 +255,4 @@ func (l *callLimit) admit(ctx context.Context, info *tap.Info) (context.Context,
 	}
 	context.AfterFunc(ctx, p.release)
 	return ctx, nil
-}
-
-// streamWorkers is how many goroutines serve gRPC streams. Without
-// workers gRPC starts a goroutine per Check, whose stack then grows from
-// 2 KiB to what a Check needs, copied and its frames rescanned at each
-// doubling: the load harness's profile (perf, one CPU) put that at a fifth
-// of Flow Lock's CPU per Check. A worker keeps its grown stack from one
-// Check to the next. gRPC hands a new stream to a worker only if one is
-// idle at that instant, and a connection's reader dispatches a burst of
-// streams before any worker runs, so there must be about as many workers
-// as Checks in flight: 64 per CPU (a profile at 4 per CPU still showed
-// most streams on fresh goroutines), never more than the calls allowed
-// in flight, and at most 1024 (an idle worker costs its stack, a few KiB).
-// docs/RATIONALE.md ("gRPC stream workers") gives the profile's commands.
-func streamWorkers(maxInflight int) uint32 {
-	return uint32(max(1, min(64*runtime.GOMAXPROCS(0), maxInflight, 1024)))
 }

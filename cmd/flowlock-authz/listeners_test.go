@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
+	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/internal/config"
 )
 
@@ -125,8 +126,8 @@ func TestStreamWorkers(t *testing.T) {
 	for _, tc := range []struct{ inflight, want int }{
 		{1, 1}, {8, min(8, per)}, {1024, min(per, 1024)}, {1_000_000, min(per, 1024)},
 	} {
-		if got := streamWorkers(tc.inflight); int(got) != tc.want {
-			t.Errorf("streamWorkers(%d) = %d, want %d", tc.inflight, got, tc.want)
+		if got := authz.StreamWorkers(tc.inflight); int(got) != tc.want {
+			t.Errorf("StreamWorkers(%d) = %d, want %d", tc.inflight, got, tc.want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowlock/flowlock/internal/authz"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -23,7 +24,7 @@ func TestBusyWorkersDoNotStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := newCallLimit(4, time.Second)
-	srv := grpc.NewServer(grpc.NumStreamWorkers(streamWorkers(1)), grpc.InTapHandle(calls.admit))
+	srv := grpc.NewServer(grpc.NumStreamWorkers(authz.StreamWorkers(1)), grpc.InTapHandle(calls.admit))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	go func() { _ = srv.Serve(ln) }()

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -165,4 +166,24 @@ func (s *Server) checkWire(ctx context.Context, c *checkCall) (answer any, err e
 		return nil, status.Error(codes.Internal, "flowlock: the answer could not be encoded")
 	}
 	return a, nil
+}
+
+// StreamWorkers is how many goroutines serve gRPC streams. Without
+// workers gRPC starts a goroutine per Check, whose stack then grows from
+// 2 KiB to what a Check needs, copied and its frames rescanned at each
+// doubling: the load harness's profile (perf, one CPU) put that at a fifth
+// of Flow Lock's CPU per Check. A worker keeps its grown stack from one
+// Check to the next. gRPC hands a new stream to a worker only if one is
+// idle at that instant, and a connection's reader dispatches a burst of
+// streams before any worker runs, so there must be about as many workers
+// as Checks in flight: 64 per CPU (a profile at 4 per CPU still showed
+// most streams on fresh goroutines), never more than the calls allowed
+// in flight, and at most 1024 (an idle worker costs its stack, a few KiB).
+// docs/RATIONALE.md ("gRPC stream workers") gives the profile's commands.
+// grpc.NumStreamWorkers is marked EXPERIMENTAL in grpc-go: an upgrade that
+// drops it fails the build here, and the cost comes back (the load
+// harness's CPU per Check shows it). The transport floor of test/load uses
+// the same count, so that it stays "the least gRPC costs".
+func StreamWorkers(maxInflight int) uint32 {
+	return uint32(max(1, min(64*runtime.GOMAXPROCS(0), maxInflight, 1024)))
 }

@@ -8,8 +8,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
-	"runtime"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowlock/flowlock/internal/authz"
 	"github.com/flowlock/flowlock/test/load"
 
 	// Registers the standard "proto" codec the fallback uses.
@@ -80,10 +81,10 @@ func main() {
 		}},
 		Metadata: "envoy/service/auth/v3/external_auth.proto",
 	}
-	// Stream workers as flowlock-authz has them (see its streamWorkers):
-	// a goroutine per Check, whose stack grows each time, is a cost gRPC
-	// can avoid, so the floor avoids it too.
-	workers := uint32(min(64*runtime.GOMAXPROCS(0), 1024))
+	// Stream workers as flowlock-authz has them (authz.StreamWorkers): a
+	// goroutine per Check, whose stack grows each time, is a cost gRPC can
+	// avoid, so the floor avoids it too. It has no in-flight cap.
+	workers := authz.StreamWorkers(math.MaxInt)
 	s := grpc.NewServer(grpc.ForceServerCodecV2(codec{std: encoding.GetCodecV2("proto")}), grpc.NumStreamWorkers(workers))
 	s.RegisterService(&desc, struct{}{})
 	os.Exit(load.ServeMain("floor-authz", s))
